@@ -1,0 +1,30 @@
+# Set-up and checks. `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv services services-down demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+services:
+	@scripts/testbed up
+
+services-down:
+	@scripts/testbed down
+
+demo: venv services
+	$(BIN)/python -m testbed.demo
+
+test: venv services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean: services-down
+	rm -rf .testbed .demo

@@ -1,0 +1,1 @@
+"""ragflow-backup's agent side: configuration, event sources, scheduler and the command line."""

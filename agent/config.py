@@ -1,0 +1,167 @@
+"""Settings: one YAML file plus environment overrides, validated, with errors that name their path.
+
+Environment overrides use the prefix RAGFLOW_BACKUP_ and `__` between levels, e.g.
+RAGFLOW_BACKUP_MYSQL__PORT=3307. Secrets left out of the file are read from RAGFlow's own
+`docker/.env` (MYSQL_PASSWORD, MINIO_PASSWORD, ...), so they are never copied into ours.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.ragflow_env import read_ragflow_env
+
+DEFAULT_CONFIG_PATH = Path("/etc/ragflow-backup/config.yml")
+CONFIG_ENV_VAR = "RAGFLOW_BACKUP_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message lists every problem with its path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerSettings(Section):
+    # RAGFlow uses Redis DB 1; our queues go to another DB of the same server by default.
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/2")
+    namespace: str = "ragflow-backup"
+
+
+class MySQLSettings(Section):
+    enabled: bool = True
+    mode: Literal["tcp", "docker"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(5455, ge=1, le=65535)  # RAGFlow publishes MySQL on 5455 (MYSQL_PORT)
+    user: str = "root"
+    password: SecretStr | None = None  # default: MYSQL_PASSWORD of RAGFlow's .env
+    database: str = "rag_flow"
+    compose_service: str = "mysql"  # docker mode: the container is found by this compose label
+    compose_project: str | None = None
+
+
+class MinioSettings(Section):
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:9000"
+    access_key: str | None = None  # default: MINIO_USER of RAGFlow's .env
+    secret_key: SecretStr | None = None  # default: MINIO_PASSWORD
+    secure: bool = False
+
+
+class SearchSettings(Section):
+    enabled: bool = True
+    engine: Literal["elasticsearch", "opensearch"] = "elasticsearch"
+    url: str = "http://127.0.0.1:1200"
+    user: str | None = "elastic"
+    password: SecretStr | None = None  # default: ELASTIC_PASSWORD (or OPENSEARCH_PASSWORD)
+    repository: str = "ragflow_backup"
+    # Where the snapshot repository lives as the search server sees it (inside path.repo).
+    repository_path: str = "/usr/share/elasticsearch/backups/ragflow_backup"
+    verify_certs: bool = True
+
+
+class RedisSettings(Section):
+    enabled: bool = False  # optional component, off by default
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    password: SecretStr | None = None  # default: REDIS_PASSWORD
+    db: int = Field(1, ge=0)  # RAGFlow's DB
+
+
+class DockerSettings(Section):
+    host: str | None = None  # default: DOCKER_HOST or the local socket
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGFLOW_BACKUP_", env_nested_delimiter="__", extra="forbid")
+
+    storage_root: Path = Path("/share/backups/ragflow")
+    ragflow_dir: Path | None = None  # RAGFlow's docker/ folder
+    broker: BrokerSettings = BrokerSettings()
+    mysql: MySQLSettings = MySQLSettings()
+    minio: MinioSettings = MinioSettings()
+    search: SearchSettings = SearchSettings()
+    redis: RedisSettings = RedisSettings()
+    docker: DockerSettings = DockerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (passed as init values); no dotenv of our own.
+        return env_settings, init_settings
+
+    def ragflow_env(self) -> dict[str, str]:
+        return read_ragflow_env(self.ragflow_dir) if self.ragflow_dir else {}
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is not valid:"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown option (check its spelling and level)"
+        lines.append(f"  At '{where}': {message}")
+    return "\n".join(lines)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load, validate and fill in secrets; raise ConfigError naming the file and every bad key."""
+    path = config_path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found: create one with `ragflow-backup init --ragflow-dir PATH`, "
+            f"or point --config / {CONFIG_ENV_VAR} at it"
+        )
+    try:
+        raw: Any = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of options at its top level")
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None
+    if settings.ragflow_dir is not None and not settings.ragflow_dir.is_absolute():
+        settings.ragflow_dir = (path.parent / settings.ragflow_dir).resolve()
+    if not settings.storage_root.is_absolute():
+        settings.storage_root = (path.parent / settings.storage_root).resolve()
+    fill_secrets_from_ragflow_env(settings)
+    return settings
+
+
+def fill_secrets_from_ragflow_env(settings: Settings) -> None:
+    """Take each secret not set in our config from RAGFlow's .env, so it is kept in one place."""
+    env = settings.ragflow_env()
+    if settings.mysql.password is None and env.get("MYSQL_PASSWORD"):
+        settings.mysql.password = SecretStr(env["MYSQL_PASSWORD"])
+    if settings.minio.access_key is None and env.get("MINIO_USER"):
+        settings.minio.access_key = env["MINIO_USER"]
+    if settings.minio.secret_key is None and env.get("MINIO_PASSWORD"):
+        settings.minio.secret_key = SecretStr(env["MINIO_PASSWORD"])
+    search_password = env.get("ELASTIC_PASSWORD") if settings.search.engine == "elasticsearch" else env.get(
+        "OPENSEARCH_PASSWORD"
+    )
+    if settings.search.password is None and search_password:
+        settings.search.password = SecretStr(search_password)
+    if settings.redis.password is None and env.get("REDIS_PASSWORD"):
+        settings.redis.password = SecretStr(env["REDIS_PASSWORD"])
