@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 from typing import Any, Literal
 
 import yaml
@@ -165,3 +166,8 @@ def fill_secrets_from_ragflow_env(settings: Settings) -> None:
         settings.search.password = SecretStr(search_password)
     if settings.redis.password is None and env.get("REDIS_PASSWORD"):
         settings.redis.password = SecretStr(env["REDIS_PASSWORD"])
+    # The broker usually lives on RAGFlow's Redis: a URL without a password takes REDIS_PASSWORD.
+    url = urlsplit(settings.broker.url.get_secret_value())
+    if url.scheme.startswith("redis") and not url.password and env.get("REDIS_PASSWORD"):
+        netloc = f":{quote(env['REDIS_PASSWORD'], safe='')}@{url.netloc.rpartition('@')[2]}"
+        settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))

@@ -1,0 +1,171 @@
+"""Pre-flight checks: is each configured service reachable, and is our storage usable?
+
+Each check returns a Check with what was found and, when something is wrong, how to fix it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from agent import clients
+from agent.config import Settings
+
+Status = Literal["ok", "warn", "fail", "off"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def _failure(name: str, exc: Exception, fix: str) -> Check:
+    # Client errors carry no secrets we hand them, but keep the message to its first line.
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Check(name, "fail", f"{type(exc).__name__}: {text}", fix)
+
+
+def check_storage(settings: Settings) -> Check:
+    root = settings.storage_root
+    probe = root if root.exists() else next((p for p in root.parents if p.exists()), None)
+    if probe is None or not os.access(probe, os.W_OK | os.X_OK):
+        return Check("storage", "fail", f"{root} is not writable by uid {os.getuid()}",
+                     f"create it and give this user write access: mkdir -p {root} && chown $(id -u) {root}")
+    usage = shutil.disk_usage(probe)
+    used = 1 - usage.free / usage.total
+    detail = f"{root}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB ({used:.0%} used)"
+    if used > 0.8:
+        return Check("storage", "warn", detail, "free space or move storage_root: backups need room to grow")
+    return Check("storage", "ok", detail)
+
+
+def check_broker(settings: Settings) -> Check:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_connect_timeout=5)
+        version = client.info("server")["redis_version"]
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+    except Exception as exc:  # noqa: BLE001 - any failure is reported with its cause
+        return _failure("broker (Redis)", exc, "check broker.url: host, port, password and DB")
+    detail = f"Redis {version}, maxmemory-policy {policy}"
+    if policy.startswith("allkeys"):
+        return Check("broker (Redis)", "warn", detail,
+                     "an allkeys-* eviction policy can drop queued backup tasks under memory pressure; use a "
+                     "separate Redis for broker.url, or volatile-lru / noeviction on this one")
+    return Check("broker (Redis)", "ok", detail)
+
+
+def check_mysql(settings: Settings) -> Check:
+    cfg = settings.mysql
+    if not cfg.enabled:
+        return Check("mysql", "off", "disabled in the config")
+    if cfg.mode == "docker":
+        return check_mysql_container(settings)
+    if shutil.which("mysqldump") is None and shutil.which("mariadb-dump") is None:
+        return Check("mysql", "fail", "no mysqldump on PATH for TCP mode",
+                     "install a MySQL client (apt-get install default-mysql-client) or use mysql.mode: docker")
+    try:
+        with clients.mysql_connection(cfg, database="") as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = cur.fetchone()[0]
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.database,))
+            exists = cur.fetchone()[0] == 1
+    except Exception as exc:  # noqa: BLE001
+        return _failure("mysql", exc, f"check mysql.host/port/user and MYSQL_PASSWORD ({cfg.host}:{cfg.port})")
+    if not exists:
+        return Check("mysql", "fail", f"server {version} has no database '{cfg.database}'", "set mysql.database")
+    return Check("mysql", "ok", f"{version} at {cfg.host}:{cfg.port}, database {cfg.database}")
+
+
+def find_mysql_container(settings: Settings):
+    """The running container of RAGFlow's mysql service, found by its compose labels (names vary)."""
+    labels = [f"com.docker.compose.service={settings.mysql.compose_service}"]
+    if settings.mysql.compose_project:
+        labels.append(f"com.docker.compose.project={settings.mysql.compose_project}")
+    found = clients.docker_client(settings.docker.host).containers.list(filters={"label": labels})
+    if len(found) != 1:
+        where = ", ".join(labels)
+        raise LookupError(f"{len(found)} running containers carry {where}; expected exactly one")
+    return found[0]
+
+
+def check_mysql_container(settings: Settings) -> Check:
+    try:
+        container = find_mysql_container(settings)
+        result = container.exec_run(["mysqldump", "--version"])
+    except Exception as exc:  # noqa: BLE001
+        return _failure("mysql (docker)", exc, "start RAGFlow, or set mysql.compose_project / docker.host")
+    if result.exit_code != 0:
+        return Check("mysql (docker)", "fail", f"mysqldump not runnable in {container.name}",
+                     "use mysql.mode: tcp with a local client")
+    return Check("mysql (docker)", "ok", f"container {container.name}: {result.output.decode().strip()}")
+
+
+def check_minio(settings: Settings) -> Check:
+    if not settings.minio.enabled:
+        return Check("minio", "off", "disabled in the config")
+    try:
+        buckets = clients.minio_client(settings.minio).list_buckets()
+    except Exception as exc:  # noqa: BLE001
+        return _failure("minio", exc, "check minio.endpoint and MINIO_USER / MINIO_PASSWORD")
+    return Check("minio", "ok", f"{settings.minio.endpoint}: {len(buckets)} buckets")
+
+
+def compose_override(engine: str) -> str:
+    service = "es01" if engine == "elasticsearch" else "opensearch01"
+    home = "/usr/share/elasticsearch" if engine == "elasticsearch" else "/usr/share/opensearch"
+    return (
+        f"add to RAGFlow's compose (docker-compose.override.yml):\n"
+        f"  services:\n    {service}:\n      environment:\n        - path.repo={home}/backups\n"
+        f"      volumes:\n        - /share/backups/ragflow/{engine}_repo:{home}/backups\n"
+        f"then set search.repository_path to a folder under {home}/backups and restart {service}"
+    )
+
+
+def check_search(settings: Settings) -> Check:
+    cfg = settings.search
+    name = cfg.engine
+    if not cfg.enabled:
+        return Check(name, "off", "disabled in the config")
+    try:
+        client = clients.search_client(cfg)
+        version = clients.search_server_version(client)
+        info = client.nodes.info(node_id="_local", metric="settings")
+        body = info.body if hasattr(info, "body") else info
+        node_settings = next(iter(body["nodes"].values()))["settings"]
+    except Exception as exc:  # noqa: BLE001
+        return _failure(name, exc, f"check search.url ({cfg.url}) and the {name} user/password")
+    repo_paths = node_settings.get("path", {}).get("repo") or []
+    if isinstance(repo_paths, str):
+        repo_paths = [repo_paths]
+    if not any(cfg.repository_path.startswith(path.rstrip("/")) for path in repo_paths):
+        return Check(name, "fail", f"{version}: path.repo {repo_paths or 'is not set'}; "
+                     f"{cfg.repository_path} is outside it", compose_override(cfg.engine))
+    return Check(name, "ok", f"{version} at {cfg.url}, path.repo {repo_paths}")
+
+
+def check_redis(settings: Settings) -> Check:
+    if not settings.redis.enabled:
+        return Check("redis", "off", "optional; enable redis.enabled to back up RAGFlow's Redis DB")
+    try:
+        client = clients.redis_client(settings.redis)
+        version = client.info("server")["redis_version"]
+        keys = client.dbsize()
+    except Exception as exc:  # noqa: BLE001
+        return _failure("redis", exc, "check redis.host/port and REDIS_PASSWORD")
+    return Check("redis", "ok", f"Redis {version}, DB {settings.redis.db} holds {keys} keys")
+
+
+CHECKS: list[Callable[[Settings], Check]] = [
+    check_storage, check_broker, check_mysql, check_minio, check_search, check_redis,
+]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check(settings) for check in CHECKS]

@@ -1,0 +1,67 @@
+"""`ragflow-backup doctor` against the real test bed: what is right, and what is wrong with a way to fix it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from agent.cli import app
+
+
+def write_config(tmp_path: Path, env: dict[str, str], redis_url: str, **overrides) -> Path:
+    config = {
+        "storage_root": str(tmp_path / "backups"),
+        "broker": {"url": redis_url},
+        "mysql": {"host": env["MYSQL_HOST"], "port": int(env["MYSQL_PORT"]), "password": env["MYSQL_PASSWORD"]},
+        "minio": {"endpoint": env["MINIO_ENDPOINT"], "access_key": env["MINIO_ACCESS_KEY"], "secret_key": env["MINIO_SECRET_KEY"]},
+        "search": {"url": env["ES_URL"], "password": env["ES_PASSWORD"],
+                   "repository_path": f"{env['SNAPSHOT_ROOT']}/doctor"},
+        "redis": {"enabled": True, "host": env["REDIS_HOST"], "port": int(env["REDIS_PORT"]), "password": env["REDIS_PASSWORD"]},
+    }
+    for section, values in overrides.items():
+        config[section].update(values)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def doctor(path: Path):
+    return CliRunner().invoke(app, ["--config", str(path), "doctor"], terminal_width=200)
+
+
+def test_doctor_passes_on_the_running_testbed_and_warns_about_an_lru_broker(tmp_path, testbed_env, redis_url):
+    result = doctor(write_config(tmp_path, testbed_env, redis_url))
+    assert result.exit_code == 0, result.output
+    assert "8.11.3" in result.output
+    assert "allkeys-lru" in result.output and "warn" in result.output
+
+
+def test_doctor_fails_on_a_wrong_mysql_password_without_printing_it(tmp_path, testbed_env, redis_url):
+    result = doctor(write_config(tmp_path, testbed_env, redis_url, mysql={"password": "not-the-password-42"}))
+    assert result.exit_code == 1
+    assert "Access denied" in result.output
+    assert "not-the-password-42" not in result.output
+
+
+def test_doctor_finds_the_mysql_container_by_its_compose_label(tmp_path, testbed_env, redis_url):
+    path = write_config(tmp_path, testbed_env, redis_url,
+                        mysql={"mode": "docker", "compose_project": testbed_env["DOCKER_COMPOSE_PROJECT"]})
+    config = yaml.safe_load(path.read_text())
+    config["docker"] = {"host": testbed_env["DOCKER_HOST"]}
+    path.write_text(yaml.safe_dump(config))
+    result = doctor(path)
+    assert result.exit_code == 0, result.output
+    assert testbed_env["DOCKER_MYSQL_CONTAINER"] in result.output
+
+
+def test_doctor_gives_the_compose_override_when_the_repository_is_outside_path_repo(tmp_path, testbed_env, redis_url):
+    result = doctor(write_config(tmp_path, testbed_env, redis_url, search={"repository_path": "/somewhere/else"}))
+    assert result.exit_code == 1
+    assert "path.repo" in result.output and "es01" in result.output
+
+
+def test_doctor_names_an_unreachable_service(tmp_path, testbed_env, redis_url):
+    result = doctor(write_config(tmp_path, testbed_env, redis_url, minio={"endpoint": "127.0.0.1:1"}))
+    assert result.exit_code == 1
+    assert "minio" in result.output and "FAIL" in result.output
