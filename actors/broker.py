@@ -1,8 +1,8 @@
 """The one Dramatiq broker, configured explicitly on Redis. Import this before any actor module.
 
-Dramatiq falls back to an implicit default broker when none is set; we never want that, so the broker
-is built here from RAGFLOW_BACKUP_BROKER_URL (the CLI sets it from the config before importing actors).
-Building it does not connect: the Redis connection pool connects on first use.
+Dramatiq falls back to an implicit default broker when none is set; we never want that. The broker
+is built from the config file named by RAGFLOW_BACKUP_CONFIG (the CLI sets it from --config), or,
+without one, from RAGFLOW_BACKUP_BROKER_URL. Building it does not connect: Redis is reached on use.
 """
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import os
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
+
+from agent.config import CONFIG_ENV_VAR, load_settings
 
 BROKER_URL_ENV = "RAGFLOW_BACKUP_BROKER_URL"
 NAMESPACE_ENV = "RAGFLOW_BACKUP_BROKER_NAMESPACE"
@@ -18,11 +21,21 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/2"
 DEFAULT_NAMESPACE = "ragflow-backup"
 
 
-def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE) -> RedisBroker:
-    return RedisBroker(url=url, namespace=namespace)
+def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_ms: int = 60_000,
+                maintenance_chance: int = 1_000) -> RedisBroker:
+    broker = RedisBroker(url=url, namespace=namespace, heartbeat_timeout=heartbeat_timeout_ms,
+                         maintenance_chance=maintenance_chance)
+    # Actors read their retry count from the current message to know their last attempt.
+    broker.add_middleware(CurrentMessage())
+    return broker
 
 
-broker: RedisBroker = make_broker(
-    os.environ.get(BROKER_URL_ENV, DEFAULT_BROKER_URL), os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE)
-)
+def _from_environment() -> RedisBroker:
+    if os.environ.get(CONFIG_ENV_VAR):
+        cfg = load_settings(os.environ[CONFIG_ENV_VAR]).broker
+        return make_broker(cfg.url.get_secret_value(), cfg.namespace, cfg.heartbeat_timeout_ms, cfg.maintenance_chance)
+    return make_broker(os.environ.get(BROKER_URL_ENV, DEFAULT_BROKER_URL), os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE))
+
+
+broker: RedisBroker = _from_environment()
 dramatiq.set_broker(broker)

@@ -6,28 +6,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from agent.config import CONFIG_ENV_VAR, ConfigError, Settings, load_settings
+from agent.commands import backup as backup_commands
+from agent.commands import setup as setup_commands
+from agent.commands import worker as worker_commands
+from agent.commands.common import console, errors, state, styled
+from agent.config import CONFIG_ENV_VAR
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Online, verified backups for self-hosted RAGFlow.")
-console = Console()
-errors = Console(stderr=True)
-
-
-class State:
-    config_path: Path | None = None
-
-    def settings(self) -> Settings:
-        try:
-            return load_settings(self.config_path)
-        except ConfigError as exc:
-            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-            raise typer.Exit(2) from None
-
-
-state = State()
 
 
 @app.callback()
@@ -37,16 +24,13 @@ def main_options(
         typer.Option("--config", "-c", envvar=CONFIG_ENV_VAR, help="YAML config file.", show_default=False),
     ] = None,
 ) -> None:
-    state.config_path = config
+    state.config_path = config.resolve() if config else None
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
     console.print(f"ragflow-backup {package_version('ragflow-backup')}")
-
-
-STATUS_STYLE = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]", "off": "[dim]off[/dim]"}
 
 
 @app.command()
@@ -59,12 +43,20 @@ def doctor() -> None:
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.name, STATUS_STYLE[check.status], check.detail, check.fix)
+        table.add_row(check.name, styled(check.status), check.detail, check.fix)
     console.print(table)
     failed = [check.name for check in checks if check.status == "fail"]
     if failed:
         errors.print(f"[red]{len(failed)} check(s) failed:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+app.command()(setup_commands.init)
+app.command()(backup_commands.backup)
+app.command()(backup_commands.verify)
+app.command(name="list")(backup_commands.list_points)
+app.command()(backup_commands.prune)
+app.command()(worker_commands.worker)
 
 
 def main() -> None:

@@ -33,6 +33,10 @@ class BrokerSettings(Section):
     # RAGFlow uses Redis DB 1; our queues go to another DB of the same server by default.
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/2")
     namespace: str = "ragflow-backup"
+    # A worker that stops heart-beating this long (ms) is dead: its unacked messages are requeued.
+    heartbeat_timeout_ms: int = Field(60_000, ge=1_000)
+    # Out of a million broker commands, how many also run that requeue maintenance.
+    maintenance_chance: int = Field(1_000, ge=1, le=1_000_000)
 
 
 class MySQLSettings(Section):
@@ -45,6 +49,7 @@ class MySQLSettings(Section):
     database: str = "rag_flow"
     compose_service: str = "mysql"  # docker mode: the container is found by this compose label
     compose_project: str | None = None
+    compression_level: int = Field(6, ge=1, le=9)
 
 
 class MinioSettings(Section):
@@ -65,6 +70,11 @@ class SearchSettings(Section):
     # Where the snapshot repository lives as the search server sees it (inside path.repo).
     repository_path: str = "/usr/share/elasticsearch/backups/ragflow_backup"
     verify_certs: bool = True
+    # RAGFlow's indices: ragflow_<tenant>, ragflow_doc_meta_<tenant>, memory_*.
+    indices: list[str] = Field(default_factory=lambda: ["ragflow_*", "memory_*"])
+    keep_snapshots: int = Field(7, ge=1)
+    snapshot_prefix: str = "ragflow-backup-"
+    snapshot_timeout_seconds: int = Field(3600, ge=10)
 
 
 class RedisSettings(Section):
@@ -73,6 +83,22 @@ class RedisSettings(Section):
     port: int = Field(6379, ge=1, le=65535)
     password: SecretStr | None = None  # default: REDIS_PASSWORD
     db: int = Field(1, ge=0)  # RAGFlow's DB
+
+
+class ConfigFilesSettings(Section):
+    """RAGFlow's docker/ files an operator edits; archived daily and versioned in Git."""
+
+    enabled: bool = True  # needs ragflow_dir
+    patterns: list[str] = Field(default_factory=lambda: [
+        ".env", "*.yml", "*.yaml", "*.template", "entrypoint.sh", "init.sql", "nginx/*.conf", "*.toml",
+    ])
+    git_repo: str = "config_repo"  # under the storage root
+
+
+class RetentionSettings(Section):
+    daily: int = Field(7, ge=1)
+    weekly: int = Field(4, ge=0)
+    monthly: int = Field(12, ge=0)
 
 
 class DockerSettings(Section):
@@ -89,6 +115,8 @@ class Settings(BaseSettings):
     minio: MinioSettings = MinioSettings()
     search: SearchSettings = SearchSettings()
     redis: RedisSettings = RedisSettings()
+    config_files: ConfigFilesSettings = ConfigFilesSettings()
+    retention: RetentionSettings = RetentionSettings()
     docker: DockerSettings = DockerSettings()
 
     @classmethod

@@ -1,0 +1,1 @@
+"""CLI commands, one module per concern; agent/cli.py registers them."""

@@ -1,0 +1,155 @@
+"""backup, verify, list and prune."""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent.commands.common import console, fail, human_age, human_bytes, state, styled
+from agent.manifest import Manifest
+from agent.points import Point, Storage
+from agent.runs import MODULES, enabled_components, run_component
+
+
+def _components(settings, requested: list[str] | None) -> list[str]:
+    available = enabled_components(settings)
+    if not requested:
+        if not available:
+            fail("no component is enabled in the config")
+        return available
+    unknown = [name for name in requested if name not in MODULES]
+    if unknown:
+        fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}", code=2)
+    disabled = [name for name in requested if name not in available]
+    if disabled:
+        fail(f"component(s) {', '.join(disabled)} disabled in the config (enable them, or set ragflow_dir for config)", code=2)
+    return requested
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _summary(point: Point, manifest: Manifest) -> None:
+    table = Table(title=f"backup {point.ref}: {manifest.status}")
+    for column in ("component", "status", "seconds", "size", "counted", "error"):
+        table.add_column(column, overflow="fold")
+    for name in manifest.requested:
+        record = manifest.components.get(name)
+        if record is None:
+            table.add_row(name, styled("running"), "", "", "", "")
+            continue
+        size = sum(a.bytes for a in record.artifacts)
+        counted = f"{sum(record.counts.values())} in {len(record.counts)}" if record.counts else ""
+        table.add_row(name, styled(record.status), f"{record.seconds:.1f}", human_bytes(size), counted, record.error or "")
+    console.print(table)
+
+
+def backup(
+    component: Annotated[Optional[list[str]], typer.Option("--component", "-C", help="Only this component (repeatable).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run here, without a worker.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Queue for the workers and wait for the result.")] = False,
+    timeout: Annotated[int, typer.Option(help="Seconds --wait waits before giving up.")] = 6 * 3600,
+) -> None:
+    """Take a backup point of every enabled component (or those named); exit 1 unless it is complete."""
+    settings = state.settings()
+    names = _components(settings, component)
+    storage = Storage(settings.storage_root)
+    try:
+        point = storage.new_point(names)
+    except OSError as exc:
+        fail(f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's owner and mode)")
+    if local:
+        with _progress() as progress:
+            task = progress.add_task(f"backing up into {point.ref}", total=len(names))
+            for name in names:
+                progress.update(task, description=f"{name} → {point.ref}")
+                run_component(settings, point, name)
+                progress.advance(task)
+    else:
+        from actors.tasks import backup_component
+
+        for name in names:
+            backup_component.send(point.ref, name)
+        if not wait:
+            console.print(f"queued {', '.join(names)} into {point.ref}; follow with `ragflow-backup list`")
+            return
+        deadline = time.monotonic() + timeout
+        with _progress() as progress:
+            task = progress.add_task(f"waiting for the workers: {point.ref}", total=len(names))
+            while (manifest := point.manifest()).status == "running":
+                progress.update(task, completed=len(manifest.components))
+                if time.monotonic() > deadline:
+                    fail(f"{point.ref} is still running after {timeout}s; is a worker running (`ragflow-backup worker`)?")
+                time.sleep(0.5)
+    manifest = point.manifest()
+    _summary(point, manifest)
+    if manifest.status != "complete":
+        raise typer.Exit(1)
+
+
+def verify(
+    point: Annotated[Optional[str], typer.Argument(help="daily/2026-11-24, 2026-11-24 or a folder; default: the newest point.")] = None,
+) -> None:
+    """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
+    from agent.verify import verify_point
+
+    settings = state.settings()
+    storage = Storage(settings.storage_root)
+    try:
+        target = storage.point(point) if point else _newest(storage)
+    except LookupError as exc:
+        fail(str(exc))
+    report = verify_point(settings, target)
+    table = Table(title=f"verify {report.point} ({report.status})")
+    for column in ("component", "result", "seconds", "problems"):
+        table.add_column(column, overflow="fold")
+    for check in report.components:
+        table.add_row(check.component, styled("ok" if check.ok else "fail"), f"{check.seconds:.2f}", "\n".join(check.problems))
+    console.print(table)
+    console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _newest(storage: Storage) -> Point:
+    daily = storage.points("daily")
+    if not daily:
+        raise LookupError(f"no backup point under {storage.root} yet")
+    return max(daily, key=lambda p: p.manifest().created_at)
+
+
+def list_points() -> None:
+    """Show the points (daily, weekly, monthly) with status, size and age."""
+    settings = state.settings()
+    storage = Storage(settings.storage_root)
+    table = Table(title=f"backup points in {storage.root}")
+    for column in ("tier", "point", "status", "size", "age", "components"):
+        table.add_column(column, overflow="fold")
+    seen: set[tuple[int, int]] = set()
+    for point in storage.points():
+        manifest = point.manifest()
+        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
+        size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
+        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
+    console.print(table)
+
+
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go, and why.")] = False,
+) -> None:
+    """Apply the retention policy (daily/weekly/monthly); never deletes the newest complete point."""
+    from agent.retention import prune as apply_retention
+
+    settings = state.settings()
+    decisions = apply_retention(Storage(settings.storage_root), settings, dry_run=dry_run)
+    table = Table(title="prune (dry run)" if dry_run else "prune")
+    for column in ("point", "decision", "why"):
+        table.add_column(column, overflow="fold")
+    for decision in decisions:
+        table.add_row(decision.ref, "delete" if decision.delete else "keep", decision.reason)
+    console.print(table)

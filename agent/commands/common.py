@@ -1,0 +1,70 @@
+"""What every command shares: consoles, the --config value, settings loading with readable errors."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from agent.config import ConfigError, Settings, load_settings
+from agent.runtime import use_config
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class State:
+    config_path: Path | None = None
+
+    def settings(self) -> Settings:
+        try:
+            settings = load_settings(self.config_path)
+        except ConfigError as exc:
+            fail(str(exc), code=2)
+        # Workers and actors started from here read the same file.
+        use_config(self.config_path or settings_path_default())
+        return settings
+
+
+def settings_path_default() -> Path:
+    from agent.config import config_path
+
+    return config_path(None)
+
+
+state = State()
+
+
+def fail(message: str, code: int = 1) -> None:
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+STATUS_STYLE = {
+    "ok": "[green]ok[/green]", "complete": "[green]complete[/green]", "warn": "[yellow]warn[/yellow]",
+    "partial": "[yellow]partial[/yellow]", "running": "[cyan]running[/cyan]", "interrupted": "[red]interrupted[/red]",
+    "fail": "[red]FAIL[/red]", "failed": "[red]failed[/red]", "off": "[dim]off[/dim]",
+}
+
+
+def styled(status: str) -> str:
+    return STATUS_STYLE.get(status, status)
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def human_age(when: datetime) -> str:
+    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,80 @@
+"""Running a component's backup into a point: the one place that takes locks and records outcomes.
+
+Both ways of running share it: in-process (`backup --local`, tests) and the Dramatiq actors.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from agent import locks
+from agent.component import PermanentError
+from agent.config import Settings
+from agent.manifest import ComponentRecord, now
+from agent.points import Point
+
+# Dispatch by the config section's name, like borgmatic's hooks.
+MODULES = {
+    "mysql": "actors.mysql",
+    "search": "actors.search",
+    "redis": "actors.redis_keys",
+    "config": "actors.config_files",
+}
+
+
+def component_module(name: str) -> ModuleType:
+    if name not in MODULES:
+        raise ValueError(f"unknown component {name!r}; choose from {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
+
+
+def enabled_components(settings: Settings) -> list[str]:
+    names = [name for name in ("mysql", "search", "redis") if getattr(settings, name).enabled]
+    if settings.config_files.enabled and settings.ragflow_dir is not None:
+        names.append("config")
+    return names
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_component(settings: Settings, point: Point, name: str, final_attempt: bool = True) -> ComponentRecord | None:
+    """Back up one component into `point` and record the outcome.
+
+    A transient failure on a non-final attempt is raised (and nothing recorded) so the caller can
+    retry; a permanent failure, or any failure on the final attempt, is recorded as failed.
+    Returns the record, or raises.
+    """
+    module = component_module(name)
+    log = point.logger(name)
+    started = now()
+    with point.working():
+        try:
+            with locks.exclusive(point.storage.component_lock(name), f"a {name} backup"):
+                log.info("backup of %s into %s started", name, point.ref)
+                result = module.backup(settings, point, log)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
+            permanent = isinstance(exc, PermanentError)
+            log.error("backup of %s failed (%s): %s", name, "permanent" if permanent else "transient", describe(exc))
+            if not permanent and not final_attempt:
+                raise
+            record = ComponentRecord(component=name, status="failed", started_at=started, finished_at=now(),
+                                     error=describe(exc))
+            point.save_record(record)
+            return record
+        record = ComponentRecord(component=name, status="ok", started_at=started, finished_at=now(),
+                                 artifacts=result.artifacts, counts=result.counts, details=result.details)
+        log.info("backup of %s finished in %.1fs", name, record.seconds)
+        if point.save_record(record).status == "complete":
+            promote_complete(point)
+        return record
+
+
+def promote_complete(point: Point) -> None:
+    """A complete daily point becomes this week's and this month's point if they have none yet."""
+    from agent.retention import promote
+
+    for promoted in promote(point.storage, point):
+        point.logger("retention").info("promoted %s to %s (hard links)", point.ref, promoted.ref)

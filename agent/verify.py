@@ -1,0 +1,58 @@
+"""Verify a point: every component's artifacts against the manifest, and each component's own checks."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from agent.config import Settings
+from agent.points import Point
+from agent.runs import component_module, describe
+
+
+@dataclass
+class ComponentCheck:
+    component: str
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    point: str
+    status: str
+    components: list[ComponentCheck]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete" and all(check.ok for check in self.components)
+
+    def problems(self) -> list[str]:
+        found = [] if self.status == "complete" else [f"the point is {self.status}, not complete"]
+        return found + [f"{c.component}: {p}" for c in self.components for p in c.problems]
+
+
+def verify_point(settings: Settings, point: Point) -> VerifyReport:
+    started = time.monotonic()
+    manifest = point.manifest()
+    checks = []
+    for name in manifest.requested:
+        check = ComponentCheck(name)
+        began = time.monotonic()
+        record = manifest.components.get(name)
+        if record is None:
+            check.problems.append("no record: the backup never finished this component")
+        elif record.status != "ok":
+            check.problems.append(f"failed at backup time: {record.error}")
+        else:
+            try:
+                check.problems += component_module(name).verify(settings, point, record)
+            except Exception as exc:  # noqa: BLE001 - a verify that cannot run is a finding too
+                check.problems.append(f"could not be verified: {describe(exc)}")
+        check.seconds = time.monotonic() - began
+        checks.append(check)
+    return VerifyReport(point.ref, point.status(), checks, time.monotonic() - started)
