@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent import locks
-from agent.atomic import append_line, private_dir, write_bytes_atomic
+from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
 from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, read_manifest, write_manifest
 
 Tier = Literal["daily", "weekly", "monthly"]
@@ -79,7 +79,9 @@ class Storage:
         for name in (tier,) if tier else TIERS:
             folder = self.root / name
             if folder.is_dir():
-                found += [Point(self, p) for p in sorted(folder.iterdir()) if (p / MANIFEST).is_file()]
+                # Dot-folders are half-built promotions or interrupted deletes, never points.
+                found += [Point(self, p) for p in sorted(folder.iterdir())
+                          if not p.name.startswith(".") and (p / MANIFEST).is_file()]
         return found
 
 
@@ -148,8 +150,15 @@ class Point:
                 manifest.finished_at = now()
             write_manifest(self.folder, manifest)
             if changed:
+                self._remove_orphaned_temp_files()
                 self._log_history(manifest)
         return manifest
+
+    def _remove_orphaned_temp_files(self) -> None:
+        """Once a point is finished nobody writes into it: temp files left by a killed run can go."""
+        for path in self.folder.glob(f".*{TEMP_MARK}*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
     def _log_history(self, manifest: Manifest) -> None:
         line = {

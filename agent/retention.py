@@ -9,10 +9,12 @@ newest complete point of the whole storage is never deleted, whatever the policy
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -100,7 +102,7 @@ def month_name(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def _lock(storage: Storage):
+def _lock(storage: Storage) -> AbstractContextManager[None]:
     folder = private_dir(storage.root / "locks")
     # Promotion and pruning never run at once: a leftover temp folder seen under it is truly stale.
     return locks.exclusive(folder / RETENTION_LOCK, "retention", wait=True)
@@ -164,6 +166,8 @@ def _link_tree(source: Path, target: Path, top: bool = True) -> None:
         try:
             os.link(entry, destination, follow_symlinks=False)
         except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise  # a full disk or an I/O error is not a missing feature
             raise PermanentError(
                 f"cannot hard-link {entry} to {destination} ({exc.strerror}): weekly and monthly "
                 "promotions need a file system with hard links under the storage root"
@@ -313,8 +317,9 @@ def _delete(storage: Storage, decision: Decision) -> None:
     doomed = point.folder.with_name(f"{DELETING_MARK}{point.name}-{secrets.token_hex(4)}")
     os.rename(point.folder, doomed)
     fsync_dir(doomed.parent)
-    shutil.rmtree(doomed)
+    # Logged once the point is gone from view; a failing rmtree is finished by the next prune.
     _audit(storage, "delete", decision.ref, decision.reason)
+    shutil.rmtree(doomed)
 
 
 def _finish_leftovers(storage: Storage) -> None:

@@ -68,13 +68,20 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
                                  artifacts=result.artifacts, counts=result.counts, details=result.details)
         log.info("backup of %s finished in %.1fs", name, record.seconds)
         if point.save_record(record).status == "complete":
-            promote_complete(point)
+            promote_complete(settings, point)
         return record
 
 
-def promote_complete(point: Point) -> None:
-    """A complete daily point becomes this week's and this month's point if they have none yet."""
+def promote_complete(settings: Settings, point: Point) -> None:
+    """A complete daily point becomes this week's and this month's point if they have none yet.
+
+    A promotion that fails does not make the backup fail: the daily point is sound; prune retries.
+    """
     from agent.retention import promote
 
-    for promoted in promote(point.storage, point):
-        point.logger("retention").info("promoted %s to %s (hard links)", point.ref, promoted.ref)
+    log = point.logger("retention")
+    try:
+        for promoted in promote(point.storage, point, policy=settings.retention):
+            log.info("promoted %s to %s (hard links)", point.ref, promoted.ref)
+    except Exception as exc:  # noqa: BLE001
+        log.error("could not promote %s: %s", point.ref, describe(exc))

@@ -43,7 +43,7 @@ def forget_previous_seed(env: dict[str, str]) -> None:
         cur.execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
 
 
-def write_config(env: dict[str, str]) -> None:
+def write_config(env: dict[str, str], indices: list[str]) -> None:
     # No secret in our file: they are read from the seeded RAGFlow folder's .env.
     config = {
         "storage_root": "backups",
@@ -51,8 +51,9 @@ def write_config(env: dict[str, str]) -> None:
         "broker": {"url": f"redis://{env['REDIS_HOST']}:{env['REDIS_PORT']}/0"},
         "mysql": {"host": env["MYSQL_HOST"], "port": int(env["MYSQL_PORT"]), "database": DATABASE},
         "minio": {"endpoint": env["MINIO_ENDPOINT"]},
-        "search": {"engine": "elasticsearch", "url": env["ES_URL"],
-                   "repository_path": f"{env['SNAPSHOT_ROOT']}/demo"},
+        # The test bed is shared with the tests: name the demo's indices rather than ragflow_*.
+        "search": {"engine": "elasticsearch", "url": env["ES_URL"], "repository": "ragflow_backup_demo",
+                   "repository_path": f"{env['SNAPSHOT_ROOT']}/demo", "indices": indices},
         "redis": {"enabled": True, "host": env["REDIS_HOST"], "port": int(env["REDIS_PORT"]), "db": 1},
         "docker": {"host": env["DOCKER_HOST"]},
     }
@@ -76,10 +77,19 @@ def main() -> int:
     print(f"   {len(dataset.tenant_ids)} tenants, {len(dataset.kb_ids)} knowledge bases, {len(dataset.doc_ids)} documents; "
           f"{sum(dataset.row_counts.values())} rows in {len(dataset.row_counts)} tables; {objects} objects in "
           f"{len(dataset.buckets)} buckets; {sum(dataset.doc_counts.values())} chunks in {len(dataset.indices)} indices")
-    write_config(env)
+    write_config(env, dataset.indices)
+    for step in (["doctor"], ["backup", "--local"], ["verify"], ["list"]):
+        code = run_cli(*step)
+        if code != 0:
+            print(f"\n`{' '.join(step)}` exited {code}", file=sys.stderr)
+            return code
+    return 0
+
+
+def run_cli(*args: str) -> int:
     cli = Path(sys.executable).parent / "ragflow-backup"
-    print(f"\n== {cli.name} --config {CONFIG.relative_to(ROOT)} doctor", flush=True)
-    return subprocess.run([str(cli), "--config", str(CONFIG), "doctor"]).returncode
+    print(f"\n== {cli.name} --config {CONFIG.relative_to(ROOT)} {' '.join(args)}", flush=True)
+    return subprocess.run([str(cli), "--config", str(CONFIG), *args]).returncode
 
 
 if __name__ == "__main__":
