@@ -24,8 +24,8 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -170,7 +170,8 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
                       "keys": seen.total, "created_at": now().isoformat()}
             spool.seek(0)
             with atomic_file(final, check=_check(seen.total)) as out:
-                with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:  # type: ignore[arg-type]
+                packed = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0)  # type: ignore[arg-type]
+                with packed:
                     packed.write(json.dumps(header).encode() + b"\n")
                     shutil.copyfileobj(spool, packed, 1 << 20)
     written = out.result  # type: ignore[attr-defined]

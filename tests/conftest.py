@@ -2,7 +2,7 @@
 with its name; nothing is skipped. Each test gets its own Redis DB, database, bucket and index names."""
 from __future__ import annotations
 
-import itertools
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -70,17 +70,25 @@ def unique(prefix: str) -> str:
 
 # ---------------------------------------------------------------- Redis: one DB per test
 
-# DB 0 is left alone, DB 1 is RAGFlow's; the test bed's Redis has 64 DBs.
-_redis_dbs = itertools.cycle(range(2, 64))
+# DB 1 is RAGFlow's; DB 0 holds only the leases below; the test bed's Redis has 64 DBs. A DB is
+# leased in DB 0 (SET NX with an expiry) so concurrent test runs never share one.
+LEASABLE_DBS = range(2, 64)
 
 
 @pytest.fixture
 def redis_db(testbed_env) -> Iterator[int]:
-    db = next(_redis_dbs)
+    leases = clients.redis_client(testbed_settings.redis(testbed_env, db=0))
+    token = uuid.uuid4().hex
+    candidates = list(LEASABLE_DBS)
+    random.shuffle(candidates)
+    db = next((n for n in candidates if reach("Redis", lambda n=n: leases.set(f"testbed:lease:db:{n}", token, nx=True, ex=1800))), None)
+    assert db is not None, "every Redis test DB is leased; are other test runs stuck?"
     client = clients.redis_client(testbed_settings.redis(testbed_env, db=db))
-    reach("Redis", client.flushdb)
+    client.flushdb()
     yield db
     client.flushdb()
+    if leases.get(f"testbed:lease:db:{db}") == token.encode():
+        leases.delete(f"testbed:lease:db:{db}")
 
 
 @pytest.fixture
