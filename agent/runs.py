@@ -36,7 +36,8 @@ def enabled_components(settings: Settings) -> list[str]:
 
 
 def describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    # Keep line breaks: some messages carry a compose snippet to paste.
+    text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

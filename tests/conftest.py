@@ -163,8 +163,10 @@ def search_settings(request, testbed_env):
     client = clients.search_client(settings)
     reach(settings.engine.capitalize(), lambda: clients.search_server_version(client))
     yield settings
+    from actors.search import SnapshotRepo
+
     try:
-        client.snapshot.delete_repository(name=settings.repository)
+        SnapshotRepo(client, settings.engine, settings.repository).unregister()
     except Exception:  # noqa: BLE001 - the test may never have registered it
         pass
 
