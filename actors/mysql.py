@@ -1,0 +1,464 @@
+"""MySQL / MariaDB: a consistent mysqldump of RAGFlow's database, gzipped into the point as it streams.
+
+Two ways to reach the server: `tcp` runs a local client (password in a 0600 option file in a private temp
+dir), `docker` runs the client inside the compose-labelled mysql container through the Docker API (password
+in the exec's environment). Either way the password never reaches an argv or a log.
+
+While the dump streams, rows are counted per table from the dump text itself, so the manifest records what
+a restore must find again, and `verify` can recount the file later.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent import clients
+from agent.atomic import atomic_file
+from agent.checks import CorruptArtifact, check_gzip, verify_artifacts
+from agent.component import ComponentResult, PermanentError
+from agent.config import MySQLSettings, Settings
+from agent.manifest import Artifact, ComponentRecord
+from agent.points import Point
+
+NAME = "mysql"
+ARTIFACT = "mysql_dump.sql.gz"
+CHUNK = 1 << 20
+COMPLETED = b"-- Dump completed"
+DUMP_TOOLS = ("mysqldump", "mariadb-dump")  # MariaDB 11 images ship only mariadb-dump
+QUERY_TOOLS = ("mysql", "mariadb")
+# Always: one consistent InnoDB snapshot without locking RAGFlow out, stored code, binary-safe BLOBs,
+# rows streamed rather than buffered, emoji-safe text. No tablespaces: they need PROCESS on MySQL 8 and
+# RAGFlow's InnoDB tables do not use them.
+BASE_OPTIONS = ["--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--quick",
+                "--default-character-set=utf8mb4", "--no-tablespaces"]
+STDERR_KEEP = 64 * 1024
+
+# ---------------------------------------------------------------- counting rows in a dump
+
+# A quoted SQL string as mysqldump writes it (backslash escapes; newlines are escaped, so never spans lines).
+_STRING = re.compile(rb"'[^'\\\n]*(?:\\.[^'\\\n]*)*'")
+_IDENT = rb"`((?:[^`\n]|``)+)`"
+# The top-level lines that matter, each anchored at a line start.
+_LINE = re.compile(
+    rb"^(?:(?:INSERT(?: IGNORE)?|REPLACE) INTO " + _IDENT + rb"(?: \([^\n]*?\))? VALUES ?"
+    rb"|CREATE TABLE " + _IDENT +
+    rb"|DELIMITER (\S+)[ \t]*$"
+    rb"|-- CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE='([^'\n]*)', "
+    rb"(?:MASTER|SOURCE)_LOG_POS=(\d+))",
+    re.MULTILINE,
+)
+
+
+def _ident(raw: bytes) -> str:
+    return raw.replace(b"``", b"`").decode("utf-8", "replace")
+
+
+class DumpCounter:
+    """Rows per table, binlog coordinates and completeness of a mysqldump stream fed in arbitrary pieces.
+
+    Extended INSERTs come one statement per line (MySQL, older MariaDB) or one row per line (MariaDB
+    10.11.8+: `INSERT INTO `t` VALUES` then `(...),` lines). Once quoted strings are removed, a row
+    is exactly one `(` of the statement's values, whichever the layout. A statement ends at the first
+    line ending in `);`: strings never hold a raw newline, so that cannot be inside one. INSERTs inside
+    stored code (between `DELIMITER ;;` and `DELIMITER ;`) are not data and are skipped.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.binlog: dict[str, Any] | None = None
+        self.plain_bytes = 0
+        self._pending: list[bytes] = []  # the unfinished last line, in pieces (joined once it ends)
+        self._table: str | None = None  # inside this table's INSERT statement
+        self._delimiter = b";"
+        self._last_line = b""
+
+    def feed(self, data: bytes) -> None:
+        self.plain_bytes += len(data)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pending.append(data)
+            return
+        block = data[: cut + 1]
+        if self._pending:
+            block = b"".join((*self._pending, block))
+            self._pending = []
+        if cut + 1 < len(data):
+            self._pending.append(data[cut + 1:])
+        self._lines(block)
+
+    def finish(self) -> DumpCounter:
+        if self._pending:
+            self._lines(b"".join(self._pending) + b"\n")
+            self._pending = []
+        return self
+
+    @property
+    def completed(self) -> bool:
+        """The dump ran to its end: mysqldump writes this line last, and only on success."""
+        return self._table is None and self._last_line.startswith(COMPLETED)
+
+    def _lines(self, block: bytes) -> None:
+        """Handle complete lines (`block` ends with a newline)."""
+        tail = block.rstrip()
+        if tail:
+            self._last_line = tail[tail.rfind(b"\n") + 1:]
+        pos, end = 0, len(block)
+        while pos < end:
+            if self._table is not None:
+                stop = block.find(b");\n", pos)
+                body = block[pos:end if stop < 0 else stop + 1]
+                if b"'" in body:
+                    body = _STRING.sub(b"", body)
+                self.counts[self._table] += body.count(b"(")
+                if stop < 0:
+                    return
+                self._table, pos = None, stop + 3
+                continue
+            match = _LINE.search(block, pos)
+            if match is None:
+                return
+            pos = match.end()
+            insert, create, delimiter, log_file, log_pos = match.groups()
+            if delimiter is not None:
+                self._delimiter = delimiter
+            elif self._delimiter != b";":
+                continue  # the body of a routine, trigger or event
+            elif insert is not None:
+                self._table = _ident(insert)
+                self.counts.setdefault(self._table, 0)
+            elif create is not None:
+                self.counts.setdefault(_ident(create), 0)  # tables without rows count too
+            elif log_file is not None and self.binlog is None:
+                self.binlog = {"file": log_file.decode(), "position": int(log_pos)}
+
+
+def scan_dump(path: Path, chunk: int = CHUNK) -> DumpCounter:
+    """Stream a dump file (gzipped or plain) through a DumpCounter; CorruptArtifact if it cannot be read."""
+    path = Path(path)
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    counter = DumpCounter()
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as stream:
+            while block := stream.read(chunk):
+                counter.feed(block)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorruptArtifact(f"{path.name}: not a sound gzip stream ({exc})") from None
+    return counter.finish()
+
+
+def count_dump_rows(path: Path, chunk: int = CHUNK) -> dict[str, int]:
+    """Rows per table in a mysqldump file (gzipped or plain), counted exactly from its INSERTs."""
+    return scan_dump(path, chunk).counts
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _clean(raw: bytes, password: str) -> str:
+    """Client stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
+    text = raw.decode("utf-8", "replace")
+    if password:
+        text = text.replace(password, "***")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    text = " | ".join(lines[-10:])
+    return text if len(text) <= 1000 else "..." + text[-1000:]
+
+
+def _failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSettings) -> Exception:
+    """Classify a client failure: PermanentError for what a person must fix, else a retryable error."""
+    said = f"{what} said: {stderr}" if stderr else f"{what} said nothing"
+    if re.search(r"\b1045\b", stderr):
+        return PermanentError(f"MySQL at {where} denied access to user '{cfg.user}' (wrong password?): check "
+                              f"mysql.user and mysql.password (or MYSQL_PASSWORD in RAGFlow's docker/.env). {said}")
+    if re.search(r"\b1049\b", stderr) or "Unknown database" in stderr:
+        return PermanentError(f"database '{cfg.database}' does not exist at {where}: set mysql.database to "
+                              f"RAGFlow's database (usually rag_flow). {said}")
+    if "Access denied" in stderr:
+        return PermanentError(f"user '{cfg.user}' lacks a privilege mysqldump needs at {where}: grant SELECT, "
+                              f"SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD and (for the binlog position) "
+                              f"BINLOG MONITOR / REPLICATION CLIENT, or use root. {said}")
+    if code is not None and code < 0:
+        return RuntimeError(f"{what} at {where} was killed by signal {-code}. {said}")
+    if re.search(r"\b(2002|2003|2005|2006|2013)\b", stderr) or "Can't connect" in stderr:
+        return ConnectionError(f"cannot reach MySQL at {where} (will retry). {said}")
+    return RuntimeError(f"{what} failed at {where} (exit code {code}). {said}")
+
+
+# ---------------------------------------------------------------- where the clients run
+
+
+class _Session:
+    """Runs MySQL client tools somewhere; `connect=True` adds the connection (and secret) settings."""
+
+    mode = ""
+    where = ""
+    exit_code: int | None = None
+    stderr = b""
+
+    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
+        raise NotImplementedError
+
+    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
+        """Yield stdout in ~CHUNK pieces; afterwards `exit_code` and `stderr` are set."""
+        raise NotImplementedError
+
+    def find(self, tools: tuple[str, ...]) -> tuple[str, str] | None:
+        """The first of `tools` that runs here, and its --version line."""
+        for tool in tools:
+            code, out, _ = self.run(tool, ["--version"], connect=False)
+            if code == 0:
+                return tool, out.decode("utf-8", "replace").strip()
+        return None
+
+
+def _option_value(value: str, setting: str) -> str:
+    """A value for a MySQL option file: quoted so '#' and spaces survive, backslash escapes for the rest."""
+    escaped = (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+               .replace("\b", "\\b"))
+    quote = '"' if '"' not in value else "'"
+    if quote in value and "#" in value:
+        # The option-file parser would take what follows '#' for a comment.
+        raise PermanentError(f"{setting} holds both kinds of quote and a '#', which a MySQL option file cannot "
+                             f"carry safely: change it or use mysql.mode: docker")
+    return f"{quote}{escaped}{quote}"
+
+
+class _Local(_Session):
+    """tcp mode: the local client, connection settings in a 0600 option file in a private temp dir."""
+
+    mode = "tcp"
+
+    def __init__(self, cfg: MySQLSettings, folder: Path):
+        self.where = f"{cfg.host}:{cfg.port}"
+        self.folder = folder
+        self.option_file = folder / "client.cnf"
+        password = clients.secret(cfg.password) or ""
+        text = (f"[client]\nuser={_option_value(cfg.user, 'mysql.user')}\n"
+                f"password={_option_value(password, 'mysql.password')}\n"
+                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n")
+        fd = os.open(self.option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        # Our children need no password variable; never pass one on by accident.
+        self.env = {key: value for key, value in os.environ.items() if key != "MYSQL_PWD"}
+
+    def _argv(self, tool: str, args: list[str], connect: bool) -> list[str]:
+        path = shutil.which(tool) or tool
+        # --defaults-extra-file is only honoured as the very first option.
+        first = [f"--defaults-extra-file={self.option_file}"] if connect else ["--no-defaults"]
+        return [path, *first, *args]
+
+    def find(self, tools: tuple[str, ...]) -> tuple[str, str] | None:
+        return super().find(tuple(t for t in tools if shutil.which(t)))
+
+    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
+        done = subprocess.run(self._argv(tool, args, connect), stdin=subprocess.DEVNULL, capture_output=True,
+                              env=self.env, timeout=120)
+        return done.returncode, done.stdout, done.stderr
+
+    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
+        self.exit_code, self.stderr = None, b""
+        with open(self.folder / "stderr", "w+b") as errors:
+            proc = subprocess.Popen(self._argv(tool, args, True), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=errors, env=self.env)
+            try:
+                assert proc.stdout is not None
+                while block := proc.stdout.read(CHUNK):
+                    yield block
+                proc.wait()
+            finally:
+                if proc.poll() is None:  # abandoned mid-dump: don't leave mysqldump running
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()  # type: ignore[union-attr]
+                errors.seek(max(0, errors.tell() - STDERR_KEEP))
+                self.exit_code, self.stderr = proc.returncode, errors.read()
+
+
+class _Docker(_Session):
+    """docker mode: the client inside the mysql container via the Docker API, password in the exec's env.
+
+    It connects through the server's own socket (no host/port: those are the published ones)."""
+
+    mode = "docker"
+
+    def __init__(self, cfg: MySQLSettings, container: Any):
+        self.container = container
+        self.api = container.client.api
+        self.where = f"container {container.name}"
+        self.user = cfg.user
+        self.password = clients.secret(cfg.password) or ""
+
+    def _exec(self, tool: str, args: list[str], connect: bool) -> str:
+        cmd = [tool, f"--user={self.user}", *args] if connect else [tool, *args]
+        env = {"MYSQL_PWD": self.password} if connect else None
+        return self.api.exec_create(self.container.id, cmd, environment=env, stdout=True, stderr=True)["Id"]
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        # The output can end a moment before the daemon notes the exit; a dropped stream also ends it.
+        for _ in range(100):
+            state = self.api.exec_inspect(exec_id)
+            if not state.get("Running"):
+                return state.get("ExitCode")
+            time.sleep(0.1)
+        return None
+
+    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
+        exec_id = self._exec(tool, args, connect)
+        out, err = self.api.exec_start(exec_id, demux=True)
+        code = self._exit_code(exec_id)
+        return (code if code is not None else -1), out or b"", err or b""
+
+    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
+        self.exit_code, self.stderr = None, b""
+        exec_id = self._exec(tool, args, True)
+        frames = self.api.exec_start(exec_id, stream=True, demux=True)
+        buffer, errors = bytearray(), bytearray()
+        try:
+            for out, err in frames:
+                if err:
+                    errors += err
+                    del errors[:-STDERR_KEEP]
+                if out:
+                    buffer += out
+                    if len(buffer) >= CHUNK:  # frames are small; compress and count in big pieces
+                        yield bytes(buffer)
+                        buffer.clear()
+            if buffer:
+                yield bytes(buffer)
+        finally:
+            frames.close()  # abandoned mid-dump: closing the stream ends mysqldump with a broken pipe
+            self.stderr = bytes(errors)
+            self.exit_code = self._exit_code(exec_id)
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[_Session]:
+    cfg = settings.mysql
+    if cfg.mode == "docker":
+        from agent.doctor import find_mysql_container
+
+        try:
+            container = find_mysql_container(settings)
+        except LookupError as exc:
+            raise PermanentError(f"no MySQL container to dump: {exc}. Start RAGFlow's mysql service, or set "
+                                 f"mysql.compose_service / mysql.compose_project (and docker.host) to match "
+                                 f"its compose labels") from None
+        try:
+            yield _Docker(cfg, container)
+        finally:
+            container.client.close()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ragflow-backup-mysql-"))  # 0700
+    try:
+        yield _Local(cfg, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- backup and verify
+
+
+def _dump_options(help_text: bytes, log_bin: bool) -> list[str]:
+    """BASE_OPTIONS plus what this client supports and this server needs."""
+    options = list(BASE_OPTIONS)
+    if log_bin:  # the binlog position of the snapshot, as a comment, for point-in-time recovery
+        options.append("--source-data=2" if b"--source-data" in help_text else "--master-data=2")
+    if b"--set-gtid-purged" in help_text:  # Oracle's client: keep GTID_PURGED out of a single-db dump
+        options.append("--set-gtid-purged=OFF")
+    if b"--column-statistics" in help_text:  # Oracle's client: MariaDB servers have no histogram table
+        options.append("--column-statistics=0")
+    return options
+
+
+def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
+    cfg = settings.mysql
+    password = clients.secret(cfg.password) or ""
+    with _session(settings) as session:
+        dump = session.find(DUMP_TOOLS)
+        query = session.find(QUERY_TOOLS)
+        if dump is None or query is None:
+            missing = "mysqldump / mariadb-dump" if dump is None else "mysql / mariadb"
+            if session.mode == "tcp":
+                raise PermanentError(f"no {missing} client on PATH: install one (apt-get install "
+                                     f"default-mysql-client) or use mysql.mode: docker")
+            raise PermanentError(f"no {missing} client runs in {session.where}: use mysql.mode: tcp")
+        dump_tool, client_version = dump
+        code, out, err = session.run(query[0], ["--batch", "--skip-column-names", "-e", "SELECT VERSION(), @@log_bin"])
+        if code != 0:
+            raise _failure(query[0], code, _clean(err, password), session.where, cfg)
+        server_version, _, log_bin = out.decode("utf-8", "replace").strip().partition("\t")
+        options = _dump_options(session.run(dump_tool, ["--help"], connect=False)[1], log_bin.strip() == "1")
+        log.info("dumping database %s from %s (%s) with %s %s", cfg.database, session.where, server_version,
+                 dump_tool, " ".join(options))
+
+        counter = DumpCounter()
+
+        def check(temp: Path) -> None:
+            # Runs before the rename: nothing appears under the final name unless all of this holds.
+            stderr = _clean(session.stderr, password)
+            if stderr:
+                log.warning("%s stderr: %s", dump_tool, stderr)
+            if session.exit_code != 0:
+                raise _failure(dump_tool, session.exit_code, stderr, session.where, cfg)
+            if not counter.completed:
+                raise RuntimeError(f"the dump from {session.where} does not end with '-- Dump completed' "
+                                   f"(cut short); nothing was kept")
+            plain = check_gzip(temp)
+            if plain != counter.plain_bytes:
+                raise CorruptArtifact(f"{ARTIFACT} reads back as {plain} bytes, {counter.plain_bytes} were written")
+
+        compressor = zlib.compressobj(cfg.compression_level, zlib.DEFLATED, 31)  # 31: a gzip container
+        with atomic_file(point.path(ARTIFACT), check=check) as out_file:
+            with closing(session.stream(dump_tool, [*options, "--databases", cfg.database])) as chunks:
+                for chunk in chunks:
+                    counter.feed(chunk)
+                    if packed := compressor.compress(chunk):
+                        out_file.write(packed)
+            out_file.write(compressor.flush())
+            counter.finish()
+        written = out_file.result  # type: ignore[attr-defined]
+
+    log.info("dumped %d tables, %d rows, %d bytes (%d gzipped)", len(counter.counts), sum(counter.counts.values()),
+             counter.plain_bytes, written.bytes)
+    return ComponentResult(
+        artifacts=[Artifact(name=ARTIFACT, bytes=written.bytes, sha256=written.sha256, kind="gzip")],
+        counts=dict(counter.counts),
+        details={"mode": session.mode, "database": cfg.database, "client_version": client_version,
+                 "server_version": server_version, "binlog": counter.binlog,
+                 "uncompressed_bytes": counter.plain_bytes, "options": options},
+    )
+
+
+def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
+    """Artifacts against the manifest, then the dump itself: complete, and the same rows per table."""
+    problems = verify_artifacts(point, record)
+    path = point.folder / ARTIFACT
+    if not any(artifact.name == ARTIFACT for artifact in record.artifacts):
+        return [*problems, f"the record names no {ARTIFACT}"]
+    if not path.is_file():
+        return problems
+    try:
+        counter = scan_dump(path)
+    except CorruptArtifact as exc:
+        return problems if str(exc) in problems else [*problems, str(exc)]
+    if not counter.completed:
+        problems.append(f"{ARTIFACT} does not end with '-- Dump completed': the dump is cut short")
+    for table in sorted(set(counter.counts) | set(record.counts)):
+        found, expected = counter.counts.get(table), record.counts.get(table)
+        if found != expected:
+            problems.append(f"{ARTIFACT}: table `{table}` has {found if found is not None else 'no'} rows in the "
+                            f"dump, the manifest says {expected if expected is not None else 'none'}")
+    return problems
