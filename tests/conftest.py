@@ -99,32 +99,29 @@ def redis_url(testbed_env, redis_db) -> str:
 # ---------------------------------------------------------------- MariaDB: one database per test
 
 
-@pytest.fixture
-def mysql_database(testbed_env) -> Iterator[str]:
-    """A fresh, empty database on the host MariaDB, dropped afterwards."""
+def scratch_database(service: str, settings_for: Callable[[str], Any]) -> Iterator[str]:
+    """Create an empty database of a unique name, yield its name, drop it afterwards."""
     name = unique("t_")
-    settings = testbed_settings.mysql(testbed_env, database=name)
-    conn = reach("MariaDB", lambda: clients.mysql_connection(settings, database=""))
+    conn = reach(service, lambda: clients.mysql_connection(settings_for(name), database=""))
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     yield name
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()
+
+
+@pytest.fixture
+def mysql_database(testbed_env) -> Iterator[str]:
+    """A fresh, empty database on the host MariaDB, dropped afterwards."""
+    yield from scratch_database("MariaDB", lambda name: testbed_settings.mysql(testbed_env, database=name))
 
 
 @pytest.fixture
 def docker_mysql_database(testbed_env) -> Iterator[str]:
     """A fresh database on the MariaDB inside the compose-labelled Docker container."""
-    name = unique("t_")
-    settings = testbed_settings.mysql(testbed_env, database=name, docker=True)
-    conn = reach("MariaDB in Docker", lambda: clients.mysql_connection(settings, database=""))
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield name
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
+    yield from scratch_database(
+        "MariaDB in Docker", lambda name: testbed_settings.mysql(testbed_env, database=name, docker=True))
 
 
 # ---------------------------------------------------------------- MinIO: one bucket per test
