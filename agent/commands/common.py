@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from agent.config import ConfigError, Settings, load_settings
+from agent.config import ConfigError, Settings, config_path, load_settings
 from agent.runtime import use_config
 
 console = Console()
@@ -23,14 +23,8 @@ class State:
         except ConfigError as exc:
             fail(str(exc), code=2)
         # Workers and actors started from here read the same file.
-        use_config(self.config_path or settings_path_default())
+        use_config(config_path(self.config_path))
         return settings
-
-
-def settings_path_default() -> Path:
-    from agent.config import config_path
-
-    return config_path(None)
 
 
 state = State()
