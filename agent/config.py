@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.ragflow_env import read_ragflow_env
@@ -58,6 +58,14 @@ class MinioSettings(Section):
     access_key: str | None = None  # default: MINIO_USER of RAGFlow's .env
     secret_key: SecretStr | None = None  # default: MINIO_PASSWORD
     secure: bool = False
+    # RAGFlow's single-bucket mode (MINIO_BUCKET, MINIO_PREFIX_PATH): mirror only that bucket/prefix.
+    bucket: str | None = None
+    prefix_path: str | None = None
+    mirror_dir: str = "minio_mirror"  # under the storage root
+    # Overwritten and deleted objects are kept this long, for point-in-time restores of the store.
+    version_retention_days: int = Field(30, ge=0)
+    # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
+    bucket_discovery_seconds: float = Field(10, gt=0)
 
 
 class SearchSettings(Section):
@@ -95,6 +103,49 @@ class ConfigFilesSettings(Section):
     git_repo: str = "config_repo"  # under the storage root
 
 
+class WatchSettings(Section):
+    """The agent's watcher of RAGFlow's docker/ folder."""
+
+    enabled: bool = True
+    debounce_seconds: float = Field(2.0, ge=0)  # one commit per burst of edits
+    ignore: list[str] = Field(default_factory=lambda: ["*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "4913", "*.tmp"])
+
+
+class ScheduleSettings(Section):
+    """Cron expressions (5 fields, local time of the agent). An empty string turns a job off."""
+
+    backup: str = "0 2 * * *"  # every enabled component; retention runs after it
+    verify: str = "30 3 * * *"
+    reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
+    versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
+    drill: str = "0 4 1 * *"  # monthly restore drill
+
+    @field_validator("*")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if value and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (5 fields, e.g. '0 2 * * *'; '' turns it off)")
+        return value
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=1, le=65535)
+
+
+class NotifySettings(Section):
+    urls: list[SecretStr] = Field(default_factory=list)  # Apprise URLs: mailto://, ntfy://, slack://, ...
+    desktop: bool = False  # notify-py, for a desktop session
+    storage_threshold: float = Field(0.8, gt=0, le=1)
+    min_interval_seconds: int = Field(3600, ge=0)  # the same alert at most this often
+    # Recovery point objectives: alert when the last success is older than this.
+    rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
+    mirror_lag_seconds: int = Field(3600, ge=1)
+
+
 class RetentionSettings(Section):
     daily: int = Field(7, ge=1)
     weekly: int = Field(4, ge=0)
@@ -117,6 +168,10 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     config_files: ConfigFilesSettings = ConfigFilesSettings()
     retention: RetentionSettings = RetentionSettings()
+    watch: WatchSettings = WatchSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    notify: NotifySettings = NotifySettings()
     docker: DockerSettings = DockerSettings()
 
     @classmethod
