@@ -1,17 +1,23 @@
 """The Dramatiq actors: thin wrappers that load settings and call plain functions.
 
-Queues: "backup" (one message per component of a point), "maintenance" (verify, prune).
+Queues: "backup" (one message per component of a point), "mirror" (one message per MinIO key),
+"events" (config commits), "maintenance" (reconcile, verify, prune).
 """
 from __future__ import annotations
 
 from actors.broker import broker  # noqa: F401 - sets the broker before any actor is declared
 
+import logging
+
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from agent import runtime
-from agent.points import Storage
-from agent.runs import run_component
+from agent.config import Settings
+from agent.points import Point, Storage
+from agent.runs import enabled_components, run_component
+
+log = logging.getLogger("ragflow_backup.actors")
 
 BACKUP_RETRIES = 5
 SIX_HOURS_MS = 6 * 3600 * 1000
@@ -22,6 +28,15 @@ def _attempt() -> int:
     return message.options.get("retries", 0) if message else 0
 
 
+def start_backup(settings: Settings, components: list[str] | None = None) -> Point:
+    """Create a point and queue one message per component; the workers fill it in."""
+    names = components or enabled_components(settings)
+    point = Storage(settings.storage_root).new_point(names)
+    for name in names:
+        backup_component.send(point.ref, name)
+    return point
+
+
 @dramatiq.actor(queue_name="backup", max_retries=BACKUP_RETRIES, min_backoff=5_000, max_backoff=300_000,
                 time_limit=SIX_HOURS_MS)
 def backup_component(point_ref: str, component: str) -> None:
@@ -29,16 +44,47 @@ def backup_component(point_ref: str, component: str) -> None:
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
     run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
+    if point.manifest().status != "running":
+        point_finished(settings, point)
+
+
+def point_finished(settings: Settings, point: Point) -> None:
+    """Tell the operator how the run ended, then apply retention (after the run, as the PRD asks)."""
+    from agent.notify import Notifier
+
+    manifest = point.manifest()
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    if manifest.status == "complete":
+        notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")
+    else:
+        failed = {name: rec.error for name, rec in manifest.components.items() if rec.status != "ok"}
+        body = "\n".join(f"{name}: {error}" for name, error in failed.items())
+        notifier.failure("backup", f"ragflow-backup: {point.ref} is {manifest.status}", body)
+    prune.send()
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
-def verify_point(point_ref: str) -> None:
-    from agent.verify import verify_point as verify
+def scheduled_backup() -> None:
+    start_backup(runtime.settings())
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+def verify_point(point_ref: str | None = None) -> None:
+    """Verify a point (default: the newest daily one); problems are notified, not retried."""
+    from agent.notify import Notifier
+    from agent.verify import newest_point, verify_point as verify
 
     settings = runtime.settings()
-    report = verify(settings, Storage(settings.storage_root).point(point_ref))
-    if not report.ok:
-        raise RuntimeError(f"verify of {point_ref} found problems: {'; '.join(report.problems())}")
+    storage = Storage(settings.storage_root)
+    point = storage.point(point_ref) if point_ref else newest_point(storage)
+    if point is None:
+        return
+    report = verify(settings, point)
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    if report.ok:
+        notifier.recovered("verify", "ragflow-backup: verify passes again", f"{point.ref} verified.")
+    else:
+        notifier.failure("verify", f"ragflow-backup: verify of {point.ref} found problems", "\n".join(report.problems()))
 
 
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
@@ -47,3 +93,47 @@ def prune() -> None:
 
     settings = runtime.settings()
     apply_retention(Storage(settings.storage_root), settings, dry_run=False)
+
+
+# ---------------------------------------------------------------- MinIO mirror
+
+
+@dramatiq.actor(queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
+def mirror_object(bucket: str, key: str) -> None:
+    """Make the mirror match the source for one key, whatever the event said (level-triggered)."""
+    from actors.minio_mirror import mirror_object as mirror
+
+    mirror(runtime.settings(), bucket, key)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
+def reconcile(buckets: list[str] | None = None) -> None:
+    """Listing diff of the source against the mirror: heals missed events, restarts and outages."""
+    from actors.minio_mirror import reconcile as run_reconcile
+    from agent.mirror_status import record_reconcile
+
+    settings = runtime.settings()
+    report = run_reconcile(settings, buckets)
+    record_reconcile(settings, report, buckets)
+    if not report.complete:
+        raise RuntimeError(f"reconcile incomplete: {'; '.join(report.errors)}")
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+def prune_mirror_versions() -> None:
+    from actors.minio_mirror import prune_versions
+
+    prune_versions(runtime.settings())
+
+
+# ---------------------------------------------------------------- config watcher
+
+
+@dramatiq.actor(queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
+def commit_config(paths: list[str]) -> None:
+    """One commit per debounced burst of edits in RAGFlow's docker/ folder."""
+    from actors.config_files import commit_config as commit
+
+    settings = runtime.settings()
+    sha = commit(settings, "watcher")
+    log.info("config change in %s: %s", ", ".join(paths), f"commit {sha[:10]}" if sha else "nothing new to commit")

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from agent.commands import agent as agent_commands
 from agent.commands import backup as backup_commands
+from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
 from agent.commands import worker as worker_commands
 from agent.commands.common import console, errors, state, styled
@@ -57,6 +59,20 @@ app.command()(backup_commands.verify)
 app.command(name="list")(backup_commands.list_points)
 app.command()(backup_commands.prune)
 app.command()(worker_commands.worker)
+app.command()(agent_commands.agent)
+app.command()(agent_commands.run)
+app.command()(status_commands.status)
+
+
+def _register_sub_apps() -> None:
+    from agent.commands.config import config_app
+    from agent.commands.queue import queue_app
+
+    app.add_typer(config_app, name="config")
+    app.add_typer(queue_app, name="queue")
+
+
+_register_sub_apps()
 
 
 def main() -> None:

@@ -118,7 +118,6 @@ class ScheduleSettings(Section):
     verify: str = "30 3 * * *"
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
     versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
-    drill: str = "0 4 1 * *"  # monthly restore drill
 
     @field_validator("*")
     @classmethod

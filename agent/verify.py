@@ -56,3 +56,9 @@ def verify_point(settings: Settings, point: Point) -> VerifyReport:
         check.seconds = time.monotonic() - began
         checks.append(check)
     return VerifyReport(point.ref, point.status(), checks, time.monotonic() - started)
+
+
+def newest_point(storage) -> Point | None:
+    """The newest daily point by creation time, whatever its status."""
+    daily = storage.points("daily")
+    return max(daily, key=lambda p: p.manifest().created_at) if daily else None

@@ -2,7 +2,6 @@
 with its name; nothing is skipped. Each test gets its own Redis DB, database, bucket and index names."""
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,6 +9,9 @@ from typing import Any
 import pytest
 
 from testbed import env as testbed_env_file
+from testbed.leases import leased_redis_db
+from testbed.leases import redis_url as leased_url
+from testbed.minio_server import PrivateMinio
 from testbed import settings as testbed_settings
 from agent import clients
 
@@ -70,30 +72,17 @@ def unique(prefix: str) -> str:
 
 # ---------------------------------------------------------------- Redis: one DB per test
 
-# DB 1 is RAGFlow's; DB 0 holds only the leases below; the test bed's Redis has 64 DBs. A DB is
-# leased in DB 0 (SET NX with an expiry) so concurrent test runs never share one.
-LEASABLE_DBS = range(2, 64)
-
-
 @pytest.fixture
 def redis_db(testbed_env) -> Iterator[int]:
-    leases = clients.redis_client(testbed_settings.redis(testbed_env, db=0))
-    token = uuid.uuid4().hex
-    candidates = list(LEASABLE_DBS)
-    random.shuffle(candidates)
-    db = next((n for n in candidates if reach("Redis", lambda n=n: leases.set(f"testbed:lease:db:{n}", token, nx=True, ex=1800))), None)
-    assert db is not None, "every Redis test DB is leased; are other test runs stuck?"
-    client = clients.redis_client(testbed_settings.redis(testbed_env, db=db))
-    client.flushdb()
-    yield db
-    client.flushdb()
-    if leases.get(f"testbed:lease:db:{db}") == token.encode():
-        leases.delete(f"testbed:lease:db:{db}")
+    """A Redis DB of this test's own, flushed before and after."""
+    lease = leased_redis_db(testbed_env)
+    yield reach("Redis", lease.__enter__)
+    lease.__exit__(None, None, None)
 
 
 @pytest.fixture
 def redis_url(testbed_env, redis_db) -> str:
-    return f"redis://:{testbed_env['REDIS_PASSWORD']}@{testbed_env['REDIS_HOST']}:{testbed_env['REDIS_PORT']}/{redis_db}"
+    return leased_url(testbed_env, redis_db)
 
 
 # ---------------------------------------------------------------- MariaDB: one database per test
@@ -187,3 +176,15 @@ def docker_client(testbed_env):
     client = clients.docker_client(testbed_env["DOCKER_HOST"])
     reach("Docker engine", client.ping)
     return client
+
+
+# ---------------------------------------------------------------- a private MinIO server
+
+
+@pytest.fixture
+def private_minio(testbed_env, tmp_path) -> Iterator[PrivateMinio]:
+    server = PrivateMinio(testbed_env, tmp_path / "private-minio")
+    server.data.mkdir()
+    reach("MinIO (private server from the test bed's binary)", server.start)
+    yield server
+    server.kill()

@@ -100,10 +100,14 @@ def verify(
 
     settings = state.settings()
     storage = Storage(settings.storage_root)
+    from agent.verify import newest_point
+
     try:
-        target = storage.point(point) if point else _newest(storage)
+        target = storage.point(point) if point else newest_point(storage)
     except LookupError as exc:
         fail(str(exc))
+    if target is None:
+        fail(f"no backup point under {storage.root} yet")
     report = verify_point(settings, target)
     table = Table(title=f"verify {report.point} ({report.status})")
     for column in ("component", "result", "seconds", "problems"):
@@ -114,13 +118,6 @@ def verify(
     console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _newest(storage: Storage) -> Point:
-    daily = storage.points("daily")
-    if not daily:
-        raise LookupError(f"no backup point under {storage.root} yet")
-    return max(daily, key=lambda p: p.manifest().created_at)
 
 
 def list_points() -> None:

@@ -1,0 +1,143 @@
+"""The always-on agent: event sources and timers turned into Dramatiq messages.
+
+    MinIO bucket notifications -> mirror_object(bucket, key)   (seconds of lag)
+    a new bucket, a reconnect  -> reconcile([bucket])          (heals what events missed)
+    config edits (debounced)   -> commit_config(paths)         (one Git commit per burst)
+    cron ticks                 -> backup, verify, reconcile, versions prune
+
+It does no heavy work itself: workers (`ragflow-backup worker`, or `run` for both in one process) do.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any, Callable
+
+from agent.config import Settings
+from agent.points import Storage
+
+log = logging.getLogger("ragflow_backup.agent")
+ALERT_INTERVAL_SECONDS = 60
+
+
+class Agent:
+    def __init__(self, settings: Settings, send: Callable[[str, tuple], Any] | None = None):
+        from actors import tasks
+
+        self.settings = settings
+        self.storage = Storage(settings.storage_root).prepare()
+        self.tasks = tasks
+        self._send = send or self._send_message
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.minio_source = None
+        self.watcher = None
+        self.scheduler = None
+        self.metrics = None
+
+    # ------------------------------------------------------------ wiring
+
+    def _send_message(self, actor: str, args: tuple) -> Any:
+        return getattr(self.tasks, actor).send(*args)
+
+    def _on_object(self, bucket: str, key: str, event: str) -> None:
+        self._send("mirror_object", (bucket, key))
+
+    def _on_bucket(self, bucket: str) -> None:
+        self._send("reconcile", ([bucket],))
+
+    def _on_config_change(self, paths: list[str]) -> None:
+        self._send("commit_config", (paths,))
+
+    def _on_tick(self, job: str, when: datetime) -> None:
+        actor = {"backup": "scheduled_backup", "verify": "verify_point", "reconcile": "reconcile",
+                 "versions_prune": "prune_mirror_versions"}[job]
+        log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor)
+        self._send(actor, ())
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        from agent.metrics import MetricsServer
+        from agent.scheduler import Scheduler
+        from agent.sources.config_watch import ConfigWatcher
+        from agent.sources.minio_events import MinioEventSource
+
+        settings = self.settings
+        if settings.minio.enabled:
+            # Whatever happened while we were away is found by a full reconcile first.
+            self._send("reconcile", ())
+            self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
+                                                 discovery_seconds=settings.minio.bucket_discovery_seconds)
+            self.minio_source.start()
+        if settings.watch.enabled and settings.config_files.enabled and settings.ragflow_dir:
+            self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,
+                                         settings.watch.debounce_seconds, self._on_config_change)
+            self.watcher.start()
+        jobs = settings.schedule.model_dump()
+        if not settings.minio.enabled:
+            jobs.update(reconcile="", versions_prune="")
+        self.scheduler = Scheduler(jobs, self.storage.root / "state" / "scheduler.json", self._on_tick)
+        self.scheduler.start()
+        if settings.metrics.enabled:
+            self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,
+                                         extra_health=self.source_health)
+            self.metrics.start()
+        self._spawn(self._alert_loop, "alerts")
+        log.info("agent started")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for part in (self.minio_source, self.watcher, self.scheduler, self.metrics):
+            if part is not None:
+                part.stop()
+        for thread in self._threads:
+            thread.join(10)
+        log.info("agent stopped")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"agent-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------ health and alerts
+
+    def health(self):
+        from agent.health import collect
+
+        return collect(self.settings, self.storage, queue_depth=self.queue_depth, mirror_stats=self.mirror_stats)
+
+    def queue_depth(self) -> dict[str, int]:
+        from agent.queues import inspect
+
+        broker = self.tasks.broker
+        return {q.name: q.depth + q.delayed for q in inspect(broker.client, broker.namespace)}
+
+    def mirror_stats(self) -> dict[str, Any]:
+        from agent.mirror_stats import mirror_stats
+
+        return mirror_stats(self.settings, self.tasks.broker)
+
+    def source_health(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {}
+        if self.minio_source is not None:
+            parts["minio_events"] = {"ok": bool(self.minio_source.connected), "reconnects": self.minio_source.reconnects,
+                                     "last_error": str(self.minio_source.last_error or "")}
+        return parts
+
+    def _alert_loop(self) -> None:
+        from agent.notify import Notifier
+
+        notifier = Notifier(self.settings.notify, self.storage.root / "state" / "notify.json")
+        while not self._stop.wait(ALERT_INTERVAL_SECONDS):
+            try:
+                report = self.health()
+                raised = {alert.key for alert in report.alerts(self.settings)}
+                for alert in report.alerts(self.settings):
+                    notifier.notify(alert.key, alert.level, alert.title, alert.body)
+                for key in notifier.open_failures():
+                    if key.startswith("health:") and key not in raised:
+                        notifier.recovered(key, "ragflow-backup: back to normal", f"{key[7:]} is fine again.")
+            except Exception:  # noqa: BLE001 - the loop must survive any one bad round
+                log.exception("health check failed")

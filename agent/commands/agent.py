@@ -1,0 +1,55 @@
+"""`agent` (event sources and timers), `run` (agent and workers in one process)."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from agent.commands.common import console, state
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def agent() -> None:
+    """Watch MinIO, RAGFlow's config folder and the clock; queue the work for the workers."""
+    from agent.agent import Agent
+
+    _logging()
+    runner = Agent(state.settings())
+    runner.start()
+    console.print("agent running; SIGTERM or Ctrl-C stops it")
+    _wait_for_signal()
+    runner.stop()
+
+
+def run(
+    threads: Annotated[int, typer.Option(help="Worker threads.")] = 4,
+    stop_timeout: Annotated[int, typer.Option(help="Seconds to let running tasks finish on SIGTERM.")] = 600,
+) -> None:
+    """The agent and its workers in one process (a single-container install)."""
+    from dramatiq import Worker
+
+    from agent.agent import Agent
+
+    _logging()
+    runner = Agent(state.settings())
+    worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
+    worker.start()
+    runner.start()
+    console.print(f"agent and {threads} worker threads running; SIGTERM or Ctrl-C stops them")
+    _wait_for_signal()
+    runner.stop()
+    # Messages not finished in time are not acked: the broker gives them to the next worker.
+    worker.stop(timeout=stop_timeout * 1000)

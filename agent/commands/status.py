@@ -1,0 +1,60 @@
+"""`status`: how old each component's last good backup is, the mirror, storage, queues, next ticks."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from rich.table import Table
+
+from agent.commands.common import console, human_bytes, state, styled
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def status() -> None:
+    """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
+    from actors.tasks import broker
+    from agent.health import collect
+    from agent.mirror_stats import mirror_stats
+    from agent.points import Storage
+    from agent.queues import inspect
+    from agent.scheduler import Scheduler
+
+    settings = state.settings()
+    storage = Storage(settings.storage_root)
+
+    def queue_depth() -> dict[str, int]:
+        return {q.name: q.depth + q.delayed for q in inspect(broker.client, broker.namespace)}
+
+    report = collect(settings, storage, queue_depth=queue_depth, mirror_stats=lambda: mirror_stats(settings, broker))
+    table = Table(title="components")
+    for column in ("component", "last success", "age", "point", "last failure"):
+        table.add_column(column, overflow="fold")
+    for item in report.components:
+        when = item.last_success_at.isoformat(timespec="seconds") if item.last_success_at else "never"
+        table.add_row(item.component, when, _age(item.age_seconds), item.point or "", item.last_failure or "")
+    console.print(table)
+
+    mirror = report.mirror or {}
+    reconcile = mirror.get("last_reconcile") or {}
+    console.print(
+        f"mirror: {mirror.get('objects', 0)} objects, {human_bytes(mirror.get('bytes', 0))}, "
+        f"{mirror.get('versions', 0)} kept versions; lag {mirror.get('lag_seconds', 0):.1f} s; "
+        f"last reconcile {reconcile.get('time', 'never')}"
+        + ("" if reconcile.get("complete", True) else " (incomplete)")
+    )
+    console.print(f"storage: {human_bytes(report.storage_used_bytes)} in backups; file system "
+                  f"{report.storage_used_ratio:.0%} used")
+    console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
+    jobs = settings.schedule.model_dump()
+    scheduler = Scheduler(jobs, storage.root / "state" / "scheduler.json", lambda *_: None)
+    ticks = scheduler.next_ticks(datetime.now(timezone.utc).astimezone())
+    console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
+    for alert in report.alerts(settings):
+        console.print(f"{styled('warn')} {alert.title}")

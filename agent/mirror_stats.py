@@ -1,0 +1,25 @@
+"""Mirror figures for status and metrics: size from the index, lag from the mirror queue."""
+from __future__ import annotations
+
+from typing import Any
+
+from agent.config import Settings
+from agent.mirror_status import last_reconcile
+
+
+def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any]:
+    """objects, bytes, versions, lag_seconds (age of the oldest queued mirror task; 0 when none), last_reconcile."""
+    from agent.mirror_store import MirrorStore
+
+    root = settings.storage_root / settings.minio.mirror_dir
+    stats: dict[str, Any] = dict(MirrorStore(root).stats()) if root.exists() else {"objects": 0, "bytes": 0}
+    lag = 0.0
+    if broker is not None:
+        from agent.queues import inspect
+
+        for queue in inspect(broker.client, broker.namespace):
+            if queue.name == "mirror" and queue.oldest_age_seconds:
+                lag = queue.oldest_age_seconds
+    stats["lag_seconds"] = lag
+    stats["last_reconcile"] = last_reconcile(settings)
+    return stats

@@ -1,0 +1,156 @@
+"""Notifications on failure, recovery and warnings: Apprise URLs (mail, ntfy, Slack, ...) and the desktop.
+
+Rules that keep a flapping service from flooding anyone:
+- the same key+level is sent at most once per `min_interval_seconds` (state in a JSON file, so a
+  restarted agent remembers);
+- a recovery is sent only when a failure for that key was sent before, and it clears that failure
+  (so a service flapping all day costs at most one failure and one recovery per interval);
+- a send counts only when at least one target took it: a failed delivery is logged, returns False and
+  is tried again next time.
+Titles and bodies have URL passwords (`://user:pass@`) masked: error texts may quote a connection URL.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import apprise
+
+from agent.atomic import private_dir, write_bytes_atomic
+from agent.config import NotifySettings
+
+log = logging.getLogger("ragflow_backup.notify")
+
+Level = Literal["failure", "recovery", "warning"]
+APPRISE_TYPES = {"failure": apprise.NotifyType.FAILURE, "recovery": apprise.NotifyType.SUCCESS,
+                 "warning": apprise.NotifyType.WARNING}
+APP_NAME = "ragflow-backup"
+# scheme://user:password@  ->  scheme://user:***@  (the user part may be empty: redis://:pw@host)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):(?P<password>[^\s@/]+)@")
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a password inside a URL."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
+
+
+def describe_target(url: str) -> str:
+    """A URL fit for a log line: scheme and host only (Apprise URLs carry tokens anywhere)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or '?'}"
+    except ValueError:
+        return "an unparsable URL"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Notifier:
+    def __init__(self, settings: NotifySettings, state_file: Path, clock: Callable[[], datetime] = utc_now):
+        self.settings = settings
+        self.state_file = Path(state_file)
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    # --- state: {"sent": {"key|level": iso time}, "failing": {key: iso time of the failure sent}}
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            raw: Any = json.loads(self.state_file.read_text())
+            return {"sent": dict(raw.get("sent", {})), "failing": dict(raw.get("failing", {}))}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("notification state %s is unreadable (%s); starting afresh", self.state_file, type(exc).__name__)
+        return {"sent": {}, "failing": {}}
+
+    def _save(self, state: dict[str, dict[str, str]]) -> None:
+        private_dir(self.state_file.parent)
+        write_bytes_atomic(self.state_file, json.dumps(state, indent=2, sort_keys=True).encode() + b"\n")
+
+    def failing(self) -> set[str]:
+        """Keys whose failure was sent and not yet followed by a recovery."""
+        return set(self._load()["failing"])
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def notify(self, key: str, level: Level, title: str, body: str) -> bool:
+        """Send unless rate-limited (or, for a recovery, unless no failure was sent). True if sent."""
+        if level not in APPRISE_TYPES:
+            raise ValueError(f"unknown notification level {level!r}; choose from {', '.join(APPRISE_TYPES)}")
+        with self._lock:
+            state = self._load()
+            now = self.clock()
+            if level == "recovery" and key not in state["failing"]:
+                log.debug("notify: recovery of %s not sent: no failure was sent for it", key)
+                return False
+            stamp = state["sent"].get(f"{key}|{level}")
+            if stamp is not None:
+                age = (now - datetime.fromisoformat(stamp)).total_seconds()
+                # A negative age (clock moved back) also suppresses: at most once per interval.
+                if age < self.settings.min_interval_seconds:
+                    log.info("notify: %s %s suppressed (sent %.0f s ago)", level, key, age)
+                    return False
+            if not self._deliver(level, redact(title), redact(body)):
+                return False
+            state["sent"][f"{key}|{level}"] = now.isoformat()
+            if level == "failure":
+                state["failing"][key] = now.isoformat()
+            elif level == "recovery":
+                state["failing"].pop(key, None)
+            self._save(state)
+            return True
+
+    def failure(self, key: str, title: str, body: str) -> bool:
+        return self.notify(key, "failure", title, body)
+
+    def warning(self, key: str, title: str, body: str) -> bool:
+        return self.notify(key, "warning", title, body)
+
+    def recovered(self, key: str, title: str, body: str = "") -> bool:
+        return self.notify(key, "recovery", title, body or title)
+
+    def _deliver(self, level: Level, title: str, body: str) -> bool:
+        """Send to every target; True when at least one took it. Never raises."""
+        delivered = False
+        for index, secret in enumerate(self.settings.urls, start=1):
+            url = secret.get_secret_value()
+            target = f"target #{index} ({describe_target(url)})"
+            try:
+                service = apprise.Apprise()
+                if not service.add(url):
+                    log.error("notify: %s is not a valid Apprise URL; fix notify.urls in the config", target)
+                    continue
+                if service.notify(body=body, title=title, notify_type=APPRISE_TYPES[level]):
+                    delivered = True
+                else:
+                    log.error("notify: sending %r to %s failed (see apprise's log lines)", title, target)
+            except Exception as exc:  # noqa: BLE001 - a broken notifier must not break the agent
+                log.error("notify: sending to %s raised %s", target, type(exc).__name__)
+        if self.settings.desktop:
+            delivered = self._desktop(title, body) or delivered
+        if not self.settings.urls and not self.settings.desktop:
+            log.debug("notify: no targets configured; %r not sent", title)
+        return delivered
+
+    def _desktop(self, title: str, body: str) -> bool:
+        try:
+            from notifypy import Notify
+
+            note = Notify(default_notification_application_name=APP_NAME)
+            note.title, note.message = title, body
+            if note.send(block=True):
+                return True
+            log.warning("notify: the desktop notification was not shown (no desktop session?)")
+        except Exception as exc:  # noqa: BLE001 - no D-Bus / notify-send on servers
+            log.warning("notify: desktop notification failed: %s", type(exc).__name__)
+        return False
