@@ -3,7 +3,7 @@
 Rules that keep a flapping service from flooding anyone:
 - the same key+level is sent at most once per `min_interval_seconds` (state in a JSON file, so a
   restarted agent remembers);
-- a recovery is sent only when a failure for that key was sent before, and it clears that failure
+- a recovery is sent only when a failure (or warning) for that key was sent before, and it clears it
   (so a service flapping all day costs at most one failure and one recovery per interval);
 - a send counts only when at least one target took it: a failed delivery is logged, returns False and
   is tried again next time.
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import apprise
 
@@ -42,12 +41,28 @@ def redact(text: str) -> str:
 
 
 def describe_target(url: str) -> str:
-    """A URL fit for a log line: scheme and host only (Apprise URLs carry tokens anywhere)."""
+    """A URL fit for a log line: its scheme only (Apprise URLs carry tokens even as host: tgram://TOKEN)."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    return f"{scheme}://..." if scheme.replace("+", "").isalnum() else "an unparsable URL"
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+def _no_debug(record: logging.LogRecord) -> bool:
+    # Apprise's debug lines print request URLs with their tokens (api.telegram.org/bot<TOKEN>/...).
+    return record.levelno > logging.DEBUG
+
+
+def _quietly_add(service: apprise.Apprise, url: str) -> bool:
+    """Add a URL with Apprise's own logger muted: its parse errors quote the URL, tokens and all."""
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.addFilter(_drop)
     try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname or '?'}"
-    except ValueError:
-        return "an unparsable URL"
+        return bool(service.add(url))
+    finally:
+        apprise_log.removeFilter(_drop)
 
 
 def utc_now() -> datetime:
@@ -60,8 +75,9 @@ class Notifier:
         self.state_file = Path(state_file)
         self.clock = clock
         self._lock = threading.Lock()
+        logging.getLogger("apprise").addFilter(_no_debug)  # idempotent: a filter is added once
 
-    # --- state: {"sent": {"key|level": iso time}, "failing": {key: iso time of the failure sent}}
+    # --- state: {"sent": {"key|level": iso time}, "failing": {key: iso time of the failure or warning sent}}
 
     def _load(self) -> dict[str, dict[str, str]]:
         try:
@@ -77,9 +93,10 @@ class Notifier:
         private_dir(self.state_file.parent)
         write_bytes_atomic(self.state_file, json.dumps(state, indent=2, sort_keys=True).encode() + b"\n")
 
-    def failing(self) -> set[str]:
-        """Keys whose failure was sent and not yet followed by a recovery."""
-        return set(self._load()["failing"])
+    def open_failures(self) -> list[str]:
+        """Keys whose failure or warning was sent and not yet followed by a recovery."""
+        with self._lock:
+            return sorted(self._load()["failing"])
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -96,14 +113,15 @@ class Notifier:
             stamp = state["sent"].get(f"{key}|{level}")
             if stamp is not None:
                 age = (now - datetime.fromisoformat(stamp)).total_seconds()
-                # A negative age (clock moved back) also suppresses: at most once per interval.
-                if age < self.settings.min_interval_seconds:
+                # A clock moved back a little still suppresses; a stamp far in the future came from
+                # a wrong clock and must not silence this key for years.
+                if abs(age) < self.settings.min_interval_seconds:
                     log.info("notify: %s %s suppressed (sent %.0f s ago)", level, key, age)
                     return False
             if not self._deliver(level, redact(title), redact(body)):
                 return False
             state["sent"][f"{key}|{level}"] = now.isoformat()
-            if level == "failure":
+            if level in ("failure", "warning"):
                 state["failing"][key] = now.isoformat()
             elif level == "recovery":
                 state["failing"].pop(key, None)
@@ -127,7 +145,7 @@ class Notifier:
             target = f"target #{index} ({describe_target(url)})"
             try:
                 service = apprise.Apprise()
-                if not service.add(url):
+                if not _quietly_add(service, url):
                     log.error("notify: %s is not a valid Apprise URL; fix notify.urls in the config", target)
                     continue
                 if service.notify(body=body, title=title, notify_type=APPRISE_TYPES[level]):

@@ -1,8 +1,6 @@
 """`status`: how old each component's last good backup is, the mirror, storage, queues, next ticks."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from rich.table import Table
 
 from agent.commands.common import console, human_bytes, state, styled
@@ -54,7 +52,7 @@ def status() -> None:
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
     jobs = settings.schedule.model_dump()
     scheduler = Scheduler(jobs, storage.root / "state" / "scheduler.json", lambda *_: None)
-    ticks = scheduler.next_ticks(datetime.now(timezone.utc).astimezone())
+    ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
     for alert in report.alerts(settings):
         console.print(f"{styled('warn')} {alert.title}")

@@ -1,0 +1,188 @@
+"""Prometheus metrics and a health endpoint, served from a background thread.
+
+    GET /metrics   text exposition, computed at scrape time from a fresh health report
+    GET /healthz   200 {"status": "ok", ...} or 503 {"status": "unhealthy", "reasons": [...]}
+
+Every server has its own CollectorRegistry (no process-wide state: tests and restarts stay clean). A
+failing collect() still yields a scrape, with ragflow_backup_up 0, so a dashboard shows the outage.
+A component never backed up has timestamp 0 and age +Inf, so `age > objective` alerts fire for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from agent.health import HealthReport
+from agent.runs import describe
+
+log = logging.getLogger("ragflow_backup.metrics")
+
+PREFIX = "ragflow_backup_"
+POINT_STATUSES = ("running", "complete", "partial", "failed", "interrupted")
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=labels)
+
+
+def report_metrics(report: HealthReport) -> Iterator[Metric]:
+    """The metric families of one health report."""
+    stamp = _gauge("last_success_timestamp_seconds", "End of the last good backup per component (0: never).", ["component"])
+    age = _gauge("last_success_age_seconds", "Age of the last good backup per component (+Inf: never).", ["component"])
+    for item in report.components:
+        stamp.add_metric([item.component], item.last_success_at.timestamp() if item.last_success_at else 0.0)
+        age.add_metric([item.component], item.age_seconds if item.age_seconds is not None else math.inf)
+    yield stamp
+    yield age
+    status = _gauge("point_status", "Status of the newest backup point (1 for its status).", ["point", "status"])
+    if report.newest_point is not None:
+        for name in sorted({*POINT_STATUSES, report.newest_point.status}):
+            status.add_metric([report.newest_point.ref, name], 1.0 if name == report.newest_point.status else 0.0)
+    yield status
+    if report.mirror is not None:
+        lag = report.mirror_lag_seconds
+        if lag is not None:
+            yield GaugeMetricFamily(PREFIX + "mirror_lag_seconds", "Age of the oldest waiting mirror task.", value=lag)
+        for key, doc in (("objects", "Objects in the MinIO mirror."), ("bytes", "Bytes in the MinIO mirror.")):
+            if report.mirror.get(key) is not None:
+                yield GaugeMetricFamily(PREFIX + f"mirror_{key}", doc, value=float(report.mirror[key]))
+        reconciled = report.last_reconcile_at
+        if reconciled is not None:
+            yield GaugeMetricFamily(PREFIX + "mirror_last_reconcile_timestamp_seconds",
+                                    "When the last full reconcile ran.", value=reconciled.timestamp())
+    if report.queues is not None:
+        depth = _gauge("queue_depth", "Messages waiting per queue (ready and delayed).", ["queue"])
+        for queue, count in sorted(report.queues.items()):
+            depth.add_metric([queue], float(count))
+        yield depth
+    yield GaugeMetricFamily(PREFIX + "storage_used_bytes", "Bytes of backup points (hard links once).",
+                            value=float(report.storage_used_bytes))
+    yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",
+                            value=report.storage_used_ratio)
+
+
+class _Collector:
+    """A custom collector: each scrape asks for a new report."""
+
+    def __init__(self, collect: Callable[[], HealthReport]):
+        self._collect = collect
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = list(report_metrics(self._collect()))
+        except Exception as exc:  # noqa: BLE001 - the scrape must still answer, with up 0
+            log.warning("metrics: collecting the health report failed: %s", describe(exc))
+            families = []
+        yield from families
+        yield GaugeMetricFamily(PREFIX + "up", "1 when the health report could be collected.", value=1.0 if families else 0.0)
+
+
+def _part_failure(name: str, value: Any) -> str | None:
+    """A reason when an extra_health part is failing: False, 'not ok' text, or a dict with ok/healthy false."""
+    if value is True or value is None or (isinstance(value, str) and value.lower() == "ok"):
+        return None
+    if isinstance(value, dict):
+        flags = [value[key] for key in ("ok", "healthy") if key in value]
+        status = value.get("status")
+        if all(bool(flag) for flag in flags) and (status is None or str(status).lower() in ("ok", "healthy")):
+            return None
+        detail = value.get("error") or value.get("last_error") or value.get("reason") or status or "not ok"
+        return f"{name}: {detail}"
+    if value is False:
+        return f"{name}: not ok"
+    return f"{name}: {value}" if isinstance(value, str) else None
+
+
+def health_status(collect: Callable[[], HealthReport], extra_health: Callable[[], dict] | None) -> tuple[int, dict[str, Any]]:
+    """The /healthz answer: (HTTP status, JSON body)."""
+    reasons: list[str] = []
+    body: dict[str, Any] = {}
+    try:
+        report = collect()
+        reasons += report.problems
+        body["generated_at"] = report.generated_at.isoformat()
+        body["newest_point"] = ({"ref": report.newest_point.ref, "status": report.newest_point.status}
+                                if report.newest_point else None)
+        body["components"] = {item.component: {
+            "last_success": item.last_success_at.isoformat() if item.last_success_at else None,
+            "age_seconds": item.age_seconds, "point": item.point} for item in report.components}
+    except Exception as exc:  # noqa: BLE001
+        reasons.append(f"health report: {describe(exc)}")
+    if extra_health is not None:
+        try:
+            parts = extra_health() or {}
+            body["parts"] = parts
+            reasons += [reason for name, value in parts.items() if (reason := _part_failure(name, value))]
+        except Exception as exc:  # noqa: BLE001
+            reasons.append(f"extra health: {describe(exc)}")
+    if reasons:
+        return 503, {"status": "unhealthy", "reasons": reasons, **body}
+    return 200, {"status": "ok", **body}
+
+
+class MetricsServer:
+    def __init__(self, host: str, port: int, collect: Callable[[], HealthReport],
+                 extra_health: Callable[[], dict] | None = None):
+        self.host = host
+        self.port = port  # 0: a free port is picked at start(); read it back from here
+        self.collect = collect
+        self.extra_health = extra_health
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(collect))  # type: ignore[arg-type]
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
+                elif path == "/healthz":
+                    code, body = health_status(server.collect, server.extra_health)
+                    self._answer(code, "application/json", json.dumps(body, default=str).encode())
+                else:
+                    self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+            def _answer(self, code: int, content_type: str, data: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not news
+                log.debug("metrics: " + format, *args)
+
+        return Handler
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="ragflow-backup-metrics", daemon=True)
+        self._thread.start()
+        log.info("metrics and health on http://%s:%d/metrics and /healthz", self.host, self.port)
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._server = self._thread = None

@@ -1,0 +1,219 @@
+"""Metrics and health endpoint: a real HTTP server on a free port, scraped with urllib and parsed."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.atomic import atomic_file
+from agent.config import Settings
+from agent.health import HealthReport, collect
+from agent.manifest import Artifact, ComponentRecord
+from agent.metrics import MetricsServer
+from agent.points import Point, Storage
+from agent.retention import storage_bytes
+
+UTC = timezone.utc
+
+
+def make_point(storage: Storage, at: datetime, **outcomes: str) -> Point:
+    point = storage.new_point(list(outcomes), at=at)
+    for component, outcome in outcomes.items():
+        artifacts = []
+        if outcome == "ok":
+            with atomic_file(point.path(f"{component}.bin")) as out:
+                out.write(os.urandom(2048))
+            artifacts.append(Artifact(name=f"{component}.bin", bytes=out.result.bytes, sha256=out.result.sha256))
+        point.save_record(ComponentRecord(component=component, status=outcome, started_at=at, finished_at=at,
+                                          error=None if outcome == "ok" else "RuntimeError: boom", artifacts=artifacts))
+    return point
+
+
+def fetch(server: MetricsServer, path: str) -> tuple[int, str, str]:
+    """(status, content type, body); error statuses are answers too."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, keyed by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., MetricsServer]]:
+    started: list[MetricsServer] = []
+
+    def start(collect_fn: Callable[[], HealthReport], extra_health=None) -> MetricsServer:
+        server = MetricsServer("127.0.0.1", 0, collect_fn, extra_health=extra_health)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def storage(tmp_path) -> Storage:
+    storage = Storage(tmp_path / "backups")
+    now = datetime.now(UTC)
+    make_point(storage, now - timedelta(days=1), mysql="ok", search="ok")
+    make_point(storage, now - timedelta(hours=1), mysql="ok", search="failed")
+    return storage
+
+
+def test_metrics_expose_the_health_report_at_scrape_time(storage, serve):
+    settings = Settings(storage_root=storage.root)
+    mirror = {"objects": 42, "bytes": 123456, "lag_seconds": 7.5, "last_reconcile": {"time": "2026-06-10T11:45:00+00:00"}}
+    server = serve(lambda: collect(settings, storage, queue_depth=lambda: {"backup": 3, "mirror": 0},
+                                   mirror_stats=lambda: mirror))
+    assert server.port != 0
+
+    status, content_type, text = fetch(server, "/metrics")
+
+    assert status == 200 and content_type.startswith("text/plain")
+    values = samples(text)
+    good = storage.points()[0].manifest().components["mysql"].finished_at.timestamp()
+    for component in ("mysql", "search"):
+        assert values[("ragflow_backup_last_success_timestamp_seconds", (("component", component),))] == good
+        age = values[("ragflow_backup_last_success_age_seconds", (("component", component),))]
+        assert 86400 - 60 < age < 86400 + 60
+    newest = storage.points()[-1].ref
+    assert values[("ragflow_backup_point_status", (("point", newest), ("status", "partial")))] == 1
+    assert values[("ragflow_backup_point_status", (("point", newest), ("status", "complete")))] == 0
+    assert values[("ragflow_backup_mirror_lag_seconds", ())] == 7.5
+    assert values[("ragflow_backup_mirror_objects", ())] == 42
+    assert values[("ragflow_backup_mirror_bytes", ())] == 123456
+    assert values[("ragflow_backup_mirror_last_reconcile_timestamp_seconds", ())] == datetime(2026, 6, 10, 11, 45, tzinfo=UTC).timestamp()
+    assert values[("ragflow_backup_queue_depth", (("queue", "backup"),))] == 3
+    assert values[("ragflow_backup_queue_depth", (("queue", "mirror"),))] == 0
+    assert values[("ragflow_backup_storage_used_bytes", ())] == storage_bytes(storage)
+    assert 0 < values[("ragflow_backup_storage_used_ratio", ())] <= 1
+    assert values[("ragflow_backup_up", ())] == 1
+
+
+def test_each_scrape_sees_the_current_state(tmp_path, serve):
+    storage = Storage(tmp_path / "backups")
+    settings = Settings(storage_root=storage.root)
+    server = serve(lambda: collect(settings, storage))
+
+    before = samples(fetch(server, "/metrics")[2])
+    assert before[("ragflow_backup_last_success_timestamp_seconds", (("component", "mysql"),))] == 0
+    assert math.isinf(before[("ragflow_backup_last_success_age_seconds", (("component", "mysql"),))])
+
+    make_point(storage, datetime.now(UTC), mysql="ok", search="ok")
+    after = samples(fetch(server, "/metrics")[2])
+    assert after[("ragflow_backup_last_success_age_seconds", (("component", "mysql"),))] < 60
+    assert after[("ragflow_backup_storage_used_bytes", ())] > before[("ragflow_backup_storage_used_bytes", ())]
+
+
+def test_two_servers_do_not_share_metrics(tmp_path, serve):
+    first, second = Storage(tmp_path / "one"), Storage(tmp_path / "two")
+    make_point(first, datetime.now(UTC), mysql="ok")
+    one = serve(lambda: collect(Settings(storage_root=first.root), first, queue_depth=lambda: {"one": 1}))
+    two = serve(lambda: collect(Settings(storage_root=second.root), second, queue_depth=lambda: {"two": 2}))
+
+    assert one.port != two.port
+    one_values, two_values = samples(fetch(one, "/metrics")[2]), samples(fetch(two, "/metrics")[2])
+    assert ("ragflow_backup_queue_depth", (("queue", "one"),)) in one_values
+    assert ("ragflow_backup_queue_depth", (("queue", "one"),)) not in two_values
+    assert two_values[("ragflow_backup_last_success_timestamp_seconds", (("component", "mysql"),))] == 0
+
+
+def test_healthz_is_ok_when_the_report_and_every_part_are_fine(storage, serve):
+    settings = Settings(storage_root=storage.root)
+    server = serve(lambda: collect(settings, storage), extra_health=lambda: {"minio_events": {"ok": True, "reconnects": 0}})
+
+    status, content_type, text = fetch(server, "/healthz")
+
+    assert status == 200 and content_type == "application/json"
+    body = json.loads(text)
+    assert body["status"] == "ok"
+    assert body["newest_point"]["status"] == "partial"  # backups failing is an alert, not an agent outage
+    assert body["components"]["mysql"]["point"] == storage.points()[0].ref
+    assert body["parts"]["minio_events"]["ok"] is True
+
+
+def test_a_failing_part_makes_healthz_503_with_its_reason(storage, serve):
+    settings = Settings(storage_root=storage.root)
+    parts = {"minio_events": {"ok": False, "last_error": "connection refused"}, "watcher": True}
+    server = serve(lambda: collect(settings, storage), extra_health=lambda: parts)
+
+    status, _, text = fetch(server, "/healthz")
+
+    assert status == 503
+    body = json.loads(text)
+    assert body["status"] == "unhealthy"
+    assert body["reasons"] == ["minio_events: connection refused"]
+
+
+def test_an_unreachable_broker_makes_healthz_503(storage, serve):
+    settings = Settings(storage_root=storage.root)
+
+    def queue_depth() -> dict[str, int]:
+        raise ConnectionError("Connection refused")
+
+    server = serve(lambda: collect(settings, storage, queue_depth=queue_depth))
+
+    status, _, text = fetch(server, "/healthz")
+    assert status == 503
+    assert json.loads(text)["reasons"] == ["queue depth: ConnectionError: Connection refused"]
+    assert samples(fetch(server, "/metrics")[2])[("ragflow_backup_up", ())] == 1
+
+
+def test_a_collect_that_raises_gives_healthz_503_and_metrics_with_up_0(serve):
+    def broken() -> HealthReport:
+        raise PermissionError("[Errno 13] Permission denied: '/share/backups/ragflow/daily'")
+
+    server = serve(broken, extra_health=lambda: (_ for _ in ()).throw(RuntimeError("watcher died")))
+
+    status, _, text = fetch(server, "/healthz")
+    assert status == 503
+    assert json.loads(text)["reasons"] == [
+        "health report: PermissionError: [Errno 13] Permission denied: '/share/backups/ragflow/daily'",
+        "extra health: RuntimeError: watcher died",
+    ]
+    status, _, text = fetch(server, "/metrics")
+    assert status == 200
+    assert samples(text) == {("ragflow_backup_up", ()): 0}
+
+
+def test_other_paths_are_404(serve, tmp_path):
+    storage = Storage(tmp_path / "backups")
+    server = serve(lambda: collect(Settings(storage_root=storage.root), storage))
+
+    assert fetch(server, "/")[0] == 404
+    assert fetch(server, "/metrics/extra")[0] == 404
+    assert fetch(server, "/healthz?verbose=1")[0] == 200
+
+
+def test_stop_releases_the_port(tmp_path):
+    storage = Storage(tmp_path / "backups")
+    server = MetricsServer("127.0.0.1", 0, lambda: collect(Settings(storage_root=storage.root), storage))
+    server.start()
+    port = server.port
+    assert fetch(server, "/metrics")[0] == 200
+    server.stop()
+
+    again = MetricsServer("127.0.0.1", port, lambda: collect(Settings(storage_root=storage.root), storage))
+    again.start()
+    try:
+        assert again.port == port and fetch(again, "/healthz")[0] == 200
+    finally:
+        again.stop()
