@@ -10,9 +10,10 @@ import os
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Prometheus, default_middleware
 
 from agent.config import CONFIG_ENV_VAR, load_settings
+from agent.queues import KeepLastError
 
 BROKER_URL_ENV = "RAGFLOW_BACKUP_BROKER_URL"
 NAMESPACE_ENV = "RAGFLOW_BACKUP_BROKER_NAMESPACE"
@@ -23,10 +24,15 @@ DEFAULT_NAMESPACE = "ragflow-backup"
 
 def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_ms: int = 60_000,
                 maintenance_chance: int = 1_000) -> RedisBroker:
+    # Dramatiq's defaults minus its Prometheus middleware, which only works under dramatiq's own
+    # launcher; our metrics are served by the agent.
+    middleware = [cls() for cls in default_middleware if cls is not Prometheus]
     broker = RedisBroker(url=url, namespace=namespace, heartbeat_timeout=heartbeat_timeout_ms,
-                         maintenance_chance=maintenance_chance)
+                         maintenance_chance=maintenance_chance, middleware=middleware)
     # Actors read their retry count from the current message to know their last attempt.
     broker.add_middleware(CurrentMessage())
+    # Dead letters keep the last attempt's error, for `ragflow-backup queue dead`.
+    broker.add_middleware(KeepLastError())
     return broker
 
 

@@ -21,6 +21,7 @@ from uuid import uuid4
 
 import redis
 from dramatiq import Message, Middleware
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
 # Our actors' queues (actors/tasks.py), shown even while empty.
@@ -29,7 +30,7 @@ DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 # How many messages at the head of a queue are read to find the oldest one (requeues go to the tail).
 AGE_SAMPLE = 1000
 
-_QUEUE_SUFFIXES = (".DQ.msgs", ".XQ.msgs", ".DQ", ".XQ", ".msgs", ".acks")
+_QUEUE_SUFFIXES = (".DQ.msgs", ".XQ.msgs", ".msgs", ".XQ", ".DQ", ".acks")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 # Atomic per message: only a dead letter that is still there is moved, so two operators retrying
@@ -75,8 +76,8 @@ class DeadLetter:
     args: str  # a short rendering of args and kwargs
     failed_at: datetime
     enqueued_at: datetime | None
-    retries: int
-    error: str | None  # the traceback dramatiq kept in the message options, if any
+    retries: int  # failed attempts counted in the body: all but the last, or all with KeepLastError
+    error: str | None  # the traceback kept in the message options, if any
 
     @property
     def error_line(self) -> str:
@@ -85,9 +86,12 @@ class DeadLetter:
         return lines[-1].strip() if lines else ""
 
 
-def _resolve(client: Any, namespace: str | None) -> tuple[redis.Redis, str]:
-    """Every function takes a Redis client and a namespace, or a RedisBroker (its client and namespace)."""
-    if hasattr(client, "client") and hasattr(client, "namespace"):  # a RedisBroker
+# Functions take a Redis client and a namespace, or a RedisBroker (its client and namespace).
+Client = redis.Redis | RedisBroker
+
+
+def _resolve(client: Client, namespace: str | None) -> tuple[redis.Redis, str]:
+    if isinstance(client, RedisBroker):
         return client.client, namespace or client.namespace
     if not namespace:
         raise ValueError("a namespace is needed with a plain Redis client")
@@ -102,7 +106,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def queue_names(client: Any, namespace: str | None = None, extra: Iterable[str] = ()) -> list[str]:
+def queue_names(client: Client, namespace: str | None = None, extra: Iterable[str] = ()) -> list[str]:
     """Every queue with a key under the namespace, plus `extra`, sorted."""
     client, namespace = _resolve(client, namespace)
     prefix = f"{namespace}:"
@@ -114,16 +118,20 @@ def queue_names(client: Any, namespace: str | None = None, extra: Iterable[str] 
             key = key[len("__acks__."):].partition(".")[2]
         elif key.startswith("__"):
             continue
-        for suffix in _QUEUE_SUFFIXES:
+        else:
+            # Only dramatiq's suffixed keys name a queue (a ready list never exists without its
+            # .msgs hash), so other keys someone keeps under the namespace are not taken for queues.
+            suffix = next((s for s in _QUEUE_SUFFIXES if key.endswith(s)), None)
+            key = key[: -len(suffix)] if suffix else ""
+        for suffix in (".DQ", ".XQ"):
             if key.endswith(suffix):
                 key = key[: -len(suffix)]
-                break
         if key:
             names.add(key)
     return sorted(names)
 
 
-def live_workers(client: Any, namespace: str | None = None,
+def live_workers(client: Client, namespace: str | None = None,
                  heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS) -> list[str]:
     """Broker ids heard from within the timeout. Every broker command heart-beats, so a process
     that only enqueued shows up here too until the timeout passes."""
@@ -156,7 +164,7 @@ def _oldest_timestamp(client: redis.Redis, ns: str, queue: str, sample: int) -> 
     return min(stamps) if stamps else None
 
 
-def inspect(client: Any, namespace: str | None = None, queues: Iterable[str] = (),
+def inspect(client: Client, namespace: str | None = None, queues: Iterable[str] = (),
             heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS, sample: int = AGE_SAMPLE) -> list[QueueStats]:
     """Numbers for every queue found under the namespace and every name in `queues`."""
     client, ns = _resolve(client, namespace)
@@ -199,7 +207,7 @@ def _when(ms: float | int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
-def dead_letters(client: Any, namespace: str | None, queue: str, limit: int | None = 50) -> list[DeadLetter]:
+def dead_letters(client: Client, namespace: str | None, queue: str, limit: int | None = 50) -> list[DeadLetter]:
     """The queue's dead letters, most recent failure first."""
     client, ns = _resolve(client, namespace)
     if limit is not None and limit <= 0:
@@ -247,7 +255,7 @@ def _select(client: redis.Redis, ns: str, queue: str, ids: Sequence[str] | Liter
     return chosen
 
 
-def retry_dead(client: Any, namespace: str | None, queue: str, ids: Sequence[str] | Literal["all"]) -> int:
+def retry_dead(client: Client, namespace: str | None, queue: str, ids: Sequence[str] | Literal["all"]) -> int:
     """Move dead letters back to the ready queue, with a fresh set of retries; returns how many moved.
 
     Each goes back the way dramatiq enqueues (body in `<queue>.msgs`, a new id pushed on `<queue>`),
@@ -280,7 +288,7 @@ def retry_dead(client: Any, namespace: str | None, queue: str, ids: Sequence[str
     return moved
 
 
-def purge_dead(client: Any, namespace: str | None, queue: str, ids: Sequence[str] | Literal["all"]) -> int:
+def purge_dead(client: Client, namespace: str | None, queue: str, ids: Sequence[str] | Literal["all"]) -> int:
     """Delete dead letters for good; returns how many were deleted."""
     client, ns = _resolve(client, namespace)
     chosen = _select(client, ns, queue, ids)
@@ -304,7 +312,7 @@ class KeepLastError(Middleware):
 
     def after_nack(self, broker: Any, message: Any) -> None:
         redis_id = message.options.get("redis_message_id")
-        if not redis_id or not hasattr(broker, "client"):
+        if not redis_id or not isinstance(broker, RedisBroker):
             return
         key = f"{broker.namespace}:{q_name(message.queue_name)}.XQ.msgs"
         broker.client.register_script(_REPLACE_IF_PRESENT)(keys=[key], args=[redis_id, message.encode()])

@@ -11,9 +11,6 @@ from agent.commands.common import console, fail, state
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
 from agent.ragflow_env import read_ragflow_env
 
-# Where each service answers: from the host (ports RAGFlow publishes) or inside RAGFlow's compose network.
-HOST_NAMES = {"mysql": "127.0.0.1", "minio": "127.0.0.1", "es01": "127.0.0.1", "opensearch01": "127.0.0.1", "redis": "127.0.0.1"}
-
 
 def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host", "compose"]) -> dict:
     env = read_ragflow_env(ragflow_dir)
@@ -21,7 +18,9 @@ def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host",
     search_service = "opensearch01" if engine == "opensearch" else "es01"
     if network == "compose":
         mysql_host, mysql_port = "mysql", 3306
-        minio, search_url = "minio:9000", f"http://{search_service}:9200"
+        # RAGFlow's opensearch01 listens on 9201 inside the network (http.port=9201), es01 on 9200.
+        minio = "minio:9000"
+        search_url = f"http://{search_service}:{9201 if engine == 'opensearch' else 9200}"
         redis_host, redis_port = "redis", 6379
     else:
         mysql_host, mysql_port = "127.0.0.1", int(env.get("MYSQL_PORT", 5455))

@@ -56,7 +56,7 @@ def test_init_inside_ragflows_compose_network_uses_service_names(tmp_path):
     assert run("init", "--ragflow-dir", str(folder), "--network", "compose", "-o", str(target)).exit_code == 0
     config = yaml.safe_load(target.read_text())
     assert config["mysql"]["host"] == "mysql" and config["mysql"]["port"] == 3306
-    assert config["search"]["url"] == "http://opensearch01:9200"
+    assert config["search"]["url"] == "http://opensearch01:9201"
 
 
 def test_init_refuses_a_folder_without_env_and_an_existing_file(tmp_path):

@@ -1,0 +1,194 @@
+"""The container image, the compose override and the systemd units say what the READMEs promise.
+
+The image cannot be built here (no Docker Hub), so the Dockerfile is checked by reading it.
+"""
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.doctor import compose_override
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+COMPOSE = ROOT / "docker" / "docker-compose.backup.yml"
+UNITS = {name: ROOT / "systemd" / f"ragflow-backup-{name}.service" for name in ("agent", "worker")}
+DEPLOYMENT_FILES = [DOCKERFILE, COMPOSE, *UNITS.values(), ROOT / "docker" / "README.md", ROOT / "systemd" / "README.md"]
+STORAGE_ROOT = "/share/backups/ragflow"
+CONFIG = "/etc/ragflow-backup/config.yml"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
+
+
+def compose_service() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]["ragflow-backup"]
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string(UNITS[name].read_text())
+    return parser
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def test_the_image_is_built_from_python_slim_and_runs_as_a_dedicated_non_root_user():
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    users = [args for op, args in instructions if op == "USER"]
+    assert users, "the image must switch to its own user"
+    assert users[-1].split(":")[0] not in ("root", "0"), "the last USER decides who runs the agent"
+    assert users[-1].split(":")[0] in ("ragflow-backup", "10001")
+    created = " ".join(args for op, args in instructions if op == "RUN")
+    assert "useradd" in created and "--uid 10001" in created and "ragflow-backup" in created
+
+
+def test_the_image_has_the_tools_a_backup_needs_and_installs_the_package_from_the_checkout():
+    instructions = dockerfile_instructions()
+    runs = " ".join(args for op, args in instructions if op == "RUN")
+    assert re.search(r"apt-get install .*(default-mysql-client|mariadb-client)", runs)
+    assert re.search(r"apt-get install .*\bgit\b", runs), "the config history is a Git repository"
+    assert re.search(r"pip install /src\b", runs)
+    copied = [args.split()[0] for op, args in instructions if op == "COPY"]
+    assert {"agent", "actors"} <= set(copied) and "." not in copied, "only the package, never the whole context"
+
+
+def test_the_image_starts_the_agent_with_the_config_and_checks_its_health_endpoint():
+    instructions = dict(dockerfile_instructions())
+    assert json.loads(instructions["ENTRYPOINT"]) == ["ragflow-backup"]
+    assert json.loads(instructions["CMD"]) == ["--config", CONFIG, "run"]
+    health = instructions["HEALTHCHECK"]
+    assert "CMD" in health and "urllib.request" in health and "http://127.0.0.1:9108/healthz" in health
+    # The probe itself must be valid Python: run its code against nothing listening and expect a failure.
+    code = json.loads(health[health.index("CMD") + 3:].strip())[2].replace("127.0.0.1:9108", "127.0.0.1:9")
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert probe.returncode != 0 and "SyntaxError" not in probe.stderr
+
+
+# ---------------------------------------------------------------- compose override
+
+
+def test_the_compose_service_joins_ragflows_network_and_mounts_its_folder_read_only():
+    service = compose_service()
+    assert service["networks"] == ["ragflow"]
+    mounts = {volume.split(":")[1]: volume for volume in service["volumes"]}
+    assert mounts["/ragflow/docker"] == "./:/ragflow/docker:ro"
+    assert mounts[STORAGE_ROOT] == f"{STORAGE_ROOT}:{STORAGE_ROOT}", "the storage root is read-write"
+    assert mounts[CONFIG].endswith(":ro")
+    assert service["environment"]["RAGFLOW_BACKUP_RAGFLOW_DIR"] == "/ragflow/docker"
+    assert service["environment"]["RAGFLOW_BACKUP_STORAGE_ROOT"] == STORAGE_ROOT
+
+
+def test_the_compose_service_restarts_waits_for_ragflows_services_and_stops_gracefully():
+    service = compose_service()
+    assert service["restart"] == "unless-stopped"
+    assert set(service["depends_on"]) == {"mysql", "minio", "redis"}, "es01/opensearch01 are behind profiles"
+    assert service["stop_grace_period"] == "660s"
+
+
+def test_the_docker_socket_is_not_mounted_unless_the_operator_uncomments_it_and_the_risk_is_said():
+    text = COMPOSE.read_text()
+    assert not any("docker.sock" in volume for volume in compose_service()["volumes"])
+    socket_line = next(line for line in text.splitlines() if "/var/run/docker.sock" in line)
+    assert socket_line.lstrip().startswith("#")
+    assert "mysql.mode: docker" in text and "root on the host" in text
+
+
+def commented_block(text: str, begin: str, end: str) -> dict:
+    """The YAML of a commented-out block between two marker comments, as if uncommented."""
+    lines = text[text.index(begin) + len(begin):text.index(end)].splitlines()
+    body = "\n".join(re.sub(r"^(\s*)# ?", r"\1", line) for line in lines if line.strip())
+    return yaml.safe_load(textwrap.dedent(body))
+
+
+@pytest.mark.parametrize("engine, service", [("elasticsearch", "es01"), ("opensearch", "opensearch01")])
+def test_the_commented_path_repo_override_is_the_one_doctor_prints(engine, service):
+    block = commented_block(COMPOSE.read_text(), "# BEGIN path.repo", "# END path.repo")
+    advice = compose_override(engine)
+    # doctor's advice: a line of prose, the indented YAML, then a line of prose.
+    yaml_lines = [line for line in advice.splitlines() if line.startswith(" ")]
+    expected = yaml.safe_load(textwrap.dedent("\n".join(yaml_lines)))["services"][service]
+    assert block[service] == expected
+
+
+# ---------------------------------------------------------------- systemd units
+
+
+@pytest.mark.parametrize("name", ["agent", "worker"])
+def test_each_systemd_unit_runs_its_command_as_ragflow_backup_and_restarts_on_failure(name):
+    service = unit(name)["Service"]
+    assert service["User"] == "ragflow-backup"
+    assert service["Restart"] == "on-failure" and service["RestartSec"] == "10"
+    assert service["ExecStart"] == f"/opt/ragflow-backup/.venv/bin/ragflow-backup --config {CONFIG} {name}"
+    assert service["KillSignal"] == "SIGTERM" and service["TimeoutStopSec"] == "660"
+    assert unit(name)["Unit"]["After"].split() == ["network-online.target", "docker.service"]
+
+
+@pytest.mark.parametrize("name", ["agent", "worker"])
+def test_each_systemd_unit_is_hardened_and_may_write_only_the_storage_root(name):
+    service = unit(name)["Service"]
+    expected = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ReadWritePaths": STORAGE_ROOT,
+                "ProtectHome": "yes", "PrivateTmp": "yes"}
+    assert {key: service.get(key) for key in expected} == expected
+
+
+def test_systemd_accepts_both_units(tmp_path):
+    """`systemd-analyze verify` where it exists; ExecStart points at this venv's command so the
+    check is about the units, not about this machine lacking /opt/ragflow-backup."""
+    for name in UNITS:
+        assert unit(name).has_section("Install")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return  # the parse above is the check on machines without systemd
+    here = str(Path(sys.executable).parent / "ragflow-backup")
+    copies = []
+    for path in UNITS.values():
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text().replace("/opt/ragflow-backup/.venv/bin/ragflow-backup", here))
+        copies.append(str(copy))
+    result = subprocess.run([analyze, "verify", *copies], capture_output=True, text=True)
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if "ragflow-backup-" in line]
+    assert result.returncode == 0 and not complaints, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- secrets
+
+
+PLACEHOLDER = re.compile(r"^(\$\{?[A-Z_]+.*|[A-Z_]+|<[^>]+>)$")  # ${REDIS_PASSWORD}, PASSWORD, <password>
+ASSIGNED = re.compile(r"(?i)(?:password|passwd|secret_key|secret|_pass)\w*[\"']?\s*[:=]\s*[\"']?([^\s\"'#,)]+)")
+FLAG = re.compile(r"--requirepass\s+[\"']?([^\s\"']+)")
+URL_CREDENTIALS = re.compile(r"://[^/\s:@]*:([^@\s/]+)@")
+
+
+def test_no_deployment_file_holds_a_password(testbed_env):
+    known = {"infini_rag_flow"}  # RAGFlow's default passwords
+    known |= {value for key, value in testbed_env.items() if re.search("PASS|SECRET", key) and len(value) >= 6}
+    for path in DEPLOYMENT_FILES:
+        text = path.read_text()
+        for secret in known:
+            assert secret not in text, f"{path.name} holds a password"
+        for pattern in (ASSIGNED, FLAG, URL_CREDENTIALS):
+            for match in pattern.finditer(text):
+                assert PLACEHOLDER.match(match.group(1)), f"{path.name}: {match.group(0)!r} looks like a password"
