@@ -132,7 +132,7 @@ class ScheduleSettings(Section):
 class MetricsSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(9108, ge=1, le=65535)
+    port: int = Field(9108, ge=0, le=65535)  # 0: any free port (tests)
 
 
 class NotifySettings(Section):

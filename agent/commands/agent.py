@@ -47,9 +47,11 @@ def run(
     runner = Agent(state.settings())
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()
-    runner.start()
-    console.print(f"agent and {threads} worker threads running; SIGTERM or Ctrl-C stops them")
-    _wait_for_signal()
-    runner.stop()
-    # Messages not finished in time are not acked: the broker gives them to the next worker.
-    worker.stop(timeout=stop_timeout * 1000)
+    try:
+        runner.start()
+        console.print(f"agent and {threads} worker threads running; SIGTERM or Ctrl-C stops them")
+        _wait_for_signal()
+        runner.stop()
+    finally:
+        # Messages not finished in time are not acked: the broker gives them to the next worker.
+        worker.stop(timeout=stop_timeout * 1000)

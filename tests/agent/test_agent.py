@@ -72,11 +72,9 @@ class RunningAgent:
         return MirrorStore(self.settings.storage_root / self.settings.minio.mirror_dir)
 
     def mirrored(self, bucket: str, key: str) -> bytes | None:
-        path = self.settings.storage_root / self.settings.minio.mirror_dir
-        entry = self.store().entry(bucket, key) if path.exists() else None
-        if entry is None:
-            return None
-        return self.store().current_path(bucket, key).read_bytes()
+        root = self.settings.storage_root / self.settings.minio.mirror_dir
+        entry = self.store().entry(bucket, key) if (root / ".index.sqlite").exists() else None
+        return None if entry is None else entry.path.read_bytes()
 
 
 @pytest.fixture

@@ -1,0 +1,263 @@
+"""MinIO mirror tasks: plain functions the Dramatiq actors wrap (see agent/mirror_store.py for the disk side).
+
+`mirror_object` is level-triggered: whatever event caused it, it looks at the source's state now, so
+duplicates, late and reordered calls are harmless. Only a positive "no such key/bucket" from the source
+removes anything from the mirror; any other failure raises (the actor retries) and removes nothing.
+`reconcile` heals missed events by a full listing diff, and deletes only after a listing that completed.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from minio.error import S3Error
+
+from agent import clients
+from agent.config import Settings
+from agent.mirror_store import Entry, MirrorStore
+
+GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
+PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
+CHUNK = 1 << 20
+META_PREFIX = "x-amz-meta-"
+
+_cache: dict[tuple, object] = {}
+_cache_lock = threading.Lock()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _client(settings: Settings):
+    """One client (one connection pool) per process and endpoint: a task per event must stay cheap."""
+    m = settings.minio
+    key = ("client", m.endpoint, m.access_key, clients.secret(m.secret_key), m.secure)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = clients.minio_client(m)
+        return _cache[key]
+
+
+def open_store(settings: Settings) -> MirrorStore:
+    root = settings.storage_root / settings.minio.mirror_dir
+    with _cache_lock:
+        if ("store", root) not in _cache:
+            _cache[("store", root)] = MirrorStore(root)
+        return _cache[("store", root)]  # type: ignore[return-value]
+
+
+def _prefix(settings: Settings) -> str:
+    prefix = (settings.minio.prefix_path or "").strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+def in_scope(settings: Settings, bucket: str, key: str) -> bool:
+    """RAGFlow's single-bucket mode mirrors one bucket, and prefix_path limits the keys."""
+    if settings.minio.bucket and bucket != settings.minio.bucket:
+        return False
+    return key.startswith(_prefix(settings))
+
+
+def source_buckets(settings: Settings) -> list[str]:
+    if settings.minio.bucket:
+        return [settings.minio.bucket]
+    return sorted(b.name for b in _client(settings).list_buckets())
+
+
+def _user_metadata(headers) -> dict[str, str]:
+    return {name.lower()[len(META_PREFIX):]: value for name, value in headers.items()
+            if name.lower().startswith(META_PREFIX)}
+
+
+def _download(client, bucket: str, key: str, stat, temp: Path) -> str:
+    """Fetch exactly the object `stat` described into `temp`; return its MD5 after checking size and ETag."""
+    md5, size = hashlib.md5(), 0
+    # If-Match: should the object change after the stat, the server refuses instead of sending other bytes.
+    response = client.get_object(bucket, key, request_headers={"If-Match": f'"{stat.etag}"'})
+    try:
+        served = (response.headers.get("etag") or "").strip('"')
+        with open(temp, "wb") as out:
+            for chunk in response.stream(CHUNK):
+                out.write(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    where = f"s3://{bucket}/{key}"
+    if served != stat.etag:
+        raise RuntimeError(f"{where} changed while being copied (ETag {stat.etag} became {served}); retrying helps")
+    if size != stat.size:
+        raise RuntimeError(f"{where}: got {size} bytes, the source says {stat.size}; the copy was cut short")
+    if PLAIN_ETAG.match(stat.etag) and md5.hexdigest() != stat.etag:
+        raise RuntimeError(f"{where}: the MD5 of the copied bytes ({md5.hexdigest()}) differs from its ETag")
+    return md5.hexdigest()
+
+
+def _same(mirrored: Entry | None, source) -> bool:
+    """The mirror holds what the source describes (a file deleted by hand counts as missing)."""
+    return mirrored is not None and (mirrored.etag, mirrored.size) == (source.etag, source.size) \
+        and mirrored.path is not None and mirrored.path.is_file()
+
+
+def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
+    """Bring the mirror of one key in line with the source: "copied" | "unchanged" | "removed" | "absent"
+    ("skipped" for a key outside single-bucket mode's bucket/prefix). Raises on any failure but a
+    positive "not found", so the actor retries."""
+    if not in_scope(settings, bucket, key):
+        return "skipped"
+    store = store or open_store(settings)
+    client = _client(settings)
+    seen = _now()
+    try:
+        stat = client.stat_object(bucket, key)
+        if _same(store.entry(bucket, key), stat):
+            return "unchanged"
+        temp = store.temp_file(bucket)
+        try:
+            md5 = _download(client, bucket, key, stat, temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    except S3Error as exc:
+        if exc.code not in GONE:
+            raise
+        return "removed" if store.remove(bucket, key, _now(), seen_at=seen) else "absent"
+    entry = Entry(size=stat.size, etag=stat.etag, content_type=stat.content_type,
+                  metadata=_user_metadata(stat.metadata or {}), last_modified=stat.last_modified, md5=md5,
+                  seen_at=seen)
+    return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+
+
+@dataclass
+class ReconcileReport:
+    copied: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    listed: int = 0
+    complete: bool = True
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> None:
+        if outcome in ("copied", "removed", "unchanged"):
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def fail(self, message: str) -> None:
+        self.complete = False
+        self.errors.append(message)
+
+
+def _sync(settings: Settings, bucket: str, key: str, store: MirrorStore, report: ReconcileReport) -> None:
+    try:
+        report.count(mirror_object(settings, bucket, key, store))
+    except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others
+        report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
+
+
+def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport) -> None:
+    listed: set[str] = set()
+    try:
+        for obj in _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True):
+            listed.add(obj.object_name)
+            report.listed += 1
+            if _same(store.entry(bucket, obj.object_name), obj):  # the listing suffices: no stat for most keys
+                report.unchanged += 1
+            else:
+                _sync(settings, bucket, obj.object_name, store, report)
+    except S3Error as exc:
+        if exc.code != "NoSuchBucket":  # a bucket deleted at the source: its keys are re-checked below
+            report.fail(f"listing bucket {bucket} failed ({exc.code}: {exc.message}); nothing was removed from it")
+            return
+    except Exception as exc:  # noqa: BLE001 - an unfinished listing never leads to deletions
+        report.fail(f"listing bucket {bucket} failed ({type(exc).__name__}: {exc}); nothing was removed from it")
+        return
+    for key in store.keys(bucket):
+        if key not in listed and in_scope(settings, bucket, key):
+            _sync(settings, bucket, key, store, report)  # re-stats the key: removes only on "no such key"
+
+
+def reconcile(settings: Settings, buckets: list[str] | None = None,
+              store: MirrorStore | None = None) -> ReconcileReport:
+    """List every source bucket completely and make the mirror match; see the module docstring."""
+    store = store or open_store(settings)
+    report = ReconcileReport()
+    gone: list[str] = []
+    if buckets is not None and settings.minio.bucket:
+        buckets = [b for b in buckets if b == settings.minio.bucket]
+    if buckets is None:
+        try:
+            buckets = source_buckets(settings)
+        except Exception as exc:  # noqa: BLE001 - without the bucket list nothing may be removed
+            report.fail(f"listing the buckets of MinIO at {settings.minio.endpoint} failed "
+                        f"({type(exc).__name__}: {exc}); nothing was removed")
+            return report
+        gone = [b for b in store.buckets() if b not in buckets and not settings.minio.bucket]
+    for bucket in buckets:
+        _reconcile_bucket(settings, bucket, store, report)
+    for bucket in gone:  # deleted at the source: each key is re-checked, then kept only as versions
+        for key in store.keys(bucket):
+            _sync(settings, bucket, key, store, report)
+    return report
+
+
+def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:
+    """Drop mirror versions superseded more than version_retention_days ago."""
+    store = store or open_store(settings)
+    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days))
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | None = None) -> list[str]:
+    """Compare a random sample of mirrored objects with the source and re-hash their files.
+
+    A key changed or deleted at the source is reported as lag (only when older than
+    notify.mirror_lag_seconds: newer changes are normal lag); a file that no longer matches the
+    MD5 recorded when it was copied is corruption.
+    """
+    store = store or open_store(settings)
+    client, problems = _client(settings), []
+    lag_limit = _now() - timedelta(seconds=settings.notify.mirror_lag_seconds)
+    for bucket, key in store.sample(sample) if sample > 0 else []:
+        entry, where = store.entry(bucket, key), f"s3://{bucket}/{key}"
+        if entry is None:
+            continue  # removed meanwhile
+        if entry.path is None or not entry.path.is_file():
+            problems.append(f"the mirror file of {where} is missing ({entry.path}); run a reconcile to fetch it again")
+            continue
+        if entry.path.stat().st_size != entry.size:
+            problems.append(f"the mirror file of {where} has {entry.path.stat().st_size} bytes, {entry.size} expected "
+                            "(corruption); delete it and run a reconcile")
+        elif entry.md5 and _md5_of(entry.path) != entry.md5:
+            problems.append(f"the mirror file of {where} no longer matches the MD5 it was copied with (corruption); "
+                            "delete it and run a reconcile")
+        try:
+            stat = client.stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in GONE:
+                problems.append(f"{where} was deleted at the source but is still current in the mirror (lag)")
+                continue
+            problems.append(f"MinIO could not stat {where} ({exc.code}: {exc.message})")
+            continue
+        except Exception as exc:  # noqa: BLE001 - the source is unreachable: one sentence is enough
+            problems.append(f"MinIO at {settings.minio.endpoint} could not be reached ({type(exc).__name__}: {exc})")
+            break
+        if (stat.etag, stat.size) != (entry.etag, entry.size) and stat.last_modified and stat.last_modified < lag_limit:
+            problems.append(f"{where} changed at the source at {stat.last_modified:%Y-%m-%d %H:%M:%S} UTC and the "
+                            "mirror still has the older copy (lag, not corruption)")
+    return problems
+
+
+__all__ = ["ReconcileReport", "in_scope", "mirror_object", "open_store", "prune_versions", "reconcile",
+           "source_buckets", "verify_sample"]

@@ -1,0 +1,389 @@
+"""The MinIO mirror on disk: current objects browsable under `<root>/<bucket>/`, superseded ones kept
+under `<root>/.versions/`, and an SQLite index of both that answers "what did the store hold at T?".
+
+Object keys are untrusted: `encode_key` maps any key to a relative path that cannot leave the mirror.
+Writes are serialised by SQLite's write lock (BEGIN IMMEDIATE), so threads and processes may share a
+store. Replacing a current file is two durable steps (see `commit`) so that a crash at any moment
+neither loses the old bytes nor leaves a half file under the current name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from agent.atomic import DIR_MODE, FILE_MODE, fsync_dir, private_dir
+
+SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# Percent-encoding only ever emits "%XX" (upper-case hex), so these markers can never be produced by it:
+EMPTY = "%_"  # an empty segment ("a//b", "dir/", "/abs")
+DIR_MARK = "%"  # suffix of every directory: a key "a" (file) and "a/b" (in folder "a%") coexist
+HASH_MARK = "%~"  # a shortened segment: readable prefix + marker + hash of the whole segment
+VERSION_MARK = "%v"
+LONG_DIR = "%~long%"  # keys whose encoded path would be too long for the file system: hashed flat
+MAX_SEGMENT, KEEP_PREFIX, MAX_PATH = 200, 150, 3000  # chars; leaves room for markers under 255 bytes
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
+STALE_TEMP_SECONDS = 86_400
+_replace = os.replace  # the rename that puts new bytes in place (tests inject faults here)
+
+
+def _segment(text: str) -> str:
+    raw = text.encode("utf-8", "surrogatepass")
+    if not raw:
+        return EMPTY
+    out = "".join(chr(b) if b in SAFE and not (i == 0 and b == 0x2E) else f"%{b:02X}" for i, b in enumerate(raw))
+    if len(out) <= MAX_SEGMENT:
+        return out
+    cut = KEEP_PREFIX if "%" not in out[KEEP_PREFIX - 2:KEEP_PREFIX] else out.rindex("%", 0, KEEP_PREFIX)
+    return out[:cut] + HASH_MARK + hashlib.sha256(raw).hexdigest()[:40]
+
+
+def encode_key(key: str) -> PurePosixPath:
+    """An injective map of an S3 key to a safe relative path; ordinary keys stay readable."""
+    parts = key.split("/")
+    encoded = [_segment(part) + DIR_MARK for part in parts[:-1]] + [_segment(parts[-1])]
+    if sum(len(part) + 1 for part in encoded) > MAX_PATH:
+        return PurePosixPath(LONG_DIR, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+    return PurePosixPath(*encoded)
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _ts(when: datetime | None) -> str | None:
+    return None if when is None else _utc(when).strftime(STAMP)
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the mirror knows of one current object (`path` and `mirrored_at` are filled in by the store)."""
+
+    size: int
+    etag: str
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+    md5: str | None = None  # of the mirrored bytes, computed while downloading
+    seen_at: datetime | None = None  # when the source was looked at: older news never overwrites newer
+    mirrored_at: datetime | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    key: str
+    path: Path  # the file holding the bytes
+    size: int
+    etag: str
+    content_type: str | None
+    metadata: dict[str, str]
+    valid_from: datetime | None  # the source's last_modified
+    md5: str | None
+
+
+@dataclass(frozen=True)
+class Version(ObjectRef):
+    superseded_at: datetime
+    reason: str  # 'overwritten' | 'deleted'
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
+    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
+CREATE INDEX IF NOT EXISTS objects_pending ON objects (pending) WHERE pending IS NOT NULL;
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
+    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
+CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
+CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
+"""
+COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
+
+
+def _makedirs(path: Path) -> None:
+    """Create missing folders one level at a time, each 0700 (mkdir(parents=True) ignores the mode)."""
+    if not path.is_dir():
+        _makedirs(path.parent)
+        try:
+            path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A second name for the old bytes: a hard link, or a durable copy where links are not supported."""
+    _makedirs(target.parent)
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links: a durable private copy
+        shutil.copyfile(source, target)
+        os.chmod(target, FILE_MODE)
+        with open(target, "rb") as copy:
+            os.fsync(copy.fileno())
+    fsync_dir(target.parent)
+
+
+class MirrorStore:
+    def __init__(self, root: Path):
+        self.root = private_dir(Path(root))
+        self.index = self.root / ".index.sqlite"
+        self.tmp = private_dir(self.root / ".tmp")
+        self._local = threading.local()
+        os.close(os.open(self.index, os.O_WRONLY | os.O_CREAT, FILE_MODE))  # SQLite gives -wal/-shm its mode
+        with self._write() as conn:
+            for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
+                conn.execute(statement)
+            for bucket, key in conn.execute("SELECT bucket, key FROM objects WHERE pending IS NOT NULL").fetchall():
+                self._settle(conn, bucket, key)  # finish what a crashed process left half done
+            for path in self.tmp.iterdir():  # downloads a crash left behind (a pending one was just placed)
+                if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                    path.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # never reuse a connection across fork()
+            conn = sqlite3.connect(self.index, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a committed step must survive power loss (see commit)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        if getattr(self._local, "conn", None) is not None:
+            self._local.conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------- paths
+    def path_of(self, bucket: str, key: str) -> Path:
+        return self.root / _segment(bucket) / encode_key(key)
+
+    def temp_file(self, bucket: str) -> Path:
+        """A new empty private file on the mirror's file system, so the final rename is atomic."""
+        path = self.tmp / f"{_segment(bucket)}.{secrets.token_hex(8)}.part"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        return path
+
+    def _version_path(self, bucket: str, key: str, when: datetime) -> Path:
+        relative = encode_key(key)
+        stamp = _utc(when).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"{relative.name}{VERSION_MARK}{stamp}-{secrets.token_hex(4)}"
+        return self.root / ".versions" / _segment(bucket) / relative.parent / name
+
+    # ---------------------------------------------------------------- writing
+    def _settle(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:
+        """Roll a committed-but-unplaced object forward: its temp file is renamed into place (in a write tx)."""
+        row = conn.execute("SELECT path, pending, pending_ino FROM objects WHERE bucket=? AND key=?",
+                           (bucket, key)).fetchone()
+        if row is None or row[1] is None:
+            return
+        final, temp = self.root / row[0], self.root / row[1]
+        if temp.exists():
+            _makedirs(final.parent)
+            _replace(temp, final)
+            fsync_dir(final.parent)
+        elif not (final.exists() and final.stat().st_ino == row[2]):
+            # The new bytes vanished before being placed: forget the row so the next mirror run re-fetches.
+            conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+            return
+        conn.execute("UPDATE objects SET pending=NULL, pending_ino=NULL WHERE bucket=? AND key=?", (bucket, key))
+
+    def _supersede(self, conn: sqlite3.Connection, bucket: str, key: str, now: datetime, until: datetime,
+                   reason: str) -> bool:
+        """Give the current bytes a second name under .versions and index it; False if there is none."""
+        row = conn.execute("SELECT path, size, etag, content_type, metadata, md5, last_modified FROM objects "
+                           "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None or not (self.root / row[0]).exists():
+            return False
+        version = self._version_path(bucket, key, now)
+        _link_or_copy(self.root / row[0], version)
+        conn.execute("INSERT INTO versions (bucket, key, path, size, etag, content_type, metadata, md5, valid_from, "
+                     "superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                     (bucket, key, str(version.relative_to(self.root)), *row[1:], _ts(until), reason))
+        return True
+
+    def commit(self, bucket: str, key: str, temp: Path, entry: Entry, now: datetime) -> bool:
+        """Make the (complete) temp file the current object; False if the mirror already has it.
+
+        Step 1 (one transaction): the old file gets a second name under .versions, the index records the
+        version and the new entry marked pending. Step 2: the temp is renamed over the current name and
+        the mark cleared. A crash before step 1 commits leaves the old state; after it, any later access
+        rolls step 2 forward. The store owns `temp` from here on.
+        """
+        try:
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+            with self._write() as conn:
+                self._settle(conn, bucket, key)
+                row = conn.execute("SELECT etag, size, seen_at, path FROM objects WHERE bucket=? AND key=?",
+                                   (bucket, key)).fetchone()
+                present = row is not None and (self.root / row[3]).exists()
+                if (present and (row[0], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry):
+                    temp.unlink(missing_ok=True)
+                    return False
+                until = min(_utc(now), _utc(entry.last_modified)) if entry.last_modified else now
+                self._supersede(conn, bucket, key, now, until, "overwritten")
+                conn.execute(
+                    "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
+                    "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (bucket, key, str(self.path_of(bucket, key).relative_to(self.root)), entry.size, entry.etag,
+                     entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
+                     _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
+                     temp.stat().st_ino))
+        except BaseException:
+            temp.unlink(missing_ok=True)  # step 1 did not commit: the temp is nobody's
+            raise
+        with self._write() as conn:
+            self._settle(conn, bucket, key)
+        return True
+
+    @staticmethod
+    def _stale(conn: sqlite3.Connection, bucket: str, key: str, entry: Entry) -> bool:
+        """Was the source seen (present or absent) after `entry` was? Then a late task must not undo that."""
+        if entry.seen_at is None:
+            return False
+        row = conn.execute("SELECT seen_at FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT MAX(superseded_at) FROM versions WHERE bucket=? AND key=? AND "
+                               "reason='deleted'", (bucket, key)).fetchone()
+        return row[0] is not None and _ts(entry.seen_at) < row[0]
+
+    def remove(self, bucket: str, key: str, now: datetime, seen_at: datetime | None = None) -> bool:
+        """Move the current object into versions (reason 'deleted'); False if the mirror does not have it.
+
+        `seen_at`: when the source was seen without the key; an object seen there later is kept.
+        """
+        with self._write() as conn:
+            self._settle(conn, bucket, key)
+            row = conn.execute("SELECT path, seen_at FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+            if row is None or (seen_at is not None and row[1] is not None and row[1] > _ts(seen_at)):
+                return False
+            self._supersede(conn, bucket, key, now, min(_utc(now), _utc(seen_at or now)), "deleted")
+            conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+        with self._write():  # the lock keeps a concurrent commit from using a folder we are removing
+            (self.root / row[0]).unlink(missing_ok=True)
+            self._prune_dirs((self.root / row[0]).parent, self.root / _segment(bucket))
+        return True
+
+    @staticmethod
+    def _prune_dirs(folder: Path, stop: Path) -> None:
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def prune_versions(self, older_than: datetime) -> int:
+        """Drop versions superseded before `older_than` (rows first: a crash leaves only orphan files)."""
+        with self._write() as conn:
+            rows = conn.execute("SELECT id, bucket, path FROM versions WHERE superseded_at < ?",
+                                (_ts(older_than),)).fetchall()
+            conn.executemany("DELETE FROM versions WHERE id=?", [(row[0],) for row in rows])
+        with self._write():
+            for _, bucket, path in rows:
+                (self.root / path).unlink(missing_ok=True)
+                self._prune_dirs((self.root / path).parent, self.root / ".versions" / _segment(bucket))
+        return len(rows)
+
+    # ---------------------------------------------------------------- reading
+    def _settled(self, bucket: str, key: str | None = None) -> sqlite3.Connection:
+        """A connection to read from, after rolling forward any pending commit of the bucket (or key)."""
+        conn = self._conn()
+        pending = [row[0] for row in conn.execute("SELECT key FROM objects WHERE pending IS NOT NULL AND bucket=? "
+                                                  "AND (? IS NULL OR key=?)", (bucket, key, key)).fetchall()]
+        if pending:
+            with self._write() as writer:
+                for name in pending:
+                    self._settle(writer, bucket, name)
+        return conn
+
+    def entry(self, bucket: str, key: str) -> Entry | None:
+        row = self._settled(bucket, key).execute(
+            "SELECT size, etag, content_type, metadata, last_modified, md5, seen_at, mirrored_at, path FROM objects "
+            "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None:
+            return None
+        return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
+                     self.root / row[8])
+
+    def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
+        key, path, size, etag, ctype, meta, valid_from, md5, *rest = row
+        extra = (_dt(rest[0]), rest[1]) if rest else ()
+        return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5, *extra)
+
+    def buckets(self) -> list[str]:
+        return [row[0] for row in self._conn().execute("SELECT DISTINCT bucket FROM objects ORDER BY bucket")]
+
+    def keys(self, bucket: str) -> Iterator[str]:
+        """Every current key, in pages, so callers may write to the store while iterating."""
+        last = None
+        while True:
+            rows = self._conn().execute(
+                "SELECT key FROM objects WHERE bucket=? AND (? IS NULL OR key > ?) ORDER BY key LIMIT 1000",
+                (bucket, last, last)).fetchall()
+            if not rows:
+                return
+            yield from (row[0] for row in rows)
+            last = rows[-1][0]
+
+    def sample(self, count: int) -> list[tuple[str, str]]:
+        return self._conn().execute("SELECT bucket, key FROM objects ORDER BY random() LIMIT ?", (count,)).fetchall()
+
+    def versions(self, bucket: str, key: str) -> list[Version]:
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS.replace('last_modified', 'valid_from')}, superseded_at, reason FROM versions "
+            "WHERE bucket=? AND key=? ORDER BY superseded_at, id", (bucket, key)).fetchall()
+        return [self._ref(row, Version) for row in rows]  # type: ignore[misc]
+
+    def state_at(self, bucket: str, when: datetime) -> dict[str, ObjectRef]:
+        """The objects that existed at `when`, each with the file holding its bytes then."""
+        at = _ts(when)
+        conn = self._settled(bucket)
+        current = conn.execute(f"SELECT {COLUMNS} FROM objects WHERE bucket=? AND COALESCE(last_modified, "
+                               "mirrored_at) <= ?", (bucket, at)).fetchall()
+        old = conn.execute(f"SELECT {COLUMNS.replace('last_modified', 'valid_from')} FROM versions WHERE bucket=? "
+                           "AND COALESCE(valid_from, '') <= ? AND superseded_at > ?", (bucket, at, at)).fetchall()
+        refs = sorted((self._ref(row) for row in [*old, *current]), key=lambda ref: _ts(ref.valid_from) or "")
+        return {ref.key: ref for ref in refs}  # should two claim a key (clock skew), the later one wins
+
+    def stats(self) -> dict:
+        """objects, bytes, versions, version_bytes: in total and per bucket (under "buckets")."""
+        names = ("objects", "bytes", "versions", "version_bytes")
+        per: dict[str, dict[str, int]] = {}
+        for table, count, size in (("objects", *names[:2]), ("versions", *names[2:])):
+            for bucket, n, total in self._conn().execute(
+                    f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
+                per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
+        return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}

@@ -1,0 +1,287 @@
+"""The MinIO mirror against the test bed's real MinIO: copies, versions, reconcile, outages, hostile keys."""
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from minio.error import S3Error
+
+from actors.minio_mirror import mirror_object, prune_versions, reconcile, verify_sample
+from agent import mirror_store
+from agent.config import Settings
+from agent.mirror_store import MirrorStore
+from testbed import settings as testbed_settings
+from tests.conftest import remove_bucket, unique
+
+
+@pytest.fixture
+def settings(tmp_path, testbed_env) -> Settings:
+    return Settings(storage_root=tmp_path / "b", minio=testbed_settings.minio(testbed_env))
+
+
+@pytest.fixture
+def store(settings) -> MirrorStore:
+    return MirrorStore(settings.storage_root / settings.minio.mirror_dir)
+
+
+def put(client, bucket: str, key: str, data: bytes, **kwargs) -> None:
+    client.put_object(bucket, key, io.BytesIO(data), len(data), **kwargs)
+
+
+def tick() -> datetime:
+    """A moment strictly between two steps (MinIO's Last-Modified has whole seconds)."""
+    time.sleep(1.1)
+    moment = datetime.now(timezone.utc)
+    time.sleep(1.1)
+    return moment
+
+
+def contents(store: MirrorStore, bucket: str, when: datetime | None = None) -> dict[str, bytes]:
+    state = store.state_at(bucket, when or datetime.now(timezone.utc) + timedelta(seconds=5))
+    return {key: ref.path.read_bytes() for key, ref in state.items()}
+
+
+def source(client, bucket: str) -> dict[str, bytes]:
+    found = {}
+    for obj in client.list_objects(bucket, recursive=True):
+        response = client.get_object(bucket, obj.object_name)
+        found[obj.object_name] = response.read()
+        response.close()
+        response.release_conn()
+    return found
+
+
+def snapshot(store: MirrorStore) -> tuple[dict[str, bytes], list, list]:
+    files = {str(p.relative_to(store.root)): p.read_bytes() for p in sorted(store.root.rglob("*"))
+             if p.is_file() and not p.name.startswith(".index.sqlite")}
+    with sqlite3.connect(store.index) as conn:
+        return files, conn.execute("SELECT * FROM objects ORDER BY bucket, key").fetchall(), \
+            conn.execute("SELECT * FROM versions ORDER BY id").fetchall()
+
+
+def test_an_object_is_copied_with_its_metadata_and_superseded_bytes_stay_restorable(
+        settings, store, minio_client, bucket):
+    put(minio_client, bucket, "kb/doc.pdf", b"first", content_type="application/pdf",
+        metadata={"X-Amz-Meta-Owner": "ann"})
+    assert mirror_object(settings, bucket, "kb/doc.pdf", store) == "copied"
+    assert mirror_object(settings, bucket, "kb/doc.pdf", store) == "unchanged"
+    entry = store.entry(bucket, "kb/doc.pdf")
+    assert entry.path.read_bytes() == b"first" and entry.path == store.root / bucket / "kb%" / "doc.pdf"
+    assert (entry.content_type, entry.metadata) == ("application/pdf", {"owner": "ann"})
+    after_first = tick()
+
+    put(minio_client, bucket, "kb/doc.pdf", b"second version", content_type="application/pdf")
+    assert mirror_object(settings, bucket, "kb/doc.pdf", store) == "copied"
+    assert [(v.reason, v.path.read_bytes(), v.metadata) for v in store.versions(bucket, "kb/doc.pdf")] == \
+        [("overwritten", b"first", {"owner": "ann"})]
+    after_second = tick()
+
+    minio_client.remove_object(bucket, "kb/doc.pdf")
+    assert mirror_object(settings, bucket, "kb/doc.pdf", store) == "removed"
+    assert mirror_object(settings, bucket, "kb/doc.pdf", store) == "absent"
+    assert not entry.path.exists() and store.entry(bucket, "kb/doc.pdf") is None
+    assert [v.reason for v in store.versions(bucket, "kb/doc.pdf")] == ["overwritten", "deleted"]
+
+    before_first = after_first - timedelta(minutes=5)
+    assert contents(store, bucket, before_first) == {}
+    assert contents(store, bucket, after_first) == {"kb/doc.pdf": b"first"}
+    assert contents(store, bucket, after_second) == {"kb/doc.pdf": b"second version"}
+    assert contents(store, bucket) == {}
+    assert store.state_at(bucket, after_first)["kb/doc.pdf"].content_type == "application/pdf"
+
+
+def test_duplicate_late_and_reordered_calls_are_harmless(settings, store, minio_client, bucket):
+    put(minio_client, bucket, "k", b"v1")
+    assert mirror_object(settings, bucket, "k", store) == "copied"
+    minio_client.remove_object(bucket, "k")
+    put(minio_client, bucket, "k", b"v2")  # re-created before the deletion's task ran
+    assert mirror_object(settings, bucket, "k", store) == "copied"  # the late "deleted" task sees v2
+    assert mirror_object(settings, bucket, "k", store) == "unchanged"  # the "created" task, duplicated
+    assert mirror_object(settings, bucket, "k", store) == "unchanged"
+    assert contents(store, bucket) == {"k": b"v2"}
+    assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"v1"]
+    assert mirror_object(settings, bucket, "never-existed", store) == "absent"
+    assert mirror_object(settings, unique("no-such-bucket-"), "x", store) == "absent"
+
+
+def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(settings, store, minio_client, bucket):
+    for name in ("keep", "change", "drop"):
+        put(minio_client, bucket, f"docs/{name}", name.encode())
+    assert reconcile(settings, [bucket], store).copied == 3
+    put(minio_client, bucket, "docs/change", b"changed")  # three changes without any mirror_object call
+    minio_client.remove_object(bucket, "docs/drop")
+    put(minio_client, bucket, "new/file.txt", b"new")
+
+    report = reconcile(settings, [bucket], store)
+    assert (report.copied, report.removed, report.unchanged, report.listed, report.complete, report.errors) == \
+        (2, 1, 1, 3, True, [])
+    assert contents(store, bucket) == source(minio_client, bucket)
+    assert {v.reason for key in ("docs/change", "docs/drop") for v in store.versions(bucket, key)} == \
+        {"overwritten", "deleted"}
+    again = reconcile(settings, [bucket], store)
+    assert (again.copied, again.removed, again.unchanged, again.complete) == (0, 0, 3, True)
+    assert verify_sample(settings, store=store) == []
+    store.entry(bucket, "docs/keep").path.unlink()  # a mirror file lost by hand is fetched again
+    assert verify_sample(settings, store=store) != []
+    assert reconcile(settings, [bucket], store).copied == 1
+    assert contents(store, bucket) == source(minio_client, bucket)
+
+
+def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions(settings, store, minio_client):
+    gone = unique("test-gone-")
+    minio_client.make_bucket(gone)
+    try:
+        put(minio_client, gone, "a/b.txt", b"bytes")
+        assert mirror_object(settings, gone, "a/b.txt", store) == "copied"
+    finally:
+        remove_bucket(minio_client, gone)
+    report = reconcile(settings, store=store)  # every bucket of the server: `gone` is no longer listed
+    assert not any(gone in error for error in report.errors)
+    assert list(store.keys(gone)) == []
+    assert [(v.reason, v.path.read_bytes()) for v in store.versions(gone, "a/b.txt")] == [("deleted", b"bytes")]
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "wrong secret key"])
+def test_a_failing_source_never_removes_anything_from_the_mirror(failure, settings, store, minio_client, bucket):
+    for key in ("one", "two/three"):
+        put(minio_client, bucket, key, key.encode())
+    reconcile(settings, [bucket], store)
+    before = snapshot(store)
+    broken = settings.model_copy(deep=True)
+    if failure == "unreachable":
+        broken.minio.endpoint = "127.0.0.1:1"
+    else:
+        broken.minio.secret_key = "not-the-secret"  # type: ignore[assignment]
+    minio_client.remove_object(bucket, "one")  # the source really lost a key: still nothing goes
+    with pytest.raises(Exception) as raised:
+        mirror_object(broken, bucket, "one", store)
+    assert "not-the-secret" not in str(raised.value)
+    for report in (reconcile(broken, store=store), reconcile(broken, [bucket], store)):
+        assert not report.complete and report.errors
+        assert report.removed == 0 and "not-the-secret" not in " ".join(report.errors)
+    assert any("could not be reached" in p or "MinIO" in p for p in verify_sample(broken, store=store))
+    assert snapshot(store) == before
+
+
+def test_hostile_keys_are_mirrored_inside_the_mirror_folder(settings, store, minio_client, bucket):
+    accepted = [
+        "/abs/path", "back\\slash", "знания/файл.pdf", "emoji/😀.txt", "Case.txt", "case.txt", "a", "a/b",
+        "%2e%2e/x", "trail/", ".hidden", "..dots", "sp ace?#&=+.txt",
+        "/".join(["é" * 127] * 4) + "/abcd",  # 1,024 bytes, each segment at MinIO's 255-byte limit
+        "/".join(["😀"] * 204),  # 1,019 bytes whose encoded path would be too long: stored hashed
+    ]
+    refused = ["../../etc/passwd", "a/../../b", "dir/./x", "dbl//slash", "nul\x00x", "x" * 1024]
+    assert len(accepted[-2].encode()) == 1024
+    try:
+        for n, key in enumerate(accepted):
+            put(minio_client, bucket, key, f"bytes of {n}".encode())
+        for key in refused:
+            with pytest.raises((ValueError, S3Error)):
+                put(minio_client, bucket, key, b"evil")
+        listed = source(minio_client, bucket)
+        # MinIO drops the leading slash, and does not list "a/b" while an object "a" exists.
+        assert "abs/path" in listed and "a/b" not in listed and len(listed) == len(accepted) - 1
+        report = reconcile(settings, [bucket], store)
+        assert report.complete and report.copied == len(listed), report.errors
+        assert mirror_object(settings, bucket, "a/b", store) == "copied"  # as its event would
+        expected = {**listed, "a/b": f"bytes of {accepted.index('a/b')}".encode()}
+        assert contents(store, bucket) == expected
+        assert reconcile(settings, [bucket], store).removed == 0, "an unlisted key that stats fine stays"
+
+        for key in expected:  # overwrite each once: versions of hostile keys are as safe as their current files
+            put(minio_client, bucket, key, b"v2 " + expected[key])
+            assert mirror_object(settings, bucket, key, store) == "copied"
+        root = store.root.resolve()
+        files = [path for path in store.root.rglob("*") if path.is_file()]
+        assert len(files) > 2 * len(expected)
+        for path in files:
+            assert root in path.resolve().parents, f"{path} escapes the mirror"
+        assert contents(store, bucket) == {key: b"v2 " + data for key, data in expected.items()}
+        for key in refused[:4]:  # a key MinIO refuses is an error, never a deletion
+            with pytest.raises((ValueError, S3Error)):
+                mirror_object(settings, bucket, key, store)
+        assert len(contents(store, bucket)) == len(expected)
+    finally:
+        minio_client.remove_object(bucket, "a/b")  # unlisted, so the bucket fixture would not find it
+
+
+def test_single_bucket_mode_mirrors_only_its_prefix(settings, store, minio_client, bucket):
+    put(minio_client, bucket, "ragflow/kb1/doc.txt", b"in")
+    put(minio_client, bucket, "ragflowish/doc.txt", b"out")
+    put(minio_client, bucket, "other/doc.txt", b"out")
+    settings.minio.bucket, settings.minio.prefix_path = bucket, "ragflow/"
+    report = reconcile(settings, store=store)
+    assert (report.copied, report.listed, report.complete) == (1, 1, True)
+    assert store.buckets() == [bucket] and list(store.keys(bucket)) == ["ragflow/kb1/doc.txt"]
+    assert mirror_object(settings, bucket, "other/doc.txt", store) == "skipped"
+    assert mirror_object(settings, "another-bucket", "ragflow/x", store) == "skipped"
+
+
+def test_prune_versions_removes_only_versions_older_than_the_retention(settings, store, minio_client, bucket):
+    for data in (b"1", b"2", b"3"):
+        put(minio_client, bucket, "k", data)
+        mirror_object(settings, bucket, "k", store)
+    old, recent = store.versions(bucket, "k")
+    with sqlite3.connect(store.index) as conn:  # age the first version past the 30-day retention
+        conn.execute("UPDATE versions SET superseded_at='2000-01-01T00:00:00.000000Z' "
+                     "WHERE id=(SELECT MIN(id) FROM versions)")
+    assert prune_versions(settings, store=store) == 1
+    assert not old.path.exists() and recent.path.read_bytes() == b"2"
+    assert prune_versions(settings, store=store) == 0
+    assert prune_versions(settings, now=datetime.now(timezone.utc) + timedelta(days=31), store=store) == 1
+    assert store.entry(bucket, "k").path.read_bytes() == b"3"
+
+
+def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(
+        settings, store, minio_client, bucket, monkeypatch):
+    put(minio_client, bucket, "k", b"old bytes")
+    mirror_object(settings, bucket, "k", store)
+    put(minio_client, bucket, "k", b"new bytes")
+    real = os.replace
+    fail = [True]
+
+    def crash_once(src, dst):
+        if fail.pop() if fail else False:
+            raise OSError("injected crash before the rename")
+        real(src, dst)
+
+    monkeypatch.setattr(mirror_store, "_replace", crash_once)
+    with pytest.raises(OSError, match="injected"):
+        mirror_object(settings, bucket, "k", store)
+    assert (store.root / bucket / "k").read_bytes() == b"old bytes"
+    assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"old bytes"]
+    assert mirror_object(settings, bucket, "k", store) == "unchanged"  # the store rolled the commit forward
+    assert contents(store, bucket) == {"k": b"new bytes"}
+    assert verify_sample(settings, store=store) == []
+
+
+def test_verify_sample_tells_corruption_from_lag(settings, store, minio_client, bucket):
+    for key in ("a", "b", "c"):
+        put(minio_client, bucket, key, key.encode() * 4)
+    reconcile(settings, [bucket], store)
+    store.entry(bucket, "a").path.write_bytes(b"AAAA")  # bit rot: same size, other bytes
+    minio_client.remove_object(bucket, "b")
+    put(minio_client, bucket, "c", b"changed")
+    assert not [p for p in verify_sample(settings, store=store) if f"{bucket}/c " in p], "a fresh change is normal lag"
+    settings.notify.mirror_lag_seconds = 1
+    time.sleep(2)
+    found = verify_sample(settings, store=store)
+    problems = {key: " ".join(p for p in found if f"s3://{bucket}/{key} " in p) for key in ("a", "b", "c")}
+    assert len(found) == 3 and all(problems.values()), found
+    assert "MD5" in problems["a"] and "corruption" in problems["a"]
+    assert "deleted at the source" in problems["b"] and "lag" in problems["b"]
+    assert "changed at the source" in problems["c"] and "lag, not corruption" in problems["c"]
+
+
+def test_objects_of_many_megabytes_and_multipart_etags_are_checked_and_copied(settings, store, minio_client, bucket):
+    data = os.urandom(12 * 1024 * 1024 + 5)
+    minio_client.put_object(bucket, "big.bin", io.BytesIO(data), len(data), part_size=5 * 1024 * 1024)
+    assert "-" in minio_client.stat_object(bucket, "big.bin").etag
+    assert mirror_object(settings, bucket, "big.bin", store) == "copied"
+    assert Path(store.entry(bucket, "big.bin").path).read_bytes() == data
+    assert verify_sample(settings, store=store) == []

@@ -1,0 +1,266 @@
+"""The mirror's disk side without a server: key encoding, versions, point-in-time state, crash safety."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import stat
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from agent import mirror_store
+from agent.mirror_store import Entry, MirrorStore, encode_key
+
+UTC = timezone.utc
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+TRICKY = [
+    "docs/report.pdf", "a", "a/b", "a/", "a//b", "/a", "", ".", "..", "../../etc/passwd", "a/../../b", "dir/./x",
+    ".hidden", "..dots", "back\\slash", "nul\x00byte", "Case.txt", "case.txt", "%2e%2e/x", "%2E%2E/x", "%2E", "%_",
+    "%", "a%/b", "a%", "%~long%/x", "знания/файл.pdf", "emoji/😀.txt", "x" * 1024, "x" * 1025, "é" * 300,
+    "/".join(["😀"] * 204), "/".join(["😀"] * 203), "trail/", "trail", "~", "%7E", "a%v20250101T000000000000Z-abcd",
+]
+
+
+def check_safe(relative: PurePosixPath) -> None:
+    assert not relative.is_absolute()
+    assert relative.parts, "an empty path"
+    for part in relative.parts:
+        assert part not in ("", ".", ".."), relative
+        assert "\x00" not in part and "\\" not in part and "/" not in part
+        assert len(part.encode()) <= 255 - 40, "no room left for a version suffix"
+    assert len(str(relative)) <= 3100
+
+
+def random_key(rng: random.Random) -> str:
+    alphabet = ["a", "b", "A", ".", "/", "%", "2", "E", "e", "_", "~", "\\", "\x00", "é", "😀", " ", "-"]
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+
+def test_ordinary_keys_stay_readable():
+    assert str(encode_key("docs/report.pdf")) == "docs%/report.pdf"
+    assert str(encode_key("kb-1/file_2.txt")) == "kb-1%/file_2.txt"
+    assert str(encode_key("0123abcdef/thumbnail_xyz.png")) == "0123abcdef%/thumbnail_xyz.png"
+
+
+def test_hostile_keys_become_safe_distinct_relative_paths():
+    seen: dict[PurePosixPath, str] = {}
+    for key in TRICKY:
+        relative = encode_key(key)
+        check_safe(relative)
+        assert seen.setdefault(relative, key) == key, f"{key!r} and {seen[relative]!r} collide"
+    assert encode_key("../../etc/passwd").parts == ("%2E.%", "%2E.%", "etc%", "passwd")
+    assert "\x00" not in str(encode_key("nul\x00byte")) and "%00" in str(encode_key("nul\x00byte"))
+    assert encode_key("a//b").parts == ("a%", "%_%", "b")
+
+
+def test_no_file_path_is_ever_a_folder_of_another_key():
+    """A key "a" and a key "a/b" (or "a/") must both be storable: no encoded path is a prefix of another."""
+    rng = random.Random(7)
+    keys = set(TRICKY) | {random_key(rng) for _ in range(20_000)}
+    paths = {encode_key(key): key for key in keys}
+    assert len(paths) == len(keys), "two keys share a path"
+    folders = {parent for path in paths for parent in path.parents}
+    clash = [path for path in paths if path in folders]
+    assert not clash, f"file paths that are also folders: {clash[:5]}"
+    for path in paths:
+        check_safe(path)
+
+
+def test_long_segments_are_shortened_with_a_hash_and_stay_distinct():
+    a, b = encode_key("x" * 300 + "a"), encode_key("x" * 300 + "b")
+    assert a != b and "%~" in a.name and a.name.startswith("x" * 100)
+    assert len(encode_key("é" * 127).name.encode()) <= 215
+
+
+def write_temp(store: MirrorStore, data: bytes) -> Path:
+    temp = store.temp_file("bkt")
+    temp.write_bytes(data)
+    return temp
+
+
+def put(store: MirrorStore, key: str, data: bytes, at: datetime, **extra) -> bool:
+    entry = Entry(size=len(data), etag=hashlib.md5(data).hexdigest(), content_type="text/plain",
+                  metadata=extra.pop("metadata", {}), last_modified=at, md5=hashlib.md5(data).hexdigest(),
+                  seen_at=extra.pop("seen_at", at))
+    return store.commit("bkt", key, write_temp(store, data), entry, extra.pop("now", at + timedelta(seconds=1)))
+
+
+def bytes_at(store: MirrorStore, when: datetime) -> dict[str, bytes]:
+    return {key: ref.path.read_bytes() for key, ref in store.state_at("bkt", when).items()}
+
+
+def test_overwrites_and_deletes_keep_versions_and_state_at_answers_for_any_moment(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    assert put(store, "docs/a.txt", b"one", T0, metadata={"author": "x"})
+    assert not put(store, "docs/a.txt", b"one", T0), "the same bytes again change nothing"
+    assert put(store, "docs/a.txt", b"two", T0 + timedelta(minutes=10))
+    assert put(store, "b", b"bee", T0 + timedelta(minutes=5))
+    assert store.remove("bkt", "b", T0 + timedelta(minutes=20))
+    assert not store.remove("bkt", "b", T0 + timedelta(minutes=21)), "removing twice is harmless"
+
+    assert store.path_of("bkt", "docs/a.txt").read_bytes() == b"two"
+    assert not store.path_of("bkt", "b").exists()
+    assert [(v.reason, v.path.read_bytes()) for v in store.versions("bkt", "docs/a.txt")] == [("overwritten", b"one")]
+    assert [(v.reason, v.path.read_bytes()) for v in store.versions("bkt", "b")] == [("deleted", b"bee")]
+    assert bytes_at(store, T0 - timedelta(seconds=1)) == {}
+    assert bytes_at(store, T0 + timedelta(minutes=1)) == {"docs/a.txt": b"one"}
+    assert bytes_at(store, T0 + timedelta(minutes=6)) == {"docs/a.txt": b"one", "b": b"bee"}
+    assert bytes_at(store, T0 + timedelta(minutes=15)) == {"docs/a.txt": b"two", "b": b"bee"}
+    assert bytes_at(store, T0 + timedelta(minutes=30)) == {"docs/a.txt": b"two"}
+    assert store.state_at("bkt", T0 + timedelta(minutes=1))["docs/a.txt"].metadata == {"author": "x"}
+    assert store.stats() == {"objects": 1, "bytes": 3, "versions": 2, "version_bytes": 6,
+                             "buckets": {"bkt": {"objects": 1, "bytes": 3, "versions": 2, "version_bytes": 6}}}
+    assert list(store.keys("bkt")) == ["docs/a.txt"] and store.buckets() == ["bkt"]
+
+
+def test_every_file_and_folder_is_private_and_inside_the_root(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    for i, key in enumerate(TRICKY):
+        put(store, key, f"v1 {i}".encode(), T0)
+        put(store, key, f"v2 {i}".encode(), T0 + timedelta(hours=1))
+    root = store.root.resolve()
+    for path in store.root.rglob("*"):
+        assert root in path.resolve().parents
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} has mode {oct(mode)}"
+    state = bytes_at(store, T0 + timedelta(hours=2))
+    assert state == {key: f"v2 {i}".encode() for i, key in enumerate(TRICKY)}
+    assert bytes_at(store, T0 + timedelta(minutes=1)) == {key: f"v1 {i}".encode() for i, key in enumerate(TRICKY)}
+
+
+def test_a_late_task_never_rolls_the_mirror_back(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "k", b"new", T0 + timedelta(minutes=5), seen_at=T0 + timedelta(minutes=5))
+    assert not put(store, "k", b"old", T0, seen_at=T0), "an older look at the source must lose"
+    assert not store.remove("bkt", "k", T0 + timedelta(minutes=6), seen_at=T0 + timedelta(minutes=1))
+    assert store.path_of("bkt", "k").read_bytes() == b"new"
+    assert store.remove("bkt", "k", T0 + timedelta(minutes=7), seen_at=T0 + timedelta(minutes=6))
+    assert not put(store, "k", b"new", T0 + timedelta(minutes=5), seen_at=T0 + timedelta(minutes=5)), \
+        "a copy seen before the deletion must not resurrect the key"
+    assert put(store, "k", b"again", T0 + timedelta(minutes=8), seen_at=T0 + timedelta(minutes=8))
+
+
+def test_a_failed_rename_keeps_the_old_bytes_and_the_next_access_finishes_the_job(tmp_path, monkeypatch):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "k", b"old", T0)
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            raise OSError("injected: disk went away")
+        os.replace(src, dst)
+
+    monkeypatch.setattr(mirror_store, "_replace", failing_replace)
+    with pytest.raises(OSError, match="injected"):
+        put(store, "k", b"new", T0 + timedelta(minutes=1))
+    assert store.path_of("bkt", "k").read_bytes() == b"old", "never a half file under the current name"
+    assert [v.path.read_bytes() for v in store.versions("bkt", "k")] == [b"old"]
+    assert store.entry("bkt", "k").etag == hashlib.md5(b"new").hexdigest()  # this access rolls forward
+    assert store.path_of("bkt", "k").read_bytes() == b"new"
+    assert bytes_at(store, T0 + timedelta(seconds=30)) == {"k": b"old"}
+
+
+CRASHER = """
+import hashlib, os, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from agent import mirror_store
+store = mirror_store.MirrorStore(Path(sys.argv[1]))
+mirror_store._replace = lambda src, dst: os._exit(9)  # the process dies right before the rename
+data = b"new"
+temp = store.temp_file("bkt"); temp.write_bytes(data)
+at = datetime(2025, 1, 1, 13, tzinfo=timezone.utc)
+entry = mirror_store.Entry(size=3, etag=hashlib.md5(data).hexdigest(), last_modified=at)
+store.commit("bkt", "k", temp, entry, at)
+"""
+
+
+def test_a_process_killed_mid_commit_loses_nothing_and_reopening_repairs_the_mirror(tmp_path):
+    root = tmp_path / "m"
+    store = MirrorStore(root)
+    put(store, "k", b"old", T0)
+    store.close()
+    result = subprocess.run([sys.executable, "-c", CRASHER, str(root)], cwd=Path(__file__).parents[2])
+    assert result.returncode == 9
+    assert (root / "bkt" / "k").read_bytes() == b"old"
+    reopened = MirrorStore(root)
+    assert (root / "bkt" / "k").read_bytes() == b"new"
+    assert [v.path.read_bytes() for v in reopened.versions("bkt", "k")] == [b"old"]
+    assert not list((root / ".tmp").iterdir())
+
+
+def test_threads_writing_at_once_leave_a_consistent_store(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                put(store, f"shared/{i % 3}", f"{n}-{i}".encode(), T0 + timedelta(seconds=n * 100 + i))
+                put(store, f"own/{n}/{i}", b"x", T0)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(1 for _ in store.keys("bkt")) == 3 + 6 * 15
+    for key in ("shared/0", "shared/1", "shared/2"):
+        entry = store.entry("bkt", key)
+        assert hashlib.md5(entry.path.read_bytes()).hexdigest() == entry.etag
+        for version in store.versions("bkt", key):
+            assert hashlib.md5(version.path.read_bytes()).hexdigest() == version.etag
+
+
+def test_prune_versions_drops_only_versions_superseded_before_the_cutoff(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "k", b"1", T0)
+    put(store, "k", b"2", T0 + timedelta(days=10), now=T0 + timedelta(days=10))
+    put(store, "k", b"3", T0 + timedelta(days=20), now=T0 + timedelta(days=20))
+    old, recent = store.versions("bkt", "k")
+    assert store.prune_versions(T0 + timedelta(days=15)) == 1
+    assert not old.path.exists() and recent.path.read_bytes() == b"2"
+    assert [v.etag for v in store.versions("bkt", "k")] == [recent.etag]
+    assert store.path_of("bkt", "k").read_bytes() == b"3"
+
+
+WRITER = """
+import hashlib, sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from agent.mirror_store import Entry, MirrorStore
+store, n = MirrorStore(Path(sys.argv[1])), int(sys.argv[2])
+for i in range(20):
+    data = f"{n}-{i}".encode()
+    temp = store.temp_file("bkt"); temp.write_bytes(data)
+    at = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=n * 100 + i)
+    store.commit("bkt", f"shared/{i % 4}", temp, Entry(size=len(data), etag=hashlib.md5(data).hexdigest()), at)
+    if i % 5 == 4:
+        store.remove("bkt", f"shared/{i % 4}", at)
+"""
+
+
+def test_processes_writing_at_once_leave_a_consistent_store(tmp_path):
+    root = tmp_path / "m"
+    MirrorStore(root).close()
+    workers = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(n)], cwd=Path(__file__).parents[2])
+               for n in range(4)]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0, 0, 0]
+    store = MirrorStore(root)
+    for key in [f"shared/{i}" for i in range(4)]:
+        entry = store.entry("bkt", key)
+        assert entry is None or hashlib.md5(entry.path.read_bytes()).hexdigest() == entry.etag
+        for version in store.versions("bkt", key):
+            assert hashlib.md5(version.path.read_bytes()).hexdigest() == version.etag
+    stats = store.stats()
+    assert stats["objects"] + stats["versions"] > 4 and not list((root / ".tmp").iterdir())
