@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv services services-down demo test clean
+.PHONY: venv services services-down demo test bench clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: venv services
 
 test: venv services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Figures, not assertions: printed, and kept in .bench/. QUICK=1 for a short run.
+bench: venv services
+	$(BIN)/python bench/agent_latency.py $(if $(QUICK),--quick,)
 
 clean: services-down
 	rm -rf .testbed .demo

@@ -5,10 +5,14 @@ Uses `.demo/ragflow-backup.yml`, the storage root `.demo/backups/` and the seede
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -48,7 +52,7 @@ def write_config(env: dict[str, str], indices: list[str]) -> None:
     config = {
         "storage_root": "backups",
         "ragflow_dir": "ragflow/docker",
-        "broker": {"url": f"redis://{env['REDIS_HOST']}:{env['REDIS_PORT']}/0"},
+        "broker": {"url": f"redis://{env['REDIS_HOST']}:{env['REDIS_PORT']}/2"},
         "mysql": {"host": env["MYSQL_HOST"], "port": int(env["MYSQL_PORT"]), "database": DATABASE},
         "minio": {"endpoint": env["MINIO_ENDPOINT"]},
         # The test bed is shared with the tests: name the demo's indices rather than ragflow_*.
@@ -56,6 +60,8 @@ def write_config(env: dict[str, str], indices: list[str]) -> None:
                    "repository_path": f"{env['SNAPSHOT_ROOT']}/demo", "indices": indices},
         "redis": {"enabled": True, "host": env["REDIS_HOST"], "port": int(env["REDIS_PORT"]), "db": 1},
         "docker": {"host": env["DOCKER_HOST"]},
+        "watch": {"debounce_seconds": 1},
+        "metrics": {"port": 19108},
     }
     CONFIG.write_text("# Written by `make demo` (testbed/demo.py).\n" + yaml.safe_dump(config, sort_keys=False))
 
@@ -83,7 +89,58 @@ def main() -> int:
         if code != 0:
             print(f"\n`{' '.join(step)}` exited {code}", file=sys.stderr)
             return code
-    return 0
+    return show_the_agent(env, dataset)
+
+
+def wait_for(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out waiting for {what}; see {DEMO / 'agent.log'}")
+        time.sleep(0.2)
+
+
+def show_the_agent(env: dict[str, str], dataset) -> int:
+    """Run the agent and workers for a short while: objects reach the mirror, an edit reaches Git."""
+    from actors.config_files import history
+    from agent.config import load_settings
+    from agent.mirror_store import MirrorStore
+
+    settings = load_settings(CONFIG)
+    cli = Path(sys.executable).parent / "ragflow-backup"
+    print(f"\n== {cli.name} --config {CONFIG.relative_to(ROOT)} run   (agent + workers, for a short while)", flush=True)
+    log = (DEMO / "agent.log").open("ab")
+    agent = subprocess.Popen([str(cli), "--config", str(CONFIG), "run"], stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_for(lambda: "agent started" in (DEMO / "agent.log").read_text(), "the agent to start")
+        store = MirrorStore(settings.storage_root / settings.minio.mirror_dir)
+        minio = clients.minio_client(testbed_settings.minio(env))
+        new_bucket = uuid.uuid4().hex  # RAGFlow makes a 32-hex bucket per knowledge base
+        minio.make_bucket(new_bucket)
+        record = json.loads(DATASET_RECORD.read_text())
+        DATASET_RECORD.write_text(json.dumps({**record, "buckets": record["buckets"] + [new_bucket]}))
+        kb = dataset.kb_ids[0]
+        writes = {(new_bucket, "handbook.pdf"): b"%PDF-1.7 a new knowledge base's first document",
+                  (kb, "added-by-the-demo.txt"): b"one more document in an existing knowledge base"}
+        for (bucket, key), data in writes.items():
+            minio.put_object(bucket, key, io.BytesIO(data), len(data))
+            print(f"   put {bucket}/{key}")
+        history_before = len(history(settings, 100))
+        env_file = RAGFLOW_DIR / ".env"
+        env_file.write_text(env_file.read_text() + f"# edited by the demo at {time.strftime('%H:%M:%S')}\n")
+        print(f"   edited {env_file.relative_to(ROOT)}")
+        for (bucket, key), data in writes.items():
+            wait_for(lambda: (e := store.entry(bucket, key)) is not None and e.path.read_bytes() == data, f"{bucket}/{key}")
+            entry = store.entry(bucket, key)
+            print(f"   mirrored {bucket}/{key} -> {entry.path.relative_to(ROOT)}")
+        wait_for(lambda: len(history(settings, 100)) > history_before, "the config commit")
+        for step in (["config", "log", "-n", "3"], ["status"], ["queue"]):
+            run_cli(*step)
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(120)
+    print(f"\nagent stopped (exit {agent.returncode}); its log: {(DEMO / 'agent.log').relative_to(ROOT)}")
+    return agent.returncode
 
 
 def run_cli(*args: str) -> int:

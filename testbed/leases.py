@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from agent.clients import redis_client
 from testbed import settings as testbed_settings
 
-LEASABLE_DBS = range(2, 64)
+LEASABLE_DBS = range(3, 64)  # DB 2 is the demo's broker
 LEASE_SECONDS = 1800
 
 

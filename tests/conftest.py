@@ -126,8 +126,13 @@ def minio_client(testbed_env):
 def remove_bucket(client, bucket: str) -> None:
     if not client.bucket_exists(bucket):
         return
-    for item in client.list_objects(bucket, recursive=True, include_version=True):
-        client.remove_object(bucket, item.object_name, version_id=item.version_id)
+    # MinIO hides "a/b" from listings while an object "a" exists: list again until nothing is left.
+    for _ in range(10):
+        items = list(client.list_objects(bucket, recursive=True, include_version=True))
+        if not items:
+            break
+        for item in items:
+            client.remove_object(bucket, item.object_name, version_id=item.version_id)
     client.remove_bucket(bucket)
 
 
