@@ -17,6 +17,7 @@ def _age(seconds: float | None) -> str:
 
 def status() -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
+    settings = state.settings()  # first: the broker is built from the config it points at
     from actors.tasks import broker
     from agent.health import collect
     from agent.mirror_stats import mirror_stats
@@ -24,7 +25,6 @@ def status() -> None:
     from agent.queues import inspect
     from agent.scheduler import Scheduler
 
-    settings = state.settings()
     storage = Storage(settings.storage_root)
 
     def queue_depth() -> dict[str, int]:

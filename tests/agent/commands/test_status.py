@@ -1,0 +1,32 @@
+"""`ragflow-backup status` reads the storage root and the broker's queues."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from agent.manifest import ComponentRecord
+from agent.points import Storage
+
+CLI = str(Path(sys.executable).parent / "ragflow-backup")
+
+
+def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redis_url):
+    storage = Storage(tmp_path / "backups")
+    at = datetime.now(timezone.utc) - timedelta(hours=3)
+    point = storage.new_point(["mysql"], at=at)
+    point.save_record(ComponentRecord(component="mysql", status="ok", started_at=at, finished_at=at))
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "storage_root": str(storage.root), "broker": {"url": redis_url, "namespace": "status-test"},
+        "search": {"enabled": False}, "minio": {"enabled": False}, "config_files": {"enabled": False},
+    }))
+    result = subprocess.run([CLI, "--config", str(config), "status"], capture_output=True, text=True,
+                            env={"COLUMNS": "200", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert point.ref in result.stdout and "3.0 h" in result.stdout
+    assert "failed" not in result.stdout + result.stderr  # the broker's Redis was reached
+    assert "queues: " in result.stdout and "next: " in result.stdout
