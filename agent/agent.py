@@ -65,6 +65,7 @@ class Agent:
         from agent.sources.minio_events import MinioEventSource
 
         settings = self.settings
+        self._warn_about_eviction()
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send("reconcile", ())
@@ -86,6 +87,13 @@ class Agent:
             self.metrics.start()
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")
+
+    def _warn_about_eviction(self) -> None:
+        from agent.doctor import check_broker
+
+        check = check_broker(self.settings)
+        if check.status != "ok":
+            log.warning("broker: %s; %s", check.detail, check.fix)
 
     def stop(self) -> None:
         self._stop.set()

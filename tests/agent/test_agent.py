@@ -111,6 +111,8 @@ def test_a_put_an_overwrite_and_a_delete_each_reach_the_mirror_and_its_versions(
 def test_a_bucket_created_after_start_up_is_mirrored(running_agent, private_minio):
     running_agent.start()
     wait_for(lambda: "agent started" in running_agent.log.read_text(), "the agent to start")
+    # The test bed's Redis evicts like RAGFlow's (allkeys-lru): the agent says so as it starts.
+    assert "maxmemory-policy allkeys-lru" in running_agent.log.read_text()
     minio = private_minio.client()
     minio.make_bucket("0a1b2c3d4e5f60718293a4b5c6d7e8f9")
     put(minio, "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "early.txt", b"written at once")
