@@ -126,7 +126,7 @@ def dead(
 
 def _chosen(ids: list[str] | None, every: bool, verb: str) -> list[str] | str:
     if every and ids:
-        fail(f"give dead-letter ids or --all, not both", code=2)
+        fail("give dead-letter ids or --all, not both", code=2)
     if not every and not ids:
         fail(f"name the dead letters to {verb} (ids from `ragflow-backup queue dead QUEUE`) or pass --all", code=2)
     return "all" if every else list(ids or [])

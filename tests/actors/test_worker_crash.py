@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -13,6 +12,7 @@ import yaml
 from agent import clients
 from agent.points import Storage
 from testbed import settings as testbed_settings
+from testbed.polling import wait_for
 
 CLI = str(Path(sys.executable).parent / "ragflow-backup")
 
@@ -48,15 +48,6 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_a_worker_killed_mid_dump_leaves_no_artifact_and_the_requeued_run_completes(
     tmp_path, testbed_env, redis_url, mysql_database
 ):
@@ -71,7 +62,7 @@ def test_a_worker_killed_mid_dump_leaves_no_artifact_and_the_requeued_run_comple
     worker = start_worker(config, worker_log)
     try:
         temp = wait_for(lambda: [p for p in point.folder.glob(".mysql_dump.sql.gz.tmp-*") if p.stat().st_size > 0],
-                        60, "the dump to start writing")
+                        "the dump to start writing", timeout=60)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
     finally:
@@ -85,7 +76,7 @@ def test_a_worker_killed_mid_dump_leaves_no_artifact_and_the_requeued_run_comple
 
     worker = start_worker(config, worker_log)
     try:
-        wait_for(lambda: point.manifest().status != "running", 180, f"the requeued run (log: {worker_log})")
+        wait_for(lambda: point.manifest().status != "running", f"the requeued run (log: {worker_log})", timeout=180)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)

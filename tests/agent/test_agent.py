@@ -15,17 +15,9 @@ import yaml
 
 from agent.config import Settings
 from agent.mirror_store import MirrorStore
+from testbed.polling import wait_for
 
 CLI = str(Path(sys.executable).parent / "ragflow-backup")
-
-
-def wait_for(condition, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def ragflow_folder(tmp_path: Path) -> Path:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,16 +23,8 @@ from agent import queues
 from agent.commands.common import state
 from agent.commands.queue import queue_app
 from agent.config import CONFIG_ENV_VAR
+from testbed.polling import wait_for
 from tests.conftest import unique
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 30) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @contextmanager
