@@ -120,7 +120,7 @@ class Agent:
         from agent.queues import inspect
 
         broker = self.tasks.broker
-        return {q.name: q.depth + q.delayed for q in inspect(broker.client, broker.namespace)}
+        return {q.queue: q.ready + q.delayed for q in inspect(broker.client, broker.namespace)}
 
     def mirror_stats(self) -> dict[str, Any]:
         from agent.mirror_stats import mirror_stats

@@ -18,7 +18,7 @@ def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any
         from agent.queues import inspect
 
         for queue in inspect(broker.client, broker.namespace):
-            if queue.name == "mirror" and queue.oldest_age_seconds:
+            if queue.queue == "mirror" and queue.oldest_age_seconds:
                 lag = queue.oldest_age_seconds
     stats["lag_seconds"] = lag
     stats["last_reconcile"] = last_reconcile(settings)

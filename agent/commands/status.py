@@ -28,7 +28,7 @@ def status() -> None:
     storage = Storage(settings.storage_root)
 
     def queue_depth() -> dict[str, int]:
-        return {q.name: q.depth + q.delayed for q in inspect(broker.client, broker.namespace)}
+        return {q.queue: q.ready + q.delayed for q in inspect(broker.client, broker.namespace)}
 
     report = collect(settings, storage, queue_depth=queue_depth, mirror_stats=lambda: mirror_stats(settings, broker))
     table = Table(title="components")

@@ -6,8 +6,10 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import dramatiq
 import yaml
 
+from actors.broker import make_broker
 from agent.manifest import ComponentRecord
 from agent.points import Storage
 
@@ -15,6 +17,10 @@ CLI = str(Path(sys.executable).parent / "ragflow-backup")
 
 
 def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redis_url):
+    broker = make_broker(redis_url, namespace="status-test")
+    waiting = dramatiq.actor(lambda bucket, key: None, broker=broker, queue_name="mirror", actor_name="mirror_object")
+    waiting.send("kb", "a.pdf")
+    waiting.send("kb", "b.pdf")
     storage = Storage(tmp_path / "backups")
     at = datetime.now(timezone.utc) - timedelta(hours=3)
     point = storage.new_point(["mysql"], at=at)
@@ -22,11 +28,12 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({
         "storage_root": str(storage.root), "broker": {"url": redis_url, "namespace": "status-test"},
-        "search": {"enabled": False}, "minio": {"enabled": False}, "config_files": {"enabled": False},
+        "search": {"enabled": False}, "config_files": {"enabled": False},
     }))
     result = subprocess.run([CLI, "--config", str(config), "status"], capture_output=True, text=True,
                             env={"COLUMNS": "200", "PATH": ""})
     assert result.returncode == 0, result.stderr
     assert point.ref in result.stdout and "3.0 h" in result.stdout
     assert "failed" not in result.stdout + result.stderr  # the broker's Redis was reached
-    assert "queues: " in result.stdout and "next: " in result.stdout
+    assert "queues: mirror 2" in result.stdout and "next: " in result.stdout
+    assert "lag " in result.stdout
