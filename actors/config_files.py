@@ -327,3 +327,4 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
     if record.counts.get("files") != len(members):
         problems.append(f"{ARTIFACT}: {len(members)} files, the manifest says {record.counts.get('files')}")
     return problems
+from actors.config_restore import restore  # noqa: E402,F401 - the component's restore face

@@ -433,3 +433,5 @@ def snapshot_record(point: Point) -> dict[str, Any] | None:
     """The point's search_snapshot.json, or None when it has none (for restore and listings)."""
     path: Path = point.folder / ARTIFACT
     return json.loads(path.read_text()) if path.is_file() else None
+
+from actors.search_restore import restore, restore_kb  # noqa: E402,F401 - the component's restore face
