@@ -462,3 +462,4 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
             problems.append(f"{ARTIFACT}: table `{table}` has {found if found is not None else 'no'} rows in the "
                             f"dump, the manifest says {expected if expected is not None else 'none'}")
     return problems
+from actors.mysql_restore import restore, restore_kb  # noqa: E402,F401 - the component's restore face

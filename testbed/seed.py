@@ -224,12 +224,14 @@ def _plan(size: SeedSize, seed: int) -> Plan:
                     parser_config=parser_config, source_type="local", type=kind, created_by=tid, name=name,
                     location=name, size=n, token_num=tokens, chunk_num=size.chunks_per_doc, progress=1.0,
                     progress_msg="Page(1~100000001): Finish parsing.\nIndexing done.", run="3", status="1",
-                    process_begin_at=when, process_duation=rng.uniform(1, 60),
+                    # FLOAT columns: MariaDB's mysqldump prints 6 significant digits; keep seeded
+                    # values within that so restores can be compared bit for bit (CHECKSUM TABLE).
+                    process_begin_at=when, process_duation=round(rng.uniform(1, 60), 3),
                     meta_fields=json.dumps({"author": "Zoë", "tags": ["测试", "demo"]}, ensure_ascii=False))
                 add("file2document", id=new_id(), document_id=doc_id,
                     file_id=file(tid, kb_folder, name, kind, n, "knowledgebase"))
                 task = add("task", id=new_id(), doc_id=doc_id, from_page=0, to_page=100000000, task_type="",
-                           priority=0, begin_at=when, process_duation=rng.uniform(1, 60), progress=1.0,
+                           priority=0, begin_at=when, process_duation=round(rng.uniform(1, 60), 3), progress=1.0,
                            progress_msg="Task has been received.\nDone.", retry_count=0,
                            digest=f"{rng.getrandbits(64):016x}", chunk_ids=" ".join(chunk_ids))
                 if len(plan.messages) < 3:

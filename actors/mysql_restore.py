@@ -1,0 +1,790 @@
+"""MySQL / MariaDB restore from a point's mysql_dump.sql.gz: staged in a scratch database, checked, then swapped in.
+
+`restore` loads the dump into `<target>__restore_<hex6>` (the dump's `CREATE DATABASE` / `USE` / `ALTER DATABASE`
+lines are rewritten to that name as the dump streams, so the source database is never touched), compares every
+table's rows with the manifest, and only then swaps: one `RENAME TABLE` statement moves all of the target's tables
+to `<target>__old_<hex6>` and all staged tables into the target (atomic in MySQL/MariaDB). The old database is
+dropped once the swap is done, or kept for the caller's rollback (`keep_previous=True`); it holds the previous
+tables with their triggers, routines and events. If the swap fails midway the target is put back as it was.
+
+`restore_kb` brings back one knowledge base's rows (knowledgebase, document, file2document, file, task) from a
+staged copy, in one transaction in the target, and leaves every other knowledge base as it is now.
+
+Where the dump is loaded: `tcp` mode feeds it to the local mariadb/mysql client (password in a 0600 option file,
+as the backup does); `docker` mode feeds it to the client inside the mysql container through the Docker API
+socket (`docker exec -i`, password in the exec's environment), so no local client is needed. The statements that
+inspect, count and swap run over PyMySQL to mysql.host:mysql.port in both modes (in docker mode that is the
+published port, RAGFlow's 5455 by default). The client sessions and failure texts are actors/mysql.py's own.
+
+Limits, all outside what RAGFlow uses: views and sequences are refused (RENAME TABLE cannot move them across
+databases); MySQL refuses to move a table with triggers to another database, so triggers are dropped before the
+swap and re-created right after it (for that moment the target's tables have none); stored routines and events
+are re-created from SHOW CREATE (sent as utf8mb4); if the event scheduler is on, the dump's events may fire in
+the scratch database while it exists, and the previous ones in a kept old database. Stop RAGFlow's server and
+task executors before a restore into the live database: the swap waits at most LOCK_WAIT_SECONDS for their open
+transactions, and a table they create meanwhile would stay behind in the target.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent import clients
+from agent.atomic import sha256_of
+from agent.component import PermanentError
+from agent.config import Settings
+from agent.manifest import ComponentRecord
+from agent.points import Point
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+LOG = logging.getLogger("ragflow_backup.mysql_restore")
+NAME = "mysql"
+MAX_NAME = 64  # MySQL's limit for a database name
+SYSTEM_SCHEMAS = {"mysql", "information_schema", "performance_schema", "sys"}
+LOAD_TOOLS = ("mariadb", "mysql")  # MariaDB 11 warns when called as `mysql`
+# Batch mode stops at the first error; no reconnect, so a killed load stays dead.
+LOAD_OPTIONS = ["--batch", "--binary-mode", "--skip-reconnect", "--default-character-set=utf8mb4"]
+LOCK_WAIT_SECONDS = 60
+TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
+KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
+BATCH = 500
+
+
+def _dump() -> ModuleType:
+    # actors.mysql imports this module at its end (the component's restore face), so import it late.
+    from actors import mysql
+
+    return mysql
+
+
+class RestoreCheckFailed(PermanentError):
+    """The swap was done but the target's recount differs from the manifest; `.result` has both, and the
+    previous tables are kept in `.result.previous_database` for a rollback."""
+
+    def __init__(self, message: str, result: MySQLRestoreResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class MySQLRestoreResult:
+    point: str
+    target: str
+    expected: dict[str, int]  # rows per table, from the manifest
+    found: dict[str, int]  # rows per table in the target after the swap
+    seconds: float
+    previous_database: str | None = None  # the pre-restore tables, when kept
+    stored_code: list[str] = field(default_factory=list)  # "TRIGGER x", "PROCEDURE y", ... re-created
+
+    @property
+    def mismatches(self) -> list[str]:
+        return _mismatches(self.found, self.expected)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass
+class KBRestoreResult:
+    point: str
+    target: str
+    kb_id: str
+    expected: dict[str, int]  # the knowledge base's rows per table in the backup
+    found: dict[str, int]  # ... in the target after the restore
+    removed: dict[str, int]  # rows deleted from the target before the backup's went in
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.found == self.expected
+
+
+# ---------------------------------------------------------------- names
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _check_name(name: str, what: str) -> str:
+    if not name or len(name) > MAX_NAME or "\x00" in name or name != name.rstrip() or "/" in name or "\\" in name:
+        raise PermanentError(f"{what} {name!r} is not a usable database name (1-{MAX_NAME} characters, no "
+                             f"slashes, no trailing space)")
+    if name.lower() in SYSTEM_SCHEMAS:
+        raise PermanentError(f"{what} {name!r} is a system schema of the server; restore into another database")
+    return name
+
+
+def scratch_name(target: str, kind: str = "restore", token: str | None = None) -> str:
+    """`<target>__<kind>_<hex6>`, the target part shortened so the whole fits MySQL's 64 characters."""
+    token = token or secrets.token_hex(3)
+    suffix = f"__{kind}_{token}"
+    return target[: MAX_NAME - len(suffix)] + suffix
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    """Drop a scratch or old database; refuses the configured live database and the server's own schemas."""
+    _check_name(name, "database")
+    if name == settings.mysql.database:
+        raise PermanentError(f"refusing to drop '{name}': it is the live database (mysql.database)")
+    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {_q(name)}")
+
+
+def _exists(cur: Any, name: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+    return cur.fetchone() is not None
+
+
+def _charset(cur: Any, name: str) -> str:
+    cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME = %s", (name,))
+    charset, collation = cur.fetchone()
+    return f"CHARACTER SET {charset} COLLATE {collation}"
+
+
+# ---------------------------------------------------------------- the artifact
+
+
+def _artifact(point: Point, record: ComponentRecord | None) -> Path:
+    """The dump, checked against the record before anything is touched."""
+    artifact_name = _dump().ARTIFACT
+    where = f"backup point {point.ref}"
+    if record is None:
+        raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
+    if record.component != NAME:
+        raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
+    if record.status != "ok":
+        raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
+    artifact = next((a for a in record.artifacts if a.name == artifact_name), None)
+    if artifact is None:
+        raise PermanentError(f"the {NAME} record of {where} names no {artifact_name}; choose another point")
+    path = point.path(artifact_name)
+    if not path.is_file():
+        raise PermanentError(f"{path} is missing; choose another point")
+    if path.stat().st_size != artifact.bytes or sha256_of(path) != artifact.sha256:
+        raise PermanentError(f"{path} differs from the manifest (size or SHA-256): it changed after the backup; "
+                             f"run `ragflow-backup verify` and choose another point")
+    return path
+
+
+# ---------------------------------------------------------------- streaming the dump into a scratch database
+
+_DB_LINE = re.compile(
+    rb"^(?P<head>(?:/\*!\d+ )?(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE |ALTER DATABASE ))"
+    rb"`(?P<name>(?:[^`\n]|``)+)`"
+    rb"|^DELIMITER (?P<delimiter>\S+)[ \t]*$",
+    re.MULTILINE,
+)
+
+
+class _Renamer:
+    """Rewrites the dump's database lines to the scratch name, line-aligned, chunk by chunk."""
+
+    def __init__(self, scratch: str):
+        self.scratch = _q(scratch).encode()
+        self.source: str | None = None
+        self.rewritten = 0
+        self._pending: list[bytes] = []
+        self._delimiter = b";"
+
+    def feed(self, data: bytes) -> bytes:
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pending.append(data)
+            return b""
+        block = b"".join((*self._pending, data[: cut + 1]))
+        self._pending = [data[cut + 1:]] if cut + 1 < len(data) else []
+        return self._rewrite(block)
+
+    def finish(self) -> bytes:
+        block, self._pending = b"".join(self._pending), []
+        return self._rewrite(block)
+
+    def _rewrite(self, block: bytes) -> bytes:
+        if b"DATABASE" not in block and b"USE `" not in block and b"DELIMITER" not in block:
+            return block
+        return _DB_LINE.sub(self._replace, block)
+
+    def _replace(self, match: re.Match[bytes]) -> bytes:
+        if match["delimiter"] is not None:
+            self._delimiter = match["delimiter"]
+            return match[0]
+        if self._delimiter != b";":
+            return match[0]  # inside a routine, trigger or event body
+        name = match["name"].replace(b"``", b"`").decode("utf-8", "replace")
+        if self.source is None:
+            self.source = name
+        elif name != self.source:
+            raise PermanentError(f"the dump names database '{name}' besides '{self.source}': it holds more than "
+                                 f"one database, which restore does not handle")
+        self.rewritten += 1
+        return match["head"] + self.scratch
+
+
+class _LocalLoad:
+    """The local client reading the dump on stdin."""
+
+    def __init__(self, session: Any, tool: str):
+        self.stderr_path = session.folder / "load.stderr"
+        with open(self.stderr_path, "wb") as errors:
+            self.proc = subprocess.Popen(session._argv(tool, LOAD_OPTIONS, True), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=errors, env=session.env)
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)  # BrokenPipeError when the client has stopped
+
+    def finish(self) -> tuple[int | None, bytes]:
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        code = self.proc.wait()
+        return code, self.stderr_path.read_bytes()[-_dump().STDERR_KEEP:]
+
+    def abort(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+
+    def reap(self) -> None:
+        self.proc.wait()
+
+
+class _DockerLoad:
+    """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
+
+    def __init__(self, session: Any, tool: str):
+        from docker.utils.socket import frames_iter
+
+        self.session = session
+        cmd = [tool, f"--user={session.user}", *LOAD_OPTIONS]
+        self.exec_id = session.api.exec_create(session.container.id, cmd, stdin=True, stdout=True, stderr=True,
+                                               environment={"MYSQL_PWD": session.password})["Id"]
+        self.sock = session.api.exec_start(self.exec_id, socket=True)
+        self.raw: socket.socket = getattr(self.sock, "_sock", self.sock)
+        self.errors = bytearray()
+
+        def drain() -> None:  # output must be read or the client would block on a full pipe
+            with contextlib.suppress(Exception):
+                for stream, data in frames_iter(self.sock, tty=False):
+                    if stream == 2:
+                        self.errors += data
+                        del self.errors[:-_dump().STDERR_KEEP]
+
+        self.reader = threading.Thread(target=drain, name="mysql-restore-exec", daemon=True)
+        self.reader.start()
+
+    def write(self, data: bytes) -> None:
+        self.raw.sendall(data)
+
+    def finish(self) -> tuple[int | None, bytes]:
+        with contextlib.suppress(OSError):
+            self.raw.shutdown(socket.SHUT_WR)  # the client's stdin ends
+        self.reader.join()
+        code = self.session._exit_code(self.exec_id)
+        self._close()
+        return code, bytes(self.errors)
+
+    def abort(self) -> None:
+        self._close()  # the client sees the end of its input; the caller kills its server connection
+
+    def reap(self) -> None:
+        self.reader.join(10)
+        self.session._exit_code(self.exec_id)  # waits up to 10 s for the client to end
+
+    def _close(self) -> None:
+        # shutdown, not just close: it ends the connection even while the reader thread is blocked on it.
+        with contextlib.suppress(OSError):
+            self.raw.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.raw.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _load_failure(tool: str, code: int | None, stderr: str, where: str, settings: Settings) -> Exception:
+    said = f"{tool} said: {stderr}" if stderr else f"{tool} said nothing"
+    if code is not None and code < 0:
+        return RuntimeError(f"{tool} loading the dump at {where} was killed by signal {-code}; nothing was "
+                            f"restored. {said}")
+    if re.search(r"\b(1044|1045)\b", stderr) or "Access denied" in stderr:
+        return PermanentError(f"MySQL at {where} refused user '{settings.mysql.user}' while loading the dump: a "
+                              f"restore needs CREATE, DROP, ALTER, INSERT, TRIGGER, CREATE ROUTINE and EVENT on the "
+                              f"target and its scratch databases (or use root). {said}")
+    if re.search(r"\b(2002|2003|2005|2006|2013)\b", stderr) or "Can't connect" in stderr:
+        return ConnectionError(f"lost or could not reach MySQL at {where} while loading the dump (try again). {said}")
+    if re.search(r"\bERROR \d+", stderr):
+        return PermanentError(f"the server refused a statement of the dump at {where}; nothing was restored. {said}")
+    return RuntimeError(f"{tool} failed loading the dump at {where} (exit code {code}); nothing was restored. {said}")
+
+
+def _kill_sessions(conn: Any, database: str) -> None:
+    """End the server connections working in `database` (a load we abandoned)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                    (database,))
+        for (thread_id,) in cur.fetchall():
+            with contextlib.suppress(Exception):  # it may have ended by itself
+                cur.execute(f"KILL CONNECTION {int(thread_id)}")
+
+
+def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.Logger) -> None:
+    """Stream the gzipped dump into a new database `scratch`. On any failure the scratch database is dropped."""
+    dump = _dump()
+    with conn.cursor() as cur:
+        if _exists(cur, scratch):
+            raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
+    password = clients.secret(settings.mysql.password) or ""
+    counter, renamer = dump.DumpCounter(), _Renamer(scratch)
+    with dump._session(settings) as session:
+        found = session.find(LOAD_TOOLS)
+        if found is None:
+            hint = "install mariadb-client (or mysql-client) here" if session.mode == "tcp" else \
+                "the container has no mariadb/mysql client; use mysql.mode: tcp with a local client"
+            raise PermanentError(f"no MySQL client to load the dump with at {session.where}: {hint}")
+        tool = found[0]
+        log.info("loading %s into scratch database %s at %s with %s", path.name, scratch, session.where, tool)
+        loader = _DockerLoad(session, tool) if session.mode == "docker" else _LocalLoad(session, tool)
+        try:
+            try:
+                with gzip.open(path, "rb") as stream:
+                    while block := stream.read(dump.CHUNK):
+                        counter.feed(block)
+                        if data := renamer.feed(block):
+                            loader.write(data)
+                if data := renamer.finish():
+                    loader.write(data)
+                counter.finish()
+            except (BrokenPipeError, ConnectionError) as exc:
+                code, err = loader.finish()  # the client stopped early: its stderr says why
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings) from exc
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
+                                     f"restored: run `ragflow-backup verify` and choose another point") from None
+            code, err = loader.finish()
+            if code != 0:
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings)
+            if not counter.completed:
+                raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
+                                     f"restored: choose another point")
+            if not renamer.rewritten:
+                raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
+                                     f"restore cannot stage it")
+        except BaseException:
+            # Stop the client, end its server session, and drop what it loaded. Once more after it has
+            # ended: a client stopped before its USE line is not yet seen working in the scratch database.
+            loader.abort()
+            for _ in range(2):
+                with contextlib.suppress(Exception):
+                    _kill_sessions(conn, scratch)
+                with contextlib.suppress(Exception):
+                    loader.reap()
+                with contextlib.suppress(Exception), conn.cursor() as cur:
+                    cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
+            raise
+    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, renamer.source, scratch)
+
+
+# ---------------------------------------------------------------- inspecting databases
+
+
+def _objects(cur: Any, db: str) -> dict[str, str]:
+    cur.execute("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (db,))
+    return dict(cur.fetchall())
+
+
+def _tables(cur: Any, db: str) -> list[str]:
+    """Base tables of `db`; PermanentError for views and sequences, which cannot be swapped."""
+    objects = _objects(cur, db)
+    other = sorted(f"{name} ({kind.lower()})" for name, kind in objects.items() if kind not in TABLE_TYPES)
+    if other:
+        raise PermanentError(f"database {db} holds {', '.join(other)}: restore swaps base tables only (RAGFlow "
+                             f"defines no views or sequences); drop them or restore by hand")
+    return sorted(objects)
+
+
+def _counts(cur: Any, db: str, tables: Iterable[str]) -> dict[str, int]:
+    counts = {}
+    for table in tables:
+        cur.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(table)}")
+        counts[table] = int(cur.fetchone()[0])
+    return counts
+
+
+def _mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
+    problems = []
+    for table in sorted(set(found) | set(expected)):
+        have, want = found.get(table), expected.get(table)
+        if have != want:
+            problems.append(f"`{table}` has {'no table' if have is None else f'{have} rows'}, the manifest says "
+                            f"{'no table' if want is None else f'{want} rows'}")
+    return problems
+
+
+@dataclass
+class _Code:
+    """A trigger, routine or event, as a statement to re-create it in another database."""
+
+    kind: str  # TRIGGER, PROCEDURE, FUNCTION, EVENT
+    name: str
+    create: str
+    sql_mode: str
+    collation: str
+    time_zone: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def _definer(value: str) -> str:
+    user, at, host = value.rpartition("@")
+    if not at:
+        return "CURRENT_USER"
+    return "'{}'@'{}'".format(*(part.replace("'", "''") for part in (user, host)))
+
+
+def _triggers(cur: Any, db: str) -> list[_Code]:
+    # Rebuilt from information_schema rather than SHOW CREATE TRIGGER, whose text may name the old database.
+    cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT, "
+                "DEFINER, SQL_MODE, COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+                "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER", (db,))
+    return [_Code("TRIGGER", name, f"CREATE DEFINER={_definer(definer)} TRIGGER {_q(name)} {timing} {event} ON "
+                                   f"{_q(table)} FOR EACH ROW {statement}", mode, collation)
+            for name, table, timing, event, statement, definer, mode, collation in cur.fetchall()]
+
+
+def _routines_and_events(conn: Any, db: str) -> list[_Code]:
+    import pymysql
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+                    "AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') ORDER BY ROUTINE_TYPE, ROUTINE_NAME", (db,))
+        names = list(cur.fetchall())
+        cur.execute("SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
+                    "ORDER BY EVENT_NAME", (db,))
+        names += list(cur.fetchall())
+    code = []
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        for kind, name in names:
+            cur.execute(f"SHOW CREATE {kind} {_q(db)}.{_q(name)}")
+            row = cur.fetchone()
+            create = row.get(f"Create {kind.capitalize()}")
+            if not create:
+                raise PermanentError(f"cannot read the definition of {kind} {db}.{name} (missing privilege?): "
+                                     f"restore as a user who may, e.g. root")
+            code.append(_Code(kind, name, create, row["sql_mode"], row["collation_connection"], row.get("time_zone")))
+    return code
+
+
+def _stored_code(conn: Any, db: str) -> list[_Code]:
+    with conn.cursor() as cur:
+        return _triggers(cur, db) + _routines_and_events(conn, db)
+
+
+def _create(conn: Any, db: str, items: Iterable[_Code]) -> None:
+    """Create each item in `db` with the sql_mode and collation it was defined with."""
+    items = list(items)
+    if not items:
+        return
+    conn.select_db(db)  # definitions name their tables without a database
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, @@SESSION.time_zone")
+        mode, collation, zone = cur.fetchone()
+        try:
+            for item in items:
+                cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s",
+                            (item.sql_mode, item.collation, item.time_zone or zone))
+                cur.execute(item.create)
+        finally:
+            cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s", (mode, collation, zone))
+
+
+def _drop(conn: Any, db: str, items: Iterable[_Code]) -> None:
+    with conn.cursor() as cur:
+        for item in items:
+            cur.execute(f"DROP {item.kind} IF EXISTS {_q(db)}.{_q(item.name)}")
+
+
+# ---------------------------------------------------------------- staging
+
+
+@contextlib.contextmanager
+def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord, target: str,
+            log: logging.Logger, token: str) -> Iterator[str]:
+    """The dump loaded into a scratch database whose tables match the manifest; dropped afterwards."""
+    path = _artifact(point, record)
+    scratch = scratch_name(target, "restore", token)
+    _load(settings, conn, path, scratch, log)
+    try:
+        with conn.cursor() as cur:
+            found = _counts(cur, scratch, _tables(cur, scratch))
+        problems = _mismatches(found, record.counts)
+        if problems:
+            raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so nothing "
+                                 f"was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
+                                 f"another point")
+        log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
+                 sum(found.values()))
+        yield scratch
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
+
+
+# ---------------------------------------------------------------- restore: the whole database
+
+
+def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -> tuple[bool, list[str]]:
+    """Move the target's tables to `old` and the scratch tables into the target, with their triggers, routines
+    and events. On failure the target is put back as it was. Returns (target was created, code re-created)."""
+    with conn.cursor() as cur:
+        created = not _exists(cur, target)
+        new_tables, live_tables = _tables(cur, scratch), ([] if created else _tables(cur, target))
+    new_code, live_code = _stored_code(conn, scratch), ([] if created else _stored_code(conn, target))
+    new_triggers = [c for c in new_code if c.kind == "TRIGGER"]
+    live_triggers = [c for c in live_code if c.kind == "TRIGGER"]
+    with conn.cursor() as cur:
+        if created:
+            cur.execute(f"CREATE DATABASE {_q(target)} {_charset(cur, scratch)}")
+        cur.execute(f"CREATE DATABASE {_q(old)} {_charset(cur, target)}")
+    renamed = False
+    try:
+        # MySQL refuses to move a table with triggers to another database: they come off first.
+        _drop(conn, scratch, new_triggers)
+        _drop(conn, target, live_triggers)
+        pairs = [f"{_q(target)}.{_q(t)} TO {_q(old)}.{_q(t)}" for t in live_tables]
+        pairs += [f"{_q(scratch)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in new_tables]
+        if pairs:
+            with conn.cursor() as cur:
+                cur.execute("RENAME TABLE " + ", ".join(pairs))  # one statement: all tables or none
+        renamed = True
+        log.info("swapped %d tables into %s (%d previous tables moved to %s)", len(new_tables), target,
+                 len(live_tables), old)
+        _create(conn, old, live_code)
+        _drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+        _create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + new_triggers)
+    except Exception as exc:
+        try:
+            _unswap(conn, scratch, target, old, renamed, new_tables, live_tables, live_code)
+        except Exception as undo:  # noqa: BLE001 - both are reported; the old database is kept
+            raise PermanentError(
+                f"restoring {target} failed ({type(exc).__name__}: {exc}) and putting its previous state back "
+                f"failed too ({type(undo).__name__}: {undo}). The previous tables are in database {old}; move them "
+                f"back with RENAME TABLE and re-create their triggers, routines and events") from exc
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {_q(old)}")
+            if created:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(target)}")
+        if re.search(r"\b1205\b", str(exc)):
+            raise PermanentError(f"tables of {target} are held open by another client (lock wait timeout after "
+                                 f"{LOCK_WAIT_SECONDS}s): stop RAGFlow's server and task executors, then restore "
+                                 f"again; {target} was left as it was") from exc
+        raise
+    return created, [c.label for c in new_code]
+
+
+def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_tables: list[str],
+            live_tables: list[str], live_code: list[_Code]) -> None:
+    """Put the target back as it was before a swap that failed: tables, then routines and events, then triggers."""
+    if renamed:
+        with conn.cursor() as cur:
+            _drop(conn, target, _triggers(cur, target))
+            _drop(conn, old, _triggers(cur, old))
+            pairs = [f"{_q(target)}.{_q(t)} TO {_q(scratch)}.{_q(t)}" for t in new_tables]
+            pairs += [f"{_q(old)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in live_tables]
+            if pairs:
+                cur.execute("RENAME TABLE " + ", ".join(pairs))
+        _drop(conn, target, _routines_and_events(conn, target))
+        _create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+    with conn.cursor() as cur:
+        present = {c.name for c in _triggers(cur, target)}
+    _create(conn, target, [c for c in live_code if c.kind == "TRIGGER" and c.name not in present])
+
+
+def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
+            log: logging.Logger | None = None, keep_previous: bool = False) -> MySQLRestoreResult:
+    """Make `target_database` (default: mysql.database) hold exactly the tables and rows of the point's dump.
+
+    Nothing in the target changes unless the staged copy matches the manifest. With keep_previous the
+    pre-restore tables stay in `result.previous_database` (for a rollback); otherwise they are dropped.
+    """
+    log = log or LOG
+    started = time.monotonic()
+    target = _check_name(target_database or settings.mysql.database, "target database")
+    token = secrets.token_hex(3)
+    old = scratch_name(target, "old", token)
+    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
+        with _staged(settings, conn, point, record, target, log, token) as scratch:
+            created, code = _swap(conn, scratch, target, old, log)
+        with conn.cursor() as cur:
+            found = _counts(cur, target, _tables(cur, target))
+        result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
+                                    seconds=0.0, stored_code=code)
+        if result.mismatches:
+            result.previous_database = old  # kept whatever was asked: the caller will want to roll back
+            result.seconds = time.monotonic() - started
+            raise RestoreCheckFailed(f"{target} was restored from {point.ref} but its rows differ from the manifest "
+                                     f"(is RAGFlow writing to it?): {'; '.join(result.mismatches)}. The previous "
+                                     f"tables are kept in {old}", result)
+        if keep_previous:
+            result.previous_database = old
+        else:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(old)}")
+    result.seconds = time.monotonic() - started
+    log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", target,
+             " (created)" if created else "", point.ref, len(found), sum(found.values()), result.seconds)
+    return result
+
+
+# ---------------------------------------------------------------- restore_kb: one knowledge base
+
+
+def _ids(cur: Any, sql: str, args: tuple) -> set[str]:
+    cur.execute(sql, args)
+    return {row[0] for row in cur.fetchall()}
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    items = sorted(items)
+    for start in range(0, len(items), BATCH):
+        yield items[start:start + BATCH]
+
+
+def _kb_rows(cur: Any, db: str, kb_id: str) -> dict[str, set[str]]:
+    """Ids of one knowledge base's rows per table, by RAGFlow's links: documents by kb_id, tasks and
+    file2document by document, files through file2document, plus the KB's folder under .knowledgebase
+    (the parent of its files; RAGFlow deletes it with the KB)."""
+    d = _q(db)
+    docs = f"SELECT id FROM {d}.`document` WHERE kb_id = %s"
+    linked = f"SELECT file_id FROM {d}.`file2document` WHERE document_id IN ({docs})"
+    return {
+        "knowledgebase": _ids(cur, f"SELECT id FROM {d}.`knowledgebase` WHERE id = %s", (kb_id,)),
+        "document": _ids(cur, docs, (kb_id,)),
+        "file2document": _ids(cur, f"SELECT id FROM {d}.`file2document` WHERE document_id IN ({docs})", (kb_id,)),
+        "file": _ids(cur, f"SELECT id FROM {d}.`file` WHERE id IN ({linked}) OR (type = 'folder' AND "
+                          f"source_type = 'knowledgebase' AND id IN (SELECT parent_id FROM {d}.`file` "
+                          f"WHERE id IN ({linked})))", (kb_id, kb_id)),
+        "task": _ids(cur, f"SELECT id FROM {d}.`task` WHERE doc_id IN ({docs})", (kb_id,)),
+    }
+
+
+def _columns(cur: Any, db: str, table: str) -> list[str]:
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                "AND EXTRA NOT LIKE '%%GENERATED%%' ORDER BY ORDINAL_POSITION", (db, table))
+    return [row[0] for row in cur.fetchall()]
+
+
+def _kb_columns(cur: Any, scratch: str, target: str, point: Point) -> dict[str, list[str]]:
+    """The columns to copy per table; refuses when the target lacks a table or a column the backup has."""
+    columns = {}
+    for table in KB_TABLES:
+        source, present = _columns(cur, scratch, table), set(_columns(cur, target, table))
+        if not source:
+            raise PermanentError(f"the backup {point.ref} has no table `{table}`: it is not a RAGFlow database")
+        if not present:
+            raise PermanentError(f"database {target} has no table `{table}`: restore the whole database instead")
+        missing = [c for c in source if c not in present]
+        if missing:
+            raise PermanentError(f"`{target}`.`{table}` lacks column(s) {', '.join(missing)} that the backup "
+                                 f"{point.ref} has (RAGFlow's schema changed?): restore the whole database instead")
+        if "id" not in source:
+            raise PermanentError(f"`{table}` of the backup {point.ref} has no `id` column")
+        columns[table] = source
+    return columns
+
+
+def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id: str,
+               target_database: str | None = None, log: logging.Logger | None = None) -> KBRestoreResult:
+    """Put one knowledge base's rows back as the point has them, in one transaction; other KBs keep theirs.
+
+    The KB's current rows are deleted (by the same links, and by the backup's ids) and the backup's inserted.
+    A file-manager file linked into the KB (source_type other than 'knowledgebase') or linked from another KB's
+    document is the user's or shared: it is left as it is now, and only inserted if it is gone.
+    """
+    log = log or LOG
+    started = time.monotonic()
+    target = _check_name(target_database or settings.mysql.database, "target database")
+    if not isinstance(kb_id, str) or not kb_id.strip():
+        raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
+    token = secrets.token_hex(3)
+    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
+            if not _exists(cur, target):
+                raise PermanentError(f"database {target} does not exist: restore the whole database instead")
+        with _staged(settings, conn, point, record, target, log, token) as scratch, conn.cursor() as cur:
+            columns = _kb_columns(cur, scratch, target, point)
+            wanted = _kb_rows(cur, scratch, kb_id)
+            if not wanted["knowledgebase"]:
+                raise PermanentError(f"knowledge base {kb_id} is not in the backup {point.ref}: check the id, or "
+                                     f"choose a point made while it existed")
+            conn.begin()
+            try:
+                removed = _replace_kb(cur, scratch, target, kb_id, wanted, columns)
+                now = _kb_rows(cur, target, kb_id)
+                if now != wanted:
+                    raise PermanentError(
+                        f"after restoring knowledge base {kb_id} into {target} its rows differ from the backup "
+                        f"({'; '.join(f'{t}: {len(now[t])} found, {len(wanted[t])} expected' for t in KB_TABLES)}); "
+                        f"nothing was changed")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+    result = KBRestoreResult(point=point.ref, target=target, kb_id=kb_id,
+                             expected={t: len(wanted[t]) for t in KB_TABLES},
+                             found={t: len(now[t]) for t in KB_TABLES}, removed=removed,
+                             seconds=time.monotonic() - started)
+    log.info("restored knowledge base %s into %s from %s: %s (removed first: %s) in %.1fs", kb_id, target,
+             point.ref, result.found, removed, result.seconds)
+    return result
+
+
+def _replace_kb(cur: Any, scratch: str, target: str, kb_id: str, wanted: dict[str, set[str]],
+                columns: dict[str, list[str]]) -> dict[str, int]:
+    t, s = _q(target), _q(scratch)
+    current = _kb_rows(cur, target, kb_id)
+    # Files that are not the KB's own (file-manager uploads linked into it, or linked from another KB) stay.
+    keep: set[str] = set()
+    for batch in _chunks(wanted["file"] | current["file"]):
+        marks = ", ".join(["%s"] * len(batch))
+        keep |= _ids(cur, f"SELECT id FROM {t}.`file` WHERE id IN ({marks}) "
+                          f"AND COALESCE(source_type, '') <> 'knowledgebase'", tuple(batch))
+        keep |= _ids(cur, f"SELECT f.file_id FROM {t}.`file2document` f JOIN {t}.`document` d ON d.id = "
+                          f"f.document_id WHERE f.file_id IN ({marks}) AND d.kb_id <> %s", (*batch, kb_id))
+    removed = {}
+    for table in KB_TABLES:
+        doomed = (wanted[table] | current[table]) - (keep if table == "file" else set())
+        removed[table] = 0
+        for batch in _chunks(doomed):
+            removed[table] += cur.execute(f"DELETE FROM {t}.{_q(table)} WHERE id IN ({', '.join(['%s'] * len(batch))})",
+                                          tuple(batch))
+    for table in KB_TABLES:
+        names = ", ".join(_q(c) for c in columns[table])
+        for batch in _chunks(wanted[table]):
+            marks = ", ".join(["%s"] * len(batch))
+            # A kept file is already there; everything else was just deleted.
+            cur.execute(f"INSERT INTO {t}.{_q(table)} ({names}) SELECT {names} FROM {s}.{_q(table)} src "
+                        f"WHERE src.id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {t}.{_q(table)} cur "
+                        f"WHERE cur.id = src.id)", tuple(batch))
+    return removed
