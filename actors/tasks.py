@@ -137,3 +137,23 @@ def commit_config(paths: list[str]) -> None:
     settings = runtime.settings()
     sha = commit(settings, "watcher")
     log.info("config change in %s: %s", ", ".join(paths), f"commit {sha[:10]}" if sha else "nothing new to commit")
+
+
+# ---------------------------------------------------------------- restore drill
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
+def drill() -> None:
+    """The monthly restore drill; a failure is notified (a drill is not retried: it reports)."""
+    from agent.drill import run_drill
+    from agent.notify import Notifier
+
+    settings = runtime.settings()
+    report = run_drill(settings)
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    if report.ok:
+        notifier.recovered("drill", "ragflow-backup: the restore drill passes again", f"{report.point} in {report.seconds:.0f}s")
+    else:
+        failed = "\n".join(f"{i.component}: {i.detail}" for i in report.components if not i.ok)
+        notifier.failure("drill", f"ragflow-backup: restore drill of {report.point} failed",
+                         f"{failed}\ntook {report.seconds:.0f}s of the {report.objective_seconds // 60}-minute objective")

@@ -52,7 +52,7 @@ class Agent:
 
     def _on_tick(self, job: str, when: datetime) -> None:
         actor = {"backup": "scheduled_backup", "verify": "verify_point", "reconcile": "reconcile",
-                 "versions_prune": "prune_mirror_versions"}[job]
+                 "versions_prune": "prune_mirror_versions", "drill": "drill"}[job]
         log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor)
         self._send(actor, ())
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from agent.commands import agent as agent_commands
 from agent.commands import backup as backup_commands
+from agent.commands import restore as restore_commands
 from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
 from agent.commands import worker as worker_commands
@@ -62,6 +63,8 @@ app.command()(worker_commands.worker)
 app.command()(agent_commands.agent)
 app.command()(agent_commands.run)
 app.command()(status_commands.status)
+app.command()(restore_commands.restore)
+app.command()(restore_commands.drill)
 
 
 def _register_sub_apps() -> None:

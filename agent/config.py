@@ -118,6 +118,7 @@ class ScheduleSettings(Section):
     verify: str = "30 3 * * *"
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
     versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
+    drill: str = "0 4 1 * *"  # monthly restore drill into scratch targets
 
     @field_validator("*")
     @classmethod

@@ -55,7 +55,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: int = FORMAT
     point_id: str
-    tier: Literal["daily", "weekly", "monthly"]
+    tier: Literal["daily", "weekly", "monthly", "safety"]
     name: str
     status: PointStatus
     created_at: datetime

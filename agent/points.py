@@ -24,8 +24,9 @@ from agent import locks
 from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
 from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, read_manifest, write_manifest
 
-Tier = Literal["daily", "weekly", "monthly"]
-TIERS: tuple[Tier, ...] = ("daily", "weekly", "monthly")
+Tier = Literal["daily", "weekly", "monthly", "safety"]
+TIERS: tuple[Tier, ...] = ("daily", "weekly", "monthly")  # retention's tiers
+SAFETY: Tier = "safety"  # taken before a restore, for its rollback; outside retention
 RECORDS = ".records"
 WORK_LOCK = ".work.lock"
 FINALIZE_LOCK = ".finalize.lock"
@@ -37,7 +38,7 @@ class Storage:
         self.root = Path(root)
 
     def prepare(self) -> Storage:
-        for folder in (*TIERS, "logs", "locks"):
+        for folder in (*TIERS, SAFETY, "logs", "locks"):
             private_dir(self.root / folder)
         os.chmod(self.root, 0o700)
         return self
@@ -49,25 +50,27 @@ class Storage:
     def component_lock(self, component: str) -> Path:
         return self.root / "locks" / f"{component}.lock"
 
-    def new_point(self, requested: list[str], at: datetime | None = None) -> Point:
-        """Create a running daily point; a second run on the same day gets the time in its name."""
+    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily") -> Point:
+        """Create a running point; a second daily run on the same day gets the time in its name."""
         self.prepare()
         at = at or now()
-        name = at.strftime("%Y-%m-%d")
-        folder = self.root / "daily" / name
-        if folder.exists():
-            name = at.strftime("%Y-%m-%d_%H%M%S")
-            folder = self.root / "daily" / name
+        name = at.strftime("%Y-%m-%d") if tier == "daily" else at.strftime("%Y-%m-%d_%H%M%S")
+        folder = self.root / tier / name
+        for fmt in ("%Y-%m-%d_%H%M%S", "%Y-%m-%d_%H%M%S_%f"):
+            if not folder.exists():
+                break
+            name = at.strftime(fmt)
+            folder = self.root / tier / name
         private_dir(folder)
         private_dir(folder / RECORDS)
-        manifest = Manifest(point_id=uuid.uuid4().hex, tier="daily", name=name, status="running",
+        manifest = Manifest(point_id=uuid.uuid4().hex, tier=tier, name=name, status="running",
                             created_at=at, requested=list(requested))
         write_manifest(folder, manifest)
         return Point(self, folder)
 
     def point(self, ref: str) -> Point:
         """A point by 'daily/2026-11-24', '2026-11-24' (daily) or a path."""
-        candidates = [Path(ref), self.root / ref, self.root / "daily" / ref]
+        candidates = [self.root / ref, self.root / "daily" / ref, Path(ref)]
         for folder in candidates:
             if (folder / MANIFEST).is_file():
                 return Point(self, folder.resolve())

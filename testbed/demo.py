@@ -89,7 +89,11 @@ def main() -> int:
         if code != 0:
             print(f"\n`{' '.join(step)}` exited {code}", file=sys.stderr)
             return code
-    return show_the_agent(env, dataset)
+    code = show_the_agent(env, dataset)
+    if code != 0:
+        return code
+    # The monthly restore drill, by hand: scratch database, renamed indices, a scratch folder.
+    return run_cli("drill")
 
 
 def wait_for(condition, what: str, timeout: float = 90) -> None:
@@ -109,7 +113,7 @@ def show_the_agent(env: dict[str, str], dataset) -> int:
     settings = load_settings(CONFIG)
     cli = Path(sys.executable).parent / "ragflow-backup"
     print(f"\n== {cli.name} --config {CONFIG.relative_to(ROOT)} run   (agent + workers, for a short while)", flush=True)
-    log = (DEMO / "agent.log").open("ab")
+    log = (DEMO / "agent.log").open("wb")  # fresh: "agent started" must be this run's
     agent = subprocess.Popen([str(cli), "--config", str(CONFIG), "run"], stdout=log, stderr=log, start_new_session=True)
     try:
         wait_for(lambda: "agent started" in (DEMO / "agent.log").read_text(), "the agent to start")

@@ -81,4 +81,4 @@ def test_a_broker_url_without_a_password_takes_ragflows_redis_password(tmp_path)
 def test_a_schedule_that_is_not_cron_is_refused_with_its_path(tmp_path):
     with pytest.raises(ConfigError, match=r"At 'schedule.backup': Value error, 'every day' is not a cron expression"):
         load_settings(write(tmp_path / "c.yml", "schedule:\n  backup: every day\n"))
-    assert load_settings(write(tmp_path / "d.yml", "schedule:\n  drill: ''\n")).schedule.drill == ""
+    assert load_settings(write(tmp_path / "d.yml", "schedule:\n  verify: ''\n")).schedule.verify == ""

@@ -1,0 +1,118 @@
+"""`restore` (guided on a terminal, scripted with flags) and `drill`."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated, Optional
+
+import typer
+from rich.prompt import Confirm, Prompt
+from rich.table import Table
+
+from agent.commands.common import console, fail, human_age, human_bytes, state, styled
+from agent.component import PermanentError
+
+
+def parse_moment(text: str) -> datetime:
+    """ISO 8601 ('2026-11-24T10:30', '2026-11-24 10:30:00+01:00'); without a zone, the local time."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--at {text!r} is not a date and time (e.g. 2026-11-24T10:30 or 2026-11-24T10:30:00+00:00)", code=2)
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _choose_point_interactively(settings) -> str | None:
+    from agent.points import Storage
+
+    complete = [p for p in Storage(settings.storage_root).points() if p.manifest().status == "complete"]
+    if not complete:
+        return None
+    complete.sort(key=lambda p: p.manifest().created_at, reverse=True)
+    table = Table(title="complete backup points")
+    for column in ("#", "point", "age", "size", "components"):
+        table.add_column(column)
+    for number, point in enumerate(complete[:20], 1):
+        manifest = point.manifest()
+        table.add_row(str(number), point.ref, human_age(manifest.created_at), human_bytes(manifest.total_bytes),
+                      ", ".join(manifest.components))
+    console.print(table)
+    answer = Prompt.ask("Which point", choices=[str(n) for n in range(1, min(20, len(complete)) + 1)], default="1")
+    return complete[int(answer) - 1].ref
+
+
+def restore(
+    point: Annotated[Optional[str], typer.Option(help="daily/2026-11-24, weekly/2026-W48, ... (default: newest complete).")] = None,
+    at: Annotated[Optional[str], typer.Option(help="A moment: the newest complete point at or before it, and objects as they were then.")] = None,
+    component: Annotated[Optional[list[str]], typer.Option("--component", "-C", help="config, mysql, search, minio, redis (repeatable).")] = None,
+    kb: Annotated[Optional[str], typer.Option(help="Only this knowledge base (its id): rows, chunks, objects.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Undo the last restore from its safety point.")] = False,
+) -> None:
+    """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
+    from agent.restore import RestoreFailed, execute, make_plan, rollback_last
+
+    settings = state.settings()
+    interactive = sys.stdin.isatty() and not yes
+    if rollback:
+        if not yes and not (interactive and Confirm.ask("Put back the data as it was before the last restore?")):
+            fail("not confirmed: pass --yes to roll back without a terminal", code=2)
+        try:
+            done = rollback_last(settings)
+        except (PermanentError, RestoreFailed) as exc:
+            fail(str(exc))
+        console.print(f"rolled back {', '.join(done['components'])} from safety point {done['safety']}")
+        return
+    if not interactive and not yes and not dry_run:
+        fail("refusing to restore without a terminal to confirm on: pass --yes (or --dry-run to see the plan)", code=2)
+    if interactive and point is None and at is None:
+        point = _choose_point_interactively(settings)
+    if interactive and not component and not kb:
+        answer = Prompt.ask("Components (comma-separated, empty for all in the point)", default="")
+        component = [part.strip() for part in answer.split(",") if part.strip()] or None
+    try:
+        plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
+    except (PermanentError, LookupError) as exc:
+        fail(str(exc), code=2)
+    console.print("[bold]restore plan[/bold]")
+    for line in plan.lines():
+        console.print(f"  {line}")
+    if dry_run:
+        console.print("dry run: nothing was changed")
+        return
+    if interactive and not Confirm.ask("Restore now?"):
+        fail("not confirmed; nothing was changed", code=1)
+    try:
+        report = execute(settings, plan)
+    except (RestoreFailed, PermanentError) as exc:
+        fail(str(exc))
+    table = Table(title=f"restore finished in {report['seconds']:.1f}s (safety point {report['safety'].ref if report['safety'] else '-'})")
+    table.add_column("component")
+    table.add_column("result", overflow="fold")
+    for name, result in report["results"].items():
+        table.add_row(name, _summary(result))
+    console.print(table)
+    console.print("undo with `ragflow-backup restore --rollback`")
+
+
+def _summary(result) -> str:
+    for attribute in ("summary", "describe"):
+        if callable(getattr(result, attribute, None)):
+            return str(getattr(result, attribute)())
+    return str(result)[:300]
+
+
+def drill() -> None:
+    """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
+    from agent.drill import run_drill
+
+    report = run_drill(state.settings())
+    table = Table(title=f"restore drill of {report.point}: {report.seconds:.1f}s of the {report.objective_seconds / 60:.0f}-minute objective")
+    for column in ("component", "result", "seconds", "detail"):
+        table.add_column(column, overflow="fold")
+    for item in report.components:
+        table.add_row(item.component, styled("ok" if item.ok else "fail"), f"{item.seconds:.1f}", item.detail)
+    console.print(table)
+    if not report.ok:
+        raise typer.Exit(1)

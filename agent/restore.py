@@ -1,0 +1,261 @@
+"""Restore: pick a point (or a moment), take a safety point of what will be replaced, restore each
+component through its module's restore function (each checks its own counts), and, if any step fails,
+put the safety point back. Every restore and rollback is written to logs/audit.log.
+
+MinIO has no artifact in a point: it comes back from the versioned mirror as it was at the moment asked
+(the point's time by default), and its rollback is the mirror's state at the moment the restore began.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.atomic import append_line, private_dir, write_bytes_atomic
+from agent.component import PermanentError
+from agent.config import Settings
+from agent.points import SAFETY, Point, Storage
+from agent.runs import describe, run_component
+
+log = logging.getLogger("ragflow_backup.restore")
+
+# Config first (RAGFlow's settings), then the database, the chunks, the objects, Redis last.
+ORDER = ("config", "mysql", "search", "minio", "redis")
+IN_POINTS = ("config", "mysql", "search", "redis")  # components with artifacts in a point
+PER_KB = ("mysql", "search", "minio")  # what a knowledge base has
+
+
+class RestoreFailed(RuntimeError):
+    """A restore failed; the message says whether the rollback put everything back."""
+
+
+@dataclass
+class Plan:
+    point: Point | None
+    at: datetime  # MinIO's moment
+    components: list[str]
+    kb: str | None = None
+    # Scratch targets (drills): {"mysql": database, "search": index prefix, "minio": bucket prefix, "config": dir}
+    targets: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        point = self.point.ref if self.point else "none (objects only)"
+        what = f"knowledge base {self.kb}" if self.kb else "everything they hold"
+        out = [f"from point {point}; objects as they were at {self.at.isoformat(timespec='seconds')}",
+               f"components: {', '.join(self.components)} ({what})"]
+        if self.point:
+            manifest = self.point.manifest()
+            for name in self.components:
+                record = manifest.components.get(name)
+                if record:
+                    out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
+                               f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
+        out.append("before anything is replaced, a safety point of the same components is taken")
+        return out
+
+
+def newest_complete(storage: Storage, at: datetime | None = None) -> Point | None:
+    candidates = []
+    for point in storage.points():
+        manifest = point.manifest()
+        if manifest.status == "complete" and (at is None or manifest.created_at <= at):
+            candidates.append((manifest.created_at, point))
+    return max(candidates, key=lambda item: item[0])[1] if candidates else None
+
+
+def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
+              components: list[str] | None = None, kb: str | None = None) -> Plan:
+    storage = Storage(settings.storage_root)
+    if point_ref:
+        point = storage.point(point_ref)
+        if point.manifest().status != "complete":
+            raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
+    else:
+        point = newest_complete(storage, at)
+    wanted = components or [c for c in ORDER if c != "redis" or settings.redis.enabled]
+    unknown = sorted(set(wanted) - set(ORDER))
+    if unknown:
+        raise PermanentError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    if kb:
+        if components and set(components) - set(PER_KB):
+            raise PermanentError(f"a knowledge base has {', '.join(PER_KB)} only; leave out {', '.join(set(components) - set(PER_KB))}")
+        wanted = [c for c in wanted if c in PER_KB]
+    chosen = []
+    for name in ORDER:
+        if name not in wanted:
+            continue
+        if name == "minio":
+            if settings.minio.enabled:
+                chosen.append(name)
+            continue
+        record = point.manifest().components.get(name) if point else None
+        if record is None or record.status != "ok":
+            if components:  # asked for by name: say why it cannot be done
+                where = point.ref if point else "any complete point"
+                raise PermanentError(f"{name} is not in {where}; pick a point that has it (`ragflow-backup list`)")
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise PermanentError("nothing to restore: no complete point yet, and no mirror; take a backup first")
+    moment = at or (point.manifest().created_at if point else datetime.now(timezone.utc))
+    return Plan(point, moment, chosen, kb)
+
+
+# ---------------------------------------------------------------- one component
+
+
+def restore_component(settings: Settings, plan: Plan, name: str, point: Point | None = None, at: datetime | None = None,
+                      kb: str | None = None, targets: dict[str, Any] | None = None) -> Any:
+    """Restore one component from `point` (or the plan's); return the component's own result."""
+    point = point or plan.point
+    at = at or plan.at
+    targets = plan.targets if targets is None else targets
+    record = point.manifest().components.get(name) if point is not None and name != "minio" else None
+    if name == "mysql":
+        from actors import mysql
+
+        if kb:
+            return mysql.restore_kb(settings, point, record, kb, target_database=targets.get("mysql"), log=log)
+        return mysql.restore(settings, point, record, target_database=targets.get("mysql"), log=log)
+    if name == "search":
+        from actors import search
+
+        if kb:
+            return search.restore_kb(settings, point, record, kb, log=log)
+        from actors.search_restore import prefixed
+
+        rename = prefixed(targets["search"]) if targets.get("search") else None
+        return search.restore(settings, point, record, rename=rename, log=log)
+    if name == "minio":
+        from actors import minio_restore
+
+        if kb:
+            return minio_restore.restore_kb(settings, kb, at, log=log)
+        return minio_restore.restore(settings, at, target_bucket_prefix=targets.get("minio", ""), log=log)
+    if name == "config":
+        from actors import config_files
+
+        return config_files.restore(settings, point=point, record=record, target_dir=targets.get("config"), log=log)
+    if name == "redis":
+        from actors.redis_keys import restore_keys
+
+        return restore_keys(settings, point.path("redis_dump.rdb.gz"), replace=True)
+    raise PermanentError(f"unknown component {name!r}")
+
+
+# ---------------------------------------------------------------- safety, audit, rollback
+
+
+def audit(settings: Settings, action: str, result: str, **details: Any) -> None:
+    storage = Storage(settings.storage_root).prepare()
+    line = {"time": datetime.now(timezone.utc).isoformat(), "who": _who(), "action": action, "result": result, **details}
+    append_line(storage.root / "logs" / "audit.log", json.dumps(line, default=str))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return str(os.getuid())
+
+
+def _has_data(settings: Settings, name: str) -> bool:
+    """Is there anything of this component to protect? (A dropped database has nothing to lose.)"""
+    if name == "mysql":
+        from agent import clients
+
+        with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (settings.mysql.database,))
+            return cur.fetchone()[0] == 1
+    if name == "config":
+        from actors.config_files import collect_files
+
+        return bool(settings.ragflow_dir and settings.ragflow_dir.is_dir() and collect_files(settings))
+    return True
+
+
+def take_safety_point(settings: Settings, components: list[str]) -> Point | None:
+    """Back up what a restore will replace; refuse to go on if that backup is not complete."""
+    names = [name for name in components if name in IN_POINTS and _has_data(settings, name)]
+    if not names:
+        return None
+    point = Storage(settings.storage_root).new_point(names, tier=SAFETY)
+    for name in names:
+        run_component(settings, point, name)
+    manifest = point.manifest()
+    if manifest.status != "complete":
+        errors = "; ".join(f"{n}: {r.error}" for n, r in manifest.components.items() if r.error)
+        raise RestoreFailed(f"the safety point {point.ref} is {manifest.status} ({errors}); nothing was restored")
+    return point
+
+
+def _remember(settings: Settings, state: dict[str, Any]) -> None:
+    folder = private_dir(settings.storage_root / "state")
+    write_bytes_atomic(folder / "last_restore.json", json.dumps(state, default=str).encode())
+
+
+def last_restore(settings: Settings) -> dict[str, Any] | None:
+    path = settings.storage_root / "state" / "last_restore.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def execute(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Safety point, then each component in order; on any failure, roll back what was touched."""
+    started = time.monotonic()
+    began_at = datetime.now(timezone.utc)
+    ident = {"point": plan.point.ref if plan.point else None, "at": plan.at, "components": plan.components, "kb": plan.kb}
+    audit(settings, "restore", "started", **ident)
+    safety = take_safety_point(settings, plan.components)
+    _remember(settings, {"safety": safety.ref if safety else None, "began_at": began_at.isoformat(),
+                         "components": plan.components, **ident})
+    touched: list[str] = []
+    results: dict[str, Any] = {}
+    try:
+        for name in plan.components:
+            touched.append(name)
+            log.info("restoring %s", name)
+            results[name] = restore_component(settings, plan, name, kb=plan.kb)
+    except Exception as exc:  # noqa: BLE001 - any failure is rolled back, then reported
+        failure = describe(exc)
+        audit(settings, "restore", "failed", error=failure, **ident)
+        try:
+            rollback(settings, safety, began_at, touched, plan.kb)
+        except Exception as again:  # noqa: BLE001
+            audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)
+            raise RestoreFailed(f"restore failed ({failure}) AND its rollback failed ({describe(again)}); "
+                                f"the safety point {safety.ref if safety else '-'} still holds the data before") from exc
+        raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
+                            f"(safety point {safety.ref if safety else '-'})") from exc
+    seconds = time.monotonic() - started
+    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
+    return {"results": results, "seconds": seconds, "safety": safety}
+
+
+def rollback(settings: Settings, safety: Point | None, began_at: datetime, components: list[str],
+             kb: str | None = None) -> None:
+    """Put back what a restore replaced: points' components from the safety point, objects as at
+    `began_at`; for a knowledge-base restore, that knowledge base only (nothing else was touched)."""
+    audit(settings, "rollback", "started", safety=safety.ref if safety else None, components=components, kb=kb)
+    plan = Plan(safety, began_at, components, kb)
+    saved = set(safety.manifest().components) if safety else set()
+    for name in reversed(components):
+        if name != "minio" and name not in saved:
+            continue  # nothing of it existed before the restore: nothing to put back
+        restore_component(settings, plan, name, point=safety, at=began_at, kb=kb, targets={})
+    audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)
+
+
+def rollback_last(settings: Settings) -> dict[str, Any]:
+    """`restore --rollback`: undo the last restore from its safety point."""
+    state = last_restore(settings)
+    if not state:
+        raise PermanentError("no restore to roll back (no state/last_restore.json under the storage root)")
+    storage = Storage(settings.storage_root)
+    safety = storage.point(state["safety"]) if state.get("safety") else None
+    rollback(settings, safety, datetime.fromisoformat(state["began_at"]), state["components"], state.get("kb"))
+    return state
