@@ -186,3 +186,35 @@ def test_the_restore_drill_restores_into_scratch_targets_compares_and_cleans_up(
     assert es.indices.get(index="drill-*", allow_no_indices=True, expand_wildcards="all").body == {}
     audit = [json.loads(line) for line in (settings.storage_root / "logs" / "audit.log").read_text().splitlines()]
     assert audit[-1]["action"] == "drill" and audit[-1]["result"] == "ok"
+
+
+def run_on_a_terminal(config: Path, answers: str, *args: str) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its stdin, as an operator at a console would."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    cli_path = str(Path(sys.executable).parent / "ragflow-backup")
+    process = subprocess.Popen([cli_path, "--config", str(config), *args], stdin=follower, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+    os.close(follower)
+    os.write(leader, answers.encode())
+    output, _ = process.communicate(timeout=120)
+    os.close(leader)
+    return process.returncode, output.decode()
+
+
+def test_on_a_terminal_the_restore_asks_for_the_point_and_components_and_confirmation(ragflow):
+    dataset, services, config = ragflow
+    settings = load_settings(config)
+    before = table_checksums(settings)
+    code, output = run_on_a_terminal(config, "1\nmysql\n", "restore", "--dry-run")
+    assert code == 0, output
+    assert "Which point" in output and "Components" in output
+    assert "components: mysql (everything they hold)" in output and "nothing was changed" in output
+
+    code, output = run_on_a_terminal(config, "1\nmysql\nn\n", "restore")
+    assert code == 1 and "Restore now?" in output and "not confirmed" in output
+    assert table_checksums(settings) == before
