@@ -78,6 +78,15 @@ def restore(
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         console.print(f"  {line}")
+    if "config" in plan.components and plan.point and not plan.kb:
+        from rich.syntax import Syntax
+
+        from actors.config_restore import diff
+
+        text = diff(settings, point=plan.point, record=plan.point.manifest().components["config"])
+        console.print("config files that would change (secrets masked):" if text else "config files: no change")
+        if text:
+            console.print(Syntax(text, "diff"))
     if dry_run:
         console.print("dry run: nothing was changed")
         return

@@ -165,8 +165,12 @@ def test_without_a_terminal_a_restore_needs_yes_and_a_dry_run_changes_nothing(ra
     dataset, services, config = ragflow
     refused = cli(config, "restore", "--component", "mysql")
     assert refused.exit_code == 2 and "--yes" in refused.output
+    env_file = dataset.ragflow_dir / ".env"
+    env_file.write_text(env_file.read_text().replace("MYSQL_PASSWORD=", "MYSQL_PASSWORD=changed-", 1))
     planned = cli(config, "restore", "--dry-run")
     assert planned.exit_code == 0 and "nothing was changed" in planned.output and "safety point" in planned.output
+    assert "config files that would change" in planned.output and ".env" in planned.output
+    assert "changed-" not in planned.output, "secrets are masked in the diff"
 
 
 def test_the_restore_drill_restores_into_scratch_targets_compares_and_cleans_up(ragflow):
