@@ -114,6 +114,8 @@ def reconcile(buckets: list[str] | None = None) -> None:
 
     settings = runtime.settings()
     report = run_reconcile(settings, buckets)
+    log.info("reconcile of %s: %s copied, %s removed, %s unchanged%s", ", ".join(buckets) if buckets else "all buckets",
+             report.copied, report.removed, report.unchanged, "" if report.complete else " (INCOMPLETE)")
     record_reconcile(settings, report, buckets)
     if not report.complete:
         raise RuntimeError(f"reconcile incomplete: {'; '.join(report.errors)}")

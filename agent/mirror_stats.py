@@ -12,7 +12,13 @@ def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any
     from agent.mirror_store import MirrorStore
 
     root = settings.storage_root / settings.minio.mirror_dir
-    stats: dict[str, Any] = dict(MirrorStore(root).stats()) if root.exists() else {"objects": 0, "bytes": 0}
+    stats: dict[str, Any] = {"objects": 0, "bytes": 0}
+    if root.exists():
+        store = MirrorStore(root)
+        try:
+            stats = dict(store.stats())
+        finally:
+            store.close()  # a reader per call must not leave connections (and stale snapshots) behind
     lag = 0.0
     if broker is not None:
         from agent.queues import inspect

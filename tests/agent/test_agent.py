@@ -65,8 +65,14 @@ class RunningAgent:
 
     def mirrored(self, bucket: str, key: str) -> bytes | None:
         root = self.settings.storage_root / self.settings.minio.mirror_dir
-        entry = self.store().entry(bucket, key) if (root / ".index.sqlite").exists() else None
-        return None if entry is None else entry.path.read_bytes()
+        if not (root / ".index.sqlite").exists():
+            return None
+        store = self.store()  # a fresh reader each time, closed at once, as another process would be
+        try:
+            entry = store.entry(bucket, key)
+            return None if entry is None else entry.path.read_bytes()
+        finally:
+            store.close()
 
 
 @pytest.fixture
@@ -123,7 +129,8 @@ def test_objects_written_while_the_agent_was_stopped_are_mirrored_after_it_start
     put(minio, "kb-offline", "while-stopped.txt", b"still nobody")
     minio.remove_object("kb-offline", "before-start.txt")
     running_agent.start()
-    wait_for(lambda: running_agent.mirrored("kb-offline", "while-stopped.txt") == b"still nobody", "the new object")
+    wait_for(lambda: running_agent.mirrored("kb-offline", "while-stopped.txt") == b"still nobody",
+             f"the new object (agent log: {running_agent.log})", timeout=120)
     wait_for(lambda: running_agent.mirrored("kb-offline", "before-start.txt") is None, "the delete while stopped")
 
 
