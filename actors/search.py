@@ -423,6 +423,9 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
         return problems + [f"snapshot {name} is missing from {where}"]
     if info.get("state") != "SUCCESS":
         problems.append(f"snapshot {name} in {where} is {info.get('state')}, not SUCCESS")
+    if record.details.get("uuid") and info.get("uuid") != record.details["uuid"]:
+        problems.append(f"snapshot {name} in {where} is another snapshot of the same name (uuid {info.get('uuid')}, "
+                        f"recorded {record.details['uuid']}): this point's snapshot was deleted")
     absent = sorted(set(record.counts) - set(info.get("indices") or []))
     if absent:
         problems.append(f"snapshot {name} lacks {len(absent)} indices the backup counted: {', '.join(absent)}")

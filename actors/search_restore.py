@@ -371,6 +371,11 @@ def _open(search: SearchSettings, point: Point, record: ComponentRecord,
                              f"(`ragflow-backup verify` lists the sound ones)")
     if info.get("state") != "SUCCESS":
         raise PermanentError(f"snapshot {name} in {where} is {info.get('state')}, not SUCCESS: choose another point")
+    # A name can be reused once its snapshot is deleted: only the recorded uuid is this point's data.
+    if record.details.get("uuid") and info.get("uuid") != record.details["uuid"]:
+        raise PermanentError(f"snapshot {name} in {where} is not the one {point.ref} took (uuid "
+                             f"{info.get('uuid')} instead of {record.details['uuid']}): it was deleted and the name "
+                             f"reused; choose another point")
     return api, info
 
 
