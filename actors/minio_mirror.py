@@ -17,6 +17,7 @@ from pathlib import Path
 from minio.error import S3Error
 
 from agent import clients
+from agent.atomic import digest_of
 from agent.config import Settings
 from agent.mirror_store import Entry, MirrorStore
 
@@ -211,14 +212,6 @@ def prune_versions(settings: Settings, now: datetime | None = None, store: Mirro
     return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days))
 
 
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | None = None) -> list[str]:
     """Compare a random sample of mirrored objects with the source and re-hash their files.
 
@@ -239,7 +232,7 @@ def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | Non
         if entry.path.stat().st_size != entry.size:
             problems.append(f"the mirror file of {where} has {entry.path.stat().st_size} bytes, {entry.size} expected "
                             "(corruption); delete it and run a reconcile")
-        elif entry.md5 and _md5_of(entry.path) != entry.md5:
+        elif entry.md5 and digest_of(entry.path, "md5", CHUNK) != entry.md5:
             problems.append(f"the mirror file of {where} no longer matches the MD5 it was copied with (corruption); "
                             "delete it and run a reconcile")
         try:

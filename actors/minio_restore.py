@@ -37,6 +37,7 @@ from minio.error import S3Error
 
 from actors.minio_mirror import PLAIN_ETAG, in_scope, open_store
 from agent import clients
+from agent.atomic import digest_of
 from agent.component import PermanentError
 from agent.config import MinioSettings, Settings
 from agent.mirror_store import STAMP, MirrorStore, ObjectRef
@@ -369,14 +370,6 @@ class _CheckedReader:
                                  "mirrored with: it is damaged; choose another time")
 
 
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_mirror_files(plan: RestorePlan) -> None:
     """Every file to upload is there with its size and MD5, before anything is written."""
     bad = []
@@ -387,7 +380,7 @@ def _check_mirror_files(plan: RestorePlan) -> None:
                 bad.append(f"{where}: mirror file {ref.path} is missing")
             elif ref.path.stat().st_size != ref.size:
                 bad.append(f"{where}: mirror file {ref.path} has {ref.path.stat().st_size} bytes, {ref.size} expected")
-            elif ref.md5 and _md5_of(ref.path) != ref.md5:
+            elif ref.md5 and digest_of(ref.path, "md5", CHUNK) != ref.md5:
                 bad.append(f"{where}: mirror file {ref.path} does not match its recorded MD5")
     if bad:
         shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")

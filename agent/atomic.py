@@ -98,12 +98,17 @@ def write_bytes_atomic(final: Path, data: bytes) -> Written:
     return out.result  # type: ignore[attr-defined]
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def digest_of(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file, read in chunks (SHA-256 for manifests, MD5 for S3 ETags)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    return digest_of(path, "sha256", chunk)
 
 
 def append_line(path: Path, line: str) -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from agent import clients
 from testbed import env as testbed_env
+from testbed import polling
 from testbed import settings as testbed_settings
 from testbed.seed import seed
 
@@ -97,11 +98,10 @@ def main() -> int:
 
 
 def wait_for(condition, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"demo: timed out waiting for {what}; see {DEMO / 'agent.log'}")
-        time.sleep(0.2)
+    try:
+        polling.wait_for(condition, what, timeout=timeout, interval=0.2)
+    except AssertionError as exc:
+        raise SystemExit(f"demo: {exc}; see {DEMO / 'agent.log'}") from None
 
 
 def show_the_agent(env: dict[str, str], dataset) -> int:
