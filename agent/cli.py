@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from agent.commands import agent as agent_commands
+from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
 from agent.commands import restore as restore_commands
 from agent.commands import status as status_commands
@@ -65,6 +66,7 @@ app.command()(agent_commands.run)
 app.command()(status_commands.status)
 app.command()(restore_commands.restore)
 app.command()(restore_commands.drill)
+app.command()(audit_commands.audit)
 
 
 def _register_sub_apps() -> None:

@@ -155,6 +155,10 @@ class Point:
             if changed:
                 self._remove_orphaned_temp_files()
                 self._log_history(manifest)
+                from agent import audit
+
+                audit.record(self.storage.root, "backup", self.ref, manifest.status,
+                             components={n: r.status for n, r in manifest.components.items()})
         return manifest
 
     def _remove_orphaned_temp_files(self) -> None:

@@ -7,16 +7,14 @@ MinIO has no artifact in a point: it comes back from the versioned mirror as it 
 """
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from agent.atomic import append_line, private_dir, write_bytes_atomic
+from agent.atomic import private_dir, write_bytes_atomic
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.points import SAFETY, Point, Storage
@@ -151,17 +149,12 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
 # ---------------------------------------------------------------- safety, audit, rollback
 
 
-def audit(settings: Settings, action: str, result: str, **details: Any) -> None:
-    storage = Storage(settings.storage_root).prepare()
-    line = {"time": datetime.now(timezone.utc).isoformat(), "who": _who(), "action": action, "result": result, **details}
-    append_line(storage.root / "logs" / "audit.log", json.dumps(line, default=str))
+def audit(settings: Settings, action: str, result: str, target: str | None = None, **details: Any) -> None:
+    """Restores, rollbacks and drills in the one audit log (agent/audit.py)."""
+    from agent import audit as audit_log
 
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return str(os.getuid())
+    audit_log.record(settings.storage_root, action, target or details.get("point") or details.get("safety"),
+                     result, **details)
 
 
 def _has_data(settings: Settings, name: str) -> bool:

@@ -10,7 +10,6 @@ newest complete point of the whole storage is never deleted, whatever the policy
 from __future__ import annotations
 
 import errno
-import json
 import os
 import secrets
 import shutil
@@ -21,14 +20,13 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from agent import locks
-from agent.atomic import TEMP_MARK, fsync_dir, private_dir, append_line
+from agent.atomic import TEMP_MARK, fsync_dir, private_dir
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import MANIFEST, now as utc_now, write_manifest
 from agent.points import TIERS, Point, Storage
 
 DELETING_MARK = ".deleting-"
-AUDIT_LOG = "audit.log"
 RETENTION_LOCK = "retention.lock"
 TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}  # daily first: preferred on equal times
 PROBLEM_STATUSES = ("partial", "failed", "interrupted")
@@ -300,13 +298,17 @@ def prune(storage: Storage, settings: Settings, dry_run: bool = True, now: datet
         for decision in decisions:
             if decision.delete:
                 _delete(storage, decision)
+    from agent import audit
+
+    audit.record(storage.root, "prune", None, "done", deleted=[d.ref for d in decisions if d.delete],
+                 kept=sum(1 for d in decisions if not d.delete))
     return decisions
 
 
 def _audit(storage: Storage, action: str, point: str, reason: str) -> None:
-    logs = private_dir(storage.root / "logs")
-    line = {"time": utc_now().isoformat(), "action": action, "point": point, "reason": reason}
-    append_line(logs / AUDIT_LOG, json.dumps(line))
+    from agent import audit
+
+    audit.record(storage.root, action, point, "done", reason=reason)
 
 
 def _delete(storage: Storage, decision: Decision) -> None:

@@ -55,7 +55,12 @@ def verify_point(settings: Settings, point: Point) -> VerifyReport:
                 check.problems.append(f"could not be verified: {describe(exc)}")
         check.seconds = time.monotonic() - began
         checks.append(check)
-    return VerifyReport(point.ref, point.status(), checks, time.monotonic() - started)
+    report = VerifyReport(point.ref, point.status(), checks, time.monotonic() - started)
+    from agent import audit
+
+    audit.record(settings.storage_root, "verify", point.ref, "ok" if report.ok else "problems",
+                 problems=report.problems()[:20])
+    return report
 
 
 def newest_point(storage) -> Point | None:

@@ -26,7 +26,10 @@ def agent() -> None:
     """Watch MinIO, RAGFlow's config folder and the clock; queue the work for the workers."""
     from agent.agent import Agent
 
+    from agent import audit
+
     _logging()
+    audit.set_role("agent")
     runner = Agent(state.settings())
     runner.start()
     console.print("agent running; SIGTERM or Ctrl-C stops it")
@@ -43,7 +46,10 @@ def run(
 
     from agent.agent import Agent
 
+    from agent import audit
+
     _logging()
+    audit.set_role("agent")
     runner = Agent(state.settings())
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()

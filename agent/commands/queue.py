@@ -165,13 +165,7 @@ def purge(
 
 
 def _audit(target: Broker, queue: str, removed: int, chosen: list[str] | str) -> None:
-    """Deletions go to the same audit log as retention's (logs/audit.log under the storage root)."""
-    from agent.atomic import append_line, private_dir
+    """Deletions go to the one audit log (logs/audit.log under the storage root)."""
+    from agent import audit
 
-    line = {"time": datetime.now(timezone.utc).isoformat(), "action": "purge-dead-letters", "queue": queue,
-            "count": removed, "ids": chosen}
-    try:
-        append_line(private_dir(target.settings.storage_root / "logs") / "audit.log", json.dumps(line))
-    except OSError as exc:
-        errors.print(f"[yellow]warning:[/yellow] could not write the audit log under {target.settings.storage_root}: "
-                     f"{exc.strerror}")
+    audit.record(target.settings.storage_root, "purge-dead-letters", queue, "done", count=removed, ids=chosen)

@@ -16,6 +16,9 @@ def worker(
 ) -> None:
     """Process queued backups, verifies and prunes until SIGTERM/SIGINT."""
     state.settings()  # validates the config and points the actors at it
+    from agent import audit
+
+    audit.set_role("worker")
     from dramatiq import Worker
 
     from actors.tasks import broker

@@ -353,8 +353,9 @@ def test_queue_purge_needs_yes_and_is_audited(bed, run_cli, tmp_path):
     assert "purged 2 dead letter(s)" in purged.output
     assert bed.dead_count() == 0
     [audit] = (tmp_path / "backups" / "logs" / "audit.log").read_text().splitlines()
-    assert json.loads(audit) | {"time": None} == {"time": None, "action": "purge-dead-letters", "queue": "maintenance",
-                                                   "count": 2, "ids": "all"}
+    assert json.loads(audit) | {"time": None, "actor": None} == {
+        "time": None, "actor": None, "action": "purge-dead-letters", "target": "maintenance", "result": "done",
+        "count": 2, "ids": "all"}
 
 
 def test_a_wrong_broker_password_fails_naming_redis_without_the_password(testbed_env, redis_db, run_cli):

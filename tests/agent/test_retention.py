@@ -53,8 +53,10 @@ def refs(storage: Storage) -> list[str]:
 
 
 def audit_lines(storage: Storage) -> list[dict]:
+    """The audit log's deletions (backups and prunes are audited too)."""
     path = storage.root / "logs" / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [line for line in lines if line["action"] in ("delete", "cleanup")]
 
 
 def info(tier: str, name: str, status: str, created_at: datetime) -> PointInfo:
@@ -158,7 +160,7 @@ def test_thirty_days_of_daily_points_leave_seven_daily_and_weekly_and_monthly_wi
         assert all(verify_artifacts(point, r) == [] for r in point.manifest().components.values())
     deleted = [d for d in done if d.delete]
     assert len(deleted) == 23 + len(weeks) - 4
-    assert [line["point"] for line in audit_lines(storage)] == [d.ref for d in deleted]
+    assert [line["target"] for line in audit_lines(storage)] == [d.ref for d in deleted]
     # A second pass finds nothing more to delete.
     assert not any(d.delete for d in prune(storage, settings, dry_run=False, now=now))
 
@@ -172,7 +174,7 @@ def test_each_deletion_writes_one_audit_line_with_time_action_point_and_reason(t
                       now=datetime(2026, 11, 3, 4, 0, tzinfo=UTC))
 
     lines = audit_lines(storage)
-    assert [(line["action"], line["point"]) for line in lines] == [("delete", "daily/2026-11-01"), ("delete", "daily/2026-11-02")]
+    assert [(line["action"], line["target"]) for line in lines] == [("delete", "daily/2026-11-01"), ("delete", "daily/2026-11-02")]
     assert all(line["reason"] == "delete: older than the 1 newest daily points" for line in lines)
     assert all(datetime.fromisoformat(line["time"]).tzinfo is not None for line in lines)
     assert [d.ref for d in decisions if not d.delete] == ["daily/2026-11-03"]

@@ -1,0 +1,55 @@
+"""`audit`: who did what to the backups, and how it ended (logs/audit.log)."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from agent.commands.common import console, fail, state
+
+_SPAN = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str) -> datetime:
+    """'24h', '7d', '2w', '30m' ago, or an ISO date/time (local time without a zone)."""
+    span = _SPAN.match(text.strip())
+    if span:
+        return datetime.now(timezone.utc) - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since {text!r} is neither a span (24h, 7d, 2w) nor a date (2026-11-24 or 2026-11-24T10:30)", code=2)
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def audit(
+    since: Annotated[Optional[str], typer.Option(help="Only lines since: 24h, 7d, 2w, or a date/time.")] = None,
+    action: Annotated[Optional[str], typer.Option(help="Only this action: backup, verify, prune, delete, restore, "
+                                                       "rollback, drill, offsite-copy, offsite-forget, offsite-check, ...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the lines as JSON lines.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many (the newest).")] = 200,
+) -> None:
+    """Show the audit log: every backup, verify, prune, deletion, restore, rollback and offsite job."""
+    from agent import audit as audit_log
+
+    settings = state.settings()
+    lines = list(audit_log.read(settings.storage_root, parse_since(since) if since else None, action))[-limit:]
+    if as_json:
+        for line in lines:
+            print(json.dumps(line, default=str))
+        return
+    table = Table(title=f"audit log ({audit_log.audit_path(settings.storage_root)})")
+    for column in ("time", "actor", "action", "target", "result", "details"):
+        table.add_column(column, overflow="fold")
+    known = {"time", "actor", "action", "target", "result"}
+    for line in lines:
+        details = {k: v for k, v in line.items() if k not in known}
+        table.add_row(str(line.get("time", ""))[:19].replace("T", " "), str(line.get("actor", line.get("who", ""))),
+                      str(line.get("action", "")), str(line.get("target") or ""), str(line.get("result", "")),
+                      json.dumps(details, default=str)[:300] if details else "")
+    console.print(table)
