@@ -1,7 +1,8 @@
 """The Dramatiq actors: thin wrappers that load settings and call plain functions.
 
 Queues: "backup" (one message per component of a point), "mirror" (one message per MinIO key),
-"events" (config commits), "maintenance" (reconcile, verify, prune).
+"events" (config commits), "maintenance" (reconcile, verify, prune), "offsite" (copies to the restic
+repository: slow uploads never hold up the others).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from agent.runs import enabled_components, run_component
 log = logging.getLogger("ragflow_backup.actors")
 
 BACKUP_RETRIES = 5
+OFFSITE_RETRIES = 8  # with backoff from 1 minute to 1 hour: a day's outage of the remote end
 SIX_HOURS_MS = 6 * 3600 * 1000
 
 
@@ -60,6 +62,8 @@ def point_finished(settings: Settings, point: Point) -> None:
         failed = {name: rec.error for name, rec in manifest.components.items() if rec.status != "ok"}
         body = "\n".join(f"{name}: {error}" for name, error in failed.items())
         notifier.failure("backup", f"ragflow-backup: {point.ref} is {manifest.status}", body)
+    if manifest.status == "complete" and point.tier == "daily" and settings.offsite.enabled:
+        offsite_copy.send(point.ref)  # never blocks nor changes the local point
     prune.send()
 
 
@@ -139,6 +143,62 @@ def commit_config(paths: list[str]) -> None:
     settings = runtime.settings()
     sha = commit(settings, "watcher")
     log.info("config change in %s: %s", ", ".join(paths), f"commit {sha[:10]}" if sha else "nothing new to commit")
+
+
+# ---------------------------------------------------------------- offsite copy
+
+
+def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt: bool) -> None:
+    """Run an offsite job; a permanent failure (wrong password, no repository) is notified at once and
+    not retried, a transient one is retried by the actor and notified on the last attempt."""
+    from agent.notify import Notifier
+    from agent.offsite import OffsitePermanent
+
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    try:
+        job()
+    except OffsitePermanent as exc:
+        log.error("%s failed: %s", title, exc)
+        notifier.failure(key, f"ragflow-backup: {title} failed", str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - retried by the actor; notified when it gives up
+        if final_attempt:
+            notifier.failure(key, f"ragflow-backup: {title} failed after retries", str(exc))
+        raise
+    notifier.recovered(key, f"ragflow-backup: {title} works again", f"{title} succeeded.")
+
+
+@dramatiq.actor(queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+                time_limit=SIX_HOURS_MS)
+def offsite_copy(point_ref: str) -> None:
+    """Send a complete point to the offsite repository."""
+    from agent.offsite import copy_point
+
+    settings = runtime.settings()
+    point = Storage(settings.storage_root).point(point_ref)
+    run_offsite_job(settings, "offsite", f"offsite copy of {point_ref}", lambda: copy_point(settings, point),
+                    _attempt() >= OFFSITE_RETRIES)
+
+
+@dramatiq.actor(queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+                time_limit=SIX_HOURS_MS)
+def offsite_mirror() -> None:
+    """Scheduled: the MinIO mirror and config history to the repository, then its retention."""
+    from agent.offsite import copy_mirror, forget
+
+    settings = runtime.settings()
+    run_offsite_job(settings, "offsite", "offsite copy of the MinIO mirror",
+                    lambda: (copy_mirror(settings), forget(settings)), _attempt() >= OFFSITE_RETRIES)
+
+
+@dramatiq.actor(queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
+def offsite_check(read_data: bool = False) -> None:
+    """Scheduled: restic check (structure weekly; a subset of the data monthly)."""
+    from agent.offsite import check
+
+    settings = runtime.settings()
+    run_offsite_job(settings, "offsite-check", "offsite repository check" + (" (data)" if read_data else ""),
+                    lambda: check(settings, read_data), _attempt() >= 3)
 
 
 # ---------------------------------------------------------------- restore drill

@@ -21,6 +21,16 @@ log = logging.getLogger("ragflow_backup.agent")
 ALERT_INTERVAL_SECONDS = 60
 
 
+def scheduled_jobs(settings: Settings) -> dict[str, str]:
+    """The schedule section, with the jobs of disabled parts turned off."""
+    jobs = settings.schedule.model_dump()
+    if not settings.minio.enabled:
+        jobs.update(reconcile="", versions_prune="")
+    if not settings.offsite.enabled:
+        jobs.update(offsite_mirror="", offsite_check="", offsite_check_data="")
+    return jobs
+
+
 class Agent:
     def __init__(self, settings: Settings, send: Callable[[str, tuple], Any] | None = None):
         from actors import tasks
@@ -51,10 +61,12 @@ class Agent:
         self._send("commit_config", (paths,))
 
     def _on_tick(self, job: str, when: datetime) -> None:
-        actor = {"backup": "scheduled_backup", "verify": "verify_point", "reconcile": "reconcile",
-                 "versions_prune": "prune_mirror_versions", "drill": "drill"}[job]
+        actor, args = {"backup": ("scheduled_backup", ()), "verify": ("verify_point", ()),
+                       "reconcile": ("reconcile", ()), "versions_prune": ("prune_mirror_versions", ()),
+                       "drill": ("drill", ()), "offsite_mirror": ("offsite_mirror", ()),
+                       "offsite_check": ("offsite_check", (False,)), "offsite_check_data": ("offsite_check", (True,))}[job]
         log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor)
-        self._send(actor, ())
+        self._send(actor, args)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -76,10 +88,7 @@ class Agent:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,
                                          settings.watch.debounce_seconds, self._on_config_change)
             self.watcher.start()
-        jobs = settings.schedule.model_dump()
-        if not settings.minio.enabled:
-            jobs.update(reconcile="", versions_prune="")
-        self.scheduler = Scheduler(jobs, self.storage.root / "state" / "scheduler.json", self._on_tick)
+        self.scheduler = Scheduler(scheduled_jobs(settings), self.storage.root / "state" / "scheduler.json", self._on_tick)
         self.scheduler.start()
         if settings.metrics.enabled:
             self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,

@@ -71,10 +71,12 @@ app.command()(audit_commands.audit)
 
 def _register_sub_apps() -> None:
     from agent.commands.config import config_app
+    from agent.commands.offsite import offsite_app
     from agent.commands.queue import queue_app
 
     app.add_typer(config_app, name="config")
     app.add_typer(queue_app, name="queue")
+    app.add_typer(offsite_app, name="offsite")
 
 
 _register_sub_apps()

@@ -119,6 +119,9 @@ class ScheduleSettings(Section):
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
     versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
     drill: str = "0 4 1 * *"  # monthly restore drill into scratch targets
+    offsite_mirror: str = "30 4 * * *"  # the MinIO mirror and config history to the offsite repository
+    offsite_check: str = "0 5 * * 0"  # restic check: structure, weekly
+    offsite_check_data: str = "0 5 15 * *"  # restic check --read-data-subset, monthly
 
     @field_validator("*")
     @classmethod
@@ -152,6 +155,59 @@ class RetentionSettings(Section):
     monthly: int = Field(12, ge=0)
 
 
+class RetentionOverride(Section):
+    """The offsite repository's policy; each left out takes the local retention's value."""
+
+    daily: int | None = Field(None, ge=1)
+    weekly: int | None = Field(None, ge=0)
+    monthly: int | None = Field(None, ge=0)
+
+
+class OffsiteSettings(Section):
+    """A second, encrypted and deduplicated copy in a restic repository (USB disk, another NAS, S3, SFTP).
+
+    The repository password is never in this file: `password_file`, or the environment
+    (RAGFLOW_BACKUP_OFFSITE_PASSWORD, RESTIC_PASSWORD). Backend credentials (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, ...) come from the environment or from `env_file` (KEY=VALUE lines, 0600).
+    """
+
+    enabled: bool = False
+    repository: str | None = None  # a restic URL: /media/usb/ragflow, s3:https://host/bucket/path, sftp:user@host:/path
+    password_file: Path | None = None
+    env_file: Path | None = None
+    password: None = None  # refused with a clear message (see the validator)
+    retention: RetentionOverride = RetentionOverride()
+    # restic check --read-data-subset on the monthly check: "5%" or "1/12".
+    read_data_subset: str = "5%"
+    restic: str = "restic"  # the binary
+    host: str | None = None  # restic's --host for our snapshots (default: this machine's name)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_password(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError("the offsite repository password must not be in the config file: put it in a 0600 file "
+                             "named by offsite.password_file, or in RAGFLOW_BACKUP_OFFSITE_PASSWORD")
+        return None
+
+    @field_validator("read_data_subset")
+    @classmethod
+    def _subset(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"\d+(\.\d+)?%|\d+/\d+", value):
+            raise ValueError(f"{value!r} is not a restic data subset ('5%' or '1/12')")
+        return value
+
+
+class EncryptionSettings(Section):
+    """Artifacts of a point encrypted (age) to public recipients: the agent holds no key that reads them."""
+
+    enabled: bool = False
+    # age public keys ("age1...") or paths of recipients files (one key per line).
+    recipients: list[str] = Field(default_factory=list)
+
+
 class DockerSettings(Section):
     host: str | None = None  # default: DOCKER_HOST or the local socket
 
@@ -173,6 +229,8 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     notify: NotifySettings = NotifySettings()
     docker: DockerSettings = DockerSettings()
+    offsite: OffsiteSettings = OffsiteSettings()
+    encryption: EncryptionSettings = EncryptionSettings()
 
     @classmethod
     def settings_customise_sources(

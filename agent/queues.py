@@ -25,7 +25,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
 # Our actors' queues (actors/tasks.py), shown even while empty.
-KNOWN_QUEUES = ("backup", "maintenance", "mirror", "events")
+KNOWN_QUEUES = ("backup", "maintenance", "mirror", "events", "offsite")
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 60_000
 # How many messages at the head of a queue are read to find the oldest one (requeues go to the tail).
 AGE_SAMPLE = 1000

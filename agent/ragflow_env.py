@@ -12,3 +12,8 @@ def read_ragflow_env(ragflow_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines in the .env style (offsite.env_file: the backend's credentials)."""
+    return {key: value for key, value in dotenv_values(Path(path)).items() if value is not None}

@@ -49,11 +49,32 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
     rollback: Annotated[bool, typer.Option("--rollback", help="Undo the last restore from its safety point.")] = False,
+    source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
+                                                       "--point daily/2026-11-24 or latest).")] = "local",
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
+    settings = state.settings()
+    if source not in ("local", "offsite"):
+        fail(f"--from {source!r}: choose local or offsite", code=2)
+    if source == "offsite" and not rollback:
+        from agent.offsite import OffsiteError, OffsitePermanent, fetched
+
+        try:
+            with fetched(settings, point) as (folder, mirror):
+                if mirror is not None:
+                    settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
+                console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
+                              + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
+                _restore(settings, str(folder), at, component, kb, yes, dry_run, allow_choice=False)
+        except (OffsiteError, OffsitePermanent) as exc:
+            fail(str(exc))
+        return
+    _restore(settings, point, at, component, kb, yes, dry_run, rollback=rollback)
+
+
+def _restore(settings, point, at, component, kb, yes, dry_run, rollback=False, allow_choice=True) -> None:
     from agent.restore import RestoreFailed, execute, make_plan, rollback_last
 
-    settings = state.settings()
     interactive = sys.stdin.isatty() and not yes
     if rollback:
         if not yes and not (interactive and Confirm.ask("Put back the data as it was before the last restore?")):
@@ -66,7 +87,7 @@ def restore(
         return
     if not interactive and not yes and not dry_run:
         fail("refusing to restore without a terminal to confirm on: pass --yes (or --dry-run to see the plan)", code=2)
-    if interactive and point is None and at is None:
+    if interactive and allow_choice and point is None and at is None:
         point = _choose_point_interactively(settings)
     if interactive and not component and not kb:
         answer = Prompt.ask("Components (comma-separated, empty for all in the point)", default="")

@@ -50,8 +50,9 @@ def status() -> None:
     console.print(f"storage: {human_bytes(report.storage_used_bytes)} in backups; file system "
                   f"{report.storage_used_ratio:.0%} used")
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
-    jobs = settings.schedule.model_dump()
-    scheduler = Scheduler(jobs, storage.root / "state" / "scheduler.json", lambda *_: None)
+    from agent.agent import scheduled_jobs
+
+    scheduler = Scheduler(scheduled_jobs(settings), storage.root / "state" / "scheduler.json", lambda *_: None)
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
     for alert in report.alerts(settings):

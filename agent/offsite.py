@@ -1,0 +1,442 @@
+"""The offsite copy: a restic repository (encrypted, deduplicated) on a USB disk, another NAS, S3 or SFTP.
+
+What goes there, each as restic snapshots tagged so they can be found without the local storage:
+
+    kind=point        a complete daily point folder     tags point=daily/2026-11-24, tier=daily, component=mysql, ...
+    kind=mirror       the MinIO mirror (objects, versions, a consistent copy of its index)
+    kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
+
+The repository password is given to restic through RESTIC_PASSWORD_FILE or RESTIC_PASSWORD in its
+environment, backend credentials likewise (AWS_ACCESS_KEY_ID, ...): never in argv, logs or errors.
+restic's failures are mapped to messages a person can act on (wrong password, missing repository,
+a stale lock).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agent import locks
+from agent.atomic import private_dir
+from agent.component import PermanentError
+from agent.config import Settings
+from agent.points import Point
+from agent.ragflow_env import read_env_file
+
+log = logging.getLogger("ragflow_backup.offsite")
+
+PASSWORD_ENV = "RAGFLOW_BACKUP_OFFSITE_PASSWORD"
+STDERR_KEEP = 4000
+KINDS = ("point", "mirror", "config_repo")
+EXCLUDES = [".work.lock", ".finalize.lock", f".*{'.tmp-'}*"]
+
+
+class OffsiteError(RuntimeError):
+    """A transient offsite failure (network, a busy repository): retried with backoff."""
+
+
+class OffsitePermanent(PermanentError):
+    """Retrying will not help (wrong password, no repository, bad configuration)."""
+
+
+@dataclass
+class Snapshot:
+    id: str
+    time: datetime
+    paths: list[str]
+    tags: dict[str, list[str]]
+    hostname: str
+
+    @property
+    def kind(self) -> str:
+        return self.tags.get("kind", ["?"])[0]
+
+    @property
+    def point(self) -> str | None:
+        return self.tags.get("point", [None])[0]
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Snapshot:
+        tags: dict[str, list[str]] = {}
+        for tag in raw.get("tags") or []:
+            key, _, value = tag.partition("=")
+            tags.setdefault(key, []).append(value)
+        when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", raw["time"]).replace("Z", "+00:00"))
+        return cls(raw["id"], when, raw.get("paths") or [], tags, raw.get("hostname", ""))
+
+
+class Restic:
+    """One configured repository; every call runs the restic binary with a private environment."""
+
+    def __init__(self, settings: Settings):
+        cfg = settings.offsite
+        if not cfg.repository:
+            raise OffsitePermanent("no offsite repository configured: set offsite.repository (a folder, s3:..., sftp:...)")
+        self.settings = settings
+        self.repository = cfg.repository
+        self.binary = cfg.restic
+        self.state = private_dir(settings.storage_root / "offsite")
+        self.password_source = "?"
+        self.env = self._environment()
+
+    def _environment(self) -> dict[str, str]:
+        cfg = self.settings.offsite
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+        if cfg.env_file:
+            if not cfg.env_file.is_file():
+                raise OffsitePermanent(f"offsite.env_file {cfg.env_file} does not exist")
+            env.update(read_env_file(cfg.env_file))
+        env["RESTIC_REPOSITORY"] = self.repository
+        env["RESTIC_CACHE_DIR"] = str(private_dir(self.state / "cache"))
+        if cfg.password_file:
+            if not cfg.password_file.is_file():
+                raise OffsitePermanent(f"the offsite password file {cfg.password_file} does not exist "
+                                       f"(offsite.password_file); create it with mode 0600")
+            env["RESTIC_PASSWORD_FILE"] = str(cfg.password_file)
+            self.password_source = str(cfg.password_file)
+        elif os.environ.get(PASSWORD_ENV) or os.environ.get("RESTIC_PASSWORD"):
+            name = PASSWORD_ENV if os.environ.get(PASSWORD_ENV) else "RESTIC_PASSWORD"
+            env["RESTIC_PASSWORD"] = os.environ[name]
+            self.password_source = f"${name}"
+        else:
+            raise OffsitePermanent(f"no offsite repository password: set offsite.password_file (a 0600 file) or "
+                                   f"{PASSWORD_ENV} in the environment")
+        return env
+
+    # ------------------------------------------------------------ running restic
+
+    def run(self, *args: str, json_out: bool = False, timeout: float | None = None) -> str:
+        argv = [self.binary, *args]
+        if json_out:
+            argv.append("--json")
+        try:
+            # umask 077: the cache and a folder repository get 0600 files and 0700 folders like the rest.
+            done = subprocess.run(argv, env=self.env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  umask=0o077)
+        except FileNotFoundError:
+            raise OffsitePermanent(f"restic is not installed ({self.binary} not found): `apt-get install restic`") from None
+        except subprocess.TimeoutExpired:
+            raise OffsiteError(f"restic {args[0]} did not finish within {timeout:.0f}s") from None
+        if done.returncode != 0:
+            raise self._failure(args[0], done.returncode, done.stderr.decode("utf-8", "replace"))
+        return done.stdout.decode("utf-8", "replace")
+
+    def _failure(self, what: str, code: int, stderr: str) -> Exception:
+        text = stderr.strip()[-STDERR_KEEP:]
+        for secret in (self.env.get("RESTIC_PASSWORD"), self.env.get("AWS_SECRET_ACCESS_KEY")):
+            if secret:
+                text = text.replace(secret, "***")
+        where = f"offsite repository {self.repository}"
+        if "wrong password" in text or code == 12:
+            return OffsitePermanent(f"wrong offsite repository password (from {self.password_source}) for {where}; "
+                                    f"it is the password the repository was created with, and nobody can recover it")
+        if "Is there a repository at the following location" in text or code == 10:
+            return OffsitePermanent(f"no restic repository at {self.repository}: create it with "
+                                    f"`ragflow-backup offsite init` (or check offsite.repository); restic said: "
+                                    f"{_last_lines(text)}")
+        if "already locked" in text or code == 11:
+            return OffsiteError(f"{where} is locked by another restic process ({_last_lines(text)}); if no other "
+                                f"restic runs (a stale lock from a killed one), remove it with `restic unlock` "
+                                f"(RESTIC_REPOSITORY and the password set)")
+        if "Access Denied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            return OffsitePermanent(f"the storage of {where} refused our credentials (AWS_ACCESS_KEY_ID / "
+                                    f"AWS_SECRET_ACCESS_KEY in the environment or offsite.env_file): {_last_lines(text)}")
+        return OffsiteError(f"restic {what} failed on {where} (exit {code}): {_last_lines(text)}")
+
+    # ------------------------------------------------------------ repository
+
+    def exists(self) -> bool:
+        try:
+            self.run("cat", "config")
+        except OffsitePermanent as exc:
+            if "no restic repository" in str(exc):
+                return False
+            raise
+        return True
+
+    def init(self) -> bool:
+        """Create the repository if missing; True if it was created."""
+        if self.exists():
+            return False
+        if not self.repository.startswith(("s3:", "sftp:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")):
+            private_dir(Path(self.repository).parent)
+        self.run("init")
+        return True
+
+    def snapshots(self, kind: str | None = None) -> list[Snapshot]:
+        args = ["snapshots"] + (["--tag", f"kind={kind}"] if kind else [])
+        raw = json.loads(self.run(*args, json_out=True) or "[]") or []
+        return sorted((Snapshot.from_json(item) for item in raw), key=lambda s: s.time)
+
+    def stats(self) -> dict[str, Any]:
+        """Bytes the repository stores (compressed, deduplicated, encrypted)."""
+        return json.loads(self.run("stats", "--mode", "raw-data", json_out=True))
+
+    def check(self, read_data_subset: str | None = None) -> str:
+        args = ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
+        return self.run(*args)
+
+    def backup(self, folder: Path, tags: dict[str, list[str] | str], when: datetime | None = None) -> str:
+        args = ["backup", str(folder), "--host", host_name(self.settings)]
+        for key, values in tags.items():
+            for value in [values] if isinstance(values, str) else values:
+                args += ["--tag", f"{key}={value}"]
+        for pattern in EXCLUDES:
+            args += ["--exclude", pattern]
+        if when is not None:
+            args += ["--time", when.astimezone().strftime("%Y-%m-%d %H:%M:%S")]
+        out = self.run(*args, json_out=True)
+        summary = [json.loads(line) for line in out.splitlines() if '"summary"' in line]
+        return summary[-1].get("snapshot_id", "") if summary else ""
+
+    def forget(self, kind: str, daily: int, weekly: int, monthly: int) -> str:
+        return self.run("forget", "--tag", f"kind={kind}", "--group-by", "host", "--keep-daily", str(daily),
+                        "--keep-weekly", str(weekly), "--keep-monthly", str(monthly), "--prune")
+
+    def restore(self, snapshot: Snapshot, target: Path) -> Path:
+        """Restore a snapshot into `target`; return the folder its backed-up path became there
+        (restic 0.14 recreates the absolute path under the target)."""
+        self.run("restore", snapshot.id, "--target", str(target))
+        return target / snapshot.paths[0].lstrip("/")
+
+
+def host_name(settings: Settings) -> str:
+    import socket
+
+    return settings.offsite.host or socket.gethostname()
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[-count:]) or "no message"
+
+
+@contextmanager
+def serialised(settings: Settings) -> Iterator[None]:
+    """One of our restic jobs at a time against the repository (forget --prune needs it alone)."""
+    path = private_dir(settings.storage_root / "locks") / "offsite.lock"
+    with locks.exclusive(path, "an offsite job", wait=True):
+        yield
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@contextmanager
+def audited(settings: Settings, action: str, target: str | None, **details: Any) -> Iterator[dict[str, Any]]:
+    """One audit line per offsite job, with its result (`extra` filled in by the job)."""
+    from agent import audit
+
+    extra: dict[str, Any] = {}
+    try:
+        yield extra
+    except Exception as exc:
+        audit.record(settings.storage_root, action, target, "failed", error=str(exc)[:500], **details)
+        raise
+    audit.record(settings.storage_root, action, target, "ok", **details, **extra)
+
+
+def copy_point(settings: Settings, point: Point) -> str | None:
+    """Send a complete point to the repository (once: a point already there is not sent again)."""
+    manifest = point.manifest()
+    if manifest.status != "complete":
+        raise OffsitePermanent(f"{point.ref} is {manifest.status}: only complete points go offsite")
+    with audited(settings, "offsite-copy", point.ref, repository=settings.offsite.repository) as extra, \
+            serialised(settings):
+        restic = Restic(settings)
+        restic.init()
+        if any(s.point == point.ref for s in restic.snapshots("point")):
+            log.info("%s is already in the offsite repository", point.ref)
+            extra["snapshot"] = "already there"
+            return None
+        tags = {"kind": "point", "point": point.ref, "tier": point.tier, "component": sorted(manifest.components),
+                "point_id": manifest.point_id}
+        snapshot = restic.backup(point.folder, tags, when=manifest.created_at)
+        extra["snapshot"] = snapshot
+    log.info("%s copied offsite as snapshot %s", point.ref, snapshot[:8])
+    return snapshot
+
+
+def copy_mirror(settings: Settings) -> list[str]:
+    """The MinIO mirror (a consistent copy of it) and the config history, as snapshots of their own."""
+    done: list[str] = []
+    with audited(settings, "offsite-copy", "mirror", repository=settings.offsite.repository) as extra, \
+            serialised(settings):
+        extra["snapshots"] = done
+        restic = Restic(settings)
+        restic.init()
+        if settings.minio.enabled:
+            root = settings.storage_root / settings.minio.mirror_dir
+            if (root / ".index.sqlite").is_file():
+                with mirror_snapshot(settings, root) as frozen:
+                    done.append(restic.backup(frozen, {"kind": "mirror"}))
+        repo = settings.storage_root / settings.config_files.git_repo
+        if repo.is_dir():
+            done.append(restic.backup(repo, {"kind": "config_repo"}))
+    return done
+
+
+@contextmanager
+def mirror_snapshot(settings: Settings, root: Path) -> Iterator[Path]:
+    """A frozen view of the mirror: its files hard-linked (zero bytes) and its index copied, both while
+    the index's write lock is held, so the copy never names a file that moved on meanwhile."""
+    staging = private_dir(settings.storage_root / "offsite" / "staging")
+    frozen = staging / "minio_mirror"
+    shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
+    private_dir(frozen)
+    # One connection holds the write lock (writers wait; the mirror's tasks retry) while a second one
+    # reads the committed index: SQLite's backup cannot read through a connection that holds the lock.
+    holder = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
+    reader = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            target = sqlite3.connect(frozen / ".index.sqlite")
+            reader.backup(target)
+            target.close()
+            _link_tree(root, frozen)
+        finally:
+            holder.execute("ROLLBACK")
+    finally:
+        reader.close()
+        holder.close()
+    try:
+        yield frozen
+    finally:
+        shutil.rmtree(frozen, ignore_errors=True)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        rel = here.relative_to(source)
+        if rel.parts and rel.parts[0] == ".tmp":
+            dirs.clear()
+            continue
+        private_dir(target / rel)
+        for name in files:
+            if name.startswith(".index.sqlite"):
+                continue
+            try:
+                os.link(here / name, target / rel / name)
+            except OSError:
+                shutil.copy2(here / name, target / rel / name)
+
+
+def forget(settings: Settings) -> dict[str, str]:
+    """Apply the offsite policy (defaults: the local one) to each kind of snapshot, and prune."""
+    policy = settings.offsite.retention
+    local = settings.retention
+    daily, weekly, monthly = (policy.daily or local.daily, local.weekly if policy.weekly is None else policy.weekly,
+                              local.monthly if policy.monthly is None else policy.monthly)
+    with audited(settings, "offsite-forget", settings.offsite.repository, keep=[daily, weekly, monthly]), \
+            serialised(settings):
+        restic = Restic(settings)
+        return {kind: restic.forget(kind, daily, weekly, monthly) for kind in KINDS}
+
+
+def check(settings: Settings, read_data: bool = False) -> str:
+    subset = settings.offsite.read_data_subset if read_data else None
+    with audited(settings, "offsite-check", settings.offsite.repository, read_data_subset=subset), \
+            serialised(settings):
+        return Restic(settings).check(subset)
+
+
+# ---------------------------------------------------------------- restore
+
+
+def choose_point(snaps: list[Snapshot], ref: str | None) -> Snapshot:
+    points = [s for s in snaps if s.kind == "point"]
+    if not points:
+        raise OffsitePermanent("the offsite repository holds no backup point yet (`ragflow-backup offsite snapshots`)")
+    if ref in (None, "", "latest"):
+        return points[-1]
+    wanted = {ref, f"daily/{ref}"}
+    found = [s for s in points if s.point in wanted]
+    if not found:
+        names = ", ".join(sorted({s.point or "?" for s in points})[-10:])
+        raise OffsitePermanent(f"no point {ref!r} in the offsite repository; it holds {names}")
+    return found[-1]
+
+
+@contextmanager
+def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> Iterator[tuple[Path, Path | None]]:
+    """Bring a point (and the newest copy of the MinIO mirror) back from the repository into a private
+    folder under the storage root (created if it is gone), yield (point folder, mirror folder), and
+    remove them afterwards."""
+    from agent.points import Storage
+
+    restic = Restic(settings)
+    snaps = restic.snapshots()
+    chosen = choose_point(snaps, point_ref)
+    Storage(settings.storage_root).prepare()
+    staging = private_dir(settings.storage_root / "offsite" / f"restore-{secrets.token_hex(4)}")
+    try:
+        folder = restic.restore(chosen, staging / "point")
+        mirror_root = None
+        mirrors = [s for s in snaps if s.kind == "mirror"]
+        if mirror and mirrors:
+            mirror_root = restic.restore(mirrors[-1], staging / "mirror")
+        privatise(staging)
+        log.info("fetched %s (snapshot %s) from the offsite repository", chosen.point, chosen.id[:8])
+        yield folder, mirror_root
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def privatise(root: Path) -> None:
+    """Folders 0700 and files 0600 under `root` (restic restores the modes and parents it saw)."""
+    os.chmod(root, 0o700)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class ComponentCopy:
+    component: str
+    last_copy: datetime | None  # the time of the newest snapshot holding it
+    point: str | None
+    lag_seconds: float | None  # against the newest local complete point (or now for the mirror)
+
+
+def status(settings: Settings) -> tuple[list[ComponentCopy], dict[str, Any], int]:
+    """Last copy per component, its lag, the repository's size and snapshot count."""
+    from agent.points import Storage
+    from agent.restore import newest_complete
+
+    restic = Restic(settings)
+    snaps = restic.snapshots()
+    local = newest_complete(Storage(settings.storage_root)) if settings.storage_root.is_dir() else None
+    local_time = local.manifest().created_at if local else None
+    rows = []
+    components = sorted({c for s in snaps if s.kind == "point" for c in s.tags.get("component", [])})
+    for name in components:
+        newest = max((s for s in snaps if s.kind == "point" and name in s.tags.get("component", [])), key=lambda s: s.time)
+        lag = max(0.0, (local_time - newest.time).total_seconds()) if local_time else None
+        rows.append(ComponentCopy(name, newest.time, newest.point, lag))
+    now = datetime.now(timezone.utc)
+    for kind, label in (("mirror", "minio"), ("config_repo", "config history")):
+        ofkind = [s for s in snaps if s.kind == kind]
+        if ofkind:
+            rows.append(ComponentCopy(label, ofkind[-1].time, None, (now - ofkind[-1].time).total_seconds()))
+    return rows, restic.stats(), len(snaps)
