@@ -210,9 +210,15 @@ def drill() -> None:
     from agent.drill import run_drill
     from agent.notify import Notifier
 
+    from agent.component import PermanentError
+
     settings = runtime.settings()
-    report = run_drill(settings)
     notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    try:
+        report = run_drill(settings)
+    except PermanentError as exc:  # no point yet, or an encrypted one (the agent holds no identity)
+        notifier.failure("drill", "ragflow-backup: the restore drill could not run", str(exc))
+        return
     if report.ok:
         notifier.recovered("drill", "ragflow-backup: the restore drill passes again", f"{report.point} in {report.seconds:.0f}s")
     else:

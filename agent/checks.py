@@ -47,6 +47,11 @@ def verify_artifacts(point: Point, record: ComponentRecord) -> list[str]:
     """Every artifact the record names exists with its size and SHA-256, and its container format reads."""
     problems = []
     for artifact in record.artifacts:
+        if artifact.encrypted is not None:
+            from agent.encryption import check_ciphertext
+
+            problems += check_ciphertext(point, artifact)
+            continue
         path = point.folder / artifact.name
         if not path.is_file():
             problems.append(f"{artifact.name} is missing")

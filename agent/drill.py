@@ -99,10 +99,19 @@ DRILLS: dict[str, Callable[[Settings, Point, str], tuple[bool, str]]] = {
 }
 
 
-def run_drill(settings: Settings) -> DrillReport:
+def run_drill(settings: Settings, identity: Path | None = None) -> DrillReport:
+    """An encrypted point is drilled after decrypting it with `identity` (without one, the drill fails
+    and says so: the agent holds no key)."""
+    from agent.encryption import decrypted
+
     point = newest_complete(Storage(settings.storage_root))
     if point is None:
         raise PermanentError("no complete backup point to drill with yet: run `ragflow-backup backup` first")
+    with decrypted(settings, point, identity) as plain:
+        return _drill(settings, plain)
+
+
+def _drill(settings: Settings, point: Point) -> DrillReport:
     token = uuid.uuid4().hex[:6]
     report = DrillReport(point.ref)
     started = time.monotonic()

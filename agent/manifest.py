@@ -23,12 +23,23 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Artifact(BaseModel):
+class EncryptedFile(BaseModel):
+    """The ciphertext of an encrypted artifact: what verify checks without a key."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str  # file name inside the point folder
+    name: str  # <artifact>.age
     bytes: int
     sha256: str
+    format: Literal["age"] = "age"
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str  # file name inside the point folder (of the plaintext, when encrypted)
+    bytes: int  # of the plaintext
+    sha256: str  # of the plaintext
     kind: Literal["gzip", "tar.gz", "json", "file"] = "file"
+    encrypted: EncryptedFile | None = None  # set when only the ciphertext is stored
 
 
 class ComponentRecord(BaseModel):

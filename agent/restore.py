@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from agent.atomic import private_dir, write_bytes_atomic
@@ -197,8 +199,16 @@ def last_restore(settings: Settings) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def execute(settings: Settings, plan: Plan) -> dict[str, Any]:
-    """Safety point, then each component in order; on any failure, roll back what was touched."""
+def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dict[str, Any]:
+    """Safety point, then each component in order; on any failure, roll back what was touched.
+
+    With encryption on, the safety point is encrypted like any other, so its rollback needs the identity:
+    it is asked for before anything is touched."""
+    if settings.encryption.enabled and identity is None and any(c in IN_POINTS for c in plan.components):
+        from agent.encryption import IdentityNeeded
+
+        raise IdentityNeeded("encryption is on, so the safety point this restore takes is encrypted and a rollback "
+                             "must decrypt it: pass --identity FILE")
     started = time.monotonic()
     began_at = datetime.now(timezone.utc)
     ident = {"point": plan.point.ref if plan.point else None, "at": plan.at, "components": plan.components, "kb": plan.kb}
@@ -217,7 +227,7 @@ def execute(settings: Settings, plan: Plan) -> dict[str, Any]:
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
         try:
-            rollback(settings, safety, began_at, touched, plan.kb)
+            rollback(settings, safety, began_at, touched, plan.kb, identity=identity)
         except Exception as again:  # noqa: BLE001
             audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)
             raise RestoreFailed(f"restore failed ({failure}) AND its rollback failed ({describe(again)}); "
@@ -230,25 +240,29 @@ def execute(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 
 def rollback(settings: Settings, safety: Point | None, began_at: datetime, components: list[str],
-             kb: str | None = None) -> None:
+             kb: str | None = None, identity: Path | None = None) -> None:
     """Put back what a restore replaced: points' components from the safety point, objects as at
     `began_at`; for a knowledge-base restore, that knowledge base only (nothing else was touched)."""
+    from agent.encryption import decrypted
+
     audit(settings, "rollback", "started", safety=safety.ref if safety else None, components=components, kb=kb)
-    plan = Plan(safety, began_at, components, kb)
-    saved = set(safety.manifest().components) if safety else set()
-    for name in reversed(components):
-        if name != "minio" and name not in saved:
-            continue  # nothing of it existed before the restore: nothing to put back
-        restore_component(settings, plan, name, point=safety, at=began_at, kb=kb, targets={})
+    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain:
+        plan = Plan(plain, began_at, components, kb)
+        saved = set(plain.manifest().components) if plain else set()
+        for name in reversed(components):
+            if name != "minio" and name not in saved:
+                continue  # nothing of it existed before the restore: nothing to put back
+            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={})
     audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)
 
 
-def rollback_last(settings: Settings) -> dict[str, Any]:
+def rollback_last(settings: Settings, identity: Path | None = None) -> dict[str, Any]:
     """`restore --rollback`: undo the last restore from its safety point."""
     state = last_restore(settings)
     if not state:
         raise PermanentError("no restore to roll back (no state/last_restore.json under the storage root)")
     storage = Storage(settings.storage_root)
     safety = storage.point(state["safety"]) if state.get("safety") else None
-    rollback(settings, safety, datetime.fromisoformat(state["began_at"]), state["components"], state.get("kb"))
+    rollback(settings, safety, datetime.fromisoformat(state["began_at"]), state["components"], state.get("kb"),
+             identity=identity)
     return state

@@ -56,6 +56,11 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
             with locks.exclusive(point.storage.component_lock(name), f"a {name} backup"):
                 log.info("backup of %s into %s started", name, point.ref)
                 result = module.backup(settings, point, log)
+                if settings.encryption.enabled and result.artifacts:
+                    from agent.encryption import encrypt_artifacts
+
+                    result.artifacts = encrypt_artifacts(settings, point, result.artifacts)
+                    log.info("%s: %d artifact(s) encrypted with age", name, len(result.artifacts))
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
             permanent = isinstance(exc, PermanentError)
             log.error("backup of %s failed (%s): %s", name, "permanent" if permanent else "transient", describe(exc))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.config import Settings
 from agent.points import Point
@@ -36,7 +37,24 @@ class VerifyReport:
         return found + [f"{c.component}: {p}" for c in self.components for p in c.problems]
 
 
-def verify_point(settings: Settings, point: Point) -> VerifyReport:
+def verify_point(settings: Settings, point: Point, identity: Path | None = None) -> VerifyReport:
+    """Every component's checks. An encrypted artifact is checked as ciphertext (size, SHA-256) without
+    a key; with `identity` it is also decrypted into a private folder and checked like a plain one."""
+    from agent.checks import verify_artifacts
+    from agent.encryption import decrypted, is_encrypted
+
+    if is_encrypted(point) and identity is None:
+        return _verify(settings, point, lambda name, record: verify_artifacts(point, record))
+    original = point.manifest()
+    with decrypted(settings, point, identity) as plain:
+        ciphertexts = (lambda name: verify_artifacts(point, original.components[name])) if plain is not point else (
+            lambda name: [])
+        return _verify(settings, plain, lambda name, record: ciphertexts(name) + component_module(name).verify(
+            settings, plain, record), ref=point.ref, status=point.status())
+
+
+def _verify(settings: Settings, point: Point, check_component, ref: str | None = None,
+            status: str | None = None) -> VerifyReport:
     started = time.monotonic()
     manifest = point.manifest()
     checks = []
@@ -50,12 +68,12 @@ def verify_point(settings: Settings, point: Point) -> VerifyReport:
             check.problems.append(f"failed at backup time: {record.error}")
         else:
             try:
-                check.problems += component_module(name).verify(settings, point, record)
+                check.problems += check_component(name, record)
             except Exception as exc:  # noqa: BLE001 - a verify that cannot run is a finding too
                 check.problems.append(f"could not be verified: {describe(exc)}")
         check.seconds = time.monotonic() - began
         checks.append(check)
-    report = VerifyReport(point.ref, point.status(), checks, time.monotonic() - started)
+    report = VerifyReport(ref or point.ref, status or point.status(), checks, time.monotonic() - started)
     from agent import audit
 
     audit.record(settings.storage_root, "verify", point.ref, "ok" if report.ok else "problems",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -94,6 +95,8 @@ def backup(
 
 def verify(
     point: Annotated[Optional[str], typer.Argument(help="daily/2026-11-24, 2026-11-24 or a folder; default: the newest point.")] = None,
+    identity: Annotated[Optional[Path], typer.Option(help="age identity file: also decrypt encrypted artifacts and "
+                                                          "check their content.")] = None,
 ) -> None:
     """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
     from agent.verify import verify_point
@@ -108,13 +111,22 @@ def verify(
         fail(str(exc))
     if target is None:
         fail(f"no backup point under {storage.root} yet")
-    report = verify_point(settings, target)
+    from agent.component import PermanentError
+    from agent.encryption import is_encrypted
+
+    try:
+        report = verify_point(settings, target, identity)
+    except PermanentError as exc:
+        fail(str(exc))
     table = Table(title=f"verify {report.point} ({report.status})")
     for column in ("component", "result", "seconds", "problems"):
         table.add_column(column, overflow="fold")
     for check in report.components:
         table.add_row(check.component, styled("ok" if check.ok else "fail"), f"{check.seconds:.2f}", "\n".join(check.problems))
     console.print(table)
+    if identity is None and is_encrypted(target):
+        console.print("encrypted point: ciphertexts checked (size, SHA-256); pass --identity FILE to decrypt and "
+                      "check the content too")
     console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
     if not report.ok:
         raise typer.Exit(1)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
+from pathlib import Path
 from datetime import datetime
 from typing import Annotated, Optional
 
@@ -51,6 +53,7 @@ def restore(
     rollback: Annotated[bool, typer.Option("--rollback", help="Undo the last restore from its safety point.")] = False,
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
+    identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
     settings = state.settings()
@@ -65,22 +68,23 @@ def restore(
                     settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
-                _restore(settings, str(folder), at, component, kb, yes, dry_run, allow_choice=False)
+                _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
+                         allow_choice=False)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
         return
-    _restore(settings, point, at, component, kb, yes, dry_run, rollback=rollback)
+    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback)
 
 
-def _restore(settings, point, at, component, kb, yes, dry_run, rollback=False, allow_choice=True) -> None:
-    from agent.restore import RestoreFailed, execute, make_plan, rollback_last
+def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True) -> None:
+    from agent.restore import RestoreFailed, make_plan, rollback_last
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
         if not yes and not (interactive and Confirm.ask("Put back the data as it was before the last restore?")):
             fail("not confirmed: pass --yes to roll back without a terminal", code=2)
         try:
-            done = rollback_last(settings)
+            done = rollback_last(settings, identity)
         except (PermanentError, RestoreFailed) as exc:
             fail(str(exc))
         console.print(f"rolled back {', '.join(done['components'])} from safety point {done['safety']}")
@@ -96,6 +100,19 @@ def _restore(settings, point, at, component, kb, yes, dry_run, rollback=False, a
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
+    from agent.encryption import decrypted
+
+    try:
+        with decrypted(settings, plan.point, identity) if plan.point else nullcontext(None) as plain:
+            plan.point = plain
+            _show_and_run(settings, plan, interactive, dry_run, identity)
+    except PermanentError as exc:
+        fail(str(exc))
+
+
+def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Path | None) -> None:
+    from agent.restore import RestoreFailed, execute
+
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         console.print(f"  {line}")
@@ -114,7 +131,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, rollback=False, a
     if interactive and not Confirm.ask("Restore now?"):
         fail("not confirmed; nothing was changed", code=1)
     try:
-        report = execute(settings, plan)
+        report = execute(settings, plan, identity)
     except (RestoreFailed, PermanentError) as exc:
         fail(str(exc))
     table = Table(title=f"restore finished in {report['seconds']:.1f}s (safety point {report['safety'].ref if report['safety'] else '-'})")
@@ -133,11 +150,16 @@ def _summary(result) -> str:
     return str(result)[:300]
 
 
-def drill() -> None:
+def drill(
+    identity: Annotated[Optional[Path], typer.Option(help="age identity file, when points are encrypted.")] = None,
+) -> None:
     """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
     from agent.drill import run_drill
 
-    report = run_drill(state.settings())
+    try:
+        report = run_drill(state.settings(), identity)
+    except PermanentError as exc:
+        fail(str(exc))
     table = Table(title=f"restore drill of {report.point}: {report.seconds:.1f}s of the {report.objective_seconds / 60:.0f}-minute objective")
     for column in ("component", "result", "seconds", "detail"):
         table.add_column(column, overflow="fold")
