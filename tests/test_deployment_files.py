@@ -70,6 +70,8 @@ def test_the_image_has_the_tools_a_backup_needs_and_installs_the_package_from_th
     runs = " ".join(args for op, args in instructions if op == "RUN")
     assert re.search(r"apt-get install .*(default-mysql-client|mariadb-client)", runs)
     assert re.search(r"apt-get install .*\bgit\b", runs), "the config history is a Git repository"
+    assert re.search(r"apt-get install .*\brestic\b", runs), "the offsite copy is a restic repository"
+    assert re.search(r"apt-get install .*\bage\b", runs), "encryption at rest uses age"
     assert re.search(r"pip install /src\b", runs)
     copied = [args.split()[0] for op, args in instructions if op == "COPY"]
     assert {"agent", "actors"} <= set(copied) and "." not in copied, "only the package, never the whole context"
@@ -192,3 +194,12 @@ def test_no_deployment_file_holds_a_password(testbed_env):
         for pattern in (ASSIGNED, FLAG, URL_CREDENTIALS):
             for match in pattern.finditer(text):
                 assert PLACEHOLDER.match(match.group(1)), f"{path.name}: {match.group(0)!r} looks like a password"
+
+
+def test_the_units_create_private_files_and_no_deployment_file_sets_an_offsite_password():
+    for name in UNITS:
+        assert unit(name)["Service"]["UMask"] == "0077"
+    for path in DEPLOYMENT_FILES:
+        text = path.read_text()
+        assert not re.search(r"^\s*(RESTIC_PASSWORD|RAGFLOW_BACKUP_OFFSITE_PASSWORD)\s*[:=]\s*\S", text, re.MULTILINE), path
+        assert not re.search(r"^\s*password:\s*\S", text, re.MULTILINE), path

@@ -163,6 +163,17 @@ def test_thirty_days_of_daily_points_leave_seven_daily_and_weekly_and_monthly_wi
     assert [line["target"] for line in audit_lines(storage)] == [d.ref for d in deleted]
     # A second pass finds nothing more to delete.
     assert not any(d.delete for d in prune(storage, settings, dry_run=False, now=now))
+    # Nothing of the deleted points is left: every file under the tiers belongs to a kept point, and the
+    # inodes are exactly those the kept points link to (no orphaned data).
+    kept = {p.folder for p in storage.points()}
+    inodes_kept, inodes_found = set(), set()
+    for point in storage.points():
+        inodes_kept |= {f.stat().st_ino for f in point.folder.rglob("*") if f.is_file()}
+    for tier in ("daily", "weekly", "monthly"):
+        for entry in (storage.root / tier).iterdir():
+            assert entry in kept, f"{entry} is not a kept point"
+        inodes_found |= {f.stat().st_ino for f in (storage.root / tier).rglob("*") if f.is_file()}
+    assert inodes_found == inodes_kept
 
 
 def test_each_deletion_writes_one_audit_line_with_time_action_point_and_reason(tmp_path):
