@@ -29,6 +29,21 @@ CONFIG = DEMO / "ragflow-backup.yml"
 RAGFLOW_DIR = DEMO / "ragflow" / "docker"
 DATASET_RECORD = DEMO / "dataset.json"
 DATABASE = "rag_flow"
+OFFSITE_REPO = DEMO / "offsite" / "ragflow"
+OFFSITE_PASSWORD = DEMO / "offsite.pass"
+
+
+def offsite_password() -> Path:
+    """The demo repository's password: made once, kept with the repository (a real one lives elsewhere)."""
+    if not OFFSITE_PASSWORD.is_file():
+        import secrets
+        import shutil
+
+        shutil.rmtree(OFFSITE_REPO, ignore_errors=True)  # a repository whose password is gone is unreadable
+        fd = os.open(OFFSITE_PASSWORD, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        os.close(fd)
+    return OFFSITE_PASSWORD
 
 
 def forget_previous_seed(env: dict[str, str]) -> None:
@@ -63,6 +78,8 @@ def write_config(env: dict[str, str], indices: list[str]) -> None:
         "docker": {"host": env["DOCKER_HOST"]},
         "watch": {"debounce_seconds": 1},
         "metrics": {"port": 19108},
+        # The offsite copy: a folder standing in for a USB disk; its password in a 0600 file, not here.
+        "offsite": {"enabled": True, "repository": str(OFFSITE_REPO), "password_file": str(offsite_password())},
     }
     CONFIG.write_text("# Written by `make demo` (testbed/demo.py).\n" + yaml.safe_dump(config, sort_keys=False))
 
@@ -94,7 +111,16 @@ def main() -> int:
     if code != 0:
         return code
     # The monthly restore drill, by hand: scratch database, renamed indices, a scratch folder.
-    return run_cli("drill")
+    code = run_cli("drill")
+    if code != 0:
+        return code
+    # The second copy: the newest point and the MinIO mirror into the restic repository, then its status.
+    for step in (["offsite", "copy"], ["offsite", "status"], ["audit", "--since", "1h"]):
+        code = run_cli(*step)
+        if code != 0:
+            print(f"\n`{' '.join(step)}` exited {code}", file=sys.stderr)
+            return code
+    return 0
 
 
 def wait_for(condition, what: str, timeout: float = 90) -> None:

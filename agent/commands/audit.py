@@ -44,12 +44,14 @@ def audit(
             print(json.dumps(line, default=str))
         return
     table = Table(title=f"audit log ({audit_log.audit_path(settings.storage_root)})")
-    for column in ("time", "actor", "action", "target", "result", "details"):
+    table.add_column("time", no_wrap=True)
+    for column in ("actor", "action", "target", "result"):
         table.add_column(column, overflow="fold")
+    table.add_column("details", overflow="ellipsis", max_width=80)
     known = {"time", "actor", "action", "target", "result"}
     for line in lines:
         details = {k: v for k, v in line.items() if k not in known}
         table.add_row(str(line.get("time", ""))[:19].replace("T", " "), str(line.get("actor", line.get("who", ""))),
                       str(line.get("action", "")), str(line.get("target") or ""), str(line.get("result", "")),
-                      json.dumps(details, default=str)[:300] if details else "")
+                      ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in details.items())[:300])
     console.print(table)
