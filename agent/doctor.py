@@ -162,8 +162,43 @@ def check_redis(settings: Settings) -> Check:
     return Check("redis", "ok", f"Redis {version}, DB {settings.redis.db} holds {keys} keys")
 
 
+def check_offsite(settings: Settings) -> Check:
+    if not settings.offsite.enabled:
+        return Check("offsite", "off", "optional; set offsite.enabled and offsite.repository for a second copy")
+    from agent.offsite import OffsiteError, OffsitePermanent, Restic
+
+    try:
+        restic = Restic(settings)
+        found = restic.exists()
+    except (OffsiteError, OffsitePermanent) as exc:
+        return Check("offsite", "fail", str(exc).splitlines()[0],
+                     "check offsite.repository, offsite.password_file (or RAGFLOW_BACKUP_OFFSITE_PASSWORD) and "
+                     "the backend's credentials")
+    if not found:
+        return Check("offsite", "warn", f"no repository at {settings.offsite.repository} yet",
+                     "`ragflow-backup offsite init` (the first copy also creates it)")
+    return Check("offsite", "ok", f"restic repository {settings.offsite.repository} (password from "
+                                  f"{restic.password_source})")
+
+
+def check_encryption(settings: Settings) -> Check:
+    if not settings.encryption.enabled:
+        return Check("encryption", "off", "optional; encryption.recipients encrypts artifacts at rest (age)")
+    from agent.component import PermanentError
+    from agent.encryption import recipient_args
+
+    try:
+        recipients = recipient_args(settings)
+    except PermanentError as exc:
+        return Check("encryption", "fail", str(exc), "list age public keys (age1...) or recipients files")
+    if shutil.which("age") is None:
+        return Check("encryption", "fail", "the age tool is not installed", "apt-get install age")
+    return Check("encryption", "ok", f"{len(recipients) // 2} recipient(s); the identity stays off this machine")
+
+
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_storage, check_broker, check_mysql, check_minio, check_search, check_redis,
+    check_storage, check_broker, check_mysql, check_minio, check_search, check_redis, check_offsite,
+    check_encryption,
 ]
 
 

@@ -235,3 +235,62 @@ def test_with_the_storage_root_gone_mysql_and_objects_come_back_from_offsite(rag
         for name in files:
             path = Path(folder, name)
             assert path.is_symlink() or (path.stat().st_mode & 0o777) == 0o600, path
+
+
+def test_doctor_reports_the_offsite_repository(tmp_path, config_only):
+    from agent.doctor import check_offsite
+
+    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
+    assert check_offsite(load_settings(config)).status == "warn"  # not created yet
+    assert cli(config, "offsite", "init").exit_code == 0
+    assert check_offsite(load_settings(config)).status == "ok"
+    password_file(tmp_path, "wrong")
+    failed = check_offsite(load_settings(config))
+    assert failed.status == "fail" and "wrong offsite repository password" in failed.detail
+
+
+def test_a_permanent_offsite_failure_is_notified_at_once_and_a_transient_one_after_the_last_retry(tmp_path, config_only):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from actors.tasks import run_offsite_job
+    from agent.offsite import OffsiteError, OffsitePermanent
+
+    titles: list[str] = []
+
+    class Inbox(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            titles.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["title"])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
+    raw = yaml.safe_load(config.read_text())
+    raw["notify"] = {"urls": [f"json://127.0.0.1:{server.server_address[1]}/"]}
+    config.write_text(yaml.safe_dump(raw))
+    settings = load_settings(config)
+
+    def permanent():
+        raise OffsitePermanent("wrong offsite repository password (from FILE)")
+
+    def transient():
+        raise OffsiteError("connection refused")
+
+    try:
+        run_offsite_job(settings, "offsite", "offsite copy of daily/x", permanent, final_attempt=False)  # not raised
+        with pytest.raises(OffsiteError):
+            run_offsite_job(settings, "offsite-y", "offsite copy of daily/y", transient, final_attempt=False)
+        with pytest.raises(OffsiteError):
+            run_offsite_job(settings, "offsite-z", "offsite copy of daily/z", transient, final_attempt=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert titles == ["ragflow-backup: offsite copy of daily/x failed",
+                      "ragflow-backup: offsite copy of daily/z failed after retries"]
