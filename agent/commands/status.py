@@ -47,6 +47,8 @@ def status() -> None:
         f"last reconcile {reconcile.get('time', 'never')}"
         + ("" if reconcile.get("complete", True) else " (incomplete)")
     )
+    if settings.offsite.enabled:
+        console.print(_offsite_line(settings))
     console.print(f"storage: {human_bytes(report.storage_used_bytes)} in backups; file system "
                   f"{report.storage_used_ratio:.0%} used")
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
@@ -57,3 +59,25 @@ def status() -> None:
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
     for alert in report.alerts(settings):
         console.print(f"{styled('warn')} {alert.title}")
+
+
+def _offsite_line(settings) -> str:
+    """From the audit log, so `status` never waits on a remote repository (`offsite status` asks it)."""
+    from datetime import datetime, timezone
+
+    from agent import audit
+
+    last_ok = last_failed = None
+    for line in audit.read(settings.storage_root, action="offsite-copy"):
+        if line.get("result") == "ok":
+            last_ok = line
+        elif line.get("result") == "failed":
+            last_failed = line
+    def ago(line) -> str:
+        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(line["time"])).total_seconds()
+        return f"{_age(seconds)} ago ({line.get('target')})"
+
+    text = f"offsite: last copy {ago(last_ok) if last_ok else 'never'}"
+    if last_failed and (not last_ok or last_failed["time"] > last_ok["time"]):
+        text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error', ''))[:200]}"
+    return text + " (details: `ragflow-backup offsite status`)"

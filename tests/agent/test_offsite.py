@@ -75,7 +75,7 @@ def test_a_point_reaches_a_folder_repository_and_status_shows_it(tmp_path, confi
     assert (tmp_path / "usb" / "ragflow" / "config").is_file()
     lines = list(audit.read(settings.storage_root, action="offsite-copy"))
     assert [line["result"] for line in lines][:1] == ["ok"]
-    assert "offsite-copy" in cli(config, "audit", "--action", "offsite-copy").output
+    assert "offsite-copy" in cli(config, "audit", "--action", "offsite-copy", "--json").output
 
 
 def test_a_point_reaches_an_s3_repository_in_a_second_bucket(tmp_path, config_only, testbed_env, bucket):
@@ -108,10 +108,12 @@ def test_a_wrong_password_is_a_clear_error_naming_where_it_came_from(tmp_path, c
     password_file(tmp_path, "not the password")
 
     result = cli(config, "offsite", "snapshots")
+    restore = cli(config, "restore", "--from", "offsite", "--yes")
 
     assert result.exit_code == 1
     assert "wrong offsite repository password" in result.output and str(tmp_path / "offsite.pass") in result.output
     assert "not the password" not in result.output
+    assert restore.exit_code == 1 and "wrong offsite repository password" in restore.output
 
 
 def test_a_missing_repository_and_a_missing_password_say_what_to_do(tmp_path, config_only):

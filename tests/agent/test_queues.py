@@ -98,7 +98,7 @@ def test_inspect_counts_ready_delayed_and_dead_messages_per_queue(bed):
 
     stats = bed.stats()
 
-    assert set(stats) == {"backup", "maintenance", "mirror", "events"}
+    assert set(stats) == {"backup", "maintenance", "mirror", "events", "offsite"}
     assert (stats["backup"].ready, stats["backup"].delayed, stats["backup"].dead) == (3, 1, 0)
     assert (stats["maintenance"].ready, stats["maintenance"].delayed, stats["maintenance"].dead) == (0, 1, 1)
     assert stats["backup"].oldest_age_seconds > 0

@@ -1,6 +1,7 @@
 """`ragflow-backup status` reads the storage root and the broker's queues."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -10,6 +11,7 @@ import dramatiq
 import yaml
 
 from actors.broker import make_broker
+from agent import audit
 from agent.manifest import ComponentRecord
 from agent.points import Storage
 
@@ -29,7 +31,9 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     config.write_text(yaml.safe_dump({
         "storage_root": str(storage.root), "broker": {"url": redis_url, "namespace": "status-test"},
         "search": {"enabled": False}, "config_files": {"enabled": False},
+        "offsite": {"enabled": True, "repository": str(tmp_path / "usb")},
     }))
+    audit.record(storage.root, "offsite-copy", point.ref, "ok", snapshot="0123abcd")
     result = subprocess.run([CLI, "--config", str(config), "status"], capture_output=True, text=True,
                             env={"COLUMNS": "200", "PATH": ""})
     assert result.returncode == 0, result.stderr
@@ -37,3 +41,5 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     assert "failed" not in result.stdout + result.stderr  # the broker's Redis was reached
     assert "queues: mirror 2" in result.stdout and "next: " in result.stdout
     assert "lag " in result.stdout
+    # From the audit log: status never waits on the remote repository.
+    assert re.search(rf"offsite: last copy [\d.]+ (s|min) ago \({point.ref}\)", result.stdout)
