@@ -117,3 +117,29 @@ def test_restore_asks_for_the_identity_and_brings_the_rows_back_with_it(encrypte
     # The safety point taken before the restore is encrypted like the others.
     [safety] = [p for p in (settings.storage_root / "safety").iterdir() if p.is_dir()]
     assert not (safety / "mysql_dump.sql.gz").exists() and (safety / "mysql_dump.sql.gz.age").is_file()
+
+
+def test_an_encrypted_point_comes_back_from_offsite_with_the_identity_and_the_local_root_gone(encrypted, tmp_path):
+    import shutil
+
+    config, key = encrypted
+    password = tmp_path / "offsite.pass"
+    password.write_text("a long offsite password\n")
+    raw = yaml.safe_load(config.read_text())
+    raw["offsite"] = {"enabled": True, "repository": str(tmp_path / "usb"), "password_file": str(password)}
+    config.write_text(yaml.safe_dump(raw))
+    settings = load_settings(config)
+    assert cli(config, "offsite", "copy", "--no-mirror").exit_code == 0
+    shutil.rmtree(settings.storage_root)
+    with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM document")
+        conn.commit()
+
+    refused = cli(config, "restore", "--from", "offsite", "-C", "mysql", "--yes")
+    restored = cli(config, "restore", "--from", "offsite", "-C", "mysql", "--yes", "--identity", str(key))
+
+    assert refused.exit_code == 1 and "--identity" in refused.output
+    assert restored.exit_code == 0, restored.output
+    with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM document")
+        assert cur.fetchone()[0] == 25

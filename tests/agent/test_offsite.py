@@ -296,3 +296,22 @@ def test_a_permanent_offsite_failure_is_notified_at_once_and_a_transient_one_aft
 
     assert titles == ["ragflow-backup: offsite copy of daily/x failed",
                       "ragflow-backup: offsite copy of daily/z failed after retries"]
+
+
+def test_the_agent_schedules_the_offsite_jobs_only_when_offsite_is_enabled(tmp_path, config_only):
+    from datetime import datetime, timezone
+
+    from actors import tasks
+    from agent.agent import Agent, scheduled_jobs
+
+    settings = load_settings(folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path)))
+    sent = []
+    agent = Agent(settings, send=lambda actor, args: sent.append((actor, args)))
+    for job in ("offsite_mirror", "offsite_check", "offsite_check_data"):
+        agent._on_tick(job, datetime.now(timezone.utc))
+
+    assert sent == [("offsite_mirror", ()), ("offsite_check", (False,)), ("offsite_check", (True,))]
+    assert all(scheduled_jobs(settings)[job] for job in ("offsite_mirror", "offsite_check", "offsite_check_data"))
+    assert {tasks.offsite_copy.queue_name, tasks.offsite_mirror.queue_name, tasks.offsite_check.queue_name} == {"offsite"}
+    settings.offsite.enabled = False
+    assert not any(scheduled_jobs(settings)[job] for job in ("offsite_mirror", "offsite_check", "offsite_check_data"))
