@@ -72,6 +72,7 @@ class HealthReport:
     queues: dict[str, int] | None = None
     mirror: dict[str, Any] | None = None  # objects, bytes, lag_seconds, last_reconcile, ...
     problems: list[str] = field(default_factory=list)  # probes that failed
+    offsite: dict[str, Any] | None = None  # last offsite runs (agent.offsite.last_runs) when offsite is on
 
     def component(self, name: str) -> ComponentHealth | None:
         return next((item for item in self.components if item.component == name), None)
@@ -212,8 +213,13 @@ def collect(settings: Settings, storage: Storage, queue_depth: Callable[[], dict
         except FileNotFoundError:
             status = manifest.status
         newest = PointSummary(point.ref, status, _aware(manifest.created_at))
+    offsite = None
+    if settings.offsite.enabled:
+        from agent.offsite import last_runs
+
+        offsite = last_runs(settings)
     return HealthReport(
-        generated_at=now, components=list(health.values()), newest_point=newest, storage_root=storage.root,
+        offsite=offsite, generated_at=now, components=list(health.values()), newest_point=newest, storage_root=storage.root,
         storage_used_bytes=_storage_bytes(storage), storage_used_ratio=used_ratio(storage.root),
         queues=_probe("queue depth", queue_depth, problems), mirror=_probe("mirror stats", mirror_stats, problems),
         problems=problems)

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -64,6 +65,14 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         for queue, count in sorted(report.queues.items()):
             depth.add_metric([queue], float(count))
         yield depth
+    if report.offsite is not None:
+        last = _gauge("offsite_last_run_timestamp_seconds",
+                      "Last offsite copy and check per result (0: never).", ["action", "result"])
+        for action in ("offsite-copy", "offsite-check"):
+            for result in ("ok", "failed"):
+                run = report.offsite.get(f"{action}:{result}")
+                last.add_metric([action, result], datetime.fromisoformat(run["time"]).timestamp() if run else 0.0)
+        yield last
     yield GaugeMetricFamily(PREFIX + "storage_used_bytes", "Bytes of backup points (hard links once).",
                             value=float(report.storage_used_bytes))
     yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",

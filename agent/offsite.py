@@ -244,8 +244,36 @@ def audited(settings: Settings, action: str, target: str | None, **details: Any)
         yield extra
     except Exception as exc:
         audit.record(settings.storage_root, action, target, "failed", error=str(exc)[:500], **details)
+        _remember(settings, action, target, "failed", str(exc)[:500])
         raise
     audit.record(settings.storage_root, action, target, "ok", **details, **extra)
+    _remember(settings, action, target, "ok")
+
+
+STATE_FILE = "offsite.json"
+
+
+def _remember(settings: Settings, action: str, target: str | None, result: str, error: str | None = None) -> None:
+    """The last ok and the last failed run of each offsite job, for `status` and the metrics (which must
+    not wait on a remote repository nor read the whole audit log)."""
+    from agent.atomic import write_bytes_atomic
+
+    path = private_dir(settings.storage_root / "state") / STATE_FILE
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        state = {}
+    state[f"{action}:{result}"] = {"time": datetime.now(timezone.utc).isoformat(), "target": target, "error": error}
+    write_bytes_atomic(path, json.dumps(state, indent=2).encode())
+
+
+def last_runs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """{"offsite-copy:ok": {"time": ..., "target": ...}, "offsite-copy:failed": {...}, "offsite-check:ok": ...}"""
+    path = settings.storage_root / "state" / STATE_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def copy_point(settings: Settings, point: Point) -> str | None:

@@ -62,22 +62,19 @@ def status() -> None:
 
 
 def _offsite_line(settings) -> str:
-    """From the audit log, so `status` never waits on a remote repository (`offsite status` asks it)."""
+    """From the agent's state file, so `status` never waits on a remote repository (`offsite status` asks it)."""
     from datetime import datetime, timezone
 
-    from agent import audit
+    from agent.offsite import last_runs
 
-    last_ok = last_failed = None
-    for line in audit.read(settings.storage_root, action="offsite-copy"):
-        if line.get("result") == "ok":
-            last_ok = line
-        elif line.get("result") == "failed":
-            last_failed = line
-    def ago(line) -> str:
-        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(line["time"])).total_seconds()
-        return f"{_age(seconds)} ago ({line.get('target')})"
+    runs = last_runs(settings)
+    last_ok, last_failed = runs.get("offsite-copy:ok"), runs.get("offsite-copy:failed")
+
+    def ago(run) -> str:
+        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(run["time"])).total_seconds()
+        return f"{_age(seconds)} ago ({run.get('target')})"
 
     text = f"offsite: last copy {ago(last_ok) if last_ok else 'never'}"
     if last_failed and (not last_ok or last_failed["time"] > last_ok["time"]):
-        text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error', ''))[:200]}"
+        text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error') or '')[:200]}"
     return text + " (details: `ragflow-backup offsite status`)"

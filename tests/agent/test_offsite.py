@@ -18,6 +18,7 @@ from agent import audit, clients
 from agent.cli import app
 from agent.config import ConfigError, load_settings
 from agent.offsite import Restic
+from agent.points import Storage
 from testbed import settings as tb
 from testbed.seed import Dataset, remove, seed
 
@@ -76,6 +77,20 @@ def test_a_point_reaches_a_folder_repository_and_status_shows_it(tmp_path, confi
     lines = list(audit.read(settings.storage_root, action="offsite-copy"))
     assert [line["result"] for line in lines][:1] == ["ok"]
     assert "offsite-copy" in cli(config, "audit", "--action", "offsite-copy", "--json").output
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agent.health import collect
+    from agent.metrics import report_metrics
+
+    class Report:
+        def collect(self):
+            return report_metrics(collect(settings, Storage(settings.storage_root)))
+
+    registry = CollectorRegistry()
+    registry.register(Report())
+    text = generate_latest(registry).decode()
+    assert 'ragflow_backup_offsite_last_run_timestamp_seconds{action="offsite-copy",result="ok"} 1' in text
+    assert 'ragflow_backup_offsite_last_run_timestamp_seconds{action="offsite-copy",result="failed"} 0.0' in text
 
 
 def test_a_point_reaches_an_s3_repository_in_a_second_bucket(tmp_path, config_only, testbed_env, bucket):

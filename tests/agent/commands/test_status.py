@@ -11,7 +11,8 @@ import dramatiq
 import yaml
 
 from actors.broker import make_broker
-from agent import audit
+from agent.config import load_settings
+from agent.offsite import audited
 from agent.manifest import ComponentRecord
 from agent.points import Storage
 
@@ -33,7 +34,8 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
         "search": {"enabled": False}, "config_files": {"enabled": False},
         "offsite": {"enabled": True, "repository": str(tmp_path / "usb")},
     }))
-    audit.record(storage.root, "offsite-copy", point.ref, "ok", snapshot="0123abcd")
+    with audited(load_settings(config), "offsite-copy", point.ref):
+        pass  # what a successful copy records
     result = subprocess.run([CLI, "--config", str(config), "status"], capture_output=True, text=True,
                             env={"COLUMNS": "200", "PATH": ""})
     assert result.returncode == 0, result.stderr
@@ -41,5 +43,5 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     assert "failed" not in result.stdout + result.stderr  # the broker's Redis was reached
     assert "queues: mirror 2" in result.stdout and "next: " in result.stdout
     assert "lag " in result.stdout
-    # From the audit log: status never waits on the remote repository.
+    # From the agent's state: status never waits on the remote repository.
     assert re.search(rf"offsite: last copy [\d.]+ (s|min) ago \({point.ref}\)", result.stdout)
