@@ -119,3 +119,19 @@ def append_line(path: Path, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sweep_stale(folder: Path, pattern: str, older_than_seconds: float = 86_400) -> None:
+    """Remove what a killed process left in a scratch folder (fetched or decrypted copies hold data
+    in the clear): entries matching `pattern` untouched for a day."""
+    import shutil
+    import time
+
+    if not folder.is_dir():
+        return
+    for entry in folder.glob(pattern):
+        try:
+            if time.time() - entry.stat().st_mtime > older_than_seconds:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue

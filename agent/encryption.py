@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.atomic import fsync_dir, private_dir, sha256_of, temp_path
+from agent.atomic import fsync_dir, private_dir, sha256_of, sweep_stale, temp_path
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import Artifact, EncryptedFile, read_manifest, write_manifest
@@ -104,6 +104,7 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
                              f"is in encryption.recipients)")
     if not Path(identity).is_file():
         raise IdentityNeeded(f"the identity file {identity} does not exist")
+    sweep_stale(settings.storage_root / "decrypted", "*")
     scratch = private_dir(settings.storage_root / "decrypted" / secrets.token_hex(4))
     try:
         copy = private_dir(scratch / point.tier / point.name)

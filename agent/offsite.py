@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import locks
-from agent.atomic import private_dir
+from agent.atomic import private_dir, sweep_stale
 from agent.config import Settings
 from agent.points import Point
 from agent.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
@@ -226,6 +226,7 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> I
     snaps = restic.snapshots()
     chosen = choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
+    sweep_stale(settings.storage_root / "offsite", "restore-*")
     staging = private_dir(settings.storage_root / "offsite" / f"restore-{secrets.token_hex(4)}")
     try:
         folder = restic.restore(chosen, staging / "point")
