@@ -93,7 +93,8 @@ def test_an_empty_or_missing_storage_root_gives_a_report_that_says_never(tmp_pat
 
     assert report.newest_point is None
     assert report.storage_used_bytes == 0
-    assert report.storage_used_ratio == used_ratio(tmp_path)
+    # The file system is shared with the rest of the machine: its usage moves between two readings.
+    assert abs(report.storage_used_ratio - used_ratio(tmp_path)) < 0.01
     assert {item.component for item in report.components} == {"mysql", "search"}  # the enabled ones
     assert all(item.last_success_at is None and item.age_seconds is None for item in report.components)
 
