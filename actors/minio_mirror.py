@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 from minio.time import from_http_header
 
 from agent import clients
@@ -81,15 +81,23 @@ def _user_metadata(headers) -> dict[str, str]:
             if name.lower().startswith(META_PREFIX)}
 
 
-def _download(client, bucket: str, key: str, etag: str, size: int, temp: Path) -> tuple[str, Any]:
-    """Fetch exactly the object of this ETag and size into `temp`; return its MD5 after checking size and
-    ETag, and the response headers (they describe the object as a stat would)."""
+def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
+              unless: str | None = None) -> tuple[str, Any]:
+    """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
+    (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
+    should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
+    the mirror holds (If-None-Match: an unchanged object costs one round trip and no bytes; NotModified)."""
     md5, got = hashlib.md5(), 0
-    # If-Match: should the object change after the stat, the server refuses instead of sending other bytes.
-    response = client.get_object(bucket, key, request_headers={"If-Match": f'"{etag}"'})
+    conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
+    try:
+        response = client.get_object(bucket, key, request_headers=conditions)
+    except ServerError as exc:
+        if exc.status_code == 304:
+            raise NotModified() from None
+        raise
     try:
         headers = response.headers  # case-insensitive
-        served = (response.headers.get("etag") or "").strip('"')
+        served = (headers.get("etag") or "").strip('"')
         with open(temp, "wb") as out:
             for chunk in response.stream(CHUNK):
                 out.write(chunk)
@@ -98,7 +106,8 @@ def _download(client, bucket: str, key: str, etag: str, size: int, temp: Path) -
     finally:
         response.close()
         response.release_conn()
-    where = f"s3://{bucket}/{key}"
+    where, etag = f"s3://{bucket}/{key}", etag or served
+    size = size if size is not None else int(headers.get("content-length", "-1"))
     if served != etag:
         raise RuntimeError(f"{where} changed while being copied (ETag {etag} became {served}); retrying helps")
     if got != size:
@@ -108,10 +117,16 @@ def _download(client, bucket: str, key: str, etag: str, size: int, temp: Path) -
     return md5.hexdigest(), headers
 
 
-def _same(mirrored: Entry | None, source) -> bool:
-    """The mirror holds what the source describes (a file deleted by hand counts as missing)."""
-    return mirrored is not None and (mirrored.etag, mirrored.size) == (source.etag, source.size) \
-        and mirrored.path is not None and mirrored.path.is_file()
+class NotModified(Exception):
+    """The source still has the ETag the mirror holds."""
+
+
+def _entry(headers, md5: str, seen: datetime) -> Entry:
+    """What the mirror records of an object, from the headers of the GET that fetched it."""
+    modified = headers.get("last-modified")
+    return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
+                 content_type=headers.get("content-type"), metadata=_user_metadata(headers),
+                 last_modified=from_http_header(modified) if modified else None, md5=md5, seen_at=seen)
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
@@ -127,38 +142,38 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
 
 
 def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
-    """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome."""
+    """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
+    One round trip: a GET unless the source still has the ETag the mirror holds."""
     if not in_scope(settings, bucket, key):
         return "skipped", None
     client = _client(settings)
+    mirrored = store.entry(bucket, key)
+    held = mirrored.etag if mirrored is not None and mirrored.path is not None and mirrored.path.is_file() else None
     seen = _now()
+    temp = store.temp_file(bucket)
     try:
-        stat = client.stat_object(bucket, key)
-        if _same(store.entry(bucket, key), stat):
-            return "unchanged", None
-        temp = store.temp_file(bucket)
-        try:
-            md5, _ = _download(client, bucket, key, stat.etag, stat.size, temp)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        md5, headers = _download(client, bucket, key, temp, unless=held)
+    except NotModified:
+        temp.unlink(missing_ok=True)
+        return "unchanged", None
     except S3Error as exc:
+        temp.unlink(missing_ok=True)
         if exc.code not in GONE:
             raise
         return ("removed" if store.remove(bucket, key, _now(), seen_at=seen) else "absent"), None
-    entry = Entry(size=stat.size, etag=stat.etag, content_type=stat.content_type,
-                  metadata=_user_metadata(stat.metadata or {}), last_modified=stat.last_modified, md5=md5,
-                  seen_at=seen)
-    return "fetched", (temp, entry)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return "fetched", (temp, _entry(headers, md5, seen))
 
 
 def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
-    """Fetch a key a listing just described, without a stat first: the GET (If-Match the listed ETag)
-    carries what a stat would say. Should the object have changed or gone since, `_fetch` decides."""
+    """Fetch a key a listing just described (If-Match the listed ETag). Should the object have changed or
+    gone since, `_fetch` looks again."""
     client, seen = _client(settings), _now()
     temp = store.temp_file(bucket)
     try:
-        md5, headers = _download(client, bucket, obj.object_name, obj.etag, obj.size, temp)
+        md5, headers = _download(client, bucket, obj.object_name, temp, etag=obj.etag, size=obj.size)
     except S3Error as exc:
         temp.unlink(missing_ok=True)
         if exc.code in (*GONE, "PreconditionFailed"):
@@ -167,11 +182,7 @@ def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore) -> t
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    modified = headers.get("last-modified")
-    entry = Entry(size=obj.size, etag=obj.etag, content_type=headers.get("content-type"),
-                  metadata=_user_metadata(headers), last_modified=from_http_header(modified) if modified else None,
-                  md5=md5, seen_at=seen)
-    return "fetched", (temp, entry)
+    return "fetched", (temp, _entry(headers, md5, seen))
 
 
 @dataclass
