@@ -12,10 +12,12 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -383,6 +385,46 @@ def _dump_options(help_text: bytes, log_bin: bool) -> list[str]:
     return options
 
 
+class _GzipWriter:
+    """Gzip-compress into `out` on a thread of its own: zlib lets go of the GIL while it compresses, so
+    compressing, counting rows and reading mysqldump's output overlap instead of taking turns. The
+    writer's error, if any, is raised in the caller (on its next write or at the end)."""
+
+    def __init__(self, out: Any, level: int):
+        self.out, self.error = out, None
+        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip container
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._run, name="mysql-gzip", daemon=True)
+
+    def __enter__(self) -> _GzipWriter:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        ended = False
+        try:
+            while (chunk := self.queue.get()) is not None:
+                if packed := self.compressor.compress(chunk):
+                    self.out.write(packed)
+            ended = True
+            self.out.write(self.compressor.flush())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+            while not ended and self.queue.get() is not None:  # let the producer finish without blocking
+                pass
+
+    def write(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     cfg = settings.mysql
     password = clients.secret(cfg.password) or ""
@@ -420,14 +462,12 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             if plain != counter.plain_bytes:
                 raise CorruptArtifact(f"{ARTIFACT} reads back as {plain} bytes, {counter.plain_bytes} were written")
 
-        compressor = zlib.compressobj(cfg.compression_level, zlib.DEFLATED, 31)  # 31: a gzip container
         with atomic_file(point.path(ARTIFACT), check=check) as out_file:
-            with closing(session.stream(dump_tool, [*options, "--databases", cfg.database])) as chunks:
+            with closing(session.stream(dump_tool, [*options, "--databases", cfg.database])) as chunks, \
+                    _GzipWriter(out_file, cfg.compression_level) as packer:
                 for chunk in chunks:
+                    packer.write(chunk)  # compressed on another thread while this one counts rows
                     counter.feed(chunk)
-                    if packed := compressor.compress(chunk):
-                        out_file.write(packed)
-            out_file.write(compressor.flush())
             counter.finish()
         written = out_file.result  # type: ignore[attr-defined]
 
