@@ -25,9 +25,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from agent import clients
 from agent.atomic import atomic_file
-from agent.checks import CorruptArtifact, check_gzip, verify_artifacts
+from agent.checks import DECODE_ERRORS, CorruptArtifact, check_gzip, check_zstd, open_compressed, verify_artifacts
 from agent.component import ComponentResult, PermanentError
 from agent.config import MySQLSettings, Settings
 from agent.manifest import Artifact, ComponentRecord
@@ -35,6 +37,7 @@ from agent.points import Point
 
 NAME = "mysql"
 ARTIFACT = "mysql_dump.sql.gz"
+ARTIFACT_ZSTD = "mysql_dump.sql.zst"  # mysql.compression: zstd
 CHUNK = 1 << 20
 COMPLETED = b"-- Dump completed"
 DUMP_TOOLS = ("mysqldump", "mariadb-dump")  # MariaDB 11 images ship only mariadb-dump
@@ -146,17 +149,16 @@ class DumpCounter:
 
 
 def scan_dump(path: Path, chunk: int = CHUNK) -> DumpCounter:
-    """Stream a dump file (gzipped or plain) through a DumpCounter; CorruptArtifact if it cannot be read."""
+    """Stream a dump file (gzip, zstd or plain) through a DumpCounter; CorruptArtifact if it cannot be read."""
     path = Path(path)
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
     counter = DumpCounter()
     try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as stream:
+        with open_compressed(path) as stream:
             while block := stream.read(chunk):
                 counter.feed(block)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptArtifact(f"{path.name}: not a sound gzip stream ({exc})") from None
+    except DECODE_ERRORS as exc:
+        kind = "zstd" if path.suffix == ".zst" else "gzip"
+        raise CorruptArtifact(f"{path.name}: not a sound {kind} stream ({exc})") from None
     return counter.finish()
 
 
@@ -425,6 +427,29 @@ class _GzipWriter:
             raise self.error
 
 
+class _ZstdWriter:
+    """zstd into `out`, compressed on zstd's own threads (it lets go of the GIL), frames checksummed."""
+
+    def __init__(self, out: Any, level: int):
+        compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+        self.stream = compressor.stream_writer(out, closefd=False)
+
+    def __enter__(self) -> _ZstdWriter:
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self.stream.write(chunk)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is None:
+            self.stream.flush(zstandard.FLUSH_FRAME)
+
+
+def dump_artifact(record: ComponentRecord) -> str | None:
+    """The dump's name in a record: mysql_dump.sql.gz, or .zst for a backup made with zstd."""
+    return next((a.name for a in record.artifacts if a.name in (ARTIFACT, ARTIFACT_ZSTD)), None)
+
+
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     cfg = settings.mysql
     password = clients.secret(cfg.password) or ""
@@ -458,23 +483,26 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             if not counter.completed:
                 raise RuntimeError(f"the dump from {session.where} does not end with '-- Dump completed' "
                                    f"(cut short); nothing was kept")
-            plain = check_gzip(temp)
+            plain = check_zstd(temp) if zstd else check_gzip(temp)
             if plain != counter.plain_bytes:
-                raise CorruptArtifact(f"{ARTIFACT} reads back as {plain} bytes, {counter.plain_bytes} were written")
+                raise CorruptArtifact(f"{name} reads back as {plain} bytes, {counter.plain_bytes} were written")
 
-        with atomic_file(point.path(ARTIFACT), check=check) as out_file:
+        zstd = cfg.compression == "zstd"
+        name = ARTIFACT_ZSTD if zstd else ARTIFACT
+        packing = _ZstdWriter if zstd else _GzipWriter
+        with atomic_file(point.path(name), check=check) as out_file:
             with closing(session.stream(dump_tool, [*options, "--databases", cfg.database])) as chunks, \
-                    _GzipWriter(out_file, cfg.compression_level) as packer:
+                    packing(out_file, cfg.zstd_level if zstd else cfg.compression_level) as packer:
                 for chunk in chunks:
                     packer.write(chunk)  # compressed on another thread while this one counts rows
                     counter.feed(chunk)
             counter.finish()
         written = out_file.result  # type: ignore[attr-defined]
 
-    log.info("dumped %d tables, %d rows, %d bytes (%d gzipped)", len(counter.counts), sum(counter.counts.values()),
-             counter.plain_bytes, written.bytes)
+    log.info("dumped %d tables, %d rows, %d bytes (%d compressed with %s)", len(counter.counts),
+             sum(counter.counts.values()), counter.plain_bytes, written.bytes, cfg.compression)
     return ComponentResult(
-        artifacts=[Artifact(name=ARTIFACT, bytes=written.bytes, sha256=written.sha256, kind="gzip")],
+        artifacts=[Artifact(name=name, bytes=written.bytes, sha256=written.sha256, kind="zst" if zstd else "gzip")],
         counts=dict(counter.counts),
         details={"mode": session.mode, "database": cfg.database, "client_version": client_version,
                  "server_version": server_version, "binlog": counter.binlog,
@@ -485,9 +513,10 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
 def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
     """Artifacts against the manifest, then the dump itself: complete, and the same rows per table."""
     problems = verify_artifacts(point, record)
-    path = point.folder / ARTIFACT
-    if not any(artifact.name == ARTIFACT for artifact in record.artifacts):
-        return [*problems, f"the record names no {ARTIFACT}"]
+    name = dump_artifact(record)
+    if name is None:
+        return [*problems, f"the record names no {ARTIFACT} (or {ARTIFACT_ZSTD})"]
+    path = point.folder / name
     if not path.is_file():
         return problems
     try:
@@ -495,11 +524,11 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
     except CorruptArtifact as exc:
         return problems if str(exc) in problems else [*problems, str(exc)]
     if not counter.completed:
-        problems.append(f"{ARTIFACT} does not end with '-- Dump completed': the dump is cut short")
+        problems.append(f"{name} does not end with '-- Dump completed': the dump is cut short")
     for table in sorted(set(counter.counts) | set(record.counts)):
         found, expected = counter.counts.get(table), record.counts.get(table)
         if found != expected:
-            problems.append(f"{ARTIFACT}: table `{table}` has {found if found is not None else 'no'} rows in the "
+            problems.append(f"{name}: table `{table}` has {found if found is not None else 'no'} rows in the "
                             f"dump, the manifest says {expected if expected is not None else 'none'}")
     return problems
 from actors.mysql_restore import restore, restore_kb  # noqa: E402,F401 - the component's restore face

@@ -28,7 +28,7 @@ class Artifact(BaseModel):
     name: str  # file name inside the point folder
     bytes: int
     sha256: str
-    kind: Literal["gzip", "tar.gz", "json", "file"] = "file"
+    kind: Literal["gzip", "zst", "tar.gz", "json", "file"] = "file"
 
 
 class ComponentRecord(BaseModel):
