@@ -9,7 +9,6 @@ a restore must find again, and `verify` can recount the file later.
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import queue
