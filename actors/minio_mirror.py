@@ -98,7 +98,8 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
     try:
         headers = response.headers  # case-insensitive
         served = (headers.get("etag") or "").strip('"')
-        with open(temp, "wb") as out:
+        # "r+b": temp_file made it empty; truncating it again would make ext4 flush it on close.
+        with open(temp, "r+b") as out:
             for chunk in response.stream(CHUNK):
                 out.write(chunk)
                 md5.update(chunk)
