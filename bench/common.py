@@ -112,6 +112,17 @@ def print_table(rows: Iterable[Row], title: str = "ragflow-backup benchmarks") -
     Console(width=200).print(table)
 
 
+def to_markdown(rows: Iterable[Row]) -> str:
+    """The table as Markdown, for docs/benchmarks.md."""
+    lines = ["| figure | ours | anchor | ratio | unit | better | anchor is | data | note |",
+             "|---|--:|--:|--:|---|---|---|---|---|"]
+    for row in rows:
+        cells = [row.figure, fmt(row.ours), fmt(row.anchor), f"{row.ratio:.2f}" if row.ratio is not None else "-",
+                 row.unit, row.better, row.anchor_name, row.size, row.note]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def fmt(value: float | None) -> str:
     if value is None:
         return "-"

@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, PARTS, RESULTS, SCRIPTS, load_rows, machine, print_table  # noqa: E402
+from bench.common import BENCH_DIR, PARTS, RESULTS, SCRIPTS, load_rows, machine, print_table, to_markdown  # noqa: E402
 
 
 def main() -> int:
@@ -46,7 +46,9 @@ def main() -> int:
         if code != 0:
             failed.append(name)
     if RESULTS.is_file():
-        print_table(load_rows(RESULTS), "ragflow-backup benchmarks" + (" (quick sizes)" if args.quick else ""))
+        rows = load_rows(RESULTS)
+        print_table(rows, "ragflow-backup benchmarks" + (" (quick sizes)" if args.quick else ""))
+        RESULTS.with_suffix(".md").write_text(to_markdown(rows))  # for docs/benchmarks.md
         print(f"kept in {RESULTS.relative_to(BENCH_DIR.parent)}; {time.monotonic() - began:.0f} s in all")
     if failed:
         print(f"failed: {', '.join(failed)} (their output is above)", file=sys.stderr)
