@@ -70,7 +70,7 @@ class MinioSettings(Section):
     version_retention_days: int = Field(30, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
-    # Objects a reconcile copies at once (each is a round trip and a few fsyncs; 1: one after the other).
+    # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
     reconcile_workers: int = Field(8, ge=1, le=64)
 
 
