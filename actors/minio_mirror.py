@@ -222,7 +222,7 @@ class _Copies:
         self.lock = threading.Lock()
 
     def submit(self, bucket: str, key: str, listed: Any = None) -> None:
-        """Sync one key; `listed`: its entry in a listing just made (the fetch then skips the stat)."""
+        """Sync one key; `listed`: its entry in a listing just made (fetched If-Match its ETag)."""
         if self.pool is None:
             self._sync(bucket, key, listed)
             return
