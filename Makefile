@@ -26,9 +26,9 @@ demo: venv services
 test: venv services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Figures, not assertions: printed, and kept in .bench/. QUICK=1 for a short run.
+# Figures, not assertions: one table printed, and kept in .bench/results.json. QUICK=1 for a short run.
 bench: venv services
-	$(BIN)/python bench/agent_latency.py $(if $(QUICK),--quick,)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 clean: services-down
 	rm -rf .testbed .demo

@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
+from minio.time import from_http_header
 
 from agent import clients
 from agent.atomic import digest_of
@@ -25,6 +29,8 @@ GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is
 PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
 CHUNK = 1 << 20
 META_PREFIX = "x-amz-meta-"
+LIST_PAGE = 500  # listing entries compared with the index per query
+COMMIT_BATCH = 64  # objects a reconcile commits to the index in one transaction
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
@@ -75,64 +81,109 @@ def _user_metadata(headers) -> dict[str, str]:
             if name.lower().startswith(META_PREFIX)}
 
 
-def _download(client, bucket: str, key: str, stat, temp: Path) -> str:
-    """Fetch exactly the object `stat` described into `temp`; return its MD5 after checking size and ETag."""
-    md5, size = hashlib.md5(), 0
-    # If-Match: should the object change after the stat, the server refuses instead of sending other bytes.
-    response = client.get_object(bucket, key, request_headers={"If-Match": f'"{stat.etag}"'})
+def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
+              unless: str | None = None) -> tuple[str, Any]:
+    """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
+    (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
+    should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
+    the mirror holds (If-None-Match: an unchanged object costs one round trip and no bytes; NotModified)."""
+    md5, got = hashlib.md5(), 0
+    conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
     try:
-        served = (response.headers.get("etag") or "").strip('"')
-        with open(temp, "wb") as out:
+        response = client.get_object(bucket, key, request_headers=conditions)
+    except ServerError as exc:
+        if exc.status_code == 304:
+            raise NotModified() from None
+        raise
+    try:
+        headers = response.headers  # case-insensitive
+        served = (headers.get("etag") or "").strip('"')
+        # "r+b": temp_file made it empty; truncating it again would make ext4 flush it on close.
+        with open(temp, "r+b") as out:
             for chunk in response.stream(CHUNK):
                 out.write(chunk)
                 md5.update(chunk)
-                size += len(chunk)
+                got += len(chunk)
     finally:
         response.close()
         response.release_conn()
-    where = f"s3://{bucket}/{key}"
-    if served != stat.etag:
-        raise RuntimeError(f"{where} changed while being copied (ETag {stat.etag} became {served}); retrying helps")
-    if size != stat.size:
-        raise RuntimeError(f"{where}: got {size} bytes, the source says {stat.size}; the copy was cut short")
-    if PLAIN_ETAG.match(stat.etag) and md5.hexdigest() != stat.etag:
+    where, etag = f"s3://{bucket}/{key}", etag or served
+    size = size if size is not None else int(headers.get("content-length", "-1"))
+    if served != etag:
+        raise RuntimeError(f"{where} changed while being copied (ETag {etag} became {served}); retrying helps")
+    if got != size:
+        raise RuntimeError(f"{where}: got {got} bytes, the source says {size}; the copy was cut short")
+    if PLAIN_ETAG.match(etag) and md5.hexdigest() != etag:
         raise RuntimeError(f"{where}: the MD5 of the copied bytes ({md5.hexdigest()}) differs from its ETag")
-    return md5.hexdigest()
+    return md5.hexdigest(), headers
 
 
-def _same(mirrored: Entry | None, source) -> bool:
-    """The mirror holds what the source describes (a file deleted by hand counts as missing)."""
-    return mirrored is not None and (mirrored.etag, mirrored.size) == (source.etag, source.size) \
-        and mirrored.path is not None and mirrored.path.is_file()
+class NotModified(Exception):
+    """The source still has the ETag the mirror holds."""
+
+
+def _entry(headers, md5: str, seen: datetime) -> Entry:
+    """What the mirror records of an object, from the headers of the GET that fetched it."""
+    modified = headers.get("last-modified")
+    return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
+                 content_type=headers.get("content-type"), metadata=_user_metadata(headers),
+                 last_modified=from_http_header(modified) if modified else None, md5=md5, seen_at=seen)
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
     """Bring the mirror of one key in line with the source: "copied" | "unchanged" | "removed" | "absent"
     ("skipped" for a key outside single-bucket mode's bucket/prefix). Raises on any failure but a
     positive "not found", so the actor retries."""
-    if not in_scope(settings, bucket, key):
-        return "skipped"
     store = store or open_store(settings)
+    outcome, fetched = _fetch(settings, bucket, key, store)
+    if fetched is None:
+        return outcome
+    temp, entry = fetched
+    return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+
+
+def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+    """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
+    One round trip: a GET unless the source still has the ETag the mirror holds."""
+    if not in_scope(settings, bucket, key):
+        return "skipped", None
     client = _client(settings)
+    mirrored = store.entry(bucket, key)
+    held = mirrored.etag if mirrored is not None and mirrored.path is not None and mirrored.path.is_file() else None
     seen = _now()
+    temp = store.temp_file(bucket)
     try:
-        stat = client.stat_object(bucket, key)
-        if _same(store.entry(bucket, key), stat):
-            return "unchanged"
-        temp = store.temp_file(bucket)
-        try:
-            md5 = _download(client, bucket, key, stat, temp)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        md5, headers = _download(client, bucket, key, temp, unless=held)
+    except NotModified:
+        temp.unlink(missing_ok=True)
+        return "unchanged", None
     except S3Error as exc:
+        temp.unlink(missing_ok=True)
         if exc.code not in GONE:
             raise
-        return "removed" if store.remove(bucket, key, _now(), seen_at=seen) else "absent"
-    entry = Entry(size=stat.size, etag=stat.etag, content_type=stat.content_type,
-                  metadata=_user_metadata(stat.metadata or {}), last_modified=stat.last_modified, md5=md5,
-                  seen_at=seen)
-    return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+        return ("removed" if store.remove(bucket, key, _now(), seen_at=seen) else "absent"), None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return "fetched", (temp, _entry(headers, md5, seen))
+
+
+def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+    """Fetch a key a listing just described (If-Match the listed ETag). Should the object have changed or
+    gone since, `_fetch` looks again."""
+    client, seen = _client(settings), _now()
+    temp = store.temp_file(bucket)
+    try:
+        md5, headers = _download(client, bucket, obj.object_name, temp, etag=obj.etag, size=obj.size)
+    except S3Error as exc:
+        temp.unlink(missing_ok=True)
+        if exc.code in (*GONE, "PreconditionFailed"):
+            return _fetch(settings, bucket, obj.object_name, store)
+        raise
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return "fetched", (temp, _entry(headers, md5, seen))
 
 
 @dataclass
@@ -143,33 +194,114 @@ class ReconcileReport:
     listed: int = 0
     complete: bool = True
     errors: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, outcome: str) -> None:
         if outcome in ("copied", "removed", "unchanged"):
-            setattr(self, outcome, getattr(self, outcome) + 1)
+            with self._lock:  # copies run in a pool of threads
+                setattr(self, outcome, getattr(self, outcome) + 1)
 
     def fail(self, message: str) -> None:
-        self.complete = False
-        self.errors.append(message)
+        with self._lock:
+            self.complete = False
+            self.errors.append(message)
 
 
-def _sync(settings: Settings, bucket: str, key: str, store: MirrorStore, report: ReconcileReport) -> None:
-    try:
-        report.count(mirror_object(settings, bucket, key, store))
-    except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others
-        report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
+class _Copies:
+    """A reconcile's per-key syncs, on a few threads (each object is a round trip or two: done one after
+    the other, the latency adds up), at most `limit` in flight so memory stays flat. Fetched objects are
+    committed in batches (two index transactions per batch instead of two per object)."""
+
+    def __init__(self, settings: Settings, store: MirrorStore, report: ReconcileReport):
+        self.settings, self.store, self.report = settings, store, report
+        workers = settings.minio.reconcile_workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="reconcile") if workers > 1 else None
+        self.window: deque[Future] = deque()
+        self.limit = workers * 4
+        self.batch: dict[str, list[tuple[str, Path, Entry]]] = {}
+        self.lock = threading.Lock()
+
+    def submit(self, bucket: str, key: str, listed: Any = None) -> None:
+        """Sync one key; `listed`: its entry in a listing just made (fetched If-Match its ETag)."""
+        if self.pool is None:
+            self._sync(bucket, key, listed)
+            return
+        self.window.append(self.pool.submit(self._sync, bucket, key, listed))
+        while len(self.window) > self.limit or (self.window and self.window[0].done()):
+            self.window.popleft().result()
+
+    def _sync(self, bucket: str, key: str, listed: Any) -> None:
+        try:
+            if listed is not None:
+                outcome, fetched = _fetch_listed(self.settings, bucket, listed, self.store)
+            else:
+                outcome, fetched = _fetch(self.settings, bucket, key, self.store)
+        except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others
+            self.report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
+            return
+        if fetched is None:
+            self.report.count(outcome)
+            return
+        with self.lock:
+            waiting = self.batch.setdefault(bucket, [])
+            waiting.append((key, *fetched))
+            full = len(waiting) >= COMMIT_BATCH
+            if full:
+                self.batch[bucket] = []
+        if full:
+            self._commit(bucket, waiting)
+
+    def _commit(self, bucket: str, items: list[tuple[str, Path, Entry]]) -> None:
+        try:
+            for done in self.store.commit_many(bucket, items, _now()):
+                self.report.count("copied" if done else "unchanged")
+        except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
+            for key, _, _ in items:
+                self.report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
+
+    def drain(self) -> None:
+        while self.window:
+            self.window.popleft().result()
+        with self.lock:
+            waiting, self.batch = self.batch, {}
+        for bucket, items in waiting.items():
+            if items:
+                self._commit(bucket, items)
+
+    def close(self) -> None:
+        self.drain()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport) -> None:
+def _pages(listing, size: int = LIST_PAGE):
+    page = []
+    for obj in listing:
+        page.append(obj)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,
+                      copies: _Copies) -> None:
     listed: set[str] = set()
     try:
-        for obj in _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True):
-            listed.add(obj.object_name)
-            report.listed += 1
-            if _same(store.entry(bucket, obj.object_name), obj):  # the listing suffices: no stat for most keys
-                report.unchanged += 1
-            else:
-                _sync(settings, bucket, obj.object_name, store, report)
+        listing = _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True)
+        for page in _pages(listing):
+            # One index query per page of the listing instead of one per key.
+            known = store.brief(bucket, [obj.object_name for obj in page])
+            for obj in page:
+                listed.add(obj.object_name)
+                report.listed += 1
+                mirrored = known.get(obj.object_name)
+                if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
+                        and mirrored.path.is_file():  # the listing suffices: no stat for most keys
+                    report.count("unchanged")
+                else:
+                    copies.submit(bucket, obj.object_name, obj)
     except S3Error as exc:
         if exc.code != "NoSuchBucket":  # a bucket deleted at the source: its keys are re-checked below
             report.fail(f"listing bucket {bucket} failed ({exc.code}: {exc.message}); nothing was removed from it")
@@ -177,9 +309,12 @@ def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, repor
     except Exception as exc:  # noqa: BLE001 - an unfinished listing never leads to deletions
         report.fail(f"listing bucket {bucket} failed ({type(exc).__name__}: {exc}); nothing was removed from it")
         return
+    finally:
+        copies.drain()
     for key in store.keys(bucket):
         if key not in listed and in_scope(settings, bucket, key):
-            _sync(settings, bucket, key, store, report)  # re-stats the key: removes only on "no such key"
+            copies.submit(bucket, key)  # re-stats the key: removes only on "no such key"
+    copies.drain()
 
 
 def reconcile(settings: Settings, buckets: list[str] | None = None,
@@ -187,6 +322,16 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
     """List every source bucket completely and make the mirror match; see the module docstring."""
     store = store or open_store(settings)
     report = ReconcileReport()
+    copies = _Copies(settings, store, report)
+    try:
+        _reconcile(settings, buckets, store, report, copies)
+    finally:
+        copies.close()
+    return report
+
+
+def _reconcile(settings: Settings, buckets: list[str] | None, store: MirrorStore, report: ReconcileReport,
+               copies: _Copies) -> None:
     gone: list[str] = []
     if buckets is not None and settings.minio.bucket:
         buckets = [b for b in buckets if b == settings.minio.bucket]
@@ -196,14 +341,14 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
         except Exception as exc:  # noqa: BLE001 - without the bucket list nothing may be removed
             report.fail(f"listing the buckets of MinIO at {settings.minio.endpoint} failed "
                         f"({type(exc).__name__}: {exc}); nothing was removed")
-            return report
+            return
         gone = [b for b in store.buckets() if b not in buckets and not settings.minio.bucket]
     for bucket in buckets:
-        _reconcile_bucket(settings, bucket, store, report)
+        _reconcile_bucket(settings, bucket, store, report, copies)
     for bucket in gone:  # deleted at the source: each key is re-checked, then kept only as versions
         for key in store.keys(bucket):
-            _sync(settings, bucket, key, store, report)
-    return report
+            copies.submit(bucket, key)
+        copies.drain()
 
 
 def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:

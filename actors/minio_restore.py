@@ -27,6 +27,7 @@ import logging
 import re
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,8 @@ from agent.atomic import digest_of
 from agent.component import PermanentError
 from agent.config import MinioSettings, Settings
 from agent.mirror_store import STAMP, MirrorStore, ObjectRef
+
+PUT_WINDOW = 256  # puts submitted to the threads at a time
 
 LOG = logging.getLogger("ragflow_backup.minio_restore")
 CHUNK = 1 << 20
@@ -397,6 +400,23 @@ def _put(client, bp: BucketPlan, key: str) -> int:
     return ref.size
 
 
+def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult, workers: int) -> None:
+    """Put `keys` back on a few threads (each put is a round trip: one after the other, the latency adds
+    up), a window at a time; after a failure the puts under way finish, no new one starts, and it is raised."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for start in range(0, len(keys), PUT_WINDOW):
+            futures = [pool.submit(_put, client, bp, key) for key in keys[start:start + PUT_WINDOW]]
+            failure = None
+            for future in futures:
+                try:
+                    result.bytes_written += future.result()
+                    result.put += 1
+                except Exception as exc:  # noqa: BLE001 - the first one is raised once the others are done
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+
+
 def _compare(client, bp: BucketPlan, scope: str, settings: Settings) -> tuple[int, list[str]]:
     """List the target again: exactly the keys of `at`, with their sizes and (where MD5-based) ETags."""
     found = _listing(client, bp.target, scope, settings)
@@ -453,9 +473,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
                 result.created_buckets.append(bp.target)
-            for key in bp.put:
-                result.bytes_written += _put(client, bp, key)
-                result.put += 1
+            _put_all(client, bp, bp.put, result, settings.minio.reconcile_workers)
             for key in bp.remove:
                 client.remove_object(bp.target, key)
                 result.removed += 1

@@ -41,8 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import zstandard
+
 from agent import clients
 from agent.atomic import sha256_of
+from agent.checks import open_compressed
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord
@@ -163,7 +166,6 @@ def _charset(cur: Any, name: str) -> str:
 
 def _artifact(point: Point, record: ComponentRecord | None) -> Path:
     """The dump, checked against the record before anything is touched."""
-    artifact_name = _dump().ARTIFACT
     where = f"backup point {point.ref}"
     if record is None:
         raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
@@ -171,6 +173,7 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
         raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
     if record.status != "ok":
         raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
+    artifact_name = _dump().dump_artifact(record) or _dump().ARTIFACT  # .gz, or .zst (mysql.compression: zstd)
     artifact = next((a for a in record.artifacts if a.name == artifact_name), None)
     if artifact is None:
         raise PermanentError(f"the {NAME} record of {where} names no {artifact_name}; choose another point")
@@ -345,7 +348,7 @@ def _kill_sessions(conn: Any, database: str) -> None:
 
 
 def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.Logger) -> None:
-    """Stream the gzipped dump into a new database `scratch`. On any failure the scratch database is dropped."""
+    """Stream the (gzip or zstd) dump into a new database `scratch`. On any failure the scratch database is dropped."""
     dump = _dump()
     with conn.cursor() as cur:
         if _exists(cur, scratch):
@@ -363,7 +366,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
         loader = _DockerLoad(session, tool) if session.mode == "docker" else _LocalLoad(session, tool)
         try:
             try:
-                with gzip.open(path, "rb") as stream:
+                with open_compressed(path) as stream:
                     while block := stream.read(dump.CHUNK):
                         counter.feed(block)
                         if data := renamer.feed(block):
@@ -374,7 +377,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
             except (BrokenPipeError, ConnectionError) as exc:
                 code, err = loader.finish()  # the client stopped early: its stderr says why
                 raise _load_failure(tool, code, dump._clean(err, password), session.where, settings) from exc
-            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
                 raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
                                      f"restored: run `ragflow-backup verify` and choose another point") from None
             code, err = loader.finish()

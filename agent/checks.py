@@ -1,10 +1,14 @@
-"""Integrity checks shared by the components: artifacts against the manifest, gzip and tar streams."""
+"""Integrity checks shared by the components: artifacts against the manifest, gzip, zstd and tar streams."""
 from __future__ import annotations
 
 import gzip
+import io
 import tarfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
 
 from agent.atomic import sha256_of
 from agent.manifest import ComponentRecord
@@ -13,6 +17,74 @@ from agent.points import Point
 
 class CorruptArtifact(Exception):
     """An artifact is unreadable or does not end as it should."""
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# What reading a damaged compressed stream raises.
+DECODE_ERRORS = (OSError, EOFError, zlib.error, zstandard.ZstdError)
+
+
+def open_compressed(path: Path) -> BinaryIO:
+    """The plain bytes of a gzip or zstd file (told apart by their magic), or of an uncompressed one."""
+    with open(path, "rb") as probe:
+        magic = probe.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if magic == ZSTD_MAGIC:
+        return io.BufferedReader(_ZstdFile(path), 1 << 20)  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+class _ZstdFile(io.RawIOBase):
+    """The plain bytes of a zstd file, frame after frame; raises ZstdError if it ends inside a frame
+    (zstandard's own stream reader returns a cut-short file's bytes without a word)."""
+
+    def __init__(self, path: Path):
+        self.file, self.buffer, self.ended = open(path, "rb"), b"", False
+        self.context = zstandard.ZstdDecompressor()
+        self.frame = self.context.decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        while not self.buffer and not self.ended:
+            data = self.file.read(1 << 18)
+            if not data:
+                if not self.frame.eof:
+                    raise zstandard.ZstdError("the stream ends inside a frame: the file is cut short")
+                self.ended = True
+                break
+            out = []
+            while data:
+                if self.frame.eof:  # the next frame
+                    self.frame = self.context.decompressobj()
+                out.append(self.frame.decompress(data))
+                data = self.frame.unused_data if self.frame.eof else b""
+            self.buffer = b"".join(out)
+        size = min(len(target), len(self.buffer))
+        target[:size] = self.buffer[:size]
+        self.buffer = self.buffer[size:]
+        return size
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def check_zstd(path: Path, chunk: int = 1 << 20) -> int:
+    """Read the whole zstd stream (each frame's checksum is checked at its end); return the plain size."""
+    total = 0
+    try:
+        with open(path, "rb") as probe:
+            if probe.read(4) != ZSTD_MAGIC:
+                raise CorruptArtifact(f"{path.name}: not a zstd stream (wrong magic)")
+        with open_compressed(path) as stream:
+            while block := stream.read(chunk):
+                total += len(block)
+    except DECODE_ERRORS as exc:
+        raise CorruptArtifact(f"{path.name}: not a sound zstd stream ({exc})") from None
+    return total
 
 
 def check_gzip(path: Path, chunk: int = 1 << 20) -> int:
@@ -66,6 +138,8 @@ def verify_artifacts(point: Point, record: ComponentRecord) -> list[str]:
         try:
             if artifact.kind == "gzip":
                 check_gzip(path)
+            elif artifact.kind == "zst":
+                check_zstd(path)
             elif artifact.kind == "tar.gz":
                 check_tar_gz(path)
         except CorruptArtifact as exc:

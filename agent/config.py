@@ -49,7 +49,11 @@ class MySQLSettings(Section):
     database: str = "rag_flow"
     compose_service: str = "mysql"  # docker mode: the container is found by this compose label
     compose_project: str | None = None
-    compression_level: int = Field(6, ge=1, le=9)
+    # gzip (the default: readable everywhere) or zstd (mysql_dump.sql.zst: in our benchmark about 2x
+    # faster than gzip -6 and 15 % smaller; restore and verify read either).
+    compression: Literal["gzip", "zstd"] = "gzip"
+    compression_level: int = Field(6, ge=1, le=9)  # gzip's
+    zstd_level: int = Field(3, ge=1, le=19)
 
 
 class MinioSettings(Section):
@@ -66,6 +70,8 @@ class MinioSettings(Section):
     version_retention_days: int = Field(30, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
+    # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
+    reconcile_workers: int = Field(8, ge=1, le=64)
 
 
 class SearchSettings(Section):

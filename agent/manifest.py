@@ -38,7 +38,7 @@ class Artifact(BaseModel):
     name: str  # file name inside the point folder (of the plaintext, when encrypted)
     bytes: int  # of the plaintext
     sha256: str  # of the plaintext
-    kind: Literal["gzip", "tar.gz", "json", "file"] = "file"
+    kind: Literal["gzip", "zst", "tar.gz", "json", "file"] = "file"
     encrypted: EncryptedFile | None = None  # set when only the ciphertext is stored
 
 

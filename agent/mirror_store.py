@@ -85,6 +85,15 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Brief:
+    """Just enough of a current object to tell whether a listing entry is already mirrored."""
+
+    etag: str
+    size: int
+    path: Path
+
+
+@dataclass(frozen=True)
 class ObjectRef:
     key: str
     path: Path  # the file holding the bytes
@@ -202,8 +211,9 @@ class MirrorStore:
         return self.root / ".versions" / _segment(bucket) / relative.parent / name
 
     # ---------------------------------------------------------------- writing
-    def _settle(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:
-        """Roll a committed-but-unplaced object forward: its temp file is renamed into place (in a write tx)."""
+    def _settle(self, conn: sqlite3.Connection, bucket: str, key: str, unsynced: set[Path] | None = None) -> None:
+        """Roll a committed-but-unplaced object forward: its temp file is renamed into place (in a write tx).
+        `unsynced`: collect the folder for the caller to fsync (once per folder) before it commits."""
         row = conn.execute("SELECT path, pending, pending_ino FROM objects WHERE bucket=? AND key=?",
                            (bucket, key)).fetchone()
         if row is None or row[1] is None:
@@ -212,7 +222,10 @@ class MirrorStore:
         if temp.exists():
             _makedirs(final.parent)
             _replace(temp, final)
-            fsync_dir(final.parent)
+            if unsynced is None:
+                fsync_dir(final.parent)
+            else:
+                unsynced.add(final.parent)
         elif not (final.exists() and final.stat().st_ino == row[2]):
             # The new bytes vanished before being placed: forget the row so the next mirror run re-fetches.
             conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
@@ -241,31 +254,51 @@ class MirrorStore:
         the mark cleared. A crash before step 1 commits leaves the old state; after it, any later access
         rolls step 2 forward. The store owns `temp` from here on.
         """
+        return self.commit_many(bucket, [(key, temp, entry)], now)[0]
+
+    def commit_many(self, bucket: str, items: list[tuple[str, Path, Entry]], now: datetime) -> list[bool]:
+        """`commit` for several keys of a bucket, each step one transaction for all of them (a reconcile
+        copying thousands of objects pays for two commits per batch instead of two per object)."""
+        done: list[bool] = []
         try:
-            with open(temp, "rb") as handle:
-                os.fsync(handle.fileno())
+            for _, temp, _ in items:
+                with open(temp, "rb") as handle:
+                    os.fsync(handle.fileno())
             with self._write() as conn:
-                self._settle(conn, bucket, key)
-                row = conn.execute("SELECT etag, size, seen_at, path FROM objects WHERE bucket=? AND key=?",
-                                   (bucket, key)).fetchone()
-                present = row is not None and (self.root / row[3]).exists()
-                if (present and (row[0], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry):
-                    temp.unlink(missing_ok=True)
-                    return False
-                until = min(_utc(now), _utc(entry.last_modified)) if entry.last_modified else now
-                self._supersede(conn, bucket, key, now, until, "overwritten")
-                conn.execute(
-                    "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
-                    "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (bucket, key, str(self.path_of(bucket, key).relative_to(self.root)), entry.size, entry.etag,
-                     entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
-                     _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
-                     temp.stat().st_ino))
+                for key, temp, entry in items:
+                    done.append(self._stage(conn, bucket, key, temp, entry, now))
         except BaseException:
-            temp.unlink(missing_ok=True)  # step 1 did not commit: the temp is nobody's
+            for _, temp, _ in items:
+                temp.unlink(missing_ok=True)  # step 1 did not commit: the temps are nobody's
             raise
         with self._write() as conn:
-            self._settle(conn, bucket, key)
+            unsynced: set[Path] = set()
+            for (key, _, _), staged in zip(items, done):
+                if staged:
+                    self._settle(conn, bucket, key, unsynced)
+            for folder in unsynced:  # the renames are durable before the marks are cleared
+                fsync_dir(folder)
+        return done
+
+    def _stage(self, conn: sqlite3.Connection, bucket: str, key: str, temp: Path, entry: Entry,
+               now: datetime) -> bool:
+        """Step 1 of a commit, inside the caller's write transaction; False (temp removed) if not needed."""
+        self._settle(conn, bucket, key)
+        row = conn.execute("SELECT etag, size, seen_at, path FROM objects WHERE bucket=? AND key=?",
+                           (bucket, key)).fetchone()
+        present = row is not None and (self.root / row[3]).exists()
+        if (present and (row[0], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry):
+            temp.unlink(missing_ok=True)
+            return False
+        until = min(_utc(now), _utc(entry.last_modified)) if entry.last_modified else now
+        self._supersede(conn, bucket, key, now, until, "overwritten")
+        conn.execute(
+            "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
+            "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (bucket, key, str(self.path_of(bucket, key).relative_to(self.root)), entry.size, entry.etag,
+             entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
+             _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
+             temp.stat().st_ino))
         return True
 
     @staticmethod
@@ -337,6 +370,16 @@ class MirrorStore:
             return None
         return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
                      self.root / row[8])
+
+    def brief(self, bucket: str, keys: list[str]) -> dict[str, Brief]:
+        """Etag, size and file of those of `keys` that are current and settled, in one query (reconcile
+        compares whole listing pages with it; a pending key is left out, so its caller looks closer)."""
+        if not keys:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT key, etag, size, path FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
+            f"({','.join('?' * len(keys))})", (bucket, *keys)).fetchall()
+        return {row[0]: Brief(row[1], row[2], self.root / row[3]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
         key, path, size, etag, ctype, meta, valid_from, md5, *rest = row

@@ -1,7 +1,9 @@
-"""Event -> mirrored latency of the agent, and its idle footprint.
+"""Figure 3: event -> mirrored latency, ours (`ragflow-backup run`: agent + workers) and `mc mirror --watch`
+side by side on the same private MinIO and the same stream of puts.
 
-A private MinIO and `ragflow-backup run` (agent + workers) on the test bed's Redis; puts objects and
-reads, from the mirror's index, when each one was mirrored. Prints a table; writes .bench/agent.json.
+Both are measured the same way: from the moment each put returned to the moment its file is seen, whole,
+at its place in the mirror (a poller stats every pending path every 20 ms). A burst of small puts (8 at
+a time), then a steady 20 puts/s.
 
     python bench/agent_latency.py [--quick]
 """
@@ -9,131 +11,154 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
+import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from agent.mirror_store import MirrorStore
-from testbed import env as testbed_env
-from testbed.leases import leased_redis_db, redis_url
-from testbed.minio_server import PrivateMinio
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import Row, mc_env, percentile, print_table, publish  # noqa: E402
+from agent.mirror_store import MirrorStore  # noqa: E402
+from testbed import env as testbed_env  # noqa: E402
+from testbed.leases import leased_redis_db, redis_url  # noqa: E402
+from testbed.minio_server import PrivateMinio  # noqa: E402
+
 CLI = str(Path(sys.executable).parent / "ragflow-backup")
+PAYLOAD = 4096
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+class Watcher:
+    """Notes when each expected file first exists with its full size, for several mirrors at once."""
+
+    def __init__(self, mirrors: dict[str, object]):
+        self.mirrors = mirrors  # name -> function (bucket, key) -> Path
+        self.put_at: dict[tuple[str, str], float] = {}
+        self.seen: dict[str, dict[tuple[str, str], float]] = {name: {} for name in mirrors}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, bucket: str, key: str, at: float) -> None:
+        with self.lock:
+            self.put_at[(bucket, key)] = at
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                waiting = list(self.put_at.items())
+            for name, path_of in self.mirrors.items():
+                seen = self.seen[name]
+                for item, _ in waiting:
+                    if item in seen:
+                        continue
+                    try:
+                        if os.stat(path_of(*item)).st_size == PAYLOAD:  # type: ignore[operator]
+                            seen[item] = time.time()
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+
+    def wait(self, items: list[tuple[str, str]], timeout: float) -> dict[str, list[float]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(all(i in s for i in items) for s in self.seen.values()):
+            time.sleep(0.2)
+        result = {}
+        for name, seen in self.seen.items():
+            result[name] = [seen[i] - self.put_at[i] for i in items if i in seen]
+            if len(result[name]) < len(items):
+                print(f"  {name}: only {len(result[name])} of {len(items)} mirrored within {timeout:.0f} s", flush=True)
+        return result
 
 
-def wait_mirrored(store: MirrorStore, bucket: str, put_at: dict[str, float], timeout: float) -> list[float]:
-    """Seconds from each put's completion to its mirroring, once all are in (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    latencies: dict[str, float] = {}
-    while len(latencies) < len(put_at) and time.monotonic() < deadline:
-        for key, at in put_at.items():
-            if key not in latencies and (entry := store.entry(bucket, key)) is not None:
-                latencies[key] = entry.mirrored_at.timestamp() - at
-        time.sleep(0.2)
-    if len(latencies) < len(put_at):
-        raise RuntimeError(f"only {len(latencies)} of {len(put_at)} objects mirrored within {timeout}s")
-    return list(latencies.values())
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rows_for(phase: str, lat: dict[str, list[float]], size: str, note: str) -> list[Row]:
+    rows = []
+    for label, pick in (("p50", lambda v: percentile(v, 0.5)), ("p99", lambda v: percentile(v, 0.99)),
+                        ("max", max)):
+        ours, theirs = lat["ours"], lat["mc"]
+        rows.append(Row(f"3 latency {phase} {label}", pick(ours) if ours else float("nan"),
+                        pick(theirs) if theirs else None, "s", "lower", size, "mc mirror --watch",
+                        note + (f"; mc mirrored {len(theirs)} of {len(ours)}" if len(theirs) < len(ours) else "")))
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer objects and shorter phases")
+    parser.add_argument("--quick", action="store_true", help="200 objects in the burst, 10 s of steady puts")
     args = parser.parse_args()
-    burst, steady_seconds, idle_seconds = (200, 10, 10) if args.quick else (1000, 60, 60)
+    burst, steady_seconds = (200, 10) if args.quick else (1000, 60)
     env = testbed_env.load()
-    work = Path(tempfile.mkdtemp(prefix="rb-bench-agent-"))
+    work = Path(tempfile.mkdtemp(prefix="rb-bench-latency-"))
     (work / "minio").mkdir()
     minio = PrivateMinio(env, work / "minio")
     minio.start()
     client = minio.client()
-    client.make_bucket("bench-burst")
-    client.make_bucket("bench-steady")
-    with leased_redis_db(env) as db:
-        config = work / "config.yml"
-        config.write_text(yaml.safe_dump({
-            "storage_root": str(work / "backups"), "broker": {"url": redis_url(env, db), "namespace": "bench"},
-            "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
-            "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
-            "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""}, "metrics": {"port": 0},
-        }))
-        log = (work / "agent.log").open("ab")
-        agent = subprocess.Popen([CLI, "--config", str(config), "run", "--threads", "8"], stdout=log, stderr=log,
-                                 start_new_session=True)
-        try:
+    for bucket in ("bench-burst", "bench-steady"):
+        client.make_bucket(bucket)
+    mc_proc = agent = None
+    try:
+        with leased_redis_db(env) as db:
+            config = work / "config.yml"
+            config.write_text(yaml.safe_dump({
+                "storage_root": str(work / "backups"),
+                "broker": {"url": redis_url(env, db), "namespace": "bench"},
+                "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
+                "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
+                "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
+                "metrics": {"port": 0},
+            }))
+            log = (work / "agent.log").open("ab")
+            agent = subprocess.Popen([CLI, "--config", str(config), "run", "--threads", "8"], stdout=log,
+                                     stderr=log, start_new_session=True)
+            (work / "mc").mkdir()
+            mc_proc = subprocess.Popen([env["MC"], "mirror", "--watch", "--quiet", "bench/", str(work / "mc")],
+                                       env=mc_env(minio), stdout=log, stderr=log, start_new_session=True)
             time.sleep(5)  # start-up: the first reconcile, listeners attached
             store = MirrorStore(work / "backups" / "minio_mirror")
-            payload = os.urandom(4096)
+            watcher = Watcher({"ours": store.path_of, "mc": lambda b, k: work / "mc" / b / k})
+            payload = os.urandom(PAYLOAD)
 
-            put_at: dict[str, float] = {}
-
-            def put(name: str) -> None:
-                client.put_object("bench-burst", name, io.BytesIO(payload), len(payload))
-                put_at[name] = datetime.now(timezone.utc).timestamp()
+            def put(bucket: str, key: str) -> tuple[str, str]:
+                client.put_object(bucket, key, io.BytesIO(payload), len(payload))
+                watcher.put(bucket, key, time.time())
+                return bucket, key
 
             with ThreadPoolExecutor(8) as pool:
-                list(pool.map(put, (f"burst/{i:05d}.bin" for i in range(burst))))
-            burst_latency = wait_mirrored(store, "bench-burst", put_at, 600)
+                items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))
+            burst_lat = watcher.wait(items, 600)
 
-            steady_at: dict[str, float] = {}
+            steady: list[tuple[str, str]] = []
             started = time.monotonic()
             for i in range(steady_seconds * 20):
-                client.put_object("bench-steady", f"steady/{i:05d}.bin", io.BytesIO(payload), len(payload))
-                steady_at[f"steady/{i:05d}.bin"] = datetime.now(timezone.utc).timestamp()
+                steady.append(put("bench-steady", f"steady/{i:05d}.bin"))
                 time.sleep(max(0.0, started + (i + 1) / 20 - time.monotonic()))
-            steady_latency = wait_mirrored(store, "bench-steady", steady_at, 300)
-
-            time.sleep(5)
-            cpu_before, wall_before = cpu_seconds(agent.pid), time.monotonic()
-            time.sleep(idle_seconds)
-            idle_cpu = (cpu_seconds(agent.pid) - cpu_before) / (time.monotonic() - wall_before)
-            rss = rss_mib(agent.pid)
-        finally:
-            os.killpg(agent.pid, signal.SIGTERM)
-            agent.wait(60)
-            minio.kill()
-    rows = [
-        ("burst p50", percentile(burst_latency, 0.5), "s"), ("burst p99", percentile(burst_latency, 0.99), "s"),
-        ("burst max", max(burst_latency), "s"),
-        ("steady p50", percentile(steady_latency, 0.5), "s"), ("steady p99", percentile(steady_latency, 0.99), "s"),
-        ("steady max", max(steady_latency), "s"),
-        ("idle CPU", idle_cpu * 100, "% of one core"), ("idle RSS", rss, "MiB"),
-    ]
-    print(f"agent: event -> mirrored latency ({burst} objects in a burst, 20 puts/s for {steady_seconds} s of 4 KiB), "
-          f"idle footprint over {idle_seconds} s; {os.cpu_count()} cores")
-    for name, value, unit in rows:
-        print(f"  {name:<12} {value:10.3f} {unit}")
-    print(f"  mean burst {statistics.mean(burst_latency):.3f} s, mean steady {statistics.mean(steady_latency):.3f} s")
-    (ROOT / ".bench").mkdir(exist_ok=True)
-    (ROOT / ".bench" / "agent.json").write_text(json.dumps([{"figure": f"agent {n}", "ours": v, "unit": u}
-                                                            for n, v, u in rows], indent=2))
+            steady_lat = watcher.wait(steady, 300)
+            watcher.stop.set()
+    finally:
+        for proc in (agent, mc_proc):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        minio.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    note = "poll of the mirror's files every 20 ms, both mirrors running on the same stream"
+    rows = rows_for("burst", burst_lat, f"{burst:,} puts of 4 KiB, 8 at a time", note)
+    rows += rows_for("steady", steady_lat, f"20 puts/s of 4 KiB for {steady_seconds} s", note)
+    publish("agent_latency", rows)
+    print_table(rows, "figure 3: event -> mirrored latency")
     return 0
 
 

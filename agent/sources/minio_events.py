@@ -89,8 +89,27 @@ class _StreamHTTP(urllib3.PoolManager):
         response = super().urlopen(method, url, redirect=redirect, **kw)
         # MinIO sends the headers after it has subscribed the listener: from here on nothing is missed.
         if response.status == 200 and response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            response.readline = _LineReader(response)  # what minio's EventIterable reads events with
             self._on_stream()
         return response
+
+
+class _LineReader:
+    """readline() for an event stream, in whole reads: the one urllib3's response inherits reads one byte
+    at a time, a few ms of CPU per event, so a burst of uploads queued up in the listener."""
+
+    def __init__(self, response: Any):
+        self.response, self.pending = response, b""
+
+    def __call__(self, limit: int = -1) -> bytes:
+        while b"\n" not in self.pending:
+            piece = self.response.read1(65536)  # what has arrived (one chunk), without waiting for more
+            if not piece:
+                line, self.pending = self.pending, b""
+                return line
+            self.pending += piece
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line + b"\n"
 
 
 def _client(settings: MinioSettings, http: urllib3.PoolManager) -> Minio:

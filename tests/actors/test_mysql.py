@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
 import actors.mysql as mysql
 from agent import clients
@@ -313,6 +314,31 @@ def test_verify_passes_on_a_good_point_and_catches_flipped_bytes_truncation_and_
         update={"bytes": len(repacked), "sha256": hashlib.sha256(repacked).hexdigest()})]})
     problems = mysql.verify(settings, point, forged)
     assert problems == ["mysql_dump.sql.gz: table `tags` has 39 rows in the dump, the manifest says 40"]
+
+
+def test_a_zstd_backup_holds_the_same_dump_and_verify_catches_it_cut_short(tmp_path, testbed_env, mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database, compression="zstd")
+    expected = seed(settings.mysql)
+    point = new_point(settings)
+
+    record = run_component(settings, point, mysql.NAME)
+
+    assert record is not None and record.status == "ok", record and record.error
+    [artifact] = record.artifacts
+    path = point.path("mysql_dump.sql.zst")
+    assert (artifact.name, artifact.kind, artifact.bytes) == ("mysql_dump.sql.zst", "zst", path.stat().st_size)
+    assert record.counts == expected == mysql.count_dump_rows(path)
+    assert len(zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read()) == \
+        record.details["uncompressed_bytes"]
+    assert mysql.verify(settings, point, record) == []
+
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) * 2 // 3])
+    cut = record.model_copy(update={"artifacts": [artifact.model_copy(
+        update={"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})]})
+    problems = mysql.verify(settings, point, cut)
+    assert problems and all("mysql_dump.sql.zst" in p for p in problems)
+    assert any("cut short" in p for p in problems)
 
 
 def test_a_wrong_password_fails_the_point_saying_access_was_denied(tmp_path, testbed_env, mysql_database):

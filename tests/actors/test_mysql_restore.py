@@ -197,6 +197,20 @@ def test_a_dropped_database_comes_back_with_every_row_and_the_same_data(live):
     assert scratch_left(live) == set()
 
 
+def test_a_zstd_dump_comes_back_like_a_gzip_one(live):
+    live.settings.mysql.compression = "zstd"
+    point, record = backup(live)
+    assert [(a.name, a.kind) for a in record.artifacts] == [("mysql_dump.sql.zst", "zst")]
+    before = checksums(live.cfg, live.database)
+    execute(live.cfg, "", f"DROP DATABASE `{live.database}`")
+
+    result = restore(live.settings, point, record)
+
+    assert result.ok and result.found == record.counts == live.dataset.row_counts
+    assert checksums(live.cfg, live.database) == before
+    assert scratch_left(live) == set()
+
+
 def test_changed_rows_and_added_tables_are_undone_and_the_previous_state_can_be_kept(live):
     point, record = backup(live)
     at_backup = checksums(live.cfg, live.database)

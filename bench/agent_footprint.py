@@ -1,0 +1,119 @@
+"""Figure 7: CPU and memory of `ragflow-backup run` (the agent and its worker threads, one process tree),
+during the initial reconcile of a private MinIO and then idle for a minute, against the requirements'
+limit (< 10 % of the machine's CPU and RAM).
+
+CPU is summed over the agent's session from /proc (user + system ticks), as a share of all cores; RSS
+is the sum over the session, sampled every 0.5 s (the peak is reported).
+
+    python bench/agent_footprint.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, tree_usage  # noqa: E402
+from agent.mirror_store import MirrorStore  # noqa: E402
+from testbed import env as testbed_env  # noqa: E402
+from testbed.leases import leased_redis_db, redis_url  # noqa: E402
+from testbed.minio_server import PrivateMinio  # noqa: E402
+
+CLI = str(Path(sys.executable).parent / "ragflow-backup")
+LIMIT = 10.0  # % of the machine
+
+
+def sample(sid: int, seconds: float | None, until=None) -> tuple[float, float, float]:
+    """(CPU % of the machine, peak RSS MiB, seconds) over `seconds` or until `until()` is true."""
+    cores = os.cpu_count() or 1
+    cpu0, _ = tree_usage(sid)
+    began, peak = time.monotonic(), 0.0
+    while True:
+        time.sleep(0.5)
+        peak = max(peak, tree_usage(sid)[1])
+        elapsed = time.monotonic() - began
+        if (seconds is not None and elapsed >= seconds) or (until is not None and until()) or elapsed > 1800:
+            break
+    cpu1, _ = tree_usage(sid)
+    return (cpu1 - cpu0) / elapsed / cores * 100, peak, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2,000 objects to reconcile, 15 s idle")
+    args = parser.parse_args()
+    count, idle_seconds = (2_000, 15) if args.quick else (10_000, 60)
+    env = testbed_env.load()
+    work = Path(tempfile.mkdtemp(prefix="rb-bench-footprint-"))
+    (work / "minio").mkdir()
+    minio = PrivateMinio(env, work / "minio")
+    minio.start()
+    agent = None
+    try:
+        total = put_objects(minio.client(), small_objects(count, 20))
+        with leased_redis_db(env) as db:
+            config = work / "config.yml"
+            config.write_text(yaml.safe_dump({
+                "storage_root": str(work / "backups"),
+                "broker": {"url": redis_url(env, db), "namespace": "bench"},
+                "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
+                "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
+                "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
+                "metrics": {"port": 0},
+            }))
+            log = (work / "agent.log").open("ab")
+            agent = subprocess.Popen([CLI, "--config", str(config), "run", "--threads", "8"], stdout=log,
+                                     stderr=log, start_new_session=True)
+            index = work / "backups" / "minio_mirror" / ".index.sqlite"
+
+            def mirrored() -> bool:
+                if not index.exists():
+                    return False
+                store = MirrorStore(index.parent)
+                try:
+                    return store.stats()["objects"] >= count
+                finally:
+                    store.close()
+
+            busy_cpu, busy_rss, busy_seconds = sample(agent.pid, None, mirrored)
+            if not mirrored():
+                raise RuntimeError(f"the agent did not mirror {count} objects within {busy_seconds:.0f} s")
+            time.sleep(3)
+            idle_cpu, idle_rss, _ = sample(agent.pid, idle_seconds)
+    finally:
+        if agent is not None:
+            os.killpg(agent.pid, signal.SIGTERM)
+            try:
+                agent.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(agent.pid, signal.SIGKILL)
+        minio.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    memory = machine()["memory_gib"] * GiB / MiB
+    busy = f"start-up reconcile of {count:,} objects ({total / MiB:,.0f} MiB) in {busy_seconds:.0f} s"
+    idle = f"idle for {idle_seconds} s after it"
+    rows = [Row("7 agent CPU during reconcile", busy_cpu, LIMIT, "% of machine", "lower", busy,
+                "requirement: < 10 %", "agent + 8 worker threads; MinIO's own CPU not counted"),
+            Row("7 agent RSS during reconcile (peak)", busy_rss / memory * 100, LIMIT, "% of RAM", "lower", busy,
+                "requirement: < 10 %", f"{busy_rss:,.0f} MiB"),
+            Row("7 agent CPU idle", idle_cpu, LIMIT, "% of machine", "lower", idle, "requirement: < 10 %", ""),
+            Row("7 agent RSS idle (peak)", idle_rss / memory * 100, LIMIT, "% of RAM", "lower", idle,
+                "requirement: < 10 %", f"{idle_rss:,.0f} MiB")]
+    publish("agent_footprint", rows)
+    print_table(rows, "figure 7: agent footprint")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
