@@ -77,9 +77,9 @@ def test_the_image_has_the_tools_a_backup_needs_and_installs_the_package_from_th
     assert {"agent", "actors"} <= set(copied) and "." not in copied, "only the package, never the whole context"
 
 
-def test_the_image_starts_the_agent_with_the_config_and_checks_its_health_endpoint():
+def test_the_image_starts_the_agent_at_a_lower_priority_with_the_config_and_checks_its_health_endpoint():
     instructions = dict(dockerfile_instructions())
-    assert json.loads(instructions["ENTRYPOINT"]) == ["ragflow-backup"]
+    assert json.loads(instructions["ENTRYPOINT"]) == ["nice", "-n", "10", "ragflow-backup"]
     assert json.loads(instructions["CMD"]) == ["--config", CONFIG, "run"]
     health = instructions["HEALTHCHECK"]
     assert "CMD" in health and "urllib.request" in health and "http://127.0.0.1:9108/healthz" in health
@@ -154,6 +154,13 @@ def test_each_systemd_unit_is_hardened_and_may_write_only_the_storage_root(name)
     expected = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ReadWritePaths": STORAGE_ROOT,
                 "ProtectHome": "yes", "PrivateTmp": "yes"}
     assert {key: service.get(key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("name", ["agent", "worker"])
+def test_each_systemd_unit_yields_the_cpu_and_the_disk_to_ragflow(name):
+    service = unit(name)["Service"]
+    assert int(service["Nice"]) > 0
+    assert service["IOSchedulingClass"] == "best-effort" and int(service["IOSchedulingPriority"]) == 7
 
 
 def test_systemd_accepts_both_units(tmp_path):
