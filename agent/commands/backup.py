@@ -11,7 +11,7 @@ from rich.table import Table
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.manifest import Manifest
 from agent.points import Point, Storage
-from agent.runs import MODULES, enabled_components, run_component
+from agent.runs import MODULES, enabled_components, notify_outcome, run_component
 
 
 def _components(settings, requested: list[str] | None) -> list[str]:
@@ -70,6 +70,7 @@ def backup(
                 progress.update(task, description=f"{name} → {point.ref}")
                 run_component(settings, point, name)
                 progress.advance(task)
+        notify_outcome(settings, point)  # the workers notify for queued runs; here, we do
     else:
         from actors.tasks import backup_component
 
