@@ -13,6 +13,7 @@ import gzip
 import logging
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,8 @@ from agent.points import Point
 NAME = "mysql"
 ARTIFACT = "mysql_dump.sql.gz"
 CHUNK = 1 << 20
+CONNECT_TIMEOUT = 10  # seconds the query client waits for a server's greeting
+RUN_TIMEOUT = 120  # seconds for a query client run (version, row counts)
 COMPLETED = b"-- Dump completed"
 DUMP_TOOLS = ("mysqldump", "mariadb-dump")  # MariaDB 11 images ship only mariadb-dump
 QUERY_TOOLS = ("mysql", "mariadb")
@@ -243,11 +246,15 @@ class _Local(_Session):
     def __init__(self, cfg: MySQLSettings, folder: Path):
         self.where = f"{cfg.host}:{cfg.port}"
         self.folder = folder
+        self.stall = cfg.stall_timeout_seconds
         self.option_file = folder / "client.cnf"
         password = clients.secret(cfg.password) or ""
         text = (f"[client]\nuser={_option_value(cfg.user, 'mysql.user')}\n"
                 f"password={_option_value(password, 'mysql.password')}\n"
-                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n")
+                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n"
+                # A hung server (accepting, never answering) fails the query client in seconds; mysqldump
+                # has no such option: stream() watches it for stalls instead.
+                f"[mysql]\nconnect-timeout={CONNECT_TIMEOUT}\n")
         fd = os.open(self.option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -264,8 +271,12 @@ class _Local(_Session):
         return super().find(tuple(t for t in tools if shutil.which(t)))
 
     def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        done = subprocess.run(self._argv(tool, args, connect), stdin=subprocess.DEVNULL, capture_output=True,
-                              env=self.env, timeout=120)
+        try:
+            done = subprocess.run(self._argv(tool, args, connect), stdin=subprocess.DEVNULL, capture_output=True,
+                                  env=self.env, timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{tool} got no answer from MySQL at {self.where} within {RUN_TIMEOUT}s "
+                               f"(is the server hung?)") from None
         return done.returncode, done.stdout, done.stderr
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
@@ -275,7 +286,16 @@ class _Local(_Session):
                                     stdout=subprocess.PIPE, stderr=errors, env=self.env)
             try:
                 assert proc.stdout is not None
-                while block := proc.stdout.read(CHUNK):
+                fd = proc.stdout.fileno()
+                while True:
+                    # A server hung mid-dump leaves mysqldump blocked forever: give up after a stall.
+                    if not select.select([fd], [], [], self.stall)[0]:
+                        raise TimeoutError(f"MySQL at {self.where} sent nothing for {self.stall}s in the middle "
+                                           f"of the dump (is the server hung?); mysqldump was stopped "
+                                           f"(mysql.stall_timeout_seconds)")
+                    block = os.read(fd, CHUNK)
+                    if not block:
+                        break
                     yield block
                 proc.wait()
             finally:

@@ -50,6 +50,8 @@ class MySQLSettings(Section):
     compose_service: str = "mysql"  # docker mode: the container is found by this compose label
     compose_project: str | None = None
     compression_level: int = Field(6, ge=1, le=9)
+    # A dump that receives nothing for this long is given up (a hung server would block it forever).
+    stall_timeout_seconds: int = Field(600, ge=1)
 
 
 class MinioSettings(Section):

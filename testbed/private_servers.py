@@ -88,6 +88,13 @@ class Signals:
         assert self.process is not None
         self.process.wait(timeout)
 
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Wait until the server answers again (after resume() or start())."""
+        wait_until(self.ready, f"{type(self).__name__} to answer", timeout)
+
+    def ready(self) -> bool:
+        return True
+
     def restart(self) -> None:
         self.stop()
         self.start()  # type: ignore[attr-defined] - each server defines it
@@ -95,6 +102,10 @@ class Signals:
 
 class PrivateMinio(Signals, minio_server.PrivateMinio):
     """testbed.minio_server.PrivateMinio with pause/resume/stop/restart."""
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"http://{self.endpoint}/minio/health/ready", timeout=2) as response:
+            return response.status == 200
 
     def kill(self) -> None:
         Signals.kill(self)
@@ -123,6 +134,9 @@ class PrivateRedis(Signals):
 
     def stop(self, timeout: float = 30) -> None:
         Signals.stop(self, timeout)  # SIGTERM: redis saves its RDB first when persistent
+
+    def ready(self) -> bool:
+        return bool(self.client().ping())
 
     def client(self, db: int = 0):
         import redis
@@ -170,6 +184,10 @@ class PrivateMariadb(Signals):
             if done.returncode:
                 raise RuntimeError(f"setting the private MariaDB's root password failed: {done.stderr.decode()}")
         wait_until(lambda: self.connection().close() or True, f"private MariaDB on port {self.port}", 60, self.log)
+
+    def ready(self) -> bool:
+        self.connection().close()
+        return True
 
     def connection(self, database: str = ""):
         import pymysql
@@ -231,12 +249,8 @@ class PrivateElasticsearch(Signals):
                        capture_output=True)
         subprocess.run([str(ES_HOME / "bin" / "elasticsearch-keystore"), "add", "-x", "bootstrap.password"],
                        env=environment, input=self.password.encode(), check=True, capture_output=True)
+        # The service user must also be able to reach the folder through its parents (not pytest's tmp).
         subprocess.run(["chown", "-R", SERVICE_USER, str(self.folder)], check=True)
-        # The service user must reach the folder through its parents (pytest's tmp folders are 0700).
-        parent = self.folder.parent
-        while parent != parent.parent:
-            parent.chmod(parent.stat().st_mode | 0o011)
-            parent = parent.parent
 
     def start(self) -> None:
         if not self.conf.exists():
@@ -249,6 +263,9 @@ class PrivateElasticsearch(Signals):
         wait_until(self.pidfile.exists, "private Elasticsearch's pid file", 120, self.log)
         self._pid = int(self.pidfile.read_text().strip())
         wait_until(self._healthy, f"private Elasticsearch on {self.url}", 240, self.logs)
+
+    def ready(self) -> bool:
+        return self._healthy()
 
     def _healthy(self) -> bool:
         import base64

@@ -3,6 +3,8 @@ receives the product's notifications, and a fingerprint of the storage root's ex
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,22 +72,30 @@ def private_minio(testbed_env, tmp_path) -> Iterator[PrivateMinio]:
 
 
 @pytest.fixture(scope="session")
-def session_elasticsearch(tmp_path_factory) -> Iterator[PrivateElasticsearch]:
-    """One private Elasticsearch for the session (it takes a minute to start); tests resume it."""
-    server = PrivateElasticsearch(tmp_path_factory.mktemp("private-es"))
-    reach("Elasticsearch (private node of the test bed's install)", server.start)
-    yield server
-    server.kill()
+def session_elasticsearch() -> Iterator[PrivateElasticsearch]:
+    """One private Elasticsearch for the session (it takes a while to start); tests resume it.
+
+    Its folder is outside pytest's: Elasticsearch runs as another user, and every pytest run resets
+    /tmp/pytest-of-root to 0700, which would lock it out of its own files."""
+    folder = Path(tempfile.mkdtemp(prefix="ragflow-backup-fault-es-", dir="/var/tmp"))
+    folder.chmod(0o711)
+    server = PrivateElasticsearch(folder / "node")
+    try:
+        reach("Elasticsearch (private node of the test bed's install)", server.start)
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
 def private_elasticsearch(session_elasticsearch) -> Iterator[PrivateElasticsearch]:
     """The session's private Elasticsearch, running and answering when the test starts and ends."""
     server = session_elasticsearch
-    server.resume()
-    if server.pid() is None:
-        server.start()
-    yield server
-    server.resume()
-    if server.pid() is None:
-        server.start()
+    for _ in ("before", "after"):
+        server.resume()
+        if server.pid() is None:
+            server.start()
+        server.wait_ready()
+        if _ == "before":
+            yield server
