@@ -18,7 +18,6 @@ from agent.config import Settings
 from agent.points import Storage
 
 log = logging.getLogger("ragflow_backup.agent")
-ALERT_INTERVAL_SECONDS = 60
 
 
 class Agent:
@@ -134,15 +133,28 @@ class Agent:
                                      "last_error": str(self.minio_source.last_error or "")}
         return parts
 
+    def source_alerts(self) -> list:
+        """An event source that has lost its server (MinIO down or hung) is an alert until it is back."""
+        from agent.health import ALERT_PREFIX, Alert
+
+        alerts = []
+        for name, part in self.source_health().items():
+            if not part["ok"]:
+                alerts.append(Alert(f"{ALERT_PREFIX}{name}", "failure", f"ragflow-backup: {name} is not listening",
+                                    f"{part['last_error'] or 'not connected yet'}; objects changed meanwhile are "
+                                    "mirrored by the reconcile that follows the reconnection."))
+        return alerts
+
     def _alert_loop(self) -> None:
         from agent.notify import Notifier
 
         notifier = Notifier(self.settings.notify, self.storage.root / "state" / "notify.json")
-        while not self._stop.wait(ALERT_INTERVAL_SECONDS):
+        while not self._stop.wait(self.settings.notify.check_interval_seconds):
             try:
                 report = self.health()
-                raised = {alert.key for alert in report.alerts(self.settings)}
-                for alert in report.alerts(self.settings):
+                alerts = report.alerts(self.settings) + self.source_alerts()
+                raised = {alert.key for alert in alerts}
+                for alert in alerts:
                     notifier.notify(alert.key, alert.level, alert.title, alert.body)
                 for key in notifier.open_failures():
                     if key.startswith("health:") and key not in raised:

@@ -68,6 +68,8 @@ class MinioSettings(Section):
     version_retention_days: int = Field(30, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
+    # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
+    timeout_seconds: float = Field(60, gt=0)
 
 
 class SearchSettings(Section):
@@ -146,6 +148,7 @@ class NotifySettings(Section):
     # Recovery point objectives: alert when the last success is older than this.
     rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
+    check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
 
 
 class RetentionSettings(Section):
