@@ -207,18 +207,18 @@ def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_sche
     written = {f"doc-{n}.txt": f"queued {n}".encode() for n in range(10)}
     try:
         wait_for(lambda: "agent started" in text_of(agent_log), "the agent to start")
-        wait_for(lambda: "listening" in text_of(agent_log) or private_redis.client(2).keys("faults:*"),
-                 "the listener", timeout=30)
         broker = private_redis.client(2)
+        put(minio, "kb-queue", "probe.txt", b"is the listener attached?")
+        wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 1, f"the listener (log {agent_log})", timeout=120)
         if fault in ("stopped", "hung"):
             (private_redis.stop if fault == "stopped" else private_redis.pause)()
         for key, data in written.items():
             put(minio, "kb-queue", key, data)
         if fault == "flushed":
-            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 10, "the messages to be queued", 60)
+            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 11, "the messages to be queued", 120)
             broker.flushdb()
         elif fault == "restarted":
-            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 10, "the messages to be queued", 60)
+            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 11, "the messages to be queued", 120)
             private_redis.restart()
         else:
             threading.Event().wait(3)
