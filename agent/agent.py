@@ -64,6 +64,7 @@ class Agent:
         from agent.sources.minio_events import MinioEventSource
 
         settings = self.settings
+        self._hold_storage_root()
         self._warn_about_eviction()
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
@@ -87,6 +88,15 @@ class Agent:
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")
 
+    def _hold_storage_root(self) -> None:
+        """One agent per storage root: two would fire every scheduled job twice (the second backup of a
+        component then fails on its lock) and share one scheduler state. The second one refuses to start."""
+        from agent import locks
+
+        held = locks.exclusive(self.storage.root / "locks" / "agent.lock", f"an agent on {self.storage.root}")
+        held.__enter__()  # raises locks.Busy naming the other agent's pid
+        self._held = held
+
     def _warn_about_eviction(self) -> None:
         from agent.doctor import check_broker
 
@@ -101,6 +111,9 @@ class Agent:
                 part.stop()
         for thread in self._threads:
             thread.join(10)
+        if getattr(self, "_held", None) is not None:
+            self._held.__exit__(None, None, None)
+            self._held = None
         log.info("agent stopped")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
