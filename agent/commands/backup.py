@@ -29,6 +29,18 @@ def _components(settings, requested: list[str] | None) -> list[str]:
     return requested
 
 
+def _notify_failure(settings, message: str) -> None:
+    """Tell the operator even when the storage root cannot be written (the send happens before the
+    notifier's own state file is saved there)."""
+    from agent.notify import Notifier
+
+    try:
+        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
+            "backup", "ragflow-backup: cannot create a backup point", message)
+    except OSError:
+        pass
+
+
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, transient=True)
@@ -62,7 +74,10 @@ def backup(
     try:
         point = storage.new_point(names)
     except OSError as exc:
-        fail(f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's owner and mode)")
+        message = (f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's "
+                   "owner, mode, free space and that it is mounted read-write)")
+        _notify_failure(settings, message)
+        fail(message)
     if local:
         with _progress() as progress:
             task = progress.add_task(f"backing up into {point.ref}", total=len(names))

@@ -79,3 +79,19 @@ def text_of(path: Path) -> str:
         return Path(path).read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def alert_round(settings) -> list[str]:
+    """What the agent's alert loop does once: collect health, send every alert; the titles sent."""
+    from agent.health import collect
+    from agent.mirror_stats import mirror_stats
+    from agent.notify import Notifier
+    from agent.points import Storage
+
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    report = collect(settings, Storage(settings.storage_root).prepare(), mirror_stats=lambda: mirror_stats(settings))
+    sent = []
+    for alert in report.alerts(settings):
+        if notifier.notify(alert.key, alert.level, alert.title, alert.body):
+            sent.append(alert.title)
+    return sent

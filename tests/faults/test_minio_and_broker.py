@@ -11,14 +11,11 @@ import pytest
 
 from actors.minio_mirror import reconcile
 from agent.config import Settings
-from agent.health import collect
 from agent.mirror_stats import mirror_stats
 from agent.mirror_status import record_reconcile
 from agent.mirror_store import MirrorStore
-from agent.notify import Notifier
-from agent.points import Storage
 from testbed.polling import wait_for
-from tests.faults.harness import fingerprint, kill, start_cli, text_of, write_config
+from tests.faults.harness import alert_round, fingerprint, kill, start_cli, text_of, write_config
 
 
 def put(client, bucket: str, key: str, data: bytes) -> None:
@@ -34,17 +31,6 @@ def mirror_files(root: Path) -> dict[str, str]:
 def minio_section(server, **extra) -> dict:
     m = server.settings()
     return {"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value(), **extra}
-
-
-def alert_round(settings: Settings) -> list[str]:
-    """What the agent's alert loop does once: collect health, send every alert; the titles sent."""
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
-    report = collect(settings, Storage(settings.storage_root).prepare(), mirror_stats=lambda: mirror_stats(settings))
-    sent = []
-    for alert in report.alerts(settings):
-        if notifier.notify(alert.key, alert.level, alert.title, alert.body):
-            sent.append(alert.title)
-    return sent
 
 
 @pytest.mark.fault("MinIO stopped during a reconcile",
