@@ -145,9 +145,13 @@ def list_points() -> None:
         table.add_column(column, overflow="fold")
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
-        manifest = point.manifest()
-        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
+        try:
+            manifest = point.manifest()
+        except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
+            table.add_row(point.tier, point.name, styled("fail"), size, "", f"manifest.json unreadable ({type(exc).__name__})")
+            continue
+        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
     console.print(table)
 
