@@ -185,6 +185,10 @@ def _failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSet
     if re.search(r"\b1045\b", stderr):
         return PermanentError(f"MySQL at {where} denied access to user '{cfg.user}' (wrong password?): check "
                               f"mysql.user and mysql.password (or MYSQL_PASSWORD in RAGFlow's docker/.env). {said}")
+    if re.search(r"\b(1820|1862)\b", stderr):
+        return PermanentError(f"the password of MySQL user '{cfg.user}' at {where} has expired: set a new one on the "
+                              f"server (ALTER USER ... IDENTIFIED BY ...) and in mysql.password (or MYSQL_PASSWORD in "
+                              f"RAGFlow's docker/.env). {said}")
     if re.search(r"\b1049\b", stderr) or "Unknown database" in stderr:
         return PermanentError(f"database '{cfg.database}' does not exist at {where}: set mysql.database to "
                               f"RAGFlow's database (usually rag_flow). {said}")

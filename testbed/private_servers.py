@@ -153,6 +153,7 @@ class PrivateMariadb(Signals):
 
     def __init__(self, folder: Path, password: str = "fault-mysql-pw"):
         self.folder, self.password = Path(folder), password
+        self.root_password = password  # root@localhost's, which the tests never change
         self.data = self.folder / "data"
         self.socket = self.folder / "mysqld.sock"
         self.port = free_port()
@@ -188,6 +189,12 @@ class PrivateMariadb(Signals):
     def ready(self) -> bool:
         self.connection().close()
         return True
+
+    def admin(self):
+        """root over the socket (root@localhost): still usable when root@127.0.0.1 is expired or re-keyed."""
+        import pymysql
+
+        return pymysql.connect(unix_socket=str(self.socket), user="root", password=self.root_password, autocommit=True)
 
     def connection(self, database: str = ""):
         import pymysql
@@ -266,6 +273,17 @@ class PrivateElasticsearch(Signals):
 
     def ready(self) -> bool:
         return self._healthy()
+
+    def set_password(self, password: str) -> None:
+        """Rotate the elastic user's password (bootstrap.password: this build has no security index)."""
+        self.stop()
+        done = subprocess.run(["runuser", "-u", SERVICE_USER, "--", "env", f"ES_PATH_CONF={self.conf}",
+                               f"ES_JAVA_HOME={_java_home()}", str(ES_HOME / "bin" / "elasticsearch-keystore"), "add",
+                               "-x", "-f", "bootstrap.password"], input=password.encode(), capture_output=True)
+        if done.returncode:
+            raise RuntimeError(f"elasticsearch-keystore failed: {done.stdout.decode()} {done.stderr.decode()}")
+        self.password = password
+        self.start()
 
     def _healthy(self) -> bool:
         import base64

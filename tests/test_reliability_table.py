@@ -1,4 +1,4 @@
-"""docs/reliability.md is what the fault markers say: it cannot drift from the tests."""
+"""docs/reliability.md is what the fault markers say (tests/faults/table.py): it cannot drift from the tests."""
 from __future__ import annotations
 
 from tests.faults import table
