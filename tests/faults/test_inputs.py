@@ -24,8 +24,8 @@ def config_point(tmp_path):
     return config, point
 
 
-@pytest.mark.fault("corrupt input: a manifest edited by hand (an artifact's SHA-256 or size changed)",
-                   "verify names the artifact and what differs, exits 1; the point is not promoted again")
+@pytest.mark.fault("corrupt input: a manifest edited by hand (an artifact's SHA-256 changed)",
+                   "verify names the artifact whose checksum differs and exits 1")
 def test_a_manifest_edited_by_hand_fails_verify_naming_the_artifact(config_point):
     config, point = config_point
     manifest = json.loads((point.folder / "manifest.json").read_text())
