@@ -26,7 +26,7 @@ demo: venv services
 test: venv services
 	$(BIN)/python -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
-# The fault matrix (docs/reliability.md): private servers stopped, hung and restarted; ~20 minutes.
+# The fault matrix (docs/reliability.md): private servers stopped, hung and restarted; about 11 minutes.
 faults: venv services
 	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 

@@ -177,8 +177,9 @@ def test_minio_stopped_hung_or_restarted_while_listening_is_alerted_and_healed(
                    "with Redis persistence the messages survive and are processed; without it they are lost "
                    "like a flush and healed by the scheduled reconcile")
 @pytest.mark.fault("Redis broker stopped or hung (SIGSTOP) while the agent listens",
-                   "enqueueing fails (stopped: retried, then dropped and left to reconcile) or waits (hung); "
-                   "once Redis is back every object written meanwhile is mirrored")
+                   "enqueueing fails (stopped: retried, then dropped and left to reconcile) or waits (hung); a "
+                   "stopped broker raises 'health checks are failing' naming it; once Redis is back every "
+                   "object written meanwhile is mirrored and the recovery is notified")
 @pytest.mark.parametrize("fault", ["flushed", "restarted", "stopped", "hung"])
 def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_scheduler(
     tmp_path, private_minio, private_redis, inbox, fault
@@ -207,6 +208,10 @@ def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_sche
             wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 11, "the messages to be queued", 120)
             private_redis.restart()
         else:
+            if fault == "stopped":  # (a hung Redis blocks the agent's health check until it answers again)
+                wait_for(lambda: any("health checks are failing" in t for t in inbox.titles()),
+                         f"the alert (log {agent_log})", timeout=60)
+                assert f"127.0.0.1:{private_redis.port}" in inbox.text()
             threading.Event().wait(3)
             private_redis.resume()
             if private_redis.pid() is None:
@@ -220,4 +225,6 @@ def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_sche
         if worker is not None:
             kill(worker, 15)
         kill(agent, 15)
+    if fault == "stopped":
+        wait_for(lambda: any("back to normal" in t for t in inbox.titles()), "the recovery", timeout=60)
     assert fingerprint(tmp_path / "backups") == before
