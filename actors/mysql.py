@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -38,6 +39,8 @@ NAME = "mysql"
 ARTIFACT = "mysql_dump.sql.gz"
 ARTIFACT_ZSTD = "mysql_dump.sql.zst"  # mysql.compression: zstd
 CHUNK = 1 << 20
+CONNECT_TIMEOUT = 10  # seconds the query client waits for a server's greeting
+RUN_TIMEOUT = 120  # seconds for a query client run (version, row counts)
 COMPLETED = b"-- Dump completed"
 DUMP_TOOLS = ("mysqldump", "mariadb-dump")  # MariaDB 11 images ship only mariadb-dump
 QUERY_TOOLS = ("mysql", "mariadb")
@@ -191,6 +194,10 @@ def _failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSet
     if re.search(r"\b1045\b", stderr):
         return PermanentError(f"MySQL at {where} denied access to user '{cfg.user}' (wrong password?): check "
                               f"mysql.user and mysql.password (or MYSQL_PASSWORD in RAGFlow's docker/.env). {said}")
+    if re.search(r"\b(1820|1862)\b", stderr):
+        return PermanentError(f"the password of MySQL user '{cfg.user}' at {where} has expired: set a new one on the "
+                              f"server (ALTER USER ... IDENTIFIED BY ...) and in mysql.password (or MYSQL_PASSWORD in "
+                              f"RAGFlow's docker/.env). {said}")
     if re.search(r"\b1049\b", stderr) or "Unknown database" in stderr:
         return PermanentError(f"database '{cfg.database}' does not exist at {where}: set mysql.database to "
                               f"RAGFlow's database (usually rag_flow). {said}")
@@ -252,11 +259,15 @@ class _Local(_Session):
     def __init__(self, cfg: MySQLSettings, folder: Path):
         self.where = f"{cfg.host}:{cfg.port}"
         self.folder = folder
+        self.stall = cfg.stall_timeout_seconds
         self.option_file = folder / "client.cnf"
         password = clients.secret(cfg.password) or ""
         text = (f"[client]\nuser={_option_value(cfg.user, 'mysql.user')}\n"
                 f"password={_option_value(password, 'mysql.password')}\n"
-                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n")
+                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n"
+                # A hung server (accepting, never answering) fails the query client in seconds; mysqldump
+                # has no such option: stream() watches it for stalls instead.
+                f"[mysql]\nconnect-timeout={CONNECT_TIMEOUT}\n")
         fd = os.open(self.option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -273,8 +284,12 @@ class _Local(_Session):
         return super().find(tuple(t for t in tools if shutil.which(t)))
 
     def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        done = subprocess.run(self._argv(tool, args, connect), stdin=subprocess.DEVNULL, capture_output=True,
-                              env=self.env, timeout=120)
+        try:
+            done = subprocess.run(self._argv(tool, args, connect), stdin=subprocess.DEVNULL, capture_output=True,
+                                  env=self.env, timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{tool} got no answer from MySQL at {self.where} within {RUN_TIMEOUT}s "
+                               f"(is the server hung?)") from None
         return done.returncode, done.stdout, done.stderr
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
@@ -284,7 +299,16 @@ class _Local(_Session):
                                     stdout=subprocess.PIPE, stderr=errors, env=self.env)
             try:
                 assert proc.stdout is not None
-                while block := proc.stdout.read(CHUNK):
+                fd = proc.stdout.fileno()
+                while True:
+                    # A server hung mid-dump leaves mysqldump blocked forever: give up after a stall.
+                    if not select.select([fd], [], [], self.stall)[0]:
+                        raise TimeoutError(f"MySQL at {self.where} sent nothing for {self.stall}s in the middle "
+                                           f"of the dump (is the server hung?); mysqldump was stopped "
+                                           f"(mysql.stall_timeout_seconds)")
+                    block = os.read(fd, CHUNK)
+                    if not block:
+                        break
                     yield block
                 proc.wait()
             finally:

@@ -69,6 +69,9 @@ def _classified(settings: RedisSettings) -> Iterator[None]:
         if "DB index is out of range" in text:
             raise PermanentError(f"{where}: no such database on this server; fix redis.db in the config") from None
         raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Transient (retried), but the message must say which server is away, and that it may be hung.
+        raise type(exc)(f"cannot reach {where}: {exc}") from None
 
 
 def _client(settings: RedisSettings):

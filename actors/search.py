@@ -104,6 +104,12 @@ def _classified(search: SearchSettings) -> Iterator[None]:
             raise PermanentError(
                 f"the server at {_url(search)} is not Elasticsearch; if it is OpenSearch set search.engine: opensearch"
             ) from exc
+        if status is not None and status >= 500:
+            # Transient (retried): e.g. a node that lost its cluster after a hang says 503 for a while.
+            raise RuntimeError(f"{_where(search)} answered {status} ({_reasons(exc) or exc}); will retry") from exc
+        if status is None and type(exc).__name__ in ("ConnectionError", "ConnectionTimeout"):
+            # Transient (retried), but say which server is away (refused, or hung: a timeout).
+            raise ConnectionError(f"cannot reach {_where(search)} ({type(exc).__name__}: {exc})") from exc
         raise
 
 

@@ -16,7 +16,7 @@ from dramatiq.middleware import CurrentMessage
 from agent import runtime
 from agent.config import Settings
 from agent.points import Point, Storage
-from agent.runs import enabled_components, run_component
+from agent.runs import enabled_components, notify_outcome, run_component
 
 log = logging.getLogger("ragflow_backup.actors")
 
@@ -52,17 +52,8 @@ def backup_component(point_ref: str, component: str) -> None:
 
 def point_finished(settings: Settings, point: Point) -> None:
     """Tell the operator how the run ended, then apply retention (after the run, as the PRD asks)."""
-    from agent.notify import Notifier
-
-    manifest = point.manifest()
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
-    if manifest.status == "complete":
-        notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")
-    else:
-        failed = {name: rec.error for name, rec in manifest.components.items() if rec.status != "ok"}
-        body = "\n".join(f"{name}: {error}" for name, error in failed.items())
-        notifier.failure("backup", f"ragflow-backup: {point.ref} is {manifest.status}", body)
-    if manifest.status == "complete" and point.tier == "daily" and settings.offsite.enabled:
+    notify_outcome(settings, point)
+    if point.manifest().status == "complete" and point.tier == "daily" and settings.offsite.enabled:
         offsite_copy.send(point.ref)  # never blocks nor changes the local point
     prune.send()
 

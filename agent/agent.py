@@ -18,7 +18,6 @@ from agent.config import Settings
 from agent.points import Storage
 
 log = logging.getLogger("ragflow_backup.agent")
-ALERT_INTERVAL_SECONDS = 60
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, str]:
@@ -77,6 +76,7 @@ class Agent:
         from agent.sources.minio_events import MinioEventSource
 
         settings = self.settings
+        self._hold_storage_root()
         self._warn_about_eviction()
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
@@ -97,6 +97,15 @@ class Agent:
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")
 
+    def _hold_storage_root(self) -> None:
+        """One agent per storage root: two would fire every scheduled job twice (the second backup of a
+        component then fails on its lock) and share one scheduler state. The second one refuses to start."""
+        from agent import locks
+
+        held = locks.exclusive(self.storage.root / "locks" / "agent.lock", f"an agent on {self.storage.root}")
+        held.__enter__()  # raises locks.Busy naming the other agent's pid
+        self._held = held
+
     def _warn_about_eviction(self) -> None:
         from agent.doctor import check_broker
 
@@ -111,6 +120,9 @@ class Agent:
                 part.stop()
         for thread in self._threads:
             thread.join(10)
+        if getattr(self, "_held", None) is not None:
+            self._held.__exit__(None, None, None)
+            self._held = None
         log.info("agent stopped")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -143,15 +155,28 @@ class Agent:
                                      "last_error": str(self.minio_source.last_error or "")}
         return parts
 
+    def source_alerts(self) -> list:
+        """An event source that has lost its server (MinIO down or hung) is an alert until it is back."""
+        from agent.health import ALERT_PREFIX, Alert
+
+        alerts = []
+        for name, part in self.source_health().items():
+            if not part["ok"]:
+                alerts.append(Alert(f"{ALERT_PREFIX}{name}", "failure", f"ragflow-backup: {name} is not listening",
+                                    f"{part['last_error'] or 'not connected yet'}; objects changed meanwhile are "
+                                    "mirrored by the reconcile that follows the reconnection."))
+        return alerts
+
     def _alert_loop(self) -> None:
         from agent.notify import Notifier
 
         notifier = Notifier(self.settings.notify, self.storage.root / "state" / "notify.json")
-        while not self._stop.wait(ALERT_INTERVAL_SECONDS):
+        while not self._stop.wait(self.settings.notify.check_interval_seconds):
             try:
                 report = self.health()
-                raised = {alert.key for alert in report.alerts(self.settings)}
-                for alert in report.alerts(self.settings):
+                alerts = report.alerts(self.settings) + self.source_alerts()
+                raised = {alert.key for alert in alerts}
+                for alert in alerts:
                     notifier.notify(alert.key, alert.level, alert.title, alert.body)
                 for key in notifier.open_failures():
                     if key.startswith("health:") and key not in raised:

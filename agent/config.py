@@ -54,6 +54,8 @@ class MySQLSettings(Section):
     compression: Literal["gzip", "zstd"] = "gzip"
     compression_level: int = Field(6, ge=1, le=9)  # gzip's
     zstd_level: int = Field(3, ge=1, le=19)
+    # A dump that receives nothing for this long is given up (a hung server would block it forever).
+    stall_timeout_seconds: int = Field(600, ge=1)
 
 
 class MinioSettings(Section):
@@ -72,6 +74,8 @@ class MinioSettings(Section):
     bucket_discovery_seconds: float = Field(10, gt=0)
     # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
     reconcile_workers: int = Field(8, ge=1, le=64)
+    # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
+    timeout_seconds: float = Field(60, gt=0)
 
 
 class SearchSettings(Section):
@@ -153,6 +157,7 @@ class NotifySettings(Section):
     # Recovery point objectives: alert when the last success is older than this.
     rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
+    check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
 
 
 class RetentionSettings(Section):

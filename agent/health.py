@@ -125,6 +125,16 @@ class HealthReport:
                                 f"ragflow-backup: MinIO mirror {lag / 60:.0f} min behind",
                                 f"The oldest waiting mirror task is {lag:.0f} s old (threshold "
                                 f"{notify.mirror_lag_seconds} s): are the workers running?"))
+        reconcile = (self.mirror or {}).get("last_reconcile")
+        if isinstance(reconcile, dict) and reconcile.get("complete") is False:
+            errors = reconcile.get("errors") or []
+            alerts.append(Alert(f"{ALERT_PREFIX}mirror reconcile", "failure",
+                                "ragflow-backup: the MinIO mirror's reconcile is incomplete",
+                                f"The reconcile of {reconcile.get('time', '?')} could not finish; nothing was removed "
+                                "from the mirror. " + "\n".join(errors[:5])))
+        if self.problems:  # e.g. the broker's Redis is down: queues (and so mirror lag) cannot be seen
+            alerts.append(Alert(f"{ALERT_PREFIX}checks", "failure", "ragflow-backup: health checks are failing",
+                                "The agent cannot check everything it watches:\n" + "\n".join(self.problems[:10])))
         newest = self.newest_point
         if newest is not None and newest.status in ("partial", "failed"):
             failures = [f"{item.component}: {item.last_failure_error}" for item in self.components

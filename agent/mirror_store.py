@@ -156,7 +156,13 @@ class MirrorStore:
         self.index = self.root / ".index.sqlite"
         self.tmp = private_dir(self.root / ".tmp")
         self._local = threading.local()
-        os.close(os.open(self.index, os.O_WRONLY | os.O_CREAT, FILE_MODE))  # SQLite gives -wal/-shm its mode
+        # Create the file with our mode (SQLite gives -wal/-shm the same), but never open an existing one
+        # ourselves: closing any descriptor of it drops this process's POSIX locks, and another process
+        # closing its last connection would then take itself for the last one and delete the WAL (data lost).
+        try:
+            os.close(os.open(self.index, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        except FileExistsError:
+            pass
         with self._write() as conn:
             for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)

@@ -199,16 +199,34 @@ def last_restore(settings: Settings) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def one_at_a_time(settings: Settings):
+    """One restore or rollback at a time per storage root: two would swap data under each other, and
+    the second would overwrite the first's rollback state. The second is refused, naming the first."""
+    from agent import locks
+
+    return locks.exclusive(private_dir(settings.storage_root / "locks") / "restore.lock", "a restore")
+
+
 def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dict[str, Any]:
     """Safety point, then each component in order; on any failure, roll back what was touched.
 
     With encryption on, the safety point is encrypted like any other, so its rollback needs the identity:
     it is asked for before anything is touched."""
+    from agent.locks import Busy
+
     if settings.encryption.enabled and identity is None and any(c in IN_POINTS for c in plan.components):
         from agent.encryption import IdentityNeeded
 
         raise IdentityNeeded("encryption is on, so the safety point this restore takes is encrypted and a rollback "
                              "must decrypt it: pass --identity FILE")
+    try:
+        with one_at_a_time(settings):
+            return _execute(settings, plan, identity)
+    except Busy as exc:
+        raise PermanentError(f"{exc}; nothing was changed") from None
+
+
+def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str, Any]:
     started = time.monotonic()
     began_at = datetime.now(timezone.utc)
     ident = {"point": plan.point.ref if plan.point else None, "at": plan.at, "components": plan.components, "kb": plan.kb}
@@ -258,6 +276,16 @@ def rollback(settings: Settings, safety: Point | None, began_at: datetime, compo
 
 def rollback_last(settings: Settings, identity: Path | None = None) -> dict[str, Any]:
     """`restore --rollback`: undo the last restore from its safety point."""
+    from agent.locks import Busy
+
+    try:
+        with one_at_a_time(settings):
+            return _rollback_last(settings, identity)
+    except Busy as exc:
+        raise PermanentError(f"{exc}; nothing was changed") from None
+
+
+def _rollback_last(settings: Settings, identity: Path | None) -> dict[str, Any]:
     state = last_restore(settings)
     if not state:
         raise PermanentError("no restore to roll back (no state/last_restore.json under the storage root)")

@@ -91,3 +91,18 @@ def promote_complete(settings: Settings, point: Point) -> None:
             log.info("promoted %s to %s (hard links)", point.ref, promoted.ref)
     except Exception as exc:  # noqa: BLE001
         log.error("could not promote %s: %s", point.ref, describe(exc))
+
+
+def notify_outcome(settings: Settings, point: Point) -> None:
+    """Tell the operator how a finished run ended: a failure naming each component's error, or a
+    recovery once a run is complete again. Used by the workers and by `backup --local` alike."""
+    from agent.notify import Notifier
+
+    manifest = point.manifest()
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    if manifest.status == "complete":
+        notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")
+    else:
+        failed = {name: rec.error for name, rec in manifest.components.items() if rec.status != "ok"}
+        body = "\n".join(f"{name}: {error}" for name, error in failed.items())
+        notifier.failure("backup", f"ragflow-backup: {point.ref} is {manifest.status}", body)

@@ -56,7 +56,13 @@ def verify_point(settings: Settings, point: Point, identity: Path | None = None)
 def _verify(settings: Settings, point: Point, check_component, ref: str | None = None,
             status: str | None = None) -> VerifyReport:
     started = time.monotonic()
-    manifest = point.manifest()
+    try:
+        manifest = point.manifest()
+    except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: a finding, not a crash
+        check = ComponentCheck("manifest", problems=[
+            f"{point.folder / 'manifest.json'} is unreadable ({type(exc).__name__}); it was changed after the "
+            "backup: restore it from a copy, or take a new backup"])
+        return VerifyReport(point.ref, "unreadable", [check], time.monotonic() - started)
     checks = []
     for name in manifest.requested:
         check = ComponentCheck(name)

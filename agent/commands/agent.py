@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agent.commands.common import console, state
+from agent.commands.common import console, fail, state
 
 
 def _logging() -> None:
@@ -22,6 +22,15 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _start(runner) -> None:
+    from agent.locks import Busy
+
+    try:
+        runner.start()
+    except Busy as exc:
+        fail(f"{exc} (one agent per storage root; stop it first)")
+
+
 def agent() -> None:
     """Watch MinIO, RAGFlow's config folder and the clock; queue the work for the workers."""
     from agent.agent import Agent
@@ -31,7 +40,7 @@ def agent() -> None:
     _logging()
     audit.set_role("agent")
     runner = Agent(state.settings())
-    runner.start()
+    _start(runner)
     console.print("agent running; SIGTERM or Ctrl-C stops it")
     _wait_for_signal()
     runner.stop()
@@ -54,7 +63,7 @@ def run(
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()
     try:
-        runner.start()
+        _start(runner)
         console.print(f"agent and {threads} worker threads running; SIGTERM or Ctrl-C stops them")
         _wait_for_signal()
         runner.stop()

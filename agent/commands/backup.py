@@ -12,7 +12,7 @@ from rich.table import Table
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.manifest import Manifest
 from agent.points import Point, Storage
-from agent.runs import MODULES, enabled_components, run_component
+from agent.runs import MODULES, enabled_components, notify_outcome, run_component
 
 
 def _components(settings, requested: list[str] | None) -> list[str]:
@@ -28,6 +28,18 @@ def _components(settings, requested: list[str] | None) -> list[str]:
     if disabled:
         fail(f"component(s) {', '.join(disabled)} disabled in the config (enable them, or set ragflow_dir for config)", code=2)
     return requested
+
+
+def _notify_failure(settings, message: str) -> None:
+    """Tell the operator even when the storage root cannot be written (the send happens before the
+    notifier's own state file is saved there)."""
+    from agent.notify import Notifier
+
+    try:
+        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
+            "backup", "ragflow-backup: cannot create a backup point", message)
+    except OSError:
+        pass
 
 
 def _progress() -> Progress:
@@ -63,7 +75,10 @@ def backup(
     try:
         point = storage.new_point(names)
     except OSError as exc:
-        fail(f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's owner and mode)")
+        message = (f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's "
+                   "owner, mode, free space and that it is mounted read-write)")
+        _notify_failure(settings, message)
+        fail(message)
     if local:
         with _progress() as progress:
             task = progress.add_task(f"backing up into {point.ref}", total=len(names))
@@ -71,6 +86,7 @@ def backup(
                 progress.update(task, description=f"{name} → {point.ref}")
                 run_component(settings, point, name)
                 progress.advance(task)
+        notify_outcome(settings, point)  # the workers notify for queued runs; here, we do
     else:
         from actors.tasks import backup_component
 
@@ -141,9 +157,13 @@ def list_points() -> None:
         table.add_column(column, overflow="fold")
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
-        manifest = point.manifest()
-        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
+        try:
+            manifest = point.manifest()
+        except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
+            table.add_row(point.tier, point.name, styled("fail"), size, "", f"manifest.json unreadable ({type(exc).__name__})")
+            continue
+        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
     console.print(table)
 

@@ -23,7 +23,7 @@ class State:
         except ConfigError as exc:
             fail(str(exc), code=2)
         # Workers and actors started from here read the same file.
-        use_config(config_path(self.config_path))
+        use_config(config_path(self.config_path), settings)
         return settings
 
 

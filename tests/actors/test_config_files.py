@@ -72,6 +72,8 @@ def test_the_tar_holds_exactly_the_config_files_with_their_modes(settings, docke
     assert point.manifest().status == "complete"
 
 
+@pytest.mark.fault("hostile file names: a symlink leading outside RAGFlow's folder",
+                   'it is not archived')
 def test_a_symlink_leading_outside_ragflow_dir_is_not_archived(settings, docker_dir):
     point, _ = back_up(settings)
     with tarfile.open(point.folder / config_files.ARTIFACT, "r:gz") as archive:

@@ -206,6 +206,8 @@ def test_a_tar_that_does_not_match_its_manifest_is_refused(settings, docker_dir)
     assert tree(docker_dir) == before
 
 
+@pytest.mark.fault("hostile file names: a config file symlinked outside RAGFlow's folder",
+                   'restore replaces the link; it never writes through it')
 def test_a_file_symlinked_outside_is_replaced_never_written_through(settings, docker_dir, tmp_path):
     point, _ = back_up(settings)
     (tmp_path / "precious").write_text("not RAGFlow's\n")

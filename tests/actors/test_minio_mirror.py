@@ -132,6 +132,8 @@ def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(set
     assert contents(store, bucket) == source(minio_client, bucket)
 
 
+@pytest.mark.fault('a bucket deleted while it is being mirrored',
+                   'each key is re-checked at the source; the mirrored objects move to versions (kept minio.version_retention_days), nothing else is touched')
 def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions(settings, store, minio_client):
     gone = unique("test-gone-")
     minio_client.make_bucket(gone)
@@ -147,6 +149,8 @@ def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions
 
 
 @pytest.mark.parametrize("failure", ["unreachable", "wrong secret key"])
+@pytest.mark.fault('a source returning errors during reconcile',
+                   'the listing failure is reported and nothing is removed from the mirror')
 def test_a_failing_source_never_removes_anything_from_the_mirror(failure, settings, store, minio_client, bucket):
     for key in ("one", "two/three"):
         put(minio_client, bucket, key, key.encode())
@@ -168,6 +172,8 @@ def test_a_failing_source_never_removes_anything_from_the_mirror(failure, settin
     assert snapshot(store) == before
 
 
+@pytest.mark.fault('hostile object keys (../, absolute, NUL, 1,024 bytes, unicode, names differing only in case)',
+                   "MinIO refuses '..', NUL and over-long keys; every accepted key is stored inside the mirror folder under a distinct path, versions too")
 def test_hostile_keys_are_mirrored_inside_the_mirror_folder(settings, store, minio_client, bucket):
     accepted = [
         "/abs/path", "back\\slash", "знания/файл.pdf", "emoji/😀.txt", "Case.txt", "case.txt", "a", "a/b",

@@ -282,6 +282,8 @@ def test_the_password_never_shows_in_a_command_line_the_log_or_the_manifest(tmp_
     assert password not in point.manifest().model_dump_json()
 
 
+@pytest.mark.fault('corrupt input: a truncated or edited dump',
+                   'verify names the artifact and the mismatch (SHA-256, gzip end, row counts) and exits 1')
 def test_verify_passes_on_a_good_point_and_catches_flipped_bytes_truncation_and_a_consistent_rewrite(
         tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
@@ -341,6 +343,8 @@ def test_a_zstd_backup_holds_the_same_dump_and_verify_catches_it_cut_short(tmp_p
     assert any("cut short" in p for p in problems)
 
 
+@pytest.mark.fault('wrong MySQL password',
+                   "a permanent error 'MySQL at host:port denied access to user ...' (never retried, password never shown); the point is failed")
 def test_a_wrong_password_fails_the_point_saying_access_was_denied(tmp_path, testbed_env, mysql_database):
     wrong = f"not-the-password-{secrets.token_hex(4)}"
     settings = settings_for(testbed_env, tmp_path, mysql_database, password=wrong)
@@ -356,6 +360,8 @@ def test_a_wrong_password_fails_the_point_saying_access_was_denied(tmp_path, tes
     assert point.manifest().status == "failed"
 
 
+@pytest.mark.fault('MySQL server down at the start of a run',
+                   'a transient error naming host:port, retried by the worker with backoff')
 def test_a_server_that_is_down_is_a_transient_error(tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database, port=1)
     point = new_point(settings)
@@ -381,6 +387,8 @@ def test_a_missing_database_is_permanent_and_leaves_no_file(tmp_path, testbed_en
     assert leftovers(point) == []
 
 
+@pytest.mark.fault('mysqldump killed midway',
+                   'nothing under the final name; the record is failed with the signal')
 def test_a_dump_killed_midway_leaves_nothing_under_the_final_name(tmp_path, testbed_env, big_database):
     settings = settings_for(testbed_env, tmp_path, big_database)
     point = new_point(settings)

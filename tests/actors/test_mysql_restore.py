@@ -327,6 +327,8 @@ def test_a_dump_whose_rows_differ_from_the_manifest_is_refused_before_anything_c
     assert scratch_left(live) == set()
 
 
+@pytest.mark.fault('corrupt input: a dump edited after the backup',
+                   'restore refuses it before loading (SHA-256 differs from the manifest)')
 def test_an_artifact_that_changed_after_the_backup_is_refused_before_loading(live):
     point, record = backup(live)
     path = point.path("mysql_dump.sql.gz")
@@ -351,6 +353,8 @@ def altered_copy(live: Live, point: Point, record: ComponentRecord,
 
 
 @pytest.mark.parametrize("mode", ["tcp", "docker"])
+@pytest.mark.fault('corrupt input: a truncated dump given to restore',
+                   'the load into the scratch database fails; the live database is untouched')
 def test_a_dump_corrupted_midway_fails_without_touching_the_live_database(request, mode):
     live = request.getfixturevalue("docker_live" if mode == "docker" else "live")
     point, record = backup(live)

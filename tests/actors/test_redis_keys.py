@@ -130,6 +130,8 @@ def test_a_sound_dump_passes_verify(settings, client, tmp_path):
     assert redis_keys.verify(settings, point, record) == []
 
 
+@pytest.mark.fault('corrupt input: a corrupted Redis dump',
+                   'verify reports it')
 def test_a_corrupted_dump_is_caught_by_verify(settings, client, tmp_path):
     seed(client)
     point, record = backed_up_point(settings, tmp_path)
@@ -157,6 +159,8 @@ def test_a_dump_rewritten_with_a_key_missing_is_caught_by_verify(settings, clien
     assert any("3 keys" in p for p in problems)
 
 
+@pytest.mark.fault('wrong Redis password',
+                   'a permanent error naming Redis host:port and the setting to fix; no artifact')
 def test_a_wrong_password_fails_the_record_and_leaves_no_artifact(settings, tmp_path):
     settings.redis.password = SecretStr("not-the-password")
     point = Storage(tmp_path / "backups").new_point([redis_keys.NAME])

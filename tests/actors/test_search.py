@@ -97,6 +97,8 @@ def test_a_backup_takes_a_good_snapshot_and_records_each_index_doc_count(search_
     assert [a.kind for a in record.artifacts] == ["json"]
 
 
+@pytest.mark.fault('corrupt input: a snapshot record edited by hand, or its snapshot deleted',
+                   'verify reports the edited record (SHA-256) and the missing snapshot')
 def test_verify_catches_a_deleted_snapshot_and_an_edited_record(search_cfg, seeded, tmp_path):
     settings = settings_for(search_cfg, tmp_path)
     point = new_point(settings)
@@ -153,6 +155,8 @@ def test_an_empty_ragflow_is_a_sound_backup_without_a_snapshot(search_cfg, tmp_p
     assert snapshot_names(search_cfg) == set()
 
 
+@pytest.mark.fault('path.repo missing',
+                   'a permanent error with the docker-compose override to paste; doctor prints the same')
 def test_a_repository_outside_path_repo_fails_with_the_compose_override(search_cfg, seeded, tmp_path):
     cfg = search_cfg.model_copy(update={"repository_path": f"/tmp/{unique('outside_')}"})
     settings = settings_for(cfg, tmp_path)
@@ -181,6 +185,8 @@ def test_a_repository_registered_elsewhere_is_refused(search_cfg, seeded, tmp_pa
 
 
 @pytest.mark.parametrize("search_settings", ["elasticsearch"], indirect=True)
+@pytest.mark.fault('wrong Elasticsearch password',
+                   'a permanent error naming the user and the server, not retried')
 def test_a_wrong_elasticsearch_password_is_permanent_and_not_repeated(search_cfg, tmp_path):
     wrong = unique("wrong-password-")
     cfg = search_cfg.model_copy(update={"password": SecretStr(wrong)})

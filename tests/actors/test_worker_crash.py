@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from agent import clients
@@ -48,6 +49,9 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.fault("worker SIGKILLed during a MySQL dump",
+                   "nothing under the final name, the point shows as interrupted, the requeued message "
+                   "completes it, the temp file is removed and the point verifies")
 def test_a_worker_killed_mid_dump_leaves_no_artifact_and_the_requeued_run_completes(
     tmp_path, testbed_env, redis_url, mysql_database
 ):

@@ -1,6 +1,8 @@
 """Health report and alerts over real backup points in a tmp_path storage root."""
 from __future__ import annotations
 
+import pytest
+
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -201,6 +203,8 @@ def test_queue_depths_are_reported_and_a_failing_probe_becomes_a_problem(tmp_pat
     assert report.component("mysql").point == "daily/2026-06-10"  # the rest of the report stands
 
 
+@pytest.mark.fault('corrupt input: an unreadable manifest',
+                   'health reports a problem, the agent does not crash')
 def test_an_unreadable_manifest_is_a_problem_not_a_crash(tmp_path):
     storage = Storage(tmp_path / "backups")
     make_point(storage, datetime(2026, 6, 9, 2, 0, tzinfo=UTC), mysql="ok", search="ok")

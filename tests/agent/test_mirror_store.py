@@ -48,6 +48,8 @@ def test_ordinary_keys_stay_readable():
     assert str(encode_key("0123abcdef/thumbnail_xyz.png")) == "0123abcdef%/thumbnail_xyz.png"
 
 
+@pytest.mark.fault('hostile object keys: path encoding',
+                   "'../' becomes '%2E.%', NUL '%00', empty segments '%_%'; no two keys collide")
 def test_hostile_keys_become_safe_distinct_relative_paths():
     seen: dict[PurePosixPath, str] = {}
     for key in TRICKY:
@@ -182,6 +184,8 @@ store.commit("bkt", "k", temp, entry, at)
 """
 
 
+@pytest.mark.fault('process killed in the middle of a mirror commit',
+                   'nothing is lost; the next open finishes the half-done step')
 def test_a_process_killed_mid_commit_loses_nothing_and_reopening_repairs_the_mirror(tmp_path):
     root = tmp_path / "m"
     store = MirrorStore(root)

@@ -112,6 +112,8 @@ def test_the_same_failure_is_sent_at_most_once_per_interval(tmp_path, inbox):
     assert [body["message"] for body in inbox.bodies()] == ["1", "3", "4", "5"]
 
 
+@pytest.mark.fault('clock moved back: notifications',
+                   'an alert is neither repeated nor silenced for years')
 def test_a_clock_moved_back_neither_repeats_an_alert_nor_silences_it_for_years(tmp_path, inbox):
     clock = Clock()
     notifier = notifier_for(tmp_path, [f"json://127.0.0.1:{inbox.port}/hook"], clock, min_interval_seconds=3600)

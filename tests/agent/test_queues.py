@@ -358,6 +358,8 @@ def test_queue_purge_needs_yes_and_is_audited(bed, run_cli, tmp_path):
         "count": 2, "ids": "all"}
 
 
+@pytest.mark.fault('wrong broker (Redis) password',
+                   'the CLI fails naming Redis, without the password')
 def test_a_wrong_broker_password_fails_naming_redis_without_the_password(testbed_env, redis_db, run_cli):
     url = f"redis://:not-the-password-42@{testbed_env['REDIS_HOST']}:{testbed_env['REDIS_PORT']}/{redis_db}"
 

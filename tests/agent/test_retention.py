@@ -242,6 +242,8 @@ def test_the_newest_complete_point_survives_even_when_its_tier_is_disabled(tmp_p
     assert refs(storage) == ["daily/2026-11-02", "weekly/2026-W44"]
 
 
+@pytest.mark.fault('clock jump: a point dated in the future',
+                   "retention keeps it without counting it, so today's points are not deleted")
 def test_a_point_dated_in_the_future_does_not_get_todays_points_deleted(tmp_path):
     storage = Storage(tmp_path / "backups")
     make_point(storage, datetime(2026, 11, 23, 3, 0, tzinfo=UTC))

@@ -87,6 +87,8 @@ def test_ticks_missed_while_the_agent_was_down_fire_once_at_start_up(state_file)
     assert sorted(after.calls) == [("backup", berlin(2026, 6, 13, 2, 0)), ("reconcile", berlin(2026, 6, 13, 9, 0))]
 
 
+@pytest.mark.fault('clock jump forward by days',
+                   'each job fires once, not once per missed tick')
 def test_a_clock_moved_forward_by_days_fires_each_job_once(state_file):
     ticks = Recorder()
     scheduler = Scheduler({"backup": "0 2 * * *", "reconcile": "*/15 * * * *"}, state_file, ticks)
@@ -97,6 +99,8 @@ def test_a_clock_moved_forward_by_days_fires_each_job_once(state_file):
     assert sorted(ticks.names()) == ["backup", "reconcile"]
 
 
+@pytest.mark.fault('clock moved back',
+                   'ticks already fired never fire again')
 def test_a_clock_moved_back_does_not_fire_again_for_times_already_fired(state_file):
     ticks = Recorder()
     scheduler = Scheduler({"backup": "0 2 * * *", "reconcile": "*/15 * * * *"}, state_file, ticks)
@@ -115,6 +119,8 @@ def test_a_clock_moved_back_does_not_fire_again_for_times_already_fired(state_fi
     assert ticks.calls[fired] == ("reconcile", berlin(2026, 6, 10, 2, 45))
 
 
+@pytest.mark.fault('clock jump: a last fire dated in the future',
+                   'the stamp is forgotten (logged), the job waits for its next tick instead of years')
 def test_a_last_fire_far_in_the_future_is_forgotten_instead_of_blocking_the_job(state_file, caplog):
     # The clock was wrong (year 2030) when the job last fired, and has been corrected since.
     ticks = Recorder()
@@ -129,6 +135,8 @@ def test_a_last_fire_far_in_the_future_is_forgotten_instead_of_blocking_the_job(
     assert scheduler.run_pending(berlin(2026, 6, 11, 2, 0, 1)) == ["backup"]
 
 
+@pytest.mark.fault('daylight-saving change: spring forward',
+                   'a 02:00 job runs at 03:00, once')
 def test_on_the_spring_forward_day_a_2am_job_fires_once(state_file):
     # Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST; 02:00 does not exist that day.
     ticks = Recorder()
@@ -140,6 +148,8 @@ def test_on_the_spring_forward_day_a_2am_job_fires_once(state_file):
     assert ticks.calls[1][1].astimezone(UTC) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00 CEST
 
 
+@pytest.mark.fault('daylight-saving change: fall back',
+                   'a 02:00 job fires once although 02:00 happens twice')
 def test_on_the_fall_back_day_a_2am_job_fires_once(state_file):
     # Europe/Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:00-02:59 happens twice.
     ticks = Recorder()

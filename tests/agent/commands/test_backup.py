@@ -133,6 +133,8 @@ def test_a_failing_component_makes_a_partial_point_that_is_not_promoted_and_exit
     assert cli(config, "verify", point.ref).exit_code == 1
 
 
+@pytest.mark.fault('storage root not writable (permissions)',
+                   'the CLI says so, exits non-zero and leaves nothing')
 def test_a_backup_into_an_unwritable_storage_root_says_so_and_leaves_nothing(tmp_path, testbed_env, ragflow, redis_url):
     dataset, _ = ragflow
     root = tmp_path / "backups"
