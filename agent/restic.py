@@ -8,6 +8,7 @@ repository, a stale lock, refused credentials); the permanent ones are not retri
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -20,6 +21,8 @@ from agent.atomic import TEMP_MARK, private_dir
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.ragflow_env import read_env_file
+
+log = logging.getLogger("ragflow_backup.offsite")
 
 PASSWORD_ENV = "RAGFLOW_BACKUP_OFFSITE_PASSWORD"
 STDERR_KEEP = 4000
@@ -167,11 +170,35 @@ class Restic:
         """Bytes the repository stores (compressed, deduplicated, encrypted)."""
         return json.loads(self.run("stats", "--mode", "raw-data", json_out=True))
 
+    def clear_stale_locks(self) -> int:
+        """Remove the locks a killed restic of ours left behind, which would block every later prune and
+        check. Only when every lock in the repository is stale by restic's own rule (this host and a pid
+        that is gone, or not refreshed for 30 minutes): a live one, here or on another host, is left alone
+        and the command that needs the repository reports whose it is. Callers hold `serialised`, so no
+        restic of ours runs meanwhile. Returns the number of locks removed."""
+        ids = self.run("list", "locks", "--no-lock").split()
+        if not ids:
+            return 0
+        locks = []
+        for lock_id in ids:
+            try:
+                locks.append(json.loads(self.run("cat", "lock", lock_id, "--no-lock")))
+            except (OffsiteError, ValueError):
+                return 0  # gone meanwhile or unreadable: leave it to restic's own message
+        if not all(_stale(lock) for lock in locks):
+            return 0
+        self.run("unlock", "--remove-all")
+        log.warning("removed %d stale lock(s) from %s left by killed restic processes: %s", len(locks),
+                    self.repository, ", ".join(f"pid {lock.get('pid')} on {lock.get('hostname')}" for lock in locks))
+        return len(locks)
+
     def check(self, read_data_subset: str | None = None) -> str:
+        self.clear_stale_locks()
         args = ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
         return self.run(*args)
 
     def backup(self, folder: Path, tags: dict[str, list[str] | str], when: datetime | None = None) -> str:
+        self.clear_stale_locks()
         args = ["backup", str(folder), "--host", host_name(self.settings)]
         for key, values in tags.items():
             for value in [values] if isinstance(values, str) else values:
@@ -185,6 +212,7 @@ class Restic:
         return summary[-1].get("snapshot_id", "") if summary else ""
 
     def forget(self, kind: str, daily: int, weekly: int, monthly: int) -> str:
+        self.clear_stale_locks()
         return self.run("forget", "--tag", f"kind={kind}", "--group-by", "host", "--keep-daily", str(daily),
                         "--keep-weekly", str(weekly), "--keep-monthly", str(monthly), "--prune")
 
@@ -193,6 +221,30 @@ class Restic:
         (restic 0.14 recreates the absolute path under the target)."""
         self.run("restore", snapshot.id, "--target", str(target))
         return target / snapshot.paths[0].lstrip("/")
+
+
+STALE_LOCK_SECONDS = 30 * 60  # restic refreshes a live lock every 5 minutes
+
+
+def _stale(lock: dict[str, Any]) -> bool:
+    import socket
+    import time
+
+    try:
+        created = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", str(lock["time"])).replace("Z", "+00:00"))
+        if time.time() - created.timestamp() > STALE_LOCK_SECONDS:
+            return True
+    except (KeyError, ValueError):
+        return False
+    if lock.get("hostname") != socket.gethostname():
+        return False  # another machine's process: we cannot tell whether it still runs
+    try:
+        os.kill(int(lock.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 def host_name(settings: Settings) -> str:

@@ -330,3 +330,46 @@ def test_the_agent_schedules_the_offsite_jobs_only_when_offsite_is_enabled(tmp_p
     assert {tasks.offsite_copy.queue_name, tasks.offsite_mirror.queue_name, tasks.offsite_check.queue_name} == {"offsite"}
     settings.offsite.enabled = False
     assert not any(scheduled_jobs(settings)[job] for job in ("offsite_mirror", "offsite_check", "offsite_check_data"))
+
+
+def hold_a_restic_lock(restic: Restic) -> "subprocess.Popen[bytes]":
+    """A restic backup reading stdin that never ends: it holds a lock until killed."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen([restic.binary, "backup", "--stdin", "--stdin-filename", "held"], env=restic.env,
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not restic.run("list", "locks", "--no-lock").split():
+        assert time.monotonic() < deadline, "restic took no lock within 30 s"
+        time.sleep(0.1)
+    return process
+
+
+@pytest.mark.fault("restic killed while it holds a lock on the offsite repository",
+                   "the next offsite job removes the dead process's stale lock (logged) and runs; a live "
+                   "restic's lock is never removed: the job fails saying the repository is locked and how to unlock")
+def test_a_stale_lock_from_a_killed_restic_does_not_block_later_jobs_but_a_live_one_is_respected(tmp_path, config_only):
+    import signal
+
+    from agent import offsite
+
+    config = folder_config(tmp_path, config_only, tmp_path / "usb" / "ragflow", password_file(tmp_path))
+    settings = load_settings(config)
+    restic = Restic(settings)
+    restic.init()
+
+    live = hold_a_restic_lock(restic)
+    try:
+        with pytest.raises(offsite.OffsiteError, match="locked by another restic process"):
+            offsite.check(settings)
+        assert restic.run("list", "locks", "--no-lock").split(), "a live restic's lock was removed"
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()
+
+    assert "no errors were found" in offsite.check(settings)
+    assert restic.run("list", "locks", "--no-lock").split() == []
+    assert cli(config, "backup", "--local").exit_code == 0
+    assert cli(config, "offsite", "copy").exit_code == 0
+    assert len(restic.snapshots("point")) == 1
