@@ -19,18 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, tree_usage  # noqa: E402
+from bench.common import start_agent, GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, tree_usage  # noqa: E402
 from agent.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
 from testbed.minio_server import PrivateMinio  # noqa: E402
 
-CLI = str(Path(sys.executable).parent / "ragflow-backup")
 LIMIT = 10.0  # % of the machine
 
 
@@ -63,18 +61,7 @@ def main() -> int:
     try:
         total = put_objects(minio.client(), small_objects(count, 20))
         with leased_redis_db(env) as db:
-            config = work / "config.yml"
-            config.write_text(yaml.safe_dump({
-                "storage_root": str(work / "backups"),
-                "broker": {"url": redis_url(env, db), "namespace": "bench"},
-                "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
-                "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
-                "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
-                "metrics": {"port": 0},
-            }))
-            log = (work / "agent.log").open("ab")
-            agent = subprocess.Popen([CLI, "--config", str(config), "run", "--threads", "8"], stdout=log,
-                                     stderr=log, start_new_session=True)
+            agent = start_agent(work, redis_url(env, db), minio)
             index = work / "backups" / "minio_mirror" / ".index.sqlite"
 
             def mirrored() -> bool:

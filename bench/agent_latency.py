@@ -22,18 +22,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Row, mc_env, percentile, print_table, publish  # noqa: E402
+from bench.common import start_agent, Row, mc_env, percentile, print_table, publish  # noqa: E402
 from agent.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
 from testbed.minio_server import PrivateMinio  # noqa: E402
 
-CLI = str(Path(sys.executable).parent / "ragflow-backup")
 PAYLOAD = 4096
 
 
@@ -108,18 +106,8 @@ def main() -> int:
     mc_proc = agent = None
     try:
         with leased_redis_db(env) as db:
-            config = work / "config.yml"
-            config.write_text(yaml.safe_dump({
-                "storage_root": str(work / "backups"),
-                "broker": {"url": redis_url(env, db), "namespace": "bench"},
-                "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
-                "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
-                "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
-                "metrics": {"port": 0},
-            }))
+            agent = start_agent(work, redis_url(env, db), minio)
             log = (work / "agent.log").open("ab")
-            agent = subprocess.Popen([CLI, "--config", str(config), "run", "--threads", "8"], stdout=log,
-                                     stderr=log, start_new_session=True)
             (work / "mc").mkdir()
             mc_proc = subprocess.Popen([env["MC"], "mirror", "--watch", "--quiet", "bench/", str(work / "mc")],
                                        env=mc_env(minio), stdout=log, stderr=log, start_new_session=True)

@@ -263,3 +263,25 @@ def timeit(fn: Callable[[], Any]) -> tuple[Timing, Any]:
     with timed() as timing:
         value = fn()
     return timing, value
+
+
+def start_agent(work: Path, broker_url: str, minio: Any) -> subprocess.Popen:
+    """`ragflow-backup run` mirroring a private MinIO into work/backups, with no schedules, in a session
+    of its own (its workers are counted with it, and stopped together); its log is work/agent.log."""
+    import sys
+
+    import yaml
+
+    config = work / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "storage_root": str(work / "backups"),
+        "broker": {"url": broker_url, "namespace": "bench"},
+        "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
+        "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
+        "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
+        "metrics": {"port": 0},
+    }))
+    log = (work / "agent.log").open("ab")
+    cli = str(Path(sys.executable).parent / "ragflow-backup")
+    return subprocess.Popen([cli, "--config", str(config), "run", "--threads", "8"], stdout=log, stderr=log,
+                            start_new_session=True)

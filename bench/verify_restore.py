@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import GiB, MiB, Row, mc_env, print_table, publish, put_objects, run_quiet, small_objects, timed  # noqa: E402
+from bench.common import MiB, Row, mc_env, print_table, publish, put_objects, run_quiet, small_objects, timed  # noqa: E402
 from bench.mysql_dump import data_bytes, drop, grow_database  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed import settings as testbed_settings  # noqa: E402
