@@ -1,65 +1,24 @@
 """Notifications: real Apprise deliveries to a local HTTP server (json:// and form://), no internet."""
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import stat
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 from pydantic import SecretStr
 
 from agent.config import NotifySettings
 from agent.notify import Notifier, redact
-
-
-@dataclass
-class Inbox:
-    """A tiny webhook receiver that records every POST."""
-
-    port: int
-    posts: list[dict] = field(default_factory=list)
-
-    def bodies(self) -> list[dict]:
-        """Each POST's fields, whether it came as JSON or as a form."""
-        found = []
-        for post in self.posts:
-            if post["type"].startswith("application/json"):
-                found.append(json.loads(post["data"]))
-            else:
-                found.append({k: v[0] for k, v in parse_qs(post["data"].decode()).items()})
-        return found
+from testbed.webhook import Inbox, receiving
 
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    box = Inbox(0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            box.posts.append({"path": self.path, "type": self.headers.get("Content-Type", ""), "data": data,
-                              "auth": self.headers.get("Authorization")})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield box
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with receiving() as box:
+        yield box
 
 
 def closed_port() -> int:

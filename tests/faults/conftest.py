@@ -2,19 +2,16 @@
 receives the product's notifications, and a fingerprint of the storage root's existing points."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from testbed.private_servers import PrivateElasticsearch, PrivateMariadb, PrivateMinio, PrivateRedis
 from tests.conftest import reach
-from tests.faults.harness import Inbox
+from testbed.webhook import Inbox, receiving
 
 
 # ---------------------------------------------------------------- notifications
@@ -22,25 +19,8 @@ from tests.faults.harness import Inbox
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            box.messages.append(json.loads(data))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield box
-    server.shutdown()
-    server.server_close()
+    with receiving() as box:
+        yield box
 
 
 # ---------------------------------------------------------------- private servers

@@ -7,30 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 CLI = str(Path(sys.executable).parent / "ragflow-backup")
-
-
-@dataclass
-class Inbox:
-    """A webhook receiver (Apprise's json:// target) recording every notification's title and body."""
-
-    port: int = 0
-    messages: list[dict] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    def titles(self) -> list[str]:
-        return [m.get("title", "") for m in self.messages]
-
-    def text(self) -> str:
-        return "\n".join(f"{m.get('title', '')}\n{m.get('message', '')}" for m in self.messages)
 
 
 # ---------------------------------------------------------------- existing backups stay byte-identical

@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import pytest
-import yaml
 
 from actors.minio_mirror import reconcile
 from agent.config import Settings

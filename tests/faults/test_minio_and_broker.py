@@ -11,7 +11,6 @@ import pytest
 
 from actors.minio_mirror import reconcile
 from agent.config import Settings
-from agent.mirror_stats import mirror_stats
 from agent.mirror_status import record_reconcile
 from agent.mirror_store import MirrorStore
 from testbed.polling import wait_for
