@@ -4,6 +4,7 @@ Both ways of running share it: in-process (`backup --local`, tests) and the Dram
 """
 from __future__ import annotations
 
+import errno
 import importlib
 from types import ModuleType
 
@@ -41,6 +42,21 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+STORAGE_ERRORS = {
+    errno.ENOSPC: "is full: free space there (see `ragflow-backup prune --dry-run` and `df -h`) or move storage_root",
+    errno.EDQUOT: "is over its quota: raise the quota or free space there",
+    errno.EROFS: "is read-only: remount it read-write (a NAS does this after disk errors: check the disks first)",
+}
+
+
+def storage_hint(exc: BaseException, root) -> str:
+    """What to do when a write of ours failed because of the storage root's file system; '' otherwise.
+    The kernel's message ("No space left on device") names neither the path nor the fix."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+        return f" (the file system of the storage root {root} {STORAGE_ERRORS[exc.errno]})"
+    return ""
+
+
 def run_component(settings: Settings, point: Point, name: str, final_attempt: bool = True) -> ComponentRecord | None:
     """Back up one component into `point` and record the outcome.
 
@@ -67,7 +83,7 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
             if not permanent and not final_attempt:
                 raise
             record = ComponentRecord(component=name, status="failed", started_at=started, finished_at=now(),
-                                     error=describe(exc))
+                                     error=describe(exc) + storage_hint(exc, settings.storage_root))
             point.save_record(record)
             return record
         record = ComponentRecord(component=name, status="ok", started_at=started, finished_at=now(),

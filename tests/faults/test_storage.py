@@ -36,7 +36,7 @@ def redis_config(tmp_path: Path, root: Path, server, inbox) -> Path:
 
 
 @pytest.mark.fault("storage root full (an 8 MiB tmpfs)",
-                   "the write fails with 'No space left on device'; the point is failed, not complete; no temp "
+                   "the write fails with 'No space left on device', naming the storage root and what to do; the point is failed, not complete; no temp "
                    "file is left; old points are byte-identical; the failure is notified (and raised by the "
                    "agent's health loop); after space is freed the next run completes")
 def test_a_full_storage_root_fails_the_new_point_keeps_the_old_and_recovers(tmp_path, small_root, private_redis, inbox):
@@ -53,6 +53,7 @@ def test_a_full_storage_root_fails_the_new_point_keeps_the_old_and_recovers(tmp_
     points = Storage(small_root).points("daily")
     newest = points[-1].manifest()
     assert newest.status == "failed" and "No space left on device" in newest.components["redis"].error
+    assert f"the file system of the storage root {small_root} is full" in newest.components["redis"].error
     assert not list(points[-1].folder.glob(".*.tmp-*")) and not (points[-1].folder / "redis_dump.rdb.gz").exists()
     assert {k: fingerprint(small_root)[k] for k in before} == before
     assert any("is failed" in title for title in inbox.titles()) and "No space left on device" in inbox.text()
