@@ -140,7 +140,7 @@ def verify(
     for check in report.components:
         table.add_row(check.component, styled("ok" if check.ok else "fail"), f"{check.seconds:.2f}", "\n".join(check.problems))
     console.print(table)
-    if identity is None and is_encrypted(target):
+    if identity is None and report.status != "unreadable" and is_encrypted(target):
         console.print("encrypted point: ciphertexts checked (size, SHA-256); pass --identity FILE to decrypt and "
                       "check the content too")
     console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
