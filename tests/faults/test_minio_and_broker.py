@@ -194,17 +194,26 @@ def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_sche
     try:
         wait_for(lambda: "agent started" in text_of(agent_log), "the agent to start")
         broker = private_redis.client(2)
-        put(minio, "kb-queue", "probe.txt", b"is the listener attached?")
-        wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 1, f"the listener (log {agent_log})", timeout=120)
+        probes = iter(range(10_000))
+
+        def listening() -> bool:
+            # "agent started" comes before the listener is attached: a put made before is never an event
+            # (the start-up reconcile would copy it, but no worker runs yet). Probe until one is queued.
+            put(minio, "kb-queue", f"probe-{next(probes)}.txt", b"is the listener attached?")
+            return bool(threading.Event().wait(0.5) or broker.hlen("faults:mirror.msgs"))
+
+        wait_for(listening, f"the listener (log {agent_log})", timeout=120)
+        threading.Event().wait(1)  # the events of the last probes
+        queued = broker.hlen("faults:mirror.msgs")
         if fault in ("stopped", "hung"):
             (private_redis.stop if fault == "stopped" else private_redis.pause)()
         for key, data in written.items():
             put(minio, "kb-queue", key, data)
         if fault == "flushed":
-            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 11, "the messages to be queued", 120)
+            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= queued + 10, "the messages to be queued", 120)
             broker.flushdb()
         elif fault == "restarted":
-            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= 11, "the messages to be queued", 120)
+            wait_for(lambda: broker.hlen("faults:mirror.msgs") >= queued + 10, "the messages to be queued", 120)
             private_redis.restart()
         else:
             if fault == "stopped":  # (a hung Redis blocks the agent's health check until it answers again)
