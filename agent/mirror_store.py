@@ -169,8 +169,11 @@ class MirrorStore:
             for bucket, key in conn.execute("SELECT bucket, key FROM objects WHERE pending IS NOT NULL").fetchall():
                 self._settle(conn, bucket, key)  # finish what a crashed process left half done
             for path in self.tmp.iterdir():  # downloads a crash left behind (a pending one was just placed)
-                if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
-                    path.unlink(missing_ok=True)
+                try:
+                    if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue  # a live copy in another process placed or dropped it since the listing
 
     # ---------------------------------------------------------------- connections
     def _conn(self) -> sqlite3.Connection:

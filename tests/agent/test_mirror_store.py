@@ -268,3 +268,26 @@ def test_processes_writing_at_once_leave_a_consistent_store(tmp_path):
             assert hashlib.md5(version.path.read_bytes()).hexdigest() == version.etag
     stats = store.stats()
     assert stats["objects"] + stats["versions"] > 4 and not list((root / ".tmp").iterdir())
+
+
+def test_opening_the_index_while_copies_come_and_go_in_its_temp_folder_never_fails(tmp_path):
+    root = tmp_path / "mirror"
+    MirrorStore(root).close()
+    tmp, stop = root / ".tmp", threading.Event()
+
+    def copies_coming_and_going() -> None:  # what live downloads of other processes do
+        n = 0
+        while not stop.is_set():
+            part = tmp / f"kb.{n % 50}.part"
+            part.write_bytes(b"x")
+            part.unlink()
+            n += 1
+
+    churn = threading.Thread(target=copies_coming_and_going)
+    churn.start()
+    try:
+        for _ in range(300):
+            MirrorStore(root).close()
+    finally:
+        stop.set()
+        churn.join()
