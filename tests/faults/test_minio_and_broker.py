@@ -229,10 +229,10 @@ def test_a_broker_fault_with_messages_queued_is_healed_by_reconcile_and_the_sche
         for key, data in written.items():
             wait_for(lambda: mirrored(tmp_path, "kb-queue", key) == data,
                      f"{key} in the mirror (agent log {agent_log}, worker log {worker_log})", timeout=200, interval=0.5)
+        if fault == "stopped":  # the agent sends it: wait while it runs (the keys can be mirrored first)
+            wait_for(lambda: any("back to normal" in t for t in inbox.titles()), "the recovery", timeout=60)
     finally:
         if worker is not None:
             kill(worker, 15)
         kill(agent, 15)
-    if fault == "stopped":
-        wait_for(lambda: any("back to normal" in t for t in inbox.titles()), "the recovery", timeout=60)
     assert fingerprint(tmp_path / "backups") == before
