@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,15 +335,11 @@ def test_the_agent_schedules_the_offsite_jobs_only_when_offsite_is_enabled(tmp_p
 
 def hold_a_restic_lock(restic: Restic) -> "subprocess.Popen[bytes]":
     """A restic backup reading stdin that never ends: it holds a lock until killed."""
-    import subprocess
-    import time
+    from testbed.polling import wait_for
 
     process = subprocess.Popen([restic.binary, "backup", "--stdin", "--stdin-filename", "held"], env=restic.env,
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not restic.run("list", "locks", "--no-lock").split():
-        assert time.monotonic() < deadline, "restic took no lock within 30 s"
-        time.sleep(0.1)
+    wait_for(lambda: restic.run("list", "locks", "--no-lock").split(), "restic to take a lock", timeout=30, interval=0.1)
     return process
 
 

@@ -12,6 +12,7 @@ import pytest
 from testbed.private_servers import PrivateElasticsearch, PrivateMariadb, PrivateMinio, PrivateRedis
 from tests.conftest import reach
 from testbed.webhook import Inbox, receiving
+from tests.faults.harness import cli, write_config
 
 
 # ---------------------------------------------------------------- notifications
@@ -79,3 +80,21 @@ def private_elasticsearch(session_elasticsearch) -> Iterator[PrivateElasticsearc
         server.wait_ready()
         if _ == "before":
             yield server
+
+
+# ---------------------------------------------------------------- a point to break
+
+
+@pytest.fixture
+def config_point(tmp_path):
+    """A config with only RAGFlow's config files enabled, and one complete point of them."""
+    from agent.points import Storage
+    from tests.faults.test_concurrency import ragflow_dir
+
+    docker = ragflow_dir(tmp_path)
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(docker), "minio": {"enabled": False},
+        "mysql": {"enabled": False}, "search": {"enabled": False}})
+    assert cli(config, "backup", "--local", "-C", "config").returncode == 0
+    [point] = Storage(tmp_path / "backups").points("daily")
+    return config, point

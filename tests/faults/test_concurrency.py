@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.points import Storage
 from testbed.polling import wait_for
 from tests.faults.harness import cli, fingerprint, kill, start_cli, text_of, write_config
 
@@ -56,13 +55,9 @@ def test_a_second_agent_on_the_same_storage_root_refuses_to_start(tmp_path, redi
 @pytest.mark.fault("two restores at once",
                    "the second is refused ('a restore is already running (pid N)... nothing was changed'), "
                    "exit 1; the first completes; a restore afterwards works")
-def test_a_second_restore_while_one_runs_is_refused_and_changes_nothing(tmp_path):
-    docker = ragflow_dir(tmp_path)
-    config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(docker), "minio": {"enabled": False},
-        "mysql": {"enabled": False}, "search": {"enabled": False}})
-    assert cli(config, "backup", "--local", "-C", "config").returncode == 0
-    [point] = Storage(tmp_path / "backups").points("daily")
+def test_a_second_restore_while_one_runs_is_refused_and_changes_nothing(tmp_path, config_point):
+    config, point = config_point
+    docker = tmp_path / "ragflow" / "docker"
     (docker / ".env").write_text("MYSQL_PASSWORD=changed\n")
 
     lock = tmp_path / "backups" / "locks" / "restore.lock"

@@ -7,21 +7,8 @@ import signal
 
 import pytest
 
-from agent.points import Storage
 from testbed.polling import wait_for
 from tests.faults.harness import cli, kill, start_cli, text_of, write_config
-from tests.faults.test_concurrency import ragflow_dir
-
-
-@pytest.fixture
-def config_point(tmp_path):
-    docker = ragflow_dir(tmp_path)
-    config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(docker), "minio": {"enabled": False},
-        "mysql": {"enabled": False}, "search": {"enabled": False}})
-    assert cli(config, "backup", "--local", "-C", "config").returncode == 0
-    [point] = Storage(tmp_path / "backups").points("daily")
-    return config, point
 
 
 @pytest.mark.fault("corrupt input: a manifest edited by hand (an artifact's SHA-256 changed)",
