@@ -219,7 +219,7 @@ from actors.search import (  # noqa: E402 - after the public functions: actors/s
     ensure_repository,
     snapshot_record,
 )
-from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings  # noqa: E402 - see above
+from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block  # noqa: E402 - see above
 
 
 def _search(settings: Settings | SearchSettings) -> SearchSettings:
@@ -423,13 +423,14 @@ def _swap(api: RestoreApi, temps: dict[str, str], timeout: float, log: logging.L
     exposed: str | None = None  # deleted live index whose clone is not yet ready
     try:
         for name, temp in temps.items():
-            settings = clone_settings(api.flat_settings(temp))  # read before the block below changes them
+            staged = api.flat_settings(temp)  # read before the block below changes them
             api.block_writes(temp)  # a clone's source must be read-only
             exposed = name
             if api.exists(name):
                 api.delete_index(name)
-            api.clone(temp, name, settings)
+            api.clone(temp, name, clone_settings(staged))
             api.wait_ready(name, timeout)
+            api.block_writes(name, write_block(staged))
             exposed = None
             api.delete_index(temp)
             log.info("index %s replaced by its copy from the snapshot", name)

@@ -23,8 +23,15 @@ def clone_settings(staged: dict[str, Any]) -> dict[str, Any]:
     less those the server owns, and the write block the snapshot had (usually none), not the one the clone
     needed on its source."""
     settings = {key: value for key, value in staged.items() if not key.startswith(NOT_CLONED)}
-    settings["index.blocks.write"] = staged.get("index.blocks.write")  # None removes it
+    # None drops the source's block; the clone then holds a literal null, which write_block() clears after.
+    settings["index.blocks.write"] = staged.get("index.blocks.write")
     return settings
+
+
+def write_block(staged: dict[str, Any]) -> bool | None:
+    """The write block the snapshot's index had: none (None) almost always."""
+    value = staged.get("index.blocks.write")
+    return None if value is None else str(value).lower() == "true"
 
 
 class RestoreApi(SnapshotRepo):
@@ -57,11 +64,12 @@ class RestoreApi(SnapshotRepo):
     def delete_index(self, index: str) -> None:
         self.client.indices.delete(index=index)
 
-    def block_writes(self, index: str) -> None:
+    def block_writes(self, index: str, block: bool | None = True) -> None:
+        """Set the write block (None: remove the setting, as on an index that never had one)."""
         if self.es:
-            self.client.indices.put_settings(index=index, settings={"index.blocks.write": True})
+            self.client.indices.put_settings(index=index, settings={"index.blocks.write": block})
         else:
-            self.client.indices.put_settings(index=index, body={"index.blocks.write": True})
+            self.client.indices.put_settings(index=index, body={"index.blocks.write": block})
 
     def flat_settings(self, index: str) -> dict[str, Any]:
         """The index's own settings (not the defaults), as flat `index.x.y` keys."""

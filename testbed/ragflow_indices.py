@@ -72,9 +72,16 @@ def chunk_index_body(engine: str, modules: set[str]) -> dict[str, Any]:
     return body
 
 
-def doc_meta_index_body() -> dict[str, Any]:
-    """RAGFlow's body for `ragflow_doc_meta_<tenant>` (the same on both engines; core types only)."""
-    return copy.deepcopy(_fixture()["doc_meta"])
+def doc_meta_index_body(engine: str) -> dict[str, Any]:
+    """RAGFlow's body for `ragflow_doc_meta_<tenant>` (its file is written for Elasticsearch).
+
+    OpenSearch has no runtime fields, so there `dynamic: runtime` becomes `true`: new metadata fields are
+    mapped (indexed) rather than computed at query time.
+    """
+    body = copy.deepcopy(_fixture()["doc_meta"])
+    if engine == "opensearch" and body["mappings"].get("dynamic") == "runtime":
+        body["mappings"]["dynamic"] = True
+    return body
 
 
 def _create(client: Any, index: str, body: dict[str, Any]) -> None:
@@ -92,4 +99,4 @@ def create_chunk_index(client: Any, index: str) -> None:
 
 def create_doc_meta_index(client: Any, index: str) -> None:
     """Create `index` as RAGFlow creates a tenant's document-metadata index."""
-    _create(client, index, doc_meta_index_body())
+    _create(client, index, doc_meta_index_body(_engine(client)))
