@@ -95,11 +95,12 @@ def restore(settings: Settings | SearchSettings, point: Point, record: Component
         if rename is None:
             tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"  # one per run: restore_<hex6>_<index>
             temps = {name: f"{tag}{name}" for name in chosen}
+            aliases = _recorded_aliases(point, chosen)  # checked before anything changes
             _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
             _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", expected, point, log)
             _swap(api, temps, search.snapshot_timeout_seconds, log)
             targets = {name: name for name in chosen}
-            _put_aliases(api, point, chosen, log)
+            _put_aliases(api, aliases, log)
         else:
             targets = _renamed(search, chosen, rename)
             _refuse_existing(api, list(targets.values()), "an index of this name")
@@ -455,22 +456,22 @@ def _recorded_aliases(point: Point, chosen: list[str]) -> dict[str, dict[str, di
         if not isinstance(aliases, dict) or not all(
                 isinstance(alias, str) and alias and not _BAD_NAME.search(alias) and isinstance(spec, dict)
                 and set(spec) <= set(ALIAS_KEYS) for alias, spec in aliases.items()):
-            raise PermanentError(f"the aliases of index {name} in {point.ref}'s search_snapshot.json are malformed; "
-                                 f"the index was restored without them: add its aliases by hand")
+            raise PermanentError(f"the aliases of index {name} in {point.ref}'s search_snapshot.json are malformed "
+                                 f"(nothing was restored): choose another point")
         found[name] = aliases
     return found
 
 
-def _put_aliases(api: RestoreApi, point: Point, chosen: list[str], log: logging.Logger) -> None:
+def _put_aliases(api: RestoreApi, aliases: dict[str, dict[str, dict[str, Any]]], log: logging.Logger) -> None:
     """Give each replaced index the aliases it had at backup time (a clone, like a staged restore, has none).
 
     After the swap, not in the clone request: an alias the server refuses (say, another index became its write
     index meanwhile) must not leave a live index missing; the data is in place and only the alias is reported.
     """
-    for name, aliases in _recorded_aliases(point, chosen).items():
+    for name, its in aliases.items():
         try:
-            api.add_aliases(name, aliases)
+            api.add_aliases(name, its)
         except Exception as exc:
-            raise _interrupted(exc, f"index {name} is restored, but its aliases {', '.join(sorted(aliases))} could "
+            raise _interrupted(exc, f"index {name} is restored, but its aliases {', '.join(sorted(its))} could "
                                     f"not be put back: add them by hand") from exc
-        log.info("index %s: aliases %s put back", name, ", ".join(sorted(aliases)))
+        log.info("index %s: aliases %s put back", name, ", ".join(sorted(its)))
