@@ -458,3 +458,26 @@ def test_a_drill_copy_has_the_original_settings_and_mappings_and_no_alias_to_sen
     assert aliases_of(bed.client, bed.chunks) == {bed.alias: {"filter": {"term": {"kb_id": "kb_a"}}}}
     assert bed.docs(bed.alias).keys() == {"a-0", "a-1", "a-2"}
     cleanup_temporary(bed.settings, drill)
+
+
+def test_an_index_backed_up_read_only_comes_back_read_only_and_the_others_writable(cfg, index_prefix, tmp_path):
+    settings = Settings(storage_root=tmp_path / "backups", search=cfg)
+    point = Storage(settings.storage_root).new_point([search.NAME])
+    bed = Bed(settings, point, None, clients.search_client(cfg), index_prefix)  # type: ignore[arg-type]
+    frozen, open_ = bed.name("ragflow_frozen"), bed.name("ragflow_open")
+    make_tenant_index(bed, frozen, {"kb_a": 2})
+    make_tenant_index(bed, open_, {"kb_b": 2})
+    if bed.es:
+        bed.client.indices.put_settings(index=frozen, settings={"index.blocks.write": True})
+    else:
+        bed.client.indices.put_settings(index=frozen, body={"index.blocks.write": True})
+    before = {index: shape(bed.client, index) for index in (frozen, open_)}
+    bed.record = run_component(settings, point, search.NAME)
+    assert bed.record.status == "ok", bed.record.error
+
+    restore(settings, point, bed.record)
+
+    for index in (frozen, open_):
+        assert differences(shape(bed.client, index), before[index]) == {}
+    assert shape(bed.client, frozen)[0]["index.blocks.write"] == "true"
+    assert shape(bed.client, open_)[0]["index.blocks.write"] == "false"
