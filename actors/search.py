@@ -234,6 +234,17 @@ def index_doc_counts(client: Any, patterns: list[str]) -> dict[str, int]:
     return {name: int(per_index[name]["primaries"]["docs"]["count"]) for name in names}
 
 
+def index_aliases(client: Any, patterns: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """The aliases of each of `names` (matched by `patterns`), for those that have any: {index: {alias: spec}}.
+
+    A restore replaces an index by a clone of its staged copy, and neither a renamed restore nor a clone
+    carries aliases, so the record keeps them for the restore to put back.
+    """
+    options = {"expand_wildcards": "open", "allow_no_indices": True, "ignore_unavailable": True}
+    body = _plain(client.indices.get_alias(index=",".join(patterns), **options))
+    return {name: dict(body[name]["aliases"]) for name in names if (body.get(name) or {}).get("aliases")}
+
+
 # ---------------------------------------------------------------- snapshots
 
 
@@ -382,6 +393,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             log.info("%s", details["note"])
             return ComponentResult(artifacts=[_write_record(point, document)], counts={}, details=details)
 
+        document["aliases"] = index_aliases(client, search.indices, sorted(counts))
         name = _free_name(search, repo)
         log.info("snapshot %s of %d indices into repository %s started", name, len(counts), repo.name)
         repo.start(name, sorted(counts))

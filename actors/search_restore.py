@@ -5,6 +5,12 @@ indices under temporary names (`restore_<hex6>_<index>`), compares their documen
 record, and only then replaces each live index; a renamed restore (a drill) creates new indices only; a
 knowledge-base restore stages the tenant indices the same way and copies back just that KB's chunks.
 
+A restored index has every setting, mapping and alias of the one backed up: the snapshot restore is given no
+index_settings / ignore_index_settings, so settings and mappings come back as the snapshot holds them; the
+clone that puts a staged copy under the live name is given all of the copy's settings (the clone API alone
+sets one replica, which turns a single node yellow); aliases, which neither carries, are put back from the
+point's record. A drill's copies get no alias: it would send RAGFlow's readers to them.
+
 actors/search.py re-exports `restore` and `restore_kb` at its end, so the public functions are defined
 above this module's own import of actors.search: importing either module first then works.
 """
@@ -15,7 +21,6 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +32,6 @@ from agent.manifest import ComponentRecord
 from agent.points import Point
 
 TEMP_PREFIX = "restore_"  # staging indices of live and per-KB restores: restore_<hex6>_<index>
-BULK_SIZE = 500  # documents per scroll page and per bulk request (chunks carry embedding vectors)
 URL_BUDGET = 3000  # comma-joined index names per request line (servers refuse lines over 4 KiB)
 _BAD_NAME = re.compile(r'[\\/*?"<>| ,#:]')
 
@@ -91,10 +95,12 @@ def restore(settings: Settings | SearchSettings, point: Point, record: Component
         if rename is None:
             tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"  # one per run: restore_<hex6>_<index>
             temps = {name: f"{tag}{name}" for name in chosen}
+            aliases = _recorded_aliases(point, chosen)  # checked before anything changes
             _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
             _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", expected, point, log)
             _swap(api, temps, search.snapshot_timeout_seconds, log)
             targets = {name: name for name in chosen}
+            _put_aliases(api, aliases, log)
         else:
             targets = _renamed(search, chosen, rename)
             _refuse_existing(api, list(targets.values()), "an index of this name")
@@ -214,114 +220,7 @@ from actors.search import (  # noqa: E402 - after the public functions: actors/s
     ensure_repository,
     snapshot_record,
 )
-
-
-class RestoreApi(SnapshotRepo):
-    """SnapshotRepo plus the calls a restore makes; the two clients spell them differently only here."""
-
-    def _within(self, timeout: float) -> Any:
-        """The ES client with a longer request timeout; opensearch-py takes request_timeout per call instead."""
-        return self.client.options(request_timeout=timeout) if self.es else self.client
-
-    def restore(self, snapshot: str, indices: list[str], pattern: str, replacement: str, timeout: float) -> dict:
-        # Aliases stay behind: restored with renamed indices they would point readers at the staged copies.
-        if self.es:
-            return _plain(self._within(timeout).snapshot.restore(
-                repository=self.name, snapshot=snapshot, indices=indices, rename_pattern=pattern,
-                rename_replacement=replacement, include_global_state=False, include_aliases=False,
-                wait_for_completion=True))
-        body = {"indices": ",".join(indices), "rename_pattern": pattern, "rename_replacement": replacement,
-                "include_global_state": False, "include_aliases": False}
-        return _plain(self.client.snapshot.restore(repository=self.name, snapshot=snapshot, body=body,
-                                                   wait_for_completion=True, request_timeout=timeout))
-
-    def names(self, prefix: str) -> list[str]:
-        found = self.client.indices.get_settings(index=f"{prefix}*", name="index.uuid", expand_wildcards="all",
-                                                 allow_no_indices=True)
-        return sorted(_plain(found))
-
-    def exists(self, index: str) -> bool:
-        return bool(self.client.indices.exists(index=index))
-
-    def delete_index(self, index: str) -> None:
-        self.client.indices.delete(index=index)
-
-    def block_writes(self, index: str) -> None:
-        if self.es:
-            self.client.indices.put_settings(index=index, settings={"index.blocks.write": True})
-        else:
-            self.client.indices.put_settings(index=index, body={"index.blocks.write": True})
-
-    def clone(self, source: str, target: str) -> None:
-        # A clone copies the source's settings, its write block too: the target drops it.
-        settings = {"index.blocks.write": None}
-        if self.es:
-            self.client.indices.clone(index=source, target=target, settings=settings)
-        else:
-            self.client.indices.clone(index=source, target=target, body={"settings": settings})
-
-    def wait_ready(self, index: str, timeout: float) -> None:
-        """Every primary of `index` started (yellow: a single node never gets its replicas)."""
-        try:
-            body = _plain(self._within(timeout + 30).cluster.health(
-                index=index, wait_for_status="yellow", timeout=f"{int(timeout)}s",
-                **({} if self.es else {"request_timeout": timeout + 30})))
-        except Exception as exc:
-            if _status(exc) != 408:
-                raise
-            body = {"timed_out": True}
-        if body.get("timed_out"):
-            raise TimeoutError(f"index {index} did not become ready (yellow) within {timeout:.0f}s")
-
-    def count(self, index: str, query: dict) -> int:
-        if self.es:
-            return int(_plain(self.client.count(index=index, query=query))["count"])
-        return int(_plain(self.client.count(index=index, body={"query": query}))["count"])
-
-    # The KB copy reads and writes through scroll + bulk, not the server's _delete_by_query / _reindex: those
-    # live in the `reindex` module, which minimal distributions (the integ-test zips of our test bed, some
-    # managed offerings) leave out, while scroll and bulk are core everywhere.
-
-    def _helpers(self) -> Any:
-        if self.es:
-            from elasticsearch import helpers
-        else:
-            from opensearchpy import helpers
-        return helpers
-
-    def _hits(self, index: str, query: dict, source: bool) -> Iterator[dict[str, Any]]:
-        """Every document matching `query`, from a scroll: a point-in-time view, safe to write under."""
-        return self._helpers().scan(self.client, query={"query": query, "_source": source}, index=index,
-                                    size=BULK_SIZE, scroll="10m")
-
-    def _bulk(self, actions: Iterable[dict[str, Any]], index: str, doing: str, timeout: float) -> int:
-        client = self._within(timeout) if self.es else self.client
-        extra = {} if self.es else {"request_timeout": timeout}
-        done, failed = self._helpers().bulk(client, actions, chunk_size=BULK_SIZE, raise_on_error=False,
-                                            raise_on_exception=True, **extra)
-        # A delete of a document someone else deleted meanwhile answers 404: the goal is reached all the same.
-        errors = [e for e in failed if not (isinstance(e, dict) and e.get("delete", {}).get("status") == 404)]
-        if errors:
-            first = next(iter(errors[0].values()), {}) if isinstance(errors[0], dict) else errors[0]
-            raise RuntimeError(f"{doing}: {len(errors)} documents failed, the first: {first}")
-        self.client.indices.refresh(index=index)
-        return int(done)
-
-    def delete_matching(self, index: str, query: dict, timeout: float) -> int:
-        """Delete the documents of `index` matching `query`; how many were there."""
-        actions = ({"_op_type": "delete", "_index": index, "_id": hit["_id"], **_routing(hit)}
-                   for hit in self._hits(index, query, source=False))
-        return self._bulk(actions, index, f"deleting from {index}", timeout)
-
-    def copy_matching(self, source: str, dest: str, query: dict, timeout: float) -> int:
-        """Copy the documents of `source` matching `query` into `dest` under the same ids; how many."""
-        actions = ({"_op_type": "index", "_index": dest, "_id": hit["_id"], "_source": hit["_source"],
-                    **_routing(hit)} for hit in self._hits(source, query, source=True))
-        return self._bulk(actions, dest, f"copying {source} into {dest}", timeout)
-
-
-def _routing(hit: dict[str, Any]) -> dict[str, str]:
-    return {"routing": hit["_routing"]} if hit.get("_routing") else {}
+from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block  # noqa: E402 - see above
 
 
 def _search(settings: Settings | SearchSettings) -> SearchSettings:
@@ -525,12 +424,14 @@ def _swap(api: RestoreApi, temps: dict[str, str], timeout: float, log: logging.L
     exposed: str | None = None  # deleted live index whose clone is not yet ready
     try:
         for name, temp in temps.items():
+            staged = api.flat_settings(temp)  # read before the block below changes them
             api.block_writes(temp)  # a clone's source must be read-only
             exposed = name
             if api.exists(name):
                 api.delete_index(name)
-            api.clone(temp, name)
+            api.clone(temp, name, clone_settings(staged))
             api.wait_ready(name, timeout)
+            api.block_writes(name, write_block(staged))
             exposed = None
             api.delete_index(temp)
             log.info("index %s replaced by its copy from the snapshot", name)
@@ -542,3 +443,35 @@ def _swap(api: RestoreApi, temps: dict[str, str], timeout: float, log: logging.L
             raise _interrupted(exc, "the indices not yet replaced are as they were") from exc
         raise _interrupted(exc, f"index {exposed} may be missing or incomplete; its checked copy is kept in "
                                 f"{temps[exposed]} (write-blocked): run the restore again") from exc
+
+
+def _recorded_aliases(point: Point, chosen: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The aliases each chosen index had at backup time, from the point's record (read back: checked)."""
+    recorded = (snapshot_record(point) or {}).get("aliases") or {}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in chosen:
+        aliases = recorded.get(name) if isinstance(recorded, dict) else None
+        if not aliases:
+            continue
+        if not isinstance(aliases, dict) or not all(
+                isinstance(alias, str) and alias and not _BAD_NAME.search(alias) and isinstance(spec, dict)
+                and set(spec) <= set(ALIAS_KEYS) for alias, spec in aliases.items()):
+            raise PermanentError(f"the aliases of index {name} in {point.ref}'s search_snapshot.json are malformed "
+                                 f"(nothing was restored): choose another point")
+        found[name] = aliases
+    return found
+
+
+def _put_aliases(api: RestoreApi, aliases: dict[str, dict[str, dict[str, Any]]], log: logging.Logger) -> None:
+    """Give each replaced index the aliases it had at backup time (a clone, like a staged restore, has none).
+
+    After the swap, not in the clone request: an alias the server refuses (say, another index became its write
+    index meanwhile) must not leave a live index missing; the data is in place and only the alias is reported.
+    """
+    for name, its in aliases.items():
+        try:
+            api.add_aliases(name, its)
+        except Exception as exc:
+            raise _interrupted(exc, f"index {name} is restored, but its aliases {', '.join(sorted(its))} could "
+                                    f"not be put back: add them by hand") from exc
+        log.info("index %s: aliases %s put back", name, ", ".join(sorted(its)))

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agent.clients import minio_client, mysql_connection, redis_client, search_client
+from testbed import ragflow_indices
 
 if TYPE_CHECKING:
     from agent.config import MinioSettings, MySQLSettings, RedisSettings, SearchSettings
@@ -305,21 +306,9 @@ def seed_minio(client: Any, plan: Plan) -> dict[str, dict[str, str]]:
 def seed_search(client: Any, plan: Plan) -> dict[str, int]:
     # elasticsearch-py 8 and opensearch-py take different keywords for the same calls.
     opensearch = type(client).__module__.split(".")[0] == "opensearchpy"
-    kw, txt = {"type": "keyword"}, {"type": "text"}
-    # The integ-test OpenSearch has no k-NN plugin, so there the vector is a plain float array.
-    vector = {"type": "float"} if opensearch else {"type": "dense_vector", "dims": 8, "index": True,
-                                                   "similarity": "cosine"}
-    mappings = {"properties": {
-        "kb_id": kw, "doc_id": kw, "docnm_kwd": kw, "title_tks": txt, "content_with_weight": txt,
-        "content_ltks": txt, "important_kwd": kw, "page_num_int": {"type": "integer"}, "create_time": kw,
-        "create_timestamp_flt": {"type": "float"}, "available_int": {"type": "integer"}, "q_8_vec": vector}}
-    settings = {"number_of_shards": 1, "number_of_replicas": 0}  # a single-node test bed stays green
     counts: dict[str, int] = {}
     for index, chunks in plan.chunks.items():
-        if opensearch:
-            client.indices.create(index=index, body={"settings": settings, "mappings": mappings})
-        else:
-            client.indices.create(index=index, settings=settings, mappings=mappings)
+        ragflow_indices.create_chunk_index(client, index)  # RAGFlow's own settings and mappings
         for start in range(0, len(chunks), 1000):
             ops: list[dict[str, Any]] = []
             for chunk in chunks[start:start + 1000]:

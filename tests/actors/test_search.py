@@ -94,7 +94,27 @@ def test_a_backup_takes_a_good_snapshot_and_records_each_index_doc_count(search_
     assert saved["doc_counts"] == seeded and saved["indices"] == sorted(seeded)
     assert saved["repository"] == {"name": search_cfg.repository, "type": "fs", "location": search_cfg.repository_path}
     assert saved["shards"]["failed"] == 0
+    assert saved["aliases"] == {}  # none of these has an alias
     assert [a.kind for a in record.artifacts] == ["json"]
+
+
+def test_a_backup_records_each_index_alias_for_the_restore_to_put_back(search_cfg, seeded, index_prefix, tmp_path):
+    client = clients.search_client(search_cfg)
+    chunks, alias = f"{index_prefix}ragflow_tenant_a", f"{index_prefix}kb1_chunks"
+    action = {"add": {"index": chunks, "alias": alias, "filter": {"term": {"kb_id": "kb1"}}, "routing": "r1"}}
+    if search_cfg.engine == "elasticsearch":
+        client.indices.update_aliases(actions=[action])
+    else:
+        client.indices.update_aliases(body={"actions": [action]})
+    settings = settings_for(search_cfg, tmp_path)
+    point = new_point(settings)
+
+    record = run_component(settings, point, search.NAME)
+
+    assert record.status == "ok", record.error
+    saved = json.loads(point.path("search_snapshot.json").read_text())
+    assert saved["aliases"] == {chunks: {alias: {"filter": {"term": {"kb_id": "kb1"}}, "index_routing": "r1",
+                                                 "search_routing": "r1"}}}
 
 
 @pytest.mark.fault('corrupt input: a snapshot record edited by hand, or its snapshot deleted',

@@ -15,6 +15,7 @@ from agent.config import SearchSettings, Settings
 from agent.manifest import ComponentRecord
 from agent.points import Point, Storage
 from agent.runs import run_component
+from testbed import ragflow_indices
 from tests.conftest import unique
 
 # Chunks per knowledge base in each tenant's index, as RAGFlow keeps them: one index per tenant.
@@ -308,3 +309,175 @@ def test_a_seeded_ragflow_tenant_index_and_knowledge_base_come_back_whole(search
             repo.unregister()
         except search.RepositoryMissing:
             pass
+
+
+# ---------------------------------------------------------------- RAGFlow's own index shape, every setting kept
+
+# What differs between any two indices: identity, creation, and (OpenSearch) the clone a restore makes them by.
+PER_INDEX = ("index.uuid", "index.creation_date", "index.provided_name", "index.version.", "index.resize.")
+
+
+def shape(client: Any, index: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An index's effective settings (its own over the defaults, less PER_INDEX) and its mappings."""
+    body = client.indices.get_settings(index=index, flat_settings=True, include_defaults=True)[index]
+    settings = {k: v for k, v in {**body["defaults"], **body["settings"]}.items() if not k.startswith(PER_INDEX)}
+    return settings, client.indices.get_mapping(index=index)[index]["mappings"]
+
+
+def differences(index_shape: tuple[dict[str, Any], dict[str, Any]],
+                original: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """Settings whose values differ (key: (now, original)), and the mappings if they differ."""
+    (settings, mappings), (was, was_mappings) = index_shape, original
+    found = {key: (settings.get(key), was.get(key)) for key in settings.keys() | was.keys()
+             if settings.get(key) != was.get(key)}
+    if mappings != was_mappings:
+        found["mappings"] = (mappings, was_mappings)
+    return found
+
+
+def aliases_of(client: Any, index: str) -> dict[str, Any]:
+    return client.indices.get_alias(index=index)[index]["aliases"]
+
+
+def green(client: Any, index: str) -> bool:
+    return client.cluster.health(index=index, wait_for_status="green")["status"] == "green"  # waits up to 30 s
+
+
+@dataclass
+class RagflowBed(Bed):
+    """A tenant's chunk and doc-meta indices made as RAGFlow makes them, an alias on the chunks, backed up."""
+
+    shapes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = None  # type: ignore[assignment]
+    alias: str = ""
+
+    @property
+    def chunks(self) -> str:
+        return self.name("ragflow_t1")
+
+    @property
+    def meta(self) -> str:
+        return self.name("ragflow_doc_meta_t1")
+
+    def chunk(self, doc_id: str, kb_id: str) -> None:
+        """A chunk with a field for each kind of RAGFlow's dynamic templates."""
+        doc = {"kb_id": kb_id, "doc_id": f"doc-{kb_id}", "title_tks": "annual report", "content_ltks": "revenue grew",
+               "content_with_weight": "Revenue grew.", "page_num_int": [1], "create_time": "2026-11-29 12:00:00",
+               "create_timestamp_flt": 1.5, "pagerank_fea": 10, "tag_feas": {"finance": 3}, "size_ulong": 7,
+               "q_512_vec": [0.5] * 512, "important_kwd": ["revenue"]}
+        if self.es:
+            self.client.index(index=self.chunks, id=doc_id, document=doc, refresh=True)
+        else:
+            self.client.index(index=self.chunks, id=doc_id, body=doc, refresh=True)
+
+
+@pytest.fixture
+def ragflow_bed(cfg: SearchSettings, index_prefix: str, tmp_path) -> RagflowBed:
+    settings = Settings(storage_root=tmp_path / "backups", search=cfg)
+    point = Storage(settings.storage_root).new_point([search.NAME])
+    bed = RagflowBed(settings, point, None, clients.search_client(cfg), index_prefix)  # type: ignore[arg-type]
+    ragflow_indices.create_chunk_index(bed.client, bed.chunks)
+    ragflow_indices.create_doc_meta_index(bed.client, bed.meta)
+    for i in range(3):
+        bed.chunk(f"a-{i}", "kb_a")
+    bed.chunk("b-0", "kb_b")
+    meta = {"id": "doc-kb_a", "kb_id": "kb_a", "meta_fields": {"author": "Zoë"}}
+    if bed.es:
+        bed.client.index(index=bed.meta, id="doc-kb_a", document=meta, refresh=True)
+    else:
+        bed.client.index(index=bed.meta, id="doc-kb_a", body=meta, refresh=True)
+    bed.alias = f"{index_prefix}alias_t1"
+    alias = {"index": bed.chunks, "alias": bed.alias, "filter": {"term": {"kb_id": "kb_a"}}}
+    if bed.es:
+        bed.client.indices.update_aliases(actions=[{"add": alias}])
+    else:
+        bed.client.indices.update_aliases(body={"actions": [{"add": alias}]})
+    bed.shapes = {index: shape(bed.client, index) for index in (bed.chunks, bed.meta)}
+    bed.record = run_component(settings, point, search.NAME)
+    assert bed.record.status == "ok", bed.record.error
+    assert bed.record.counts == {bed.chunks: 4, bed.meta: 1}
+    return bed
+
+
+def test_ragflow_indices_are_made_with_ragflow_settings_and_what_the_server_can_hold_of_its_mapping(ragflow_bed):
+    bed = ragflow_bed
+    settings, mappings = bed.shapes[bed.chunks]
+    assert (settings["index.number_of_shards"], settings["index.number_of_replicas"]) == ("2", "0")
+    assert settings["index.refresh_interval"] == "1000ms"
+    modules = ragflow_indices.server_modules(bed.client)
+    wanted = ragflow_indices.chunk_index_body(bed.settings.search.engine, modules)["mappings"]["dynamic_templates"]
+    assert mappings["dynamic_templates"] == wanted
+    held = {type_ for template in wanted for spec in template.values() for type_ in [spec["mapping"].get("type")]}
+    assert ("rank_feature" in held) == ("mapper-extras" in modules)
+    assert mappings["properties"]["kb_id"] == {"type": "keyword", "store": True, "similarity": "boolean"}
+    assert bed.shapes[bed.meta][1]["dynamic"] == ("runtime" if bed.es else "true")  # OpenSearch: no runtime fields
+
+
+def test_a_restored_index_has_every_setting_mapping_and_alias_of_the_original_and_a_single_node_stays_green(
+        ragflow_bed):
+    bed = ragflow_bed
+    backed_up = bed.docs(bed.chunks)
+    bed.client.indices.delete(index=bed.chunks)
+    bed.chunk("late", "kb_b")  # auto-creates the live name with a mapping of its own, which the restore replaces
+
+    result = restore(bed.settings, bed.point, bed.record)
+
+    assert result.ok and result.indices == {bed.chunks: bed.chunks, bed.meta: bed.meta}
+    for index in (bed.chunks, bed.meta):
+        assert differences(shape(bed.client, index), bed.shapes[index]) == {}
+        assert green(bed.client, index)
+    assert aliases_of(bed.client, bed.chunks) == {bed.alias: {"filter": {"term": {"kb_id": "kb_a"}}}}
+    assert bed.docs(bed.chunks) == backed_up
+    assert bed.staging_left() == []
+    bed.chunk("after-restore", "kb_a")  # writable: neither the staging copy's write block nor a read-only alias
+    assert "after-restore" in bed.docs(bed.alias)
+
+
+def test_a_knowledge_base_restore_leaves_the_live_index_settings_as_they_were(ragflow_bed):
+    bed = ragflow_bed
+    for doc_id in bed.docs(bed.chunks, "kb_a"):
+        bed.remove(bed.chunks, doc_id)
+
+    result = restore_kb(bed.settings, bed.point, bed.record, "kb_a")
+
+    assert result.ok and result.found == {bed.chunks: 3, bed.meta: 1}  # its doc-meta entry too
+    assert shape(bed.client, bed.chunks) == bed.shapes[bed.chunks]
+    assert aliases_of(bed.client, bed.chunks) == {bed.alias: {"filter": {"term": {"kb_id": "kb_a"}}}}
+    assert green(bed.client, bed.chunks)
+
+
+def test_a_drill_copy_has_the_original_settings_and_mappings_and_no_alias_to_send_readers_to_it(ragflow_bed):
+    bed = ragflow_bed
+    drill = f"{unique('drill')}_"
+
+    result = restore(bed.settings, bed.point, bed.record, rename=prefixed(drill))
+
+    for name, copy in result.indices.items():
+        assert differences(shape(bed.client, copy), bed.shapes[name]) == {}
+        assert aliases_of(bed.client, copy) == {} and green(bed.client, copy)
+        assert differences(shape(bed.client, name), bed.shapes[name]) == {}  # the live indices are untouched
+    assert aliases_of(bed.client, bed.chunks) == {bed.alias: {"filter": {"term": {"kb_id": "kb_a"}}}}
+    assert bed.docs(bed.alias).keys() == {"a-0", "a-1", "a-2"}
+    cleanup_temporary(bed.settings, drill)
+
+
+def test_an_index_backed_up_read_only_comes_back_read_only_and_the_others_writable(cfg, index_prefix, tmp_path):
+    settings = Settings(storage_root=tmp_path / "backups", search=cfg)
+    point = Storage(settings.storage_root).new_point([search.NAME])
+    bed = Bed(settings, point, None, clients.search_client(cfg), index_prefix)  # type: ignore[arg-type]
+    frozen, open_ = bed.name("ragflow_frozen"), bed.name("ragflow_open")
+    make_tenant_index(bed, frozen, {"kb_a": 2})
+    make_tenant_index(bed, open_, {"kb_b": 2})
+    if bed.es:
+        bed.client.indices.put_settings(index=frozen, settings={"index.blocks.write": True})
+    else:
+        bed.client.indices.put_settings(index=frozen, body={"index.blocks.write": True})
+    before = {index: shape(bed.client, index) for index in (frozen, open_)}
+    bed.record = run_component(settings, point, search.NAME)
+    assert bed.record.status == "ok", bed.record.error
+
+    restore(settings, point, bed.record)
+
+    for index in (frozen, open_):
+        assert differences(shape(bed.client, index), before[index]) == {}
+    assert shape(bed.client, frozen)[0]["index.blocks.write"] == "true"
+    assert shape(bed.client, open_)[0]["index.blocks.write"] == "false"

@@ -142,8 +142,12 @@ def test_seeds_opensearch_as_well_as_elasticsearch(seeded, env, engine):
     client = clients.search_client(tb.search(engine, env))
     for index, count in dataset.doc_counts.items():
         assert client.count(index=index)["count"] == count == 24
-        vector = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["q_8_vec"]
-        assert vector["type"] == ("float" if engine == "opensearch" else "dense_vector")
+        # RAGFlow's own index shape (testbed/ragflow_indices.py): its settings and dynamic templates.
+        settings = client.indices.get_settings(index=index)[index]["settings"]["index"]
+        assert (settings["number_of_shards"], settings["number_of_replicas"]) == ("2", "0")
+        fields = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+        assert fields["content_ltks"]["analyzer"] == "whitespace" and fields["kb_id"]["type"] == "keyword"
+        assert fields["page_num_int"]["type"] == "integer" and fields["create_time"]["type"] == "date"
     assert {c["doc_id"] for c in _chunks(env, dataset, engine)} == set(dataset.doc_ids)
 
 
