@@ -136,6 +136,7 @@ class MirrorStore:
                 conn.execute(statement)
             if fresh:
                 conn.execute(f"PRAGMA user_version={FORMAT}")
+            current = conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
             for bucket, key in conn.execute("SELECT bucket, key FROM objects WHERE pending IS NOT NULL").fetchall():
                 self._settle(conn, bucket, key)  # finish what a crashed process left half done
             for path in self.tmp.iterdir():  # downloads a crash left behind (a pending one was just placed)
@@ -144,7 +145,8 @@ class MirrorStore:
                         path.unlink(missing_ok=True)
                 except FileNotFoundError:
                     continue  # a live copy in another process placed or dropped it since the listing
-        convert_layout(self.root, self._write)  # a mirror of an older layout, once
+        if not current:
+            convert_layout(self.root, self._write)  # a mirror of an older layout, once
 
     # ---------------------------------------------------------------- connections
     def _conn(self) -> sqlite3.Connection:
