@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -364,3 +365,39 @@ def test_a_process_killed_while_a_file_makes_way_for_a_folder_loses_nothing(tmp_
     assert (root / "bkt" / "a%~file").read_bytes() == b"parent" and (root / "bkt" / "a" / "b").read_bytes() == b"child"
     assert {key: reopened.entry("bkt", key).path.read_bytes() for key in ("a", "a/b")} == {"a": b"parent",
                                                                                            "a/b": b"child"}
+
+
+def test_no_bucket_or_key_can_take_the_mirrors_own_names(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    for bucket in (".versions", ".tmp", ".index.sqlite", ".convert", ".orphans", "..", "."):
+        temp = store.temp_file(bucket)
+        temp.write_bytes(b"x")
+        store.commit(bucket, ".index.sqlite", temp, Entry(size=1, etag=hashlib.md5(b"x").hexdigest()), T0)
+        assert store.entry(bucket, ".index.sqlite").path.parent.name.startswith("%2E")
+    assert sorted(p.name for p in store.root.iterdir() if not p.name.startswith("%2E")) == [
+        ".index.sqlite", ".index.sqlite-shm", ".index.sqlite-wal", ".tmp"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="ab/.%~", max_size=6), min_size=1, max_size=12, unique=True))
+def test_keys_committed_in_any_order_each_keep_their_own_file_inside_the_bucket_folder(keys):
+    with tempfile.TemporaryDirectory() as folder:
+        store = MirrorStore(Path(folder) / "m")
+        for n, key in enumerate(keys):
+            put(store, key, f"{n}".encode(), T0 + timedelta(seconds=n))
+        paths = {key: store.entry("bkt", key).path for key in keys}
+        assert len(set(paths.values())) == len(keys), "two keys share a file"
+        bucket = (store.root / "bkt").resolve()
+        for n, key in enumerate(keys):
+            assert paths[key].read_bytes() == f"{n}".encode()
+            assert bucket in paths[key].resolve().parents
+            check_safe(paths[key].relative_to(bucket))
+        assert sorted(p for p in bucket.rglob("*") if p.is_file()) == sorted(paths.values()), "no stray files"
+        for key in keys[::2]:
+            store.remove("bkt", key, T0 + timedelta(hours=1))
+        for key in keys[::2]:  # back again, now that other keys may need their names as folders
+            put(store, key, b"again", T0 + timedelta(hours=2))
+        assert {key: store.entry("bkt", key).path.read_bytes() for key in keys} == {
+            key: b"again" if n % 2 == 0 else f"{n}".encode() for n, key in enumerate(keys)}
+        assert len({store.entry("bkt", key).path for key in keys}) == len(keys)
+        store.close()
