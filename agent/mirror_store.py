@@ -217,14 +217,15 @@ class MirrorStore:
     def _make_way(self, conn: sqlite3.Connection, final: Path) -> None:
         """Clear the folders `final` needs: a file moved aside (see `_move_aside`) whose rename is still due
         goes first; a file no row knows is one a crash left behind after its key was removed (its bytes
-        were kept under .versions first, see `remove`), so it is dropped."""
+        were kept under .versions first, see `remove`), so it is dropped, and so is a symlink (the mirror
+        makes none; a folder must never lead out of it)."""
         relative = final.relative_to(self.root)
         for folder in [*reversed(relative.parents)][1:]:
             for (bucket, key) in conn.execute("SELECT bucket, key FROM objects WHERE pending=?",
                                               (str(folder),)).fetchall():
                 self._settle(conn, bucket, key)
             where = self.root / folder
-            if (where.is_symlink() or where.exists()) and not where.is_dir():
+            if where.is_symlink() or (where.exists() and not where.is_dir()):
                 if conn.execute("SELECT 1 FROM objects WHERE path=?", (str(folder),)).fetchone() is None:
                     where.unlink()
 
@@ -238,9 +239,10 @@ class MirrorStore:
             return row[0]
         if has_subkeys(conn, bucket, key) or (self.root / plain).is_dir():
             return marked
-        parts = key.split("/")
-        for depth in range(1, len(parts)) if not is_flat(encode_key(key)) else ():  # a flat key has no folders
-            self._move_aside(conn, bucket, "/".join(parts[:depth]))
+        if not is_flat(encode_key(key)):  # a too-long key, stored flat, needs no folders
+            parts = key.split("/")
+            for depth in range(1, len(parts)):
+                self._move_aside(conn, bucket, "/".join(parts[:depth]))
         return plain
 
     def _move_aside(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:

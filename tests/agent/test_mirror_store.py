@@ -401,3 +401,14 @@ def test_keys_committed_in_any_order_each_keep_their_own_file_inside_the_bucket_
             key: b"again" if n % 2 == 0 else f"{n}".encode() for n, key in enumerate(keys)}
         assert len({store.entry("bkt", key).path for key in keys}) == len(keys)
         store.close()
+
+
+def test_a_symlink_planted_where_a_folder_goes_is_replaced_by_a_real_folder(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    put(store, "seed", b"s", T0)
+    (store.root / "bkt" / "docs").symlink_to(outside)
+    put(store, "docs/report.pdf", b"report", T0)
+    assert not (store.root / "bkt" / "docs").is_symlink() and not list(outside.iterdir())
+    assert (store.root / "bkt" / "docs" / "report.pdf").read_bytes() == b"report"
