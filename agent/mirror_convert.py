@@ -34,6 +34,10 @@ Writer = Callable[[], AbstractContextManager[sqlite3.Connection]]
 log = logging.getLogger(__name__)
 
 
+class ConversionError(OSError):
+    """A file of the mirror could not be moved; the message says which and what to do."""
+
+
 def make_private_dirs(path: Path) -> None:
     """Create missing folders one level at a time, each 0700 (mkdir(parents=True) ignores the mode)."""
     if not path.is_dir():
@@ -147,8 +151,13 @@ def _move(root: Path, source: str, target: str, folders: set[Path]) -> None:
     old, new = root / source, root / target
     if not (_inside(root, source) and is_regular_file(old)):
         return
-    make_private_dirs(new.parent)
-    os.replace(old, new)
+    try:
+        make_private_dirs(new.parent)
+        os.replace(old, new)
+    except OSError as exc:
+        raise ConversionError(f"converting the MinIO mirror at {root} to readable paths: moving {source} to "
+                              f"{target} failed ({exc.strerror or exc}); fix that (space, permissions) and start "
+                              "again: the conversion resumes where it stopped, nothing is lost") from None
     folders.update((old.parent, new.parent))
 
 

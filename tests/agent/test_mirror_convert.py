@@ -7,6 +7,9 @@ import sqlite3
 from contextlib import closing
 from datetime import timedelta
 
+import pytest
+
+from agent.mirror_convert import ConversionError
 from agent.mirror_paths import object_path
 from agent.mirror_store import Entry, MirrorStore
 from tests.agent.legacy_mirror import T0, build
@@ -78,3 +81,14 @@ def test_a_converted_mirror_is_not_converted_again_and_keeps_working(tmp_path):
                                                                                        b"report"]
     assert store.remove("bkt", "a/b", T0 + timedelta(days=2))
     assert (root / "bkt" / "a%~file").read_bytes() == b"file a"
+
+
+def test_a_conversion_that_cannot_move_a_file_says_so_and_resumes_once_fixed(tmp_path):
+    root = tmp_path / "m"
+    build(root, "bkt", CURRENT, OLD)
+    (root / ".convert").write_bytes(b"in the way")  # the staging folder cannot be made
+    with pytest.raises(ConversionError, match=r"moving bkt/.* to \.convert/.*start again: the conversion resumes"):
+        MirrorStore(root)
+    assert (root / "bkt" / "docs%" / "report.pdf").read_bytes() == b"report", "nothing moved, nothing lost"
+    (root / ".convert").unlink()
+    check_converted(MirrorStore(root))

@@ -63,3 +63,15 @@ def test_a_conversion_killed_at_any_rename_resumes_and_loses_nothing(tmp_path, r
     store = MirrorStore(root)
     check_converted(store)
     assert (root / ".orphans" / "bkt" / "docs%" / "stray.txt").read_bytes() == b"stray"
+
+
+@pytest.mark.fault("two processes open a mirror of the first layout at once (agent and workers after an upgrade)",
+                   "they share the conversion under the index's write lock; the result is the same as one")
+def test_two_processes_converting_one_mirror_at_once_leave_it_converted_once(tmp_path):
+    root = tmp_path / "m"
+    build(root, "bkt", CURRENT, OLD)
+    both = [subprocess.Popen([sys.executable, "-c", KILLED_AFTER_RENAMES, str(root), "0"],  # never killed
+                             cwd=Path(__file__).parents[2]) for _ in range(2)]
+    assert [process.wait(timeout=120) for process in both] == [0, 0]
+    check_converted(MirrorStore(root))
+    assert not (root / ".orphans").exists(), "no file was taken for an orphan"
