@@ -5,7 +5,7 @@ Only what cannot be a path is escaped, and every escape is visible:
 - NUL (and a lone surrogate) becomes `%XX` per byte; a key's own `%` becomes `%25` only where it would
   read as an escape (before two upper-case hex digits or before `~`), so "100% done.pdf" stays as it is;
 - a `.` or `..` segment becomes `%2E` / `%2E.`; an empty segment ("a//b", "dir/") becomes `%~empty`;
-- a segment longer than MAX_SEGMENT bytes keeps a readable prefix and ends `%~<hash of the segment>`;
+- a segment longer than MAX_SEGMENT (249) bytes keeps a readable prefix and ends `%~<hash of the segment>`;
 - a key whose path would exceed MAX_PATH bytes is stored flat as `%~long/<hash of the key>`.
 Every marker starts with `%~`, which no escaped key can contain otherwise, so the map is injective
 (`decode_key` inverts it for every key that was not hashed). Two more markers are added by the store
@@ -25,8 +25,8 @@ FILE_MARK = "%~file"
 LONG_DIR = "%~long"
 VERSION_MARK = "%~v"
 HASH_CHARS = 40
-# 255 bytes per name on the usual file systems, less room for FILE_MARK or a version suffix (34 bytes).
-MAX_SEGMENT, KEEP_PREFIX = 220, 170
+MAX_NAME = 255  # bytes per name on the usual file systems
+MAX_SEGMENT, KEEP_PREFIX = MAX_NAME - len(FILE_MARK), 170  # room for FILE_MARK; a hash form is 212 bytes at most
 MAX_PATH = 3000  # bytes of the relative path; leaves PATH_MAX (4096) room for the storage root
 _HEX = frozenset("0123456789ABCDEF")
 
@@ -61,12 +61,15 @@ def segment(text: str, top: bool = False) -> str:
         out = "%2E" + _escaped(text[1:])
     else:
         out = _escaped(text)
-    if len(_raw(out)) <= MAX_SEGMENT:
-        return out
-    prefix = _raw(out)[:KEEP_PREFIX].decode("utf-8", "ignore")  # never half a character
+    return out if len(_raw(out)) <= MAX_SEGMENT else _shortened(out, _raw(text))
+
+
+def _shortened(name: str, identity: bytes) -> str:
+    """A readable prefix of `name`, MARK and a hash of `identity` (what tells this name from all others)."""
+    prefix = _raw(name)[:KEEP_PREFIX].decode("utf-8", "ignore")  # never half a character
     if "%" in prefix[-2:]:
         prefix = prefix[:prefix.rindex("%")]  # nor half an escape
-    return prefix + MARK + hashlib.sha256(_raw(text)).hexdigest()[:HASH_CHARS]
+    return prefix + MARK + hashlib.sha256(identity).hexdigest()[:HASH_CHARS]
 
 
 def encode_key(key: str) -> PurePosixPath:
@@ -120,10 +123,13 @@ def object_path(bucket: str, key: str, file_mark: bool = False) -> PurePosixPath
 
 
 def version_path(bucket: str, key: str, stamp: str, token: str) -> PurePosixPath:
-    """A superseded copy: never a folder's name, so it needs no `%~file` (see the module docstring)."""
+    """A superseded copy: never a folder's name, so it needs no `%~file` (see the module docstring). A name
+    with no room left for the suffix is shortened (versions are found through the index, not by name)."""
     relative = encode_key(key)
-    return PurePosixPath(".versions") / bucket_dir(bucket) / relative.with_name(
-        f"{relative.name}{VERSION_MARK}{stamp}-{token}")
+    name, suffix = relative.name, f"{VERSION_MARK}{stamp}-{token}"
+    if len(_raw(name + suffix)) > MAX_NAME:
+        name = _shortened(name, b"version\0" + _raw(name))
+    return PurePosixPath(".versions") / bucket_dir(bucket) / relative.with_name(name + suffix)
 
 
 def has_subkeys(conn: sqlite3.Connection, bucket: str, key: str) -> bool:

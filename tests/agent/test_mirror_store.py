@@ -36,7 +36,7 @@ def check_safe(relative: PurePosixPath) -> None:
     for part in relative.parts:
         assert part not in ("", ".", ".."), relative
         assert "\x00" not in part and "/" not in part
-        assert len(part.encode("utf-8", "surrogatepass")) <= 255 - 34, "no room left for a version suffix"
+        assert len(part.encode("utf-8", "surrogatepass")) <= 255 - len("%~file"), "no room left for '%~file'"
     assert len(str(relative)) <= 3100
 
 
@@ -81,10 +81,23 @@ def test_long_keys_are_shortened_safely_and_keep_apart(key):
     assert encode_key(key + "x") != relative and encode_key(key[:-1]) != relative
 
 
-def test_long_segments_are_shortened_with_a_hash_and_stay_distinct():
+def test_names_up_to_249_bytes_stay_as_they_are_and_longer_ones_are_shortened_with_a_hash():
+    assert str(encode_key("报" * 83)) == "报" * 83, "249 bytes"
     a, b = encode_key("x" * 300 + "a"), encode_key("x" * 300 + "b")
     assert a != b and "%~" in a.name and a.name.startswith("x" * 100)
-    assert len(encode_key("é" * 127).name.encode()) <= 215
+    assert len(encode_key("报" * 84).name.encode()) <= 215
+
+
+def test_a_name_at_the_limit_keeps_its_versions_and_makes_way_for_a_folder(tmp_path):
+    store, name = MirrorStore(tmp_path / "m"), "报" * 83
+    for n in range(3):
+        put(store, name, f"v{n}".encode(), T0 + timedelta(minutes=n))
+    put(store, f"{name}/inside", b"in", T0)
+    assert (store.root / "bkt" / f"{name}%~file").read_bytes() == b"v2"
+    assert (store.root / "bkt" / name / "inside").read_bytes() == b"in"
+    versions = store.versions("bkt", name)
+    assert [v.path.read_bytes() for v in versions] == [b"v0", b"v1"] and len({v.path for v in versions}) == 2
+    assert all(len(v.path.name.encode()) <= 255 for v in versions)
 
 
 def write_temp(store: MirrorStore, data: bytes) -> Path:
