@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import tempfile
 from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.mirror_convert import ConversionError
 from agent.mirror_paths import object_path
@@ -92,3 +96,20 @@ def test_a_conversion_that_cannot_move_a_file_says_so_and_resumes_once_fixed(tmp
     assert (root / "bkt" / "docs%" / "report.pdf").read_bytes() == b"report", "nothing moved, nothing lost"
     (root / ".convert").unlink()
     check_converted(MirrorStore(root))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(alphabet="ab/.%~E2\x00报", max_size=7), min_size=1, max_size=15, unique=True))
+def test_any_first_layout_mirror_converts_with_every_object_and_version_in_place(keys):
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "m"
+        current = {key: f"current {n}".encode() for n, key in enumerate(keys)}
+        build(root, "bkt", current, {key: [f"old {n}".encode()] for n, key in enumerate(keys)})
+        store = MirrorStore(root)
+        for n, key in enumerate(keys):
+            assert store.entry("bkt", key).path.read_bytes() == current[key]
+            assert store.entry("bkt", key).path.parent.relative_to(root / "bkt") == object_path("bkt", key).parent \
+                .relative_to("bkt")
+            assert [v.path.read_bytes() for v in store.versions("bkt", key)] == [f"old {n}".encode()]
+        assert not (root / ".orphans").exists() and not (root / ".convert").exists()
+        store.close()
