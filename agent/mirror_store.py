@@ -1,14 +1,17 @@
 """The MinIO mirror on disk: current objects browsable under `<root>/<bucket>/`, superseded ones kept
 under `<root>/.versions/`, and an SQLite index of both that answers "what did the store hold at T?".
 
-Object keys are untrusted: `encode_key` maps any key to a relative path that cannot leave the mirror.
+Object keys are untrusted: agent/mirror_paths.py maps each to its own readable path inside the mirror,
+escaping only what cannot be a path. Where a key's file must make way for a folder ("a" when "a/b"
+arrives), it moves to `a%~file` in the same steps as a commit (see `_stage`). The index's `path` column
+says where each file is; an index of an older layout is converted in place on opening
+(agent/mirror_convert.py).
 Writes are serialised by SQLite's write lock (BEGIN IMMEDIATE), so threads and processes may share a
 store. Replacing a current file is two durable steps (see `commit`) so that a crash at any moment
 neither loses the old bytes nor leaves a half file under the current name.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -20,41 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from agent.atomic import DIR_MODE, FILE_MODE, fsync_dir, private_dir
+from agent.atomic import FILE_MODE, fsync_dir, private_dir
+from agent.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
+from agent.mirror_paths import bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
 
-SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-# Percent-encoding only ever emits "%XX" (upper-case hex), so these markers can never be produced by it:
-EMPTY = "%_"  # an empty segment ("a//b", "dir/", "/abs")
-DIR_MARK = "%"  # suffix of every directory: a key "a" (file) and "a/b" (in folder "a%") coexist
-HASH_MARK = "%~"  # a shortened segment: readable prefix + marker + hash of the whole segment
-VERSION_MARK = "%v"
-LONG_DIR = "%~long%"  # keys whose encoded path would be too long for the file system: hashed flat
-MAX_SEGMENT, KEEP_PREFIX, MAX_PATH = 200, 150, 3000  # chars; leaves room for markers under 255 bytes
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 STALE_TEMP_SECONDS = 86_400
 _replace = os.replace  # the rename that puts new bytes in place (tests inject faults here)
-
-
-def _segment(text: str) -> str:
-    raw = text.encode("utf-8", "surrogatepass")
-    if not raw:
-        return EMPTY
-    out = "".join(chr(b) if b in SAFE and not (i == 0 and b == 0x2E) else f"%{b:02X}" for i, b in enumerate(raw))
-    if len(out) <= MAX_SEGMENT:
-        return out
-    cut = KEEP_PREFIX if "%" not in out[KEEP_PREFIX - 2:KEEP_PREFIX] else out.rindex("%", 0, KEEP_PREFIX)
-    return out[:cut] + HASH_MARK + hashlib.sha256(raw).hexdigest()[:40]
-
-
-def encode_key(key: str) -> PurePosixPath:
-    """An injective map of an S3 key to a safe relative path; ordinary keys stay readable."""
-    parts = key.split("/")
-    encoded = [_segment(part) + DIR_MARK for part in parts[:-1]] + [_segment(parts[-1])]
-    if sum(len(part) + 1 for part in encoded) > MAX_PATH:
-        return PurePosixPath(LONG_DIR, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
-    return PurePosixPath(*encoded)
 
 
 def _utc(when: datetime) -> datetime:
@@ -127,19 +104,9 @@ CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
 COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
 
 
-def _makedirs(path: Path) -> None:
-    """Create missing folders one level at a time, each 0700 (mkdir(parents=True) ignores the mode)."""
-    if not path.is_dir():
-        _makedirs(path.parent)
-        try:
-            path.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass
-
-
 def _link_or_copy(source: Path, target: Path) -> None:
     """A second name for the old bytes: a hard link, or a durable copy where links are not supported."""
-    _makedirs(target.parent)
+    make_private_dirs(target.parent)
     try:
         os.link(source, target)
     except OSError:  # a file system without hard links: a durable private copy
@@ -164,8 +131,12 @@ class MirrorStore:
         except FileExistsError:
             pass
         with self._write() as conn:
+            fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name='objects'").fetchone() is None
             for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)
+            if fresh:
+                conn.execute(f"PRAGMA user_version={FORMAT}")
+            current = conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
             for bucket, key in conn.execute("SELECT bucket, key FROM objects WHERE pending IS NOT NULL").fetchall():
                 self._settle(conn, bucket, key)  # finish what a crashed process left half done
             for path in self.tmp.iterdir():  # downloads a crash left behind (a pending one was just placed)
@@ -174,6 +145,8 @@ class MirrorStore:
                         path.unlink(missing_ok=True)
                 except FileNotFoundError:
                     continue  # a live copy in another process placed or dropped it since the listing
+        if not current:
+            convert_layout(self.root, self._write)  # a mirror of an older layout, once
 
     # ---------------------------------------------------------------- connections
     def _conn(self) -> sqlite3.Connection:
@@ -205,19 +178,18 @@ class MirrorStore:
 
     # ---------------------------------------------------------------- paths
     def path_of(self, bucket: str, key: str) -> Path:
-        return self.root / _segment(bucket) / encode_key(key)
+        """The file of a current key (where the index says), else where the key would go."""
+        row = self._conn().execute("SELECT path FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return self.root / (row[0] if row else object_path(bucket, key))
 
     def temp_file(self, bucket: str) -> Path:
         """A new empty private file on the mirror's file system, so the final rename is atomic."""
-        path = self.tmp / f"{_segment(bucket)}.{secrets.token_hex(8)}.part"
+        path = self.tmp / f"{bucket_dir(bucket)}.{secrets.token_hex(8)}.part"
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
         return path
 
     def _version_path(self, bucket: str, key: str, when: datetime) -> Path:
-        relative = encode_key(key)
-        stamp = _utc(when).strftime("%Y%m%dT%H%M%S%fZ")
-        name = f"{relative.name}{VERSION_MARK}{stamp}-{secrets.token_hex(4)}"
-        return self.root / ".versions" / _segment(bucket) / relative.parent / name
+        return self.root / version_path(bucket, key, _utc(when).strftime("%Y%m%dT%H%M%S%fZ"), secrets.token_hex(4))
 
     # ---------------------------------------------------------------- writing
     def _settle(self, conn: sqlite3.Connection, bucket: str, key: str, unsynced: set[Path] | None = None) -> None:
@@ -228,18 +200,66 @@ class MirrorStore:
         if row is None or row[1] is None:
             return
         final, temp = self.root / row[0], self.root / row[1]
-        if temp.exists():
-            _makedirs(final.parent)
+        if is_regular_file(temp, row[2]):
+            self._make_way(conn, final)
+            make_private_dirs(final.parent)
             _replace(temp, final)
             if unsynced is None:
                 fsync_dir(final.parent)
             else:
                 unsynced.add(final.parent)
-        elif not (final.exists() and final.stat().st_ino == row[2]):
+        elif not is_regular_file(final, row[2]):
             # The new bytes vanished before being placed: forget the row so the next mirror run re-fetches.
             conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
             return
         conn.execute("UPDATE objects SET pending=NULL, pending_ino=NULL WHERE bucket=? AND key=?", (bucket, key))
+
+    def _make_way(self, conn: sqlite3.Connection, final: Path) -> None:
+        """Clear the folders `final` needs: a file moved aside (see `_move_aside`) whose rename is still due
+        goes first; a file no row knows is one a crash left behind after its key was removed (its bytes
+        were kept under .versions first, see `remove`), so it is dropped, and so is a symlink (the mirror
+        makes none; a folder must never lead out of it)."""
+        relative = final.relative_to(self.root)
+        for folder in [*reversed(relative.parents)][1:]:
+            for (bucket, key) in conn.execute("SELECT bucket, key FROM objects WHERE pending=?",
+                                              (str(folder),)).fetchall():
+                self._settle(conn, bucket, key)
+            where = self.root / folder
+            if where.is_symlink() or (where.exists() and not where.is_dir()):
+                if conn.execute("SELECT 1 FROM objects WHERE path=?", (str(folder),)).fetchone() is None:
+                    where.unlink()
+
+    def _place(self, conn: sqlite3.Connection, bucket: str, key: str) -> str:
+        """Where (relative to the root) a key's new bytes go: where it is, if current; else its own path,
+        or `<name>%~file` if other keys need that name as a folder. A file in the way of this key's
+        folders is moved aside."""
+        row = conn.execute("SELECT path FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        plain, marked = str(object_path(bucket, key)), str(object_path(bucket, key, file_mark=True))
+        if row is not None and row[0] in (plain, marked):
+            return row[0]
+        if has_subkeys(conn, bucket, key) or (self.root / plain).is_dir():
+            return marked
+        if not is_flat(encode_key(key)):  # a too-long key, stored flat, needs no folders
+            parts = key.split("/")
+            for depth in range(1, len(parts)):
+                self._move_aside(conn, bucket, "/".join(parts[:depth]))
+        return plain
+
+    def _move_aside(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:
+        """If `key` is stored under its plain name, record it under `<name>%~file` with the rename due (the
+        same pending mark a commit uses: `_settle` does the rename, a crash in between loses nothing)."""
+        row = conn.execute("SELECT path, pending FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        plain = str(object_path(bucket, key))
+        if row is None or row[0] != plain:
+            return
+        marked = str(object_path(bucket, key, file_mark=True))
+        if row[1] is not None:  # its new bytes still wait in a temp file: they go to the new name
+            conn.execute("UPDATE objects SET path=? WHERE bucket=? AND key=?", (marked, bucket, key))
+            return
+        held = self.root / plain
+        inode = held.lstat().st_ino if is_regular_file(held) else None
+        conn.execute("UPDATE objects SET path=?, pending=?, pending_ino=? WHERE bucket=? AND key=?",
+                     (marked, plain if inode is not None else None, inode, bucket, key))
 
     def _supersede(self, conn: sqlite3.Connection, bucket: str, key: str, now: datetime, until: datetime,
                    reason: str) -> bool:
@@ -304,7 +324,7 @@ class MirrorStore:
         conn.execute(
             "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
             "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (bucket, key, str(self.path_of(bucket, key).relative_to(self.root)), entry.size, entry.etag,
+            (bucket, key, self._place(conn, bucket, key), entry.size, entry.etag,
              entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
              _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
              temp.stat().st_ino))
@@ -335,7 +355,7 @@ class MirrorStore:
             conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
         with self._write():  # the lock keeps a concurrent commit from using a folder we are removing
             (self.root / row[0]).unlink(missing_ok=True)
-            self._prune_dirs((self.root / row[0]).parent, self.root / _segment(bucket))
+            self._prune_dirs((self.root / row[0]).parent, self.root / bucket_dir(bucket))
         return True
 
     @staticmethod
@@ -356,7 +376,7 @@ class MirrorStore:
         with self._write():
             for _, bucket, path in rows:
                 (self.root / path).unlink(missing_ok=True)
-                self._prune_dirs((self.root / path).parent, self.root / ".versions" / _segment(bucket))
+                self._prune_dirs((self.root / path).parent, self.root / ".versions" / bucket_dir(bucket))
         return len(rows)
 
     # ---------------------------------------------------------------- reading

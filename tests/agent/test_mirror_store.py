@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import mirror_store
-from agent.mirror_store import Entry, MirrorStore, encode_key
+from agent.mirror_paths import decode_key, encode_key
+from agent.mirror_store import Entry, MirrorStore
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -32,52 +35,69 @@ def check_safe(relative: PurePosixPath) -> None:
     assert relative.parts, "an empty path"
     for part in relative.parts:
         assert part not in ("", ".", ".."), relative
-        assert "\x00" not in part and "\\" not in part and "/" not in part
-        assert len(part.encode()) <= 255 - 40, "no room left for a version suffix"
+        assert "\x00" not in part and "/" not in part
+        assert len(part.encode("utf-8", "surrogatepass")) <= 255 - len("%~file"), "no room left for '%~file'"
     assert len(str(relative)) <= 3100
 
 
-def random_key(rng: random.Random) -> str:
-    alphabet = ["a", "b", "A", ".", "/", "%", "2", "E", "e", "_", "~", "\\", "\x00", "é", "😀", " ", "-"]
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-
-
-def test_ordinary_keys_stay_readable():
-    assert str(encode_key("docs/report.pdf")) == "docs%/report.pdf"
-    assert str(encode_key("kb-1/file_2.txt")) == "kb-1%/file_2.txt"
-    assert str(encode_key("0123abcdef/thumbnail_xyz.png")) == "0123abcdef%/thumbnail_xyz.png"
+def test_ordinary_keys_stay_at_their_own_paths_utf8_as_it_is():
+    for key in ("docs/report.pdf", "kb-1/file_2.txt", "0123abcdef/thumbnail_xyz.png", "知识库/报告.pdf",
+                "знания/файл.pdf", "emoji/😀 notes.txt", "100% done.pdf", "a b/c~d (1).txt", ".hidden/x"):
+        assert str(encode_key(key)) == key
 
 
 @pytest.mark.fault('hostile object keys: path encoding',
-                   "'../' becomes '%2E.%', NUL '%00', empty segments '%_%'; no two keys collide")
+                   "'../' becomes '%2E./', NUL '%00', empty segments '%~empty'; no two keys collide")
 def test_hostile_keys_become_safe_distinct_relative_paths():
     seen: dict[PurePosixPath, str] = {}
     for key in TRICKY:
         relative = encode_key(key)
         check_safe(relative)
         assert seen.setdefault(relative, key) == key, f"{key!r} and {seen[relative]!r} collide"
-    assert encode_key("../../etc/passwd").parts == ("%2E.%", "%2E.%", "etc%", "passwd")
+        assert decode_key(relative) in (key, None), "every path that is not hashed reads back as its key"
+    assert encode_key("../../etc/passwd").parts == ("%2E.", "%2E.", "etc", "passwd")
     assert "\x00" not in str(encode_key("nul\x00byte")) and "%00" in str(encode_key("nul\x00byte"))
-    assert encode_key("a//b").parts == ("a%", "%_%", "b")
+    assert encode_key("a//b").parts == ("a", "%~empty", "b")
+    assert str(encode_key("%2E%2E/x")) == "%252E%252E/x", "a key's own escapes are escaped again"
 
 
-def test_no_file_path_is_ever_a_folder_of_another_key():
-    """A key "a" and a key "a/b" (or "a/") must both be storable: no encoded path is a prefix of another."""
-    rng = random.Random(7)
-    keys = set(TRICKY) | {random_key(rng) for _ in range(20_000)}
-    paths = {encode_key(key): key for key in keys}
-    assert len(paths) == len(keys), "two keys share a path"
-    folders = {parent for path in paths for parent in path.parents}
-    clash = [path for path in paths if path in folders]
-    assert not clash, f"file paths that are also folders: {clash[:5]}"
-    for path in paths:
-        check_safe(path)
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list("ab.%~/2EF_\x00é😀 ")) | st.characters(), max_size=14),
+                min_size=2, max_size=2, unique=True))
+def test_two_different_keys_never_share_a_path(keys):
+    first, second = keys
+    assert encode_key(first) != encode_key(second)
+    for key in keys:
+        check_safe(encode_key(key))
+        assert decode_key(encode_key(key)) == key
 
 
-def test_long_segments_are_shortened_with_a_hash_and_stay_distinct():
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("xé😀%~/.")), min_size=150, max_size=1400))
+def test_long_keys_are_shortened_safely_and_keep_apart(key):
+    relative = encode_key(key)
+    check_safe(relative)
+    assert decode_key(relative) in (key, None)
+    assert encode_key(key + "x") != relative and encode_key(key[:-1]) != relative
+
+
+def test_names_up_to_249_bytes_stay_as_they_are_and_longer_ones_are_shortened_with_a_hash():
+    assert str(encode_key("报" * 83)) == "报" * 83, "249 bytes"
     a, b = encode_key("x" * 300 + "a"), encode_key("x" * 300 + "b")
     assert a != b and "%~" in a.name and a.name.startswith("x" * 100)
-    assert len(encode_key("é" * 127).name.encode()) <= 215
+    assert len(encode_key("报" * 84).name.encode()) <= 215
+
+
+def test_a_name_at_the_limit_keeps_its_versions_and_makes_way_for_a_folder(tmp_path):
+    store, name = MirrorStore(tmp_path / "m"), "报" * 83
+    for n in range(3):
+        put(store, name, f"v{n}".encode(), T0 + timedelta(minutes=n))
+    put(store, f"{name}/inside", b"in", T0)
+    assert (store.root / "bkt" / f"{name}%~file").read_bytes() == b"v2"
+    assert (store.root / "bkt" / name / "inside").read_bytes() == b"in"
+    versions = store.versions("bkt", name)
+    assert [v.path.read_bytes() for v in versions] == [b"v0", b"v1"] and len({v.path for v in versions}) == 2
+    assert all(len(v.path.name.encode()) <= 255 for v in versions)
 
 
 def write_temp(store: MirrorStore, data: bytes) -> Path:
@@ -291,3 +311,117 @@ def test_opening_the_index_while_copies_come_and_go_in_its_temp_folder_never_fai
     finally:
         stop.set()
         churn.join()
+
+
+def test_chinese_and_other_utf8_names_are_stored_at_their_own_paths(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    for key in ("知识库/报告.pdf", "знания/файл.pdf", "emoji/😀 notes.txt", "100% done.pdf"):
+        put(store, key, key.encode(), T0)
+        assert (store.root / "bkt" / key).read_bytes() == key.encode()
+        assert store.entry("bkt", key).path == store.root / "bkt" / key
+
+
+@pytest.mark.parametrize("order", [("a", "a/b", "a/"), ("a/b", "a/", "a"), ("a/", "a", "a/b")])
+def test_a_key_that_is_also_a_folder_keeps_its_file_beside_the_folder_as_name_file(tmp_path, order):
+    store = MirrorStore(tmp_path / "m")
+    for n, key in enumerate(order):
+        put(store, key, f"{key} v1".encode(), T0 + timedelta(minutes=n))
+    for n, key in enumerate(order):
+        put(store, key, f"{key} v2".encode(), T0 + timedelta(hours=1, minutes=n))
+    bucket = store.root / "bkt"
+    assert (bucket / "a%~file").read_bytes() == b"a v2"
+    assert (bucket / "a" / "b").read_bytes() == b"a/b v2" and (bucket / "a" / "%~empty").read_bytes() == b"a/ v2"
+    assert {key: store.entry("bkt", key).path for key in order} == {
+        "a": bucket / "a%~file", "a/b": bucket / "a" / "b", "a/": bucket / "a" / "%~empty"}
+    assert bytes_at(store, T0 + timedelta(minutes=30)) == {key: f"{key} v1".encode() for key in order}
+    assert bytes_at(store, T0 + timedelta(hours=2)) == {key: f"{key} v2".encode() for key in order}
+
+
+def test_keys_and_their_folders_committed_in_one_batch_are_all_kept(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    items = []
+    for key in ("p", "p/q", "p/q/r", "s/t", "s"):
+        temp = write_temp(store, key.encode())
+        items.append((key, temp, Entry(size=len(key), etag=hashlib.md5(key.encode()).hexdigest(), last_modified=T0)))
+    assert store.commit_many("bkt", items, T0) == [True] * 5
+    assert {key: store.entry("bkt", key).path.read_bytes() for key, _, _ in items} == {
+        key: key.encode() for key, _, _ in items}
+    assert sorted(str(p.relative_to(store.root / "bkt")) for p in (store.root / "bkt").rglob("*") if p.is_file()) \
+        == ["p%~file", "p/q%~file", "p/q/r", "s%~file", "s/t"]
+
+
+MOVE_CRASHER = """
+import hashlib, os, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from agent import mirror_store
+store = mirror_store.MirrorStore(Path(sys.argv[1]))
+mirror_store._replace = lambda src, dst: os._exit(9)  # dies before the first rename of the commit
+data = b"child"
+temp = store.temp_file("bkt"); temp.write_bytes(data)
+at = datetime(2025, 1, 1, 13, tzinfo=timezone.utc)
+store.commit("bkt", "a/b", temp, mirror_store.Entry(size=5, etag=hashlib.md5(data).hexdigest(), last_modified=at), at)
+"""
+
+
+@pytest.mark.fault('process killed while a file makes way for a folder',
+                   "nothing is lost: the next open moves the file 'a' to 'a%~file' and places 'a/b'")
+def test_a_process_killed_while_a_file_makes_way_for_a_folder_loses_nothing(tmp_path):
+    root = tmp_path / "m"
+    store = MirrorStore(root)
+    put(store, "a", b"parent", T0)
+    store.close()
+    result = subprocess.run([sys.executable, "-c", MOVE_CRASHER, str(root)], cwd=Path(__file__).parents[2])
+    assert result.returncode == 9
+    assert (root / "bkt" / "a").read_bytes() == b"parent", "the file stays where it was until the rename"
+    reopened = MirrorStore(root)
+    assert (root / "bkt" / "a%~file").read_bytes() == b"parent" and (root / "bkt" / "a" / "b").read_bytes() == b"child"
+    assert {key: reopened.entry("bkt", key).path.read_bytes() for key in ("a", "a/b")} == {"a": b"parent",
+                                                                                           "a/b": b"child"}
+
+
+def test_no_bucket_or_key_can_take_the_mirrors_own_names(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    for bucket in (".versions", ".tmp", ".index.sqlite", ".convert", ".orphans", "..", "."):
+        temp = store.temp_file(bucket)
+        temp.write_bytes(b"x")
+        store.commit(bucket, ".index.sqlite", temp, Entry(size=1, etag=hashlib.md5(b"x").hexdigest()), T0)
+        assert store.entry(bucket, ".index.sqlite").path.parent.name.startswith("%2E")
+    assert sorted(p.name for p in store.root.iterdir() if not p.name.startswith("%2E")) == [
+        ".index.sqlite", ".index.sqlite-shm", ".index.sqlite-wal", ".tmp"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="ab/.%~", max_size=6), min_size=1, max_size=12, unique=True))
+def test_keys_committed_in_any_order_each_keep_their_own_file_inside_the_bucket_folder(keys):
+    with tempfile.TemporaryDirectory() as folder:
+        store = MirrorStore(Path(folder) / "m")
+        for n, key in enumerate(keys):
+            put(store, key, f"{n}".encode(), T0 + timedelta(seconds=n))
+        paths = {key: store.entry("bkt", key).path for key in keys}
+        assert len(set(paths.values())) == len(keys), "two keys share a file"
+        bucket = (store.root / "bkt").resolve()
+        for n, key in enumerate(keys):
+            assert paths[key].read_bytes() == f"{n}".encode()
+            assert bucket in paths[key].resolve().parents
+            check_safe(paths[key].relative_to(bucket))
+        assert sorted(p for p in bucket.rglob("*") if p.is_file()) == sorted(paths.values()), "no stray files"
+        for key in keys[::2]:
+            store.remove("bkt", key, T0 + timedelta(hours=1))
+        for key in keys[::2]:  # back again, now that other keys may need their names as folders
+            put(store, key, b"again", T0 + timedelta(hours=2))
+        assert {key: store.entry("bkt", key).path.read_bytes() for key in keys} == {
+            key: b"again" if n % 2 == 0 else f"{n}".encode() for n, key in enumerate(keys)}
+        assert len({store.entry("bkt", key).path for key in keys}) == len(keys)
+        store.close()
+
+
+def test_a_symlink_planted_where_a_folder_goes_is_replaced_by_a_real_folder(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    put(store, "seed", b"s", T0)
+    (store.root / "bkt" / "docs").symlink_to(outside)
+    put(store, "docs/report.pdf", b"report", T0)
+    assert not (store.root / "bkt" / "docs").is_symlink() and not list(outside.iterdir())
+    assert (store.root / "bkt" / "docs" / "report.pdf").read_bytes() == b"report"
