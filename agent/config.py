@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from agent.ragflow_env import read_ragflow_env
+from agent import redact
+from agent.ragflow_env import EnvFile, load_ragflow_env
 
 DEFAULT_CONFIG_PATH = Path("/etc/ragflow-backup/config.yml")
 CONFIG_ENV_VAR = "RAGFLOW_BACKUP_CONFIG"
@@ -23,6 +24,19 @@ CONFIG_ENV_VAR = "RAGFLOW_BACKUP_CONFIG"
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message lists every problem with its path."""
+
+
+class UnreadableSecret(SecretStr):
+    """A secret taken from a line of RAGFlow's .env that cannot be decoded. Only code that uses the value
+    fails (ConfigError naming the line), so a command that does not need it (`restore -C config`, the
+    repair) goes on."""
+
+    def __init__(self, problem: str):
+        super().__init__("")
+        self.problem = problem
+
+    def get_secret_value(self) -> str:
+        raise ConfigError(self.problem)
 
 
 class Section(BaseModel):
@@ -256,7 +270,10 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     def ragflow_env(self) -> dict[str, str]:
-        return read_ragflow_env(self.ragflow_dir) if self.ragflow_dir else {}
+        return self.ragflow_env_file().values
+
+    def ragflow_env_file(self) -> EnvFile:
+        return load_ragflow_env(self.ragflow_dir) if self.ragflow_dir else EnvFile()
 
 
 def _format_errors(error: ValidationError, source: str) -> str:
@@ -267,7 +284,7 @@ def _format_errors(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown option (check its spelling and level)"
         lines.append(f"  At '{where}': {message}")
-    return "\n".join(lines)
+    return redact.redact("\n".join(lines))  # validators quote input values
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -279,15 +296,7 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load, validate and fill in secrets; raise ConfigError naming the file and every bad key."""
     path = config_path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {path} not found: create one with `ragflow-backup init --ragflow-dir PATH`, "
-            f"or point --config / {CONFIG_ENV_VAR} at it"
-        )
-    try:
-        raw: Any = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    raw = _parse(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of options at its top level")
     try:
@@ -299,27 +308,74 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if not settings.storage_root.is_absolute():
         settings.storage_root = (path.parent / settings.storage_root).resolve()
     fill_secrets_from_ragflow_env(settings)
+    redact.remember_settings(settings)
     return settings
 
 
+def read_config_text(path: Path) -> str:
+    """The config file's text; ConfigError when it is missing, not a file, unreadable or not UTF-8.
+    The values of its secret-named lines are handed to agent.redact first: an error may quote them."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory: point --config / {CONFIG_ENV_VAR} at the YAML file")
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found: create one with `ragflow-backup init --ragflow-dir PATH`, "
+            f"or point --config / {CONFIG_ENV_VAR} at it"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): check its owner and mode "
+                          f"(the agent runs as uid {os.getuid()})") from None
+    redact.remember_assignments(data.decode("utf-8", "replace"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path} is not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}, "
+                          f"column {column}) cannot be decoded; save the file as UTF-8") from None
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return yaml.safe_load(read_config_text(path)) or {}
+    except yaml.YAMLError as exc:
+        # The error quotes the line it stopped on, which may hold a password.
+        raise ConfigError(redact.redact(f"{path} is not valid YAML: {exc}")) from None
+
+
 def fill_secrets_from_ragflow_env(settings: Settings) -> None:
-    """Take each secret not set in our config from RAGFlow's .env, so it is kept in one place."""
-    env = settings.ragflow_env()
-    if settings.mysql.password is None and env.get("MYSQL_PASSWORD"):
-        settings.mysql.password = SecretStr(env["MYSQL_PASSWORD"])
+    """Take each secret not set in our config from RAGFlow's .env, so it is kept in one place.
+
+    A variable on a line that cannot be decoded becomes an UnreadableSecret: the command that needs it says
+    which line to fix; the others go on."""
+    env_file = settings.ragflow_env_file()
+    env = env_file.values
+
+    def take(name: str) -> SecretStr | None:
+        if env.get(name):
+            return SecretStr(env[name])
+        unreadable = env_file.unreadable_variable(name)
+        return UnreadableSecret(f"{name} of RAGFlow's .env: {unreadable.message()}") if unreadable else None
+
+    if settings.mysql.password is None:
+        settings.mysql.password = take("MYSQL_PASSWORD")
     if settings.minio.access_key is None and env.get("MINIO_USER"):
         settings.minio.access_key = env["MINIO_USER"]
-    if settings.minio.secret_key is None and env.get("MINIO_PASSWORD"):
-        settings.minio.secret_key = SecretStr(env["MINIO_PASSWORD"])
-    search_password = env.get("ELASTIC_PASSWORD") if settings.search.engine == "elasticsearch" else env.get(
-        "OPENSEARCH_PASSWORD"
-    )
-    if settings.search.password is None and search_password:
-        settings.search.password = SecretStr(search_password)
-    if settings.redis.password is None and env.get("REDIS_PASSWORD"):
-        settings.redis.password = SecretStr(env["REDIS_PASSWORD"])
+    if settings.minio.secret_key is None:
+        settings.minio.secret_key = take("MINIO_PASSWORD")
+    if settings.search.password is None:
+        settings.search.password = take("ELASTIC_PASSWORD" if settings.search.engine == "elasticsearch"
+                                        else "OPENSEARCH_PASSWORD")
+    if settings.redis.password is None:
+        settings.redis.password = take("REDIS_PASSWORD")
     # The broker usually lives on RAGFlow's Redis: a URL without a password takes REDIS_PASSWORD.
     url = urlsplit(settings.broker.url.get_secret_value())
-    if url.scheme.startswith("redis") and not url.password and env.get("REDIS_PASSWORD"):
-        netloc = f":{quote(env['REDIS_PASSWORD'], safe='')}@{url.netloc.rpartition('@')[2]}"
-        settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))
+    if url.scheme.startswith("redis") and not url.password:
+        password = take("REDIS_PASSWORD")
+        if isinstance(password, UnreadableSecret):
+            settings.broker.url = UnreadableSecret(f"broker.url's password: {password.problem}")
+        elif password is not None:
+            netloc = f":{quote(password.get_secret_value(), safe='')}@{url.netloc.rpartition('@')[2]}"
+            settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))

@@ -1,18 +1,13 @@
 """`agent` (event sources and timers), `run` (agent and workers in one process)."""
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated
 
 import typer
 
-from agent.commands.common import console, fail, state
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from agent.commands.common import console, fail, setup_logging, state
 
 
 def _wait_for_signal() -> None:
@@ -37,7 +32,7 @@ def agent() -> None:
 
     from agent import audit
 
-    _logging()
+    setup_logging()
     audit.set_role("agent")
     runner = Agent(state.settings())
     _start(runner)
@@ -57,7 +52,7 @@ def run(
 
     from agent import audit
 
-    _logging()
+    setup_logging()
     audit.set_role("agent")
     runner = Agent(state.settings())
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)

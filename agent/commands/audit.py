@@ -19,7 +19,10 @@ def parse_since(text: str) -> datetime:
     """'24h', '7d', '2w', '30m' ago, or an ISO date/time (local time without a zone)."""
     span = _SPAN.match(text.strip())
     if span:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+        try:
+            return datetime.now(timezone.utc) - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+        except OverflowError:
+            fail(f"--since {text!r} reaches back before the year 1: give a smaller span", code=2)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -1,6 +1,7 @@
 """What every command shares: consoles, the --config value, settings loading with readable errors."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import typer
 from rich.console import Console
 
 from agent.config import ConfigError, Settings, config_path, load_settings
+from agent.redact import redact, redact_logging
 from agent.runtime import use_config
 
 console = Console()
@@ -31,8 +33,14 @@ state = State()
 
 
 def fail(message: str, code: int = 1) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[red]error:[/red] {redact(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def setup_logging() -> None:
+    """Log lines to stderr, with secrets masked (agent.redact) by a filter on the handlers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logging()
 
 
 STATUS_STYLE = {
