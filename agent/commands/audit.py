@@ -25,9 +25,9 @@ def parse_since(text: str) -> datetime:
             fail(f"--since {text!r} reaches back before the year 1: give a smaller span", code=2)
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return moment if moment.tzinfo else moment.astimezone()  # year 1 has no local time: ValueError
+    except (ValueError, OverflowError):
         fail(f"--since {text!r} is neither a span (24h, 7d, 2w) nor a date (2026-11-24 or 2026-11-24T10:30)", code=2)
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def audit(
