@@ -161,6 +161,11 @@ class MetricsSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)  # 0: any free port (tests)
+    # Scrapes and probes within this many seconds share one health report (collecting reads every manifest).
+    cache_seconds: float = Field(5, ge=0)
+    # HTTP clients are untrusted: at most this many connections, each sending its request within the timeout.
+    max_connections: int = Field(64, ge=1, le=1024)
+    read_timeout_seconds: float = Field(10, gt=0)
 
 
 class NotifySettings(Section):
