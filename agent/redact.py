@@ -30,8 +30,8 @@ INLINE_ASSIGNMENT = re.compile(
     r"([\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|_key)[\"']?\s*(?:=|:\s)\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s,}\]]+)", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s/]+@")  # a "/" in a password is %-quoted in a URL
-# Shorter values would mask ordinary words and numbers ("root", "1234"): they are still masked by shape.
-MIN_SECRET_LENGTH = 5
+# Shorter values would mask ordinary words ("secret", "admin"): they are still masked by their shape.
+MIN_SECRET_LENGTH = 8
 
 _known: set[str] = set()
 _lock = threading.Lock()
