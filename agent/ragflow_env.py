@@ -53,7 +53,7 @@ def load_env_file(path: Path) -> EnvFile:
                                              f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not valid UTF-8"))
     values = {key: value for key, value in dotenv_values(stream=io.StringIO("".join(readable))).items()
               if value is not None}
-    redact.remember(value for key, value in values.items() if redact.SECRET_NAME.search(key))
+    redact.remember(value for key, value in values.items() if redact.is_secret_name(key))
     return EnvFile(values, unreadable)
 
 

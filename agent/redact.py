@@ -25,9 +25,10 @@ MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|KEY|TOKEN", re.IGNORECASE)
 # [indent] [- ] [export ] ["]NAME["] (= | : ) value
 ASSIGNMENT = re.compile(r"^(\s*(?:-\s*)?(?:export\s+)?[\"']?)([A-Za-z_][A-Za-z0-9_.-]*)([\"']?\s*(?:=|:\s)\s*)(\S.*)$")
-# The same inside one line of flow YAML or a message: `password: x,` `"secret_key": "x"` `MYSQL_PASSWORD=x`.
+# The same inside one line of flow YAML or a message: `password: x,` `"secret_key": "x"` `MYSQL_PASSWORD=x`
+# (MinIO's access_key is its user name, not a secret).
 INLINE_ASSIGNMENT = re.compile(
-    r"([\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|_key)[\"']?\s*(?:=|:\s)\s*)"
+    r"([\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|(?<!access)_key)[\"']?\s*(?:=|:\s)\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s,}\]]+)", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s/]+@")  # a "/" in a password is %-quoted in a URL
 # Shorter values would mask ordinary words ("secret", "admin"): they are still masked by their shape.
@@ -35,6 +36,11 @@ MIN_SECRET_LENGTH = 8
 
 _known: set[str] = set()
 _lock = threading.Lock()
+
+
+def is_secret_name(name: str) -> bool:
+    """A variable or option whose value is a secret (MinIO's access_key is its user name: not one)."""
+    return bool(SECRET_NAME.search(name)) and not name.lower().endswith("access_key")
 
 
 def mask_secrets(line: str) -> str:
@@ -67,11 +73,13 @@ def remember_assignments(text: str) -> None:
     values = []
     for line in text.splitlines():
         match = ASSIGNMENT.match(line)
-        if match and SECRET_NAME.search(match.group(2)):
-            values.append(match.group(4).strip().strip("\"'"))
-        values += [value.strip("\"'") for _, value in INLINE_ASSIGNMENT.findall(line)]
+        if match and is_secret_name(match.group(2)):
+            values.append(match.group(4))
+        values += [value for _, value in INLINE_ASSIGNMENT.findall(line)]
         values += [m.group(0)[len(m.group(1)):-1] for m in URL_PASSWORD.finditer(line)]
-    remember(values)
+    # A line that does not parse may run on past its value ("password: pw: [x"): its first word counts too.
+    words = [value.split()[0].rstrip(":,;") for value in values if value.split()]
+    remember(value.strip().strip("\"'") for value in [*values, *words])
 
 
 def remember_settings(settings: Any) -> None:
