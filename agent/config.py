@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from agent import redact
 from agent.ragflow_env import EnvFile, load_ragflow_env
@@ -308,6 +308,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         settings = Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path))) from None
+    except SettingsError as exc:  # an environment override that is not valid JSON for a section or list
+        raise ConfigError(redact.redact(f"{exc}: a RAGFLOW_BACKUP_* variable of that option must hold JSON "
+                                        "(e.g. RAGFLOW_BACKUP_NOTIFY__URLS='[\"ntfy://topic\"]')")) from None
     if settings.ragflow_dir is not None and not settings.ragflow_dir.is_absolute():
         settings.ragflow_dir = (path.parent / settings.ragflow_dir).resolve()
     if not settings.storage_root.is_absolute():
@@ -348,6 +351,8 @@ def _parse(path: Path) -> Any:
     except yaml.YAMLError as exc:
         # The error quotes the line it stopped on, which may hold a password.
         raise ConfigError(redact.redact(f"{path} is not valid YAML: {exc}")) from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests too deeply to be a config file") from None
 
 
 def fill_secrets_from_ragflow_env(settings: Settings) -> None:

@@ -18,11 +18,13 @@ from agent import redact
 @dataclass(frozen=True)
 class UnreadableLine:
     path: Path
-    line: int
+    line: int  # 0: the whole file
     name: str | None  # the variable it sets, when the bytes before "=" can be read
     problem: str  # e.g. "byte 0xe9 at column 21 is not valid UTF-8"
 
     def message(self) -> str:
+        if self.line == 0:  # the whole file
+            return f"{self.path}: {self.problem}; check its owner and mode"
         what = f" ({self.name})" if self.name else ""
         return (f"line {self.line} of {self.path}{what} cannot be read: {self.problem}; save the file as UTF-8 "
                 f"(e.g. `iconv -f latin1 -t utf-8 {self.path.name} > {self.path.name}.utf8` and move it in place)")
@@ -34,7 +36,7 @@ class EnvFile:
     unreadable: list[UnreadableLine] = field(default_factory=list)
 
     def unreadable_variable(self, name: str) -> UnreadableLine | None:
-        return next((item for item in self.unreadable if item.name == name), None)
+        return next((item for item in self.unreadable if item.name == name or item.line == 0), None)
 
 
 def load_env_file(path: Path) -> EnvFile:
@@ -42,9 +44,13 @@ def load_env_file(path: Path) -> EnvFile:
     path = Path(path)
     if not path.is_file():
         return EnvFile()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return EnvFile(unreadable=[UnreadableLine(path, 0, None, f"the file cannot be read ({exc.strerror})")])
     readable: list[str] = []
     unreadable: list[UnreadableLine] = []
-    for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
         try:
             readable.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
         except UnicodeDecodeError as exc:

@@ -140,6 +140,8 @@ def test_an_env_that_is_not_utf8_stops_only_what_needs_the_value_and_restore_rep
 
 BAD_INPUTS = {
     "a config that is a YAML list": ("list.yml", b"- storage_root: /srv\n", ["list"], "must hold a mapping"),
+    "a config nested too deeply": ("deep.yml", b"x: " + b"[" * 100_000 + b"\n", ["list"], "nests too deeply"),
+    "an environment override that is not JSON": ("ok.yml", None, ["list"], "must hold JSON"),
     "a config path that is a directory": (None, None, ["list"], "is a directory"),
     "an --at before the year 1": ("ok.yml", None, ["restore", "--dry-run", "--at", "0001-01-01"],
                                   "is not a date and time"),
@@ -149,11 +151,14 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.fault("bad input at the command line: a config that is a list or a directory, dates out of range, "
-                   "unknown components", "a message naming what is wrong; exit 2, no traceback")
+@pytest.mark.fault("bad input at the command line: a config that is a list, a directory or nested too deeply, an "
+                   "environment override that is not JSON, dates out of range, unknown components",
+                   "a message naming what is wrong; exit 2, no traceback")
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, case):
+def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, case, monkeypatch):
     name, content, args, message = BAD_INPUTS[case]
+    if "environment" in case:
+        monkeypatch.setenv("RAGFLOW_BACKUP_NOTIFY__URLS", "ntfy://not-a-json-list")
     if name is None:
         config = tmp_path
     else:
