@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,8 +13,37 @@ from agent.config import ConfigError, Settings, config_path, load_settings
 from agent.redact import redact, redact_logging
 from agent.runtime import use_config
 
-console = Console()
-errors = Console(stderr=True)
+class RedactedOutput:
+    """sys.stdout or sys.stderr (looked up at each write: tests swap them) with secrets masked on the way out.
+    Rich writes each print's rendered text at once, so a table cell or a traceback line is masked whole."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def stream(self):
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+# Every message and table of the commands goes through these two: masked like the logs (agent/redact.py).
+console = Console(file=RedactedOutput("stdout"))  # type: ignore[arg-type]
+errors = Console(file=RedactedOutput("stderr"))  # type: ignore[arg-type]
 
 
 class State:
