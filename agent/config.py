@@ -91,6 +91,15 @@ class MinioSettings(Section):
     # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
     timeout_seconds: float = Field(60, gt=0)
 
+    @field_validator("endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        # The value is not echoed: a URL written here may hold the password.
+        if "://" in value or "@" in value or "/" in value:
+            raise ValueError("minio.endpoint is host:port only (e.g. 127.0.0.1:9000): no scheme (set minio.secure "
+                             "for https), no user or password (minio.access_key / secret_key), no path")
+        return value
+
 
 class SearchSettings(Section):
     enabled: bool = True

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,9 +69,19 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def setup_logging() -> None:
-    """Log lines to stderr, with secrets masked (agent.redact) by a filter on the handlers."""
+    """Log lines to stderr, with secrets masked (agent.redact) by a filter on the handlers. A thread that dies
+    is logged too (Python would print its traceback to stderr past the filter)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact_logging()
+    threading.excepthook = log_thread_death
+
+
+def log_thread_death(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    logging.getLogger("ragflow_backup").error("thread %s stopped on an error", name,
+                                              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 STATUS_STYLE = {

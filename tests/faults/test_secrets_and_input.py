@@ -142,6 +142,9 @@ BAD_INPUTS = {
     "a config that is a YAML list": ("list.yml", b"- storage_root: /srv\n", ["list"], "must hold a mapping"),
     "a config nested too deeply": ("deep.yml", b"x: " + b"[" * 100_000 + b"\n", ["list"], "nests too deeply"),
     "an environment override that is not JSON": ("ok.yml", None, ["list"], "must hold JSON"),
+    "a MinIO endpoint written as user:password@host": (
+        "endpoint.yml", b"minio: {endpoint: 'rag_flow:Endpoint-Secr3t@127.0.0.1:9000'}\n", ["list"],
+        "minio.endpoint is host:port only"),
     "a config path that is a directory": (None, None, ["list"], "is a directory"),
     "an --at before the year 1": ("ok.yml", None, ["restore", "--dry-run", "--at", "0001-01-01"],
                                   "is not a date and time"),
@@ -152,7 +155,8 @@ BAD_INPUTS = {
 
 
 @pytest.mark.fault("bad input at the command line: a config that is a list, a directory or nested too deeply, an "
-                   "environment override that is not JSON, dates out of range, unknown components",
+                   "environment override that is not JSON, a MinIO endpoint with credentials in it, dates out of "
+                   "range, unknown components",
                    "a message naming what is wrong; exit 2, no traceback")
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, case, monkeypatch):
@@ -172,7 +176,7 @@ def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, case, monkeypa
 
     said = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode == 2, said
-    assert message in said and "Traceback" not in said
+    assert message in said and "Traceback" not in said and "Secr3t" not in said
 
 
 # ---------------------------------------------------------------- the metrics port
