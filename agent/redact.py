@@ -29,7 +29,7 @@ ASSIGNMENT = re.compile(r"^(\s*(?:-\s*)?(?:export\s+)?[\"']?)([A-Za-z_][A-Za-z0-
 # (MinIO's access_key is its user name, not a secret).
 INLINE_ASSIGNMENT = re.compile(
     r"([\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|(?<!access)_key)[\"']?\s*(?:=|:\s)\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,}\]]+)", re.IGNORECASE)
+    r"(\"[^\"]*\"|'[^']*'|[^\s,}\]\"']+)", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s/]+@")  # a "/" in a password is %-quoted in a URL
 # Shorter values would mask ordinary words ("secret", "admin"): they are still masked by their shape.
 MIN_SECRET_LENGTH = 8
@@ -136,8 +136,14 @@ def redact(text: Any) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, MASK)
-    lines = [INLINE_ASSIGNMENT.sub(rf"\1{MASK}", mask_secrets(line)) for line in text.split("\n")]
+    lines = [INLINE_ASSIGNMENT.sub(_masked_value, mask_secrets(line)) for line in text.split("\n")]
     return "\n".join(lines)
+
+
+def _masked_value(match: re.Match) -> str:
+    value = match.group(2)
+    quote_mark = value[0] if value[0] in "\"'" else ""  # JSON stays JSON
+    return f"{match.group(1)}{quote_mark}{MASK}{quote_mark}"
 
 
 def redact_data(value: Any) -> Any:
