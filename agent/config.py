@@ -394,7 +394,7 @@ def fill_secrets_from_ragflow_env(settings: Settings) -> None:
     if url.scheme.startswith("redis") and not url.password:
         password = take("REDIS_PASSWORD")
         if isinstance(password, UnreadableSecret):
-            settings.broker.url = UnreadableSecret(f"broker.url's password: {password.problem}")
+            settings.broker.url = UnreadableSecret(f"broker.url takes its password from {password.problem}")
         elif password is not None:
             netloc = f":{quote(password.get_secret_value(), safe='')}@{url.netloc.rpartition('@')[2]}"
             settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))

@@ -27,7 +27,8 @@ class UnreadableLine:
             return f"{self.path}: {self.problem}; check its owner and mode"
         what = f" ({self.name})" if self.name else ""
         return (f"line {self.line} of {self.path}{what} cannot be read: {self.problem}; save the file as UTF-8 "
-                f"(e.g. `iconv -f latin1 -t utf-8 {self.path.name} > {self.path.name}.utf8` and move it in place)")
+                f"(e.g. `iconv -f latin1 -t utf-8 {self.path.name} > {self.path.name}.utf8` and move it in place), "
+                f"or put the last backed-up copy back with `ragflow-backup restore -C config`")
 
 
 @dataclass
