@@ -5,9 +5,11 @@ import signal
 import threading
 from typing import Annotated
 
+import redis
 import typer
 
 from agent.commands.common import console, fail, setup_logging, state
+from agent.runs import describe
 
 
 def _wait_for_signal() -> None:
@@ -24,6 +26,8 @@ def _start(runner) -> None:
         runner.start()
     except Busy as exc:
         fail(f"{exc} (one agent per storage root; stop it first)")
+    except redis.exceptions.ConnectionError as exc:  # the first task (a reconcile) is queued at start
+        fail(f"the broker's Redis cannot be reached ({describe(exc)}): start it, or check broker.url in the config")
 
 
 def agent() -> None:

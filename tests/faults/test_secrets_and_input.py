@@ -235,3 +235,18 @@ def test_half_open_connections_leave_the_agents_threads_bounded_and_the_endpoint
         for connection in held:
             connection.close()
         kill(agent, signal.SIGTERM)
+
+
+@pytest.mark.fault("the agent started while the broker's Redis is down",
+                   "it says the broker's Redis cannot be reached and to check broker.url; exit 1, no traceback")
+def test_an_agent_started_without_its_broker_says_so_without_a_traceback(tmp_path):
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "broker": {"url": f"redis://127.0.0.1:{closed_port()}/0"},
+        "minio": {"endpoint": f"127.0.0.1:{closed_port()}"}, "mysql": {"enabled": False},
+        "search": {"enabled": False}, "config_files": {"enabled": False}, "metrics": {"port": 0}})
+
+    started = cli(config, "agent", timeout=120)
+
+    said = " ".join((started.stdout + started.stderr).split())
+    assert started.returncode == 1 and "Traceback" not in said
+    assert "the broker's Redis cannot be reached" in said and "broker.url" in said
