@@ -46,7 +46,7 @@ def is_secret_name(name: str) -> bool:
 def mask_secrets(line: str) -> str:
     """Hide the value of a NAME=value / name: value line whose name looks secret, and passwords in URLs."""
     match = ASSIGNMENT.match(line)
-    if match and SECRET_NAME.search(match.group(2)):
+    if match and SECRET_NAME.search(match.group(2)) and match.group(4).strip("\"', ") != MASK:
         line = f"{match.group(1)}{match.group(2)}{match.group(3)}{MASK}"
     return URL_PASSWORD.sub(rf"\1{MASK}@", line)
 
@@ -136,7 +136,8 @@ def redact(text: Any) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, MASK)
-    lines = [INLINE_ASSIGNMENT.sub(_masked_value, mask_secrets(line)) for line in text.split("\n")]
+    # Inline first: it keeps a JSON value quoted, and mask_secrets leaves a masked value as it is.
+    lines = [mask_secrets(INLINE_ASSIGNMENT.sub(_masked_value, line)) for line in text.split("\n")]
     return "\n".join(lines)
 
 

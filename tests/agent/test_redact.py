@@ -1,6 +1,7 @@
 """The one redaction: secrets by shape and by value, in text, data and log records."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import uuid
@@ -44,6 +45,11 @@ def test_the_values_of_secret_lines_of_a_file_that_does_not_parse_are_remembered
     secret = a_secret()
     remember_assignments(f"mysql:\n  password: {secret}: [unclosed\n")
     assert redact(f"found {secret}") == "found ***"
+
+
+def test_json_stays_json():
+    text = '{\n  "secret_key": "abc",\n  "token": "def",\n  "url": "redis://:pw@h/0"\n}'
+    assert json.loads(redact(text)) == {"secret_key": "***", "token": "***", "url": "redis://:***@h/0"}
 
 
 def test_data_keeps_its_keys_and_masks_its_strings():
