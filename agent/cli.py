@@ -15,7 +15,7 @@ from agent.commands import restore as restore_commands
 from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
 from agent.commands import worker as worker_commands
-from agent.commands.common import console, errors, fail, state, styled
+from agent.commands.common import console, errors, print_error, state, styled
 from agent.component import PermanentError
 from agent.config import CONFIG_ENV_VAR, ConfigError, Settings
 from agent.locks import Busy
@@ -52,7 +52,7 @@ def doctor() -> None:
     table = Table(title="ragflow-backup doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
-    for check in checks:
+    for check in checks:  # masked per cell: a folded cell would split a secret across lines
         table.add_row(check.name, styled(check.status), redact(check.detail), redact(check.fix))
     console.print(table)
     failed = [check.name for check in checks if check.status == "fail"]
@@ -106,8 +106,5 @@ def main() -> None:
     try:
         app()
     except tuple(USER_ERRORS) as exc:
-        code = next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind))
-        try:
-            fail(str(exc), code=code)
-        except typer.Exit as stop:
-            raise SystemExit(stop.exit_code) from None
+        print_error(str(exc))
+        raise SystemExit(next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind))) from None

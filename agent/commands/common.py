@@ -14,6 +14,7 @@ from agent.config import ConfigError, Settings, config_path, load_settings
 from agent.redact import redact, redact_logging
 from agent.runtime import use_config
 
+
 class RedactedOutput:
     """sys.stdout or sys.stderr (looked up at each write: tests swap them) with secrets masked on the way out.
     Rich writes each print's rendered text at once, so a table cell or a traceback line is masked whole."""
@@ -63,8 +64,12 @@ class State:
 state = State()
 
 
-def fail(message: str, code: int = 1) -> None:
+def print_error(message: str) -> None:
     errors.print(f"[red]error:[/red] {redact(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    print_error(message)
     raise typer.Exit(code)
 
 
