@@ -88,6 +88,28 @@ def test_a_config_restore_never_shows_the_passwords_of_the_env_it_puts_back(conf
         assert password not in shown and password not in kept
 
 
+@pytest.mark.fault("an offsite repository URL with a password (rest:http://user:password@host/repo) that fails",
+                   "the error on stderr and the audit log's line show the URL as user:***@host")
+def test_a_failing_offsite_repository_url_is_masked_in_the_error_and_the_audit_log(tmp_path):
+    password_file = tmp_path / "restic-password"
+    password_file.write_text("restic-repository-password\n")
+    password_file.chmod(0o600)
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), **NOTHING_ENABLED,
+        "offsite": {"enabled": True, "password_file": str(password_file),
+                    "repository": f"rest:http://backup:Offsite-Secr3t-pw@127.0.0.1:{closed_port()}/repo"}})
+
+    checked = cli(config, "offsite", "check")
+
+    said = checked.stdout + checked.stderr
+    audit = (tmp_path / "backups" / "logs" / "audit.log").read_text()
+    assert checked.returncode != 0 and "Traceback" not in said
+    assert '"action": "offsite-check"' in audit
+    for text in (said, audit, everything_written(tmp_path / "backups")):
+        assert "Offsite-Secr3t-pw" not in text and "restic-repository-password" not in text
+        assert "backup:***@127.0.0.1" in text
+
+
 # ---------------------------------------------------------------- not UTF-8
 
 
