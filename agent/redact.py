@@ -38,15 +38,18 @@ _known: set[str] = set()
 _lock = threading.Lock()
 
 
+NOT_SECRET_SUFFIXES = ("access_key", "_file", "_path", "_source")  # a user name; where a secret is kept
+
+
 def is_secret_name(name: str) -> bool:
-    """A variable or option whose value is a secret (MinIO's access_key is its user name: not one)."""
-    return bool(SECRET_NAME.search(name)) and not name.lower().endswith("access_key")
+    """A variable or option whose value is a secret (offsite.password_file names a file: not one)."""
+    return bool(SECRET_NAME.search(name)) and not name.lower().endswith(NOT_SECRET_SUFFIXES)
 
 
 def mask_secrets(line: str) -> str:
     """Hide the value of a NAME=value / name: value line whose name looks secret, and passwords in URLs."""
     match = ASSIGNMENT.match(line)
-    if match and SECRET_NAME.search(match.group(2)) and match.group(4).strip("\"', ") != MASK:
+    if match and is_secret_name(match.group(2)) and match.group(4).strip("\"', ") != MASK:
         line = f"{match.group(1)}{match.group(2)}{match.group(3)}{MASK}"
     return URL_PASSWORD.sub(rf"\1{MASK}@", line)
 

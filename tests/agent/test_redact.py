@@ -47,6 +47,12 @@ def test_the_values_of_secret_lines_of_a_file_that_does_not_parse_are_remembered
     assert redact(f"found {secret}") == "found ***"
 
 
+def test_where_a_secret_is_kept_is_no_secret():
+    path = f"/etc/ragflow-backup/{uuid.uuid4().hex}.pass"
+    remember_assignments(f"offsite:\n  password_file: {path}\n")
+    assert redact(f"  password_file: {path}") == f"  password_file: {path}"
+
+
 def test_json_stays_json():
     text = '{\n  "secret_key": "abc",\n  "token": "def",\n  "url": "redis://:pw@h/0"\n}'
     assert json.loads(redact(text)) == {"secret_key": "***", "token": "***", "url": "redis://:***@h/0"}
