@@ -23,7 +23,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import stat
 import tarfile
 import time
@@ -36,13 +35,10 @@ from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord
 from agent.points import Point
+from agent.redact import mask_secrets  # one masking for diffs and every message
 
 LOG = logging.getLogger("ragflow_backup.config_restore")
 MAX_FILE = 32 << 20  # config files are small; a bigger member is not one of ours
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|KEY|TOKEN", re.IGNORECASE)
-# NAME=value (.env, compose `- NAME=value`) and `name: value` (YAML) lines.
-ASSIGNMENT = re.compile(r"^(\s*(?:-\s*)?(?:export\s+)?[\"']?)([A-Za-z_][A-Za-z0-9_.-]*)([\"']?\s*(?:=|:\s)\s*)(\S.*)$")
-URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -275,14 +271,6 @@ def _plan(settings: Settings, point: Point | None, record: ComponentRecord | Non
 
 
 # ---------------------------------------------------------------- diff
-
-
-def mask_secrets(line: str) -> str:
-    """Hide the value of a NAME=value / name: value line whose name looks secret, and passwords in URLs."""
-    match = ASSIGNMENT.match(line)
-    if match and SECRET_NAME.search(match.group(2)):
-        line = f"{match.group(1)}{match.group(2)}{match.group(3)}***"
-    return URL_PASSWORD.sub(r"\1***@", line)
 
 
 def _text(data: bytes) -> list[str] | None:

@@ -92,7 +92,9 @@ class Agent:
         self.scheduler.start()
         if settings.metrics.enabled:
             self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,
-                                         extra_health=self.source_health)
+                                         extra_health=self.source_health, cache_seconds=settings.metrics.cache_seconds,
+                                         max_connections=settings.metrics.max_connections,
+                                         read_timeout=settings.metrics.read_timeout_seconds)
             self.metrics.start()
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.atomic import append_line, private_dir
+from agent.redact import redact_data
 
 AUDIT_LOG = "audit.log"
 log = logging.getLogger("ragflow_backup.audit")
@@ -53,7 +54,8 @@ def record(storage_root: Path, action: str, target: str | None, result: str, **d
             "target": target, "result": result, **details}
     try:
         private_dir(Path(storage_root) / "logs")
-        append_line(audit_path(storage_root), json.dumps(line, default=str))
+        # Details carry client errors and targets (URLs): masked, like every message (agent/redact.py).
+        append_line(audit_path(storage_root), json.dumps(redact_data(json.loads(json.dumps(line, default=str)))))
     except OSError as exc:
         log.error("could not write the audit log under %s: %s (%s %s %s)", storage_root, exc.strerror, action,
                   target, result)

@@ -15,10 +15,15 @@ from agent.commands import restore as restore_commands
 from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
 from agent.commands import worker as worker_commands
-from agent.commands.common import console, errors, state, styled
-from agent.config import CONFIG_ENV_VAR
+from agent.commands.common import console, errors, print_error, state, styled
+from agent.component import PermanentError
+from agent.config import CONFIG_ENV_VAR, ConfigError, Settings
+from agent.locks import Busy
+from agent.redact import redact, redact_logging
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Online, verified backups for self-hosted RAGFlow.")
+# No local variables in tracebacks: they hold passwords.
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Online, verified backups for self-hosted RAGFlow.")
 
 
 @app.callback()
@@ -42,17 +47,26 @@ def doctor() -> None:
     """Pre-flight checks: every configured service and the storage root; exits 1 if any fails."""
     from agent.doctor import run_checks
 
-    checks = run_checks(state.settings())
+    settings = state.settings()
+    checks = [*run_checks(settings), *ragflow_env_checks(settings)]
     table = Table(title="ragflow-backup doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
-    for check in checks:
-        table.add_row(check.name, styled(check.status), check.detail, check.fix)
+    for check in checks:  # masked per cell: a folded cell would split a secret across lines
+        table.add_row(check.name, styled(check.status), redact(check.detail), redact(check.fix))
     console.print(table)
     failed = [check.name for check in checks if check.status == "fail"]
     if failed:
         errors.print(f"[red]{len(failed)} check(s) failed:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def ragflow_env_checks(settings: Settings) -> list:
+    """A row per line of RAGFlow's .env that cannot be decoded (the rest of the file is still used)."""
+    from agent.doctor import Check
+
+    return [Check("RAGFlow .env", "warn", item.message(), "until then, a value on that line is not used")
+            for item in settings.ragflow_env_file().unreadable]
 
 
 app.command()(setup_commands.init)
@@ -82,5 +96,15 @@ def _register_sub_apps() -> None:
 _register_sub_apps()
 
 
+# The product's own errors that describe something to fix (a config, a lock held): a message, no traceback.
+# Anything else is a bug and keeps its traceback.
+USER_ERRORS: dict[type[Exception], int] = {ConfigError: 2, PermanentError: 1, Busy: 1}
+
+
 def main() -> None:
-    app()
+    redact_logging()
+    try:
+        app()
+    except tuple(USER_ERRORS) as exc:
+        print_error(str(exc))
+        raise SystemExit(next(code for kind, code in USER_ERRORS.items() if isinstance(exc, kind))) from None

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from agent.ragflow_env import read_ragflow_env
+from agent import redact
+from agent.ragflow_env import EnvFile, load_ragflow_env
 
 DEFAULT_CONFIG_PATH = Path("/etc/ragflow-backup/config.yml")
 CONFIG_ENV_VAR = "RAGFLOW_BACKUP_CONFIG"
@@ -23,6 +24,19 @@ CONFIG_ENV_VAR = "RAGFLOW_BACKUP_CONFIG"
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message lists every problem with its path."""
+
+
+class UnreadableSecret(SecretStr):
+    """A secret taken from a line of RAGFlow's .env that cannot be decoded. Only code that uses the value
+    fails (ConfigError naming the line), so a command that does not need it (`restore -C config`, the
+    repair) goes on."""
+
+    def __init__(self, problem: str):
+        super().__init__("")
+        self.problem = problem
+
+    def get_secret_value(self) -> str:
+        raise ConfigError(self.problem)
 
 
 class Section(BaseModel):
@@ -76,6 +90,15 @@ class MinioSettings(Section):
     reconcile_workers: int = Field(8, ge=1, le=64)
     # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
     timeout_seconds: float = Field(60, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        # The value is not echoed: a URL written here may hold the password.
+        if "://" in value or "@" in value or "/" in value:
+            raise ValueError("minio.endpoint is host:port only (e.g. 127.0.0.1:9000): no scheme (set minio.secure "
+                             "for https), no user or password (minio.access_key / secret_key), no path")
+        return value
 
 
 class SearchSettings(Section):
@@ -147,6 +170,11 @@ class MetricsSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)  # 0: any free port (tests)
+    # Scrapes and probes within this many seconds share one health report (collecting reads every manifest).
+    cache_seconds: float = Field(5, ge=0)
+    # HTTP clients are untrusted: at most this many connections, each sending its request within the timeout.
+    max_connections: int = Field(64, ge=1, le=1024)
+    read_timeout_seconds: float = Field(10, gt=0)
 
 
 class NotifySettings(Section):
@@ -256,7 +284,10 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     def ragflow_env(self) -> dict[str, str]:
-        return read_ragflow_env(self.ragflow_dir) if self.ragflow_dir else {}
+        return self.ragflow_env_file().values
+
+    def ragflow_env_file(self) -> EnvFile:
+        return load_ragflow_env(self.ragflow_dir) if self.ragflow_dir else EnvFile()
 
 
 def _format_errors(error: ValidationError, source: str) -> str:
@@ -267,7 +298,7 @@ def _format_errors(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown option (check its spelling and level)"
         lines.append(f"  At '{where}': {message}")
-    return "\n".join(lines)
+    return redact.redact("\n".join(lines))  # validators quote input values
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -279,47 +310,91 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load, validate and fill in secrets; raise ConfigError naming the file and every bad key."""
     path = config_path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {path} not found: create one with `ragflow-backup init --ragflow-dir PATH`, "
-            f"or point --config / {CONFIG_ENV_VAR} at it"
-        )
-    try:
-        raw: Any = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    raw = _parse(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of options at its top level")
     try:
         settings = Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path))) from None
+    except SettingsError as exc:  # an environment override that is not valid JSON for a section or list
+        raise ConfigError(redact.redact(f"{exc}: a RAGFLOW_BACKUP_* variable of that option must hold JSON "
+                                        "(e.g. RAGFLOW_BACKUP_NOTIFY__URLS='[\"ntfy://topic\"]')")) from None
     if settings.ragflow_dir is not None and not settings.ragflow_dir.is_absolute():
         settings.ragflow_dir = (path.parent / settings.ragflow_dir).resolve()
     if not settings.storage_root.is_absolute():
         settings.storage_root = (path.parent / settings.storage_root).resolve()
     fill_secrets_from_ragflow_env(settings)
+    redact.remember_settings(settings)
     return settings
 
 
+def read_config_text(path: Path) -> str:
+    """The config file's text; ConfigError when it is missing, not a file, unreadable or not UTF-8.
+    The values of its secret-named lines are handed to agent.redact first: an error may quote them."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory: point --config / {CONFIG_ENV_VAR} at the YAML file")
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found: create one with `ragflow-backup init --ragflow-dir PATH`, "
+            f"or point --config / {CONFIG_ENV_VAR} at it"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): check its owner and mode "
+                          f"(the agent runs as uid {os.getuid()})") from None
+    redact.remember_assignments(data.decode("utf-8", "replace"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path} is not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}, "
+                          f"column {column}) cannot be decoded; save the file as UTF-8") from None
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return yaml.safe_load(read_config_text(path)) or {}
+    except yaml.YAMLError as exc:
+        # The error quotes the line it stopped on, which may hold a password.
+        raise ConfigError(redact.redact(f"{path} is not valid YAML: {exc}")) from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests too deeply to be a config file") from None
+
+
 def fill_secrets_from_ragflow_env(settings: Settings) -> None:
-    """Take each secret not set in our config from RAGFlow's .env, so it is kept in one place."""
-    env = settings.ragflow_env()
-    if settings.mysql.password is None and env.get("MYSQL_PASSWORD"):
-        settings.mysql.password = SecretStr(env["MYSQL_PASSWORD"])
+    """Take each secret not set in our config from RAGFlow's .env, so it is kept in one place.
+
+    A variable on a line that cannot be decoded becomes an UnreadableSecret: the command that needs it says
+    which line to fix; the others go on."""
+    env_file = settings.ragflow_env_file()
+    env = env_file.values
+
+    def take(name: str) -> SecretStr | None:
+        if env.get(name):
+            return SecretStr(env[name])
+        unreadable = env_file.unreadable_variable(name)
+        return UnreadableSecret(f"{name} of RAGFlow's .env: {unreadable.message()}") if unreadable else None
+
+    if settings.mysql.password is None:
+        settings.mysql.password = take("MYSQL_PASSWORD")
     if settings.minio.access_key is None and env.get("MINIO_USER"):
         settings.minio.access_key = env["MINIO_USER"]
-    if settings.minio.secret_key is None and env.get("MINIO_PASSWORD"):
-        settings.minio.secret_key = SecretStr(env["MINIO_PASSWORD"])
-    search_password = env.get("ELASTIC_PASSWORD") if settings.search.engine == "elasticsearch" else env.get(
-        "OPENSEARCH_PASSWORD"
-    )
-    if settings.search.password is None and search_password:
-        settings.search.password = SecretStr(search_password)
-    if settings.redis.password is None and env.get("REDIS_PASSWORD"):
-        settings.redis.password = SecretStr(env["REDIS_PASSWORD"])
+    if settings.minio.secret_key is None:
+        settings.minio.secret_key = take("MINIO_PASSWORD")
+    if settings.search.password is None:
+        settings.search.password = take("ELASTIC_PASSWORD" if settings.search.engine == "elasticsearch"
+                                        else "OPENSEARCH_PASSWORD")
+    if settings.redis.password is None:
+        settings.redis.password = take("REDIS_PASSWORD")
     # The broker usually lives on RAGFlow's Redis: a URL without a password takes REDIS_PASSWORD.
     url = urlsplit(settings.broker.url.get_secret_value())
-    if url.scheme.startswith("redis") and not url.password and env.get("REDIS_PASSWORD"):
-        netloc = f":{quote(env['REDIS_PASSWORD'], safe='')}@{url.netloc.rpartition('@')[2]}"
-        settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))
+    if url.scheme.startswith("redis") and not url.password:
+        password = take("REDIS_PASSWORD")
+        if isinstance(password, UnreadableSecret):
+            settings.broker.url = UnreadableSecret(f"broker.url takes its password from {password.problem}")
+        elif password is not None:
+            netloc = f":{quote(password.get_secret_value(), safe='')}@{url.netloc.rpartition('@')[2]}"
+            settings.broker.url = SecretStr(urlunsplit(url._replace(netloc=netloc)))

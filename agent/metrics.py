@@ -1,6 +1,6 @@
 """Prometheus metrics and a health endpoint, served from a background thread.
 
-    GET /metrics   text exposition, computed at scrape time from a fresh health report
+    GET /metrics   text exposition, from a health report at most metrics.cache_seconds old
     GET /healthz   200 {"status": "ok", ...} or 503 {"status": "unhealthy", "reasons": [...]}
 
 Every server has its own CollectorRegistry (no process-wide state: tests and restarts stay clean). A
@@ -13,15 +13,16 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agent.bounded_http import BoundedHttpServer
 from agent.health import HealthReport
 from agent.runs import describe
 
@@ -73,6 +74,8 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
                 run = report.offsite.get(f"{action}:{result}")
                 last.add_metric([action, result], datetime.fromisoformat(run["time"]).timestamp() if run else 0.0)
         yield last
+    yield GaugeMetricFamily(PREFIX + "report_timestamp_seconds", "When this health report was collected.",
+                            value=report.generated_at.timestamp())
     yield GaugeMetricFamily(PREFIX + "storage_used_bytes", "Bytes of backup points (hard links once).",
                             value=float(report.storage_used_bytes))
     yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",
@@ -139,59 +142,57 @@ def health_status(collect: Callable[[], HealthReport], extra_health: Callable[[]
 
 
 class MetricsServer:
+    """/metrics and /healthz on a BoundedHttpServer. The health report is collected at most once per
+    `cache_seconds` (0: on every request), however many scrapes and probes arrive meanwhile."""
+
     def __init__(self, host: str, port: int, collect: Callable[[], HealthReport],
-                 extra_health: Callable[[], dict] | None = None):
-        self.host = host
-        self.port = port  # 0: a free port is picked at start(); read it back from here
+                 extra_health: Callable[[], dict] | None = None, cache_seconds: float = 0.0,
+                 max_connections: int = 64, read_timeout: float = 10.0):
         self.collect = collect
         self.extra_health = extra_health
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, HealthReport | None, Exception | None] | None = None
+        self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(collect))  # type: ignore[arg-type]
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self.registry.register(_Collector(self.report))  # type: ignore[arg-type]
+        self._http = BoundedHttpServer(host, port, {"/metrics": self._metrics, "/healthz": self._healthz},
+                                       name="ragflow-backup-metrics", max_connections=max_connections,
+                                       read_timeout=read_timeout,
+                                       not_found=b"not found: try /metrics or /healthz\n")
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+    @property
+    def host(self) -> str:
+        return self._http.host
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._answer(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
-                elif path == "/healthz":
-                    code, body = health_status(server.collect, server.extra_health)
-                    self._answer(code, "application/json", json.dumps(body, default=str).encode())
-                else:
-                    self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+    @property
+    def port(self) -> int:
+        return self._http.port  # 0 until start() when a free port was asked for
 
-            def _answer(self, code: int, content_type: str, data: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def report(self) -> HealthReport:
+        """The health report, collected anew only when the cached one is older than cache_seconds."""
+        with self._lock:  # concurrent requests wait for one collection instead of starting their own
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.cache_seconds or self.cache_seconds <= 0:
+                try:
+                    self._cached = (now, self.collect(), None)
+                except Exception as exc:  # noqa: BLE001 - kept too: a failing collect is not retried per request
+                    self._cached = (now, None, exc)
+            _, report, error = self._cached
+        if error is not None:
+            raise error
+        assert report is not None
+        return report
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not news
-                log.debug("metrics: " + format, *args)
+    def _metrics(self) -> tuple[int, str, bytes]:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
-        return Handler
+    def _healthz(self) -> tuple[int, str, bytes]:
+        code, body = health_status(self.report, self.extra_health)
+        return code, "application/json", json.dumps(body, default=str).encode()
 
     def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="ragflow-backup-metrics", daemon=True)
-        self._thread.start()
+        self._http.start()
         log.info("metrics and health on http://%s:%d/metrics and /healthz", self.host, self.port)
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(10)
-        self._server = self._thread = None
+        self._http.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ import apprise
 
 from agent.atomic import private_dir, write_bytes_atomic
 from agent.config import NotifySettings
+from agent.redact import redact  # URL passwords and every secret the process knows
 
 log = logging.getLogger("ragflow_backup.notify")
 
@@ -31,15 +31,6 @@ Level = Literal["failure", "recovery", "warning"]
 APPRISE_TYPES = {"failure": apprise.NotifyType.FAILURE, "recovery": apprise.NotifyType.SUCCESS,
                  "warning": apprise.NotifyType.WARNING}
 APP_NAME = "ragflow-backup"
-# scheme://user:password@  ->  scheme://user:***@  (the user part may be empty: redis://:pw@host)
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):(?P<password>[^\s@/]+)@")
-
-
-def redact(text: str) -> str:
-    """Mask anything that looks like a password inside a URL."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
-
-
 def describe_target(url: str) -> str:
     """A URL fit for a log line: its scheme only (Apprise URLs carry tokens even as host: tgram://TOKEN)."""
     scheme = url.partition("://")[0] if "://" in url else ""

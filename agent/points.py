@@ -23,6 +23,7 @@ from typing import Literal
 from agent import locks
 from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
 from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, read_manifest, write_manifest
+from agent.redact import RedactingFilter
 
 Tier = Literal["daily", "weekly", "monthly", "safety"]
 TIERS: tuple[Tier, ...] = ("daily", "weekly", "monthly")  # retention's tiers
@@ -133,6 +134,7 @@ class Point:
             handler = logging.FileHandler(target)
             os.chmod(target, 0o600)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+            handler.addFilter(RedactingFilter())  # client errors quote URLs with passwords
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
         return logger

@@ -13,6 +13,7 @@ from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord, now
 from agent.points import Point
+from agent.redact import redact
 
 # Dispatch by the config section's name, like borgmatic's hooks.
 MODULES = {
@@ -38,7 +39,8 @@ def enabled_components(settings: Settings) -> list[str]:
 
 def describe(exc: BaseException) -> str:
     # Keep line breaks: some messages carry a compose snippet to paste.
-    text = str(exc).strip()
+    # Client errors quote URLs and commands, which may carry a password: masked (agent/redact.py).
+    text = redact(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

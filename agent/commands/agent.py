@@ -1,18 +1,15 @@
 """`agent` (event sources and timers), `run` (agent and workers in one process)."""
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated
 
+import redis
 import typer
 
-from agent.commands.common import console, fail, state
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from agent.commands.common import console, fail, setup_logging, state
+from agent.runs import describe
 
 
 def _wait_for_signal() -> None:
@@ -29,6 +26,8 @@ def _start(runner) -> None:
         runner.start()
     except Busy as exc:
         fail(f"{exc} (one agent per storage root; stop it first)")
+    except redis.exceptions.ConnectionError as exc:  # the first task (a reconcile) is queued at start
+        fail(f"the broker's Redis cannot be reached ({describe(exc)}): start it, or check broker.url in the config")
 
 
 def agent() -> None:
@@ -37,7 +36,7 @@ def agent() -> None:
 
     from agent import audit
 
-    _logging()
+    setup_logging()
     audit.set_role("agent")
     runner = Agent(state.settings())
     _start(runner)
@@ -57,7 +56,7 @@ def run(
 
     from agent import audit
 
-    _logging()
+    setup_logging()
     audit.set_role("agent")
     runner = Agent(state.settings())
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)

@@ -19,12 +19,15 @@ def parse_since(text: str) -> datetime:
     """'24h', '7d', '2w', '30m' ago, or an ISO date/time (local time without a zone)."""
     span = _SPAN.match(text.strip())
     if span:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+        try:
+            return datetime.now(timezone.utc) - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+        except OverflowError:
+            fail(f"--since {text!r} reaches back before the year 1: give a smaller span", code=2)
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return moment if moment.tzinfo else moment.astimezone()  # year 1 has no local time: ValueError
+    except (ValueError, OverflowError):
         fail(f"--since {text!r} is neither a span (24h, 7d, 2w) nor a date (2026-11-24 or 2026-11-24T10:30)", code=2)
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def audit(

@@ -1,6 +1,9 @@
 """What every command shares: consoles, the --config value, settings loading with readable errors."""
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -8,10 +11,41 @@ import typer
 from rich.console import Console
 
 from agent.config import ConfigError, Settings, config_path, load_settings
+from agent.redact import redact, redact_logging
 from agent.runtime import use_config
 
-console = Console()
-errors = Console(stderr=True)
+
+class RedactedOutput:
+    """sys.stdout or sys.stderr (looked up at each write: tests swap them) with secrets masked on the way out.
+    Rich writes each print's rendered text at once, so a table cell or a traceback line is masked whole."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def stream(self):
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+# Every message and table of the commands goes through these two: masked like the logs (agent/redact.py).
+console = Console(file=RedactedOutput("stdout"))  # type: ignore[arg-type]
+errors = Console(file=RedactedOutput("stderr"))  # type: ignore[arg-type]
 
 
 class State:
@@ -30,9 +64,29 @@ class State:
 state = State()
 
 
+def print_error(message: str) -> None:
+    errors.print(f"[red]error:[/red] {redact(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
+
+
+def setup_logging() -> None:
+    """Log lines to stderr, with secrets masked (agent.redact) by a filter on the handlers. A thread that dies
+    is logged too (Python would print its traceback to stderr past the filter)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logging()
+    threading.excepthook = log_thread_death
+
+
+def log_thread_death(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    logging.getLogger("ragflow_backup").error("thread %s stopped on an error", name,
+                                              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 STATUS_STYLE = {

@@ -19,9 +19,9 @@ def parse_moment(text: str) -> datetime:
     """ISO 8601 ('2026-11-24T10:30', '2026-11-24 10:30:00+01:00'); without a zone, the local time."""
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return moment if moment.tzinfo else moment.astimezone()  # year 1 has no local time: ValueError
+    except (ValueError, OverflowError):
         fail(f"--at {text!r} is not a date and time (e.g. 2026-11-24T10:30 or 2026-11-24T10:30:00+00:00)", code=2)
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _choose_point_interactively(settings) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -217,3 +218,58 @@ def test_stop_releases_the_port(tmp_path):
         assert again.port == port and fetch(again, "/healthz")[0] == 200
     finally:
         again.stop()
+
+
+def test_scrapes_and_probes_within_cache_seconds_share_one_collection(tmp_path):
+    storage = Storage(tmp_path / "backups")
+    collections = []
+
+    def counted() -> HealthReport:
+        collections.append(1)
+        return collect(Settings(storage_root=storage.root), storage)
+
+    server = MetricsServer("127.0.0.1", 0, counted, cache_seconds=3600)
+    server.start()
+    try:
+        for _ in range(3):
+            assert fetch(server, "/metrics")[0] == 200
+            assert fetch(server, "/healthz")[0] == 200
+    finally:
+        server.stop()
+    assert len(collections) == 1
+
+
+def test_a_request_head_over_the_size_cap_gets_no_answer_and_the_server_keeps_serving(tmp_path):
+    storage = Storage(tmp_path / "backups")
+    server = MetricsServer("127.0.0.1", 0, lambda: collect(Settings(storage_root=storage.root), storage))
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            try:
+                client.sendall(b"GET /metrics HTTP/1.1\r\nX-Padding: " + b"a" * 65536 + b"\r\n\r\n")
+                answer = client.recv(100)
+            except (BrokenPipeError, ConnectionResetError):  # closed while we were still sending
+                answer = b""
+        assert answer == b""
+        assert fetch(server, "/metrics")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_beyond_max_connections_the_oldest_silent_one_is_closed_and_a_scrape_is_answered(tmp_path):
+    storage = Storage(tmp_path / "backups")
+    server = MetricsServer("127.0.0.1", 0, lambda: collect(Settings(storage_root=storage.root), storage),
+                           max_connections=4)
+    server.start()
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(4)]
+    try:
+        assert fetch(server, "/healthz")[0] == 200
+        try:
+            closed = silent[0].recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed, "the oldest connection that never sent its request made room"
+    finally:
+        for connection in silent:
+            connection.close()
+        server.stop()
