@@ -1,5 +1,8 @@
 """Config: RAGFlow's docker/ files (.env, compose files, nginx, templates) archived and versioned in Git.
 
+Which files: those agent/ragflow_folder.py derives from RAGFlow's compose files (what they mount, env
+files, scripts), plus config_files.patterns as additions; the file watcher uses the same list.
+
 Each backup writes `config_backup.tar.gz` (paths relative to ragflow_dir, modes kept, owner names
 cleared) and commits the same files into a Git repository under the storage root, so that every change
 to `.env` or a compose file has a dated commit. `commit_config` is also what the file watcher calls.
@@ -28,6 +31,7 @@ from agent.component import ComponentResult, PermanentError
 from agent.config import Settings
 from agent.manifest import Artifact, ComponentRecord
 from agent.points import Point
+from agent.ragflow_folder import kept_patterns
 
 NAME = "config"
 ARTIFACT = "config_backup.tar.gz"
@@ -67,13 +71,14 @@ def _is_editor_temp(name: str) -> bool:
 
 
 def collect_files(settings: Settings, log: logging.Logger | None = None) -> list[ConfigFile]:
-    """Read the files the patterns select, sorted by path; skip editor temp files and anything escaping."""
+    """Read the files to keep (derived list + patterns), sorted by path; skip editor temp files and anything escaping."""
     root = _ragflow_dir(settings)
     real_root = root.resolve()
     found: dict[str, ConfigFile] = {}
     for pattern in settings.config_files.patterns:
         if PurePosixPath(pattern).is_absolute():
             raise PermanentError(f"config_files.patterns: {pattern!r} must be relative to ragflow_dir ({root})")
+    for pattern in kept_patterns(root, settings.config_files.patterns):
         for match in sorted(root.glob(pattern)):
             rel = match.relative_to(root).as_posix()
             parts = PurePosixPath(rel).parts
@@ -293,8 +298,9 @@ def history(settings: Settings, limit: int = 20) -> list[dict]:
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     files = collect_files(settings, log)
     if not files:
-        raise PermanentError(f"no config file in ragflow_dir {settings.ragflow_dir} matches config_files.patterns "
-                             f"({', '.join(settings.config_files.patterns)}): is ragflow_dir RAGFlow's docker/ folder?")
+        raise PermanentError(f"no config file in ragflow_dir {settings.ragflow_dir}: neither compose files, .env nor "
+                             f"a match of config_files.patterns ({', '.join(settings.config_files.patterns)}); "
+                             f"is ragflow_dir RAGFlow's docker/ folder?")
     with atomic_file(point.path(ARTIFACT), check=_check_tar(files)) as out:
         _write_tar(out, files)
     written = out.result  # type: ignore[attr-defined]
