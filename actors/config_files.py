@@ -31,7 +31,7 @@ from agent.component import ComponentResult, PermanentError
 from agent.config import Settings
 from agent.manifest import Artifact, ComponentRecord
 from agent.points import Point
-from agent.ragflow_folder import kept_patterns
+from agent.ragflow_folder import MAX_FILE_BYTES, kept_patterns
 
 NAME = "config"
 ARTIFACT = "config_backup.tar.gz"
@@ -94,13 +94,13 @@ def collect_files(settings: Settings, log: logging.Logger | None = None) -> list
                 if log:
                     log.warning("config: skipped %s: it leads outside ragflow_dir (to %s)", rel, real)
                 continue
-            item = _read_regular(real, rel)
+            item = _read_regular(real, rel, log)
             if item is not None:
                 found[rel] = item
     return [found[rel] for rel in sorted(found)]
 
 
-def _read_regular(real: Path, rel: str) -> ConfigFile | None:
+def _read_regular(real: Path, rel: str, log: logging.Logger | None = None) -> ConfigFile | None:
     """Read a regular file (already resolved, so no symlink is followed further); None for anything else."""
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -113,6 +113,12 @@ def _read_regular(real: Path, rel: str) -> ConfigFile | None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # folders, fifos, devices
         os.close(fd)
+        return None
+    if info.st_size > MAX_FILE_BYTES:  # e.g. a model or a database in a folder mounted read-only
+        os.close(fd)
+        if log:
+            log.warning("config: skipped %s: %d bytes is data, not configuration (limit %d)", rel, info.st_size,
+                        MAX_FILE_BYTES)
         return None
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()

@@ -16,6 +16,8 @@ config_files.patterns, so the daily tar and the watcher share one list):
 - the shell scripts next to the compose files (`launch_backend_service.sh`, `migration.sh`): operators
   edit them, though no container mounts them.
 
+A file over MAX_FILE_BYTES is data, whatever selected it, and is left out.
+
 The compose files are RAGFlow's (or the operator's) and may be broken or odd: a file that does not parse
 as YAML adds only its commented mount lines, and no derived path may leave the folder ('..', absolute).
 """
@@ -34,6 +36,8 @@ log = logging.getLogger("ragflow_backup.ragflow_folder")
 COMPOSE_FILES = ("docker-compose*.yml", "docker-compose*.yaml", "compose.yml", "compose.yaml")
 ENV_FILES = (".env", ".env.*")
 SCRIPTS = ("*.sh",)
+# A larger file is data (a model, a database in a mounted folder), never kept: configuration is small.
+MAX_FILE_BYTES = 4 * 2**20
 # A folder mounted here holds init scripts (SQL, shell), which an operator writes; anything else is data.
 INIT_FOLDER = re.compile(r"(^|/)([^/]*init\.d|docker-entrypoint-init[^/]*)/?$")
 # '  # - ./nginx/ragflow.conf:/etc/nginx/conf.d/ragflow.conf' in a compose file: a mount left for the operator.
@@ -76,7 +80,7 @@ def kept_files(folder: Path, configured: Iterable[str] = ()) -> list[str]:
     for pattern in kept_patterns(folder, configured):
         for match in folder.glob(pattern):
             rel = match.relative_to(folder)
-            if match.is_file() and ".git" not in rel.parts:
+            if match.is_file() and ".git" not in rel.parts and match.stat().st_size <= MAX_FILE_BYTES:
                 found.add(rel.as_posix())
     return sorted(found)
 

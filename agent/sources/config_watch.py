@@ -128,6 +128,10 @@ class ConfigWatcher:
             self._events.put(_STOP)
             self._worker.join(max(0.0, deadline - time.monotonic()))
 
+    def watched(self) -> list[str]:
+        """The watched files present now, sorted."""
+        return sorted(self._scan())
+
     # ------------------------------------------------------------ the worker thread
 
     def _run(self) -> None:

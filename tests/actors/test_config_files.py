@@ -14,6 +14,7 @@ from actors import config_files
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.doctor import check_config_files
+from agent.ragflow_folder import MAX_FILE_BYTES, kept_files
 from agent.points import Storage
 from agent.runs import run_component
 
@@ -255,6 +256,16 @@ def test_a_file_a_compose_file_starts_mounting_is_kept_and_a_folder_of_data_is_n
     assert "my.cnf" in kept and "certs/ragflow.pem" in kept and "docker-compose.override.yml" in kept
     assert not any(path.startswith(("pgdata/", "..")) for path in kept)
     assert "id_rsa.yml" not in " ".join(kept)
+
+
+def test_a_large_file_in_a_mounted_folder_is_data_and_is_not_kept(settings, docker_dir):
+    (docker_dir / "models").mkdir()
+    (docker_dir / "models" / "config.json").write_text("{}\n")
+    (docker_dir / "models" / "weights.bin").write_bytes(b"\0" * (MAX_FILE_BYTES + 1))
+    (docker_dir / "docker-compose.yml").write_text("services:\n  tei:\n    volumes:\n      - ./models:/data:ro\n")
+    kept = [f.path for f in config_files.collect_files(settings)]
+    assert "models/config.json" in kept and "models/weights.bin" not in kept
+    assert "models/weights.bin" not in kept_files(docker_dir)
 
 
 def test_a_compose_file_that_is_not_yaml_is_still_kept_and_breaks_nothing(settings, docker_dir):

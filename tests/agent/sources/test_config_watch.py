@@ -169,7 +169,7 @@ def test_the_watcher_watches_what_the_daily_tar_keeps_of_ragflow_v027(tmp_path):
     watcher = ConfigWatcher(folder, PATTERNS, IGNORE, DEBOUNCE, changes)
     watcher.start()
     try:
-        assert watcher._scan() == set(kept_files(folder, PATTERNS))
+        assert watcher.watched() == kept_files(folder, PATTERNS)
         (folder / "nginx" / "ragflow.conf.python").write_text("server { listen 8080; }\n")
         (folder / "oceanbase" / "init.d" / "vec_memory.sql").write_text("SELECT 1;\n")
         (folder / "launch_backend_service.sh").write_text("#!/bin/bash\n")
