@@ -174,6 +174,7 @@ def mirrored(storage_root: Path, bucket: str, key: str) -> bytes | None:
         store.close()
 
 
+@pytest.mark.timeout(1800)  # a first build on vfs takes ~8 minutes (setup counts against the test's timeout)
 def test_the_image_runs_as_the_stacks_user_backs_up_mirrors_and_stops_cleanly_on_sigterm(
         container, deployment, private_minio):
     storage_root = deployment["/share/backups/ragflow"]
