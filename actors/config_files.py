@@ -1,5 +1,8 @@
 """Config: RAGFlow's docker/ files (.env, compose files, nginx, templates) archived and versioned in Git.
 
+Which files: those agent/ragflow_folder.py derives from RAGFlow's compose files (what they mount, env
+files, scripts), plus config_files.patterns as additions; the file watcher uses the same list.
+
 Each backup writes `config_backup.tar.gz` (paths relative to ragflow_dir, modes kept, owner names
 cleared) and commits the same files into a Git repository under the storage root, so that every change
 to `.env` or a compose file has a dated commit. `commit_config` is also what the file watcher calls.
@@ -28,6 +31,7 @@ from agent.component import ComponentResult, PermanentError
 from agent.config import Settings
 from agent.manifest import Artifact, ComponentRecord
 from agent.points import Point
+from agent.ragflow_folder import MAX_FILE_BYTES, kept_patterns
 
 NAME = "config"
 ARTIFACT = "config_backup.tar.gz"
@@ -67,13 +71,14 @@ def _is_editor_temp(name: str) -> bool:
 
 
 def collect_files(settings: Settings, log: logging.Logger | None = None) -> list[ConfigFile]:
-    """Read the files the patterns select, sorted by path; skip editor temp files and anything escaping."""
+    """Read the files to keep (derived list + patterns), sorted by path; skip editor temp files and anything escaping."""
     root = _ragflow_dir(settings)
     real_root = root.resolve()
     found: dict[str, ConfigFile] = {}
     for pattern in settings.config_files.patterns:
         if PurePosixPath(pattern).is_absolute():
             raise PermanentError(f"config_files.patterns: {pattern!r} must be relative to ragflow_dir ({root})")
+    for pattern in kept_patterns(root, settings.config_files.patterns):
         for match in sorted(root.glob(pattern)):
             rel = match.relative_to(root).as_posix()
             parts = PurePosixPath(rel).parts
@@ -89,13 +94,13 @@ def collect_files(settings: Settings, log: logging.Logger | None = None) -> list
                 if log:
                     log.warning("config: skipped %s: it leads outside ragflow_dir (to %s)", rel, real)
                 continue
-            item = _read_regular(real, rel)
+            item = _read_regular(real, rel, log)
             if item is not None:
                 found[rel] = item
     return [found[rel] for rel in sorted(found)]
 
 
-def _read_regular(real: Path, rel: str) -> ConfigFile | None:
+def _read_regular(real: Path, rel: str, log: logging.Logger | None = None) -> ConfigFile | None:
     """Read a regular file (already resolved, so no symlink is followed further); None for anything else."""
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -108,6 +113,12 @@ def _read_regular(real: Path, rel: str) -> ConfigFile | None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # folders, fifos, devices
         os.close(fd)
+        return None
+    if info.st_size > MAX_FILE_BYTES:  # e.g. a model or a database in a folder mounted read-only
+        os.close(fd)
+        if log:
+            log.warning("config: skipped %s: %d bytes is data, not configuration (limit %d)", rel, info.st_size,
+                        MAX_FILE_BYTES)
         return None
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()
@@ -293,8 +304,9 @@ def history(settings: Settings, limit: int = 20) -> list[dict]:
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     files = collect_files(settings, log)
     if not files:
-        raise PermanentError(f"no config file in ragflow_dir {settings.ragflow_dir} matches config_files.patterns "
-                             f"({', '.join(settings.config_files.patterns)}): is ragflow_dir RAGFlow's docker/ folder?")
+        raise PermanentError(f"no config file in ragflow_dir {settings.ragflow_dir}: neither compose files, .env nor "
+                             f"a match of config_files.patterns ({', '.join(settings.config_files.patterns)}); "
+                             f"is ragflow_dir RAGFlow's docker/ folder?")
     with atomic_file(point.path(ARTIFACT), check=_check_tar(files)) as out:
         _write_tar(out, files)
     written = out.result  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from typing import Literal
 
 from agent import clients
 from agent.config import Settings
+from agent.ragflow_folder import kept_files
 
 Status = Literal["ok", "warn", "fail", "off"]
 
@@ -196,9 +197,28 @@ def check_encryption(settings: Settings) -> Check:
     return Check("encryption", "ok", f"{len(recipients) // 2} recipient(s); the identity stays off this machine")
 
 
+def check_config_files(settings: Settings) -> Check:
+    """What the daily tar keeps and the watcher watches: the list derived from RAGFlow's compose files."""
+    folder = settings.ragflow_dir
+    if not settings.config_files.enabled:
+        return Check("config files", "off", "disabled in the config")
+    if folder is None:
+        return Check("config files", "off", "ragflow_dir is not set: RAGFlow's docker/ files are not kept",
+                     "set ragflow_dir to RAGFlow's docker/ folder to keep .env, compose files and what they mount")
+    if not folder.is_dir():
+        return Check("config files", "fail", f"ragflow_dir {folder} is not a folder",
+                     "set ragflow_dir to RAGFlow's docker/ folder (the one holding .env and docker-compose.yml)")
+    files = kept_files(folder, settings.config_files.patterns)
+    if not files:
+        return Check("config files", "fail", f"nothing to keep in {folder}",
+                     "is ragflow_dir RAGFlow's docker/ folder? It holds .env and docker-compose.yml")
+    how = "watched and archived daily" if settings.watch.enabled else "archived daily (watch.enabled is off)"
+    return Check("config files", "ok", f"{len(files)} files {how} in {folder}: {', '.join(files)}")
+
+
 CHECKS: list[Callable[[Settings], Check]] = [
     check_storage, check_broker, check_mysql, check_minio, check_search, check_redis, check_offsite,
-    check_encryption,
+    check_encryption, check_config_files,
 ]
 
 

@@ -1,6 +1,7 @@
-"""The container image, the compose override and the systemd units say what the READMEs promise.
+"""The container image, the compose files and the systemd units say what the READMEs promise.
 
-The image cannot be built here (no Docker Hub), so the Dockerfile is checked by reading it.
+The Dockerfile is read here; tests/test_agent_image.py builds it on the test bed's Debian base and runs
+it. The compose files are checked against RAGFlow v0.27's own (tests/fixtures/ragflow-v0.27.0-docker).
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from agent.doctor import compose_override
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 COMPOSE = ROOT / "docker" / "docker-compose.backup.yml"
+STANDALONE = ROOT / "docker" / "docker-compose.standalone.yml"
+RAGFLOW_V027 = ROOT / "tests" / "fixtures" / "ragflow-v0.27.0-docker"
 UNITS = {name: ROOT / "systemd" / f"ragflow-backup-{name}.service" for name in ("agent", "worker")}
-DEPLOYMENT_FILES = [DOCKERFILE, COMPOSE, *UNITS.values(), ROOT / "docker" / "README.md", ROOT / "systemd" / "README.md"]
+DEPLOYMENT_FILES = [DOCKERFILE, COMPOSE, STANDALONE, *UNITS.values(), ROOT / "docker" / "README.md", ROOT / "systemd" / "README.md"]
 STORAGE_ROOT = "/share/backups/ragflow"
 CONFIG = "/etc/ragflow-backup/config.yml"
 
@@ -54,9 +57,9 @@ def unit(name: str) -> configparser.ConfigParser:
 # ---------------------------------------------------------------- Dockerfile
 
 
-def test_the_image_is_built_from_python_slim_and_runs_as_a_dedicated_non_root_user():
+def test_the_image_is_built_from_python_slim_unless_a_base_image_is_given_and_runs_as_a_non_root_user():
     instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert instructions[:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE}")]
     users = [args for op, args in instructions if op == "USER"]
     assert users, "the image must switch to its own user"
     assert users[-1].split(":")[0] not in ("root", "0"), "the last USER decides who runs the agent"
@@ -72,7 +75,8 @@ def test_the_image_has_the_tools_a_backup_needs_and_installs_the_package_from_th
     assert re.search(r"apt-get install .*\bgit\b", runs), "the config history is a Git repository"
     assert re.search(r"apt-get install .*\brestic\b", runs), "the offsite copy is a restic repository"
     assert re.search(r"apt-get install .*\bage\b", runs), "encryption at rest uses age"
-    assert re.search(r"pip install /src\b", runs)
+    assert re.search(r"python3 -m venv /opt/ragflow-backup\b", runs), "Debian's python3 refuses a system-wide pip"
+    assert re.search(r"/opt/ragflow-backup/bin/pip install /src\b", runs)
     copied = [args.split()[0] for op, args in instructions if op == "COPY"]
     assert {"agent", "actors"} <= set(copied) and "." not in copied, "only the package, never the whole context"
 
@@ -108,6 +112,81 @@ def test_the_compose_service_restarts_waits_for_ragflows_services_and_stops_grac
     assert service["restart"] == "unless-stopped"
     assert set(service["depends_on"]) == {"mysql", "minio", "redis"}, "es01/opensearch01 are behind profiles"
     assert service["stop_grace_period"] == "660s"
+
+
+# ---------------------------------------------------------------- against RAGFlow v0.27's compose files
+
+
+def ragflow_services() -> dict[str, dict]:
+    """RAGFlow v0.27's services, docker-compose.yml with what it includes."""
+    services: dict[str, dict] = {}
+    for name in ("docker-compose-base.yml", "docker-compose.yml"):
+        services.update(yaml.safe_load((RAGFLOW_V027 / name).read_text())["services"])
+    return services
+
+
+def ragflow_env_names() -> set[str]:
+    lines = (RAGFLOW_V027 / ".env").read_text().splitlines()
+    return {line.split("=", 1)[0] for line in lines if re.match(r"^[A-Z_][A-Z0-9_]*=", line)}
+
+
+def ragflow_network() -> str:
+    """The network RAGFlow's compose creates: <project>_<network>, the project being the folder's name
+    ("docker") as neither a top-level name: nor COMPOSE_PROJECT_NAME sets another."""
+    main = yaml.safe_load((RAGFLOW_V027 / "docker-compose.yml").read_text())
+    assert "name" not in main and "COMPOSE_PROJECT_NAME" not in ragflow_env_names()
+    networks = yaml.safe_load((RAGFLOW_V027 / "docker-compose-base.yml").read_text())["networks"]
+    assert list(networks) == ["ragflow"] and "name" not in networks["ragflow"]
+    return "docker_ragflow"
+
+
+def standalone() -> dict:
+    return yaml.safe_load(STANDALONE.read_text())
+
+
+def test_the_override_waits_only_for_services_ragflow_always_starts_and_mysql_only_when_its_profile_runs():
+    services = ragflow_services()
+    for name, condition in compose_service()["depends_on"].items():
+        assert name in services, f"RAGFlow v0.27 has no service {name}"
+        if services[name].get("profiles"):
+            assert condition.get("required") is False, f"{name} runs under profiles {services[name]['profiles']}"
+        else:
+            assert condition.get("required", True) is True
+    assert "metadata-mysql" in services["mysql"]["profiles"]
+
+
+def test_the_time_zone_is_ragflows_tz_in_both_compose_files():
+    assert "TZ" in ragflow_env_names() and "TIMEZONE" not in ragflow_env_names()
+    for path in (COMPOSE, STANDALONE):
+        assert "TIMEZONE" not in path.read_text(), path.name
+    assert compose_service()["environment"]["TZ"] == "${TZ:-UTC}"
+    assert standalone()["services"]["ragflow-backup"]["environment"]["TZ"] == "${TZ:-UTC}"
+
+
+def test_the_standalone_stack_joins_the_network_ragflows_compose_creates_as_an_external_network():
+    stack = standalone()
+    service = stack["services"]["ragflow-backup"]
+    assert service["networks"] == ["ragflow"]
+    assert stack["networks"]["ragflow"] == {"name": ragflow_network(), "external": True}
+    services = ragflow_services()
+    for name in ("mysql", "minio", "redis", "es01", "opensearch01"):  # the hosts `init --network compose` writes
+        assert name in services and "ragflow" in services[name]["networks"]
+        assert name in STANDALONE.read_text(), f"the header names {name}"
+    assert "depends_on" not in service, "another stack's services cannot be waited for"
+
+
+def test_the_standalone_stack_runs_as_puid_pgid_with_the_overrides_mounts_and_stop_settings():
+    service = standalone()["services"]["ragflow-backup"]
+    assert service["user"] == "${PUID:-1000}:${PGID:-100}"
+    assert not {"PUID", "PGID"} & ragflow_env_names(), "our names must not take RAGFlow's meaning"
+    override = compose_service()
+    for key in ("init", "restart", "stop_grace_period"):
+        assert service[key] == override[key], key
+    assert {k: v for k, v in service["environment"].items()} == override["environment"]
+    mounts = {volume.split(":")[1]: volume for volume in service["volumes"]}
+    assert set(mounts) == {"/ragflow/docker", STORAGE_ROOT, CONFIG}
+    assert mounts["/ragflow/docker"].endswith(":ro") and mounts[CONFIG].endswith(":ro")
+    assert mounts[STORAGE_ROOT] == f"{STORAGE_ROOT}:{STORAGE_ROOT}"
 
 
 def test_the_docker_socket_is_not_mounted_unless_the_operator_uncomments_it_and_the_risk_is_said():

@@ -7,6 +7,8 @@ ignored, and a rename counts for the watched name it lands on or leaves.
 
 Patterns have Path.glob's meaning relative to the folder, as in actors/config_files.py: '*' stays within
 one path segment ('*.yml' is top level only, 'nginx/*.conf' is inside nginx/), '**' spans any number.
+The watched list is the daily tar's: agent/ragflow_folder.py derives it from RAGFlow's compose files, the
+configured patterns are additions; a change of a compose file derives it again.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from agent.component import PermanentError
+from agent.ragflow_folder import is_compose_file, kept_patterns
 
 log = logging.getLogger("ragflow_backup.sources.config")
 
@@ -79,7 +82,8 @@ class ConfigWatcher:
     def __init__(self, folder: Path, patterns: Iterable[str], ignore: Iterable[str], debounce_seconds: float,
                  on_change: Callable[[list[str]], None]):
         self.folder = Path(folder)
-        self.patterns = list(patterns)
+        self.configured = list(patterns)
+        self.patterns = list(patterns)  # the derived list once started
         self.ignore = list(ignore)
         self.debounce = float(debounce_seconds)
         self.on_change = on_change
@@ -98,9 +102,10 @@ class ConfigWatcher:
         if not self.folder.is_dir():
             raise PermanentError(f"cannot watch {self.folder}: not a folder; set ragflow_dir to RAGFlow's docker/ "
                                  f"folder (the one holding .env and docker-compose.yml)")
-        for pattern in self.patterns:
+        for pattern in self.configured:
             if PurePosixPath(pattern).is_absolute():
                 raise PermanentError(f"config_files.patterns: {pattern!r} must be relative to {self.folder}")
+        self.patterns = kept_patterns(self.folder, self.configured)
         self._known = self._scan()
         observer = Observer()
         try:
@@ -122,6 +127,10 @@ class ConfigWatcher:
         if self._worker is not None:
             self._events.put(_STOP)
             self._worker.join(max(0.0, deadline - time.monotonic()))
+
+    def watched(self) -> list[str]:
+        """The watched files present now, sorted."""
+        return sorted(self._scan())
 
     # ------------------------------------------------------------ the worker thread
 
@@ -164,6 +173,8 @@ class ConfigWatcher:
 
     def _deliver(self, burst: set[str]) -> bool:
         """Call on_change with what really changed; False when it raised."""
+        if any(is_compose_file(path) for path in burst):  # a mount added or dropped: derive the list again
+            self.patterns = kept_patterns(self.folder, self.configured)
         before = self._known
         exists = {path for path in burst if os.path.lexists(os.path.join(self._root, path))}
         self._known = (before - burst) | exists

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tarfile
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from actors import config_files
 from agent.component import PermanentError
 from agent.config import Settings
+from agent.doctor import check_config_files
+from agent.ragflow_folder import MAX_FILE_BYTES, kept_files
 from agent.points import Storage
 from agent.runs import run_component
 
@@ -198,3 +201,82 @@ def test_a_missing_ragflow_dir_fails_naming_the_setting(settings, tmp_path):
     assert not (point.folder / config_files.ARTIFACT).exists()
     with pytest.raises(PermanentError, match="ragflow_dir"):
         config_files.commit_config(settings, "watcher")
+
+
+# ---------------------------------------------------------------- what to keep of RAGFlow v0.27's folder
+
+V027 = Path(__file__).resolve().parents[1] / "fixtures" / "ragflow-v0.27.0-docker"
+V027_KEPT = [
+    ".env", ".env.single-bucket-example", "docker-compose-CN-oc9.yml", "docker-compose-base.yml",
+    "docker-compose-macos.yml", "docker-compose.yml", "entrypoint.sh", "infinity_conf.toml", "init-clickhouse.sql",
+    "init.sql", "launch_backend_service.sh", "migration.sh", "nginx/nginx.conf", "nginx/proxy.conf",
+    "nginx/ragflow.conf.golang", "nginx/ragflow.conf.hybrid", "nginx/ragflow.conf.python", "nginx/ragflow.https.conf",
+    "oceanbase-entrypoint.sh", "oceanbase/init.d/vec_memory.sql", "service_conf.yaml.template",
+]
+
+
+@pytest.fixture
+def v027_dir(tmp_path) -> Path:
+    """RAGFlow v0.27's docker/ folder after a while in use: logs and database files in the folders it mounts."""
+    folder = tmp_path / "ragflow" / "docker"
+    shutil.copytree(V027, folder)
+    for data in ("ragflow-logs/ragflow_server.log", "oceanbase/data/store/clog.0", "oceanbase/conf/ob/config.yaml",
+                 "seekdb/sstable.bin", "ragflow-logs/nginx/access.log"):
+        (folder / data).parent.mkdir(parents=True, exist_ok=True)
+        (folder / data).write_bytes(b"runtime data, not configuration\n")
+    return folder
+
+
+def test_the_backup_keeps_every_file_ragflow_v027_mounts_or_an_operator_edits_and_none_of_its_data(tmp_path, v027_dir):
+    settings = Settings(storage_root=tmp_path / "backups", ragflow_dir=v027_dir)
+    point, record = back_up(settings)
+    with tarfile.open(point.folder / config_files.ARTIFACT) as archive:
+        assert sorted(archive.getnames()) == V027_KEPT
+    assert sorted(f for f in repo_log(settings)[0]["files"]) == V027_KEPT
+
+
+def test_the_configured_patterns_are_kept_in_addition_to_the_derived_list(tmp_path, v027_dir):
+    (v027_dir / "README.md").write_text("notes\n")
+    settings = Settings(storage_root=tmp_path / "backups", ragflow_dir=v027_dir)
+    settings.config_files.patterns = ["README.md"]
+    assert [f.path for f in config_files.collect_files(settings)] == sorted([*V027_KEPT, "README.md"])
+
+
+def test_a_file_a_compose_file_starts_mounting_is_kept_and_a_folder_of_data_is_not(settings, docker_dir):
+    (docker_dir / "my.cnf").write_text("[mysqld]\nmax_connections=2000\n")
+    (docker_dir / "certs").mkdir()
+    (docker_dir / "certs" / "ragflow.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (docker_dir / "pgdata").mkdir()
+    (docker_dir / "pgdata" / "base.db").write_bytes(b"\0" * 64)
+    (docker_dir / "docker-compose.override.yml").write_text(
+        "services:\n  mysql:\n    volumes:\n      - ./my.cnf:/etc/mysql/conf.d/my.cnf\n"
+        "      - ./certs:/etc/certs:ro\n      - ./pgdata:/var/lib/postgresql/data\n"
+        "      - type: bind\n        source: ../../elsewhere\n        target: /x\n")
+    kept = [f.path for f in config_files.collect_files(settings)]
+    assert "my.cnf" in kept and "certs/ragflow.pem" in kept and "docker-compose.override.yml" in kept
+    assert not any(path.startswith(("pgdata/", "..")) for path in kept)
+    assert "id_rsa.yml" not in " ".join(kept)
+
+
+def test_a_large_file_in_a_mounted_folder_is_data_and_is_not_kept(settings, docker_dir):
+    (docker_dir / "models").mkdir()
+    (docker_dir / "models" / "config.json").write_text("{}\n")
+    (docker_dir / "models" / "weights.bin").write_bytes(b"\0" * (MAX_FILE_BYTES + 1))
+    (docker_dir / "docker-compose.yml").write_text("services:\n  tei:\n    volumes:\n      - ./models:/data:ro\n")
+    kept = [f.path for f in config_files.collect_files(settings)]
+    assert "models/config.json" in kept and "models/weights.bin" not in kept
+    assert "models/weights.bin" not in kept_files(docker_dir)
+
+
+def test_a_compose_file_that_is_not_yaml_is_still_kept_and_breaks_nothing(settings, docker_dir):
+    (docker_dir / "docker-compose.yml").write_text("services: [unclosed\n  # - ./nginx/ragflow.conf:/etc/nginx/x\n")
+    kept = [f.path for f in config_files.collect_files(settings)]
+    assert kept == EXPECTED
+
+
+def test_doctor_lists_the_files_that_are_watched_and_kept(tmp_path, v027_dir):
+    settings = Settings(storage_root=tmp_path / "backups", ragflow_dir=v027_dir)
+    check = check_config_files(settings)
+    assert check.status == "ok"
+    assert check.detail.startswith(f"{len(V027_KEPT)} files watched and archived daily in {v027_dir}: ")
+    assert check.detail.endswith(", ".join(V027_KEPT))

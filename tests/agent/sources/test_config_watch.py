@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigFilesSettings, WatchSettings
+from agent.ragflow_folder import kept_files
 from agent.sources.config_watch import ConfigWatcher, matches
 
 DEBOUNCE = 0.5
@@ -156,3 +157,35 @@ def test_patterns_select_what_path_glob_selects(tmp_path):
     for pattern in [*PATTERNS, "**/*.conf", "deep/**/*.toml", "*/*.yml"]:
         globbed = {p.relative_to(tmp_path).as_posix() for p in tmp_path.glob(pattern) if p.is_file()}
         assert {f for f in files if matches(f, pattern)} == globbed, pattern
+
+
+V027 = Path(__file__).resolve().parents[2] / "fixtures" / "ragflow-v0.27.0-docker"
+
+
+def test_the_watcher_watches_what_the_daily_tar_keeps_of_ragflow_v027(tmp_path):
+    folder = tmp_path / "docker"
+    shutil.copytree(V027, folder)
+    changes = Changes(folder)
+    watcher = ConfigWatcher(folder, PATTERNS, IGNORE, DEBOUNCE, changes)
+    watcher.start()
+    try:
+        assert watcher.watched() == kept_files(folder, PATTERNS)
+        (folder / "nginx" / "ragflow.conf.python").write_text("server { listen 8080; }\n")
+        (folder / "oceanbase" / "init.d" / "vec_memory.sql").write_text("SELECT 1;\n")
+        (folder / "launch_backend_service.sh").write_text("#!/bin/bash\n")
+        (folder / "ragflow-logs").mkdir()
+        (folder / "ragflow-logs" / "ragflow_server.log").write_text("a log line\n")
+        assert changes.settle(1) == [["launch_backend_service.sh", "nginx/ragflow.conf.python",
+                                      "oceanbase/init.d/vec_memory.sql"]]
+    finally:
+        watcher.stop()
+
+
+def test_a_file_a_compose_file_starts_mounting_is_watched_from_then_on(watch, docker_dir):
+    changes = watch()
+    (docker_dir / "my.cnf").write_text("[mysqld]\n")
+    assert changes.settle(0) == []
+    (docker_dir / "docker-compose.yml").write_text("services:\n  mysql:\n    volumes:\n      - ./my.cnf:/etc/my.cnf\n")
+    assert changes.settle(1) == [["docker-compose.yml"]]
+    (docker_dir / "my.cnf").write_text("[mysqld]\nmax_connections=2000\n")
+    assert changes.settle(2) == [["docker-compose.yml"], ["my.cnf"]]
