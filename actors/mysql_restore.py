@@ -29,7 +29,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import re
+import shutil
 import secrets
 import socket
 import subprocess
@@ -41,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pymysql
+import pymysql.cursors
 import zstandard
 
 from agent import clients
@@ -50,6 +54,8 @@ from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord
 from agent.points import Point
+from actors.mysql_sandbox import (FILE_ACCESS, Definers, DumpRewriter, LoadAccount, account_exists, client_host,
+                                  create_stored_code, current_account, guard_options, load_account)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -188,66 +194,22 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
 
 # ---------------------------------------------------------------- streaming the dump into a scratch database
 
-_DB_LINE = re.compile(
-    rb"^(?P<head>(?:/\*!\d+ )?(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE |ALTER DATABASE ))"
-    rb"`(?P<name>(?:[^`\n]|``)+)`"
-    rb"|^DELIMITER (?P<delimiter>\S+)[ \t]*$",
-    re.MULTILINE,
-)
-
-
-class _Renamer:
-    """Rewrites the dump's database lines to the scratch name, line-aligned, chunk by chunk."""
-
-    def __init__(self, scratch: str):
-        self.scratch = _q(scratch).encode()
-        self.source: str | None = None
-        self.rewritten = 0
-        self._pending: list[bytes] = []
-        self._delimiter = b";"
-
-    def feed(self, data: bytes) -> bytes:
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._pending.append(data)
-            return b""
-        block = b"".join((*self._pending, data[: cut + 1]))
-        self._pending = [data[cut + 1:]] if cut + 1 < len(data) else []
-        return self._rewrite(block)
-
-    def finish(self) -> bytes:
-        block, self._pending = b"".join(self._pending), []
-        return self._rewrite(block)
-
-    def _rewrite(self, block: bytes) -> bytes:
-        if b"DATABASE" not in block and b"USE `" not in block and b"DELIMITER" not in block:
-            return block
-        return _DB_LINE.sub(self._replace, block)
-
-    def _replace(self, match: re.Match[bytes]) -> bytes:
-        if match["delimiter"] is not None:
-            self._delimiter = match["delimiter"]
-            return match[0]
-        if self._delimiter != b";":
-            return match[0]  # inside a routine, trigger or event body
-        name = match["name"].replace(b"``", b"`").decode("utf-8", "replace")
-        if self.source is None:
-            self.source = name
-        elif name != self.source:
-            raise PermanentError(f"the dump names database '{name}' besides '{self.source}': it holds more than "
-                                 f"one database, which restore does not handle")
-        self.rewritten += 1
-        return match["head"] + self.scratch
-
-
 class _LocalLoad:
-    """The local client reading the dump on stdin."""
+    """The local client reading the dump on stdin, as the temporary account (its own 0600 option file)."""
 
-    def __init__(self, session: Any, tool: str):
+    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
         self.stderr_path = session.folder / "load.stderr"
+        option_file = session.folder / "load.cnf"
+        fd = os.open(option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:  # host, port and protocol come from the session's own file
+            handle.write(f"[client]\nuser={account.user}\npassword={account.password}\n")
+        # --defaults-extra-file must come first; the session's file is read through !include before it.
+        include = session.folder / "load-include.cnf"
+        include.write_text(f"!include {session.option_file}\n!include {option_file}\n")
+        argv = [shutil.which(tool) or tool, f"--defaults-extra-file={include}", *options]
         with open(self.stderr_path, "wb") as errors:
-            self.proc = subprocess.Popen(session._argv(tool, LOAD_OPTIONS, True), stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=errors, env=session.env)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                                         env=session.env)
 
     def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -272,13 +234,13 @@ class _LocalLoad:
 class _DockerLoad:
     """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
 
-    def __init__(self, session: Any, tool: str):
+    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
         from docker.utils.socket import frames_iter
 
         self.session = session
-        cmd = [tool, f"--user={session.user}", *LOAD_OPTIONS]
+        cmd = [tool, f"--user={account.user}", *options]
         self.exec_id = session.api.exec_create(session.container.id, cmd, stdin=True, stdout=True, stderr=True,
-                                               environment={"MYSQL_PWD": session.password})["Id"]
+                                               environment={"MYSQL_PWD": account.password})["Id"]
         self.sock = session.api.exec_start(self.exec_id, socket=True)
         self.raw: socket.socket = getattr(self.sock, "_sock", self.sock)
         self.errors = bytearray()
@@ -321,18 +283,39 @@ class _DockerLoad:
             self.sock.close()
 
 
-def _load_failure(tool: str, code: int | None, stderr: str, where: str, settings: Settings) -> Exception:
+def _dump_line(path: Path, number: int) -> str:
+    """Line `number` of the dump (the client names the line of a statement it failed on), shortened."""
+    with open_compressed(path) as stream:
+        for index, line in enumerate(stream, start=1):
+            if index == number:
+                text = line.decode("utf-8", "replace").strip()
+                return text if len(text) <= 300 else text[:300] + "..."
+    return ""
+
+
+def _load_failure(tool: str, code: int | None, stderr: str, where: str, account: LoadAccount,
+                  path: Path) -> Exception:
     said = f"{tool} said: {stderr}" if stderr else f"{tool} said nothing"
     if code is not None and code < 0:
         return RuntimeError(f"{tool} loading the dump at {where} was killed by signal {-code}; nothing was "
                             f"restored. {said}")
-    if re.search(r"\b(1044|1045)\b", stderr) or "Access denied" in stderr:
-        return PermanentError(f"MySQL at {where} refused user '{settings.mysql.user}' while loading the dump: a "
-                              f"restore needs CREATE, DROP, ALTER, INSERT, TRIGGER, CREATE ROUTINE and EVENT on the "
-                              f"target and its scratch databases (or use root). {said}")
     if re.search(r"\b(2002|2003|2005|2006|2013)\b", stderr) or "Can't connect" in stderr:
         return ConnectionError(f"lost or could not reach MySQL at {where} while loading the dump (try again). {said}")
-    if re.search(r"\bERROR \d+", stderr):
+    at_line = re.search(r"\bERROR \d+ \(\w+\) at line (\d+)|\bERROR at line (\d+)", stderr)
+    if at_line is None and (re.search(r"\b1045\b", stderr) or "Access denied" in stderr):
+        return PermanentError(f"the temporary account {account.user}@{account.host} that restore made to load the "
+                              f"dump could not log in at {where} (does the server see the client come from "
+                              f"another host?); nothing was restored. {said}")
+    if at_line is not None:
+        number = int(at_line[1] or at_line[2])
+        with contextlib.suppress(Exception):
+            said += f" (line {number} of the dump: {_dump_line(path, number)!r})"
+        if re.search(r"\b(1044|1045|1142|1143|1227|1370|4166)\b|Access denied|Unknown command|not allowed", stderr):
+            return PermanentError(f"the dump holds a statement that reaches beyond its scratch database (another "
+                                  f"database, accounts, server settings, files or client commands), which the server "
+                                  f"refused at {where}; nothing was restored. It was not written by a backup: choose "
+                                  f"another point. {said}")
+    if at_line is not None or re.search(r"\bERROR \d+", stderr):
         return PermanentError(f"the server refused a statement of the dump at {where}; nothing was restored. {said}")
     return RuntimeError(f"{tool} failed loading the dump at {where} (exit code {code}); nothing was restored. {said}")
 
@@ -347,14 +330,16 @@ def _kill_sessions(conn: Any, database: str) -> None:
                 cur.execute(f"KILL CONNECTION {int(thread_id)}")
 
 
-def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.Logger) -> None:
-    """Stream the (gzip or zstd) dump into a new database `scratch`. On any failure the scratch database is dropped."""
+def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: LoadAccount, definers: Definers,
+          expected: dict[str, int], log: logging.Logger) -> None:
+    """Stream the (gzip or zstd) dump into a new database `scratch` as `account`, which has no power beyond it
+    (actors/mysql_sandbox.py). On any failure the scratch database is dropped."""
     dump = _dump()
     with conn.cursor() as cur:
         if _exists(cur, scratch):
             raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
     password = clients.secret(settings.mysql.password) or ""
-    counter, renamer = dump.DumpCounter(), _Renamer(scratch)
+    counter, rewriter = dump.DumpCounter(), DumpRewriter(scratch, definers)
     with dump._session(settings) as session:
         found = session.find(LOAD_TOOLS)
         if found is None:
@@ -362,33 +347,43 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
                 "the container has no mariadb/mysql client; use mysql.mode: tcp with a local client"
             raise PermanentError(f"no MySQL client to load the dump with at {session.where}: {hint}")
         tool = found[0]
-        log.info("loading %s into scratch database %s at %s with %s", path.name, scratch, session.where, tool)
-        loader = _DockerLoad(session, tool) if session.mode == "docker" else _LocalLoad(session, tool)
+        options = LOAD_OPTIONS + guard_options(session.run(tool, ["--help"], connect=False)[1])
+        log.info("loading %s into scratch database %s at %s with %s as temporary account %s", path.name, scratch,
+                 session.where, tool, account.user)
+        loader = _DockerLoad(session, tool, account, options) if session.mode == "docker" else \
+            _LocalLoad(session, tool, account, options)
         try:
             try:
                 with open_compressed(path) as stream:
                     while block := stream.read(dump.CHUNK):
                         counter.feed(block)
-                        if data := renamer.feed(block):
+                        if data := rewriter.feed(block):
                             loader.write(data)
-                if data := renamer.finish():
+                if data := rewriter.finish():
                     loader.write(data)
                 counter.finish()
             except (BrokenPipeError, ConnectionError) as exc:
                 code, err = loader.finish()  # the client stopped early: its stderr says why
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings) from exc
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, account,
+                                    path) from exc
             except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
                 raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
                                      f"restored: run `ragflow-backup verify` and choose another point") from None
             code, err = loader.finish()
             if code != 0:
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings)
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, account, path)
             if not counter.completed:
                 raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
                                      f"restored: choose another point")
-            if not renamer.rewritten:
+            if not rewriter.rewritten:
                 raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
                                      f"restore cannot stage it")
+            create_stored_code(conn, scratch, rewriter.code)
+            problems = _mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
+            if problems:
+                raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "
+                                     f"restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
+                                     f"another point")
         except BaseException:
             # Stop the client, end its server session, and drop what it loaded. Once more after it has
             # ended: a client stopped before its USE line is not yet seen working in the scratch database.
@@ -401,7 +396,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
                 with contextlib.suppress(Exception), conn.cursor() as cur:
                     cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
             raise
-    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, renamer.source, scratch)
+    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, rewriter.source, scratch)
 
 
 # ---------------------------------------------------------------- inspecting databases
@@ -413,13 +408,13 @@ def _objects(cur: Any, db: str) -> dict[str, str]:
 
 
 def _tables(cur: Any, db: str) -> list[str]:
-    """Base tables of `db`; PermanentError for views and sequences, which cannot be swapped."""
+    """Base tables of `db`; PermanentError for sequences, which cannot be swapped (views are re-created)."""
     objects = _objects(cur, db)
-    other = sorted(f"{name} ({kind.lower()})" for name, kind in objects.items() if kind not in TABLE_TYPES)
+    other = sorted(f"{name} ({kind.lower()})" for name, kind in objects.items() if kind not in (*TABLE_TYPES, "VIEW"))
     if other:
-        raise PermanentError(f"database {db} holds {', '.join(other)}: restore swaps base tables only (RAGFlow "
-                             f"defines no views or sequences); drop them or restore by hand")
-    return sorted(objects)
+        raise PermanentError(f"database {db} holds {', '.join(other)}: restore swaps base tables and views only "
+                             f"(RAGFlow defines no sequences); drop them or restore by hand")
+    return sorted(name for name, kind in objects.items() if kind in TABLE_TYPES)
 
 
 def _counts(cur: Any, db: str, tables: Iterable[str]) -> dict[str, int]:
@@ -450,6 +445,7 @@ class _Code:
     sql_mode: str
     collation: str
     time_zone: str | None = None
+    invoker: bool = False  # a routine to mark SQL SECURITY INVOKER once created
 
     @property
     def label(self) -> str:
@@ -474,8 +470,6 @@ def _triggers(cur: Any, db: str) -> list[_Code]:
 
 
 def _routines_and_events(conn: Any, db: str) -> list[_Code]:
-    import pymysql
-
     with conn.cursor() as cur:
         cur.execute("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
                     "AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') ORDER BY ROUTINE_TYPE, ROUTINE_NAME", (db,))
@@ -496,9 +490,73 @@ def _routines_and_events(conn: Any, db: str) -> list[_Code]:
     return code
 
 
-def _stored_code(conn: Any, db: str) -> list[_Code]:
+def _views(conn: Any, db: str) -> list[_Code]:
+    """The views of `db`, as statements that re-create them in another database: SHOW CREATE VIEW, asked
+    with `db` selected, names the view's tables without their database."""
     with conn.cursor() as cur:
-        return _triggers(cur, db) + _routines_and_events(conn, db)
+        cur.execute("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY 1", (db,))
+        names = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT @@SESSION.sql_mode")
+        mode = cur.fetchone()[0]
+    if not names:
+        return []
+    conn.select_db(db)
+    views = []
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        for name in names:
+            cur.execute(f"SHOW CREATE VIEW {_q(db)}.{_q(name)}")
+            row = cur.fetchone()
+            views.append(_Code("VIEW", name, row["Create View"], mode, row["collation_connection"]))
+    return views
+
+
+def _stored_code(conn: Any, db: str) -> list[_Code]:
+    """Triggers, routines, events and views: what a swap re-creates rather than renames."""
+    with conn.cursor() as cur:
+        triggers = _triggers(cur, db)
+    return triggers + _routines_and_events(conn, db) + _views(conn, db)
+
+
+_DEFINED = re.compile(r"^CREATE (?P<algorithm>ALGORITHM=\w+ )?DEFINER=(?:`(?:[^`]|``)*`|'(?:[^']|'')*')@"
+                      r"(?:`(?:[^`]|``)*`|'(?:[^']|'')*') (?:SQL SECURITY (?P<security>\w+) )?")
+
+
+def _redefined(items: list[_Code], definers: Definers, log: logging.Logger) -> list[_Code]:
+    """The scratch database's code (made by the temporary account) with the definers the dump named and the
+    restore accepted (actors/mysql_sandbox.py: Definers); views and routines of a definer missing here run
+    as SQL SECURITY INVOKER."""
+    result = []
+    for item in items:
+        account = definers.kept.get((item.kind, item.name))
+        missing = account is None or (item.kind, item.name) in definers.missing
+        definer = _definer("@".join(account or definers.restorer))
+        match = _DEFINED.match(item.create)
+        if match is None:
+            raise PermanentError(f"cannot read the definition of {item.label} in the staged copy: {item.create[:200]}")
+        security = match["security"]  # views only: a routine's is among its characteristics
+        if missing:
+            named = definers.missing.get((item.kind, item.name), "none")
+            invoker = item.kind in ("VIEW", "PROCEDURE", "FUNCTION")
+            log.warning("%s named definer %s, which does not exist here: re-created with definer %s%s", item.label,
+                        named, "@".join(definers.restorer), " and SQL SECURITY INVOKER" if invoker else
+                        " (it always runs with its definer's rights)")
+            if item.kind == "VIEW":
+                security = "INVOKER"
+        head = f"CREATE {match['algorithm'] or ''}DEFINER={definer} " + (f"SQL SECURITY {security} " if security else "")
+        result.append(_Code(item.kind, item.name, head + item.create[match.end():], item.sql_mode, item.collation,
+                            item.time_zone, invoker=missing and item.kind in ("PROCEDURE", "FUNCTION")))
+    return result
+
+
+def _file_access(items: list[_Code]) -> None:
+    """Refuse stored code that reads or writes the server's files: restored, it would do so with its definer's
+    FILE privilege (the temporary account could create it, having none, but not run it)."""
+    for item in items:
+        body = re.sub(r"'(?:[^'\\]|\\.|'')*'", "''", item.create)
+        if FILE_ACCESS.search(body):
+            raise PermanentError(f"the dump's {item.label} reads or writes the server's files (LOAD_FILE, INTO "
+                                 f"OUTFILE/DUMPFILE): restore does not re-create such code with an account's rights, "
+                                 f"so nothing was restored; choose another point")
 
 
 def _create(conn: Any, db: str, items: Iterable[_Code]) -> None:
@@ -511,10 +569,23 @@ def _create(conn: Any, db: str, items: Iterable[_Code]) -> None:
         cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, @@SESSION.time_zone")
         mode, collation, zone = cur.fetchone()
         try:
-            for item in items:
-                cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s",
-                            (item.sql_mode, item.collation, item.time_zone or zone))
-                cur.execute(item.create)
+            while items:  # a view on another view waits for it: rounds until every one is in
+                waiting: list[tuple[_Code, Exception]] = []
+                for item in items:
+                    cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s",
+                                (item.sql_mode, item.collation, item.time_zone or zone))
+                    try:
+                        cur.execute(item.create)
+                    except pymysql.MySQLError as exc:
+                        if item.kind != "VIEW" or exc.args[0] != 1146:  # 1146: a table (view) it uses is missing
+                            raise
+                        waiting.append((item, exc))
+                        continue
+                    if item.invoker:
+                        cur.execute(f"ALTER {item.kind} {_q(item.name)} SQL SECURITY INVOKER")
+                if len(waiting) == len(items):
+                    raise waiting[0][1]
+                items = [item for item, _ in waiting]
         finally:
             cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s", (mode, collation, zone))
 
@@ -530,37 +601,48 @@ def _drop(conn: Any, db: str, items: Iterable[_Code]) -> None:
 
 @contextlib.contextmanager
 def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord, target: str,
-            log: logging.Logger, token: str) -> Iterator[str]:
-    """The dump loaded into a scratch database whose tables match the manifest; dropped afterwards."""
+            log: logging.Logger, token: str) -> Iterator[tuple[str, Definers]]:
+    """The dump loaded into a scratch database whose tables match the manifest, and the definers its code named;
+    dropped afterwards, and then the temporary account that loaded it (MySQL 8 refuses to drop an account
+    that objects still name as their definer)."""
     path = _artifact(point, record)
     scratch = scratch_name(target, "restore", token)
-    _load(settings, conn, path, scratch, log)
-    try:
-        with conn.cursor() as cur:
-            found = _counts(cur, scratch, _tables(cur, scratch))
-        problems = _mismatches(found, record.counts)
-        if problems:
-            raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so nothing "
-                                 f"was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
-                                 f"another point")
-        log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
-                 sum(found.values()))
-        yield scratch
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
+    definers = Definers(current_account(conn), account_exists(conn))
+    # The docker-mode client connects through the server's socket inside the container: 'localhost'.
+    host = "localhost" if settings.mysql.mode == "docker" else client_host(conn)
+    with load_account(conn, scratch, host) as account:
+        _load(settings, conn, path, scratch, account, definers, record.counts, log)
+        try:
+            with conn.cursor() as cur:
+                found = _counts(cur, scratch, _tables(cur, scratch))
+            problems = _mismatches(found, record.counts)
+            if problems:
+                raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so "
+                                     f"nothing was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and "
+                                     f"choose another point")
+            _file_access(_stored_code(conn, scratch))
+            log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
+                     sum(found.values()))
+            yield scratch, definers
+        finally:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
 
 
 # ---------------------------------------------------------------- restore: the whole database
 
 
-def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -> tuple[bool, list[str]]:
-    """Move the target's tables to `old` and the scratch tables into the target, with their triggers, routines
-    and events. On failure the target is put back as it was. Returns (target was created, code re-created)."""
+def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
+          log: logging.Logger) -> tuple[bool, list[str]]:
+    """Move the target's tables to `old` and the scratch tables into the target, with their triggers, routines,
+    events and views (re-created: RENAME TABLE cannot move them across databases; the new ones with the
+    definers the dump named, as `definers` accepted them). On failure the target is put back as it was.
+    Returns (target was created, code re-created)."""
     with conn.cursor() as cur:
         created = not _exists(cur, target)
         new_tables, live_tables = _tables(cur, scratch), ([] if created else _tables(cur, target))
-    new_code, live_code = _stored_code(conn, scratch), ([] if created else _stored_code(conn, target))
+    new_code = _redefined(_stored_code(conn, scratch), definers, log)
+    live_code = [] if created else _stored_code(conn, target)
     new_triggers = [c for c in new_code if c.kind == "TRIGGER"]
     live_triggers = [c for c in live_code if c.kind == "TRIGGER"]
     with conn.cursor() as cur:
@@ -582,7 +664,7 @@ def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -
                  len(live_tables), old)
         _create(conn, old, live_code)
         _drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
-        _create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + new_triggers)
+        _create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + [c for c in new_code if c.kind == "TRIGGER"])
     except Exception as exc:
         try:
             _unswap(conn, scratch, target, old, renamed, new_tables, live_tables, live_code)
@@ -614,7 +696,7 @@ def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_t
             pairs += [f"{_q(old)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in live_tables]
             if pairs:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
-        _drop(conn, target, _routines_and_events(conn, target))
+        _drop(conn, target, _views(conn, target) + _routines_and_events(conn, target))
         _create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
     with conn.cursor() as cur:
         present = {c.name for c in _triggers(cur, target)}
@@ -636,8 +718,8 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-        with _staged(settings, conn, point, record, target, log, token) as scratch:
-            created, code = _swap(conn, scratch, target, old, log)
+        with _staged(settings, conn, point, record, target, log, token) as (scratch, definers):
+            created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
             found = _counts(cur, target, _tables(cur, target))
         result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
@@ -735,7 +817,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
             if not _exists(cur, target):
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-        with _staged(settings, conn, point, record, target, log, token) as scratch, conn.cursor() as cur:
+        with _staged(settings, conn, point, record, target, log, token) as (scratch, _), conn.cursor() as cur:
             columns = _kb_columns(cur, scratch, target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:
