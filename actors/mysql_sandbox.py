@@ -35,6 +35,10 @@ GUARD_OPTIONS = (("--local-infile", "--local-infile=0"), ("--sandbox", "--sandbo
                  ("--system-command", "--system-command=OFF"))
 # Stored code that would read or write the server's files with its definer's FILE privilege once restored.
 FILE_ACCESS = re.compile(r"\bload_file\s*\(|\binto\s+(?:outfile|dumpfile)\b", re.IGNORECASE)
+# LOAD_FILE without the FILE privilege quietly gives NULL rather than failing: a dump that calls it (mysqldump
+# writes only literals) is refused as it streams. A quoted string as mysqldump writes it never spans lines.
+_LOAD_FILE = re.compile(rb"load_file\s*\(", re.IGNORECASE)
+_STRING = re.compile(rb"'[^'\\\n]*(?:\\.[^'\\\n]*)*'")
 
 
 def q(name: str) -> str:
@@ -255,6 +259,13 @@ class DumpRewriter:
         return self._rewrite(block)
 
     def _rewrite(self, block: bytes) -> bytes:
+        if _LOAD_FILE.search(block):
+            for line in block.splitlines():
+                if _LOAD_FILE.search(_STRING.sub(b"''", line)):
+                    text = line.decode("utf-8", "replace")
+                    raise PermanentError(f"the dump calls LOAD_FILE, which reads the server's files: "
+                                         f"{(text if len(text) <= 200 else text[:200] + '...')!r}; nothing was "
+                                         f"restored. It was not written by a backup: choose another point")
         if self._delimiter == b";" and b"DELIMITER" not in block:
             if b"DATABASE" not in block and b"USE `" not in block and b"DEFINER" not in block \
                     and b"VIEW" not in block and b" SET " not in block:
