@@ -12,17 +12,19 @@ staged copy, in one transaction in the target, and leaves every other knowledge 
 
 Where the dump is loaded: `tcp` mode feeds it to the local mariadb/mysql client (password in a 0600 option file,
 as the backup does); `docker` mode feeds it to the client inside the mysql container through the Docker API
-socket (`docker exec -i`, password in the exec's environment), so no local client is needed. The statements that
-inspect, count and swap run over PyMySQL to mysql.host:mysql.port in both modes (in docker mode that is the
-published port, RAGFlow's 5455 by default). The client sessions and failure texts are actors/mysql.py's own.
+socket (`docker exec -i`, password in the exec's environment), so no local client is needed. Either way the
+client logs in as a temporary account that may touch the scratch database only (actors/mysql_sandbox.py): the
+dump is untrusted input. The statements that inspect, count and swap run over PyMySQL to mysql.host:mysql.port
+as the configured account (in docker mode that is the published port, RAGFlow's 5455 by default).
 
-Limits, all outside what RAGFlow uses: views and sequences are refused (RENAME TABLE cannot move them across
-databases); MySQL refuses to move a table with triggers to another database, so triggers are dropped before the
-swap and re-created right after it (for that moment the target's tables have none); stored routines and events
-are re-created from SHOW CREATE (sent as utf8mb4); if the event scheduler is on, the dump's events may fire in
-the scratch database while it exists, and the previous ones in a kept old database. Stop RAGFlow's server and
-task executors before a restore into the live database: the swap waits at most LOCK_WAIT_SECONDS for their open
-transactions, and a table they create meanwhile would stay behind in the target.
+Limits, all outside what RAGFlow uses: sequences are refused (RENAME TABLE cannot move them across databases);
+views cannot be moved either, so they are re-created in the target from SHOW CREATE VIEW, like stored routines
+and events (actors/mysql_objects.py); MySQL refuses to move a table with triggers to another database, so
+triggers are dropped before the swap and re-created right after it (for that moment the target's tables have
+none); if the event scheduler is on, the dump's events may fire in the scratch database while it exists, and the
+previous ones in a kept old database. Stop RAGFlow's server and task executors before a restore into the live
+database: the swap waits at most LOCK_WAIT_SECONDS for their open transactions, and a table they create meanwhile
+would stay behind in the target.
 """
 from __future__ import annotations
 
@@ -43,10 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pymysql
-import pymysql.cursors
 import zstandard
 
+from actors.mysql_objects import (StoredObject, base_tables, create, drop, mismatches, redefined, refuse_file_access,
+                                  routines_and_events, row_counts, stored_code, triggers, views)
+from actors.mysql_sandbox import (Definers, DumpRewriter, LoadAccount, account_exists, client_host, create_stored_code,
+                                  current_account, guard_options, load_account)
 from agent import clients
 from agent.atomic import sha256_of
 from agent.checks import open_compressed
@@ -54,8 +58,6 @@ from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord
 from agent.points import Point
-from actors.mysql_sandbox import (FILE_ACCESS, Definers, DumpRewriter, LoadAccount, account_exists, client_host,
-                                  create_stored_code, current_account, guard_options, load_account)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -68,7 +70,6 @@ LOAD_TOOLS = ("mariadb", "mysql")  # MariaDB 11 warns when called as `mysql`
 # Batch mode stops at the first error; no reconnect, so a killed load stays dead.
 LOAD_OPTIONS = ["--batch", "--binary-mode", "--skip-reconnect", "--default-character-set=utf8mb4"]
 LOCK_WAIT_SECONDS = 60
-TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
 KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
 BATCH = 500
 
@@ -101,7 +102,7 @@ class MySQLRestoreResult:
 
     @property
     def mismatches(self) -> list[str]:
-        return _mismatches(self.found, self.expected)
+        return mismatches(self.found, self.expected)
 
     @property
     def ok(self) -> bool:
@@ -379,7 +380,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: Load
                 raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
                                      f"restore cannot stage it")
             create_stored_code(conn, scratch, rewriter.code)
-            problems = _mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
+            problems = mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
             if problems:
                 raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "
                                      f"restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
@@ -397,203 +398,6 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: Load
                     cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
             raise
     log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, rewriter.source, scratch)
-
-
-# ---------------------------------------------------------------- inspecting databases
-
-
-def _objects(cur: Any, db: str) -> dict[str, str]:
-    cur.execute("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (db,))
-    return dict(cur.fetchall())
-
-
-def _tables(cur: Any, db: str) -> list[str]:
-    """Base tables of `db`; PermanentError for sequences, which cannot be swapped (views are re-created)."""
-    objects = _objects(cur, db)
-    other = sorted(f"{name} ({kind.lower()})" for name, kind in objects.items() if kind not in (*TABLE_TYPES, "VIEW"))
-    if other:
-        raise PermanentError(f"database {db} holds {', '.join(other)}: restore swaps base tables and views only "
-                             f"(RAGFlow defines no sequences); drop them or restore by hand")
-    return sorted(name for name, kind in objects.items() if kind in TABLE_TYPES)
-
-
-def _counts(cur: Any, db: str, tables: Iterable[str]) -> dict[str, int]:
-    counts = {}
-    for table in tables:
-        cur.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(table)}")
-        counts[table] = int(cur.fetchone()[0])
-    return counts
-
-
-def _mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
-    problems = []
-    for table in sorted(set(found) | set(expected)):
-        have, want = found.get(table), expected.get(table)
-        if have != want:
-            problems.append(f"`{table}` has {'no table' if have is None else f'{have} rows'}, the manifest says "
-                            f"{'no table' if want is None else f'{want} rows'}")
-    return problems
-
-
-@dataclass
-class _Code:
-    """A trigger, routine or event, as a statement to re-create it in another database."""
-
-    kind: str  # TRIGGER, PROCEDURE, FUNCTION, EVENT
-    name: str
-    create: str
-    sql_mode: str
-    collation: str
-    time_zone: str | None = None
-    invoker: bool = False  # a routine to mark SQL SECURITY INVOKER once created
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.name}"
-
-
-def _definer(value: str) -> str:
-    user, at, host = value.rpartition("@")
-    if not at:
-        return "CURRENT_USER"
-    return "'{}'@'{}'".format(*(part.replace("'", "''") for part in (user, host)))
-
-
-def _triggers(cur: Any, db: str) -> list[_Code]:
-    # Rebuilt from information_schema rather than SHOW CREATE TRIGGER, whose text may name the old database.
-    cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT, "
-                "DEFINER, SQL_MODE, COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
-                "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER", (db,))
-    return [_Code("TRIGGER", name, f"CREATE DEFINER={_definer(definer)} TRIGGER {_q(name)} {timing} {event} ON "
-                                   f"{_q(table)} FOR EACH ROW {statement}", mode, collation)
-            for name, table, timing, event, statement, definer, mode, collation in cur.fetchall()]
-
-
-def _routines_and_events(conn: Any, db: str) -> list[_Code]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
-                    "AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') ORDER BY ROUTINE_TYPE, ROUTINE_NAME", (db,))
-        names = list(cur.fetchall())
-        cur.execute("SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
-                    "ORDER BY EVENT_NAME", (db,))
-        names += list(cur.fetchall())
-    code = []
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
-        for kind, name in names:
-            cur.execute(f"SHOW CREATE {kind} {_q(db)}.{_q(name)}")
-            row = cur.fetchone()
-            create = row.get(f"Create {kind.capitalize()}")
-            if not create:
-                raise PermanentError(f"cannot read the definition of {kind} {db}.{name} (missing privilege?): "
-                                     f"restore as a user who may, e.g. root")
-            code.append(_Code(kind, name, create, row["sql_mode"], row["collation_connection"], row.get("time_zone")))
-    return code
-
-
-def _views(conn: Any, db: str) -> list[_Code]:
-    """The views of `db`, as statements that re-create them in another database: SHOW CREATE VIEW, asked
-    with `db` selected, names the view's tables without their database."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY 1", (db,))
-        names = [row[0] for row in cur.fetchall()]
-        cur.execute("SELECT @@SESSION.sql_mode")
-        mode = cur.fetchone()[0]
-    if not names:
-        return []
-    conn.select_db(db)
-    views = []
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
-        for name in names:
-            cur.execute(f"SHOW CREATE VIEW {_q(db)}.{_q(name)}")
-            row = cur.fetchone()
-            views.append(_Code("VIEW", name, row["Create View"], mode, row["collation_connection"]))
-    return views
-
-
-def _stored_code(conn: Any, db: str) -> list[_Code]:
-    """Triggers, routines, events and views: what a swap re-creates rather than renames."""
-    with conn.cursor() as cur:
-        triggers = _triggers(cur, db)
-    return triggers + _routines_and_events(conn, db) + _views(conn, db)
-
-
-_DEFINED = re.compile(r"^CREATE (?P<algorithm>ALGORITHM=\w+ )?DEFINER=(?:`(?:[^`]|``)*`|'(?:[^']|'')*')@"
-                      r"(?:`(?:[^`]|``)*`|'(?:[^']|'')*') (?:SQL SECURITY (?P<security>\w+) )?")
-
-
-def _redefined(items: list[_Code], definers: Definers, log: logging.Logger) -> list[_Code]:
-    """The scratch database's code (made by the temporary account) with the definers the dump named and the
-    restore accepted (actors/mysql_sandbox.py: Definers); views and routines of a definer missing here run
-    as SQL SECURITY INVOKER."""
-    result = []
-    for item in items:
-        account = definers.kept.get((item.kind, item.name))
-        missing = account is None or (item.kind, item.name) in definers.missing
-        definer = _definer("@".join(account or definers.restorer))
-        match = _DEFINED.match(item.create)
-        if match is None:
-            raise PermanentError(f"cannot read the definition of {item.label} in the staged copy: {item.create[:200]}")
-        security = match["security"]  # views only: a routine's is among its characteristics
-        if missing:
-            named = definers.missing.get((item.kind, item.name), "none")
-            invoker = item.kind in ("VIEW", "PROCEDURE", "FUNCTION")
-            log.warning("%s named definer %s, which does not exist here: re-created with definer %s%s", item.label,
-                        named, "@".join(definers.restorer), " and SQL SECURITY INVOKER" if invoker else
-                        " (it always runs with its definer's rights)")
-            if item.kind == "VIEW":
-                security = "INVOKER"
-        head = f"CREATE {match['algorithm'] or ''}DEFINER={definer} " + (f"SQL SECURITY {security} " if security else "")
-        result.append(_Code(item.kind, item.name, head + item.create[match.end():], item.sql_mode, item.collation,
-                            item.time_zone, invoker=missing and item.kind in ("PROCEDURE", "FUNCTION")))
-    return result
-
-
-def _file_access(items: list[_Code]) -> None:
-    """Refuse stored code that reads or writes the server's files: restored, it would do so with its definer's
-    FILE privilege (the temporary account could create it, having none, but not run it)."""
-    for item in items:
-        body = re.sub(r"'(?:[^'\\]|\\.|'')*'", "''", item.create)
-        if FILE_ACCESS.search(body):
-            raise PermanentError(f"the dump's {item.label} reads or writes the server's files (LOAD_FILE, INTO "
-                                 f"OUTFILE/DUMPFILE): restore does not re-create such code with an account's rights, "
-                                 f"so nothing was restored; choose another point")
-
-
-def _create(conn: Any, db: str, items: Iterable[_Code]) -> None:
-    """Create each item in `db` with the sql_mode and collation it was defined with."""
-    items = list(items)
-    if not items:
-        return
-    conn.select_db(db)  # definitions name their tables without a database
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, @@SESSION.time_zone")
-        mode, collation, zone = cur.fetchone()
-        try:
-            while items:  # a view on another view waits for it: rounds until every one is in
-                waiting: list[tuple[_Code, Exception]] = []
-                for item in items:
-                    cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s",
-                                (item.sql_mode, item.collation, item.time_zone or zone))
-                    try:
-                        cur.execute(item.create)
-                    except pymysql.MySQLError as exc:
-                        if item.kind != "VIEW" or exc.args[0] != 1146:  # 1146: a table (view) it uses is missing
-                            raise
-                        waiting.append((item, exc))
-                        continue
-                    if item.invoker:
-                        cur.execute(f"ALTER {item.kind} {_q(item.name)} SQL SECURITY INVOKER")
-                if len(waiting) == len(items):
-                    raise waiting[0][1]
-                items = [item for item, _ in waiting]
-        finally:
-            cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s", (mode, collation, zone))
-
-
-def _drop(conn: Any, db: str, items: Iterable[_Code]) -> None:
-    with conn.cursor() as cur:
-        for item in items:
-            cur.execute(f"DROP {item.kind} IF EXISTS {_q(db)}.{_q(item.name)}")
 
 
 # ---------------------------------------------------------------- staging
@@ -614,13 +418,13 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
         _load(settings, conn, path, scratch, account, definers, record.counts, log)
         try:
             with conn.cursor() as cur:
-                found = _counts(cur, scratch, _tables(cur, scratch))
-            problems = _mismatches(found, record.counts)
+                found = row_counts(cur, scratch, base_tables(cur, scratch))
+            problems = mismatches(found, record.counts)
             if problems:
                 raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so "
                                      f"nothing was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and "
                                      f"choose another point")
-            _file_access(_stored_code(conn, scratch))
+            refuse_file_access(stored_code(conn, scratch))
             log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
                      sum(found.values()))
             yield scratch, definers
@@ -640,9 +444,9 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
     Returns (target was created, code re-created)."""
     with conn.cursor() as cur:
         created = not _exists(cur, target)
-        new_tables, live_tables = _tables(cur, scratch), ([] if created else _tables(cur, target))
-    new_code = _redefined(_stored_code(conn, scratch), definers, log)
-    live_code = [] if created else _stored_code(conn, target)
+        new_tables, live_tables = base_tables(cur, scratch), ([] if created else base_tables(cur, target))
+    new_code = redefined(stored_code(conn, scratch), definers, log)
+    live_code = [] if created else stored_code(conn, target)
     new_triggers = [c for c in new_code if c.kind == "TRIGGER"]
     live_triggers = [c for c in live_code if c.kind == "TRIGGER"]
     with conn.cursor() as cur:
@@ -652,8 +456,8 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
     renamed = False
     try:
         # MySQL refuses to move a table with triggers to another database: they come off first.
-        _drop(conn, scratch, new_triggers)
-        _drop(conn, target, live_triggers)
+        drop(conn, scratch, new_triggers)
+        drop(conn, target, live_triggers)
         pairs = [f"{_q(target)}.{_q(t)} TO {_q(old)}.{_q(t)}" for t in live_tables]
         pairs += [f"{_q(scratch)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in new_tables]
         if pairs:
@@ -662,9 +466,9 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
         renamed = True
         log.info("swapped %d tables into %s (%d previous tables moved to %s)", len(new_tables), target,
                  len(live_tables), old)
-        _create(conn, old, live_code)
-        _drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
-        _create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + [c for c in new_code if c.kind == "TRIGGER"])
+        create(conn, old, live_code)
+        drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+        create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + [c for c in new_code if c.kind == "TRIGGER"])
     except Exception as exc:
         try:
             _unswap(conn, scratch, target, old, renamed, new_tables, live_tables, live_code)
@@ -686,21 +490,21 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
 
 
 def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_tables: list[str],
-            live_tables: list[str], live_code: list[_Code]) -> None:
+            live_tables: list[str], live_code: list[StoredObject]) -> None:
     """Put the target back as it was before a swap that failed: tables, then routines and events, then triggers."""
     if renamed:
         with conn.cursor() as cur:
-            _drop(conn, target, _triggers(cur, target))
-            _drop(conn, old, _triggers(cur, old))
+            drop(conn, target, triggers(cur, target))
+            drop(conn, old, triggers(cur, old))
             pairs = [f"{_q(target)}.{_q(t)} TO {_q(scratch)}.{_q(t)}" for t in new_tables]
             pairs += [f"{_q(old)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in live_tables]
             if pairs:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
-        _drop(conn, target, _views(conn, target) + _routines_and_events(conn, target))
-        _create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+        drop(conn, target, views(conn, target) + routines_and_events(conn, target))
+        create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
     with conn.cursor() as cur:
-        present = {c.name for c in _triggers(cur, target)}
-    _create(conn, target, [c for c in live_code if c.kind == "TRIGGER" and c.name not in present])
+        present = {c.name for c in triggers(cur, target)}
+    create(conn, target, [c for c in live_code if c.kind == "TRIGGER" and c.name not in present])
 
 
 def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
@@ -721,7 +525,7 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
         with _staged(settings, conn, point, record, target, log, token) as (scratch, definers):
             created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
-            found = _counts(cur, target, _tables(cur, target))
+            found = row_counts(cur, target, base_tables(cur, target))
         result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
                                     seconds=0.0, stored_code=code)
         if result.mismatches:
