@@ -379,7 +379,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: Load
             if not rewriter.rewritten:
                 raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
                                      f"restore cannot stage it")
-            create_stored_code(conn, scratch, rewriter.code)
+            create_stored_code(conn, scratch, rewriter.code, account)
             problems = mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
             if problems:
                 raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "

@@ -203,8 +203,10 @@ class StoredCode:
     time_zone: str | None
 
 
-def create_stored_code(conn: Any, scratch: str, code: list[StoredCode]) -> None:
-    """Create the held-back stored code in `scratch` as the restoring account (see StoredCode)."""
+def create_stored_code(conn: Any, scratch: str, code: list[StoredCode], account: LoadAccount) -> None:
+    """Create the held-back stored code in `scratch` as the restoring account (see StoredCode), with the loading
+    account as definer: an event the scheduler fires while the scratch database exists, or a trigger, runs
+    with no more rights than the load had. The swap gives each its judged definer (actors/mysql_objects.py)."""
     if not code:
         return
     conn.select_db(scratch)
@@ -216,7 +218,7 @@ def create_stored_code(conn: Any, scratch: str, code: list[StoredCode]) -> None:
                         tuple(value if value is not None else default
                               for value, default in zip((item.sql_mode, item.collation, item.time_zone), defaults)))
             try:
-                cur.execute(item.statement)
+                cur.execute(item.statement.replace("DEFINER=CURRENT_USER", f"DEFINER={account.sql}", 1))
             except Exception as exc:
                 raise PermanentError(f"the server refused the dump's stored code "
                                      f"{' '.join(item.statement.split())[:200]!r}: {exc}; nothing was restored") from None
