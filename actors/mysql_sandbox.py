@@ -14,6 +14,13 @@ named is remembered for the swap, which re-creates the objects in the target (ac
 definers are accepted: the restoring account itself (the operator lends its rights to the restore), and one that
 does not exist on this server, which is said and replaced (see `Definers.missing`). A definer naming any other
 existing account would hand the dump's code that account's rights: the load is refused.
+
+Triggers, routines and events cannot be created by the loading account where the binary log is on (MySQL 8's
+default): they are held back from the client (`StoredCode`, only CREATE statements of mysqldump's exact layout,
+one unqualified name each) and created in the scratch database by the restoring account, with the loading account
+as their definer until the swap. What remains: restored code whose definer is the restoring account runs with
+that account's rights once it is in the target, as any stored code does; LOAD_FILE / INTO OUTFILE in it is
+refused (actors/mysql_objects.py), other statements in its body are not inspected.
 """
 from __future__ import annotations
 
