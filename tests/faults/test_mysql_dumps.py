@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from actors.mysql import restore_kb
 from actors.mysql_sandbox import accounts
 from agent import clients
 from agent.atomic import sha256_of
+from agent.component import PermanentError
 from agent.config import MySQLSettings
 from agent.points import Point, Storage
 from testbed import settings as testbed_settings
+from tests.actors.test_mysql_restore import altered_copy, backup, checksums, databases, live, scratch_left  # noqa: F401
 from tests.conftest import reach, unique
 from tests.faults.harness import CLI, cli, write_config
 
@@ -176,3 +179,29 @@ def test_a_hostile_dump_is_refused_by_restore_and_the_drill_and_changes_nothing(
                    "refused the same way: the container's client loads it as the temporary account")
 def test_a_hostile_dump_is_refused_in_docker_mode_too(docker_bed, kind):
     refused_everywhere(docker_bed, kind)
+
+
+@pytest.mark.fault("corrupt input: a hostile dump given to a per-knowledge-base restore",
+                   "restore_kb loads it the same way and refuses it before any row changes; no other database made, "
+                   "the account dropped")
+def test_a_hostile_dump_is_refused_by_a_knowledge_base_restore(live):
+    point, record = backup(live)
+    other = f"{live.database}_other"
+
+    def hostile(data: bytes) -> bytes:
+        text = gzip.decompress(data)
+        after = text.index(b"\n", text.index(b"\nUSE `") + 1) + 1
+        return gzip.compress(text[:after] + f"CREATE TABLE {other}.t (id INT);\n".encode() + text[after:])
+
+    bad_point, bad_record = altered_copy(live, point, record, hostile)
+    before = checksums(live.cfg, live.database)
+    with clients.mysql_connection(live.cfg, database="") as conn:
+        temporary = accounts(conn)
+
+    with pytest.raises(PermanentError, match=f"reaches beyond its scratch database.*`{other}`.`t`"):
+        restore_kb(live.settings, bad_point, bad_record, live.dataset.kb_ids[0])
+
+    assert checksums(live.cfg, live.database) == before
+    assert other not in databases(live.cfg, live.database) and scratch_left(live) == set()
+    with clients.mysql_connection(live.cfg, database="") as conn:
+        assert accounts(conn) == temporary
