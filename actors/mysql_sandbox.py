@@ -189,11 +189,12 @@ _LINE = re.compile(
     re.MULTILINE,
 )
 # Stored code as mysqldump writes it (DEFINER already rewritten): what the restoring account creates itself.
+_EVENTS = rb"(?:INSERT|UPDATE|DELETE)(?:\s+OR\s+(?:INSERT|UPDATE|DELETE))*"
 _CODE = re.compile(
-    rb"^(?:/\*!50003 CREATE\*/ /\*!50017 DEFINER=CURRENT_USER\*/ /\*!50003 TRIGGER " + _WORD +
-    rb" (?:BEFORE|AFTER) (?:INSERT|UPDATE|DELETE) ON " + _WORD + rb" FOR EACH ROW\s"
-    rb"|CREATE DEFINER=CURRENT_USER (?:PROCEDURE|FUNCTION) " + _WORD + rb"\("
-    rb"|/\*!50106 CREATE\*/ /\*!50117 DEFINER=CURRENT_USER\*/ /\*!50106 EVENT " + _WORD + rb" ON SCHEDULE\s)",
+    rb"^(?:/\*!50003 CREATE\*/ /\*!50017 DEFINER=CURRENT_USER\*/ /\*!50003 TRIGGER\s+" + _WORD +
+    rb"\s+(?:BEFORE|AFTER)\s+" + _EVENTS + rb"\s+ON\s+" + _WORD + rb"\s+FOR\s+EACH\s+ROW\s"
+    rb"|CREATE DEFINER=CURRENT_USER (?:PROCEDURE|FUNCTION) " + _WORD + rb"\s*\("
+    rb"|/\*!50106 CREATE\*/ /\*!50117 DEFINER=CURRENT_USER\*/ /\*!50106 EVENT " + _WORD + rb"\s+ON\s+SCHEDULE\s)",
     re.IGNORECASE,
 )
 
@@ -266,7 +267,10 @@ class DumpRewriter:
 
     def finish(self) -> bytes:
         block, self._pending = b"".join(self._pending), []
-        return self._rewrite(block)
+        out = self._rewrite(block)
+        # A statement left unterminated at the end goes to the client as it is, which will refuse it.
+        out, self._statement = out + b"".join(self._statement), []
+        return out
 
     def _rewrite(self, block: bytes) -> bytes:
         if b"load_file" in block.lower():

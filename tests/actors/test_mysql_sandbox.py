@@ -83,3 +83,16 @@ def test_load_file_outside_a_string_is_refused_and_inside_one_is_data():
     assert rewrite(DUMP.replace(b"(2,'/*!", b"(2,'load_file(x) /*!"), 64)[0]
     with pytest.raises(PermanentError, match="calls LOAD_FILE"):
         rewrite(DUMP.replace(b"(2,'/*!", b"(2,Load_File ('/etc/passwd'),'/*!"), 64)
+
+
+def test_a_statement_left_unterminated_at_the_end_still_reaches_the_client():
+    tail = b"DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` PROCEDURE `p`()\nSELECT 1\n"
+    out, rewriter = rewrite(DUMP + tail, 64)
+    assert out.endswith(tail) and len(rewriter.code) == 3  # as written: the loading account may not run it
+
+
+def test_stored_code_written_with_other_spacing_and_case_is_held_back_too():
+    dump = DUMP.replace(b"TRIGGER tr AFTER DELETE ON t FOR EACH ROW", b"TRIGGER `tr`\n  after delete on `t`\n  for each row")
+    out, rewriter = rewrite(dump, 64)
+    assert [code.statement.split("TRIGGER")[1].split()[0] for code in rewriter.code[:1]] == ["`tr`"]
+    assert b"TRIGGER" not in out
