@@ -50,6 +50,9 @@ QUERY_TOOLS = ("mysql", "mariadb")
 BASE_OPTIONS = ["--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--quick",
                 "--default-character-set=utf8mb4", "--no-tablespaces"]
 STDERR_KEEP = 64 * 1024
+# MariaDB's dump tools (10.5.25, 10.6.18, 10.11.8 and later) open the dump with this line: MariaDB's client reads
+# `\-` as its sandbox command, Oracle's MySQL 8 client (RAGFlow's server) stops on it as an unknown command.
+SANDBOX_LINE = re.compile(rb"/\*M!999999\\- enable the sandbox mode \*/[ \t]*\r?\n")
 
 # ---------------------------------------------------------------- counting rows in a dump
 
@@ -404,6 +407,22 @@ def _session(settings: Settings) -> Iterator[_Session]:
 # ---------------------------------------------------------------- backup and verify
 
 
+def without_sandbox_line(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The dump as mysqldump streams it, less MariaDB's sandbox line at its start, so that any MySQL client
+    loads it (`gunzip | mysql`). Restore asks the client for its sandbox itself (actors/mysql_sandbox.py)."""
+    head = b""
+    chunks = iter(chunks)
+    for chunk in chunks:
+        head += chunk
+        if b"\n" in head or len(head) > 256:
+            break
+    if match := SANDBOX_LINE.match(head):
+        head = head[match.end():]
+    if head:
+        yield head
+    yield from chunks
+
+
 def _dump_options(help_text: bytes, log_bin: bool) -> list[str]:
     """BASE_OPTIONS plus what this client supports and this server needs."""
     options = list(BASE_OPTIONS)
@@ -522,7 +541,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
         with atomic_file(point.path(name), check=check) as out_file:
             with closing(session.stream(dump_tool, [*options, "--databases", cfg.database])) as chunks, \
                     packing(out_file, cfg.zstd_level if zstd else cfg.compression_level) as packer:
-                for chunk in chunks:
+                for chunk in without_sandbox_line(chunks):
                     packer.write(chunk)  # compressed on another thread while this one counts rows
                     counter.feed(chunk)
             counter.finish()

@@ -12,24 +12,28 @@ staged copy, in one transaction in the target, and leaves every other knowledge 
 
 Where the dump is loaded: `tcp` mode feeds it to the local mariadb/mysql client (password in a 0600 option file,
 as the backup does); `docker` mode feeds it to the client inside the mysql container through the Docker API
-socket (`docker exec -i`, password in the exec's environment), so no local client is needed. The statements that
-inspect, count and swap run over PyMySQL to mysql.host:mysql.port in both modes (in docker mode that is the
-published port, RAGFlow's 5455 by default). The client sessions and failure texts are actors/mysql.py's own.
+socket (`docker exec -i`, password in the exec's environment), so no local client is needed. Either way the
+client logs in as a temporary account that may touch the scratch database only (actors/mysql_sandbox.py): the
+dump is untrusted input. The statements that inspect, count and swap run over PyMySQL to mysql.host:mysql.port
+as the configured account (in docker mode that is the published port, RAGFlow's 5455 by default).
 
-Limits, all outside what RAGFlow uses: views and sequences are refused (RENAME TABLE cannot move them across
-databases); MySQL refuses to move a table with triggers to another database, so triggers are dropped before the
-swap and re-created right after it (for that moment the target's tables have none); stored routines and events
-are re-created from SHOW CREATE (sent as utf8mb4); if the event scheduler is on, the dump's events may fire in
-the scratch database while it exists, and the previous ones in a kept old database. Stop RAGFlow's server and
-task executors before a restore into the live database: the swap waits at most LOCK_WAIT_SECONDS for their open
-transactions, and a table they create meanwhile would stay behind in the target.
+Limits, all outside what RAGFlow uses: sequences are refused (RENAME TABLE cannot move them across databases);
+views cannot be moved either, so they are re-created in the target from SHOW CREATE VIEW, like stored routines
+and events (actors/mysql_objects.py); MySQL refuses to move a table with triggers to another database, so
+triggers are dropped before the swap and re-created right after it (for that moment the target's tables have
+none); if the event scheduler is on, the dump's events may fire in the scratch database while it exists, and the
+previous ones in a kept old database. Stop RAGFlow's server and task executors before a restore into the live
+database: the swap waits at most LOCK_WAIT_SECONDS for their open transactions, and a table they create meanwhile
+would stay behind in the target.
 """
 from __future__ import annotations
 
 import contextlib
 import gzip
 import logging
+import os
 import re
+import shutil
 import secrets
 import socket
 import subprocess
@@ -43,6 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from actors.mysql_objects import (StoredObject, base_tables, create, drop, mismatches, redefined, refuse_file_access,
+                                  routines_and_events, row_counts, stored_code, triggers, views)
+from actors.mysql_sandbox import (Definers, DumpRewriter, LoadAccount, account_exists, client_host, create_stored_code,
+                                  current_account, guard_options, load_account)
 from agent import clients
 from agent.atomic import sha256_of
 from agent.checks import open_compressed
@@ -62,7 +70,6 @@ LOAD_TOOLS = ("mariadb", "mysql")  # MariaDB 11 warns when called as `mysql`
 # Batch mode stops at the first error; no reconnect, so a killed load stays dead.
 LOAD_OPTIONS = ["--batch", "--binary-mode", "--skip-reconnect", "--default-character-set=utf8mb4"]
 LOCK_WAIT_SECONDS = 60
-TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
 KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
 BATCH = 500
 
@@ -95,7 +102,7 @@ class MySQLRestoreResult:
 
     @property
     def mismatches(self) -> list[str]:
-        return _mismatches(self.found, self.expected)
+        return mismatches(self.found, self.expected)
 
     @property
     def ok(self) -> bool:
@@ -188,66 +195,22 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
 
 # ---------------------------------------------------------------- streaming the dump into a scratch database
 
-_DB_LINE = re.compile(
-    rb"^(?P<head>(?:/\*!\d+ )?(?:CREATE DATABASE (?:/\*!32312 IF NOT EXISTS\*/ )?|USE |ALTER DATABASE ))"
-    rb"`(?P<name>(?:[^`\n]|``)+)`"
-    rb"|^DELIMITER (?P<delimiter>\S+)[ \t]*$",
-    re.MULTILINE,
-)
-
-
-class _Renamer:
-    """Rewrites the dump's database lines to the scratch name, line-aligned, chunk by chunk."""
-
-    def __init__(self, scratch: str):
-        self.scratch = _q(scratch).encode()
-        self.source: str | None = None
-        self.rewritten = 0
-        self._pending: list[bytes] = []
-        self._delimiter = b";"
-
-    def feed(self, data: bytes) -> bytes:
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._pending.append(data)
-            return b""
-        block = b"".join((*self._pending, data[: cut + 1]))
-        self._pending = [data[cut + 1:]] if cut + 1 < len(data) else []
-        return self._rewrite(block)
-
-    def finish(self) -> bytes:
-        block, self._pending = b"".join(self._pending), []
-        return self._rewrite(block)
-
-    def _rewrite(self, block: bytes) -> bytes:
-        if b"DATABASE" not in block and b"USE `" not in block and b"DELIMITER" not in block:
-            return block
-        return _DB_LINE.sub(self._replace, block)
-
-    def _replace(self, match: re.Match[bytes]) -> bytes:
-        if match["delimiter"] is not None:
-            self._delimiter = match["delimiter"]
-            return match[0]
-        if self._delimiter != b";":
-            return match[0]  # inside a routine, trigger or event body
-        name = match["name"].replace(b"``", b"`").decode("utf-8", "replace")
-        if self.source is None:
-            self.source = name
-        elif name != self.source:
-            raise PermanentError(f"the dump names database '{name}' besides '{self.source}': it holds more than "
-                                 f"one database, which restore does not handle")
-        self.rewritten += 1
-        return match["head"] + self.scratch
-
-
 class _LocalLoad:
-    """The local client reading the dump on stdin."""
+    """The local client reading the dump on stdin, as the temporary account (its own 0600 option file)."""
 
-    def __init__(self, session: Any, tool: str):
+    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
         self.stderr_path = session.folder / "load.stderr"
+        option_file = session.folder / "load.cnf"
+        fd = os.open(option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:  # host, port and protocol come from the session's own file
+            handle.write(f"[client]\nuser={account.user}\npassword={account.password}\n")
+        # --defaults-extra-file must come first; the session's file is read through !include before it.
+        include = session.folder / "load-include.cnf"
+        include.write_text(f"!include {session.option_file}\n!include {option_file}\n")
+        argv = [shutil.which(tool) or tool, f"--defaults-extra-file={include}", *options]
         with open(self.stderr_path, "wb") as errors:
-            self.proc = subprocess.Popen(session._argv(tool, LOAD_OPTIONS, True), stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=errors, env=session.env)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                                         env=session.env)
 
     def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -272,13 +235,13 @@ class _LocalLoad:
 class _DockerLoad:
     """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
 
-    def __init__(self, session: Any, tool: str):
+    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
         from docker.utils.socket import frames_iter
 
         self.session = session
-        cmd = [tool, f"--user={session.user}", *LOAD_OPTIONS]
+        cmd = [tool, f"--user={account.user}", *options]
         self.exec_id = session.api.exec_create(session.container.id, cmd, stdin=True, stdout=True, stderr=True,
-                                               environment={"MYSQL_PWD": session.password})["Id"]
+                                               environment={"MYSQL_PWD": account.password})["Id"]
         self.sock = session.api.exec_start(self.exec_id, socket=True)
         self.raw: socket.socket = getattr(self.sock, "_sock", self.sock)
         self.errors = bytearray()
@@ -321,18 +284,39 @@ class _DockerLoad:
             self.sock.close()
 
 
-def _load_failure(tool: str, code: int | None, stderr: str, where: str, settings: Settings) -> Exception:
+def _dump_line(path: Path, number: int) -> str:
+    """Line `number` of the dump (the client names the line of a statement it failed on), shortened."""
+    with open_compressed(path) as stream:
+        for index, line in enumerate(stream, start=1):
+            if index == number:
+                text = line.decode("utf-8", "replace").strip()
+                return text if len(text) <= 300 else text[:300] + "..."
+    return ""
+
+
+def _load_failure(tool: str, code: int | None, stderr: str, where: str, account: LoadAccount,
+                  path: Path) -> Exception:
     said = f"{tool} said: {stderr}" if stderr else f"{tool} said nothing"
     if code is not None and code < 0:
         return RuntimeError(f"{tool} loading the dump at {where} was killed by signal {-code}; nothing was "
                             f"restored. {said}")
-    if re.search(r"\b(1044|1045)\b", stderr) or "Access denied" in stderr:
-        return PermanentError(f"MySQL at {where} refused user '{settings.mysql.user}' while loading the dump: a "
-                              f"restore needs CREATE, DROP, ALTER, INSERT, TRIGGER, CREATE ROUTINE and EVENT on the "
-                              f"target and its scratch databases (or use root). {said}")
     if re.search(r"\b(2002|2003|2005|2006|2013)\b", stderr) or "Can't connect" in stderr:
         return ConnectionError(f"lost or could not reach MySQL at {where} while loading the dump (try again). {said}")
-    if re.search(r"\bERROR \d+", stderr):
+    at_line = re.search(r"\bERROR \d+ \(\w+\) at line (\d+)|\bERROR at line (\d+)", stderr)
+    if at_line is None and (re.search(r"\b1045\b", stderr) or "Access denied" in stderr):
+        return PermanentError(f"the temporary account {account.user}@{account.host} that restore made to load the "
+                              f"dump could not log in at {where} (does the server see the client come from "
+                              f"another host?); nothing was restored. {said}")
+    if at_line is not None:
+        number = int(at_line[1] or at_line[2])
+        with contextlib.suppress(Exception):
+            said += f" (line {number} of the dump: {_dump_line(path, number)!r})"
+        if re.search(r"\b(1044|1045|1142|1143|1227|1370|4166)\b|Access denied|Unknown command|not allowed", stderr):
+            return PermanentError(f"the dump holds a statement that reaches beyond its scratch database (another "
+                                  f"database, accounts, server settings, files or client commands), which the server "
+                                  f"refused at {where}; nothing was restored. It was not written by a backup: choose "
+                                  f"another point. {said}")
+    if at_line is not None or re.search(r"\bERROR \d+", stderr):
         return PermanentError(f"the server refused a statement of the dump at {where}; nothing was restored. {said}")
     return RuntimeError(f"{tool} failed loading the dump at {where} (exit code {code}); nothing was restored. {said}")
 
@@ -347,14 +331,16 @@ def _kill_sessions(conn: Any, database: str) -> None:
                 cur.execute(f"KILL CONNECTION {int(thread_id)}")
 
 
-def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.Logger) -> None:
-    """Stream the (gzip or zstd) dump into a new database `scratch`. On any failure the scratch database is dropped."""
+def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: LoadAccount, definers: Definers,
+          expected: dict[str, int], log: logging.Logger) -> None:
+    """Stream the (gzip or zstd) dump into a new database `scratch` as `account`, which has no power beyond it
+    (actors/mysql_sandbox.py). On any failure the scratch database is dropped."""
     dump = _dump()
     with conn.cursor() as cur:
         if _exists(cur, scratch):
             raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
     password = clients.secret(settings.mysql.password) or ""
-    counter, renamer = dump.DumpCounter(), _Renamer(scratch)
+    counter, rewriter = dump.DumpCounter(), DumpRewriter(scratch, definers)
     with dump._session(settings) as session:
         found = session.find(LOAD_TOOLS)
         if found is None:
@@ -362,33 +348,43 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
                 "the container has no mariadb/mysql client; use mysql.mode: tcp with a local client"
             raise PermanentError(f"no MySQL client to load the dump with at {session.where}: {hint}")
         tool = found[0]
-        log.info("loading %s into scratch database %s at %s with %s", path.name, scratch, session.where, tool)
-        loader = _DockerLoad(session, tool) if session.mode == "docker" else _LocalLoad(session, tool)
+        options = LOAD_OPTIONS + guard_options(session.run(tool, ["--help"], connect=False)[1])
+        log.info("loading %s into scratch database %s at %s with %s as temporary account %s", path.name, scratch,
+                 session.where, tool, account.user)
+        loader = _DockerLoad(session, tool, account, options) if session.mode == "docker" else \
+            _LocalLoad(session, tool, account, options)
         try:
             try:
                 with open_compressed(path) as stream:
                     while block := stream.read(dump.CHUNK):
                         counter.feed(block)
-                        if data := renamer.feed(block):
+                        if data := rewriter.feed(block):
                             loader.write(data)
-                if data := renamer.finish():
+                if data := rewriter.finish():
                     loader.write(data)
                 counter.finish()
             except (BrokenPipeError, ConnectionError) as exc:
                 code, err = loader.finish()  # the client stopped early: its stderr says why
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings) from exc
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, account,
+                                    path) from exc
             except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
                 raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
                                      f"restored: run `ragflow-backup verify` and choose another point") from None
             code, err = loader.finish()
             if code != 0:
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, settings)
+                raise _load_failure(tool, code, dump._clean(err, password), session.where, account, path)
             if not counter.completed:
                 raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
                                      f"restored: choose another point")
-            if not renamer.rewritten:
+            if not rewriter.rewritten:
                 raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
                                      f"restore cannot stage it")
+            create_stored_code(conn, scratch, rewriter.code, account)
+            problems = mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
+            if problems:
+                raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "
+                                     f"restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
+                                     f"another point")
         except BaseException:
             # Stop the client, end its server session, and drop what it loaded. Once more after it has
             # ended: a client stopped before its USE line is not yet seen working in the scratch database.
@@ -401,128 +397,7 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, log: logging.
                 with contextlib.suppress(Exception), conn.cursor() as cur:
                     cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
             raise
-    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, renamer.source, scratch)
-
-
-# ---------------------------------------------------------------- inspecting databases
-
-
-def _objects(cur: Any, db: str) -> dict[str, str]:
-    cur.execute("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (db,))
-    return dict(cur.fetchall())
-
-
-def _tables(cur: Any, db: str) -> list[str]:
-    """Base tables of `db`; PermanentError for views and sequences, which cannot be swapped."""
-    objects = _objects(cur, db)
-    other = sorted(f"{name} ({kind.lower()})" for name, kind in objects.items() if kind not in TABLE_TYPES)
-    if other:
-        raise PermanentError(f"database {db} holds {', '.join(other)}: restore swaps base tables only (RAGFlow "
-                             f"defines no views or sequences); drop them or restore by hand")
-    return sorted(objects)
-
-
-def _counts(cur: Any, db: str, tables: Iterable[str]) -> dict[str, int]:
-    counts = {}
-    for table in tables:
-        cur.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(table)}")
-        counts[table] = int(cur.fetchone()[0])
-    return counts
-
-
-def _mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
-    problems = []
-    for table in sorted(set(found) | set(expected)):
-        have, want = found.get(table), expected.get(table)
-        if have != want:
-            problems.append(f"`{table}` has {'no table' if have is None else f'{have} rows'}, the manifest says "
-                            f"{'no table' if want is None else f'{want} rows'}")
-    return problems
-
-
-@dataclass
-class _Code:
-    """A trigger, routine or event, as a statement to re-create it in another database."""
-
-    kind: str  # TRIGGER, PROCEDURE, FUNCTION, EVENT
-    name: str
-    create: str
-    sql_mode: str
-    collation: str
-    time_zone: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.name}"
-
-
-def _definer(value: str) -> str:
-    user, at, host = value.rpartition("@")
-    if not at:
-        return "CURRENT_USER"
-    return "'{}'@'{}'".format(*(part.replace("'", "''") for part in (user, host)))
-
-
-def _triggers(cur: Any, db: str) -> list[_Code]:
-    # Rebuilt from information_schema rather than SHOW CREATE TRIGGER, whose text may name the old database.
-    cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT, "
-                "DEFINER, SQL_MODE, COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
-                "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER", (db,))
-    return [_Code("TRIGGER", name, f"CREATE DEFINER={_definer(definer)} TRIGGER {_q(name)} {timing} {event} ON "
-                                   f"{_q(table)} FOR EACH ROW {statement}", mode, collation)
-            for name, table, timing, event, statement, definer, mode, collation in cur.fetchall()]
-
-
-def _routines_and_events(conn: Any, db: str) -> list[_Code]:
-    import pymysql
-
-    with conn.cursor() as cur:
-        cur.execute("SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
-                    "AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') ORDER BY ROUTINE_TYPE, ROUTINE_NAME", (db,))
-        names = list(cur.fetchall())
-        cur.execute("SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
-                    "ORDER BY EVENT_NAME", (db,))
-        names += list(cur.fetchall())
-    code = []
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
-        for kind, name in names:
-            cur.execute(f"SHOW CREATE {kind} {_q(db)}.{_q(name)}")
-            row = cur.fetchone()
-            create = row.get(f"Create {kind.capitalize()}")
-            if not create:
-                raise PermanentError(f"cannot read the definition of {kind} {db}.{name} (missing privilege?): "
-                                     f"restore as a user who may, e.g. root")
-            code.append(_Code(kind, name, create, row["sql_mode"], row["collation_connection"], row.get("time_zone")))
-    return code
-
-
-def _stored_code(conn: Any, db: str) -> list[_Code]:
-    with conn.cursor() as cur:
-        return _triggers(cur, db) + _routines_and_events(conn, db)
-
-
-def _create(conn: Any, db: str, items: Iterable[_Code]) -> None:
-    """Create each item in `db` with the sql_mode and collation it was defined with."""
-    items = list(items)
-    if not items:
-        return
-    conn.select_db(db)  # definitions name their tables without a database
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, @@SESSION.time_zone")
-        mode, collation, zone = cur.fetchone()
-        try:
-            for item in items:
-                cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s",
-                            (item.sql_mode, item.collation, item.time_zone or zone))
-                cur.execute(item.create)
-        finally:
-            cur.execute("SET SESSION sql_mode = %s, collation_connection = %s, time_zone = %s", (mode, collation, zone))
-
-
-def _drop(conn: Any, db: str, items: Iterable[_Code]) -> None:
-    with conn.cursor() as cur:
-        for item in items:
-            cur.execute(f"DROP {item.kind} IF EXISTS {_q(db)}.{_q(item.name)}")
+    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, rewriter.source, scratch)
 
 
 # ---------------------------------------------------------------- staging
@@ -530,37 +405,48 @@ def _drop(conn: Any, db: str, items: Iterable[_Code]) -> None:
 
 @contextlib.contextmanager
 def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord, target: str,
-            log: logging.Logger, token: str) -> Iterator[str]:
-    """The dump loaded into a scratch database whose tables match the manifest; dropped afterwards."""
+            log: logging.Logger, token: str) -> Iterator[tuple[str, Definers]]:
+    """The dump loaded into a scratch database whose tables match the manifest, and the definers its code named;
+    dropped afterwards, and then the temporary account that loaded it (MySQL 8 refuses to drop an account
+    that objects still name as their definer)."""
     path = _artifact(point, record)
     scratch = scratch_name(target, "restore", token)
-    _load(settings, conn, path, scratch, log)
-    try:
-        with conn.cursor() as cur:
-            found = _counts(cur, scratch, _tables(cur, scratch))
-        problems = _mismatches(found, record.counts)
-        if problems:
-            raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so nothing "
-                                 f"was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
-                                 f"another point")
-        log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
-                 sum(found.values()))
-        yield scratch
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
+    definers = Definers(current_account(conn), account_exists(conn))
+    # The docker-mode client connects through the server's socket inside the container: 'localhost'.
+    host = "localhost" if settings.mysql.mode == "docker" else client_host(conn)
+    with load_account(conn, scratch, host) as account:
+        _load(settings, conn, path, scratch, account, definers, record.counts, log)
+        try:
+            with conn.cursor() as cur:
+                found = row_counts(cur, scratch, base_tables(cur, scratch))
+            problems = mismatches(found, record.counts)
+            if problems:
+                raise PermanentError(f"the dump of {point.ref} does not hold the rows its manifest records, so "
+                                     f"nothing was restored: {'; '.join(problems)}. Run `ragflow-backup verify` and "
+                                     f"choose another point")
+            refuse_file_access(stored_code(conn, scratch))
+            log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
+                     sum(found.values()))
+            yield scratch, definers
+        finally:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
 
 
 # ---------------------------------------------------------------- restore: the whole database
 
 
-def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -> tuple[bool, list[str]]:
-    """Move the target's tables to `old` and the scratch tables into the target, with their triggers, routines
-    and events. On failure the target is put back as it was. Returns (target was created, code re-created)."""
+def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
+          log: logging.Logger) -> tuple[bool, list[str]]:
+    """Move the target's tables to `old` and the scratch tables into the target, with their triggers, routines,
+    events and views (re-created: RENAME TABLE cannot move them across databases; the new ones with the
+    definers the dump named, as `definers` accepted them). On failure the target is put back as it was.
+    Returns (target was created, code re-created)."""
     with conn.cursor() as cur:
         created = not _exists(cur, target)
-        new_tables, live_tables = _tables(cur, scratch), ([] if created else _tables(cur, target))
-    new_code, live_code = _stored_code(conn, scratch), ([] if created else _stored_code(conn, target))
+        new_tables, live_tables = base_tables(cur, scratch), ([] if created else base_tables(cur, target))
+    new_code = redefined(stored_code(conn, scratch), definers, log)
+    live_code = [] if created else stored_code(conn, target)
     new_triggers = [c for c in new_code if c.kind == "TRIGGER"]
     live_triggers = [c for c in live_code if c.kind == "TRIGGER"]
     with conn.cursor() as cur:
@@ -570,8 +456,8 @@ def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -
     renamed = False
     try:
         # MySQL refuses to move a table with triggers to another database: they come off first.
-        _drop(conn, scratch, new_triggers)
-        _drop(conn, target, live_triggers)
+        drop(conn, scratch, new_triggers)
+        drop(conn, target, live_triggers)
         pairs = [f"{_q(target)}.{_q(t)} TO {_q(old)}.{_q(t)}" for t in live_tables]
         pairs += [f"{_q(scratch)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in new_tables]
         if pairs:
@@ -580,9 +466,9 @@ def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -
         renamed = True
         log.info("swapped %d tables into %s (%d previous tables moved to %s)", len(new_tables), target,
                  len(live_tables), old)
-        _create(conn, old, live_code)
-        _drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
-        _create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + new_triggers)
+        create(conn, old, live_code)
+        drop(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+        create(conn, target, [c for c in new_code if c.kind != "TRIGGER"] + [c for c in new_code if c.kind == "TRIGGER"])
     except Exception as exc:
         try:
             _unswap(conn, scratch, target, old, renamed, new_tables, live_tables, live_code)
@@ -604,21 +490,21 @@ def _swap(conn: Any, scratch: str, target: str, old: str, log: logging.Logger) -
 
 
 def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_tables: list[str],
-            live_tables: list[str], live_code: list[_Code]) -> None:
+            live_tables: list[str], live_code: list[StoredObject]) -> None:
     """Put the target back as it was before a swap that failed: tables, then routines and events, then triggers."""
     if renamed:
         with conn.cursor() as cur:
-            _drop(conn, target, _triggers(cur, target))
-            _drop(conn, old, _triggers(cur, old))
+            drop(conn, target, triggers(cur, target))
+            drop(conn, old, triggers(cur, old))
             pairs = [f"{_q(target)}.{_q(t)} TO {_q(scratch)}.{_q(t)}" for t in new_tables]
             pairs += [f"{_q(old)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in live_tables]
             if pairs:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
-        _drop(conn, target, _routines_and_events(conn, target))
-        _create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
+        drop(conn, target, views(conn, target) + routines_and_events(conn, target))
+        create(conn, target, [c for c in live_code if c.kind != "TRIGGER"])
     with conn.cursor() as cur:
-        present = {c.name for c in _triggers(cur, target)}
-    _create(conn, target, [c for c in live_code if c.kind == "TRIGGER" and c.name not in present])
+        present = {c.name for c in triggers(cur, target)}
+    create(conn, target, [c for c in live_code if c.kind == "TRIGGER" and c.name not in present])
 
 
 def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
@@ -636,10 +522,10 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-        with _staged(settings, conn, point, record, target, log, token) as scratch:
-            created, code = _swap(conn, scratch, target, old, log)
+        with _staged(settings, conn, point, record, target, log, token) as (scratch, definers):
+            created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
-            found = _counts(cur, target, _tables(cur, target))
+            found = row_counts(cur, target, base_tables(cur, target))
         result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
                                     seconds=0.0, stored_code=code)
         if result.mismatches:
@@ -735,7 +621,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
             if not _exists(cur, target):
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-        with _staged(settings, conn, point, record, target, log, token) as scratch, conn.cursor() as cur:
+        with _staged(settings, conn, point, record, target, log, token) as (scratch, _), conn.cursor() as cur:
             columns = _kb_columns(cur, scratch, target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:
