@@ -20,6 +20,7 @@ from agent.atomic import private_dir, write_bytes_atomic
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.points import SAFETY, Point, Storage
+from agent.restore_checks import check_before_restore
 from agent.runs import describe, run_component
 
 log = logging.getLogger("ragflow_backup.restore")
@@ -221,6 +222,8 @@ def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dic
                              "must decrypt it: pass --identity FILE")
     try:
         with one_at_a_time(settings):
+            # Before the safety point: what cannot work is said now, and nothing is touched.
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
             return _execute(settings, plan, identity)
     except Busy as exc:
         raise PermanentError(f"{exc}; nothing was changed") from None
