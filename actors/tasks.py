@@ -16,7 +16,8 @@ from dramatiq.middleware import CurrentMessage
 from agent import runtime
 from agent.config import Settings
 from agent.points import Point, Storage
-from agent.runs import enabled_components, notify_outcome, run_component
+from agent.locks import Busy
+from agent.runs import backup_run, enabled_components, notify_outcome, run_component
 
 log = logging.getLogger("ragflow_backup.actors")
 
@@ -30,10 +31,19 @@ def _attempt() -> int:
     return message.options.get("retries", 0) if message else 0
 
 
-def start_backup(settings: Settings, components: list[str] | None = None) -> Point:
-    """Create a point and queue one message per component; the workers fill it in."""
+def start_backup(settings: Settings, components: list[str] | None = None) -> Point | None:
+    """Create a point and queue one message per component; the workers fill it in.
+
+    While a `backup --local` is taking a point (it holds the run lock) the scheduled run is skipped, not
+    queued behind it: that run is taking today's point, and two at once would break both."""
     names = components or enabled_components(settings)
-    point = Storage(settings.storage_root).new_point(names)
+    storage = Storage(settings.storage_root)
+    try:
+        with backup_run(storage):
+            point = storage.new_point(names)
+    except Busy as exc:
+        log.warning("scheduled backup skipped: %s (it is taking a point now)", exc)
+        return None
     for name in names:
         backup_component.send(point.ref, name)
     return point
