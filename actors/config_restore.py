@@ -158,7 +158,7 @@ class _BoundedReads(io.RawIOBase):
 
 def _member_kind(member: tarfile.TarInfo) -> str:
     return ("a symlink" if member.issym() else "a hard link" if member.islnk() else "a folder" if member.isdir()
-            else "a device" if member.isdev() else "a FIFO" if member.isfifo() else "not a regular file")
+            else "a FIFO" if member.isfifo() else "a device" if member.isdev() else "not a regular file")
 
 
 def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, size: int, sha256: str,
