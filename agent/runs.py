@@ -80,32 +80,57 @@ def run_lock(storage: Storage) -> Path:
 
 
 @contextmanager
-def backup_run(storage: Storage, on_busy: Callable[[str], None] | None = None) -> Iterator[None]:
-    """One backup run at a time per storage root, held from before its point is created.
+def backup_run(storage: Storage, on_busy: Callable[[str], None] | None = None) -> Iterator[locks.Held]:
+    """One backup run at a time per storage root, held from before its point is created; the run notes its
+    point in the lock (`held.note(point.ref)`) so that the next run can finish it if it could not.
 
     Busy: without `on_busy`, raise locks.Busy naming the holder's pid; with it, say so through `on_busy`
     and wait for the holder to finish (see README, "Taking a backup"). Raises OSError when the storage root
     cannot be written at all."""
     storage.prepare()
     path, what = run_lock(storage), f"a backup into {storage.root}"
-    held = ExitStack()
+    stack = ExitStack()
     try:
-        held.enter_context(locks.exclusive(path, what))
+        held = stack.enter_context(locks.exclusive(path, what))
     except locks.Busy as exc:
         if on_busy is None:
             raise
         on_busy(str(exc))
-        held.enter_context(locks.exclusive(path, what, wait=True))
-    with held:
+        held = stack.enter_context(locks.exclusive(path, what, wait=True))
+    with stack:
+        finish_abandoned(storage, held.previous)
         catch_up_history(storage)
-        yield
+        yield held
+
+
+def finish_abandoned(storage: Storage, previous: str) -> None:
+    """The point the last local run noted in the run lock, if it is still running: that run ended (killed, or
+    the storage root full) before it could record every outcome. We hold the run lock, so nobody works on
+    it: its missing outcomes are recorded as failed, which finishes it (manifest, history, audit)."""
+    parts = previous.split()
+    if len(parts) != 2:
+        return
+    try:
+        point = storage.point(parts[1])
+        manifest = point.manifest()
+    except (LookupError, OSError, ValueError):
+        return
+    if manifest.status != "running" or point.status() != "interrupted":
+        return
+    for name in manifest.requested:
+        if name not in manifest.components:
+            at = now()
+            point.save_record(ComponentRecord(
+                component=name, status="failed", started_at=manifest.created_at, finished_at=at,
+                error="interrupted: the run that took this point ended before recording this component's outcome "
+                      "(killed, or the storage root was full: see its backup.log)"))
 
 
 def catch_up_history(storage: Storage) -> None:
     """Finished points whose history line could not be written (storage full) get it now."""
     for point in storage.points("daily")[-HISTORY_CATCH_UP:]:
         try:
-            if point.manifest().status not in ("running",):
+            if point.manifest().status != "running":
                 point.log_history()
         except (OSError, ValueError):
             continue  # an unreadable manifest is verify's to report, not the history's

@@ -97,8 +97,9 @@ def _finish_here(settings, point: Point, records: dict[str, ComponentRecord]) ->
 def _backup_here(settings, storage: Storage, names: list[str]) -> None:
     with ExitStack() as held:
         try:
-            held.enter_context(backup_run(storage, on_busy=_waiting_for))
+            run = held.enter_context(backup_run(storage, on_busy=_waiting_for))
             point = storage.new_point(names)
+            run.note(point.ref)  # if this run cannot finish the point, the next one will
         except OSError as exc:
             _cannot_create(settings, exc)
         records: dict[str, ComponentRecord] = {}

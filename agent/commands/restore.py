@@ -112,6 +112,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
 
 def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Path | None) -> None:
     from agent.restore import RestoreFailed, execute
+    from agent.restore_report import in_words
 
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
@@ -138,16 +139,9 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     table.add_column("component")
     table.add_column("result", overflow="fold")
     for name, result in report["results"].items():
-        table.add_row(name, _summary(result))
+        table.add_row(name, in_words(name, result))
     console.print(table)
     console.print("undo with `ragflow-backup restore --rollback`")
-
-
-def _summary(result) -> str:
-    for attribute in ("summary", "describe"):
-        if callable(getattr(result, attribute, None)):
-            return str(getattr(result, attribute)())
-    return str(result)[:300]
 
 
 def drill(
