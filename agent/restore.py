@@ -72,12 +72,23 @@ def newest_complete(storage: Storage, at: datetime | None = None) -> Point | Non
 def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
               components: list[str] | None = None, kb: str | None = None) -> Plan:
     storage = Storage(settings.storage_root)
+    if at is not None and at > datetime.now(timezone.utc):
+        raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
+                             "(the newest complete point at or before it is restored)")
     if point_ref:
         point = storage.point(point_ref)
         if point.manifest().status != "complete":
             raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
     else:
         point = newest_complete(storage, at)
+        # Without the mirror there is nothing to bring back from before the first point: say which it is.
+        first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
+        if first is not None:
+            oldest = min((p for p in storage.points() if p.manifest().status == "complete"),
+                         key=lambda p: p.manifest().created_at)
+            raise PermanentError(f"no complete point at or before --at {at.isoformat(timespec='seconds')}: the first "
+                                 f"is {oldest.ref} ({oldest.manifest().created_at.isoformat(timespec='seconds')}); "
+                                 "give a later moment")
     wanted = components or [c for c in ORDER if c != "redis" or settings.redis.enabled]
     unknown = sorted(set(wanted) - set(ORDER))
     if unknown:

@@ -135,12 +135,10 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         report = execute(settings, plan, identity)
     except (RestoreFailed, PermanentError) as exc:
         fail(str(exc))
-    table = Table(title=f"restore finished in {report['seconds']:.1f}s (safety point {report['safety'].ref if report['safety'] else '-'})")
-    table.add_column("component")
-    table.add_column("result", overflow="fold")
-    for name, result in report["results"].items():
-        table.add_row(name, in_words(name, result))
-    console.print(table)
+    safety = report["safety"].ref if report["safety"] else "-"
+    console.print(f"restore finished in {report['seconds']:.1f}s (safety point {safety}):")
+    for name, result in report["results"].items():  # one line each, never folded: numbers stay readable
+        console.print(f"  {name}: {in_words(name, result)}", soft_wrap=True, highlight=False, markup=False)
     console.print("undo with `ragflow-backup restore --rollback`")
 
 
