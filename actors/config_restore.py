@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import difflib
 import errno
-import gzip
 import hashlib
-import io
 import logging
 import os
 import re
@@ -37,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.atomic import fsync_dir, temp_path
+from agent.bounded_tar import open_tar_gz
 from agent.checks import verify_artifacts
 from agent.component import PermanentError
 from agent.config import Settings
@@ -49,7 +48,6 @@ LOG = logging.getLogger("ragflow_backup.config_restore")
 MAX_FILE = 8 << 20
 MAX_TOTAL = 64 << 20
 MAX_MEMBERS = 10_000
-MAX_HEADER = 1 << 20  # one tar header's metadata (pax records, GNU long names)
 CHUNK = 1 << 16
 # A restored file is never setuid/setgid/sticky nor writable by group or others, whatever the source says.
 SAFE_MODE_BITS = 0o755
@@ -128,34 +126,6 @@ def _record_of(point: Point, record: ComponentRecord | None) -> ComponentRecord:
     return record
 
 
-class _BoundedReads(io.RawIOBase):
-    """A seekable reader of a decompressed stream that refuses any single read bigger than `limit`.
-
-    tarfile reads a pax or GNU long-name header whole, at whatever size the header claims; through this
-    it cannot ask for more than `limit` at once, so no claim in the archive sizes our memory."""
-
-    def __init__(self, raw, limit: int, where: str):
-        self.raw, self.limit, self.where = raw, limit, where
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0 or size > self.limit:
-            raise PermanentError(f"{self.where}: a tar header claims {size} bytes of metadata (more than "
-                                 f"{self.limit}); the archive was tampered with, nothing was restored")
-        return self.raw.read(size)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self.raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-
 def _member_kind(member: tarfile.TarInfo) -> str:
     return ("a symlink" if member.issym() else "a hard link" if member.islnk() else "a folder" if member.isdir()
             else "a FIFO" if member.isfifo() else "a device" if member.isdev() else "not a regular file")
@@ -215,8 +185,7 @@ def _from_tar(point: Point, record: ComponentRecord | None) -> tuple[str, dict[s
     try:
         # Read as a stream: every member is checked (name, kind, size against the manifest) before a byte
         # of it is kept, so memory stays bounded by the manifest's capped sizes whatever the archive claims.
-        with gzip.open(point.folder / ARTIFACT, "rb") as unpacked, \
-                tarfile.open(fileobj=_BoundedReads(unpacked, MAX_HEADER, where), mode="r:") as archive:
+        with open_tar_gz(point.folder / ARTIFACT) as archive:
             for member in archive:
                 name = safe_relpath(member.name, where, ": the archive was tampered with")
                 if not member.isfile():

@@ -53,6 +53,7 @@ def tamper_config(point, members, listed: list[dict] | None = None, tail: bytes 
     """Replace the point's config tar by one of our making and make its manifest vouch for it (the manifest is
     in the storage root too): the artifact's size and SHA-256, and the files it lists (default: the members)."""
     path = point.folder / ARTIFACT
+    path.unlink()  # the point is hard-linked into weekly/monthly: a new file, not the shared inode
     with tarfile.open(path, "w:gz") as archive:
         for info, data in members:
             archive.addfile(info, (Zeros(info.size) if data is None else io.BytesIO(data)) if info.isfile() else None)
@@ -237,6 +238,7 @@ def redis_point(tmp_path, private_redis, inbox):
 
 def tamper_dump(point, lines: list[bytes], level: int = 6) -> None:
     path = point.folder / "redis_dump.rdb.gz"
+    path.unlink()
     header = json.dumps({"format": 1, "kind": "ragflow-backup redis dump", "redis_version": "7", "db": 1,
                          "keys": len(lines), "created_at": "2026-11-24T00:00:00+00:00"}).encode()
     with gzip.GzipFile(path, "wb", compresslevel=level, mtime=0) as out:
@@ -265,6 +267,7 @@ def test_a_redis_dump_line_that_is_not_json_is_refused_before_any_change(tmp_pat
 def test_a_redis_dump_with_a_gigabyte_line_is_refused_with_memory_bounded(tmp_path, private_redis, inbox):
     config, point, client = redis_point(tmp_path, private_redis, inbox)
     path = point.folder / "redis_dump.rdb.gz"
+    path.unlink()
     header = json.dumps({"format": 1, "kind": "ragflow-backup redis dump", "redis_version": "7", "db": 1,
                          "keys": 1, "created_at": "2026-11-24T00:00:00+00:00"}).encode()
     with gzip.GzipFile(path, "wb", compresslevel=1, mtime=0) as out:
@@ -280,3 +283,28 @@ def test_a_redis_dump_with_a_gigabyte_line_is_refused_with_memory_bounded(tmp_pa
     assert "redis_dump.rdb.gz: line 2 is longer than 64 MiB" in said(done)
     assert peak_kib < 512 << 10, f"peak RSS {peak_kib} KiB"  # far below the 1 GiB line
     assert client.get("kept") == b"changed after the backup" and no_safety_point(tmp_path / "backups")
+
+
+@pytest.mark.fault("restore: a config tar whose pax header claims 1 GiB of metadata (a 1 MB gzip bomb)",
+                   "refused ('a tar header claims 1073741824 bytes of metadata'), exit 1, nothing changed; the "
+                   "restore process's peak RSS stays far below 1 GiB (tarfile would read such a header whole)")
+def test_a_pax_header_bomb_is_refused_with_memory_bounded(tmp_path, config_point):
+    config, point = config_point
+    docker = tmp_path / "ragflow" / "docker"
+    before = tree(docker)
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, 1 << 30
+    path = point.folder / ARTIFACT
+    path.unlink()  # the point is hard-linked into weekly/monthly: a new file, not the shared inode
+    with gzip.GzipFile(path, "wb", mtime=0) as out:
+        out.write(header.tobuf(tarfile.USTAR_FORMAT))
+        block = b"9" * (1 << 20)
+        for _ in range(1024):
+            out.write(block)
+    vouch(point, "config", path)
+
+    done, peak_kib = peak_rss_of(config, "restore", "--point", point.ref, "-C", "config", "--yes")
+    assert done.returncode == 1, said(done)
+    assert ARTIFACT in said(done) and "a tar header claims 1073741824 bytes of metadata" in said(done)
+    assert peak_kib < 256 << 10, f"peak RSS {peak_kib} KiB"
+    assert tree(docker) == before and no_safety_point(tmp_path / "backups")
