@@ -171,10 +171,13 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
     deadline = time.monotonic() + timeout
     ours = broker.broker_id
     warned = False
+    said: set[str] = set()
+    console.print(f"queued {', '.join(names)} into {point.ref}; {len(workers)} worker(s) heard from; waiting")
     with _progress() as progress:
         task = progress.add_task(f"waiting for the workers: {point.ref}", total=len(names))
         while (manifest := point.manifest()).status == "running":
             alive = [w for w in _live_workers(settings) if w != ours]
+            _say_finished(manifest, said)
             done = ", ".join(f"{n} {r.status}" for n, r in manifest.components.items()) or "none yet"
             progress.update(task, completed=len(manifest.components),
                             description=f"{point.ref}: {len(alive)} worker(s) alive; done: {done}")
@@ -185,9 +188,19 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
                 fail(f"{point.ref} is still running after {timeout}s; is a worker running (`ragflow-backup worker`)?")
             time.sleep(0.5)
     manifest = point.manifest()
+    _say_finished(manifest, said)
     _summary(point, manifest)
     if manifest.status != "complete":
         raise typer.Exit(1)
+
+
+def _say_finished(manifest: Manifest, said: set[str]) -> None:
+    """A line per component as it finishes, so that waiting shows progress even in a log (no terminal)."""
+    for name, record in manifest.components.items():
+        if name not in said:
+            said.add(name)
+            console.print(f"{name}: {record.status} in {record.seconds:.1f}s ({len(said)}/{len(manifest.requested)} "
+                          "done)", highlight=False)
 
 
 def backup(

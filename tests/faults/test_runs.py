@@ -281,3 +281,27 @@ def test_the_restore_table_says_what_was_restored_in_words(tmp_path, config_poin
     assert done.returncode == 0, said(done)
     assert "1 file written, 201 unchanged in" in said(done) and "202 of 202 checked" in said(done)
     assert "RestoreResult(" not in done.stdout
+
+
+@pytest.mark.fault("`backup --wait` with a worker running (a real Redis broker)",
+                   "says how many workers it heard from, prints a line per finished component ('config: ok in "
+                   "Ns (1/1 done)') while waiting, and ends with the point complete, exit 0")
+def test_backup_wait_with_a_worker_shows_progress_and_completes(tmp_path, redis_url):
+    import redis
+
+    namespace = f"with-worker-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "backups"
+    config = config_only(tmp_path, root, broker={"url": redis_url, "namespace": namespace})
+    log = tmp_path / "worker.log"
+    worker = start_cli(config, log, "worker", "--threads", "1")
+    try:
+        wait_for(lambda: "worker started" in text_of(log), "the worker", timeout=60)
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: client.zcard(f"{namespace}:__heartbeats__") > 0, "the worker's first heartbeat", timeout=60)
+        done = cli(config, "backup", "--wait", timeout=300)
+    finally:
+        kill(worker, signal.SIGTERM)
+    assert done.returncode == 0, said(done) + text_of(log)
+    assert "1 worker(s) heard from" in said(done) and "(1/1 done)" in said(done) and "config: ok in" in said(done)
+    assert Storage(root).points("daily")[-1].manifest().status == "complete"
+    client.delete(*client.keys(f"{namespace}:*"))
