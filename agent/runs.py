@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from agent.manifest import ComponentRecord, now
 from agent.points import Point, Storage
 
 RUN_LOCK = "backup-run.lock"
+NOTED_POINT = re.compile(r"daily/\d{4}-\d{2}-\d{2}(_\d{6}(_\d{6})?)?")  # what new_point names a daily point
 HISTORY_CATCH_UP = 30  # the newest daily points looked at for a missing history line
 
 # Dispatch by the config section's name, like borgmatic's hooks.
@@ -108,7 +110,7 @@ def finish_abandoned(storage: Storage, previous: str) -> None:
     the storage root full) before it could record every outcome. We hold the run lock, so nobody works on
     it: its missing outcomes are recorded as failed, which finishes it (manifest, history, audit)."""
     parts = previous.split()
-    if len(parts) != 2:
+    if len(parts) != 2 or not NOTED_POINT.fullmatch(parts[1]):  # the lock file is in the storage root: untrusted
         return
     try:
         point = storage.point(parts[1])
