@@ -15,8 +15,10 @@ from dramatiq.middleware import CurrentMessage
 
 from agent import runtime
 from agent.config import Settings
+from agent.manifest import ComponentRecord
 from agent.points import Point, Storage
 from agent.locks import Busy
+from agent.notify import Notifier
 from agent.runs import backup_run, enabled_components, notify_outcome, run_component
 
 log = logging.getLogger("ragflow_backup.actors")
@@ -55,9 +57,22 @@ def backup_component(point_ref: str, component: str) -> None:
     """Back up one component into an existing point; transient failures are retried with backoff."""
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
-    run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
-    if point.manifest().status != "running":
+    record = run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
+    manifest = point.manifest()
+    if manifest.status != "running":
         point_finished(settings, point)
+    elif record is not None and component not in manifest.components:
+        unrecorded(settings, point, record)
+
+
+def unrecorded(settings: Settings, point: Point, record: ComponentRecord) -> None:
+    """The storage root could not take a component's outcome (full): the point will read as interrupted and
+    no 'finished' notification would come, so say it now."""
+    try:
+        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
+            "backup", f"ragflow-backup: {point.ref} cannot record {record.component}", record.error or "")
+    except OSError:
+        pass  # sent before the notifier's state is saved under the (full) storage root
 
 
 def point_finished(settings: Settings, point: Point) -> None:
