@@ -305,3 +305,32 @@ def test_backup_wait_with_a_worker_shows_progress_and_completes(tmp_path, redis_
     assert "1 worker(s) heard from" in said(done) and "(1/1 done)" in said(done) and "config: ok in" in said(done)
     assert Storage(root).points("daily")[-1].manifest().status == "complete"
     client.delete(*client.keys(f"{namespace}:*"))
+
+
+def age_identity(folder: Path, name: str) -> tuple[Path, str]:
+    path = folder / name
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    public = subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True).stdout.strip()
+    return path, public
+
+
+@pytest.mark.fault("restore of an encrypted point with an identity file that does not exist or is not the key",
+                   "refused before any change and before a safety point, naming the identity file; exit 1; with "
+                   "the right identity the restore works")
+def test_a_wrong_or_missing_identity_is_refused_before_any_change(tmp_path):
+    key, public = age_identity(tmp_path, "key.txt")
+    other, _ = age_identity(tmp_path, "other.txt")
+    root = tmp_path / "backups"
+    config = config_only(tmp_path, root, encryption={"enabled": True, "recipients": [public]})
+    assert cli(config, "backup", "--local").returncode == 0
+    [point] = Storage(root).points("daily")
+    env = tmp_path / "ragflow" / "docker" / ".env"
+    env.write_text("MYSQL_PASSWORD=changed\n")
+
+    for bad in (tmp_path / "nowhere.txt", other):
+        done = cli(config, "restore", "--point", point.ref, "-C", "config", "--yes", "--identity", str(bad))
+        assert done.returncode == 1 and str(bad) in said(done) and "Traceback" not in said(done), said(done)
+    assert env.read_text() == "MYSQL_PASSWORD=changed\n" and not list((root / "safety").iterdir())
+    good = cli(config, "restore", "--point", point.ref, "-C", "config", "--yes", "--identity", str(key))
+    assert good.returncode == 0, said(good)
+    assert env.read_text() == "MYSQL_PASSWORD=secret\n"
