@@ -206,9 +206,29 @@ def _remember(settings: Settings, state: dict[str, Any]) -> None:
     write_bytes_atomic(folder / "last_restore.json", json.dumps(state, default=str).encode())
 
 
+MAX_STATE = 1 << 20  # state/last_restore.json is a few hundred bytes of ours; the storage root is untrusted
+
+
 def last_restore(settings: Settings) -> dict[str, Any] | None:
+    """The last restore's state, checked (PermanentError naming the file when it is not what we wrote)."""
     path = settings.storage_root / "state" / "last_restore.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STATE + 1)
+        state = json.loads(data) if len(data) <= MAX_STATE else None
+        ok = (isinstance(state, dict) and isinstance(state.get("safety"), (str, type(None)))
+              and isinstance(state.get("kb"), (str, type(None))) and isinstance(state.get("components"), list)
+              and all(name in ORDER for name in state["components"])
+              and datetime.fromisoformat(state["began_at"]) is not None)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise PermanentError(f"{path} is not a restore state this tool wrote (too big, not JSON, or fields missing); "
+                             "roll back by hand from the newest safety point (`ragflow-backup list`, "
+                             "`restore --point safety/...`)")
+    return state
 
 
 def one_at_a_time(settings: Settings):

@@ -334,3 +334,20 @@ def test_a_wrong_or_missing_identity_is_refused_before_any_change(tmp_path):
     good = cli(config, "restore", "--point", point.ref, "-C", "config", "--yes", "--identity", str(key))
     assert good.returncode == 0, said(good)
     assert env.read_text() == "MYSQL_PASSWORD=secret\n"
+
+
+@pytest.mark.fault("restore --rollback with state/last_restore.json tampered (not JSON, or naming what we never "
+                   "wrote)",
+                   "refused naming the file and how to roll back by hand; exit 1, no traceback, nothing changed")
+def test_a_tampered_restore_state_is_refused_by_rollback(tmp_path, config_point):
+    config, point = config_point
+    state = tmp_path / "backups" / "state" / "last_restore.json"
+    state.parent.mkdir(exist_ok=True)
+    env = tmp_path / "ragflow" / "docker" / ".env"
+    env.write_text("MYSQL_PASSWORD=changed\n")
+    for text in ("{not json", json.dumps({"safety": "/etc", "began_at": 5, "components": ["rm -rf"]})):
+        state.write_text(text)
+        done = cli(config, "restore", "--rollback", "--yes")
+        assert done.returncode == 1 and "Traceback" not in said(done), said(done)
+        assert f"{state} is not a restore state this tool wrote" in said(done)
+    assert env.read_text() == "MYSQL_PASSWORD=changed\n"
