@@ -125,19 +125,25 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
         raise typer.Exit(1)
 
 
-def _live_workers(settings) -> list[str]:
+def _broker_client(settings):
+    import redis
+
+    try:
+        return redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
+    except ValueError as exc:  # never echo the URL: it holds the password
+        fail(f"broker.url in the config is not a Redis URL (redis://:PASSWORD@host:port/db): {type(exc).__name__}")
+
+
+def _live_workers(settings, client) -> list[str]:
     import redis
 
     from agent import queues
 
-    client = redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
     try:
         return queues.live_workers(client, settings.broker.namespace, settings.broker.heartbeat_timeout_ms)
     except redis.RedisError as exc:
         fail(f"cannot reach the broker's Redis ({type(exc).__name__}: {exc}); check broker.url in the config and "
              "that Redis is running, or back up here with `ragflow-backup backup --local`")
-    finally:
-        client.close()
 
 
 def _no_worker(settings) -> str:
@@ -151,7 +157,8 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
     from actors.broker import broker
     from actors.tasks import backup_component
 
-    workers = _live_workers(settings)  # before we send anything: sending heart-beats too
+    client = _broker_client(settings)
+    workers = _live_workers(settings, client)  # before we send anything: sending heart-beats too
     if not workers and wait:
         fail(f"{_no_worker(settings)}; nothing was queued")
     try:
@@ -176,7 +183,7 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
     with _progress() as progress:
         task = progress.add_task(f"waiting for the workers: {point.ref}", total=len(names))
         while (manifest := point.manifest()).status == "running":
-            alive = [w for w in _live_workers(settings) if w != ours]
+            alive = [w for w in _live_workers(settings, client) if w != ours]
             _say_finished(manifest, said)
             done = ", ".join(f"{n} {r.status}" for n, r in manifest.components.items()) or "none yet"
             progress.update(task, completed=len(manifest.components),
