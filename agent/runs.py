@@ -87,8 +87,8 @@ def backup_run(storage: Storage, on_busy: Callable[[str], None] | None = None) -
     point in the lock (`held.note(point.ref)`) so that the next run can finish it if it could not.
 
     Busy: without `on_busy`, raise locks.Busy naming the holder's pid; with it, say so through `on_busy`
-    and wait for the holder to finish (see README, "Taking a backup"). Raises OSError when the storage root
-    cannot be written at all."""
+    and wait for the holder to finish (README.md, "What a backup point holds", says why). Raises OSError
+    when the storage root cannot be written at all."""
     storage.prepare()
     path, what = run_lock(storage), f"a backup into {storage.root}"
     stack = ExitStack()
