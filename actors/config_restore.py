@@ -4,15 +4,18 @@ the config Git history (actors/config_files.py), with a diff to look at first.
 Both sources are untrusted input (a storage root can be tampered with): the tar is first checked
 against the manifest (artifact SHA-256, then every member's SHA-256), and member names must be plain
 relative paths: no absolute path, no '..', no '.git'; anything but a regular file (symlink, hard link,
-folder, device) is refused. All of that is checked before anything is written.
+folder, device, FIFO) is refused. The tar is read as a stream: each member's name, kind and size are checked
+against the manifest (and caps, the manifest being untrusted too) before any of its bytes are kept, so a
+gzip bomb or a member claiming gigabytes cannot fill memory. All of that is checked before anything is written.
 
 Writing is staged: every file goes to a temp name next to its final name (written, fsync'ed, checked),
 and only when all are staged are they renamed into place, so a failure leaves the target as it was.
 Files present now but absent in the chosen version are left alone unless `delete_extra=True`.
 
 Modes: the tar keeps each file's mode; Git keeps only the execute bit, so a file restored from a commit
-keeps its current mode (0644/0755 when new) with the execute bit set as the commit says. As root, an
-existing file keeps its owner (and a new one from a tar gets the owner it had when archived).
+keeps its current mode (0644/0755 when new) with the execute bit set as the commit says. Either way the
+setuid/setgid/sticky bits and group/other write are dropped. As root, an existing file keeps its owner; a
+new one belongs to the agent (never to the uid/gid the archive names).
 
 config_files imports `restore` from here at its end, so this module imports config_files lazily.
 """
@@ -26,10 +29,12 @@ import os
 import stat
 import tarfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.atomic import fsync_dir, temp_path
+from agent.bounded_tar import open_tar_gz
 from agent.checks import verify_artifacts
 from agent.component import PermanentError
 from agent.config import Settings
@@ -38,7 +43,14 @@ from agent.points import Point
 from agent.redact import mask_secrets  # one masking for diffs and every message
 
 LOG = logging.getLogger("ragflow_backup.config_restore")
-MAX_FILE = 32 << 20  # config files are small; a bigger member is not one of ours
+# Caps on what a config archive (untrusted: the storage root can be tampered with) may hold. RAGFlow's
+# docker/ folder is a few hundred KiB; a member, a total or a count beyond these is not one of ours.
+MAX_FILE = 8 << 20
+MAX_TOTAL = 64 << 20
+MAX_MEMBERS = 10_000
+CHUNK = 1 << 16
+# A restored file is never setuid/setgid/sticky nor writable by group or others, whatever the source says.
+SAFE_MODE_BITS = 0o755
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,6 @@ class VersionFile:
     data: bytes
     mode: int | None  # permission bits (tar); None from Git, which keeps only `executable`
     executable: bool
-    owner: tuple[int, int] | None = None  # (uid, gid) from the tar
 
     @property
     def sha256(self) -> str:
@@ -111,6 +122,48 @@ def _record_of(point: Point, record: ComponentRecord | None) -> ComponentRecord:
     return record
 
 
+def _member_kind(member: tarfile.TarInfo) -> str:
+    return ("a symlink" if member.issym() else "a hard link" if member.islnk() else "a folder" if member.isdir()
+            else "a FIFO" if member.isfifo() else "a device" if member.isdev() else "not a regular file")
+
+
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, size: int, sha256: str,
+                 where: str) -> bytes:
+    """The member's bytes, read in chunks and checked against the manifest's size and SHA-256 as they come."""
+    source = archive.extractfile(member)
+    digest, chunks, got = hashlib.sha256(), [], 0
+    while chunk := source.read(min(CHUNK, size + 1 - got)):  # type: ignore[union-attr]
+        got += len(chunk)
+        if got > size:
+            break
+        digest.update(chunk)
+        chunks.append(chunk)
+    if got != size or digest.hexdigest() != sha256:
+        raise PermanentError(f"{where}: member {name!r} differs from the manifest ({got} bytes read, {size} listed, "
+                             "or another SHA-256); nothing was restored: choose another point or a commit of the "
+                             "config history")
+    return b"".join(chunks)
+
+
+def _listed_files(record: ComponentRecord, where: str) -> dict[str, tuple[int, str]]:
+    """{path: (bytes, sha256)} from the manifest (itself untrusted: sizes are capped here too)."""
+    listed: dict[str, tuple[int, str]] = {}
+    files = record.details.get("files")
+    for entry in files if isinstance(files, list) else []:
+        ok = (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)
+              and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool))
+        if not ok:
+            raise PermanentError(f"the manifest's list of config files for {where} is malformed ({str(entry)[:80]!r}); "
+                                 "choose another point")
+        listed[entry["path"]] = (entry["bytes"], entry["sha256"])
+    too_big = sorted(path for path, (size, _) in listed.items() if not 0 <= size <= MAX_FILE)
+    if too_big or sum(size for size, _ in listed.values()) > MAX_TOTAL or len(listed) > MAX_MEMBERS:
+        raise PermanentError(f"the manifest of {where} lists config files too big to be RAGFlow's "
+                             f"({', '.join(too_big[:5]) or f'{len(listed)} files in all'}; at most {MAX_FILE >> 20} MiB "
+                             f"a file, {MAX_TOTAL >> 20} MiB and {MAX_MEMBERS} files in all); nothing was restored")
+    return listed
+
+
 def _from_tar(point: Point, record: ComponentRecord | None) -> tuple[str, dict[str, VersionFile]]:
     from actors.config_files import ARTIFACT
 
@@ -120,33 +173,37 @@ def _from_tar(point: Point, record: ComponentRecord | None) -> tuple[str, dict[s
     if problems:
         raise PermanentError(f"{where} does not match its manifest ({'; '.join(problems)}); nothing was restored: "
                              "choose another point or a commit of the config history")
-    expected = {f["path"]: f["sha256"] for f in record.details.get("files", [])}
-    if not expected:
+    listed = _listed_files(record, where)
+    if not listed:
         raise PermanentError(f"the manifest of {point.ref} lists no config files to check {ARTIFACT} against; "
                              "choose another point")
     found: dict[str, VersionFile] = {}
     try:
-        with tarfile.open(point.folder / ARTIFACT, "r:gz") as archive:
+        # Read as a stream: every member is checked (name, kind, size against the manifest) before a byte
+        # of it is kept, so memory stays bounded by the manifest's capped sizes whatever the archive claims.
+        with open_tar_gz(point.folder / ARTIFACT) as archive:
             for member in archive:
                 name = safe_relpath(member.name, where, ": the archive was tampered with")
                 if not member.isfile():
-                    kind = "a symlink" if member.issym() else "a hard link" if member.islnk() else \
-                        "a folder" if member.isdir() else "not a regular file"
-                    raise PermanentError(f"{where}: member {name!r} is {kind}; the archive was tampered with, "
+                    raise PermanentError(f"{where}: member {name!r} is {_member_kind(member)}; the archive was "
+                                         "tampered with, nothing was restored")
+                if name in found or name not in listed:
+                    why = "twice in the archive" if name in found else "not listed in the manifest"
+                    raise PermanentError(f"{where}: member {name!r} is {why}; the archive was tampered with, "
                                          "nothing was restored")
-                if member.size > MAX_FILE or name in found:
-                    raise PermanentError(f"{where}: member {name!r} is {'too big' if name not in found else 'twice'} "
-                                         "in the archive; nothing was restored")
-                data = archive.extractfile(member).read()  # type: ignore[union-attr]
-                found[name] = VersionFile(name, data, stat.S_IMODE(member.mode), bool(member.mode & stat.S_IXUSR),
-                                          (member.uid, member.gid))
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        raise PermanentError(f"{where} cannot be read ({exc}); choose another point") from None
-    differ = sorted(set(found) ^ set(expected)) + sorted(n for n in found if n in expected and
-                                                          found[n].sha256 != expected[n])
-    if differ:
-        raise PermanentError(f"{where}: {', '.join(differ)} differ from the SHA-256s in the manifest; nothing was "
-                             "restored: choose another point or a commit of the config history")
+                size, sha256 = listed[name]
+                if member.size != size:
+                    raise PermanentError(f"{where}: member {name!r} claims {member.size} bytes, the manifest lists "
+                                         f"{size}; the archive was tampered with, nothing was restored")
+                data = _read_member(archive, member, name, size, sha256, where)
+                found[name] = VersionFile(name, data, stat.S_IMODE(member.mode), bool(member.mode & stat.S_IXUSR))
+                archive.members.clear()  # tarfile keeps every header it read; we need none of them again
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        raise PermanentError(f"{where} cannot be read ({exc}); nothing was restored: choose another point") from None
+    missing = sorted(set(listed) - set(found))
+    if missing:
+        raise PermanentError(f"{where}: {', '.join(missing[:10])} listed in the manifest but not in the archive; "
+                             "nothing was restored: choose another point or a commit of the config history")
     return f"{point.ref} {ARTIFACT}", found
 
 
@@ -221,11 +278,13 @@ def _current(root: Path, rel: str) -> tuple[bytes, int] | None:
 
 def _wanted_mode(item: VersionFile, current: tuple[bytes, int] | None) -> int:
     if item.mode is not None:
-        return item.mode
+        return item.mode & SAFE_MODE_BITS
     mode = current[1] if current else 0o644
     if item.executable:
-        return mode | ((mode & 0o444) >> 2) | stat.S_IXUSR  # x wherever r is
-    return mode & ~0o111
+        mode = mode | ((mode & 0o444) >> 2) | stat.S_IXUSR  # x wherever r is
+    else:
+        mode &= ~0o111
+    return mode & SAFE_MODE_BITS
 
 
 def _present_config_files(settings: Settings, root: Path) -> list[str]:
@@ -345,11 +404,8 @@ def _stage(root: Path, item: VersionFile, mode: int, current: tuple[bytes, int] 
         with os.fdopen(fd, "wb") as out:
             out.write(item.data)
             out.flush()
-            owner = None
-            if os.geteuid() == 0:
-                owner = (os.lstat(final).st_uid, os.lstat(final).st_gid) if current is not None else item.owner
-            if owner is not None:
-                os.fchown(out.fileno(), *owner)
+            if os.geteuid() == 0 and current is not None:  # a new file is the agent's, never the archive's owner
+                os.fchown(out.fileno(), os.lstat(final).st_uid, os.lstat(final).st_gid)
             os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
         if hashlib.sha256(tmp.read_bytes()).hexdigest() != item.sha256:

@@ -22,6 +22,7 @@ import json
 import logging
 import shutil
 import tempfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ KIND = "ragflow-backup redis dump"
 SECRET_KEY = b"ragflow:system:secret_key"
 SCAN_BATCH = 500
 RECORD_FIELDS = {"key", "ttl_ms", "type", "dump"}
+# One key's line at most (base64 of its DUMP payload): RAGFlow's keys are small; a longer line is refused
+# rather than read whole (restore and verify read the dump, untrusted, as a stream).
+MAX_LINE = 64 << 20
 
 
 @contextmanager
@@ -124,14 +128,32 @@ def _scan(client, spool: IO[bytes]) -> Scanned:
             return seen
 
 
+def _lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, bytes]]:
+    """(number, line) of a dump read as a stream, refusing a line longer than MAX_LINE before it is kept
+    whole: the file is untrusted (a tampered or corrupt dump can claim anything) and memory stays bounded."""
+    for number in itertools.count(1):
+        line = stream.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE:
+            raise CorruptArtifact(f"{name}: line {number} is longer than {MAX_LINE >> 20} MiB; no key of ours is "
+                                  "that big: the dump is corrupt or was tampered with")
+        yield number, line
+
+
 def read_dump(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     """The header and an iterator over the key records of a dump file; raise CorruptArtifact if unsound."""
-    stream = gzip.open(path, "rt", encoding="utf-8")
+    stream = gzip.open(path, "rb")
+    lines = _lines(stream, path.name)
     try:
-        header = json.loads(stream.readline() or "null")
-    except (OSError, EOFError, ValueError) as exc:
+        _, first = next(lines, (1, b"null"))
+        header = json.loads(first)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         stream.close()
         raise CorruptArtifact(f"{path.name}: unreadable header ({exc})") from None
+    except CorruptArtifact:
+        stream.close()
+        raise
     if not isinstance(header, dict) or header.get("kind") != KIND or header.get("format") != FORMAT:
         stream.close()
         raise CorruptArtifact(f"{path.name}: not a redis dump of format {FORMAT} (header {str(header)[:80]!r})")
@@ -139,15 +161,23 @@ def read_dump(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     def records() -> Iterator[dict[str, Any]]:
         with stream:
             try:
-                for number, line in enumerate(stream, start=2):
-                    record = json.loads(line)
-                    if not isinstance(record, dict) or set(record) != RECORD_FIELDS:
+                for number, line in lines:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        raise CorruptArtifact(f"{path.name}: line {number} is not JSON") from None
+                    if not isinstance(record, dict) or set(record) != RECORD_FIELDS or not _sound(record):
                         raise CorruptArtifact(f"{path.name}: line {number} is not a key record")
                     yield record
-            except (OSError, EOFError, ValueError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise CorruptArtifact(f"{path.name}: unreadable ({type(exc).__name__}: {exc})") from None
 
     return header, records()
+
+
+def _sound(record: dict[str, Any]) -> bool:
+    return (isinstance(record["key"], str) and isinstance(record["dump"], str) and isinstance(record["type"], str)
+            and isinstance(record["ttl_ms"], int) and not isinstance(record["ttl_ms"], bool))
 
 
 def _check(expected_keys: int):
@@ -231,6 +261,7 @@ def restore_keys(settings: Settings, path: Path, db: int | None = None, replace:
             if wanted is None or any(fnmatch.fnmatchcase(key, p) for p in wanted):
                 yield key, item
 
+    check_readable(path)  # the whole dump, before a key is written: never half a restore from a bad file
     with _classified(config):
         if not replace:
             existing = _existing(client, (key for key, _ in selected()))
@@ -247,6 +278,24 @@ def restore_keys(settings: Settings, path: Path, db: int | None = None, replace:
                 batch = []
         restored += _restore_batch(client, batch, replace, path)
     return restored
+
+
+def check_readable(path: Path) -> None:
+    """Read the whole dump as a stream (bounded memory); PermanentError naming the file and line if unsound."""
+    try:
+        header, records = read_dump(path)
+        found = 0
+        for found, item in enumerate(records, start=1):
+            base64.b64decode(item["key"], validate=True)
+            base64.b64decode(item["dump"], validate=True)
+    except CorruptArtifact as exc:
+        raise PermanentError(f"{exc}; nothing was restored") from None
+    except ValueError as exc:
+        raise PermanentError(f"{path.name}: key record {found} (line {found + 1}) is not base64 ({exc}); nothing was restored") \
+            from None
+    if header.get("keys") != found:
+        raise PermanentError(f"{path.name}: {found} key lines, its header says {header.get('keys')}; the dump is "
+                             "incomplete or was tampered with, nothing was restored")
 
 
 def _existing(client, keys: Iterator[bytes]) -> list[bytes]:

@@ -15,8 +15,11 @@ from dramatiq.middleware import CurrentMessage
 
 from agent import runtime
 from agent.config import Settings
+from agent.manifest import ComponentRecord
 from agent.points import Point, Storage
-from agent.runs import enabled_components, notify_outcome, run_component
+from agent.locks import Busy
+from agent.notify import Notifier
+from agent.runs import backup_run, enabled_components, notify_outcome, run_component
 
 log = logging.getLogger("ragflow_backup.actors")
 
@@ -30,10 +33,19 @@ def _attempt() -> int:
     return message.options.get("retries", 0) if message else 0
 
 
-def start_backup(settings: Settings, components: list[str] | None = None) -> Point:
-    """Create a point and queue one message per component; the workers fill it in."""
+def start_backup(settings: Settings, components: list[str] | None = None) -> Point | None:
+    """Create a point and queue one message per component; the workers fill it in.
+
+    While a `backup --local` is taking a point (it holds the run lock) the scheduled run is skipped, not
+    queued behind it: that run is taking today's point, and two at once would break both."""
     names = components or enabled_components(settings)
-    point = Storage(settings.storage_root).new_point(names)
+    storage = Storage(settings.storage_root)
+    try:
+        with backup_run(storage):
+            point = storage.new_point(names)
+    except Busy as exc:
+        log.warning("scheduled backup skipped: %s (it is taking a point now)", exc)
+        return None
     for name in names:
         backup_component.send(point.ref, name)
     return point
@@ -45,9 +57,22 @@ def backup_component(point_ref: str, component: str) -> None:
     """Back up one component into an existing point; transient failures are retried with backoff."""
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
-    run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
-    if point.manifest().status != "running":
+    record = run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
+    manifest = point.manifest()
+    if manifest.status != "running":
         point_finished(settings, point)
+    elif record is not None and component not in manifest.components:
+        unrecorded(settings, point, record)
+
+
+def unrecorded(settings: Settings, point: Point, record: ComponentRecord) -> None:
+    """The storage root could not take a component's outcome (full): the point will read as interrupted and
+    no 'finished' notification would come, so say it now."""
+    try:
+        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
+            "backup", f"ragflow-backup: {point.ref} cannot record {record.component}", record.error or "")
+    except OSError:
+        pass  # sent before the notifier's state is saved under the (full) storage root
 
 
 def point_finished(settings: Settings, point: Point) -> None:

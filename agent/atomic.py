@@ -5,6 +5,7 @@ secrets).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -115,7 +116,11 @@ def append_line(path: Path, line: str) -> None:
     """Append one line durably (history and audit logs): O_APPEND keeps concurrent lines whole."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        data = (line.rstrip("\n") + "\n").encode()
+        start = os.fstat(fd).st_size
+        if os.write(fd, data) != len(data):  # a full disk took part of it: no half line stays behind
+            os.ftruncate(fd, start)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -11,6 +11,7 @@ from typing import BinaryIO
 import zstandard
 
 from agent.atomic import sha256_of
+from agent.bounded_tar import open_tar_gz
 from agent.manifest import ComponentRecord
 from agent.points import Point
 
@@ -102,7 +103,7 @@ def check_gzip(path: Path, chunk: int = 1 << 20) -> int:
 def check_tar_gz(path: Path) -> list[str]:
     """Read every member of a .tar.gz; return the member names."""
     try:
-        with tarfile.open(path, "r:gz") as archive:
+        with open_tar_gz(path) as archive:  # untrusted: bounded whatever its headers claim
             names = []
             for member in archive:
                 if member.isfile():

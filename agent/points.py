@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +90,18 @@ class Storage:
         return found
 
 
+class PointLogHandler(logging.FileHandler):
+    """A point's backup.log: a line that cannot be written (the storage root full) is dropped with one short
+    note on stderr, not a traceback per line; the outcome itself is reported by the run."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not self.failed:
+            self.failed = True
+            sys.stderr.write(f"note: {self.baseFilename} cannot be written (lines dropped); see the run's outcome\n")
+
+
 @dataclass
 class Point:
     storage: Storage
@@ -131,7 +144,7 @@ class Point:
         logger = logging.getLogger(f"ragflow_backup.point.{self.name}.{component}")
         target = str(self.folder / BACKUP_LOG)
         if not any(getattr(h, "baseFilename", None) == target for h in logger.handlers):
-            handler = logging.FileHandler(target)
+            handler = PointLogHandler(target)
             os.chmod(target, 0o600)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
             handler.addFilter(RedactingFilter())  # client errors quote URLs with passwords
@@ -156,12 +169,50 @@ class Point:
             write_manifest(self.folder, manifest)
             if changed:
                 self._remove_orphaned_temp_files()
-                self._log_history(manifest)
+                self.log_history(manifest)
                 from agent import audit
 
-                audit.record(self.storage.root, "backup", self.ref, manifest.status,
-                             components={n: r.status for n, r in manifest.components.items()})
+                try:
+                    audit.record(self.storage.root, "backup", self.ref, manifest.status,
+                                 components={n: r.status for n, r in manifest.components.items()})
+                except OSError as exc:  # the point is finished and says so; the audit line is lost, say so
+                    self.logger("audit").error("could not write the audit line of %s: %s", self.ref, exc)
         return manifest
+
+    def remove_unclaimed_artifacts(self, claimed: set[str]) -> None:
+        """Remove the files of this point that no saved record names (a failed component's leftovers, to make
+        room for outcomes a full storage root could not take). Only for a run that alone writes the point."""
+        keep = claimed | {MANIFEST, BACKUP_LOG}
+        for path in self.folder.iterdir():
+            if path.is_file() and not path.is_symlink() and not path.name.startswith(".") and path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def forget_record(self, component: str) -> None:
+        """Remove a component's saved outcome (one that could not be completed: storage full)."""
+        (self.folder / RECORDS / f"{component}.json").unlink(missing_ok=True)
+
+    def in_history(self) -> bool:
+        """Does logs/backup_history.log hold this point's line?"""
+        try:
+            with self.storage.history_log.open("rb") as handle:
+                mark = f'"point": {json.dumps(self.ref)},'.encode()
+                return any(mark in line for line in handle)
+        except FileNotFoundError:
+            return False
+
+    def log_history(self, manifest: Manifest | None = None, status: str | None = None) -> bool:
+        """Append this point's line to the history unless it is there; False when the storage root cannot take
+        it now (full: the next run writes it, see agent/runs.py catch_up_history)."""
+        manifest = manifest or self.manifest()
+        if self.in_history():
+            return True
+        try:
+            self._log_history(manifest, status)
+        except OSError as exc:
+            logging.getLogger("ragflow_backup.points").error("could not write the history line of %s: %s", self.ref,
+                                                            exc)
+            return False
+        return True
 
     def _remove_orphaned_temp_files(self) -> None:
         """Once a point is finished nobody writes into it: temp files left by a killed run can go."""
@@ -169,11 +220,11 @@ class Point:
             if path.is_file():
                 path.unlink(missing_ok=True)
 
-    def _log_history(self, manifest: Manifest) -> None:
+    def _log_history(self, manifest: Manifest, status: str | None = None) -> None:
         line = {
-            "time": manifest.finished_at.isoformat() if manifest.finished_at else None,
+            "time": manifest.finished_at.isoformat() if manifest.finished_at else now().isoformat(),
             "point": self.ref,
-            "status": manifest.status,
+            "status": status or manifest.status,
             "seconds": round((manifest.finished_at - manifest.created_at).total_seconds(), 3) if manifest.finished_at else None,
             "bytes": manifest.total_bytes,
             "components": {name: rec.status for name, rec in manifest.components.items()},

@@ -20,6 +20,7 @@ from agent.atomic import private_dir, write_bytes_atomic
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.points import SAFETY, Point, Storage
+from agent.restore_checks import check_before_restore
 from agent.runs import describe, run_component
 
 log = logging.getLogger("ragflow_backup.restore")
@@ -71,12 +72,23 @@ def newest_complete(storage: Storage, at: datetime | None = None) -> Point | Non
 def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
               components: list[str] | None = None, kb: str | None = None) -> Plan:
     storage = Storage(settings.storage_root)
+    if at is not None and at > datetime.now(timezone.utc):
+        raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
+                             "(the newest complete point at or before it is restored)")
     if point_ref:
         point = storage.point(point_ref)
         if point.manifest().status != "complete":
             raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
     else:
         point = newest_complete(storage, at)
+        # Without the mirror there is nothing to bring back from before the first point: say which it is.
+        first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
+        if first is not None:
+            oldest = min((p for p in storage.points() if p.manifest().status == "complete"),
+                         key=lambda p: p.manifest().created_at)
+            raise PermanentError(f"no complete point at or before --at {at.isoformat(timespec='seconds')}: the first "
+                                 f"is {oldest.ref} ({oldest.manifest().created_at.isoformat(timespec='seconds')}); "
+                                 "give a later moment")
     wanted = components or [c for c in ORDER if c != "redis" or settings.redis.enabled]
     unknown = sorted(set(wanted) - set(ORDER))
     if unknown:
@@ -194,9 +206,29 @@ def _remember(settings: Settings, state: dict[str, Any]) -> None:
     write_bytes_atomic(folder / "last_restore.json", json.dumps(state, default=str).encode())
 
 
+MAX_STATE = 1 << 20  # state/last_restore.json is a few hundred bytes of ours; the storage root is untrusted
+
+
 def last_restore(settings: Settings) -> dict[str, Any] | None:
+    """The last restore's state, checked (PermanentError naming the file when it is not what we wrote)."""
     path = settings.storage_root / "state" / "last_restore.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STATE + 1)
+        state = json.loads(data) if len(data) <= MAX_STATE else None
+        ok = (isinstance(state, dict) and isinstance(state.get("safety"), (str, type(None)))
+              and isinstance(state.get("kb"), (str, type(None))) and isinstance(state.get("components"), list)
+              and all(name in ORDER for name in state["components"])
+              and datetime.fromisoformat(state["began_at"]) is not None)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise PermanentError(f"{path} is not a restore state this tool wrote (too big, not JSON, or fields missing); "
+                             "roll back by hand from the newest safety point (`ragflow-backup list`, "
+                             "`restore --point safety/...`)")
+    return state
 
 
 def one_at_a_time(settings: Settings):
@@ -221,6 +253,8 @@ def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dic
                              "must decrypt it: pass --identity FILE")
     try:
         with one_at_a_time(settings):
+            # Before the safety point: what cannot work is said now, and nothing is touched.
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
             return _execute(settings, plan, identity)
     except Busy as exc:
         raise PermanentError(f"{exc}; nothing was changed") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,9 +11,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from agent.manifest import Manifest
+from agent.locks import Busy
+from agent.manifest import ComponentRecord, Manifest
 from agent.points import Point, Storage
-from agent.runs import MODULES, enabled_components, notify_outcome, run_component
+from agent.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
 
 
 def _components(settings, requested: list[str] | None) -> list[str]:
@@ -30,14 +32,13 @@ def _components(settings, requested: list[str] | None) -> list[str]:
     return requested
 
 
-def _notify_failure(settings, message: str) -> None:
+def _notify_failure(settings, message: str, title: str = "ragflow-backup: cannot create a backup point") -> None:
     """Tell the operator even when the storage root cannot be written (the send happens before the
     notifier's own state file is saved there)."""
     from agent.notify import Notifier
 
     try:
-        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
-            "backup", "ragflow-backup: cannot create a backup point", message)
+        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure("backup", title, message)
     except OSError:
         pass
 
@@ -47,12 +48,13 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=console, transient=True)
 
 
-def _summary(point: Point, manifest: Manifest) -> None:
-    table = Table(title=f"backup {point.ref}: {manifest.status}")
+def _summary(point: Point, manifest: Manifest, unsaved: dict[str, ComponentRecord] | None = None) -> None:
+    status = manifest.status if manifest.status != "running" or not unsaved else "interrupted"
+    table = Table(title=f"backup {point.ref}: {status}")
     for column in ("component", "status", "seconds", "size", "counted", "error"):
         table.add_column(column, overflow="fold")
     for name in manifest.requested:
-        record = manifest.components.get(name)
+        record = manifest.components.get(name) or (unsaved or {}).get(name)
         if record is None:
             table.add_row(name, styled("running"), "", "", "", "")
             continue
@@ -62,51 +64,169 @@ def _summary(point: Point, manifest: Manifest) -> None:
     console.print(table)
 
 
+def _cannot_create(settings, exc: OSError) -> None:
+    message = (f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's "
+               "owner, mode, free space and that it is mounted read-write)")
+    _notify_failure(settings, message)
+    fail(message)
+
+
+def _waiting_for(why: str) -> None:
+    console.print(f"{why}: waiting for it to end before taking a point (Ctrl-C gives up; nothing has been "
+                  "created yet)")
+
+
+def _finish_here(settings, point: Point, records: dict[str, ComponentRecord]) -> dict[str, ComponentRecord]:
+    """After a local run: outcomes the storage root could not take (full) are tried once more, after removing
+    what no saved record claims (this run alone writes this point); the history line is written if it could
+    not be. Returns the outcomes still unsaved (the point then reads as interrupted)."""
+    if point.manifest().status == "running":
+        claimed = {name for record in point.manifest().components.values() for artifact in record.artifacts
+                   for name in (artifact.name, artifact.encrypted.name if artifact.encrypted else artifact.name)}
+        point.remove_unclaimed_artifacts(claimed)
+        for name, record in records.items():
+            if name not in point.manifest().components and record is not None:
+                save_outcome(settings, point, record)
+    manifest = point.manifest()
+    unsaved = {name: record for name, record in records.items()
+               if record is not None and name not in manifest.components}
+    point.log_history(manifest, "interrupted" if manifest.status == "running" else None)
+    return unsaved
+
+
+def _backup_here(settings, storage: Storage, names: list[str]) -> None:
+    with ExitStack() as held:
+        try:
+            run = held.enter_context(backup_run(storage, on_busy=_waiting_for))
+            point = storage.new_point(names)
+            run.note(point.ref)  # if this run cannot finish the point, the next one will
+        except OSError as exc:
+            _cannot_create(settings, exc)
+        records: dict[str, ComponentRecord] = {}
+        with _progress() as progress:
+            task = progress.add_task(f"backing up into {point.ref}", total=len(names))
+            for name in names:
+                progress.update(task, description=f"{name} → {point.ref}")
+                records[name] = run_component(settings, point, name)
+                progress.advance(task)
+        unsaved = _finish_here(settings, point, records)
+    if unsaved:  # the manifest could not say it: the notification and the exit code do
+        body = "\n".join(f"{name}: {record.error}" for name, record in unsaved.items())
+        _notify_failure(settings, f"{point.ref} could not be finished and reads as interrupted:\n{body}",
+                        f"ragflow-backup: {point.ref} is interrupted (storage)")
+    else:
+        try:
+            notify_outcome(settings, point)  # the workers notify for queued runs; here, we do
+        except OSError:
+            pass  # the notifier sends before it saves its state under the storage root
+    manifest = point.manifest()
+    _summary(point, manifest, unsaved)
+    if manifest.status != "complete":
+        raise typer.Exit(1)
+
+
+def _broker_client(settings):
+    import redis
+
+    try:
+        return redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
+    except ValueError as exc:  # never echo the URL: it holds the password
+        fail(f"broker.url in the config is not a Redis URL (redis://:PASSWORD@host:port/db): {type(exc).__name__}")
+
+
+def _live_workers(settings, client) -> list[str]:
+    import redis
+
+    from agent import queues
+
+    try:
+        return queues.live_workers(client, settings.broker.namespace, settings.broker.heartbeat_timeout_ms)
+    except redis.RedisError as exc:
+        fail(f"cannot reach the broker's Redis ({type(exc).__name__}: {exc}); check broker.url in the config and "
+             "that Redis is running, or back up here with `ragflow-backup backup --local`")
+
+
+def _no_worker(settings) -> str:
+    seconds = settings.broker.heartbeat_timeout_ms // 1000
+    return (f"no worker is consuming the queue (no heartbeat in broker namespace {settings.broker.namespace!r} for "
+            f"{seconds}s): start one with `ragflow-backup --config CONFIG worker` (or `run`, agent and workers in "
+            "one process; in Docker the agent's compose service), or back up here with `ragflow-backup backup --local`")
+
+
+def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: int) -> None:
+    from actors.broker import broker
+    from actors.tasks import backup_component
+
+    client = _broker_client(settings)
+    workers = _live_workers(settings, client)  # before we send anything: sending heart-beats too
+    if not workers and wait:
+        fail(f"{_no_worker(settings)}; nothing was queued")
+    try:
+        with backup_run(storage):  # a local run in progress is taking the point this one would
+            point = storage.new_point(names)
+    except Busy as exc:
+        fail(f"{exc}: it is taking a point now; nothing was queued")
+    except OSError as exc:
+        _cannot_create(settings, exc)
+    for name in names:
+        backup_component.send(point.ref, name)
+    if not wait:
+        console.print(f"queued {', '.join(names)} into {point.ref}; follow with `ragflow-backup list`")
+        if not workers:
+            console.print(f"[yellow]warning:[/yellow] {_no_worker(settings)}; the point waits for one")
+        return
+    deadline = time.monotonic() + timeout
+    ours = broker.broker_id
+    warned = False
+    said: set[str] = set()
+    console.print(f"queued {', '.join(names)} into {point.ref}; {len(workers)} worker(s) heard from; waiting")
+    with _progress() as progress:
+        task = progress.add_task(f"waiting for the workers: {point.ref}", total=len(names))
+        while (manifest := point.manifest()).status == "running":
+            alive = [w for w in _live_workers(settings, client) if w != ours]
+            _say_finished(manifest, said)
+            done = ", ".join(f"{n} {r.status}" for n, r in manifest.components.items()) or "none yet"
+            progress.update(task, completed=len(manifest.components),
+                            description=f"{point.ref}: {len(alive)} worker(s) alive; done: {done}")
+            if not alive and not warned:
+                console.print(f"[yellow]warning:[/yellow] {_no_worker(settings)}; still waiting (up to {timeout}s)")
+            warned = not alive
+            if time.monotonic() > deadline:
+                fail(f"{point.ref} is still running after {timeout}s; is a worker running (`ragflow-backup worker`)?")
+            time.sleep(0.5)
+    manifest = point.manifest()
+    _say_finished(manifest, said)
+    _summary(point, manifest)
+    if manifest.status != "complete":
+        raise typer.Exit(1)
+
+
+def _say_finished(manifest: Manifest, said: set[str]) -> None:
+    """A line per component as it finishes, so that waiting shows progress even in a log (no terminal)."""
+    for name, record in manifest.components.items():
+        if name not in said:
+            said.add(name)
+            console.print(f"{name}: {record.status} in {record.seconds:.1f}s ({len(said)}/{len(manifest.requested)} "
+                          "done)", highlight=False)
+
+
 def backup(
     component: Annotated[Optional[list[str]], typer.Option("--component", "-C", help="Only this component (repeatable).")] = None,
     local: Annotated[bool, typer.Option("--local", help="Run here, without a worker.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Queue for the workers and wait for the result.")] = False,
     timeout: Annotated[int, typer.Option(help="Seconds --wait waits before giving up.")] = 6 * 3600,
 ) -> None:
-    """Take a backup point of every enabled component (or those named); exit 1 unless it is complete."""
+    """Take a backup point of every enabled component (or those named); exit 1 unless it is complete.
+
+    One backup run at a time per storage root: `--local` waits for a run in progress (saying so); a queued
+    run is refused while a local one is taking its point."""
     settings = state.settings()
     names = _components(settings, component)
     storage = Storage(settings.storage_root)
-    try:
-        point = storage.new_point(names)
-    except OSError as exc:
-        message = (f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's "
-                   "owner, mode, free space and that it is mounted read-write)")
-        _notify_failure(settings, message)
-        fail(message)
     if local:
-        with _progress() as progress:
-            task = progress.add_task(f"backing up into {point.ref}", total=len(names))
-            for name in names:
-                progress.update(task, description=f"{name} → {point.ref}")
-                run_component(settings, point, name)
-                progress.advance(task)
-        notify_outcome(settings, point)  # the workers notify for queued runs; here, we do
+        _backup_here(settings, storage, names)
     else:
-        from actors.tasks import backup_component
-
-        for name in names:
-            backup_component.send(point.ref, name)
-        if not wait:
-            console.print(f"queued {', '.join(names)} into {point.ref}; follow with `ragflow-backup list`")
-            return
-        deadline = time.monotonic() + timeout
-        with _progress() as progress:
-            task = progress.add_task(f"waiting for the workers: {point.ref}", total=len(names))
-            while (manifest := point.manifest()).status == "running":
-                progress.update(task, completed=len(manifest.components))
-                if time.monotonic() > deadline:
-                    fail(f"{point.ref} is still running after {timeout}s; is a worker running (`ragflow-backup worker`)?")
-                time.sleep(0.5)
-    manifest = point.manifest()
-    _summary(point, manifest)
-    if manifest.status != "complete":
-        raise typer.Exit(1)
+        _queue(settings, storage, names, wait, timeout)
 
 
 def verify(

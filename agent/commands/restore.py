@@ -112,6 +112,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
 
 def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Path | None) -> None:
     from agent.restore import RestoreFailed, execute
+    from agent.restore_report import in_words
 
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
@@ -134,20 +135,11 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         report = execute(settings, plan, identity)
     except (RestoreFailed, PermanentError) as exc:
         fail(str(exc))
-    table = Table(title=f"restore finished in {report['seconds']:.1f}s (safety point {report['safety'].ref if report['safety'] else '-'})")
-    table.add_column("component")
-    table.add_column("result", overflow="fold")
-    for name, result in report["results"].items():
-        table.add_row(name, _summary(result))
-    console.print(table)
+    safety = report["safety"].ref if report["safety"] else "-"
+    console.print(f"restore finished in {report['seconds']:.1f}s (safety point {safety}):")
+    for name, result in report["results"].items():  # one line each, never folded: numbers stay readable
+        console.print(f"  {name}: {in_words(name, result)}", soft_wrap=True, highlight=False, markup=False)
     console.print("undo with `ragflow-backup restore --rollback`")
-
-
-def _summary(result) -> str:
-    for attribute in ("summary", "describe"):
-        if callable(getattr(result, attribute, None)):
-            return str(getattr(result, attribute)())
-    return str(result)[:300]
 
 
 def drill(
