@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -38,10 +39,11 @@ from minio.error import S3Error
 
 from actors.minio_mirror import PLAIN_ETAG, in_scope, open_store
 from agent import clients
-from agent.atomic import digest_of
+from agent.atomic import digest_of_file
 from agent.component import PermanentError
 from agent.config import MinioSettings, Settings
 from agent.mirror_store import STAMP, MirrorStore, ObjectRef
+from agent.safe_paths import UnsafePath, opened, relative_parts
 
 PUT_WINDOW = 256  # puts submitted to the threads at a time
 
@@ -85,6 +87,7 @@ class RestorePlan:
     at: datetime
     endpoint: str  # the target MinIO
     buckets: list[BucketPlan] = field(default_factory=list)
+    mirror_root: Path | None = None  # every mirror file read must lie beneath it, with no symlink on the way
 
     @property
     def put(self) -> int:
@@ -171,8 +174,9 @@ def first_mirrored(store: MirrorStore, bucket: str) -> datetime | None:
     for path, valid_from, superseded_at in rows:
         superseded = _stamp(superseded_at)
         try:
-            downloaded = datetime.fromtimestamp((store.root / path).stat().st_mtime, timezone.utc)
-        except FileNotFoundError:
+            relative_parts(store.root, store.root / path, "mirror index path")  # an index row never leaves the mirror
+            downloaded = datetime.fromtimestamp(os.lstat(store.root / path).st_mtime, timezone.utc)
+        except (FileNotFoundError, UnsafePath):
             downloaded = superseded
         when = min(downloaded, superseded)
         if valid_from is not None:
@@ -310,7 +314,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             raise PermanentError(f"restoring {', '.join(clash)} under prefix {target_bucket_prefix!r} would write into "
                                  "buckets that are restored themselves; choose another prefix")
 
-    plan = RestorePlan(at=at, endpoint=target_settings.endpoint)
+    plan = RestorePlan(at=at, endpoint=target_settings.endpoint, mirror_root=store.root)
     for bucket in chosen:
         bp = BucketPlan(bucket=bucket, target=targets[bucket])
         now_keys = _listing(target, bp.target, scope, settings)
@@ -373,39 +377,50 @@ class _CheckedReader:
                                  "mirrored with: it is damaged; choose another time")
 
 
+def mirror_file(root: Path, ref: ObjectRef):
+    """The mirror file of `ref` opened for reading: the index's path (read from disk, untrusted) must
+    name a regular file beneath the mirror folder with no symlink on the way (UnsafePath otherwise)."""
+    return opened(root, relative_parts(root, ref.path, "mirror index path"), "mirror file")
+
+
 def _check_mirror_files(plan: RestorePlan) -> None:
     """Every file to upload is there with its size and MD5, before anything is written."""
     bad = []
     for bp in plan.buckets:
         for key in bp.put:
             ref, where = bp.state[key], f"s3://{bp.bucket}/{key}"
-            if not ref.path.is_file():
+            try:
+                with mirror_file(plan.mirror_root, ref) as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    if size != ref.size:
+                        bad.append(f"{where}: mirror file {ref.path} has {size} bytes, {ref.size} expected")
+                    elif ref.md5 and digest_of_file(handle, "md5", CHUNK) != ref.md5:
+                        bad.append(f"{where}: mirror file {ref.path} does not match its recorded MD5")
+            except FileNotFoundError:
                 bad.append(f"{where}: mirror file {ref.path} is missing")
-            elif ref.path.stat().st_size != ref.size:
-                bad.append(f"{where}: mirror file {ref.path} has {ref.path.stat().st_size} bytes, {ref.size} expected")
-            elif ref.md5 and digest_of(ref.path, "md5", CHUNK) != ref.md5:
-                bad.append(f"{where}: mirror file {ref.path} does not match its recorded MD5")
+            except UnsafePath as exc:
+                bad.append(f"{where}: the mirror index names {exc}")
     if bad:
         shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise PermanentError(f"nothing was restored: {len(bad)} mirror file(s) are damaged ({shown}); "
                              "choose another time or repair the mirror")
 
 
-def _put(client, bp: BucketPlan, key: str) -> int:
+def _put(client, bp: BucketPlan, key: str, root: Path) -> int:
     ref = bp.state[key]
-    with open(ref.path, "rb") as handle:
+    with mirror_file(root, ref) as handle:
         client.put_object(bp.target, key, _CheckedReader(handle, ref, f"s3://{bp.bucket}/{key}"), ref.size,
                           content_type=ref.content_type or "application/octet-stream",
                           metadata=dict(ref.metadata) or None, part_size=_part_size(ref.size))
     return ref.size
 
 
-def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult, workers: int) -> None:
+def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult, workers: int, root: Path) -> None:
     """Put `keys` back on a few threads (each put is a round trip: one after the other, the latency adds
     up), a window at a time; after a failure the puts under way finish, no new one starts, and it is raised."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(keys), PUT_WINDOW):
-            futures = [pool.submit(_put, client, bp, key) for key in keys[start:start + PUT_WINDOW]]
+            futures = [pool.submit(_put, client, bp, key, root) for key in keys[start:start + PUT_WINDOW]]
             failure = None
             for future in futures:
                 try:
@@ -473,7 +488,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
                 result.created_buckets.append(bp.target)
-            _put_all(client, bp, bp.put, result, settings.minio.reconcile_workers)
+            _put_all(client, bp, bp.put, result, settings.minio.reconcile_workers, plan.mirror_root)
             for key in bp.remove:
                 client.remove_object(bp.target, key)
                 result.removed += 1
