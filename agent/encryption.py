@@ -15,14 +15,14 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from agent.atomic import FILE_MODE, digest_of_file, fsync_dir, sha256_of, sweep_stale, temp_path
 from agent.component import PermanentError
 from agent.config import Settings
-from agent.manifest import MANIFEST as MANIFEST_NAME, Artifact, EncryptedFile, Manifest, write_manifest
+from agent.manifest import MANIFEST as MANIFEST_NAME, Artifact, ComponentRecord, EncryptedFile, write_manifest
 from agent.points import Point, Storage
 from agent.safe_paths import UnsafePath, entry_problem, plain_name, private_folder
 
@@ -93,12 +93,13 @@ def is_encrypted(point: Point) -> bool:
     return any(a.encrypted for record in point.manifest().components.values() for a in record.artifacts)
 
 
-def check_files(point: Point, manifest: Manifest | None = None) -> list[str]:
-    """Every file the manifest names (artifacts, `.age` copies) as a plain name of a regular file in the
-    point folder: a path, symlink, FIFO or device there is a problem, named; nothing is followed."""
-    manifest = manifest or point.manifest()
+def check_files(point: Point, records: Iterable[ComponentRecord] | None = None) -> list[str]:
+    """Every file the records (default: the manifest's) name (artifacts, `.age` copies) as a plain name
+    of a regular file in the point folder: a path, symlink, FIFO or device there is a problem, named;
+    nothing is followed."""
+    records = point.manifest().components.values() if records is None else records
     problems, seen = [], set()
-    for record in manifest.components.values():
+    for record in records:
         for artifact in record.artifacts:
             name = artifact.encrypted.name if artifact.encrypted else artifact.name
             try:
@@ -121,7 +122,7 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
     decrypted (and checked against the plaintext SHA-256), removed afterwards. Either way every file
     the manifest names must be a plain name of a regular file in the point (see check_files)."""
     manifest = point.manifest()
-    problems = check_files(point, manifest)
+    problems = check_files(point, manifest.components.values())
     if problems:
         raise UnsafePath(point.folder, "is not used: " + "; ".join(problems[:5]))
     if not any(a.encrypted for record in manifest.components.values() for a in record.artifacts):
@@ -170,6 +171,7 @@ def check_ciphertext(point: Point, artifact: Artifact) -> list[str]:
     cipher = artifact.encrypted
     assert cipher is not None
     try:
+        plain_name(artifact.name, "artifact name", point.folder / MANIFEST_NAME)  # decrypted under it later
         with point.open(cipher.name, "encrypted artifact") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size != cipher.bytes:

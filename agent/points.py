@@ -215,9 +215,14 @@ class Point:
             logger.setLevel(logging.INFO)
         return logger
 
+    def records_folder(self) -> Path:
+        """`.records/` of this point, refused (UnsafePath) when it is a symlink: nothing written through it."""
+        base, parts = self.anchor(RECORDS)
+        return private_folder(base, parts)
+
     def save_record(self, record: ComponentRecord) -> Manifest:
         """Keep one component's outcome and rebuild the manifest; finish the point when all are in."""
-        write_bytes_atomic(self.folder / RECORDS / f"{record.component}.json",
+        write_bytes_atomic(self.records_folder() / f"{record.component}.json",
                            record.model_dump_json(indent=2).encode())
         with locks.exclusive(self.folder / FINALIZE_LOCK, f"finalizing {self.ref}", wait=True):
             manifest = self.manifest()

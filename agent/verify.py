@@ -51,10 +51,9 @@ def verify_point(settings: Settings, point: Point, identity: Path | None = None)
     if encrypted and identity is None:
         return _verify(settings, point, lambda name, record: verify_artifacts(point, record))
     original = point.manifest()
-    unsafe = check_files(point, original)
-    if unsafe:  # never decrypted nor read: reported per component by the checks of its artifacts
-        return _verify(settings, point, lambda name, record: verify_artifacts(point, record) or [
-            problem for problem in unsafe if any(repr(a.name) in problem for a in record.artifacts)])
+    if check_files(point, original.components.values()):  # never decrypted nor read: reported per component
+        return _verify(settings, point, lambda name, record: verify_artifacts(point, record) or check_files(
+            point, [record]))
     with decrypted(settings, point, identity) as plain:
         ciphertexts = (lambda name: verify_artifacts(point, original.components[name])) if plain is not point else (
             lambda name: [])
