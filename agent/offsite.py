@@ -28,7 +28,7 @@ from typing import Any
 from agent import locks
 from agent.atomic import private_dir, sweep_stale
 from agent.manifest import MANIFEST
-from agent.safe_paths import UnsafePath, opened, private_folder, relative_parts
+from agent.safe_paths import UnsafePath, entry_problem, opened, private_folder, relative_parts
 from agent.config import Settings
 from agent.points import Point
 from agent.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
@@ -138,7 +138,7 @@ def copy_mirror(settings: Settings) -> list[str]:
 def mirror_snapshot(settings: Settings, root: Path) -> Iterator[Path]:
     """A frozen view of the mirror: its files hard-linked (zero bytes) and its index copied, both while
     the index's write lock is held, so the copy never names a file that moved on meanwhile."""
-    staging = private_dir(settings.storage_root / "offsite" / "staging")
+    staging = private_folder(settings.storage_root, ("offsite", "staging"))
     frozen = staging / "minio_mirror"
     shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
     private_dir(frozen)
@@ -173,8 +173,8 @@ def _link_tree(source: Path, target: Path) -> None:
             continue
         private_dir(target / rel)
         for name in files:
-            if name.startswith(".index.sqlite"):
-                continue
+            if name.startswith(".index.sqlite") or entry_problem(here / name, want_dir=False):
+                continue  # a symlink, FIFO or device planted in the mirror is never followed offsite
             try:
                 os.link(here / name, target / rel / name)
             except OSError:

@@ -371,3 +371,33 @@ def test_a_symlinked_records_folder_is_never_written_through(config_point, outsi
         run_component(settings, running, "config")
     assert state_of(outside) == before
     assert running.manifest().status != "complete"
+
+
+@pytest.mark.fault("hostile storage: a point in the offsite repository with an artifact that is a symlink (and a "
+                   "symlinked folder) leading outside",
+                   "restore --from offsite refuses the fetched point naming the link; the folder outside keeps its "
+                   "mode and files (fetching chmods nothing through a link); the staging folder is removed")
+def test_an_offsite_point_with_planted_symlinks_is_refused_and_chmods_nothing_outside(tmp_path, config_point, outside):
+    config, point = config_point
+    password = tmp_path / "offsite.pass"
+    password.write_text("correct horse battery staple\n")
+    password.chmod(0o600)
+    settings = yaml.safe_load(config.read_text())
+    settings["offsite"] = {"enabled": True, "repository": str(tmp_path / "usb" / "ragflow"),
+                           "password_file": str(password)}
+    write_config(config, settings)
+    secret = outside / "secret"
+    (point.folder / ARTIFACT).unlink()
+    os.symlink(secret, point.folder / ARTIFACT)
+    os.symlink(outside, point.folder / "more")
+    edit_manifest(point.folder, lambda m: artifact_of(m).update(
+        bytes=secret.stat().st_size, sha256=hashlib.sha256(secret.read_bytes()).hexdigest()))
+    copied = cli(config, "offsite", "copy", "--no-mirror")
+    assert copied.returncode == 0, said(copied)
+    before = state_of(outside)
+
+    restored = cli(config, "restore", "--from", "offsite", "--point", point.ref, "--dry-run")
+    assert restored.returncode == 1 and "Traceback" not in said(restored)
+    assert f"{ARTIFACT}: is a symbolic link" in said(restored)
+    assert state_of(outside) == before
+    assert not list((point.storage.root / "offsite").glob("restore-*"))
