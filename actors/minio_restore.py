@@ -43,7 +43,7 @@ from agent.atomic import digest_of_file
 from agent.component import PermanentError
 from agent.config import MinioSettings, Settings
 from agent.mirror_store import STAMP, MirrorStore, ObjectRef
-from agent.safe_paths import UnsafePath, opened, relative_parts
+from agent.safe_paths import UnsafePath, open_dir, opened, relative_parts
 
 PUT_WINDOW = 256  # puts submitted to the threads at a time
 
@@ -260,6 +260,20 @@ def _matches(ref: ObjectRef, etag: str, size: int) -> bool:
     return ref.path.is_file() and etag == _upload_etag(ref.path, size)
 
 
+def _refuse_a_linked_mirror(settings: Settings) -> None:
+    """A mirror folder inside the storage root reached through a symlink (a planted `minio_mirror` link
+    to another tree) is refused: its index could name any file there. One configured elsewhere is trusted."""
+    root = settings.storage_root / settings.minio.mirror_dir
+    try:
+        parts = relative_parts(settings.storage_root, root, "mirror folder")
+    except UnsafePath:
+        return  # outside the storage root: the config's own choice
+    try:
+        os.close(open_dir(settings.storage_root, parts))
+    except FileNotFoundError:
+        return  # no mirror yet: the plan says so
+
+
 def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = None, store: MirrorStore | None = None,
                  *, target_endpoint_settings: MinioSettings | None = None, target_bucket_prefix: str = "",
                  key_prefix: str = "") -> RestorePlan:
@@ -279,7 +293,9 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             f"{at.isoformat()} is outside the mirror's retention window: superseded objects are kept "
             f"minio.version_retention_days={settings.minio.version_retention_days} days, so the oldest restorable "
             f"time is {oldest.isoformat()}; choose a later time (or restore from an older copy of the mirror)")
-    store = store or open_store(settings)
+    if store is None:
+        _refuse_a_linked_mirror(settings)
+        store = open_store(settings)
     source = clients.minio_client(settings.minio)
     target_settings = target_endpoint_settings or settings.minio
     target = clients.minio_client(target_settings) if target_endpoint_settings else source

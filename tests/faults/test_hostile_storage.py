@@ -121,7 +121,7 @@ def test_an_artifact_named_by_a_path_outside_the_point_is_never_read(config_poin
 
 
 @pytest.mark.fault("hostile storage: a mirror index row's path names a file outside the mirror (absolute, '../', "
-                   "or through a symlink planted in the mirror)",
+                   "or through a symlink planted in the mirror), or the mirror folder itself is a symlink",
                    "restore -C minio refuses before the first write ('nothing was restored'), naming the object and "
                    "the index path; the outside file's bytes never reach the bucket")
 def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, private_minio, outside):
@@ -157,6 +157,12 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
     assert "s3://kb-hostile/a.txt" in said(restored) and "is not beneath" in said(restored)
     assert "s3://kb-hostile/b.txt" in said(restored) and "'..' is not a file name" in said(restored)
     assert "s3://kb-hostile/c.txt" in said(restored) and "is a symbolic link" in said(restored)
+    assert list(client.list_objects("kb-hostile", recursive=True)) == []
+
+    os.rename(mirror, root / "mirror.real")  # the whole mirror folder swapped for a link to another tree
+    os.symlink(root / "mirror.real", mirror)
+    linked = cli(config, "restore", "-C", "minio", "--yes")
+    assert linked.returncode == 1 and f"{mirror}: is a symbolic link" in said(linked), said(linked)
     assert list(client.list_objects("kb-hostile", recursive=True)) == []
 
 
