@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import uuid
-from stat import S_ISREG
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Literal
 
 from agent import locks
@@ -98,13 +98,11 @@ class Storage:
         try:
             with opened(*point.anchor(MANIFEST), "manifest"):
                 pass
-        except FileNotFoundError:
-            raise LookupError(f"no backup point '{ref}' under {self.root} (see `ragflow-backup list`)") from None
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             raise LookupError(f"no backup point '{ref}' under {self.root} (see `ragflow-backup list`)") from None
         except UnsafePath:
             raise
-        except OSError as exc:
+        except OSError as exc:  # e.g. a path longer than any can be: said, never a traceback
             raise LookupError(f"backup point '{ref[:120]}' cannot be opened: {exc.strerror}") from None
         return point
 

@@ -5,7 +5,7 @@ manifest naming `../../etc/x`, a symlink in place of a tier folder, a point or a
 where a dump should be. Every name read from disk (point names, manifest artifact names, `.age`
 names, mirror index paths, archive members, offsite snapshot paths) goes through `plain_name` /
 `plain_parts`, and every file beneath a trusted folder is opened from that folder's descriptor one
-component at a time with O_NOFOLLOW (`open_beneath`, `opened`), so a symlink anywhere below the
+component at a time with O_NOFOLLOW (`open_dir`, `opened`, `private_folder`), so a symlink anywhere below the
 trusted folder is refused, never followed. The trusted folder itself (the storage root from the
 config, which may be a symlink, e.g. a QNAP share) is followed.
 """
@@ -57,7 +57,7 @@ def plain_name(name: object, what: str = "name", where: object = None) -> str:
     elif len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
         problem = f"the {what} {_short(name)!r} is {len(name)} characters long, longer than any file name can be"
     if problem:
-        raise UnsafePath(where if where is not None else _short(str(name)), problem)
+        raise UnsafePath(_short(str(where), 200) if where is not None else _short(str(name)), problem)
     return name  # type: ignore[return-value]
 
 
@@ -152,14 +152,6 @@ def read_bounded(base: Path, parts: Sequence[str], limit: int, what: str = "file
     if len(data) > limit:
         raise UnsafePath(base.joinpath(*parts), f"grew past {limit >> 20} MiB while it was read; it is not used")
     return data
-
-
-def check_beneath(base: Path, parts: Sequence[str], what: str = "file") -> Path:
-    """base/parts... after checking (lstat, no following) that every part is a plain name, every folder
-    a real folder and the last a regular file; for paths handed to code that opens by name."""
-    with opened(base, parts, what):
-        pass
-    return base.joinpath(*parts)
 
 
 def entry_problem(path: Path, want_dir: bool) -> str | None:
