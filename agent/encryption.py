@@ -144,7 +144,7 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
         for entry in sorted(point.folder.iterdir()):
             if entry.name.endswith(SUFFIX) or entry.name.startswith(".") or entry_problem(entry, want_dir=False):
                 continue  # symlinks, FIFOs and folders are never copied
-            with point.open(entry.name, "file") as source, open(copy / entry.name, "xb") as target:
+            with point.open(entry.name, "file") as source, open(copy / entry.name, "xb", opener=_private) as target:
                 shutil.copyfileobj(source, target)
         for record in manifest.components.values():
             for artifact in record.artifacts:
@@ -164,6 +164,10 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
         yield Point(Storage(settings.storage_root), copy)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)  # a decrypted copy's files are 0600 like the point's
 
 
 def check_ciphertext(point: Point, artifact: Artifact) -> list[str]:
