@@ -29,11 +29,11 @@ import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from minio.error import S3Error
 
@@ -234,20 +234,20 @@ def _part_size(size: int) -> int:
     return max(PART_SIZE, (size // 10_000 // (1 << 20) + 1) << 20)
 
 
-def _upload_etag(path: Path, size: int) -> str | None:
+def _upload_etag(path: Path | BinaryIO, size: int) -> str | None:
     """The ETag our put_object gives these bytes when it uploads them in parts (the MD5 of the parts'
     MD5s, '-' their count); None when it uploads them in one piece (the ETag is then their MD5)."""
     part = _part_size(size)
     if size <= part:
         return None
     digests = []
-    with open(path, "rb") as handle:
+    with open(path, "rb") if isinstance(path, Path) else nullcontext(path) as handle:
         while block := handle.read(part):
             digests.append(hashlib.md5(block).digest())
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
 
 
-def _matches(ref: ObjectRef, etag: str, size: int) -> bool:
+def _matches(ref: ObjectRef, etag: str, size: int, root: Path) -> bool:
     """The object holds the bytes of `ref`: the same ETag, or the ETag our own upload of them gets (a plain
     one is their MD5; in parts, see _upload_etag). Sizes must agree in any case."""
     if size != ref.size:
@@ -257,7 +257,11 @@ def _matches(ref: ObjectRef, etag: str, size: int) -> bool:
     md5 = ref.md5 or (ref.etag if PLAIN_ETAG.match(ref.etag) else None)
     if PLAIN_ETAG.match(etag or ""):
         return etag == md5
-    return ref.path.is_file() and etag == _upload_etag(ref.path, size)
+    try:
+        with mirror_file(root, ref) as handle:
+            return etag == _upload_etag(handle, size)
+    except (FileNotFoundError, UnsafePath):  # missing or planted: it never matches (and is refused at upload)
+        return False
 
 
 def _refuse_a_linked_mirror(settings: Settings) -> None:
@@ -355,7 +359,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             bp.create, now_keys = True, {}
         for key, ref in sorted(bp.state.items()):
             current = now_keys.get(key)
-            if current is not None and _matches(ref, *current):
+            if current is not None and _matches(ref, *current, store.root):
                 bp.unchanged += 1
             else:
                 bp.put.append(key)
@@ -448,7 +452,7 @@ def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult
                 raise failure
 
 
-def _compare(client, bp: BucketPlan, scope: str, settings: Settings) -> tuple[int, list[str]]:
+def _compare(client, bp: BucketPlan, scope: str, settings: Settings, root: Path) -> tuple[int, list[str]]:
     """List the target again: exactly the keys of `at`, with their sizes and (where MD5-based) ETags."""
     found = _listing(client, bp.target, scope, settings)
     if found is None:
@@ -462,7 +466,7 @@ def _compare(client, bp: BucketPlan, scope: str, settings: Settings) -> tuple[in
         etag, size = found[key]
         if size != ref.size:
             problems.append(f"{where} has {size} bytes, {ref.size} expected")
-        elif not _matches(ref, etag, size):
+        elif not _matches(ref, etag, size, root):
             problems.append(f"{where}: its ETag {etag} does not match the bytes it had at the restore time")
     extra = sorted(set(found) - set(bp.state))
     if extra:
@@ -516,7 +520,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             "to complete it (it only does what is still missing)", result) from exc
     scope = key_prefix or _scope_prefix(settings)
     for bp in plan.buckets:
-        result.found[bp.target], problems = _compare(client, bp, scope, settings)
+        result.found[bp.target], problems = _compare(client, bp, scope, settings, plan.mirror_root)
         result.problems += problems
     result.seconds = time.monotonic() - started
     log.info("minio restore to %s: %d put, %d removed, %d bucket(s) created in %.1fs; %s", plan.at.isoformat(),
