@@ -407,3 +407,22 @@ def test_an_offsite_point_with_planted_symlinks_is_refused_and_chmods_nothing_ou
     assert f"{ARTIFACT}: is a symbolic link" in said(restored)
     assert state_of(outside) == before
     assert not list((point.storage.root / "offsite").glob("restore-*"))
+
+
+@pytest.mark.fault("the storage root itself is a symlink (as QNAP shares are)",
+                   "it is followed (it comes from the config): backup, list, verify and prune work through it and "
+                   "nothing is reported unsafe")
+def test_a_storage_root_that_is_a_symlink_is_followed(tmp_path):
+    real = tmp_path / "share" / "backups"
+    real.mkdir(parents=True)
+    os.symlink(real, tmp_path / "backups")
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(ragflow_dir(tmp_path)),
+        "minio": {"enabled": False}, "mysql": {"enabled": False}, "search": {"enabled": False}})
+    backed_up = cli(config, "backup", "--local", "-C", "config")
+    assert backed_up.returncode == 0, said(backed_up)
+    [point] = Storage(real).points("daily")
+    for args in (("list",), ("verify", point.ref), ("verify", str(tmp_path / "backups" / point.ref)), ("prune",)):
+        done = cli(config, *args)
+        assert done.returncode == 0 and "unsafe" not in said(done), said(done)
+    assert (real / "daily" / point.name / "manifest.json").is_file()
