@@ -172,7 +172,7 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
 @pytest.mark.fault("hostile storage: the daily (and logs) tier folder replaced by a symlink to a folder elsewhere",
                    "backup refuses ('cannot create a point under ROOT: ROOT/daily: is a symbolic link'), exits 1 and "
                    "writes nothing through it (the target's files and mode are unchanged); list shows the link as "
-                   "unsafe; with the real folder back, the next backup completes")
+                   "unsafe; the agent refuses to start naming it; with the real folder back, the next backup completes")
 def test_a_symlinked_tier_folder_is_refused_by_backup_and_nothing_is_written_through_it(config_point, outside):
     config, point = config_point
     root = point.storage.root
@@ -189,6 +189,10 @@ def test_a_symlinked_tier_folder_is_refused_by_backup_and_nothing_is_written_thr
     assert state_of(outside) == before
     listed = cli(config, "list")
     assert listed.returncode == 0 and "unsafe" in said(listed) and "is a symbolic link" in said(listed)
+    started = cli(config, "agent", timeout=120)
+    assert started.returncode == 1 and "cannot start on the storage root" in said(started)
+    assert "is a symbolic link" in said(started) and "Traceback" not in said(started)
+    assert state_of(outside) == before
 
     for name in ("daily", "logs"):
         os.unlink(root / name)
