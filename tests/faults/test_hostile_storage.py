@@ -301,7 +301,7 @@ def test_a_fifo_or_device_in_place_of_an_artifact_is_refused_without_reading_it(
 
 
 @pytest.mark.fault("hostile storage: an artifact replaced by a hard link to a file elsewhere on the same file system",
-                   "verify reports its SHA-256 differs (exit 1); prune deletes the point and the file elsewhere "
+                   "verify reports its size or SHA-256 differs (exit 1); prune deletes the point and the file elsewhere "
                    "keeps its bytes and mode (only the link goes)")
 def test_a_hard_linked_artifact_is_found_changed_and_pruning_it_leaves_the_other_file_whole(config_point, outside):
     config, point = config_point
