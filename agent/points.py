@@ -22,7 +22,7 @@ from stat import S_ISREG
 from typing import Literal
 
 from agent import locks
-from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
+from agent.atomic import TEMP_MARK, append_line, write_bytes_atomic
 from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, write_manifest
 from agent.safe_paths import (MANIFEST_MAX, UnsafePath, entry_problem, opened, plain_name, private_folder,
                               read_bounded)

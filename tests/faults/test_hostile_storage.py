@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from agent.points import Storage
-from tests.faults.harness import cli, fingerprint, write_config
+from tests.faults.harness import cli, write_config
 from tests.faults.test_concurrency import ragflow_dir
 
 ARTIFACT = "config_backup.tar.gz"
