@@ -24,24 +24,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from minio.error import S3Error
 
 from actors.minio_mirror import PLAIN_ETAG, in_scope, open_store
 from agent import clients
-from agent.atomic import digest_of
+from agent.atomic import digest_of_file
 from agent.component import PermanentError
 from agent.config import MinioSettings, Settings
 from agent.mirror_store import STAMP, MirrorStore, ObjectRef
+from agent.safe_paths import UnsafePath, open_dir, opened, relative_parts
 
 PUT_WINDOW = 256  # puts submitted to the threads at a time
 
@@ -85,6 +87,7 @@ class RestorePlan:
     at: datetime
     endpoint: str  # the target MinIO
     buckets: list[BucketPlan] = field(default_factory=list)
+    mirror_root: Path | None = None  # every mirror file read must lie beneath it, with no symlink on the way
 
     @property
     def put(self) -> int:
@@ -171,8 +174,9 @@ def first_mirrored(store: MirrorStore, bucket: str) -> datetime | None:
     for path, valid_from, superseded_at in rows:
         superseded = _stamp(superseded_at)
         try:
-            downloaded = datetime.fromtimestamp((store.root / path).stat().st_mtime, timezone.utc)
-        except FileNotFoundError:
+            relative_parts(store.root, store.root / path, "mirror index path")  # an index row never leaves the mirror
+            downloaded = datetime.fromtimestamp(os.lstat(store.root / path).st_mtime, timezone.utc)
+        except (FileNotFoundError, UnsafePath):
             downloaded = superseded
         when = min(downloaded, superseded)
         if valid_from is not None:
@@ -230,20 +234,20 @@ def _part_size(size: int) -> int:
     return max(PART_SIZE, (size // 10_000 // (1 << 20) + 1) << 20)
 
 
-def _upload_etag(path: Path, size: int) -> str | None:
+def _upload_etag(path: Path | BinaryIO, size: int) -> str | None:
     """The ETag our put_object gives these bytes when it uploads them in parts (the MD5 of the parts'
     MD5s, '-' their count); None when it uploads them in one piece (the ETag is then their MD5)."""
     part = _part_size(size)
     if size <= part:
         return None
     digests = []
-    with open(path, "rb") as handle:
+    with open(path, "rb") if isinstance(path, Path) else nullcontext(path) as handle:
         while block := handle.read(part):
             digests.append(hashlib.md5(block).digest())
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
 
 
-def _matches(ref: ObjectRef, etag: str, size: int) -> bool:
+def _matches(ref: ObjectRef, etag: str, size: int, root: Path) -> bool:
     """The object holds the bytes of `ref`: the same ETag, or the ETag our own upload of them gets (a plain
     one is their MD5; in parts, see _upload_etag). Sizes must agree in any case."""
     if size != ref.size:
@@ -253,7 +257,25 @@ def _matches(ref: ObjectRef, etag: str, size: int) -> bool:
     md5 = ref.md5 or (ref.etag if PLAIN_ETAG.match(ref.etag) else None)
     if PLAIN_ETAG.match(etag or ""):
         return etag == md5
-    return ref.path.is_file() and etag == _upload_etag(ref.path, size)
+    try:
+        with mirror_file(root, ref) as handle:
+            return etag == _upload_etag(handle, size)
+    except (FileNotFoundError, UnsafePath):  # missing or planted: it never matches (and is refused at upload)
+        return False
+
+
+def _refuse_a_linked_mirror(settings: Settings) -> None:
+    """A mirror folder inside the storage root reached through a symlink (a planted `minio_mirror` link
+    to another tree) is refused: its index could name any file there. One configured elsewhere is trusted."""
+    root = settings.storage_root / settings.minio.mirror_dir
+    try:
+        parts = relative_parts(settings.storage_root, root, "mirror folder")
+    except UnsafePath:
+        return  # outside the storage root: the config's own choice
+    try:
+        os.close(open_dir(settings.storage_root, parts))
+    except FileNotFoundError:
+        return  # no mirror yet: the plan says so
 
 
 def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = None, store: MirrorStore | None = None,
@@ -275,7 +297,9 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             f"{at.isoformat()} is outside the mirror's retention window: superseded objects are kept "
             f"minio.version_retention_days={settings.minio.version_retention_days} days, so the oldest restorable "
             f"time is {oldest.isoformat()}; choose a later time (or restore from an older copy of the mirror)")
-    store = store or open_store(settings)
+    if store is None:
+        _refuse_a_linked_mirror(settings)
+        store = open_store(settings)
     source = clients.minio_client(settings.minio)
     target_settings = target_endpoint_settings or settings.minio
     target = clients.minio_client(target_settings) if target_endpoint_settings else source
@@ -310,7 +334,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             raise PermanentError(f"restoring {', '.join(clash)} under prefix {target_bucket_prefix!r} would write into "
                                  "buckets that are restored themselves; choose another prefix")
 
-    plan = RestorePlan(at=at, endpoint=target_settings.endpoint)
+    plan = RestorePlan(at=at, endpoint=target_settings.endpoint, mirror_root=store.root)
     for bucket in chosen:
         bp = BucketPlan(bucket=bucket, target=targets[bucket])
         now_keys = _listing(target, bp.target, scope, settings)
@@ -335,7 +359,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             bp.create, now_keys = True, {}
         for key, ref in sorted(bp.state.items()):
             current = now_keys.get(key)
-            if current is not None and _matches(ref, *current):
+            if current is not None and _matches(ref, *current, store.root):
                 bp.unchanged += 1
             else:
                 bp.put.append(key)
@@ -373,39 +397,50 @@ class _CheckedReader:
                                  "mirrored with: it is damaged; choose another time")
 
 
+def mirror_file(root: Path, ref: ObjectRef):
+    """The mirror file of `ref` opened for reading: the index's path (read from disk, untrusted) must
+    name a regular file beneath the mirror folder with no symlink on the way (UnsafePath otherwise)."""
+    return opened(root, relative_parts(root, ref.path, "mirror index path"), "mirror file")
+
+
 def _check_mirror_files(plan: RestorePlan) -> None:
     """Every file to upload is there with its size and MD5, before anything is written."""
     bad = []
     for bp in plan.buckets:
         for key in bp.put:
             ref, where = bp.state[key], f"s3://{bp.bucket}/{key}"
-            if not ref.path.is_file():
+            try:
+                with mirror_file(plan.mirror_root, ref) as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    if size != ref.size:
+                        bad.append(f"{where}: mirror file {ref.path} has {size} bytes, {ref.size} expected")
+                    elif ref.md5 and digest_of_file(handle, "md5", CHUNK) != ref.md5:
+                        bad.append(f"{where}: mirror file {ref.path} does not match its recorded MD5")
+            except FileNotFoundError:
                 bad.append(f"{where}: mirror file {ref.path} is missing")
-            elif ref.path.stat().st_size != ref.size:
-                bad.append(f"{where}: mirror file {ref.path} has {ref.path.stat().st_size} bytes, {ref.size} expected")
-            elif ref.md5 and digest_of(ref.path, "md5", CHUNK) != ref.md5:
-                bad.append(f"{where}: mirror file {ref.path} does not match its recorded MD5")
+            except UnsafePath as exc:
+                bad.append(f"{where}: the mirror index names {exc}")
     if bad:
         shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise PermanentError(f"nothing was restored: {len(bad)} mirror file(s) are damaged ({shown}); "
                              "choose another time or repair the mirror")
 
 
-def _put(client, bp: BucketPlan, key: str) -> int:
+def _put(client, bp: BucketPlan, key: str, root: Path) -> int:
     ref = bp.state[key]
-    with open(ref.path, "rb") as handle:
+    with mirror_file(root, ref) as handle:
         client.put_object(bp.target, key, _CheckedReader(handle, ref, f"s3://{bp.bucket}/{key}"), ref.size,
                           content_type=ref.content_type or "application/octet-stream",
                           metadata=dict(ref.metadata) or None, part_size=_part_size(ref.size))
     return ref.size
 
 
-def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult, workers: int) -> None:
+def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult, workers: int, root: Path) -> None:
     """Put `keys` back on a few threads (each put is a round trip: one after the other, the latency adds
     up), a window at a time; after a failure the puts under way finish, no new one starts, and it is raised."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for start in range(0, len(keys), PUT_WINDOW):
-            futures = [pool.submit(_put, client, bp, key) for key in keys[start:start + PUT_WINDOW]]
+            futures = [pool.submit(_put, client, bp, key, root) for key in keys[start:start + PUT_WINDOW]]
             failure = None
             for future in futures:
                 try:
@@ -417,7 +452,7 @@ def _put_all(client, bp: BucketPlan, keys: list[str], result: MinioRestoreResult
                 raise failure
 
 
-def _compare(client, bp: BucketPlan, scope: str, settings: Settings) -> tuple[int, list[str]]:
+def _compare(client, bp: BucketPlan, scope: str, settings: Settings, root: Path) -> tuple[int, list[str]]:
     """List the target again: exactly the keys of `at`, with their sizes and (where MD5-based) ETags."""
     found = _listing(client, bp.target, scope, settings)
     if found is None:
@@ -431,7 +466,7 @@ def _compare(client, bp: BucketPlan, scope: str, settings: Settings) -> tuple[in
         etag, size = found[key]
         if size != ref.size:
             problems.append(f"{where} has {size} bytes, {ref.size} expected")
-        elif not _matches(ref, etag, size):
+        elif not _matches(ref, etag, size, root):
             problems.append(f"{where}: its ETag {etag} does not match the bytes it had at the restore time")
     extra = sorted(set(found) - set(bp.state))
     if extra:
@@ -473,7 +508,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
                 result.created_buckets.append(bp.target)
-            _put_all(client, bp, bp.put, result, settings.minio.reconcile_workers)
+            _put_all(client, bp, bp.put, result, settings.minio.reconcile_workers, plan.mirror_root)
             for key in bp.remove:
                 client.remove_object(bp.target, key)
                 result.removed += 1
@@ -485,7 +520,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             "to complete it (it only does what is still missing)", result) from exc
     scope = key_prefix or _scope_prefix(settings)
     for bp in plan.buckets:
-        result.found[bp.target], problems = _compare(client, bp, scope, settings)
+        result.found[bp.target], problems = _compare(client, bp, scope, settings, plan.mirror_root)
         result.problems += problems
     result.seconds = time.monotonic() - started
     log.info("minio restore to %s: %d put, %d removed, %d bucket(s) created in %.1fs; %s", plan.at.isoformat(),

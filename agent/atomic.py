@@ -101,10 +101,15 @@ def write_bytes_atomic(final: Path, data: bytes) -> Written:
 
 def digest_of(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
     """The hex digest of a file, read in chunks (SHA-256 for manifests, MD5 for S3 ETags)."""
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+        return digest_of_file(handle, algorithm, chunk)
+
+
+def digest_of_file(handle: BinaryIO, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of an open file from where it stands to its end."""
+    digest = hashlib.new(algorithm)
+    while block := handle.read(chunk):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -11,6 +11,7 @@ import gzip
 import io
 import tarfile
 from collections.abc import Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,6 @@ class BoundedReads(io.RawIOBase):
 
 
 @contextmanager
-def open_tar_gz(path: Path, limit: int = MAX_HEADER) -> Iterator[tarfile.TarFile]:
+def open_tar_gz(path: Path | BinaryIO, limit: int = MAX_HEADER) -> Iterator[tarfile.TarFile]:
     with gzip.open(path, "rb") as unpacked, tarfile.open(fileobj=BoundedReads(unpacked, limit), mode="r:") as archive:
         yield archive

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from agent.atomic import sha256_of
+from agent.atomic import digest_of_file
 from agent.bounded_tar import open_tar_gz
-from agent.manifest import ComponentRecord
+from agent.manifest import Artifact, ComponentRecord
 from agent.points import Point
+from agent.safe_paths import UnsafePath
 
 
 class CorruptArtifact(Exception):
@@ -25,23 +29,42 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DECODE_ERRORS = (OSError, EOFError, zlib.error, zstandard.ZstdError)
 
 
-def open_compressed(path: Path) -> BinaryIO:
-    """The plain bytes of a gzip or zstd file (told apart by their magic), or of an uncompressed one."""
-    with open(path, "rb") as probe:
+def open_compressed(path: Path | BinaryIO) -> BinaryIO:
+    """The plain bytes of a gzip or zstd file (told apart by their magic), or of an uncompressed one;
+    `path` may be a file already open (read from its start)."""
+    with _source(path) as probe:
         magic = probe.read(4)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(_rewound(path), "rb")  # type: ignore[return-value]
     if magic == ZSTD_MAGIC:
         return io.BufferedReader(_ZstdFile(path), 1 << 20)  # type: ignore[return-value]
-    return open(path, "rb")
+    return open(path, "rb") if isinstance(path, (str, Path)) else _rewound(path)
+
+
+def _rewound(path: Path | BinaryIO) -> Path | BinaryIO:
+    if not isinstance(path, (str, Path)):
+        path.seek(0)
+    return path
+
+
+@contextmanager
+def _source(path: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """A path opened (and closed afterwards), or an open file rewound (and left open)."""
+    if isinstance(path, (str, Path)):
+        with open(path, "rb") as handle:
+            yield handle
+    else:
+        path.seek(0)
+        yield path
 
 
 class _ZstdFile(io.RawIOBase):
     """The plain bytes of a zstd file, frame after frame; raises ZstdError if it ends inside a frame
     (zstandard's own stream reader returns a cut-short file's bytes without a word)."""
 
-    def __init__(self, path: Path):
-        self.file, self.buffer, self.ended = open(path, "rb"), b"", False
+    def __init__(self, path: Path | BinaryIO):
+        self.owned = isinstance(path, (str, Path))  # a file handed in is its owner's to close
+        self.file, self.buffer, self.ended = open(path, "rb") if self.owned else _rewound(path), b"", False
         self.context = zstandard.ZstdDecompressor()
         self.frame = self.context.decompressobj()
 
@@ -69,41 +92,47 @@ class _ZstdFile(io.RawIOBase):
         return size
 
     def close(self) -> None:
-        self.file.close()
+        if self.owned:
+            self.file.close()
         super().close()
 
 
-def check_zstd(path: Path, chunk: int = 1 << 20) -> int:
+def check_zstd(path: Path | BinaryIO, chunk: int = 1 << 20) -> int:
     """Read the whole zstd stream (each frame's checksum is checked at its end); return the plain size."""
     total = 0
     try:
-        with open(path, "rb") as probe:
-            if probe.read(4) != ZSTD_MAGIC:
-                raise CorruptArtifact(f"{path.name}: not a zstd stream (wrong magic)")
+        with _source(path) as probe:
+            magic = probe.read(4)
+        if magic != ZSTD_MAGIC:
+            raise CorruptArtifact(f"{_name(path)}: not a zstd stream (wrong magic)")
         with open_compressed(path) as stream:
             while block := stream.read(chunk):
                 total += len(block)
     except DECODE_ERRORS as exc:
-        raise CorruptArtifact(f"{path.name}: not a sound zstd stream ({exc})") from None
+        raise CorruptArtifact(f"{_name(path)}: not a sound zstd stream ({exc})") from None
     return total
 
 
-def check_gzip(path: Path, chunk: int = 1 << 20) -> int:
+def _name(path: Path | BinaryIO) -> str:
+    return Path(path).name if isinstance(path, (str, Path)) else Path(str(getattr(path, "artifact", "artifact"))).name
+
+
+def check_gzip(path: Path | BinaryIO, chunk: int = 1 << 20) -> int:
     """Read the whole gzip stream (CRC and length are checked at its end); return the plain size."""
     total = 0
     try:
-        with gzip.open(path, "rb") as stream:
+        with gzip.open(_rewound(path), "rb") as stream:
             while block := stream.read(chunk):
                 total += len(block)
     except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptArtifact(f"{path.name}: not a sound gzip stream ({exc})") from None
+        raise CorruptArtifact(f"{_name(path)}: not a sound gzip stream ({exc})") from None
     return total
 
 
-def check_tar_gz(path: Path) -> list[str]:
+def check_tar_gz(path: Path | BinaryIO) -> list[str]:
     """Read every member of a .tar.gz; return the member names."""
     try:
-        with open_tar_gz(path) as archive:  # untrusted: bounded whatever its headers claim
+        with _source(path) as raw, open_tar_gz(raw) as archive:  # untrusted: bounded whatever its headers claim
             names = []
             for member in archive:
                 if member.isfile():
@@ -113,7 +142,7 @@ def check_tar_gz(path: Path) -> list[str]:
                 names.append(member.name)
             return names
     except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
-        raise CorruptArtifact(f"{path.name}: not a sound tar.gz ({exc})") from None
+        raise CorruptArtifact(f"{_name(path)}: not a sound tar.gz ({exc})") from None
 
 
 def verify_artifacts(point: Point, record: ComponentRecord) -> list[str]:
@@ -125,24 +154,30 @@ def verify_artifacts(point: Point, record: ComponentRecord) -> list[str]:
 
             problems += check_ciphertext(point, artifact)
             continue
-        path = point.folder / artifact.name
-        if not path.is_file():
-            problems.append(f"{artifact.name} is missing")
-            continue
-        size = path.stat().st_size
-        if size != artifact.bytes:
-            problems.append(f"{artifact.name} has {size} bytes, the manifest says {artifact.bytes}")
-            continue
-        if sha256_of(path) != artifact.sha256:
-            problems.append(f"{artifact.name}: SHA-256 differs from the manifest (the file changed after the backup)")
-            continue
         try:
-            if artifact.kind == "gzip":
-                check_gzip(path)
-            elif artifact.kind == "zst":
-                check_zstd(path)
-            elif artifact.kind == "tar.gz":
-                check_tar_gz(path)
-        except CorruptArtifact as exc:
+            with point.open(artifact.name) as handle:
+                problems += _check_artifact(handle, artifact)
+        except FileNotFoundError:
+            problems.append(f"{artifact.name} is missing")
+        except UnsafePath as exc:
             problems.append(str(exc))
     return problems
+
+
+def _check_artifact(handle: BinaryIO, artifact: Artifact) -> list[str]:
+    handle.artifact = artifact.name  # type: ignore[attr-defined] - named in CorruptArtifact messages
+    size = os.fstat(handle.fileno()).st_size
+    if size != artifact.bytes:
+        return [f"{artifact.name} has {size} bytes, the manifest says {artifact.bytes}"]
+    if digest_of_file(handle) != artifact.sha256:
+        return [f"{artifact.name}: SHA-256 differs from the manifest (the file changed after the backup)"]
+    try:
+        if artifact.kind == "gzip":
+            check_gzip(handle)
+        elif artifact.kind == "zst":
+            check_zstd(handle)
+        elif artifact.kind == "tar.gz":
+            check_tar_gz(handle)
+    except CorruptArtifact as exc:
+        return [str(exc)]
+    return []

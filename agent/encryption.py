@@ -15,15 +15,16 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.atomic import fsync_dir, private_dir, sha256_of, sweep_stale, temp_path
+from agent.atomic import FILE_MODE, digest_of_file, fsync_dir, sha256_of, sweep_stale, temp_path
 from agent.component import PermanentError
 from agent.config import Settings
-from agent.manifest import Artifact, EncryptedFile, read_manifest, write_manifest
+from agent.manifest import MANIFEST as MANIFEST_NAME, Artifact, ComponentRecord, EncryptedFile, write_manifest
 from agent.points import Point, Storage
+from agent.safe_paths import UnsafePath, entry_problem, plain_name, private_folder
 
 SUFFIX = ".age"
 AGE = "age"
@@ -33,9 +34,9 @@ class IdentityNeeded(PermanentError):
     """The point is encrypted and no (or the wrong) identity was given."""
 
 
-def _age(args: list[str], what: str) -> None:
+def _age(args: list[str], what: str, stdin=subprocess.DEVNULL) -> None:
     try:
-        done = subprocess.run([AGE, *args], capture_output=True, stdin=subprocess.DEVNULL, umask=0o077)
+        done = subprocess.run([AGE, *args], capture_output=True, stdin=stdin, umask=0o077)
     except FileNotFoundError:
         raise PermanentError("the age tool is not installed: `apt-get install age`") from None
     if done.returncode != 0:
@@ -92,11 +93,39 @@ def is_encrypted(point: Point) -> bool:
     return any(a.encrypted for record in point.manifest().components.values() for a in record.artifacts)
 
 
+def check_files(point: Point, records: Iterable[ComponentRecord] | None = None) -> list[str]:
+    """Every file the records (default: the manifest's) name (artifacts, `.age` copies) as a plain name
+    of a regular file in the point folder: a path, symlink, FIFO or device there is a problem, named;
+    nothing is followed."""
+    records = point.manifest().components.values() if records is None else records
+    problems, seen = [], set()
+    for record in records:
+        for artifact in record.artifacts:
+            name = artifact.encrypted.name if artifact.encrypted else artifact.name
+            try:
+                plain_name(artifact.name, "artifact name", point.folder / MANIFEST_NAME)
+                if artifact.name in seen:
+                    raise UnsafePath(point.folder / MANIFEST_NAME, f"names the artifact {artifact.name!r} twice")
+                seen.add(artifact.name)
+                with point.open(name):
+                    pass
+            except FileNotFoundError:
+                continue  # missing: verify says so; a restore's component refuses it
+            except UnsafePath as exc:
+                problems.append(str(exc))
+    return problems
+
+
 @contextmanager
 def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterator[Point]:
     """The point itself if nothing in it is encrypted; otherwise a private copy with each artifact
-    decrypted (and checked against the plaintext SHA-256), removed afterwards."""
-    if not is_encrypted(point):
+    decrypted (and checked against the plaintext SHA-256), removed afterwards. Either way every file
+    the manifest names must be a plain name of a regular file in the point (see check_files)."""
+    manifest = point.manifest()
+    problems = check_files(point, manifest.components.values())
+    if problems:
+        raise UnsafePath(point.folder, "is not used: " + "; ".join(problems[:5]))
+    if not any(a.encrypted for record in manifest.components.values() for a in record.artifacts):
         yield point
         return
     if identity is None:
@@ -104,21 +133,29 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
                              f"is in encryption.recipients)")
     if not Path(identity).is_file():
         raise IdentityNeeded(f"the identity file {identity} does not exist")
-    sweep_stale(settings.storage_root / "decrypted", "*")
-    scratch = private_dir(settings.storage_root / "decrypted" / secrets.token_hex(4))
+    root = settings.storage_root
+    scratch_name = secrets.token_hex(4)
+    private_folder(root, ("decrypted",))
+    sweep_stale(root / "decrypted", "*")
+    scratch = private_folder(root, ("decrypted", scratch_name))
     try:
-        copy = private_dir(scratch / point.tier / point.name)
-        for entry in point.folder.iterdir():
-            if entry.is_file() and not entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
-                shutil.copy2(entry, copy / entry.name)
-        manifest = read_manifest(point.folder)
+        copy = private_folder(root, ("decrypted", scratch_name, plain_name(point.tier, "tier", point.folder),
+                                     plain_name(point.name, "point name", point.folder)))
+        for entry in sorted(point.folder.iterdir()):
+            if entry.name.endswith(SUFFIX) or entry.name.startswith(".") or entry_problem(entry, want_dir=False):
+                continue  # symlinks, FIFOs and folders are never copied
+            with point.open(entry.name, "file") as source, open(copy / entry.name, "xb", opener=_private) as target:
+                shutil.copyfileobj(source, target)
         for record in manifest.components.values():
             for artifact in record.artifacts:
                 if artifact.encrypted is None:
                     continue
                 target = copy / artifact.name
-                _age(["-d", "-i", str(identity), "-o", str(target), str(point.folder / artifact.encrypted.name)],
-                     f"decrypting {artifact.encrypted.name} of {point.ref} with {identity}")
+                target.unlink(missing_ok=True)  # a plain file of the same name copied above
+                with point.open(artifact.encrypted.name, "encrypted artifact") as cipher:
+                    _age(["-d", "-i", str(identity), "-o", str(target)],
+                         f"decrypting {artifact.encrypted.name} of {point.ref} with {identity}", stdin=cipher)
+                os.chmod(target, FILE_MODE)
                 if sha256_of(target) != artifact.sha256:
                     raise PermanentError(f"{artifact.name} of {point.ref} decrypts to other bytes than were backed up "
                                          f"(SHA-256 differs from the manifest)")
@@ -129,16 +166,25 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)  # a decrypted copy's files are 0600 like the point's
+
+
 def check_ciphertext(point: Point, artifact: Artifact) -> list[str]:
     """Without a key: the ciphertext is there with the size and SHA-256 the manifest recorded."""
     cipher = artifact.encrypted
     assert cipher is not None
-    path = point.folder / cipher.name
-    if not path.is_file():
+    try:
+        plain_name(artifact.name, "artifact name", point.folder / MANIFEST_NAME)  # decrypted under it later
+        with point.open(cipher.name, "encrypted artifact") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size != cipher.bytes:
+                return [f"{cipher.name} has {size} bytes, the manifest says {cipher.bytes}"]
+            if digest_of_file(handle) != cipher.sha256:
+                return [f"{cipher.name}: SHA-256 differs from the manifest (the file changed after the backup)"]
+    except FileNotFoundError:
         return [f"{cipher.name} is missing"]
-    if path.stat().st_size != cipher.bytes:
-        return [f"{cipher.name} has {path.stat().st_size} bytes, the manifest says {cipher.bytes}"]
-    if sha256_of(path) != cipher.sha256:
-        return [f"{cipher.name}: SHA-256 differs from the manifest (the file changed after the backup)"]
+    except UnsafePath as exc:
+        return [str(exc)]
     return []
 

@@ -91,9 +91,5 @@ class Manifest(BaseModel):
         return sum(a.bytes for record in self.components.values() for a in record.artifacts)
 
 
-def read_manifest(folder: Path) -> Manifest:
-    return Manifest.model_validate_json((folder / MANIFEST).read_text())
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     write_bytes_atomic(folder / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2).encode() + b"\n")

@@ -27,6 +27,8 @@ from typing import Any
 
 from agent import locks
 from agent.atomic import private_dir, sweep_stale
+from agent.manifest import MANIFEST
+from agent.safe_paths import UnsafePath, entry_problem, opened, private_folder, relative_parts
 from agent.config import Settings
 from agent.points import Point
 from agent.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
@@ -136,7 +138,7 @@ def copy_mirror(settings: Settings) -> list[str]:
 def mirror_snapshot(settings: Settings, root: Path) -> Iterator[Path]:
     """A frozen view of the mirror: its files hard-linked (zero bytes) and its index copied, both while
     the index's write lock is held, so the copy never names a file that moved on meanwhile."""
-    staging = private_dir(settings.storage_root / "offsite" / "staging")
+    staging = private_folder(settings.storage_root, ("offsite", "staging"))
     frozen = staging / "minio_mirror"
     shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
     private_dir(frozen)
@@ -171,8 +173,8 @@ def _link_tree(source: Path, target: Path) -> None:
             continue
         private_dir(target / rel)
         for name in files:
-            if name.startswith(".index.sqlite"):
-                continue
+            if name.startswith(".index.sqlite") or entry_problem(here / name, want_dir=False):
+                continue  # a symlink, FIFO or device planted in the mirror is never followed offsite
             try:
                 os.link(here / name, target / rel / name)
             except OSError:
@@ -227,9 +229,18 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> I
     chosen = choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
     sweep_stale(settings.storage_root / "offsite", "restore-*")
-    staging = private_dir(settings.storage_root / "offsite" / f"restore-{secrets.token_hex(4)}")
+    staging = private_folder(settings.storage_root, ("offsite", f"restore-{secrets.token_hex(4)}"))
     try:
         folder = restic.restore(chosen, staging / "point")
+        # The snapshot's path comes from the repository: it must name a real folder beneath the staging
+        # folder (no '..', no symlink on the way) holding a manifest that is a regular file.
+        try:
+            with opened(staging / "point", (*relative_parts(staging / "point", folder, "offsite snapshot path"),
+                                            MANIFEST), "manifest"):
+                pass
+        except (UnsafePath, FileNotFoundError, NotADirectoryError) as exc:
+            raise OffsitePermanent(f"snapshot {chosen.id[:8]} of the offsite repository is not a usable point: "
+                                   f"{exc if isinstance(exc, UnsafePath) else 'it holds no manifest.json'}") from None
         mirror_root = None
         mirrors = [s for s in snaps if s.kind == "mirror"]
         if mirror and mirrors:
@@ -246,7 +257,8 @@ def privatise(root: Path) -> None:
     os.chmod(root, 0o700)
     for folder, dirs, files in os.walk(root):
         for name in dirs:
-            os.chmod(os.path.join(folder, name), 0o700)
+            if not os.path.islink(os.path.join(folder, name)):  # a link is never followed (nor chmodded)
+                os.chmod(os.path.join(folder, name), 0o700)
         for name in files:
             path = os.path.join(folder, name)
             if not os.path.islink(path):

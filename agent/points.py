@@ -19,12 +19,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Literal
 
 from agent import locks
-from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
-from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, read_manifest, write_manifest
+from agent.atomic import TEMP_MARK, append_line, write_bytes_atomic
+from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, write_manifest
 from agent.redact import RedactingFilter
+from agent.safe_paths import (MANIFEST_MAX, UnsafePath, entry_problem, opened, plain_name, private_folder,
+                              read_bounded)
 
 Tier = Literal["daily", "weekly", "monthly", "safety"]
 TIERS: tuple[Tier, ...] = ("daily", "weekly", "monthly")  # retention's tiers
@@ -33,6 +36,8 @@ RECORDS = ".records"
 WORK_LOCK = ".work.lock"
 FINALIZE_LOCK = ".finalize.lock"
 BACKUP_LOG = "backup.log"
+MADE = (*TIERS, SAFETY, "logs", "locks")  # created by prepare
+SCRATCH = ("state", "decrypted", "offsite")  # created when first needed
 
 
 class Storage:
@@ -40,8 +45,15 @@ class Storage:
         self.root = Path(root)
 
     def prepare(self) -> Storage:
-        for folder in (*TIERS, SAFETY, "logs", "locks"):
-            private_dir(self.root / folder)
+        """Create the folders of the layout; a symlink (or a file) in place of one is refused, naming it:
+        nothing is created, written or chmodded through it. The root itself may be a symlink."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in SCRATCH:
+            problem = entry_problem(self.root / name, want_dir=True)
+            if problem and problem != "is gone":
+                raise UnsafePath(self.root / name, problem)
+        for name in MADE:
+            private_folder(self.root, (name,))
         os.chmod(self.root, 0o700)
         return self
 
@@ -59,34 +71,77 @@ class Storage:
         name = at.strftime("%Y-%m-%d") if tier == "daily" else at.strftime("%Y-%m-%d_%H%M%S")
         folder = self.root / tier / name
         for fmt in ("%Y-%m-%d_%H%M%S", "%Y-%m-%d_%H%M%S_%f"):
-            if not folder.exists():
+            if not os.path.lexists(folder):
                 break
             name = at.strftime(fmt)
             folder = self.root / tier / name
-        private_dir(folder)
-        private_dir(folder / RECORDS)
+        if os.path.lexists(folder):  # planted (or a third run in the same microsecond): never reused
+            raise UnsafePath(folder, "exists already; a new point is never written into an existing folder")
+        private_folder(self.root, (tier, name, RECORDS))
         manifest = Manifest(point_id=uuid.uuid4().hex, tier=tier, name=name, status="running",
                             created_at=at, requested=list(requested))
         write_manifest(folder, manifest)
         return Point(self, folder)
 
     def point(self, ref: str) -> Point:
-        """A point by 'daily/2026-11-24', '2026-11-24' (daily) or a path."""
-        candidates = [self.root / ref, self.root / "daily" / ref, Path(ref)]
-        for folder in candidates:
-            if (folder / MANIFEST).is_file():
-                return Point(self, folder.resolve())
-        raise LookupError(f"no backup point '{ref}' under {self.root} (see `ragflow-backup list`)")
+        """A point by 'daily/2026-11-24', '2026-11-24' (daily) or a path (the operator's). Names are
+        checked (plain, bounded length) and no symlink inside the root is followed."""
+        if not isinstance(ref, str) or not ref.strip() or "\0" in ref:
+            raise UnsafePath(repr(ref), "is not a point reference (daily/2026-11-24, 2026-11-24 or a folder)")
+        parts = ref.strip("/").split("/") if not ref.startswith("/") else []
+        if ".." in ref.split("/"):
+            raise UnsafePath(ref, "a point reference never contains '..'")
+        if len(parts) in (1, 2) and (len(parts) == 1 or parts[0] in (*TIERS, SAFETY)):
+            tier, name = parts if len(parts) == 2 else ("daily", parts[0])
+            plain_name(name, "point name", f"point '{tier}/{name[:80]}'")
+            point = Point(self, self.root / tier / name)
+        else:
+            point = Point(self, Path(os.path.abspath(ref)))
+        try:
+            with opened(*point.anchor(MANIFEST), "manifest"):
+                pass
+        except (FileNotFoundError, NotADirectoryError):
+            raise LookupError(f"no backup point '{ref}' under {self.root} (see `ragflow-backup list`)") from None
+        except UnsafePath:
+            raise
+        except OSError as exc:  # e.g. a path longer than any can be: said, never a traceback
+            raise LookupError(f"backup point '{ref[:120]}' cannot be opened: {exc.strerror}") from None
+        return point
 
     def points(self, tier: Tier | None = None) -> list[Point]:
-        """All points, oldest first within each tier; folders without a manifest are ignored."""
+        """All points, oldest first within each tier; folders without a manifest are ignored, and so is
+        anything unsafe (a symlink, a manifest that is not a regular file): see `unsafe_entries`."""
         found = []
         for name in (tier,) if tier else TIERS:
             folder = self.root / name
-            if folder.is_dir():
-                # Dot-folders are half-built promotions or interrupted deletes, never points.
-                found += [Point(self, p) for p in sorted(folder.iterdir())
-                          if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+            if entry_problem(folder, want_dir=True):
+                continue
+            # Dot-folders are half-built promotions or interrupted deletes, never points.
+            found += [Point(self, p) for p in sorted(folder.iterdir())
+                      if not p.name.startswith(".") and entry_problem(p, want_dir=True) is None
+                      and entry_problem(p / MANIFEST, want_dir=False) is None]
+        return found
+
+    def unsafe_entries(self, tier: Tier | None = None) -> list[tuple[Path, str]]:
+        """What `points` leaves out because it is not safe to use: (path, what is wrong)."""
+        found = []
+        for name in ((tier,) if tier else (*TIERS, SAFETY, "logs", "locks", *SCRATCH)):
+            folder = self.root / name
+            problem = entry_problem(folder, want_dir=True)
+            if problem and problem != "is gone":
+                found.append((folder, problem))
+            if problem or name not in (*TIERS, SAFETY):
+                continue
+            for entry in sorted(folder.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                problem = entry_problem(entry, want_dir=True)
+                if problem is None:
+                    problem = entry_problem(entry / MANIFEST, want_dir=False)
+                    if problem in (None, "is gone"):
+                        continue
+                    entry = entry / MANIFEST
+                found.append((entry, problem))
         return found
 
 
@@ -119,8 +174,29 @@ class Point:
     def ref(self) -> str:
         return f"{self.tier}/{self.name}"
 
+    def anchor(self, *names: str) -> tuple[Path, tuple[str, ...]]:
+        """(trusted folder, plain names beneath it) of this point's folder (or of `names` in it): the
+        storage root and the names below it, or, for a point outside the root (an operator's path), the
+        point folder itself."""
+        root = self.storage.root
+        try:
+            parts = self.folder.relative_to(root).parts
+        except ValueError:
+            return self.folder, tuple(names)
+        return root, (*parts, *names)
+
+    def open(self, name: str, what: str = "artifact"):
+        """A file of this point opened for reading; a symlink, FIFO or device there is refused."""
+        return opened(*self.anchor(plain_name(name, f"{what} name", self.folder / str(name)[:120])), what)
+
     def manifest(self) -> Manifest:
-        return read_manifest(self.folder)
+        """The manifest, read with a size bound and never through a symlink; one that names another
+        point than the folder it lies in is refused."""
+        manifest = Manifest.model_validate_json(read_bounded(*self.anchor(MANIFEST), MANIFEST_MAX, "manifest"))
+        if self.tier in (*TIERS, SAFETY) and (manifest.tier, manifest.name) != (self.tier, self.name):
+            raise UnsafePath(self.folder / MANIFEST, f"names the point {manifest.tier}/{manifest.name[:80]}, but it lies "
+                                                     f"in {self.ref}: it was copied or planted there")
+        return manifest
 
     def status(self) -> str:
         """The manifest's status, or 'interrupted' for a running point nobody works on any more."""
@@ -131,9 +207,9 @@ class Point:
 
     def path(self, name: str) -> Path:
         """An artifact's path; names are ours, but refuse anything that would leave the folder."""
-        if "/" in name or name in ("", ".", "..") or name.startswith("."):
-            raise ValueError(f"bad artifact name {name!r}")
-        return self.folder / name
+        if name.startswith("."):
+            raise UnsafePath(self.folder / name, "an artifact name never starts with '.'")
+        return self.folder / plain_name(name, "artifact name", self.folder)
 
     def working(self):
         """Held (shared) by every component at work on this point, so a dead run can be recognised."""
@@ -152,9 +228,14 @@ class Point:
             logger.setLevel(logging.INFO)
         return logger
 
+    def records_folder(self) -> Path:
+        """`.records/` of this point, refused (UnsafePath) when it is a symlink: nothing written through it."""
+        base, parts = self.anchor(RECORDS)
+        return private_folder(base, parts)
+
     def save_record(self, record: ComponentRecord) -> Manifest:
         """Keep one component's outcome and rebuild the manifest; finish the point when all are in."""
-        write_bytes_atomic(self.folder / RECORDS / f"{record.component}.json",
+        write_bytes_atomic(self.records_folder() / f"{record.component}.json",
                            record.model_dump_json(indent=2).encode())
         with locks.exclusive(self.folder / FINALIZE_LOCK, f"finalizing {self.ref}", wait=True):
             manifest = self.manifest()
@@ -236,9 +317,12 @@ class Point:
         """Bytes on disk, counting a hard-linked file once across calls sharing `seen`."""
         seen = set() if seen is None else seen
         total = 0
-        for path in self.folder.rglob("*"):
-            stat = path.lstat()
-            if path.is_file() and (stat.st_dev, stat.st_ino) not in seen:
-                seen.add((stat.st_dev, stat.st_ino))
-                total += stat.st_blocks * 512
+        if entry_problem(self.folder, want_dir=True):
+            return 0
+        for folder, _, files in os.walk(self.folder):  # never follows a symlink
+            for name in files:
+                stat = os.lstat(os.path.join(folder, name))
+                if S_ISREG(stat.st_mode) and (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_blocks * 512
         return total

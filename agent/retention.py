@@ -25,6 +25,7 @@ from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import MANIFEST, now as utc_now, write_manifest
 from agent.points import TIERS, Point, Storage
+from agent.safe_paths import entry_problem, private_folder
 
 DELETING_MARK = ".deleting-"
 RETENTION_LOCK = "retention.lock"
@@ -101,7 +102,7 @@ def month_name(moment: datetime) -> str:
 
 
 def _lock(storage: Storage) -> AbstractContextManager[None]:
-    folder = private_dir(storage.root / "locks")
+    folder = private_folder(storage.root, ("locks",))
     # Promotion and pruning never run at once: a leftover temp folder seen under it is truly stale.
     return locks.exclusive(folder / RETENTION_LOCK, "retention", wait=True)
 
@@ -124,7 +125,7 @@ def promote(storage: Storage, point: Point, at: datetime | None = None,
             if policy is not None and getattr(policy, tier) == 0:
                 continue
             final = storage.root / tier / name
-            if final.exists():  # already promoted (or something we must not overwrite)
+            if os.path.lexists(final):  # already promoted (or something we must not overwrite)
                 continue
             created.append(_link_copy(storage, point, tier, name))
     return created
@@ -132,7 +133,7 @@ def promote(storage: Storage, point: Point, at: datetime | None = None,
 
 def _link_copy(storage: Storage, point: Point, tier: str, name: str) -> Point:
     """Build the copy under a temp name in the tier folder, then rename it into place."""
-    tier_folder = private_dir(storage.root / tier)
+    tier_folder = private_folder(storage.root, (tier,))
     final = tier_folder / name
     temp = tier_folder / f".{name}{TEMP_MARK}{secrets.token_hex(4)}"
     try:
@@ -277,7 +278,7 @@ def point_info(point: Point) -> PointInfo:
         manifest = point.manifest()
         return PointInfo(point.tier, point.name, point.status(), manifest.created_at)
     except Exception:  # noqa: BLE001 - a broken manifest must not stop retention, nor get the point deleted
-        mtime = datetime.fromtimestamp(point.folder.stat().st_mtime, timezone.utc)
+        mtime = datetime.fromtimestamp(os.lstat(point.folder).st_mtime, timezone.utc)
         return PointInfo(point.tier, point.name, "unreadable", mtime)
 
 
@@ -291,18 +292,36 @@ def prune(storage: Storage, settings: Settings, dry_run: bool = True, now: datet
     decisions (in dry run too)."""
     moment = now or utc_now()
     if dry_run:
-        return select([point_info(p) for p in _real_points(storage)], settings.retention, moment)
+        return select([point_info(p) for p in _real_points(storage)], settings.retention, moment) + _unsafe(storage)
     with _lock(storage):
         _finish_leftovers(storage)
         decisions = select([point_info(p) for p in _real_points(storage)], settings.retention, moment)
         for decision in decisions:
             if decision.delete:
                 _delete(storage, decision)
+        decisions += _unsafe(storage)
     from agent import audit
 
     audit.record(storage.root, "prune", None, "done", deleted=[d.ref for d in decisions if d.delete],
                  kept=sum(1 for d in decisions if not d.delete))
     return decisions
+
+
+def _unsafe(storage: Storage) -> list[Decision]:
+    """What is planted in the tier folders (symlinks, files, manifests that are links): kept, never
+    followed nor deleted, and reported so a person removes it."""
+    found = []
+    for path, problem in storage.unsafe_entries():
+        try:
+            parts = path.relative_to(storage.root).parts
+        except ValueError:
+            parts = (path.name,)
+        if not parts or parts[0] not in TIERS:
+            continue
+        mtime = datetime.fromtimestamp(os.lstat(path).st_mtime, timezone.utc)
+        info = PointInfo(parts[0], "/".join(parts[1:]) or "(the tier folder)", "unsafe", mtime)
+        found.append(Decision(info, "keep", f"keep: {path} {problem}; never followed nor deleted: remove it by hand"))
+    return found
 
 
 def _audit(storage: Storage, action: str, point: str, reason: str) -> None:
@@ -313,8 +332,8 @@ def _audit(storage: Storage, action: str, point: str, reason: str) -> None:
 
 def _delete(storage: Storage, decision: Decision) -> None:
     point = Point(storage, storage.root / decision.point.tier / decision.point.name)
-    if point.status() == "running":  # someone picked it up since it was read: leave it
-        return
+    if entry_problem(point.folder, want_dir=True) or point.status() == "running":
+        return  # replaced by a link since it was read, or someone picked it up: leave it
     # Renamed away first: an interrupted delete leaves a dot-folder, never a half point under its name.
     doomed = point.folder.with_name(f"{DELETING_MARK}{point.name}-{secrets.token_hex(4)}")
     os.rename(point.folder, doomed)
@@ -328,11 +347,16 @@ def _finish_leftovers(storage: Storage) -> None:
     """Remove half deletions and half promotions a crash left behind (we hold the retention lock)."""
     for tier in TIERS:
         folder = storage.root / tier
-        if not folder.is_dir():
+        if entry_problem(folder, want_dir=True):
             continue
         for entry in folder.iterdir():
-            if entry.is_dir() and entry.name.startswith(".") and (entry.name.startswith(DELETING_MARK) or TEMP_MARK in entry.name):
-                shutil.rmtree(entry)
+            if entry.name.startswith(".") and (entry.name.startswith(DELETING_MARK) or TEMP_MARK in entry.name):
+                if entry_problem(entry, want_dir=True) == "is gone":
+                    continue
+                if entry_problem(entry, want_dir=True):  # a link (or file) under our name: only it goes
+                    entry.unlink()
+                else:
+                    shutil.rmtree(entry)
                 _audit(storage, "cleanup", f"{tier}/{entry.name}", "leftover of an interrupted deletion or promotion")
 
 
@@ -342,6 +366,7 @@ def storage_bytes(storage: Storage) -> int:
     total = 0
     for tier in TIERS:
         folder = storage.root / tier
-        if folder.is_dir():
-            total += sum(Point(storage, entry).du_bytes(seen) for entry in sorted(folder.iterdir()) if entry.is_dir())
+        if entry_problem(folder, want_dir=True) is None:
+            total += sum(Point(storage, entry).du_bytes(seen) for entry in sorted(folder.iterdir())
+                         if entry_problem(entry, want_dir=True) is None)
     return total

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.points import Point
+from agent.safe_paths import UnsafePath
 from agent.runs import component_module, describe
 
 
@@ -41,7 +42,7 @@ def verify_point(settings: Settings, point: Point, identity: Path | None = None)
     """Every component's checks. An encrypted artifact is checked as ciphertext (size, SHA-256) without
     a key; with `identity` it is also decrypted into a private folder and checked like a plain one."""
     from agent.checks import verify_artifacts
-    from agent.encryption import decrypted, is_encrypted
+    from agent.encryption import check_files, decrypted, is_encrypted
 
     try:
         encrypted = is_encrypted(point)
@@ -50,6 +51,9 @@ def verify_point(settings: Settings, point: Point, identity: Path | None = None)
     if encrypted and identity is None:
         return _verify(settings, point, lambda name, record: verify_artifacts(point, record))
     original = point.manifest()
+    if check_files(point, original.components.values()):  # never decrypted nor read: reported per component
+        return _verify(settings, point, lambda name, record: verify_artifacts(point, record) or check_files(
+            point, [record]))
     with decrypted(settings, point, identity) as plain:
         ciphertexts = (lambda name: verify_artifacts(point, original.components[name])) if plain is not point else (
             lambda name: [])
@@ -62,6 +66,9 @@ def _verify(settings: Settings, point: Point, check_component, ref: str | None =
     started = time.monotonic()
     try:
         manifest = point.manifest()
+    except UnsafePath as exc:  # a symlink, FIFO, absurd size or another point's manifest: never used
+        check = ComponentCheck("manifest", problems=[str(exc)])
+        return VerifyReport(point.ref, "unreadable", [check], time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: a finding, not a crash
         check = ComponentCheck("manifest", problems=[
             f"{point.folder / 'manifest.json'} is unreadable ({type(exc).__name__}); it was changed after the "

@@ -30,15 +30,24 @@ def _start(runner) -> None:
         fail(f"the broker's Redis cannot be reached ({describe(exc)}): start it, or check broker.url in the config")
 
 
+def _agent():
+    """The Agent, or a message when the storage root's layout is unsafe (a tier folder that is a symlink)."""
+    from agent.agent import Agent
+    from agent.safe_paths import UnsafePath
+
+    try:
+        return Agent(state.settings())
+    except UnsafePath as exc:
+        fail(f"cannot start on the storage root: {exc}")
+
+
 def agent() -> None:
     """Watch MinIO, RAGFlow's config folder and the clock; queue the work for the workers."""
-    from agent.agent import Agent
-
     from agent import audit
 
     setup_logging()
     audit.set_role("agent")
-    runner = Agent(state.settings())
+    runner = _agent()
     _start(runner)
     console.print("agent running; SIGTERM or Ctrl-C stops it")
     _wait_for_signal()
@@ -52,13 +61,11 @@ def run(
     """The agent and its workers in one process (a single-container install)."""
     from dramatiq import Worker
 
-    from agent.agent import Agent
-
     from agent import audit
 
     setup_logging()
     audit.set_role("agent")
-    runner = Agent(state.settings())
+    runner = _agent()
     worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()
     try:

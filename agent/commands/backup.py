@@ -15,6 +15,7 @@ from agent.locks import Busy
 from agent.manifest import ComponentRecord, Manifest
 from agent.points import Point, Storage
 from agent.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
+from agent.safe_paths import UnsafePath
 
 
 def _components(settings, requested: list[str] | None) -> list[str]:
@@ -281,10 +282,13 @@ def list_points() -> None:
         try:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
-            table.add_row(point.tier, point.name, styled("fail"), size, "", f"manifest.json unreadable ({type(exc).__name__})")
+            why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
+            table.add_row(point.tier, point.name, styled("fail"), size, "", why)
             continue
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
+    for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
+        table.add_row("", str(path), styled("fail") + " unsafe", "", "", f"ignored: {problem}")
     console.print(table)
 
 
@@ -294,8 +298,13 @@ def prune(
     """Apply the retention policy (daily/weekly/monthly); never deletes the newest complete point."""
     from agent.retention import prune as apply_retention
 
+    from agent.component import PermanentError
+
     settings = state.settings()
-    decisions = apply_retention(Storage(settings.storage_root), settings, dry_run=dry_run)
+    try:
+        decisions = apply_retention(Storage(settings.storage_root), settings, dry_run=dry_run)
+    except PermanentError as exc:  # e.g. the locks folder replaced by a symlink
+        fail(str(exc))
     table = Table(title="prune (dry run)" if dry_run else "prune")
     for column in ("point", "decision", "why"):
         table.add_column(column, overflow="fold")
