@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv services services-down demo test faults bench clean
+.PHONY: venv services services-down demo lint test faults bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,12 @@ services-down:
 demo: venv services
 	$(BIN)/python -m testbed.demo
 
-test: venv services
+# Style and the floors (pyproject.toml: [tool.ruff], [tool.importlinter]; README.md, Layout).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: venv services lint
 	$(BIN)/python -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
 # The fault matrix (docs/reliability.md): private servers stopped, hung and restarted; about 11 minutes.

@@ -12,8 +12,8 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Prometheus, default_middleware
 
-from agent.config import CONFIG_ENV_VAR, load_settings
-from agent.queues import KeepLastError
+from core.config import CONFIG_ENV_VAR, load_settings
+from core.queues import KeepLastError
 
 BROKER_URL_ENV = "RAGFLOW_BACKUP_BROKER_URL"
 NAMESPACE_ENV = "RAGFLOW_BACKUP_BROKER_NAMESPACE"

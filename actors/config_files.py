@@ -1,6 +1,6 @@
 """Config: RAGFlow's docker/ files (.env, compose files, nginx, templates) archived and versioned in Git.
 
-Which files: those agent/ragflow_folder.py derives from RAGFlow's compose files (what they mount, env
+Which files: those core/ragflow_folder.py derives from RAGFlow's compose files (what they mount, env
 files, scripts), plus config_files.patterns as additions; the file watcher uses the same list.
 
 Each backup writes `config_backup.tar.gz` (paths relative to ragflow_dir, modes kept, owner names
@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path, PurePosixPath
 
-from agent import locks
-from agent.atomic import DIR_MODE, FILE_MODE, atomic_file, private_dir, write_bytes_atomic
-from agent.checks import CorruptArtifact, check_gzip, verify_artifacts
-from agent.component import ComponentResult, PermanentError
-from agent.config import Settings
-from agent.manifest import Artifact, ComponentRecord
-from agent.points import Point
-from agent.ragflow_folder import MAX_FILE_BYTES, kept_patterns
+from core import locks
+from core.atomic import DIR_MODE, FILE_MODE, atomic_file, private_dir, write_bytes_atomic
+from core.checks import CorruptArtifact, check_gzip, verify_artifacts
+from core.component import ComponentResult, PermanentError
+from core.config import Settings
+from core.manifest import Artifact, ComponentRecord
+from core.points import Point
+from core.ragflow_folder import MAX_FILE_BYTES, kept_patterns
 
 NAME = "config"
 ARTIFACT = "config_backup.tar.gz"
@@ -55,7 +55,7 @@ class ConfigFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _ragflow_dir(settings: Settings) -> Path:
+def required_ragflow_dir(settings: Settings) -> Path:
     folder = settings.ragflow_dir
     if folder is None:
         raise PermanentError("ragflow_dir is not set: set `ragflow_dir` in the config to RAGFlow's docker/ folder "
@@ -72,7 +72,7 @@ def _is_editor_temp(name: str) -> bool:
 
 def collect_files(settings: Settings, log: logging.Logger | None = None) -> list[ConfigFile]:
     """Read the files to keep (derived list + patterns), sorted by path; skip editor temp files and anything escaping."""
-    root = _ragflow_dir(settings)
+    root = required_ragflow_dir(settings)
     real_root = root.resolve()
     found: dict[str, ConfigFile] = {}
     for pattern in settings.config_files.patterns:
@@ -174,7 +174,7 @@ def git_repo_path(settings: Settings) -> Path:
 
 
 def _open_repo(path: Path):
-    import git
+    import git  # lazy: GitPython (heavy; needs a git binary): only when config files are kept
 
     if (path / ".git").is_dir():
         return git.Repo(path)
@@ -282,7 +282,7 @@ def history(settings: Settings, limit: int = 20) -> list[dict]:
     path = git_repo_path(settings)
     if not (path / ".git").is_dir():
         return []
-    import git
+    import git  # lazy: GitPython (heavy; needs a git binary): only when config files are kept
 
     repo = git.Repo(path)
     if not repo.head.is_valid():
@@ -339,4 +339,3 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
     if record.counts.get("files") != len(members):
         problems.append(f"{ARTIFACT}: {len(members)} files, the manifest says {record.counts.get('files')}")
     return problems
-from actors.config_restore import restore  # noqa: E402,F401 - the component's restore face

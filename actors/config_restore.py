@@ -33,14 +33,15 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.atomic import fsync_dir, temp_path
-from agent.bounded_tar import open_tar_gz
-from agent.checks import verify_artifacts
-from agent.component import PermanentError
-from agent.config import Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point
-from agent.redact import mask_secrets  # one masking for diffs and every message
+from actors.config_files import ARTIFACT, NAME, collect_files, git_repo_path, required_ragflow_dir
+from core.atomic import fsync_dir, temp_path
+from core.bounded_tar import open_tar_gz
+from core.checks import verify_artifacts
+from core.component import PermanentError
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+from core.redact import mask_secrets  # one masking for diffs and every message
 
 LOG = logging.getLogger("ragflow_backup.config_restore")
 # Caps on what a config archive (untrusted: the storage root can be tampered with) may hold. RAGFlow's
@@ -112,7 +113,6 @@ def safe_relpath(name: str, where: str, why: str = "") -> str:
 
 
 def _record_of(point: Point, record: ComponentRecord | None) -> ComponentRecord:
-    from actors.config_files import NAME
 
     if record is None:
         record = point.manifest().components.get(NAME)
@@ -165,7 +165,6 @@ def _listed_files(record: ComponentRecord, where: str) -> dict[str, tuple[int, s
 
 
 def _from_tar(point: Point, record: ComponentRecord | None) -> tuple[str, dict[str, VersionFile]]:
-    from actors.config_files import ARTIFACT
 
     record = _record_of(point, record)
     where = f"{point.ref}/{ARTIFACT}"
@@ -208,9 +207,8 @@ def _from_tar(point: Point, record: ComponentRecord | None) -> tuple[str, dict[s
 
 
 def _from_commit(settings: Settings, commit: str) -> tuple[str, dict[str, VersionFile]]:
-    import git
+    import git  # lazy: GitPython (heavy; needs a git binary): only when config files are kept
 
-    from actors.config_files import git_repo_path
 
     path = git_repo_path(settings)
     if not (path / ".git").is_dir():
@@ -245,9 +243,8 @@ def _from_commit(settings: Settings, commit: str) -> tuple[str, dict[str, Versio
 def _target_dir(settings: Settings, target_dir: Path | None) -> Path:
     if target_dir is not None:
         return Path(target_dir).absolute()
-    from actors.config_files import _ragflow_dir
 
-    return _ragflow_dir(settings).absolute()
+    return required_ragflow_dir(settings).absolute()
 
 
 def _inside(root: Path, path: Path) -> None:
@@ -288,7 +285,6 @@ def _wanted_mode(item: VersionFile, current: tuple[bytes, int] | None) -> int:
 
 
 def _present_config_files(settings: Settings, root: Path) -> list[str]:
-    from actors.config_files import collect_files
 
     if not root.is_dir():
         return []

@@ -1,4 +1,4 @@
-"""MinIO mirror tasks: plain functions the Dramatiq actors wrap (see agent/mirror_store.py for the disk side).
+"""MinIO mirror tasks: plain functions the Dramatiq actors wrap (see core/mirror_store.py for the disk side).
 
 `mirror_object` is level-triggered: whatever event caused it, it looks at the source's state now, so
 duplicates, late and reordered calls are harmless. Only a positive "no such key/bucket" from the source
@@ -20,10 +20,10 @@ from typing import Any
 from minio.error import S3Error, ServerError
 from minio.time import from_http_header
 
-from agent import clients
-from agent.atomic import digest_of
-from agent.config import Settings
-from agent.mirror_store import Entry, MirrorStore
+from core import clients
+from core.atomic import digest_of
+from core.config import Settings
+from core.mirror_store import Entry, MirrorStore
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
 PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes

@@ -1,4 +1,4 @@
-"""MinIO point-in-time restore from the versioned mirror (agent/mirror_store.py).
+"""MinIO point-in-time restore from the versioned mirror (core/mirror_store.py).
 
 `plan_restore` compares, bucket by bucket, what the mirror says the store held at `at` with what the
 target holds now (listing: ETag + size) and `restore` applies that diff: each object is put back from
@@ -38,12 +38,12 @@ from typing import Any, BinaryIO
 from minio.error import S3Error
 
 from actors.minio_mirror import PLAIN_ETAG, in_scope, open_store
-from agent import clients
-from agent.atomic import digest_of_file
-from agent.component import PermanentError
-from agent.config import MinioSettings, Settings
-from agent.mirror_store import STAMP, MirrorStore, ObjectRef
-from agent.safe_paths import UnsafePath, open_dir, opened, relative_parts
+from core import clients
+from core.atomic import digest_of_file
+from core.component import PermanentError
+from core.config import MinioSettings, Settings
+from core.mirror_store import STAMP, MirrorStore, ObjectRef
+from core.safe_paths import UnsafePath, open_dir, opened, relative_parts
 
 PUT_WINDOW = 256  # puts submitted to the threads at a time
 

@@ -27,13 +27,14 @@ from typing import Any
 
 import zstandard
 
-from agent import clients
-from agent.atomic import atomic_file
-from agent.checks import DECODE_ERRORS, CorruptArtifact, check_gzip, check_zstd, open_compressed, verify_artifacts
-from agent.component import ComponentResult, PermanentError
-from agent.config import MySQLSettings, Settings
-from agent.manifest import Artifact, ComponentRecord
-from agent.points import Point
+from core import clients
+from core.atomic import atomic_file
+from core.checks import DECODE_ERRORS, CorruptArtifact, check_gzip, check_zstd, open_compressed, verify_artifacts
+from core.clients import find_mysql_container
+from core.component import ComponentResult, PermanentError
+from core.config import MySQLSettings, Settings
+from core.manifest import Artifact, ComponentRecord
+from core.points import Point
 
 NAME = "mysql"
 ARTIFACT = "mysql_dump.sql.gz"
@@ -384,7 +385,6 @@ class _Docker(_Session):
 def _session(settings: Settings) -> Iterator[_Session]:
     cfg = settings.mysql
     if cfg.mode == "docker":
-        from agent.doctor import find_mysql_container
 
         try:
             container = find_mysql_container(settings)
@@ -579,4 +579,3 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
             problems.append(f"{name}: table `{table}` has {found if found is not None else 'no'} rows in the "
                             f"dump, the manifest says {expected if expected is not None else 'none'}")
     return problems
-from actors.mysql_restore import restore, restore_kb  # noqa: E402,F401 - the component's restore face

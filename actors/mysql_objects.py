@@ -13,7 +13,7 @@ import pymysql
 import pymysql.cursors
 
 from actors.mysql_sandbox import FILE_ACCESS, Definers, q
-from agent.component import PermanentError
+from core.component import PermanentError
 
 TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
 

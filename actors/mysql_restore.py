@@ -33,8 +33,8 @@ import gzip
 import logging
 import os
 import re
-import shutil
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -43,24 +43,44 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any
 
 import zstandard
 
-from actors.mysql_objects import (StoredObject, base_tables, create, drop, mismatches, redefined, refuse_file_access,
-                                  routines_and_events, row_counts, stored_code, triggers, views)
-from actors.mysql_sandbox import (Definers, DumpRewriter, LoadAccount, account_exists, client_host, create_stored_code,
-                                  current_account, guard_options, load_account)
-from agent import clients
-from agent.atomic import sha256_of
-from agent.checks import open_compressed
-from agent.component import PermanentError
-from agent.config import Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point
-
-if TYPE_CHECKING:
-    from types import ModuleType
+from actors import mysql
+from actors.mysql_objects import (
+    StoredObject,
+    base_tables,
+    create,
+    drop,
+    mismatches,
+    redefined,
+    refuse_file_access,
+    routines_and_events,
+    row_counts,
+    stored_code,
+    triggers,
+    views,
+)
+from actors.mysql_sandbox import (
+    Definers,
+    DumpRewriter,
+    LoadAccount,
+    account_exists,
+    client_host,
+    create_stored_code,
+    current_account,
+    guard_options,
+    load_account,
+)
+from core import clients
+from core.atomic import sha256_of
+from core.checks import open_compressed
+from core.component import PermanentError
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
 
 LOG = logging.getLogger("ragflow_backup.mysql_restore")
 NAME = "mysql"
@@ -76,7 +96,6 @@ BATCH = 500
 
 def _dump() -> ModuleType:
     # actors.mysql imports this module at its end (the component's restore face), so import it late.
-    from actors import mysql
 
     return mysql
 
@@ -236,7 +255,7 @@ class _DockerLoad:
     """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
 
     def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
-        from docker.utils.socket import frames_iter
+        from docker.utils.socket import frames_iter  # lazy: docker SDK (heavy): only for a restore through the container
 
         self.session = session
         cmd = [tool, f"--user={account.user}", *options]

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.component import PermanentError
+from core.component import PermanentError
 
 ACCOUNT_PREFIX = "ragflow_restore_"  # 16 + 12 hex: within MySQL 8's 32-character user names
 # Client options that take away what a dump has no business doing, when the client knows them: no LOAD DATA

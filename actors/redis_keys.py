@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from agent import clients
-from agent.atomic import atomic_file
-from agent.checks import CorruptArtifact, verify_artifacts
-from agent.component import ComponentResult, PermanentError
-from agent.config import RedisSettings, Settings
-from agent.manifest import Artifact, ComponentRecord, now
-from agent.points import Point
+import redis
+
+from core import clients
+from core.atomic import atomic_file
+from core.checks import CorruptArtifact, verify_artifacts
+from core.component import ComponentResult, PermanentError
+from core.config import RedisSettings, Settings
+from core.manifest import Artifact, ComponentRecord, now
+from core.points import Point
 
 NAME = "redis"
 ARTIFACT = "redis_dump.rdb.gz"
@@ -53,7 +55,6 @@ MAX_LINE = 64 << 20
 @contextmanager
 def _classified(settings: RedisSettings) -> Iterator[None]:
     """Turn what retrying cannot fix into PermanentError; connection refused / timeouts pass through."""
-    import redis
 
     where = f"Redis at {settings.host}:{settings.port} (db {settings.db})"
     try:
@@ -285,7 +286,7 @@ def check_readable(path: Path) -> None:
     try:
         header, records = read_dump(path)
         found = 0
-        for found, item in enumerate(records, start=1):
+        for found, item in enumerate(records, start=1):  # noqa: B007 - the count is read after the loop
             base64.b64decode(item["key"], validate=True)
             base64.b64decode(item["dump"], validate=True)
     except CorruptArtifact as exc:
@@ -310,7 +311,6 @@ def _existing(client, keys: Iterator[bytes]) -> list[bytes]:
 
 
 def _restore_batch(client, batch: list[tuple[bytes, dict[str, Any]]], replace: bool, path: Path) -> int:
-    import redis
 
     if not batch:
         return 0

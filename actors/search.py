@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent import clients
-from agent.atomic import atomic_file
-from agent.checks import verify_artifacts
-from agent.component import ComponentResult, PermanentError
-from agent.config import SearchSettings, Settings
-from agent.doctor import compose_override
-from agent.manifest import Artifact, ComponentRecord
-from agent.points import Point, Storage
+from core import clients
+from core.atomic import atomic_file
+from core.checks import verify_artifacts
+from core.clients import compose_override
+from core.component import ComponentResult, PermanentError
+from core.config import SearchSettings, Settings
+from core.manifest import Artifact, ComponentRecord
+from core.points import Point, Storage
 
 NAME = "search"
 ARTIFACT = "search_snapshot.json"
@@ -41,12 +41,12 @@ class RepositoryMissing(LookupError):
     """The snapshot repository is not registered on the server."""
 
 
-def _plain(response: Any) -> Any:
+def response_body(response: Any) -> Any:
     """The JSON body of a response from either client (ES wraps it, opensearch-py does not)."""
     return response.body if hasattr(response, "body") else response
 
 
-def _status(exc: BaseException) -> int | None:
+def http_status(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)  # ES ApiError and opensearch-py TransportError
     return status if isinstance(status, int) else None
 
@@ -70,25 +70,25 @@ def _reasons(exc: BaseException) -> str:
     return "; ".join(found) or str(exc)
 
 
-def _url(search: SearchSettings) -> str:
+def public_url(search: SearchSettings) -> str:
     """The server URL without any credentials someone wrote into it."""
     parts = urlsplit(search.url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _where(search: SearchSettings) -> str:
-    return f"{search.engine} at {_url(search)}"
+    return f"{search.engine} at {public_url(search)}"
 
 
 @contextmanager
-def _classified(search: SearchSettings) -> Iterator[None]:
+def classified(search: SearchSettings) -> Iterator[None]:
     """Turn what retrying cannot fix (credentials, privileges, wrong engine) into PermanentError."""
     try:
         yield
     except PermanentError:
         raise
     except Exception as exc:
-        status = _status(exc)
+        status = http_status(exc)
         password_var = "ELASTIC_PASSWORD" if search.engine == "elasticsearch" else "OPENSEARCH_PASSWORD"
         if status == 401:
             raise PermanentError(
@@ -102,7 +102,7 @@ def _classified(search: SearchSettings) -> Iterator[None]:
             ) from exc
         if type(exc).__name__ == "UnsupportedProductError":  # the ES client refuses an OpenSearch server
             raise PermanentError(
-                f"the server at {_url(search)} is not Elasticsearch; if it is OpenSearch set search.engine: opensearch"
+                f"the server at {public_url(search)} is not Elasticsearch; if it is OpenSearch set search.engine: opensearch"
             ) from exc
         if status is not None and status >= 500:
             # Transient (retried): e.g. a node that lost its cluster after a hang says 503 for a while.
@@ -126,9 +126,9 @@ class SnapshotRepo:
         """The registered fs location, or None when no repository of this name exists."""
         api = self.client.snapshot
         try:
-            body = _plain(api.get_repository(name=self.name) if self.es else api.get_repository(repository=self.name))
+            body = response_body(api.get_repository(name=self.name) if self.es else api.get_repository(repository=self.name))
         except Exception as exc:
-            if _status(exc) == 404:
+            if http_status(exc) == 404:
                 return None
             raise
         entry = body.get(self.name) or {}
@@ -156,11 +156,11 @@ class SnapshotRepo:
     def snapshots(self, pattern: str = "_all") -> list[dict[str, Any]]:
         """Snapshot infos matching `pattern`; raises RepositoryMissing when the repository is gone."""
         try:
-            body = _plain(self.client.snapshot.get(repository=self.name, snapshot=pattern))
+            body = response_body(self.client.snapshot.get(repository=self.name, snapshot=pattern))
         except Exception as exc:
-            if _status(exc) == 404 and "repository_missing" in str(exc):
+            if http_status(exc) == 404 and "repository_missing" in str(exc):
                 raise RepositoryMissing(self.name) from None
-            if _status(exc) == 404:  # no snapshot of that name
+            if http_status(exc) == 404:  # no snapshot of that name
                 return []
             raise
         if body.get("failures"):  # ES 8 reports a missing repository here instead of a 404
@@ -211,7 +211,7 @@ def ensure_repository(search: SearchSettings, repo: SnapshotRepo, log: logging.L
                        f"{compose_override(search.engine)}")
             log.error("%s", message)  # the log keeps the override's lines intact
             raise PermanentError(message) from exc
-        if _status(exc) == 500 and "repository" in reasons:  # e.g. the folder is not writable by the server
+        if http_status(exc) == 500 and "repository" in reasons:  # e.g. the folder is not writable by the server
             raise PermanentError(f"cannot register snapshot repository '{repo.name}' at {wanted} on "
                                  f"{_where(search)}: {reasons}") from exc
         raise
@@ -222,12 +222,12 @@ def index_doc_counts(client: Any, patterns: list[str]) -> dict[str, int]:
     """The open indices matching `patterns`, each with its primaries' document count after a refresh."""
     expression = ",".join(patterns)
     options = {"expand_wildcards": "open", "allow_no_indices": True, "ignore_unavailable": True}
-    names = sorted(_plain(client.indices.get_settings(index=expression, name="index.uuid", **options)))
+    names = sorted(response_body(client.indices.get_settings(index=expression, name="index.uuid", **options)))
     if not names:
         return {}
     client.indices.refresh(index=expression, **options)
     # All open indices' stats, then ours: hundreds of tenants' index names would overflow the URL.
-    per_index = _plain(client.indices.stats(metric="docs", expand_wildcards="open")).get("indices", {})
+    per_index = response_body(client.indices.stats(metric="docs", expand_wildcards="open")).get("indices", {})
     gone = [name for name in names if name not in per_index]
     if gone:
         raise RuntimeError(f"indices {', '.join(gone)} disappeared (or were closed) while being counted")
@@ -241,7 +241,7 @@ def index_aliases(client: Any, patterns: list[str], names: list[str]) -> dict[st
     carries aliases, so the record keeps them for the restore to put back.
     """
     options = {"expand_wildcards": "open", "allow_no_indices": True, "ignore_unavailable": True}
-    body = _plain(client.indices.get_alias(index=",".join(patterns), **options))
+    body = response_body(client.indices.get_alias(index=",".join(patterns), **options))
     return {name: dict(body[name]["aliases"]) for name in names if (body.get(name) or {}).get("aliases")}
 
 
@@ -373,14 +373,14 @@ def _write_record(point: Point, document: dict[str, Any]) -> Artifact:
 
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     search = settings.search
-    with _classified(search):
+    with classified(search):
         client = clients.search_client(search)
         version = clients.search_server_version(client)
         repo = _repo(search, client)
         ensure_repository(search, repo, log)
         counts = index_doc_counts(client, search.indices)
         document: dict[str, Any] = {
-            "format": FORMAT, "engine": search.engine, "server_version": version, "url": _url(search),
+            "format": FORMAT, "engine": search.engine, "server_version": version, "url": public_url(search),
             "repository": {"name": repo.name, "type": "fs", "location": search.repository_path},
             "patterns": search.indices, "doc_counts": counts, "indices": sorted(counts), "snapshot": None,
         }
@@ -431,7 +431,7 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
     repo_name = record.details.get("repository") or search.repository
     where = f"repository {repo_name} on {_where(search)}"
     try:
-        with _classified(search):
+        with classified(search):
             info = _repo(search, name=repo_name).info(name)
     except RepositoryMissing:
         return problems + [f"snapshot {name} cannot be found: {where} is not registered"]
@@ -455,4 +455,3 @@ def snapshot_record(point: Point) -> dict[str, Any] | None:
     path: Path = point.folder / ARTIFACT
     return json.loads(path.read_text()) if path.is_file() else None
 
-from actors.search_restore import restore, restore_kb  # noqa: E402,F401 - the component's restore face

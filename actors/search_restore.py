@@ -11,8 +11,8 @@ clone that puts a staged copy under the live name is given all of the copy's set
 sets one replica, which turns a single node yellow); aliases, which neither carries, are put back from the
 point's record. A drill's copies get no alias: it would send RAGFlow's readers to them.
 
-actors/search.py re-exports `restore` and `restore_kb` at its end, so the public functions are defined
-above this module's own import of actors.search: importing either module first then works.
+This module builds on actors/search.py (the backup side); the restore side is the component's face for
+restore and restore_kb.
 """
 from __future__ import annotations
 
@@ -24,12 +24,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import clients
-from agent.checks import verify_artifacts
-from agent.component import PermanentError
-from agent.config import SearchSettings, Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point
+from actors.search import (
+    NAME,
+    RepositoryMissing,
+    classified,
+    ensure_repository,
+    http_status,
+    public_url,
+    response_body,
+    snapshot_record,
+)
+from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block
+from core import clients
+from core.checks import verify_artifacts
+from core.component import PermanentError
+from core.config import SearchSettings, Settings
+from core.manifest import ComponentRecord
+from core.points import Point
 
 TEMP_PREFIX = "restore_"  # staging indices of live and per-KB restores: restore_<hex6>_<index>
 URL_BUDGET = 3000  # comma-joined index names per request line (servers refuse lines over 4 KiB)
@@ -82,7 +93,7 @@ def restore(settings: Settings | SearchSettings, point: Point, record: Component
     search = _search(settings)
     log = log or logging.getLogger("ragflow_backup.restore.search")
     started = time.monotonic()
-    with _classified(search):
+    with classified(search):
         api, info = _open(search, point, record, log)
         if info is None:  # nothing was indexed at backup time: no snapshot, nothing to bring back
             if indices:
@@ -133,7 +144,7 @@ def restore_kb(settings: Settings | SearchSettings, point: Point, record: Compon
     if not kb_id or not isinstance(kb_id, str) or _BAD_NAME.search(kb_id):
         raise PermanentError(f"bad knowledge base id {kb_id!r}: give the id of RAGFlow's knowledgebase row (32 hex)")
     query = {"term": {"kb_id": kb_id}}
-    with _classified(search):
+    with classified(search):
         api, info = _open(search, point, record, log)
         if info is None:
             raise PermanentError(f"knowledge base {kb_id} is in no index of {point.ref}: its search backup holds "
@@ -193,7 +204,7 @@ def cleanup_temporary(settings: Settings | SearchSettings, prefix: str = TEMP_PR
     if len(prefix) < 3 or prefix != prefix.lower() or _BAD_NAME.search(prefix) or prefix[0] in "-_+.":
         raise PermanentError(f"refusing to delete indices by the prefix {prefix!r}: give a lowercase prefix of at "
                              f"least 3 characters without wildcards, such as {TEMP_PREFIX!r} or a drill's prefix")
-    with _classified(search):
+    with classified(search):
         api = RestoreApi(clients.search_client(search), search.engine, search.repository)
         names = api.names(prefix)
         live = [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in search.indices)]
@@ -208,19 +219,6 @@ def cleanup_temporary(settings: Settings | SearchSettings, prefix: str = TEMP_PR
 
 
 # ---------------------------------------------------------------- the machinery
-
-from actors.search import (  # noqa: E402 - after the public functions: actors/search.py imports them at its end
-    NAME,
-    RepositoryMissing,
-    SnapshotRepo,
-    _classified,
-    _plain,
-    _status,
-    _url,
-    ensure_repository,
-    snapshot_record,
-)
-from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block  # noqa: E402 - see above
 
 
 def _search(settings: Settings | SearchSettings) -> SearchSettings:
@@ -252,12 +250,12 @@ def _open(search: SearchSettings, point: Point, record: ComponentRecord,
     recorded_engine = record.details.get("engine")
     if recorded_engine and recorded_engine != search.engine:
         raise PermanentError(f"{point.ref} holds a snapshot of {recorded_engine}, but search.engine is "
-                             f"{search.engine} ({_url(search)}): it restores only into {recorded_engine}")
+                             f"{search.engine} ({public_url(search)}): it restores only into {recorded_engine}")
     repo_name = record.details.get("repository") or search.repository
     api = RestoreApi(clients.search_client(search), search.engine, repo_name)
     if not name:
         return api, None
-    where = f"repository {repo_name} on {search.engine} at {_url(search)}"
+    where = f"repository {repo_name} on {search.engine} at {public_url(search)}"
     if api.location() is None:  # a rebuilt server: register the repository where the backup wrote it
         path = record.details.get("repository_path") or search.repository_path
         ensure_repository(search.model_copy(update={"repository": repo_name, "repository_path": path}), api, log)
@@ -365,7 +363,7 @@ def _doc_counts(client: Any, names: list[str]) -> dict[str, int]:
     """Primaries' document counts after a refresh, counted as the backup counted them; absent names left out."""
     for group in _batches(names):
         client.indices.refresh(index=group, ignore_unavailable=True)
-    per_index = _plain(client.indices.stats(metric="docs", expand_wildcards="open")).get("indices", {})
+    per_index = response_body(client.indices.stats(metric="docs", expand_wildcards="open")).get("indices", {})
     return {name: int(per_index[name]["primaries"]["docs"]["count"]) for name in names if name in per_index}
 
 
@@ -408,7 +406,7 @@ def _stage(api: RestoreApi, search: SearchSettings, snapshot: str, targets: dict
 
 def _interrupted(exc: Exception, what: str) -> Exception:
     """An error for a restore stopped midway, kept permanent when the cause was (4xx other than timeouts)."""
-    permanent = isinstance(exc, PermanentError) or (_status(exc) or 0) in (400, 401, 403, 404)
+    permanent = isinstance(exc, PermanentError) or (http_status(exc) or 0) in (400, 401, 403, 404)
     return (PermanentError if permanent else RuntimeError)(f"restore stopped midway ({type(exc).__name__}: {exc}); "
                                                           f"{what}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from actors.search import SnapshotRepo, _plain, _status
+from actors.search import SnapshotRepo, http_status, response_body
 
 BULK_SIZE = 500  # documents per scroll page and per bulk request (chunks carry embedding vectors)
 # What an alias definition may hold (GET _alias shows these; the add action takes them back).
@@ -44,19 +44,19 @@ class RestoreApi(SnapshotRepo):
     def restore(self, snapshot: str, indices: list[str], pattern: str, replacement: str, timeout: float) -> dict:
         # Aliases stay behind: restored with renamed indices they would point readers at the staged copies.
         if self.es:
-            return _plain(self._within(timeout).snapshot.restore(
+            return response_body(self._within(timeout).snapshot.restore(
                 repository=self.name, snapshot=snapshot, indices=indices, rename_pattern=pattern,
                 rename_replacement=replacement, include_global_state=False, include_aliases=False,
                 wait_for_completion=True))
         body = {"indices": ",".join(indices), "rename_pattern": pattern, "rename_replacement": replacement,
                 "include_global_state": False, "include_aliases": False}
-        return _plain(self.client.snapshot.restore(repository=self.name, snapshot=snapshot, body=body,
+        return response_body(self.client.snapshot.restore(repository=self.name, snapshot=snapshot, body=body,
                                                    wait_for_completion=True, request_timeout=timeout))
 
     def names(self, prefix: str) -> list[str]:
         found = self.client.indices.get_settings(index=f"{prefix}*", name="index.uuid", expand_wildcards="all",
                                                  allow_no_indices=True)
-        return sorted(_plain(found))
+        return sorted(response_body(found))
 
     def exists(self, index: str) -> bool:
         return bool(self.client.indices.exists(index=index))
@@ -73,7 +73,7 @@ class RestoreApi(SnapshotRepo):
 
     def flat_settings(self, index: str) -> dict[str, Any]:
         """The index's own settings (not the defaults), as flat `index.x.y` keys."""
-        body = _plain(self.client.indices.get_settings(index=index, flat_settings=True))
+        body = response_body(self.client.indices.get_settings(index=index, flat_settings=True))
         return dict(body[index]["settings"])
 
     def clone(self, source: str, target: str, settings: dict[str, Any]) -> None:
@@ -96,11 +96,11 @@ class RestoreApi(SnapshotRepo):
     def wait_ready(self, index: str, timeout: float) -> None:
         """Every primary of `index` started (yellow: a single node never gets its replicas)."""
         try:
-            body = _plain(self._within(timeout + 30).cluster.health(
+            body = response_body(self._within(timeout + 30).cluster.health(
                 index=index, wait_for_status="yellow", timeout=f"{int(timeout)}s",
                 **({} if self.es else {"request_timeout": timeout + 30})))
         except Exception as exc:
-            if _status(exc) != 408:
+            if http_status(exc) != 408:
                 raise
             body = {"timed_out": True}
         if body.get("timed_out"):
@@ -108,8 +108,8 @@ class RestoreApi(SnapshotRepo):
 
     def count(self, index: str, query: dict) -> int:
         if self.es:
-            return int(_plain(self.client.count(index=index, query=query))["count"])
-        return int(_plain(self.client.count(index=index, body={"query": query}))["count"])
+            return int(response_body(self.client.count(index=index, query=query))["count"])
+        return int(response_body(self.client.count(index=index, body={"query": query}))["count"])
 
     # The KB copy reads and writes through scroll + bulk, not the server's _delete_by_query / _reindex: those
     # live in the `reindex` module, which minimal distributions (the integ-test zips of our test bed, some
@@ -117,9 +117,9 @@ class RestoreApi(SnapshotRepo):
 
     def _helpers(self) -> Any:
         if self.es:
-            from elasticsearch import helpers
+            from elasticsearch import helpers  # lazy: the engine not in use is never loaded
         else:
-            from opensearchpy import helpers
+            from opensearchpy import helpers  # lazy: the engine not in use is never loaded
         return helpers
 
     def _hits(self, index: str, query: dict, source: bool) -> Iterator[dict[str, Any]]:

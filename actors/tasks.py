@@ -6,20 +6,30 @@ repository: slow uploads never hold up the others).
 """
 from __future__ import annotations
 
-from actors.broker import broker  # noqa: F401 - sets the broker before any actor is declared
-
 import logging
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from agent import runtime
-from agent.config import Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point, Storage
-from agent.locks import Busy
-from agent.notify import Notifier
-from agent.runs import backup_run, enabled_components, notify_outcome, run_component
+from actors.actions.drill import run_drill
+from actors.actions.offsite import OffsitePermanent, check, copy_mirror, copy_point, forget
+from actors.actions.retention import prune as apply_retention
+from actors.actions.runs import backup_run, enabled_components, notify_outcome, run_component
+from actors.actions.verify import newest_point
+from actors.actions.verify import verify_point as verify
+from actors.broker import broker  # noqa: F401 - sets the broker before any actor is declared
+from actors.config_files import commit_config as commit
+from actors.minio_mirror import mirror_object as mirror
+from actors.minio_mirror import prune_versions
+from actors.minio_mirror import reconcile as run_reconcile
+from core import runtime
+from core.component import PermanentError
+from core.config import Settings
+from core.locks import Busy
+from core.manifest import ComponentRecord
+from core.mirror_status import record_reconcile
+from core.notify import Notifier
+from core.points import Point, Storage
 
 log = logging.getLogger("ragflow_backup.actors")
 
@@ -91,8 +101,6 @@ def scheduled_backup() -> None:
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def verify_point(point_ref: str | None = None) -> None:
     """Verify a point (default: the newest daily one); problems are notified, not retried."""
-    from agent.notify import Notifier
-    from agent.verify import newest_point, verify_point as verify
 
     settings = runtime.settings()
     storage = Storage(settings.storage_root)
@@ -109,7 +117,6 @@ def verify_point(point_ref: str | None = None) -> None:
 
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune() -> None:
-    from agent.retention import prune as apply_retention
 
     settings = runtime.settings()
     apply_retention(Storage(settings.storage_root), settings, dry_run=False)
@@ -121,7 +128,6 @@ def prune() -> None:
 @dramatiq.actor(queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
 def mirror_object(bucket: str, key: str) -> None:
     """Make the mirror match the source for one key, whatever the event said (level-triggered)."""
-    from actors.minio_mirror import mirror_object as mirror
 
     mirror(runtime.settings(), bucket, key)
 
@@ -129,8 +135,6 @@ def mirror_object(bucket: str, key: str) -> None:
 @dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
 def reconcile(buckets: list[str] | None = None) -> None:
     """Listing diff of the source against the mirror: heals missed events, restarts and outages."""
-    from actors.minio_mirror import reconcile as run_reconcile
-    from agent.mirror_status import record_reconcile
 
     settings = runtime.settings()
     report = run_reconcile(settings, buckets)
@@ -143,7 +147,6 @@ def reconcile(buckets: list[str] | None = None) -> None:
 
 @dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune_mirror_versions() -> None:
-    from actors.minio_mirror import prune_versions
 
     prune_versions(runtime.settings())
 
@@ -154,7 +157,6 @@ def prune_mirror_versions() -> None:
 @dramatiq.actor(queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
 def commit_config(paths: list[str]) -> None:
     """One commit per debounced burst of edits in RAGFlow's docker/ folder."""
-    from actors.config_files import commit_config as commit
 
     settings = runtime.settings()
     sha = commit(settings, "watcher")
@@ -167,8 +169,6 @@ def commit_config(paths: list[str]) -> None:
 def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt: bool) -> None:
     """Run an offsite job; a permanent failure (wrong password, no repository) is notified at once and
     not retried, a transient one is retried by the actor and notified on the last attempt."""
-    from agent.notify import Notifier
-    from agent.offsite import OffsitePermanent
 
     notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
     try:
@@ -188,7 +188,6 @@ def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt
                 time_limit=SIX_HOURS_MS)
 def offsite_copy(point_ref: str) -> None:
     """Send a complete point to the offsite repository."""
-    from agent.offsite import copy_point
 
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
@@ -200,7 +199,6 @@ def offsite_copy(point_ref: str) -> None:
                 time_limit=SIX_HOURS_MS)
 def offsite_mirror() -> None:
     """Scheduled: the MinIO mirror and config history to the repository, then its retention."""
-    from agent.offsite import copy_mirror, forget
 
     settings = runtime.settings()
     run_offsite_job(settings, "offsite", "offsite copy of the MinIO mirror",
@@ -210,7 +208,6 @@ def offsite_mirror() -> None:
 @dramatiq.actor(queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
 def offsite_check(read_data: bool = False) -> None:
     """Scheduled: restic check (structure weekly; a subset of the data monthly)."""
-    from agent.offsite import check
 
     settings = runtime.settings()
     run_offsite_job(settings, "offsite-check", "offsite repository check" + (" (data)" if read_data else ""),
@@ -223,10 +220,7 @@ def offsite_check(read_data: bool = False) -> None:
 @dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
 def drill() -> None:
     """The monthly restore drill; a failure is notified (a drill is not retried: it reports)."""
-    from agent.drill import run_drill
-    from agent.notify import Notifier
 
-    from agent.component import PermanentError
 
     settings = runtime.settings()
     notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")

@@ -1,1 +1,5 @@
-"""ragflow-backup's agent side: configuration, event sources, scheduler and the command line."""
+"""What the operator runs: the command line (cli.py, commands/), the always-on agent (agent.py) with
+its event sources (sources/) and scheduler, the health and metrics server, status and doctor.
+
+Imports: anything in `actors` and `core`; nothing imports `agent` (checked by `lint-imports`).
+"""

@@ -14,8 +14,18 @@ import threading
 from datetime import datetime
 from typing import Any, Callable
 
-from agent.config import Settings
-from agent.points import Storage
+from agent.doctor import check_broker
+from agent.health import ALERT_PREFIX, Alert, collect
+from agent.metrics import MetricsServer
+from agent.mirror_stats import mirror_stats
+from agent.scheduler import Scheduler
+from agent.sources.config_watch import ConfigWatcher
+from agent.sources.minio_events import MinioEventSource
+from core import locks
+from core.config import Settings
+from core.notify import Notifier
+from core.points import Storage
+from core.queues import inspect
 
 log = logging.getLogger("ragflow_backup.agent")
 
@@ -32,7 +42,7 @@ def scheduled_jobs(settings: Settings) -> dict[str, str]:
 
 class Agent:
     def __init__(self, settings: Settings, send: Callable[[str, tuple], Any] | None = None):
-        from actors import tasks
+        from actors import tasks  # lazy: builds the broker from the loaded config
 
         self.settings = settings
         self.storage = Storage(settings.storage_root).prepare()
@@ -70,10 +80,6 @@ class Agent:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        from agent.metrics import MetricsServer
-        from agent.scheduler import Scheduler
-        from agent.sources.config_watch import ConfigWatcher
-        from agent.sources.minio_events import MinioEventSource
 
         settings = self.settings
         self._hold_storage_root()
@@ -102,14 +108,12 @@ class Agent:
     def _hold_storage_root(self) -> None:
         """One agent per storage root: two would fire every scheduled job twice (the second backup of a
         component then fails on its lock) and share one scheduler state. The second one refuses to start."""
-        from agent import locks
 
         held = locks.exclusive(self.storage.root / "locks" / "agent.lock", f"an agent on {self.storage.root}")
         held.__enter__()  # raises locks.Busy naming the other agent's pid
         self._held = held
 
     def _warn_about_eviction(self) -> None:
-        from agent.doctor import check_broker
 
         check = check_broker(self.settings)
         if check.status != "ok":
@@ -135,18 +139,15 @@ class Agent:
     # ------------------------------------------------------------ health and alerts
 
     def health(self):
-        from agent.health import collect
 
         return collect(self.settings, self.storage, queue_depth=self.queue_depth, mirror_stats=self.mirror_stats)
 
     def queue_depth(self) -> dict[str, int]:
-        from agent.queues import inspect
 
         broker = self.tasks.broker
         return {q.queue: q.ready + q.delayed for q in inspect(broker.client, broker.namespace)}
 
     def mirror_stats(self) -> dict[str, Any]:
-        from agent.mirror_stats import mirror_stats
 
         return mirror_stats(self.settings, self.tasks.broker)
 
@@ -159,7 +160,6 @@ class Agent:
 
     def source_alerts(self) -> list:
         """An event source that has lost its server (MinIO down or hung) is an alert until it is back."""
-        from agent.health import ALERT_PREFIX, Alert
 
         alerts = []
         for name, part in self.source_health().items():
@@ -170,7 +170,6 @@ class Agent:
         return alerts
 
     def _alert_loop(self) -> None:
-        from agent.notify import Notifier
 
         notifier = Notifier(self.settings.notify, self.storage.root / "state" / "notify.json")
         while not self._stop.wait(self.settings.notify.check_interval_seconds):

@@ -12,14 +12,18 @@ from agent.commands import agent as agent_commands
 from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
 from agent.commands import restore as restore_commands
-from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
+from agent.commands import status as status_commands
 from agent.commands import worker as worker_commands
 from agent.commands.common import console, errors, print_error, state, styled
-from agent.component import PermanentError
-from agent.config import CONFIG_ENV_VAR, ConfigError, Settings
-from agent.locks import Busy
-from agent.redact import redact, redact_logging
+from agent.commands.config import config_app
+from agent.commands.offsite import offsite_app
+from agent.commands.queue import queue_app
+from agent.doctor import Check, run_checks
+from core.component import PermanentError
+from core.config import CONFIG_ENV_VAR, ConfigError, Settings
+from core.locks import Busy
+from core.redact import redact, redact_logging
 
 # No local variables in tracebacks: they hold passwords.
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
@@ -45,7 +49,6 @@ def version() -> None:
 @app.command()
 def doctor() -> None:
     """Pre-flight checks: every configured service and the storage root; exits 1 if any fails."""
-    from agent.doctor import run_checks
 
     settings = state.settings()
     checks = [*run_checks(settings), *ragflow_env_checks(settings)]
@@ -63,7 +66,6 @@ def doctor() -> None:
 
 def ragflow_env_checks(settings: Settings) -> list:
     """A row per line of RAGFlow's .env that cannot be decoded (the rest of the file is still used)."""
-    from agent.doctor import Check
 
     return [Check("RAGFlow .env", "warn", item.message(), "until then, a value on that line is not used")
             for item in settings.ragflow_env_file().unreadable]
@@ -84,9 +86,6 @@ app.command()(audit_commands.audit)
 
 
 def _register_sub_apps() -> None:
-    from agent.commands.config import config_app
-    from agent.commands.offsite import offsite_app
-    from agent.commands.queue import queue_app
 
     app.add_typer(config_app, name="config")
     app.add_typer(queue_app, name="queue")

@@ -10,9 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import clients
-from agent.config import Settings
-from agent.ragflow_folder import kept_files
+import redis
+
+from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic
+from core import clients
+from core.clients import compose_override, find_mysql_container
+from core.component import PermanentError
+from core.config import Settings
+from core.encryption import recipient_args
+from core.ragflow_folder import kept_files
 
 Status = Literal["ok", "warn", "fail", "off"]
 
@@ -46,7 +52,6 @@ def check_storage(settings: Settings) -> Check:
 
 
 def check_broker(settings: Settings) -> Check:
-    import redis
 
     try:
         client = redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_connect_timeout=5)
@@ -84,18 +89,6 @@ def check_mysql(settings: Settings) -> Check:
     return Check("mysql", "ok", f"{version} at {cfg.host}:{cfg.port}, database {cfg.database}")
 
 
-def find_mysql_container(settings: Settings):
-    """The running container of RAGFlow's mysql service, found by its compose labels (names vary)."""
-    labels = [f"com.docker.compose.service={settings.mysql.compose_service}"]
-    if settings.mysql.compose_project:
-        labels.append(f"com.docker.compose.project={settings.mysql.compose_project}")
-    found = clients.docker_client(settings.docker.host).containers.list(filters={"label": labels})
-    if len(found) != 1:
-        where = ", ".join(labels)
-        raise LookupError(f"{len(found)} running containers carry {where}; expected exactly one")
-    return found[0]
-
-
 def check_mysql_container(settings: Settings) -> Check:
     try:
         container = find_mysql_container(settings)
@@ -116,17 +109,6 @@ def check_minio(settings: Settings) -> Check:
     except Exception as exc:  # noqa: BLE001
         return _failure("minio", exc, "check minio.endpoint and MINIO_USER / MINIO_PASSWORD")
     return Check("minio", "ok", f"{settings.minio.endpoint}: {len(buckets)} buckets")
-
-
-def compose_override(engine: str) -> str:
-    service = "es01" if engine == "elasticsearch" else "opensearch01"
-    home = "/usr/share/elasticsearch" if engine == "elasticsearch" else "/usr/share/opensearch"
-    return (
-        f"add to RAGFlow's compose (docker-compose.override.yml):\n"
-        f"  services:\n    {service}:\n      environment:\n        - path.repo={home}/backups\n"
-        f"      volumes:\n        - /share/backups/ragflow/{engine}_repo:{home}/backups\n"
-        f"then set search.repository_path to a folder under {home}/backups and restart {service}"
-    )
 
 
 def check_search(settings: Settings) -> Check:
@@ -166,7 +148,6 @@ def check_redis(settings: Settings) -> Check:
 def check_offsite(settings: Settings) -> Check:
     if not settings.offsite.enabled:
         return Check("offsite", "off", "optional; set offsite.enabled and offsite.repository for a second copy")
-    from agent.offsite import OffsiteError, OffsitePermanent, Restic
 
     try:
         restic = Restic(settings)
@@ -185,8 +166,6 @@ def check_offsite(settings: Settings) -> Check:
 def check_encryption(settings: Settings) -> Check:
     if not settings.encryption.enabled:
         return Check("encryption", "off", "optional; encryption.recipients encrypts artifacts at rest (age)")
-    from agent.component import PermanentError
-    from agent.encryption import recipient_args
 
     try:
         recipients = recipient_args(settings)

@@ -17,10 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.config import Settings
-from agent.points import Point, Storage
-from agent.retention import storage_bytes
-from agent.runs import describe, enabled_components
+from actors.actions.offsite import last_runs
+from actors.actions.retention import storage_bytes
+from actors.actions.runs import describe, enabled_components
+from core.config import Settings
+from core.points import Point, Storage
 
 log = logging.getLogger("ragflow_backup.health")
 
@@ -72,7 +73,7 @@ class HealthReport:
     queues: dict[str, int] | None = None
     mirror: dict[str, Any] | None = None  # objects, bytes, lag_seconds, last_reconcile, ...
     problems: list[str] = field(default_factory=list)  # probes that failed
-    offsite: dict[str, Any] | None = None  # last offsite runs (agent.offsite.last_runs) when offsite is on
+    offsite: dict[str, Any] | None = None  # last offsite runs (actors.actions.offsite.last_runs) when offsite is on
 
     def component(self, name: str) -> ComponentHealth | None:
         return next((item for item in self.components if item.component == name), None)
@@ -225,7 +226,6 @@ def collect(settings: Settings, storage: Storage, queue_depth: Callable[[], dict
         newest = PointSummary(point.ref, status, _aware(manifest.created_at))
     offsite = None
     if settings.offsite.enabled:
-        from agent.offsite import last_runs
 
         offsite = last_runs(settings)
     return HealthReport(

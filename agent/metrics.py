@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.bounded_http import BoundedHttpServer
+from actors.actions.runs import describe
 from agent.health import HealthReport
-from agent.runs import describe
+from core.bounded_http import BoundedHttpServer
 
 log = logging.getLogger("ragflow_backup.metrics")
 

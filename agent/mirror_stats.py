@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import Settings
-from agent.mirror_status import last_reconcile
+from core.config import Settings
+from core.mirror_status import last_reconcile
+from core.mirror_store import MirrorStore
+from core.queues import inspect
 
 
 def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any]:
     """objects, bytes, versions, lag_seconds (age of the oldest queued mirror task; 0 when none), last_reconcile."""
-    from agent.mirror_store import MirrorStore
 
     root = settings.storage_root / settings.minio.mirror_dir
     stats: dict[str, Any] = {"objects": 0, "bytes": 0}
@@ -21,7 +22,6 @@ def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any
             store.close()  # a reader per call must not leave connections (and stale snapshots) behind
     lag = 0.0
     if broker is not None:
-        from agent.queues import inspect
 
         for queue in inspect(broker.client, broker.namespace):
             if queue.queue == "mirror" and queue.oldest_age_seconds:

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from agent.atomic import private_dir, write_bytes_atomic
+from core.atomic import private_dir, write_bytes_atomic
 
 log = logging.getLogger("ragflow_backup.scheduler")
 

@@ -19,12 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import start_agent, GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, tree_usage  # noqa: E402
-from agent.mirror_store import MirrorStore  # noqa: E402
+from bench.common import GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, start_agent, tree_usage  # noqa: E402
+from core.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
 from testbed.minio_server import PrivateMinio  # noqa: E402

@@ -22,12 +22,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import start_agent, Row, mc_env, percentile, print_table, publish  # noqa: E402
-from agent.mirror_store import MirrorStore  # noqa: E402
+from bench.common import Row, mc_env, percentile, print_table, publish, start_agent  # noqa: E402
+from core.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
 from testbed.minio_server import PrivateMinio  # noqa: E402

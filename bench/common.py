@@ -254,7 +254,7 @@ def mc_env(minio: Any, alias: str = "bench") -> dict[str, str]:
 
 
 def settings_for(minio: Any, storage_root: Path, **extra: Any) -> Any:
-    from agent.config import Settings
+    from core.config import Settings
 
     return Settings(storage_root=storage_root, minio=minio.settings(), **extra)
 

@@ -16,8 +16,19 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (MiB, Row, mc_env, median, print_table, publish, put_objects, run_quiet,  # noqa: E402
-                          settings_for, small_objects, timed)
+from bench.common import (  # noqa: E402
+    MiB,
+    Row,
+    mc_env,
+    median,
+    print_table,
+    publish,
+    put_objects,
+    run_quiet,
+    settings_for,
+    small_objects,
+    timed,
+)
 from testbed import env as testbed_env  # noqa: E402
 from testbed.minio_server import PrivateMinio  # noqa: E402
 

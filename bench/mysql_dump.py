@@ -29,7 +29,7 @@ from testbed import settings as testbed_settings  # noqa: E402
 
 
 def data_bytes(cfg, database: str) -> int:
-    from agent.clients import mysql_connection
+    from core.clients import mysql_connection
 
     with contextlib.closing(mysql_connection(cfg, "")) as conn, conn.cursor() as cur:
         cur.execute("SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables WHERE table_schema=%s",
@@ -40,7 +40,7 @@ def data_bytes(cfg, database: str) -> int:
 def grow_database(cfg, database: str, target: int, size: str = "small") -> int:
     """Create `database` with the seeder's schema and rows, then double `document` until the data reaches
     `target` bytes (InnoDB data_length). Returns the data bytes."""
-    from agent.clients import mysql_connection
+    from core.clients import mysql_connection
     from testbed.seed import SIZES, _plan, seed_mysql
 
     seed_mysql(lambda name: mysql_connection(cfg, name), database, _plan(SIZES[size], 1))
@@ -69,7 +69,7 @@ def grow_database(cfg, database: str, target: int, size: str = "small") -> int:
 
 
 def drop(cfg, database: str) -> None:
-    from agent.clients import mysql_connection
+    from core.clients import mysql_connection
 
     with contextlib.closing(mysql_connection(cfg, "")) as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
@@ -78,7 +78,7 @@ def drop(cfg, database: str) -> None:
 def ours(settings, work: Path, codec: str = "gzip") -> tuple[int, float]:
     """Our backup of the database into a point; (compressed bytes, plain bytes)."""
     from actors import mysql
-    from agent.points import Storage
+    from core.points import Storage
 
     settings = settings.model_copy(update={"mysql": settings.mysql.model_copy(update={"compression": codec})})
     point = Storage(work).new_point(["mysql"])
@@ -118,7 +118,7 @@ def main() -> int:
     env = testbed_env.load()
     database = f"rb_bench_{uuid.uuid4().hex[:8]}"
     cfg = testbed_settings.mysql(env, database=database)
-    from agent.config import Settings
+    from core.config import Settings
 
     work = Path(tempfile.mkdtemp(prefix="rb-bench-mysql-"))
     anchors = {"gzip": "gzip"}

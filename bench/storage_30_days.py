@@ -43,7 +43,7 @@ def objects_plan(count: int, seed: int = 5) -> list[tuple[str, str, int]]:
 
 
 def churn_rows(cfg, database: str, share: float) -> None:
-    from agent.clients import mysql_connection
+    from core.clients import mysql_connection
 
     with contextlib.closing(mysql_connection(cfg, database)) as conn, conn.cursor() as cur:
         cur.execute("UPDATE document SET progress_msg = CONCAT('Page(1~', FLOOR(RAND() * 1000), '): ', "
@@ -64,10 +64,10 @@ def main() -> int:
     minio.data.mkdir()
     minio.start()
     from actors import minio_mirror
-    from agent.config import Settings
-    from agent.points import Storage
-    from agent.retention import prune
-    from agent.runs import run_component
+    from actors.actions.retention import prune
+    from actors.actions.runs import run_component
+    from core.config import Settings
+    from core.points import Storage
 
     clock = [START]
     real_now = minio_mirror._now

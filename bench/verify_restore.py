@@ -40,7 +40,7 @@ VERIFY_OBJECTIVE, RESTORE_OBJECTIVE = 5 * 60, 30 * 60
 
 def rehash_mirror(store) -> int:
     """MD5 of every current mirror file against the index; returns the bytes read (raises on a mismatch)."""
-    from agent.atomic import digest_of
+    from core.atomic import digest_of
 
     total = 0
     for bucket in store.buckets():
@@ -77,12 +77,12 @@ def main() -> int:
     database = f"rb_bench_{uuid.uuid4().hex[:8]}"
     cfg = testbed_settings.mysql(env, database=database)
     servers = {name: PrivateMinio(env, work / name) for name in ("source", "ours", "mc")}
-    from actors import minio_mirror, minio_restore, mysql
+    from actors import minio_mirror, minio_restore, mysql_restore
+    from actors.actions.runs import run_component
+    from actors.actions.verify import verify_point
     from actors.mysql_restore import drop_database, scratch_name
-    from agent.config import Settings
-    from agent.points import Storage
-    from agent.runs import run_component
-    from agent.verify import verify_point
+    from core.config import Settings
+    from core.points import Storage
 
     scratch = scratch_name(database, "bench", uuid.uuid4().hex[:6])
     try:
@@ -113,7 +113,7 @@ def main() -> int:
 
         record = point.manifest().components["mysql"]
         with timed() as restore_mysql:
-            result = mysql.restore(settings, point, record, target_database=scratch)
+            result = mysql_restore.restore(settings, point, record, target_database=scratch)
         drop_database(settings, scratch)
         if result.expected != result.found:
             raise RuntimeError(f"our MySQL restore differs: {result.mismatches}")

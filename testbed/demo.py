@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from agent import clients
+from core import clients
 from testbed import env as testbed_env
 from testbed import polling
 from testbed import settings as testbed_settings
@@ -133,8 +133,8 @@ def wait_for(condition, what: str, timeout: float = 90) -> None:
 def show_the_agent(env: dict[str, str], dataset) -> int:
     """Run the agent and workers for a short while: objects reach the mirror, an edit reaches Git."""
     from actors.config_files import history
-    from agent.config import load_settings
-    from agent.mirror_store import MirrorStore
+    from core.config import load_settings
+    from core.mirror_store import MirrorStore
 
     settings = load_settings(CONFIG)
     cli = Path(sys.executable).parent / "ragflow-backup"

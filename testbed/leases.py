@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from agent.clients import redis_client
+from core.clients import redis_client
 from testbed import settings as testbed_settings
 
 LEASABLE_DBS = range(3, 64)  # DB 2 is the demo's broker

@@ -45,11 +45,11 @@ class PrivateMinio:
             self.process.wait(10)
 
     def settings(self):
-        from agent.config import MinioSettings
+        from core.config import MinioSettings
 
         return MinioSettings(endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key)
 
     def client(self):
-        from agent.clients import minio_client
+        from core.clients import minio_client
 
         return minio_client(self.settings())

@@ -203,7 +203,7 @@ class PrivateMariadb(Signals):
                                database=database or None, autocommit=True, connect_timeout=5)
 
     def settings(self, database: str):
-        from agent.config import MySQLSettings
+        from core.config import MySQLSettings
 
         return MySQLSettings(host="127.0.0.1", port=self.port, user="root", password=self.password, database=database)
 
@@ -303,7 +303,7 @@ class PrivateElasticsearch(Signals):
         self._pid = None
 
     def settings(self, repository: str):
-        from agent.config import SearchSettings
+        from core.config import SearchSettings
 
         return SearchSettings(engine="elasticsearch", url=self.url, user="elastic", password=self.password,
                               repository=repository, repository_path=str(self.repo_root / repository),

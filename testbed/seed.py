@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent.clients import minio_client, mysql_connection, redis_client, search_client
+from core.clients import minio_client, mysql_connection, redis_client, search_client
 from testbed import ragflow_indices
 
 if TYPE_CHECKING:
-    from agent.config import MinioSettings, MySQLSettings, RedisSettings, SearchSettings
+    from core.config import MinioSettings, MySQLSettings, RedisSettings, SearchSettings
 
 KiB, MiB = 1024, 1024 * 1024
 SECRET_KEY = "ragflow:system:secret_key"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import (
+from core.config import (
     MinioSettings,
     MySQLSettings,
     RedisSettings,

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from core import clients
 from testbed import env as testbed_env_file
+from testbed import settings as testbed_settings
 from testbed.leases import leased_redis_db
 from testbed.leases import redis_url as leased_url
 from testbed.minio_server import PrivateMinio
-from testbed import settings as testbed_settings
-from agent import clients
 
 
 def reach(service: str, probe: Callable[[], Any]) -> Any:

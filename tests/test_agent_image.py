@@ -16,16 +16,16 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 import yaml
 
-from agent import clients
-from agent.mirror_store import MirrorStore
-from agent.points import Storage
-from tests.conftest import reach, unique
+import docker
+from core import clients
+from core.mirror_store import MirrorStore
+from core.points import Storage
 from testbed import settings as testbed_settings
 from testbed.polling import wait_for
+from tests.conftest import reach, unique
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDALONE = ROOT / "docker" / "docker-compose.standalone.yml"

@@ -7,9 +7,14 @@ from typing import Annotated
 
 import redis
 import typer
+from dramatiq import Worker
 
+from actors.actions.runs import describe
+from agent.agent import Agent
 from agent.commands.common import console, fail, setup_logging, state
-from agent.runs import describe
+from core import audit
+from core.locks import Busy
+from core.safe_paths import UnsafePath
 
 
 def _wait_for_signal() -> None:
@@ -20,7 +25,6 @@ def _wait_for_signal() -> None:
 
 
 def _start(runner) -> None:
-    from agent.locks import Busy
 
     try:
         runner.start()
@@ -32,8 +36,6 @@ def _start(runner) -> None:
 
 def _agent():
     """The Agent, or a message when the storage root's layout is unsafe (a tier folder that is a symlink)."""
-    from agent.agent import Agent
-    from agent.safe_paths import UnsafePath
 
     try:
         return Agent(state.settings())
@@ -43,7 +45,6 @@ def _agent():
 
 def agent() -> None:
     """Watch MinIO, RAGFlow's config folder and the clock; queue the work for the workers."""
-    from agent import audit
 
     setup_logging()
     audit.set_role("agent")
@@ -59,9 +60,7 @@ def run(
     stop_timeout: Annotated[int, typer.Option(help="Seconds to let running tasks finish on SIGTERM.")] = 600,
 ) -> None:
     """The agent and its workers in one process (a single-container install)."""
-    from dramatiq import Worker
 
-    from agent import audit
 
     setup_logging()
     audit.set_role("agent")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from agent.commands.common import console, fail, state
+from core import audit as audit_log
 
 _SPAN = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -38,7 +39,6 @@ def audit(
     limit: Annotated[int, typer.Option(help="At most this many (the newest).")] = 200,
 ) -> None:
     """Show the audit log: every backup, verify, prune, deletion, restore, rollback and offsite job."""
-    from agent import audit as audit_log
 
     settings = state.settings()
     lines = list(audit_log.read(settings.storage_root, parse_since(since) if since else None, action))[-limit:]

@@ -6,16 +6,23 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
+import redis
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from actors.actions.retention import prune as apply_retention
+from actors.actions.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
+from actors.actions.verify import newest_point, verify_point
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from agent.locks import Busy
-from agent.manifest import ComponentRecord, Manifest
-from agent.points import Point, Storage
-from agent.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
-from agent.safe_paths import UnsafePath
+from core import queues
+from core.component import PermanentError
+from core.encryption import is_encrypted
+from core.locks import Busy
+from core.manifest import ComponentRecord, Manifest
+from core.notify import Notifier
+from core.points import Point, Storage
+from core.safe_paths import UnsafePath
 
 
 def _components(settings, requested: list[str] | None) -> list[str]:
@@ -36,7 +43,6 @@ def _components(settings, requested: list[str] | None) -> list[str]:
 def _notify_failure(settings, message: str, title: str = "ragflow-backup: cannot create a backup point") -> None:
     """Tell the operator even when the storage root cannot be written (the send happens before the
     notifier's own state file is saved there)."""
-    from agent.notify import Notifier
 
     try:
         Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure("backup", title, message)
@@ -127,7 +133,6 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
 
 
 def _broker_client(settings):
-    import redis
 
     try:
         return redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10)
@@ -136,9 +141,7 @@ def _broker_client(settings):
 
 
 def _live_workers(settings, client) -> list[str]:
-    import redis
 
-    from agent import queues
 
     try:
         return queues.live_workers(client, settings.broker.namespace, settings.broker.heartbeat_timeout_ms)
@@ -155,8 +158,8 @@ def _no_worker(settings) -> str:
 
 
 def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: int) -> None:
-    from actors.broker import broker
-    from actors.tasks import backup_component
+    from actors.broker import broker  # lazy: building the broker reads the config file: only once the CLI has loaded it
+    from actors.tasks import backup_component  # lazy: importing the actors builds the broker: see above
 
     client = _broker_client(settings)
     workers = _live_workers(settings, client)  # before we send anything: sending heart-beats too
@@ -236,11 +239,9 @@ def verify(
                                                           "check their content.")] = None,
 ) -> None:
     """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
-    from agent.verify import verify_point
 
     settings = state.settings()
     storage = Storage(settings.storage_root)
-    from agent.verify import newest_point
 
     try:
         target = storage.point(point) if point else newest_point(storage)
@@ -248,8 +249,6 @@ def verify(
         fail(str(exc))
     if target is None:
         fail(f"no backup point under {storage.root} yet")
-    from agent.component import PermanentError
-    from agent.encryption import is_encrypted
 
     try:
         report = verify_point(settings, target, identity)
@@ -296,9 +295,7 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go, and why.")] = False,
 ) -> None:
     """Apply the retention policy (daily/weekly/monthly); never deletes the newest complete point."""
-    from agent.retention import prune as apply_retention
 
-    from agent.component import PermanentError
 
     settings = state.settings()
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from agent.config import ConfigError, Settings, config_path, load_settings
-from agent.redact import redact, redact_logging
-from agent.runtime import use_config
+from core.config import ConfigError, Settings, config_path, load_settings
+from core.redact import redact, redact_logging
+from core.runtime import use_config
 
 
 class RedactedOutput:
@@ -43,7 +43,7 @@ class RedactedOutput:
         return getattr(self.stream, "encoding", None) or "utf-8"
 
 
-# Every message and table of the commands goes through these two: masked like the logs (agent/redact.py).
+# Every message and table of the commands goes through these two: masked like the logs (core/redact.py).
 console = Console(file=RedactedOutput("stdout"))  # type: ignore[arg-type]
 errors = Console(file=RedactedOutput("stderr"))  # type: ignore[arg-type]
 
@@ -74,7 +74,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def setup_logging() -> None:
-    """Log lines to stderr, with secrets masked (agent.redact) by a filter on the handlers. A thread that dies
+    """Log lines to stderr, with secrets masked (core.redact) by a filter on the handlers. A thread that dies
     is logged too (Python would print its traceback to stderr past the filter)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact_logging()

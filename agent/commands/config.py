@@ -7,6 +7,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
+from actors.config_files import git_repo_path, history
 from agent.commands.common import console, fail, state
 
 config_app = typer.Typer(no_args_is_help=True, help="History of RAGFlow's config files (Git under the storage root).")
@@ -15,7 +16,6 @@ config_app = typer.Typer(no_args_is_help=True, help="History of RAGFlow's config
 @config_app.command("log")
 def log(limit: Annotated[int, typer.Option("-n", help="How many commits.")] = 20) -> None:
     """The newest commits: when, what changed."""
-    from actors.config_files import history
 
     commits = history(state.settings(), limit)
     if not commits:
@@ -34,9 +34,8 @@ def diff(
     new: Annotated[Optional[str], typer.Argument(help="Commit (default: the newest).")] = None,
 ) -> None:
     """What changed between two commits (secrets included: .env is versioned; mind who reads)."""
-    import git
+    import git  # lazy: GitPython (heavy; needs a git binary): only when config files are kept
 
-    from actors.config_files import git_repo_path
 
     path = git_repo_path(state.settings())
     if not (path / ".git").is_dir():

@@ -7,14 +7,19 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic, copy_mirror, copy_point
+from actors.actions.offsite import check as offsite_check
+from actors.actions.offsite import forget as offsite_forget
+from actors.actions.offsite import status as offsite_status
+from actors.actions.restore import newest_complete
 from agent.commands.common import console, fail, human_age, human_bytes, state
+from core.points import Storage
 
 offsite_app = typer.Typer(add_completion=False, help="The offsite copy (a restic repository): status, copy, check, snapshots.")
 
 
 def _call(job: Callable[[], Any]) -> Any:
     """Run an offsite job; its errors (wrong password, no repository, a lock) become one clear line."""
-    from agent.offsite import OffsiteError, OffsitePermanent
 
     try:
         return job()
@@ -41,7 +46,6 @@ def _lag(seconds: float | None) -> str:
 @offsite_app.command()
 def status() -> None:
     """Last copy per component, its lag behind the newest local point, and the repository's size."""
-    from agent.offsite import status as offsite_status
 
     settings = _settings()
     rows, stats, count = _call(lambda: offsite_status(settings))
@@ -60,7 +64,6 @@ def status() -> None:
 @offsite_app.command()
 def init() -> None:
     """Create the repository if it does not exist (the password from offsite.password_file or the environment)."""
-    from agent.offsite import Restic
 
     settings = _settings()
     created = _call(lambda: Restic(settings).init())
@@ -73,9 +76,6 @@ def copy(
     mirror: Annotated[bool, typer.Option("--mirror/--no-mirror", help="Also the MinIO mirror and config history.")] = True,
 ) -> None:
     """Send a complete point (and the MinIO mirror) to the offsite repository now."""
-    from agent.offsite import copy_mirror, copy_point
-    from agent.points import Storage
-    from agent.restore import newest_complete
 
     settings = _settings()
     storage = Storage(settings.storage_root)
@@ -98,7 +98,6 @@ def check(
                                                    "(offsite.read_data_subset).")] = False,
 ) -> None:
     """restic check of the repository's structure (and optionally a subset of its data); exit 1 on errors."""
-    from agent.offsite import check as offsite_check
 
     settings = _settings()
     out = _call(lambda: offsite_check(settings, read_data_subset))
@@ -108,7 +107,6 @@ def check(
 @offsite_app.command()
 def snapshots() -> None:
     """The snapshots in the repository: points, mirror copies and config history."""
-    from agent.offsite import Restic
 
     settings = _settings()
     snaps = _call(lambda: Restic(settings).snapshots())
@@ -124,7 +122,6 @@ def snapshots() -> None:
 @offsite_app.command()
 def forget() -> None:
     """Apply the offsite retention policy (default: the local 7/4/12) and prune the repository."""
-    from agent.offsite import forget as offsite_forget
 
     settings = _settings()
     _call(lambda: offsite_forget(settings))

@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Optional
 
+import redis
 import typer
 from rich.table import Table
 
-from agent import queues
-from agent.commands.common import console, errors, fail, human_age, state
+from agent.commands.common import console, fail, human_age, state
+from core import audit, queues
 
 queue_app = typer.Typer(add_completion=False, help="Queue depth, delayed and dead messages; retry or purge dead letters.")
 
@@ -25,7 +26,6 @@ class Broker:
     """The broker's Redis client and namespace, from the config."""
 
     def __init__(self) -> None:
-        import redis
 
         settings = state.settings()
         self.settings = settings
@@ -43,7 +43,6 @@ class Broker:
 
 @contextmanager
 def broker() -> Iterator[Broker]:
-    import redis
 
     try:
         target = Broker()
@@ -166,6 +165,5 @@ def purge(
 
 def _audit(target: Broker, queue: str, removed: int, chosen: list[str] | str) -> None:
     """Deletions go to the one audit log (logs/audit.log under the storage root)."""
-    from agent import audit
 
     audit.record(target.settings.storage_root, "purge-dead-letters", queue, "done", count=removed, ids=chosen)

@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from pathlib import Path
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.prompt import Confirm, Prompt
+from rich.syntax import Syntax
 from rich.table import Table
 
+from actors.actions.drill import run_drill
+from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
+from actors.actions.restore import RestoreFailed, execute, make_plan, rollback_last
+from actors.config_restore import diff
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from agent.component import PermanentError
+from agent.restore_report import in_words
+from core.component import PermanentError
+from core.encryption import decrypted
+from core.points import Storage
 
 
 def parse_moment(text: str) -> datetime:
@@ -25,7 +33,6 @@ def parse_moment(text: str) -> datetime:
 
 
 def _choose_point_interactively(settings) -> str | None:
-    from agent.points import Storage
 
     complete = [p for p in Storage(settings.storage_root).points() if p.manifest().status == "complete"]
     if not complete:
@@ -60,7 +67,6 @@ def restore(
     if source not in ("local", "offsite"):
         fail(f"--from {source!r}: choose local or offsite", code=2)
     if source == "offsite" and not rollback:
-        from agent.offsite import OffsiteError, OffsitePermanent, fetched
 
         try:
             with fetched(settings, point) as (folder, mirror):
@@ -77,7 +83,6 @@ def restore(
 
 
 def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True) -> None:
-    from agent.restore import RestoreFailed, make_plan, rollback_last
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -100,7 +105,6 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
-    from agent.encryption import decrypted
 
     try:
         with decrypted(settings, plan.point, identity) if plan.point else nullcontext(None) as plain:
@@ -111,16 +115,12 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
 
 
 def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Path | None) -> None:
-    from agent.restore import RestoreFailed, execute
-    from agent.restore_report import in_words
 
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         console.print(f"  {line}")
     if "config" in plan.components and plan.point and not plan.kb:
-        from rich.syntax import Syntax
 
-        from actors.config_restore import diff
 
         text = diff(settings, point=plan.point, record=plan.point.manifest().components["config"])
         console.print("config files that would change (secrets masked):" if text else "config files: no change")
@@ -146,7 +146,6 @@ def drill(
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, when points are encrypted.")] = None,
 ) -> None:
     """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
-    from agent.drill import run_drill
 
     try:
         report = run_drill(state.settings(), identity)

@@ -8,8 +8,8 @@ import typer
 import yaml
 
 from agent.commands.common import console, fail, state
-from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
-from agent.ragflow_env import read_ragflow_env
+from core.config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
+from core.ragflow_env import read_ragflow_env
 
 
 def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host", "compose"]) -> dict:

@@ -1,9 +1,18 @@
 """`status`: how old each component's last good backup is, the mirror, storage, queues, next ticks."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from rich.table import Table
 
+from actors.actions.offsite import last_runs
+from agent.agent import scheduled_jobs
 from agent.commands.common import console, human_bytes, state, styled
+from agent.health import collect
+from agent.mirror_stats import mirror_stats
+from agent.scheduler import Scheduler
+from core.points import Storage
+from core.queues import inspect
 
 
 def _age(seconds: float | None) -> str:
@@ -18,12 +27,7 @@ def _age(seconds: float | None) -> str:
 def status() -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
     settings = state.settings()  # first: the broker is built from the config it points at
-    from actors.tasks import broker
-    from agent.health import collect
-    from agent.mirror_stats import mirror_stats
-    from agent.points import Storage
-    from agent.queues import inspect
-    from agent.scheduler import Scheduler
+    from actors.tasks import broker  # lazy: builds the broker from the loaded config
 
     storage = Storage(settings.storage_root)
 
@@ -52,7 +56,6 @@ def status() -> None:
     console.print(f"storage: {human_bytes(report.storage_used_bytes)} in backups; file system "
                   f"{report.storage_used_ratio:.0%} used")
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
-    from agent.agent import scheduled_jobs
 
     scheduler = Scheduler(scheduled_jobs(settings), storage.root / "state" / "scheduler.json", lambda *_: None)
     ticks = scheduler.next_ticks()
@@ -63,9 +66,7 @@ def status() -> None:
 
 def _offsite_line(settings) -> str:
     """From the agent's state file, so `status` never waits on a remote repository (`offsite status` asks it)."""
-    from datetime import datetime, timezone
 
-    from agent.offsite import last_runs
 
     runs = last_runs(settings)
     last_ok, last_failed = runs.get("offsite-copy:ok"), runs.get("offsite-copy:failed")

@@ -6,8 +6,10 @@ import threading
 from typing import Annotated
 
 import typer
+from dramatiq import Worker
 
 from agent.commands.common import console, state
+from core import audit
 
 
 def worker(
@@ -16,12 +18,10 @@ def worker(
 ) -> None:
     """Process queued backups, verifies and prunes until SIGTERM/SIGINT."""
     state.settings()  # validates the config and points the actors at it
-    from agent import audit
 
     audit.set_role("worker")
-    from dramatiq import Worker
 
-    from actors.tasks import broker
+    from actors.tasks import broker  # lazy: builds the broker from the loaded config
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

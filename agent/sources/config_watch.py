@@ -7,7 +7,7 @@ ignored, and a rename counts for the watched name it lands on or leaves.
 
 Patterns have Path.glob's meaning relative to the folder, as in actors/config_files.py: '*' stays within
 one path segment ('*.yml' is top level only, 'nginx/*.conf' is inside nginx/), '**' spans any number.
-The watched list is the daily tar's: agent/ragflow_folder.py derives it from RAGFlow's compose files, the
+The watched list is the daily tar's: core/ragflow_folder.py derives it from RAGFlow's compose files, the
 configured patterns are additions; a change of a compose file derives it again.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from agent.component import PermanentError
-from agent.ragflow_folder import is_compose_file, kept_patterns
+from core.component import PermanentError
+from core.ragflow_folder import is_compose_file, kept_patterns
 
 log = logging.getLogger("ragflow_backup.sources.config")
 

@@ -32,8 +32,8 @@ from minio.error import S3Error
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from agent.clients import secret
-from agent.config import MinioSettings
+from core.clients import secret
+from core.config import MinioSettings
 
 log = logging.getLogger("ragflow_backup.sources.minio")
 

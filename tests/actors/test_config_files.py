@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from actors import config_files
-from agent.component import PermanentError
-from agent.config import Settings
+from actors.actions.runs import run_component
 from agent.doctor import check_config_files
-from agent.ragflow_folder import MAX_FILE_BYTES, kept_files
-from agent.points import Storage
-from agent.runs import run_component
+from core.component import PermanentError
+from core.config import Settings
+from core.points import Storage
+from core.ragflow_folder import MAX_FILE_BYTES, kept_files
 
 EXPECTED = [".env", "docker-compose.yml", "entrypoint.sh", "nginx/ragflow.conf", "service_conf.yaml.template"]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from actors import config_files
+from actors.actions.runs import run_component
 from actors.config_restore import diff, mask_secrets, restore
-from agent.atomic import sha256_of
-from agent.component import PermanentError
-from agent.config import Settings
-from agent.points import Storage
-from agent.runs import run_component
+from core.atomic import sha256_of
+from core.component import PermanentError
+from core.config import Settings
+from core.points import Storage
 
 ENV = "MYSQL_PASSWORD=old-db-secret\nSECRET_KEY=old-app-key\nSVR_HTTP_PORT=9380\n"
 FILES = [".env", "docker-compose.yml", "entrypoint.sh", "nginx/ragflow.conf"]

@@ -13,10 +13,10 @@ import pytest
 from minio.error import S3Error
 
 from actors.minio_mirror import mirror_object, prune_versions, reconcile, verify_sample
-from agent import mirror_store
-from agent.config import Settings
-from agent.mirror_paths import decode_key
-from agent.mirror_store import MirrorStore
+from core import mirror_store
+from core.config import Settings
+from core.mirror_paths import decode_key
+from core.mirror_store import MirrorStore
 from testbed import settings as testbed_settings
 from tests.conftest import remove_bucket, unique
 

@@ -11,9 +11,9 @@ import pytest
 from actors import minio_restore
 from actors.minio_mirror import mirror_object, reconcile
 from actors.minio_restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
-from agent.component import PermanentError
-from agent.config import Settings
-from agent.mirror_store import MirrorStore
+from core.component import PermanentError
+from core.config import Settings
+from core.mirror_store import MirrorStore
 
 ALPHA, BETA, GAMMA = "alpha", "beta", "gamma-" + "g" * 54  # 60 chars: "drill-" makes it too long
 MiB = 1 << 20

@@ -20,11 +20,11 @@ import pytest
 import zstandard
 
 import actors.mysql as mysql
-from agent import clients
-from agent.component import PermanentError
-from agent.config import MySQLSettings, Settings
-from agent.points import Point, Storage
-from agent.runs import run_component
+from actors.actions.runs import run_component
+from core import clients
+from core.component import PermanentError
+from core.config import MySQLSettings, Settings
+from core.points import Point, Storage
 from testbed import settings as testbed_settings
 from tests.conftest import reach, unique
 

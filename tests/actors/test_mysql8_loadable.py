@@ -11,10 +11,11 @@ import re
 import pytest
 
 import actors.mysql as mysql
-from actors.mysql import restore, without_sandbox_line
-from agent import clients
-from agent.points import Storage
-from agent.runs import run_component
+from actors.actions.runs import run_component
+from actors.mysql import without_sandbox_line
+from actors.mysql_restore import restore
+from core import clients
+from core.points import Storage
 from tests.actors.test_mysql import seed, settings_for, table_rows
 
 # What the client sees as quoted: '...' and "..." strings (backslash escapes, doubled quotes) and `names`.

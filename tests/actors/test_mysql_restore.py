@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 import actors.mysql_restore as mysql_restore
-from actors.mysql import restore, restore_kb
-from agent import clients
-from agent.atomic import sha256_of
-from agent.component import PermanentError
-from agent.config import MySQLSettings, Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point, Storage
-from agent.runs import run_component
+from actors.actions.runs import run_component
+from actors.mysql_restore import restore, restore_kb
+from core import clients
+from core.atomic import sha256_of
+from core.component import PermanentError
+from core.config import MySQLSettings, Settings
+from core.manifest import ComponentRecord
+from core.points import Point, Storage
 from testbed import settings as testbed_settings
 from testbed.seed import Dataset, seed
 from tests.conftest import reach, unique
@@ -386,7 +386,7 @@ def running_loads(live: Live) -> list[str]:
 
 
 def find_container(live: Live) -> str:
-    from agent.doctor import find_mysql_container
+    from core.clients import find_mysql_container
 
     return find_mysql_container(live.settings).id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.mysql_sandbox import Definers, DumpRewriter
-from agent.component import PermanentError
+from core.component import PermanentError
 
 # Abridged from mariadb-dump 10.11 --routines --triggers --events: a view, a trigger, an event, a function.
 DUMP = b"""/*!40103 SET TIME_ZONE='+00:00' */;

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.mysql import restore
-from agent import clients
-from agent.drill import run_drill
+from actors.actions.drill import run_drill
+from actors.mysql_restore import restore
+from core import clients
 from tests.actors.test_mysql_restore import Live, backup, checksums, docker_live, execute, live, scratch_left  # noqa: F401
 
 VIEWS = {

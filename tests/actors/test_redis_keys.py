@@ -10,11 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from actors import redis_keys
-from agent import clients
-from agent.component import PermanentError
-from agent.config import Settings
-from agent.points import Storage
-from agent.runs import run_component
+from actors.actions.runs import run_component
+from core import clients
+from core.component import PermanentError
+from core.config import Settings
+from core.points import Storage
 from testbed import settings as testbed_settings
 
 QUEUE = "rag_flow_svr_queue"
@@ -150,7 +150,7 @@ def test_a_dump_rewritten_with_a_key_missing_is_caught_by_verify(settings, clien
     path = point.folder / redis_keys.ARTIFACT
     lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
     path.write_bytes(gzip.compress(b"".join(lines[:-1])))
-    from agent.atomic import sha256_of
+    from core.atomic import sha256_of
 
     forged = record.model_copy(update={"artifacts": [a.model_copy(update={"bytes": path.stat().st_size,
                                                                            "sha256": sha256_of(path)})

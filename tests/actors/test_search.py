@@ -9,11 +9,11 @@ import pytest
 from pydantic import SecretStr
 
 from actors import search
-from agent import clients
-from agent.component import PermanentError
-from agent.config import SearchSettings, Settings
-from agent.points import Point, Storage
-from agent.runs import run_component
+from actors.actions.runs import run_component
+from core import clients
+from core.component import PermanentError
+from core.config import SearchSettings, Settings
+from core.points import Point, Storage
 from tests.conftest import unique
 
 DOCS = {"ragflow_tenant_a": 3, "ragflow_doc_meta_a": 5, "memory_a": 0}

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from actors import search
+from actors.actions.runs import run_component
 from actors.search_restore import TEMP_PREFIX, cleanup_temporary, prefixed, restore, restore_kb
-from agent import clients
-from agent.component import PermanentError
-from agent.config import SearchSettings, Settings
-from agent.manifest import ComponentRecord
-from agent.points import Point, Storage
-from agent.runs import run_component
+from core import clients
+from core.component import PermanentError
+from core.config import SearchSettings, Settings
+from core.manifest import ComponentRecord
+from core.points import Point, Storage
 from testbed import ragflow_indices
 from tests.conftest import unique
 
@@ -119,7 +119,7 @@ def test_a_deleted_index_comes_back_with_the_same_documents(bed):
     backed_up = bed.docs(t1)
     bed.client.indices.delete(index=t1)
 
-    result = search.restore(bed.settings, bed.point, bed.record)  # the component's face, all indices
+    result = restore(bed.settings, bed.point, bed.record)  # all indices
 
     assert result.ok and result.live
     assert result.indices == {t1: t1, t2: t2}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent import clients
-from agent.points import Storage
+from core import clients
+from core.points import Storage
 from testbed import settings as testbed_settings
 from testbed.polling import wait_for
 

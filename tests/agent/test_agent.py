@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.config import Settings
-from agent.mirror_store import MirrorStore
+from core.config import Settings
+from core.mirror_store import MirrorStore
 from testbed.polling import wait_for
 
 CLI = str(Path(sys.executable).parent / "ragflow-backup")

@@ -1,18 +1,18 @@
 """Health report and alerts over real backup points in a tmp_path storage root."""
 from __future__ import annotations
 
-import pytest
-
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from agent.atomic import atomic_file
-from agent.config import NotifySettings, RedisSettings, Settings
+import pytest
+
+from actors.actions.retention import promote, storage_bytes
 from agent.health import collect, used_ratio
-from agent.manifest import Artifact, ComponentRecord
-from agent.points import Point, Storage
-from agent.retention import promote, storage_bytes
+from core.atomic import atomic_file
+from core.config import NotifySettings, RedisSettings, Settings
+from core.manifest import Artifact, ComponentRecord
+from core.points import Point, Storage
 
 UTC = timezone.utc
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.atomic import atomic_file
-from agent.config import Settings
+from actors.actions.retention import storage_bytes
 from agent.health import HealthReport, collect
-from agent.manifest import Artifact, ComponentRecord
 from agent.metrics import MetricsServer
-from agent.points import Point, Storage
-from agent.retention import storage_bytes
+from core.atomic import atomic_file
+from core.config import Settings
+from core.manifest import Artifact, ComponentRecord
+from core.points import Point, Storage
 
 UTC = timezone.utc
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from testbed.private_servers import PrivateElasticsearch, PrivateMariadb, PrivateMinio, PrivateRedis
-from tests.conftest import reach
 from testbed.webhook import Inbox, receiving
+from tests.conftest import reach
 from tests.faults.harness import cli, write_config
-
 
 # ---------------------------------------------------------------- notifications
 
@@ -88,7 +87,7 @@ def private_elasticsearch(session_elasticsearch) -> Iterator[PrivateElasticsearc
 @pytest.fixture
 def config_point(tmp_path):
     """A config with only RAGFlow's config files enabled, and one complete point of them."""
-    from agent.points import Storage
+    from core.points import Storage
     from tests.faults.test_concurrency import ragflow_dir
 
     docker = ragflow_dir(tmp_path)

@@ -66,8 +66,8 @@ def alert_round(settings) -> list[str]:
     """What the agent's alert loop does once: collect health, send every alert; the titles sent."""
     from agent.health import collect
     from agent.mirror_stats import mirror_stats
-    from agent.notify import Notifier
-    from agent.points import Storage
+    from core.notify import Notifier
+    from core.points import Storage
 
     notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
     report = collect(settings, Storage(settings.storage_root).prepare(), mirror_stats=lambda: mirror_stats(settings))

@@ -83,7 +83,7 @@ WRITER = """
 import sys, time
 from datetime import datetime, timezone
 from pathlib import Path
-from agent.mirror_store import MirrorStore, Entry
+from core.mirror_store import MirrorStore, Entry
 root, count = Path(sys.argv[1]), int(sys.argv[2])
 store = MirrorStore(root)
 for n in range(count):
@@ -100,7 +100,7 @@ for n in range(count):
 READER = """
 import sys, time
 from pathlib import Path
-from agent.mirror_store import MirrorStore
+from core.mirror_store import MirrorStore
 root, until = Path(sys.argv[1]), Path(sys.argv[2])
 while not until.exists():
     store = MirrorStore(root)
@@ -115,7 +115,7 @@ while not until.exists():
 def test_the_mirror_index_loses_nothing_while_other_processes_open_and_close_it(tmp_path):
     root = tmp_path / "mirror"
     done = tmp_path / "done"
-    from agent.mirror_store import MirrorStore
+    from core.mirror_store import MirrorStore
 
     MirrorStore(root).close()
     readers = [subprocess.Popen([sys.executable, "-c", READER, str(root), str(done)]) for _ in range(2)]

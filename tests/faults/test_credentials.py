@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from actors.minio_mirror import reconcile
-from agent.config import Settings
-from agent.points import Storage
+from core.config import Settings
+from core.points import Storage
 from tests.faults.harness import cli, fingerprint, write_config
 from tests.faults.test_services import mysql_target, redis_target, search_target
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.atomic import sha256_of
+from core.atomic import sha256_of
 from tests.faults.harness import CLI, cli
 from tests.faults.test_storage import redis_config
 
@@ -222,7 +222,7 @@ def test_a_truncated_config_archive_is_refused(tmp_path, config_point):
 
 
 def redis_point(tmp_path, private_redis, inbox):
-    from agent.points import Storage
+    from core.points import Storage
 
     client = private_redis.client(db=1)
     client.set("ragflow:system:secret_key", "s3cret")

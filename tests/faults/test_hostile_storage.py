@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.points import Storage
+from core.points import Storage
 from tests.faults.harness import cli, write_config
 from tests.faults.test_concurrency import ragflow_dir
 
@@ -126,7 +126,7 @@ def test_an_artifact_named_by_a_path_outside_the_point_is_never_read(config_poin
                    "the index path; the outside file's bytes never reach the bucket")
 def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, private_minio, outside):
     from actors.minio_mirror import reconcile
-    from agent.config import Settings
+    from core.config import Settings
 
     m = private_minio.settings()
     root = tmp_path / "backups"
@@ -221,7 +221,7 @@ def test_a_symlinked_point_folder_is_never_listed_as_sound_nor_followed_by_prune
     assert "│ 2020-01-01 │" not in said(listed)  # never a row of its own as a point
     verified = cli(config, "verify", "daily/2020-01-01")
     assert verified.returncode == 1 and "is a symbolic link" in said(verified) and "Traceback" not in said(verified)
-    for run in range(2):
+    for _run in range(2):
         pruned = cli(config, "prune")
         assert pruned.returncode == 0, said(pruned)
         assert "never followed nor deleted" in said(pruned)
@@ -237,7 +237,7 @@ def test_a_symlinked_prune_leftover_is_unlinked_not_followed(config_point, outsi
     root = point.storage.root
     os.symlink(outside, root / "daily" / ".deleting-2020-01-01-abcd1234")
     before = state_of(outside)
-    for run in range(2):
+    for _run in range(2):
         pruned = cli(config, "prune")
         assert pruned.returncode == 0 and "Traceback" not in said(pruned), said(pruned)
     assert not os.path.lexists(root / "daily" / ".deleting-2020-01-01-abcd1234")
@@ -367,9 +367,9 @@ def test_absurd_numbers_in_a_manifest_are_reported_not_crashed_on(config_point):
                    "the component's record is never written through it: saving it fails naming the link (a "
                    "permanent error), the point never becomes complete, the folder elsewhere is unchanged")
 def test_a_symlinked_records_folder_is_never_written_through(config_point, outside):
-    from agent.config import Settings
-    from agent.runs import run_component
-    from agent.safe_paths import UnsafePath
+    from actors.actions.runs import run_component
+    from core.config import Settings
+    from core.safe_paths import UnsafePath
 
     config, point = config_point
     running = point.storage.new_point(["config"])

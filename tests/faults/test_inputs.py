@@ -61,7 +61,7 @@ def test_a_config_broken_while_the_agent_runs_keeps_the_old_in_force_and_is_repo
         minio.put_object("kb-config", "after.txt", io.BytesIO(data), len(data))
 
         def mirrored():
-            from agent.mirror_store import MirrorStore
+            from core.mirror_store import MirrorStore
 
             root = tmp_path / "backups" / "minio_mirror"
             if not (root / ".index.sqlite").exists():

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from agent import clients
-from agent.mirror_store import MirrorStore
-from agent.points import Storage
+from core import clients
+from core.mirror_store import MirrorStore
+from core.points import Storage
 from testbed import settings as testbed_settings
 from testbed.polling import wait_for
 from tests.conftest import unique
@@ -41,7 +41,7 @@ def slow_es_repository(testbed_env):
         "type": "fs", "settings": {"location": settings.repository_path, "max_snapshot_bytes_per_sec": "100kb"}})
     client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0})
     body = []
-    for n in range(2000):
+    for _n in range(2000):
         body += [{"index": {"_index": index}}, {"kb_id": "kb", "content": os.urandom(512).hex()}]
     client.bulk(operations=body, refresh=True)
     yield settings
@@ -108,9 +108,10 @@ def test_a_worker_killed_mid_copy_leaves_the_old_copy_and_the_requeued_copy_comp
         tmp_path, redis_url, inbox,
         minio={"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value()}))
     mirror_root = tmp_path / "backups" / "minio_mirror"
-    from actors.minio_mirror import mirror_object
-    from agent.config import Settings
     import yaml
+
+    from actors.minio_mirror import mirror_object
+    from core.config import Settings
 
     settings = Settings(**yaml.safe_load(config.read_text()))
     assert mirror_object(settings, "kb-big", "big.bin") == "copied"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from actors.minio_mirror import reconcile
-from agent.config import Settings
-from agent.mirror_status import record_reconcile
-from agent.mirror_store import MirrorStore
+from core.config import Settings
+from core.mirror_status import record_reconcile
+from core.mirror_store import MirrorStore
 from testbed.polling import wait_for
 from tests.faults.harness import alert_round, fingerprint, kill, start_cli, text_of, write_config
 

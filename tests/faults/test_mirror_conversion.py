@@ -1,8 +1,7 @@
-"""The mirror's in-place layout conversion (agent/mirror_convert.py) SIGKILLed over and over at every
+"""The mirror's in-place layout conversion (core/mirror_convert.py) SIGKILLed over and over at every
 stage: each run resumes where the last one died, and nothing is ever lost on the way."""
 from __future__ import annotations
 
-import hashlib
 import signal
 import subprocess
 import sys
@@ -10,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.mirror_store import MirrorStore
-from tests.agent.legacy_mirror import build
-from tests.agent.test_mirror_convert import CURRENT, OLD, check_converted
+from core.mirror_store import MirrorStore
+from tests.core.test_mirror_convert import CURRENT, OLD, check_converted
+from tests.core.legacy_mirror import build
 
 # Opens the mirror (which converts it) and SIGKILLs itself right after its N-th rename of this run,
 # before the index records it; small batches so that some batches commit between the deaths.
 KILLED_AFTER_RENAMES = """
 import os, signal, sys
 from pathlib import Path
-from agent import mirror_convert
-from agent.mirror_store import MirrorStore
+from core import mirror_convert
+from core.mirror_store import MirrorStore
 mirror_convert.BATCH = 3
 left = int(sys.argv[2])
 real_replace = os.replace

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from actors.mysql import restore_kb
+from actors.mysql_restore import restore_kb
 from actors.mysql_sandbox import accounts
-from agent import clients
-from agent.atomic import sha256_of
-from agent.component import PermanentError
-from agent.config import MySQLSettings
-from agent.points import Point, Storage
+from core import clients
+from core.atomic import sha256_of
+from core.component import PermanentError
+from core.config import MySQLSettings
+from core.points import Point, Storage
 from testbed import settings as testbed_settings
 from tests.actors.test_mysql_restore import altered_copy, backup, checksums, databases, live, scratch_left  # noqa: F401
 from tests.conftest import reach, unique

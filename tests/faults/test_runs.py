@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import locks
-from agent.points import Storage
+from core import locks
+from core.points import Storage
 from testbed import settings as tb
 from testbed.polling import wait_for
 from testbed.seed import remove, seed
@@ -178,7 +178,7 @@ def mysql_point(tmp_path, testbed_env):
 
 
 def checksums(mysql) -> dict[str, int]:
-    from agent import clients
+    from core import clients
 
     with clients.mysql_connection(mysql) as conn, conn.cursor() as cur:
         cur.execute("SHOW TABLES")

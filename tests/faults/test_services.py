@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.points import Storage
+from core.points import Storage
 from testbed.polling import wait_for
 from tests.conftest import unique
 from tests.faults.harness import cli, fingerprint, write_config
@@ -61,7 +61,7 @@ def redis_target(server) -> Target:
 
 
 def search_target(server) -> Target:
-    from agent import clients
+    from core import clients
 
     repository = unique("repo_")
     settings = server.settings(repository)

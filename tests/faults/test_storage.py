@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings
-from agent.points import Storage
+from core.config import Settings
+from core.points import Storage
 from tests.faults.harness import alert_round, cli, fingerprint, write_config
 
 

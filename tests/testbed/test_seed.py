@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import clients
-from agent.config import Settings, fill_secrets_from_ragflow_env
-from agent.ragflow_env import read_ragflow_env
+from core import clients
+from core.config import Settings, fill_secrets_from_ragflow_env
+from core.ragflow_env import read_ragflow_env
 from testbed import env as testbed_env_file
 from testbed import settings as tb
 from testbed.seed import GROUP, QUEUE, SECRET_KEY, Dataset, remove, seed

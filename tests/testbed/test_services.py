@@ -14,9 +14,8 @@ import redis as redis_lib
 from dramatiq import Worker
 
 from actors.broker import make_broker
-from agent import clients
+from core import clients
 from testbed import settings as testbed_settings
-
 
 # ---------------------------------------------------------------- Redis and Dramatiq
 

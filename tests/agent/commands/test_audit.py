@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from agent import audit
 from agent.cli import app
+from core import audit
 
 
 def cli(config: Path, *args: str):

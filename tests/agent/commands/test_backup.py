@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.points import Storage
+from core.points import Storage
 from testbed import settings as tb
 from testbed.seed import Dataset, remove, seed
 
@@ -57,7 +57,7 @@ def snapshots_cleanup(testbed_env):
     for config in configs:
         search = yaml.safe_load(config.read_text())["search"]
         client = tb.search("elasticsearch", testbed_env, repository=search["repository"])
-        from agent.clients import search_client
+        from core.clients import search_client
 
         es = search_client(client)
         try:

@@ -5,7 +5,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.config import load_settings
+from core.config import load_settings
 
 RAGFLOW_ENV = """\
 # RAGFlow's docker/.env (abridged)

@@ -10,11 +10,11 @@ from pathlib import Path
 import dramatiq
 import yaml
 
+from actors.actions.offsite import audited
 from actors.broker import make_broker
-from agent.config import load_settings
-from agent.offsite import audited
-from agent.manifest import ComponentRecord
-from agent.points import Storage
+from core.config import load_settings
+from core.manifest import ComponentRecord
+from core.points import Storage
 
 CLI = str(Path(sys.executable).parent / "ragflow-backup")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigFilesSettings, WatchSettings
-from agent.ragflow_folder import kept_files
 from agent.sources.config_watch import ConfigWatcher, matches
+from core.config import ConfigFilesSettings, WatchSettings
+from core.ragflow_folder import kept_files
 
 DEBOUNCE = 0.5
 PATTERNS = ConfigFilesSettings().patterns

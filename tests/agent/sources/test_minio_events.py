@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
-from agent.config import MinioSettings
 from agent.sources.minio_events import MinioEventSource
+from core.config import MinioSettings
 from testbed import settings as testbed_settings
 
 NUDGE = "~nudge/"

@@ -1,0 +1,295 @@
+"""The offsite copy: a restic repository (encrypted, deduplicated) on a USB disk, another NAS, S3 or SFTP
+(the wrapper is core/restic.py; this module has the jobs: copy, forget, check, fetch, status).
+
+What goes there, each as restic snapshots tagged so they can be found without the local storage:
+
+    kind=point        a complete daily point folder     tags point=daily/2026-11-24, tier=daily, component=mysql, ...
+    kind=mirror       the MinIO mirror (objects, versions, a consistent copy of its index)
+    kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
+
+Every job is audited and its last result kept in state/offsite.json; our jobs take turns on the
+repository (a local lock), so a forget --prune never meets our own backup.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from actors.actions.restore import newest_complete
+from core import audit, locks
+from core.atomic import private_dir, sweep_stale, write_bytes_atomic
+from core.config import Settings
+from core.manifest import MANIFEST
+from core.points import Point, Storage
+from core.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
+from core.safe_paths import UnsafePath, entry_problem, opened, private_folder, relative_parts
+
+__all__ = ["OffsiteError", "OffsitePermanent", "Restic", "Snapshot", "copy_point", "copy_mirror", "forget", "check",
+           "fetched", "status", "last_runs"]
+
+log = logging.getLogger("ragflow_backup.offsite")
+
+KINDS = ("point", "mirror", "config_repo")
+
+
+@contextmanager
+def serialised(settings: Settings) -> Iterator[None]:
+    """One of our restic jobs at a time against the repository (forget --prune needs it alone)."""
+    path = private_dir(settings.storage_root / "locks") / "offsite.lock"
+    with locks.exclusive(path, "an offsite job", wait=True):
+        yield
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@contextmanager
+def audited(settings: Settings, action: str, target: str | None, **details: Any) -> Iterator[dict[str, Any]]:
+    """One audit line per offsite job, with its result (`extra` filled in by the job)."""
+
+    extra: dict[str, Any] = {}
+    try:
+        yield extra
+    except Exception as exc:
+        audit.record(settings.storage_root, action, target, "failed", error=str(exc)[:500], **details)
+        _remember(settings, action, target, "failed", str(exc)[:500])
+        raise
+    audit.record(settings.storage_root, action, target, "ok", **details, **extra)
+    _remember(settings, action, target, "ok")
+
+
+STATE_FILE = "offsite.json"
+
+
+def _remember(settings: Settings, action: str, target: str | None, result: str, error: str | None = None) -> None:
+    """The last ok and the last failed run of each offsite job, for `status` and the metrics (which must
+    not wait on a remote repository nor read the whole audit log)."""
+
+    path = private_dir(settings.storage_root / "state") / STATE_FILE
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        state = {}
+    state[f"{action}:{result}"] = {"time": datetime.now(timezone.utc).isoformat(), "target": target, "error": error}
+    write_bytes_atomic(path, json.dumps(state, indent=2).encode())
+
+
+def last_runs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """{"offsite-copy:ok": {"time": ..., "target": ...}, "offsite-copy:failed": {...}, "offsite-check:ok": ...}"""
+    path = settings.storage_root / "state" / STATE_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def copy_point(settings: Settings, point: Point) -> str | None:
+    """Send a complete point to the repository (once: a point already there is not sent again)."""
+    manifest = point.manifest()
+    if manifest.status != "complete":
+        raise OffsitePermanent(f"{point.ref} is {manifest.status}: only complete points go offsite")
+    with audited(settings, "offsite-copy", point.ref, repository=settings.offsite.repository) as extra, \
+            serialised(settings):
+        restic = Restic(settings)
+        restic.init()
+        if any(s.point == point.ref for s in restic.snapshots("point")):
+            log.info("%s is already in the offsite repository", point.ref)
+            extra["snapshot"] = "already there"
+            return None
+        tags = {"kind": "point", "point": point.ref, "tier": point.tier, "component": sorted(manifest.components),
+                "point_id": manifest.point_id}
+        snapshot = restic.backup(point.folder, tags, when=manifest.created_at)
+        extra["snapshot"] = snapshot
+    log.info("%s copied offsite as snapshot %s", point.ref, snapshot[:8])
+    return snapshot
+
+
+def copy_mirror(settings: Settings) -> list[str]:
+    """The MinIO mirror (a consistent copy of it) and the config history, as snapshots of their own."""
+    done: list[str] = []
+    with audited(settings, "offsite-copy", "mirror", repository=settings.offsite.repository) as extra, \
+            serialised(settings):
+        extra["snapshots"] = done
+        restic = Restic(settings)
+        restic.init()
+        if settings.minio.enabled:
+            root = settings.storage_root / settings.minio.mirror_dir
+            if (root / ".index.sqlite").is_file():
+                with mirror_snapshot(settings, root) as frozen:
+                    done.append(restic.backup(frozen, {"kind": "mirror"}))
+        repo = settings.storage_root / settings.config_files.git_repo
+        if repo.is_dir():
+            done.append(restic.backup(repo, {"kind": "config_repo"}))
+    return done
+
+
+@contextmanager
+def mirror_snapshot(settings: Settings, root: Path) -> Iterator[Path]:
+    """A frozen view of the mirror: its files hard-linked (zero bytes) and its index copied, both while
+    the index's write lock is held, so the copy never names a file that moved on meanwhile."""
+    staging = private_folder(settings.storage_root, ("offsite", "staging"))
+    frozen = staging / "minio_mirror"
+    shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
+    private_dir(frozen)
+    # One connection holds the write lock (writers wait; the mirror's tasks retry) while a second one
+    # reads the committed index: SQLite's backup cannot read through a connection that holds the lock.
+    holder = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
+    reader = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            target = sqlite3.connect(frozen / ".index.sqlite")
+            reader.backup(target)
+            target.close()
+            _link_tree(root, frozen)
+        finally:
+            holder.execute("ROLLBACK")
+    finally:
+        reader.close()
+        holder.close()
+    try:
+        yield frozen
+    finally:
+        shutil.rmtree(frozen, ignore_errors=True)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        rel = here.relative_to(source)
+        if rel.parts and rel.parts[0] == ".tmp":
+            dirs.clear()
+            continue
+        private_dir(target / rel)
+        for name in files:
+            if name.startswith(".index.sqlite") or entry_problem(here / name, want_dir=False):
+                continue  # a symlink, FIFO or device planted in the mirror is never followed offsite
+            try:
+                os.link(here / name, target / rel / name)
+            except OSError:
+                shutil.copy2(here / name, target / rel / name)
+
+
+def forget(settings: Settings) -> dict[str, str]:
+    """Apply the offsite policy (defaults: the local one) to each kind of snapshot, and prune."""
+    policy = settings.offsite.retention
+    local = settings.retention
+    daily, weekly, monthly = (policy.daily or local.daily, local.weekly if policy.weekly is None else policy.weekly,
+                              local.monthly if policy.monthly is None else policy.monthly)
+    with audited(settings, "offsite-forget", settings.offsite.repository, keep=[daily, weekly, monthly]), \
+            serialised(settings):
+        restic = Restic(settings)
+        return {kind: restic.forget(kind, daily, weekly, monthly) for kind in KINDS}
+
+
+def check(settings: Settings, read_data: bool = False) -> str:
+    subset = settings.offsite.read_data_subset if read_data else None
+    with audited(settings, "offsite-check", settings.offsite.repository, read_data_subset=subset), \
+            serialised(settings):
+        return Restic(settings).check(subset)
+
+
+# ---------------------------------------------------------------- restore
+
+
+def choose_point(snaps: list[Snapshot], ref: str | None) -> Snapshot:
+    points = [s for s in snaps if s.kind == "point"]
+    if not points:
+        raise OffsitePermanent("the offsite repository holds no backup point yet (`ragflow-backup offsite snapshots`)")
+    if ref in (None, "", "latest"):
+        return points[-1]
+    wanted = {ref, f"daily/{ref}"}
+    found = [s for s in points if s.point in wanted]
+    if not found:
+        names = ", ".join(sorted({s.point or "?" for s in points})[-10:])
+        raise OffsitePermanent(f"no point {ref!r} in the offsite repository; it holds {names}")
+    return found[-1]
+
+
+@contextmanager
+def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> Iterator[tuple[Path, Path | None]]:
+    """Bring a point (and the newest copy of the MinIO mirror) back from the repository into a private
+    folder under the storage root (created if it is gone), yield (point folder, mirror folder), and
+    remove them afterwards."""
+
+    restic = Restic(settings)
+    snaps = restic.snapshots()
+    chosen = choose_point(snaps, point_ref)
+    Storage(settings.storage_root).prepare()
+    sweep_stale(settings.storage_root / "offsite", "restore-*")
+    staging = private_folder(settings.storage_root, ("offsite", f"restore-{secrets.token_hex(4)}"))
+    try:
+        folder = restic.restore(chosen, staging / "point")
+        # The snapshot's path comes from the repository: it must name a real folder beneath the staging
+        # folder (no '..', no symlink on the way) holding a manifest that is a regular file.
+        try:
+            with opened(staging / "point", (*relative_parts(staging / "point", folder, "offsite snapshot path"),
+                                            MANIFEST), "manifest"):
+                pass
+        except (UnsafePath, FileNotFoundError, NotADirectoryError) as exc:
+            raise OffsitePermanent(f"snapshot {chosen.id[:8]} of the offsite repository is not a usable point: "
+                                   f"{exc if isinstance(exc, UnsafePath) else 'it holds no manifest.json'}") from None
+        mirror_root = None
+        mirrors = [s for s in snaps if s.kind == "mirror"]
+        if mirror and mirrors:
+            mirror_root = restic.restore(mirrors[-1], staging / "mirror")
+        privatise(staging)
+        log.info("fetched %s (snapshot %s) from the offsite repository", chosen.point, chosen.id[:8])
+        yield folder, mirror_root
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def privatise(root: Path) -> None:
+    """Folders 0700 and files 0600 under `root` (restic restores the modes and parents it saw)."""
+    os.chmod(root, 0o700)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            if not os.path.islink(os.path.join(folder, name)):  # a link is never followed (nor chmodded)
+                os.chmod(os.path.join(folder, name), 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class ComponentCopy:
+    component: str
+    last_copy: datetime | None  # the time of the newest snapshot holding it
+    point: str | None
+    lag_seconds: float | None  # against the newest local complete point (or now for the mirror)
+
+
+def status(settings: Settings) -> tuple[list[ComponentCopy], dict[str, Any], int]:
+    """Last copy per component, its lag, the repository's size and snapshot count."""
+
+    restic = Restic(settings)
+    snaps = restic.snapshots()
+    local = newest_complete(Storage(settings.storage_root)) if settings.storage_root.is_dir() else None
+    local_time = local.manifest().created_at if local else None
+    rows = []
+    components = sorted({c for s in snaps if s.kind == "point" for c in s.tags.get("component", [])})
+    for name in components:
+        newest = max((s for s in snaps if s.kind == "point" and name in s.tags.get("component", [])), key=lambda s: s.time)
+        lag = max(0.0, (local_time - newest.time).total_seconds()) if local_time else None
+        rows.append(ComponentCopy(name, newest.time, newest.point, lag))
+    now = datetime.now(timezone.utc)
+    for kind, label in (("mirror", "minio"), ("config_repo", "config history")):
+        ofkind = [s for s in snaps if s.kind == kind]
+        if ofkind:
+            rows.append(ComponentCopy(label, ofkind[-1].time, None, (now - ofkind[-1].time).total_seconds()))
+    return rows, restic.stats(), len(snaps)

@@ -1,0 +1,324 @@
+"""Restore: pick a point (or a moment), take a safety point of what will be replaced, restore each
+component through its module's restore function (each checks its own counts), and, if any step fails,
+put the safety point back. Every restore and rollback is written to logs/audit.log.
+
+MinIO has no artifact in a point: it comes back from the versioned mirror as it was at the moment asked
+(the point's time by default), and its rollback is the mirror's state at the moment the restore began.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from actors import config_restore, minio_restore, mysql_restore, search_restore
+from actors.actions.restore_checks import check_before_restore
+from actors.actions.runs import describe, run_component
+from actors.config_files import collect_files
+from actors.redis_keys import restore_keys
+from actors.search_restore import prefixed
+from core import audit as audit_log
+from core import clients, locks
+from core.atomic import private_dir, write_bytes_atomic
+from core.component import PermanentError
+from core.config import Settings
+from core.encryption import IdentityNeeded, decrypted
+from core.locks import Busy
+from core.points import SAFETY, Point, Storage
+
+log = logging.getLogger("ragflow_backup.restore")
+
+# Config first (RAGFlow's settings), then the database, the chunks, the objects, Redis last.
+ORDER = ("config", "mysql", "search", "minio", "redis")
+IN_POINTS = ("config", "mysql", "search", "redis")  # components with artifacts in a point
+PER_KB = ("mysql", "search", "minio")  # what a knowledge base has
+
+
+class RestoreFailed(RuntimeError):
+    """A restore failed; the message says whether the rollback put everything back."""
+
+
+@dataclass
+class Plan:
+    point: Point | None
+    at: datetime  # MinIO's moment
+    components: list[str]
+    kb: str | None = None
+    # Scratch targets (drills): {"mysql": database, "search": index prefix, "minio": bucket prefix, "config": dir}
+    targets: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        point = self.point.ref if self.point else "none (objects only)"
+        what = f"knowledge base {self.kb}" if self.kb else "everything they hold"
+        out = [f"from point {point}; objects as they were at {self.at.isoformat(timespec='seconds')}",
+               f"components: {', '.join(self.components)} ({what})"]
+        if self.point:
+            manifest = self.point.manifest()
+            for name in self.components:
+                record = manifest.components.get(name)
+                if record:
+                    out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
+                               f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
+        out.append("before anything is replaced, a safety point of the same components is taken")
+        return out
+
+
+def newest_complete(storage: Storage, at: datetime | None = None) -> Point | None:
+    candidates = []
+    for point in storage.points():
+        manifest = point.manifest()
+        if manifest.status == "complete" and (at is None or manifest.created_at <= at):
+            candidates.append((manifest.created_at, point))
+    return max(candidates, key=lambda item: item[0])[1] if candidates else None
+
+
+def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
+              components: list[str] | None = None, kb: str | None = None) -> Plan:
+    storage = Storage(settings.storage_root)
+    if at is not None and at > datetime.now(timezone.utc):
+        raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
+                             "(the newest complete point at or before it is restored)")
+    if point_ref:
+        point = storage.point(point_ref)
+        if point.manifest().status != "complete":
+            raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
+    else:
+        point = newest_complete(storage, at)
+        # Without the mirror there is nothing to bring back from before the first point: say which it is.
+        first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
+        if first is not None:
+            oldest = min((p for p in storage.points() if p.manifest().status == "complete"),
+                         key=lambda p: p.manifest().created_at)
+            raise PermanentError(f"no complete point at or before --at {at.isoformat(timespec='seconds')}: the first "
+                                 f"is {oldest.ref} ({oldest.manifest().created_at.isoformat(timespec='seconds')}); "
+                                 "give a later moment")
+    wanted = components or [c for c in ORDER if c != "redis" or settings.redis.enabled]
+    unknown = sorted(set(wanted) - set(ORDER))
+    if unknown:
+        raise PermanentError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    if kb:
+        if components and set(components) - set(PER_KB):
+            raise PermanentError(f"a knowledge base has {', '.join(PER_KB)} only; leave out {', '.join(set(components) - set(PER_KB))}")
+        wanted = [c for c in wanted if c in PER_KB]
+    chosen = []
+    for name in ORDER:
+        if name not in wanted:
+            continue
+        if name == "minio":
+            if settings.minio.enabled:
+                chosen.append(name)
+            continue
+        record = point.manifest().components.get(name) if point else None
+        if record is None or record.status != "ok":
+            if components:  # asked for by name: say why it cannot be done
+                where = point.ref if point else "any complete point"
+                raise PermanentError(f"{name} is not in {where}; pick a point that has it (`ragflow-backup list`)")
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise PermanentError("nothing to restore: no complete point yet, and no mirror; take a backup first")
+    moment = at or (point.manifest().created_at if point else datetime.now(timezone.utc))
+    return Plan(point, moment, chosen, kb)
+
+
+# ---------------------------------------------------------------- one component
+
+
+def restore_component(settings: Settings, plan: Plan, name: str, point: Point | None = None, at: datetime | None = None,
+                      kb: str | None = None, targets: dict[str, Any] | None = None) -> Any:
+    """Restore one component from `point` (or the plan's); return the component's own result."""
+    point = point or plan.point
+    at = at or plan.at
+    targets = plan.targets if targets is None else targets
+    record = point.manifest().components.get(name) if point is not None and name != "minio" else None
+    if name == "mysql":
+
+        if kb:
+            return mysql_restore.restore_kb(settings, point, record, kb, target_database=targets.get("mysql"), log=log)
+        return mysql_restore.restore(settings, point, record, target_database=targets.get("mysql"), log=log)
+    if name == "search":
+
+        if kb:
+            return search_restore.restore_kb(settings, point, record, kb, log=log)
+
+        rename = prefixed(targets["search"]) if targets.get("search") else None
+        return search_restore.restore(settings, point, record, rename=rename, log=log)
+    if name == "minio":
+
+        if kb:
+            return minio_restore.restore_kb(settings, kb, at, log=log)
+        return minio_restore.restore(settings, at, target_bucket_prefix=targets.get("minio", ""), log=log)
+    if name == "config":
+
+        return config_restore.restore(settings, point=point, record=record, target_dir=targets.get("config"), log=log)
+    if name == "redis":
+
+        return restore_keys(settings, point.path("redis_dump.rdb.gz"), replace=True)
+    raise PermanentError(f"unknown component {name!r}")
+
+
+# ---------------------------------------------------------------- safety, audit, rollback
+
+
+def audit(settings: Settings, action: str, result: str, target: str | None = None, **details: Any) -> None:
+    """Restores, rollbacks and drills in the one audit log (core/audit.py)."""
+
+    audit_log.record(settings.storage_root, action, target or details.get("point") or details.get("safety"),
+                     result, **details)
+
+
+def _has_data(settings: Settings, name: str) -> bool:
+    """Is there anything of this component to protect? (A dropped database has nothing to lose.)"""
+    if name == "mysql":
+
+        with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (settings.mysql.database,))
+            return cur.fetchone()[0] == 1
+    if name == "config":
+
+        return bool(settings.ragflow_dir and settings.ragflow_dir.is_dir() and collect_files(settings))
+    return True
+
+
+def take_safety_point(settings: Settings, components: list[str]) -> Point | None:
+    """Back up what a restore will replace; refuse to go on if that backup is not complete."""
+    names = [name for name in components if name in IN_POINTS and _has_data(settings, name)]
+    if not names:
+        return None
+    point = Storage(settings.storage_root).new_point(names, tier=SAFETY)
+    for name in names:
+        run_component(settings, point, name)
+    manifest = point.manifest()
+    if manifest.status != "complete":
+        errors = "; ".join(f"{n}: {r.error}" for n, r in manifest.components.items() if r.error)
+        raise RestoreFailed(f"the safety point {point.ref} is {manifest.status} ({errors}); nothing was restored")
+    return point
+
+
+def _remember(settings: Settings, state: dict[str, Any]) -> None:
+    folder = private_dir(settings.storage_root / "state")
+    write_bytes_atomic(folder / "last_restore.json", json.dumps(state, default=str).encode())
+
+
+MAX_STATE = 1 << 20  # state/last_restore.json is a few hundred bytes of ours; the storage root is untrusted
+
+
+def last_restore(settings: Settings) -> dict[str, Any] | None:
+    """The last restore's state, checked (PermanentError naming the file when it is not what we wrote)."""
+    path = settings.storage_root / "state" / "last_restore.json"
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STATE + 1)
+        state = json.loads(data) if len(data) <= MAX_STATE else None
+        ok = (isinstance(state, dict) and isinstance(state.get("safety"), (str, type(None)))
+              and isinstance(state.get("kb"), (str, type(None))) and isinstance(state.get("components"), list)
+              and all(name in ORDER for name in state["components"])
+              and datetime.fromisoformat(state["began_at"]) is not None)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise PermanentError(f"{path} is not a restore state this tool wrote (too big, not JSON, or fields missing); "
+                             "roll back by hand from the newest safety point (`ragflow-backup list`, "
+                             "`restore --point safety/...`)")
+    return state
+
+
+def one_at_a_time(settings: Settings):
+    """One restore or rollback at a time per storage root: two would swap data under each other, and
+    the second would overwrite the first's rollback state. The second is refused, naming the first."""
+
+    return locks.exclusive(private_dir(settings.storage_root / "locks") / "restore.lock", "a restore")
+
+
+def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dict[str, Any]:
+    """Safety point, then each component in order; on any failure, roll back what was touched.
+
+    With encryption on, the safety point is encrypted like any other, so its rollback needs the identity:
+    it is asked for before anything is touched."""
+
+    if settings.encryption.enabled and identity is None and any(c in IN_POINTS for c in plan.components):
+
+        raise IdentityNeeded("encryption is on, so the safety point this restore takes is encrypted and a rollback "
+                             "must decrypt it: pass --identity FILE")
+    try:
+        with one_at_a_time(settings):
+            # Before the safety point: what cannot work is said now, and nothing is touched.
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+            return _execute(settings, plan, identity)
+    except Busy as exc:
+        raise PermanentError(f"{exc}; nothing was changed") from None
+
+
+def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str, Any]:
+    started = time.monotonic()
+    began_at = datetime.now(timezone.utc)
+    ident = {"point": plan.point.ref if plan.point else None, "at": plan.at, "components": plan.components, "kb": plan.kb}
+    audit(settings, "restore", "started", **ident)
+    safety = take_safety_point(settings, plan.components)
+    _remember(settings, {"safety": safety.ref if safety else None, "began_at": began_at.isoformat(),
+                         "components": plan.components, **ident})
+    touched: list[str] = []
+    results: dict[str, Any] = {}
+    try:
+        for name in plan.components:
+            touched.append(name)
+            log.info("restoring %s", name)
+            results[name] = restore_component(settings, plan, name, kb=plan.kb)
+    except Exception as exc:  # noqa: BLE001 - any failure is rolled back, then reported
+        failure = describe(exc)
+        audit(settings, "restore", "failed", error=failure, **ident)
+        try:
+            rollback(settings, safety, began_at, touched, plan.kb, identity=identity)
+        except Exception as again:  # noqa: BLE001
+            audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)
+            raise RestoreFailed(f"restore failed ({failure}) AND its rollback failed ({describe(again)}); "
+                                f"the safety point {safety.ref if safety else '-'} still holds the data before") from exc
+        raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
+                            f"(safety point {safety.ref if safety else '-'})") from exc
+    seconds = time.monotonic() - started
+    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
+    return {"results": results, "seconds": seconds, "safety": safety}
+
+
+def rollback(settings: Settings, safety: Point | None, began_at: datetime, components: list[str],
+             kb: str | None = None, identity: Path | None = None) -> None:
+    """Put back what a restore replaced: points' components from the safety point, objects as at
+    `began_at`; for a knowledge-base restore, that knowledge base only (nothing else was touched)."""
+
+    audit(settings, "rollback", "started", safety=safety.ref if safety else None, components=components, kb=kb)
+    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain:
+        plan = Plan(plain, began_at, components, kb)
+        saved = set(plain.manifest().components) if plain else set()
+        for name in reversed(components):
+            if name != "minio" and name not in saved:
+                continue  # nothing of it existed before the restore: nothing to put back
+            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={})
+    audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)
+
+
+def rollback_last(settings: Settings, identity: Path | None = None) -> dict[str, Any]:
+    """`restore --rollback`: undo the last restore from its safety point."""
+
+    try:
+        with one_at_a_time(settings):
+            return _rollback_last(settings, identity)
+    except Busy as exc:
+        raise PermanentError(f"{exc}; nothing was changed") from None
+
+
+def _rollback_last(settings: Settings, identity: Path | None) -> dict[str, Any]:
+    state = last_restore(settings)
+    if not state:
+        raise PermanentError("no restore to roll back (no state/last_restore.json under the storage root)")
+    storage = Storage(settings.storage_root)
+    safety = storage.point(state["safety"]) if state.get("safety") else None
+    rollback(settings, safety, datetime.fromisoformat(state["began_at"]), state["components"], state.get("kb"),
+             identity=identity)
+    return state

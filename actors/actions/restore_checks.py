@@ -1,0 +1,105 @@
+"""What a restore checks before it changes anything (before even its safety point): the identity file
+reads, every component asked for is in the point with its artifacts sound (size, SHA-256, container), the
+Redis dump reads to its end, and a knowledge base asked for is in the point at all.
+
+A restore that failed on one of these after its safety point would have to roll back, and a rollback of
+something that was never there can fail too ("restore failed ... AND its rollback failed" with nothing
+changed): so each problem is found here and named, and nothing is touched.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from actors.mysql import dump_artifact
+from actors.redis_keys import ARTIFACT as REDIS_ARTIFACT
+from actors.redis_keys import check_readable
+from core.checks import CorruptArtifact, open_compressed, verify_artifacts
+from core.component import PermanentError
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+KB_ID = re.compile(r"[0-9a-f]{32}")  # RAGFlow's knowledgebase.id: uuid1().hex
+CHUNK = 1 << 20
+
+
+def check_identity(identity: Path | None) -> list[str]:
+    if identity is None:
+        return []
+    try:
+        with open(identity, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return [f"the identity file {identity} cannot be read ({exc.strerror or exc})"]
+    return []
+
+
+def kb_in_dump(path: Path, kb_id: str) -> bool:
+    """Does any row of the dump start with this id (a knowledgebase row: its id is its first column)?
+    Read as a stream in chunks, so a dump of any size (or a tampered one) keeps memory bounded."""
+    needle = f"('{kb_id}',".encode()
+    tail = b""
+    with open_compressed(path) as stream:
+        while block := stream.read(CHUNK):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle):]
+    return False
+
+
+def _kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
+    name = dump_artifact(record)
+    if name is None:
+        return []
+    try:
+        if kb_in_dump(point.folder / name, kb_id):
+            return []
+    except (OSError, EOFError, ValueError, CorruptArtifact) as exc:
+        return [f"{name} cannot be read ({exc})"]
+    return [f"knowledge base {kb_id} is not in {point.ref} (its MySQL dump has no such knowledgebase row): check "
+            "the id (RAGFlow's knowledgebase table), or choose a point made while it existed (`ragflow-backup list`)"]
+
+
+def _redis_problems(point: Point) -> list[str]:
+    try:
+        check_readable(point.folder / REDIS_ARTIFACT)
+    except PermanentError as exc:
+        return [str(exc).removesuffix("; nothing was restored")]
+    return []
+
+
+def problems_before_restore(settings: Settings, point: Point | None, components: list[str], kb: str | None,
+                            identity: Path | None) -> list[str]:
+    """Everything wrong with a restore of `components` (and `kb`) from `point` that can be known up front."""
+    problems = check_identity(identity) if settings.encryption.enabled else []
+    if kb is not None and not KB_ID.fullmatch(kb):
+        problems.append(f"{kb!r} is not a knowledge base id (32 lower-case hex digits, as in RAGFlow's "
+                        "knowledgebase.id)")
+    if point is None:
+        return problems
+    manifest = point.manifest()
+    for name in components:
+        if name == "minio":
+            continue  # objects come from the mirror, not from the point
+        record = manifest.components.get(name)
+        if record is None or record.status != "ok":
+            problems.append(f"{name} is not in {point.ref} (no successful {name} backup there)")
+            continue
+        found = verify_artifacts(point, record)
+        problems += [f"{name}: {problem}" for problem in found]
+        if found:
+            continue
+        if name == "redis" and kb is None:
+            problems += _redis_problems(point)
+        if name == "mysql" and kb is not None and KB_ID.fullmatch(kb):
+            problems += _kb_problems(point, record, kb)
+    return problems
+
+
+def check_before_restore(settings: Settings, point: Point | None, components: list[str], kb: str | None,
+                         identity: Path | None) -> None:
+    problems = problems_before_restore(settings, point, components, kb, identity)
+    if problems:
+        where = point.ref if point else "the mirror"
+        raise PermanentError(f"cannot restore from {where}: " + "; ".join(problems) + "; nothing was changed")

@@ -1,0 +1,234 @@
+"""Running a component's backup into a point: the one place that takes locks and records outcomes.
+
+Both ways of running share it: in-process (`backup --local`, tests) and the Dramatiq actors.
+"""
+from __future__ import annotations
+
+import errno
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from actors.actions.retention import promote
+from core import locks
+from core.component import PermanentError
+from core.config import Settings
+from core.encryption import encrypt_artifacts
+from core.manifest import ComponentRecord, now
+from core.notify import Notifier
+from core.points import Point, Storage
+from core.redact import redact
+
+RUN_LOCK = "backup-run.lock"
+NOTED_POINT = re.compile(r"daily/\d{4}-\d{2}-\d{2}(_\d{6}(_\d{6})?)?")  # what new_point names a daily point
+HISTORY_CATCH_UP = 30  # the newest daily points looked at for a missing history line
+
+# Dispatch by the config section's name, like borgmatic's hooks.
+MODULES = {
+    "mysql": "actors.mysql",
+    "search": "actors.search",
+    "redis": "actors.redis_keys",
+    "config": "actors.config_files",
+}
+
+
+def component_module(name: str) -> ModuleType:
+    if name not in MODULES:
+        raise ValueError(f"unknown component {name!r}; choose from {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
+
+
+def enabled_components(settings: Settings) -> list[str]:
+    names = [name for name in ("mysql", "search", "redis") if getattr(settings, name).enabled]
+    if settings.config_files.enabled and settings.ragflow_dir is not None:
+        names.append("config")
+    return names
+
+
+def describe(exc: BaseException) -> str:
+    # Keep line breaks: some messages carry a compose snippet to paste.
+    # Client errors quote URLs and commands, which may carry a password: masked (core/redact.py).
+    text = redact(str(exc).strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+STORAGE_ERRORS = {
+    errno.ENOSPC: "is full: free space there (see `ragflow-backup prune --dry-run` and `df -h`) or move storage_root",
+    errno.EDQUOT: "is over its quota: raise the quota or free space there",
+    errno.EROFS: "is read-only: remount it read-write (a NAS does this after disk errors: check the disks first)",
+}
+STORAGE_WORDS = {errno.ENOSPC: "storage full", errno.EDQUOT: "storage full (quota)", errno.EROFS: "storage read-only"}
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS
+
+
+def storage_hint(exc: BaseException, root) -> str:
+    """What to do when a write of ours failed because of the storage root's file system; '' otherwise.
+    The kernel's message ("No space left on device") names neither the path nor the fix."""
+    if is_storage_error(exc):
+        return f" (the file system of the storage root {root} {STORAGE_ERRORS[exc.errno]})"  # type: ignore[attr-defined]
+    return ""
+
+
+def failure_text(exc: BaseException, root) -> str:
+    """A component's error: 'storage full: OSError: ... (the file system of ... is full: ...)' for the storage
+    root's own trouble, the exception's text otherwise."""
+    prefix = f"{STORAGE_WORDS[exc.errno]}: " if is_storage_error(exc) else ""  # type: ignore[attr-defined]
+    return prefix + describe(exc) + storage_hint(exc, root)
+
+
+def run_lock(storage: Storage) -> Path:
+    return storage.root / "locks" / RUN_LOCK
+
+
+@contextmanager
+def backup_run(storage: Storage, on_busy: Callable[[str], None] | None = None) -> Iterator[locks.Held]:
+    """One backup run at a time per storage root, held from before its point is created; the run notes its
+    point in the lock (`held.note(point.ref)`) so that the next run can finish it if it could not.
+
+    Busy: without `on_busy`, raise locks.Busy naming the holder's pid; with it, say so through `on_busy`
+    and wait for the holder to finish (README.md, "What a backup point holds", says why). Raises OSError
+    when the storage root cannot be written at all."""
+    storage.prepare()
+    path, what = run_lock(storage), f"a backup into {storage.root}"
+    stack = ExitStack()
+    try:
+        held = stack.enter_context(locks.exclusive(path, what))
+    except locks.Busy as exc:
+        if on_busy is None:
+            raise
+        on_busy(str(exc))
+        held = stack.enter_context(locks.exclusive(path, what, wait=True))
+    with stack:
+        finish_abandoned(storage, held.previous)
+        catch_up_history(storage)
+        yield held
+
+
+def finish_abandoned(storage: Storage, previous: str) -> None:
+    """The point the last local run noted in the run lock, if it is still running: that run ended (killed, or
+    the storage root full) before it could record every outcome. We hold the run lock, so nobody works on
+    it: its missing outcomes are recorded as failed, which finishes it (manifest, history, audit)."""
+    parts = previous.split()
+    if len(parts) != 2 or not NOTED_POINT.fullmatch(parts[1]):  # the lock file is in the storage root: untrusted
+        return
+    try:
+        point = storage.point(parts[1])
+        manifest = point.manifest()
+    except (LookupError, OSError, ValueError):
+        return
+    if manifest.status != "running" or point.status() != "interrupted":
+        return
+    for name in manifest.requested:
+        if name not in manifest.components:
+            at = now()
+            point.save_record(ComponentRecord(
+                component=name, status="failed", started_at=manifest.created_at, finished_at=at,
+                error="interrupted: the run that took this point ended before recording this component's outcome "
+                      "(killed, or the storage root was full: see its backup.log)"))
+
+
+def catch_up_history(storage: Storage) -> None:
+    """Finished points whose history line could not be written (storage full) get it now."""
+    for point in storage.points("daily")[-HISTORY_CATCH_UP:]:
+        try:
+            if point.manifest().status != "running":
+                point.log_history()
+        except (OSError, ValueError):
+            continue  # an unreadable manifest is verify's to report, not the history's
+
+
+def run_component(settings: Settings, point: Point, name: str, final_attempt: bool = True) -> ComponentRecord | None:
+    """Back up one component into `point` and record the outcome.
+
+    A transient failure on a non-final attempt is raised (and nothing recorded) so the caller can
+    retry; a permanent failure, or any failure on the final attempt, is recorded as failed.
+    Returns the record, or raises.
+    """
+    module = component_module(name)
+    log = point.logger(name)
+    started = now()
+    with point.working():
+        try:
+            with locks.exclusive(point.storage.component_lock(name), f"a {name} backup"):
+                log.info("backup of %s into %s started", name, point.ref)
+                result = module.backup(settings, point, log)
+                if settings.encryption.enabled and result.artifacts:
+
+                    result.artifacts = encrypt_artifacts(settings, point, result.artifacts)
+                    log.info("%s: %d artifact(s) encrypted with age", name, len(result.artifacts))
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
+            permanent = isinstance(exc, PermanentError)
+            log.error("backup of %s failed (%s): %s", name, "permanent" if permanent else "transient", describe(exc))
+            if not permanent and not final_attempt:
+                raise
+            record = ComponentRecord(component=name, status="failed", started_at=started, finished_at=now(),
+                                     error=failure_text(exc, settings.storage_root))
+            return save_outcome(settings, point, record)
+        record = ComponentRecord(component=name, status="ok", started_at=started, finished_at=now(),
+                                 artifacts=result.artifacts, counts=result.counts, details=result.details)
+        log.info("backup of %s finished in %.1fs", name, record.seconds)
+        return save_outcome(settings, point, record)
+
+
+def save_outcome(settings: Settings, point: Point, record: ComponentRecord) -> ComponentRecord:
+    """Save a component's record; when the storage root cannot take it, record it as failed instead (after
+    removing the artifacts an ok record would have claimed, to make room). Returns the record that holds;
+    if even the failed one cannot be written, that one, unsaved: the point then reads as interrupted once
+    the run ends (nobody holds its work lock), never as complete."""
+    log = point.logger(record.component)
+    try:
+        manifest = point.save_record(record)
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        log.error("the outcome of %s cannot be written into %s: %s", record.component, point.ref, describe(exc))
+        point.forget_record(record.component)  # an ok record on disk must not outlive its artifacts
+        if record.status == "ok":
+            for artifact in record.artifacts:  # no record claims them: they are no part of any point now
+                point.path(artifact.encrypted.name if artifact.encrypted else artifact.name).unlink(missing_ok=True)
+        record = record.model_copy(update={"status": "failed", "artifacts": [], "counts": {}, "details": {},
+                                           "error": failure_text(exc, settings.storage_root), "finished_at": now()})
+        try:
+            manifest = point.save_record(record)
+        except OSError as again:
+            if not is_storage_error(again):
+                raise
+            log.error("the failed outcome of %s cannot be written either: %s", record.component, describe(again))
+            return record
+    if manifest.status == "complete":
+        promote_complete(settings, point)
+    return record
+
+
+def promote_complete(settings: Settings, point: Point) -> None:
+    """A complete daily point becomes this week's and this month's point if they have none yet.
+
+    A promotion that fails does not make the backup fail: the daily point is sound; prune retries.
+    """
+
+    log = point.logger("retention")
+    try:
+        for promoted in promote(point.storage, point, policy=settings.retention):
+            log.info("promoted %s to %s (hard links)", point.ref, promoted.ref)
+    except Exception as exc:  # noqa: BLE001
+        log.error("could not promote %s: %s", point.ref, describe(exc))
+
+
+def notify_outcome(settings: Settings, point: Point) -> None:
+    """Tell the operator how a finished run ended: a failure naming each component's error, or a
+    recovery once a run is complete again. Used by the workers and by `backup --local` alike."""
+
+    manifest = point.manifest()
+    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    if manifest.status == "complete":
+        notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")
+    else:
+        failed = {name: rec.error for name, rec in manifest.components.items() if rec.status != "ok"}
+        body = "\n".join(f"{name}: {error}" for name, error in failed.items())
+        notifier.failure("backup", f"ragflow-backup: {point.ref} is {manifest.status}", body)

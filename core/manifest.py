@@ -1,0 +1,95 @@
+"""manifest.json: what a backup point holds, so that it is self-describing even if all else is lost."""
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime, timezone
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.atomic import write_bytes_atomic
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+ComponentStatus = Literal["ok", "failed"]
+PointStatus = Literal["running", "complete", "partial", "failed"]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class EncryptedFile(BaseModel):
+    """The ciphertext of an encrypted artifact: what verify checks without a key."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str  # <artifact>.age
+    bytes: int
+    sha256: str
+    format: Literal["age"] = "age"
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str  # file name inside the point folder (of the plaintext, when encrypted)
+    bytes: int  # of the plaintext
+    sha256: str  # of the plaintext
+    kind: Literal["gzip", "zst", "tar.gz", "json", "file"] = "file"
+    encrypted: EncryptedFile | None = None  # set when only the ciphertext is stored
+
+
+class ComponentRecord(BaseModel):
+    """One component's outcome in one point."""
+
+    model_config = ConfigDict(extra="forbid")
+    component: str
+    status: ComponentStatus
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    # What a restore must find again: rows per table, docs per index, files, keys.
+    counts: dict[str, int] = Field(default_factory=dict)
+    # Versions of tools and servers, snapshot names, binlog coordinates, ...
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: int = FORMAT
+    point_id: str
+    tier: Literal["daily", "weekly", "monthly", "safety"]
+    name: str
+    status: PointStatus
+    created_at: datetime
+    finished_at: datetime | None = None
+    requested: list[str]
+    components: dict[str, ComponentRecord] = Field(default_factory=dict)
+    tool: dict[str, str] = Field(default_factory=lambda: {"name": "ragflow-backup", "version": package_version("ragflow-backup")})
+    host: str = Field(default_factory=socket.gethostname)
+    promoted_from: str | None = None
+
+    def decide_status(self) -> PointStatus:
+        """Complete only when every requested component succeeded; never complete with one missing."""
+        if any(name not in self.components for name in self.requested):
+            return "running"
+        ok = [name for name in self.requested if self.components[name].status == "ok"]
+        if len(ok) == len(self.requested):
+            return "complete"
+        return "partial" if ok else "failed"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(a.bytes for record in self.components.values() for a in record.artifacts)
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2).encode() + b"\n")

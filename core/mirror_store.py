@@ -1,0 +1,461 @@
+"""The MinIO mirror on disk: current objects browsable under `<root>/<bucket>/`, superseded ones kept
+under `<root>/.versions/`, and an SQLite index of both that answers "what did the store hold at T?".
+
+Object keys are untrusted: core/mirror_paths.py maps each to its own readable path inside the mirror,
+escaping only what cannot be a path. Where a key's file must make way for a folder ("a" when "a/b"
+arrives), it moves to `a%~file` in the same steps as a commit (see `_stage`). The index's `path` column
+says where each file is; an index of an older layout is converted in place on opening
+(core/mirror_convert.py).
+Writes are serialised by SQLite's write lock (BEGIN IMMEDIATE), so threads and processes may share a
+store. Replacing a current file is two durable steps (see `commit`) so that a crash at any moment
+neither loses the old bytes nor leaves a half file under the current name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.atomic import FILE_MODE, fsync_dir, private_dir
+from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
+from core.mirror_paths import bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
+STALE_TEMP_SECONDS = 86_400
+_replace = os.replace  # the rename that puts new bytes in place (tests inject faults here)
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _ts(when: datetime | None) -> str | None:
+    return None if when is None else _utc(when).strftime(STAMP)
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the mirror knows of one current object (`path` and `mirrored_at` are filled in by the store)."""
+
+    size: int
+    etag: str
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+    md5: str | None = None  # of the mirrored bytes, computed while downloading
+    seen_at: datetime | None = None  # when the source was looked at: older news never overwrites newer
+    mirrored_at: datetime | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Brief:
+    """Just enough of a current object to tell whether a listing entry is already mirrored."""
+
+    etag: str
+    size: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    key: str
+    path: Path  # the file holding the bytes
+    size: int
+    etag: str
+    content_type: str | None
+    metadata: dict[str, str]
+    valid_from: datetime | None  # the source's last_modified
+    md5: str | None
+
+
+@dataclass(frozen=True)
+class Version(ObjectRef):
+    superseded_at: datetime
+    reason: str  # 'overwritten' | 'deleted'
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
+    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
+CREATE INDEX IF NOT EXISTS objects_pending ON objects (pending) WHERE pending IS NOT NULL;
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
+    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
+CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
+CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
+"""
+COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A second name for the old bytes: a hard link, or a durable copy where links are not supported."""
+    make_private_dirs(target.parent)
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links: a durable private copy
+        shutil.copyfile(source, target)
+        os.chmod(target, FILE_MODE)
+        with open(target, "rb") as copy:
+            os.fsync(copy.fileno())
+    fsync_dir(target.parent)
+
+
+class MirrorStore:
+    def __init__(self, root: Path):
+        self.root = private_dir(Path(root))
+        self.index = self.root / ".index.sqlite"
+        self.tmp = private_dir(self.root / ".tmp")
+        self._local = threading.local()
+        # Create the file with our mode (SQLite gives -wal/-shm the same), but never open an existing one
+        # ourselves: closing any descriptor of it drops this process's POSIX locks, and another process
+        # closing its last connection would then take itself for the last one and delete the WAL (data lost).
+        try:
+            os.close(os.open(self.index, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        except FileExistsError:
+            pass
+        with self._write() as conn:
+            fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name='objects'").fetchone() is None
+            for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
+                conn.execute(statement)
+            if fresh:
+                conn.execute(f"PRAGMA user_version={FORMAT}")
+            current = conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
+            for bucket, key in conn.execute("SELECT bucket, key FROM objects WHERE pending IS NOT NULL").fetchall():
+                self._settle(conn, bucket, key)  # finish what a crashed process left half done
+            for path in self.tmp.iterdir():  # downloads a crash left behind (a pending one was just placed)
+                try:
+                    if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue  # a live copy in another process placed or dropped it since the listing
+        if not current:
+            convert_layout(self.root, self._write)  # a mirror of an older layout, once
+
+    # ---------------------------------------------------------------- connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # never reuse a connection across fork()
+            conn = sqlite3.connect(self.index, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a committed step must survive power loss (see commit)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        if getattr(self._local, "conn", None) is not None:
+            self._local.conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------- paths
+    def path_of(self, bucket: str, key: str) -> Path:
+        """The file of a current key (where the index says), else where the key would go."""
+        row = self._conn().execute("SELECT path FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return self.root / (row[0] if row else object_path(bucket, key))
+
+    def temp_file(self, bucket: str) -> Path:
+        """A new empty private file on the mirror's file system, so the final rename is atomic."""
+        path = self.tmp / f"{bucket_dir(bucket)}.{secrets.token_hex(8)}.part"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        return path
+
+    def _version_path(self, bucket: str, key: str, when: datetime) -> Path:
+        return self.root / version_path(bucket, key, _utc(when).strftime("%Y%m%dT%H%M%S%fZ"), secrets.token_hex(4))
+
+    # ---------------------------------------------------------------- writing
+    def _settle(self, conn: sqlite3.Connection, bucket: str, key: str, unsynced: set[Path] | None = None) -> None:
+        """Roll a committed-but-unplaced object forward: its temp file is renamed into place (in a write tx).
+        `unsynced`: collect the folder for the caller to fsync (once per folder) before it commits."""
+        row = conn.execute("SELECT path, pending, pending_ino FROM objects WHERE bucket=? AND key=?",
+                           (bucket, key)).fetchone()
+        if row is None or row[1] is None:
+            return
+        final, temp = self.root / row[0], self.root / row[1]
+        if is_regular_file(temp, row[2]):
+            self._make_way(conn, final)
+            make_private_dirs(final.parent)
+            _replace(temp, final)
+            if unsynced is None:
+                fsync_dir(final.parent)
+            else:
+                unsynced.add(final.parent)
+        elif not is_regular_file(final, row[2]):
+            # The new bytes vanished before being placed: forget the row so the next mirror run re-fetches.
+            conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+            return
+        conn.execute("UPDATE objects SET pending=NULL, pending_ino=NULL WHERE bucket=? AND key=?", (bucket, key))
+
+    def _make_way(self, conn: sqlite3.Connection, final: Path) -> None:
+        """Clear the folders `final` needs: a file moved aside (see `_move_aside`) whose rename is still due
+        goes first; a file no row knows is one a crash left behind after its key was removed (its bytes
+        were kept under .versions first, see `remove`), so it is dropped, and so is a symlink (the mirror
+        makes none; a folder must never lead out of it)."""
+        relative = final.relative_to(self.root)
+        for folder in [*reversed(relative.parents)][1:]:
+            for (bucket, key) in conn.execute("SELECT bucket, key FROM objects WHERE pending=?",
+                                              (str(folder),)).fetchall():
+                self._settle(conn, bucket, key)
+            where = self.root / folder
+            if where.is_symlink() or (where.exists() and not where.is_dir()):
+                if conn.execute("SELECT 1 FROM objects WHERE path=?", (str(folder),)).fetchone() is None:
+                    where.unlink()
+
+    def _place(self, conn: sqlite3.Connection, bucket: str, key: str) -> str:
+        """Where (relative to the root) a key's new bytes go: where it is, if current; else its own path,
+        or `<name>%~file` if other keys need that name as a folder. A file in the way of this key's
+        folders is moved aside."""
+        row = conn.execute("SELECT path FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        plain, marked = str(object_path(bucket, key)), str(object_path(bucket, key, file_mark=True))
+        if row is not None and row[0] in (plain, marked):
+            return row[0]
+        if has_subkeys(conn, bucket, key) or (self.root / plain).is_dir():
+            return marked
+        if not is_flat(encode_key(key)):  # a too-long key, stored flat, needs no folders
+            parts = key.split("/")
+            for depth in range(1, len(parts)):
+                self._move_aside(conn, bucket, "/".join(parts[:depth]))
+        return plain
+
+    def _move_aside(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:
+        """If `key` is stored under its plain name, record it under `<name>%~file` with the rename due (the
+        same pending mark a commit uses: `_settle` does the rename, a crash in between loses nothing)."""
+        row = conn.execute("SELECT path, pending FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        plain = str(object_path(bucket, key))
+        if row is None or row[0] != plain:
+            return
+        marked = str(object_path(bucket, key, file_mark=True))
+        if row[1] is not None:  # its new bytes still wait in a temp file: they go to the new name
+            conn.execute("UPDATE objects SET path=? WHERE bucket=? AND key=?", (marked, bucket, key))
+            return
+        held = self.root / plain
+        inode = held.lstat().st_ino if is_regular_file(held) else None
+        conn.execute("UPDATE objects SET path=?, pending=?, pending_ino=? WHERE bucket=? AND key=?",
+                     (marked, plain if inode is not None else None, inode, bucket, key))
+
+    def _supersede(self, conn: sqlite3.Connection, bucket: str, key: str, now: datetime, until: datetime,
+                   reason: str) -> bool:
+        """Give the current bytes a second name under .versions and index it; False if there is none."""
+        row = conn.execute("SELECT path, size, etag, content_type, metadata, md5, last_modified FROM objects "
+                           "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None or not (self.root / row[0]).exists():
+            return False
+        version = self._version_path(bucket, key, now)
+        _link_or_copy(self.root / row[0], version)
+        conn.execute("INSERT INTO versions (bucket, key, path, size, etag, content_type, metadata, md5, valid_from, "
+                     "superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                     (bucket, key, str(version.relative_to(self.root)), *row[1:], _ts(until), reason))
+        return True
+
+    def commit(self, bucket: str, key: str, temp: Path, entry: Entry, now: datetime) -> bool:
+        """Make the (complete) temp file the current object; False if the mirror already has it.
+
+        Step 1 (one transaction): the old file gets a second name under .versions, the index records the
+        version and the new entry marked pending. Step 2: the temp is renamed over the current name and
+        the mark cleared. A crash before step 1 commits leaves the old state; after it, any later access
+        rolls step 2 forward. The store owns `temp` from here on.
+        """
+        return self.commit_many(bucket, [(key, temp, entry)], now)[0]
+
+    def commit_many(self, bucket: str, items: list[tuple[str, Path, Entry]], now: datetime) -> list[bool]:
+        """`commit` for several keys of a bucket, each step one transaction for all of them (a reconcile
+        copying thousands of objects pays for two commits per batch instead of two per object)."""
+        done: list[bool] = []
+        try:
+            for _, temp, _ in items:
+                with open(temp, "rb") as handle:
+                    os.fsync(handle.fileno())
+            with self._write() as conn:
+                for key, temp, entry in items:
+                    done.append(self._stage(conn, bucket, key, temp, entry, now))
+        except BaseException:
+            for _, temp, _ in items:
+                temp.unlink(missing_ok=True)  # step 1 did not commit: the temps are nobody's
+            raise
+        with self._write() as conn:
+            unsynced: set[Path] = set()
+            for (key, _, _), staged in zip(items, done):
+                if staged:
+                    self._settle(conn, bucket, key, unsynced)
+            for folder in unsynced:  # the renames are durable before the marks are cleared
+                fsync_dir(folder)
+        return done
+
+    def _stage(self, conn: sqlite3.Connection, bucket: str, key: str, temp: Path, entry: Entry,
+               now: datetime) -> bool:
+        """Step 1 of a commit, inside the caller's write transaction; False (temp removed) if not needed."""
+        self._settle(conn, bucket, key)
+        row = conn.execute("SELECT etag, size, seen_at, path FROM objects WHERE bucket=? AND key=?",
+                           (bucket, key)).fetchone()
+        present = row is not None and (self.root / row[3]).exists()
+        if (present and (row[0], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry):
+            temp.unlink(missing_ok=True)
+            return False
+        until = min(_utc(now), _utc(entry.last_modified)) if entry.last_modified else now
+        self._supersede(conn, bucket, key, now, until, "overwritten")
+        conn.execute(
+            "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
+            "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (bucket, key, self._place(conn, bucket, key), entry.size, entry.etag,
+             entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
+             _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
+             temp.stat().st_ino))
+        return True
+
+    @staticmethod
+    def _stale(conn: sqlite3.Connection, bucket: str, key: str, entry: Entry) -> bool:
+        """Was the source seen (present or absent) after `entry` was? Then a late task must not undo that."""
+        if entry.seen_at is None:
+            return False
+        row = conn.execute("SELECT seen_at FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT MAX(superseded_at) FROM versions WHERE bucket=? AND key=? AND "
+                               "reason='deleted'", (bucket, key)).fetchone()
+        return row[0] is not None and _ts(entry.seen_at) < row[0]
+
+    def remove(self, bucket: str, key: str, now: datetime, seen_at: datetime | None = None) -> bool:
+        """Move the current object into versions (reason 'deleted'); False if the mirror does not have it.
+
+        `seen_at`: when the source was seen without the key; an object seen there later is kept.
+        """
+        with self._write() as conn:
+            self._settle(conn, bucket, key)
+            row = conn.execute("SELECT path, seen_at FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+            if row is None or (seen_at is not None and row[1] is not None and row[1] > _ts(seen_at)):
+                return False
+            self._supersede(conn, bucket, key, now, min(_utc(now), _utc(seen_at or now)), "deleted")
+            conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+        with self._write():  # the lock keeps a concurrent commit from using a folder we are removing
+            (self.root / row[0]).unlink(missing_ok=True)
+            self._prune_dirs((self.root / row[0]).parent, self.root / bucket_dir(bucket))
+        return True
+
+    @staticmethod
+    def _prune_dirs(folder: Path, stop: Path) -> None:
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def prune_versions(self, older_than: datetime) -> int:
+        """Drop versions superseded before `older_than` (rows first: a crash leaves only orphan files)."""
+        with self._write() as conn:
+            rows = conn.execute("SELECT id, bucket, path FROM versions WHERE superseded_at < ?",
+                                (_ts(older_than),)).fetchall()
+            conn.executemany("DELETE FROM versions WHERE id=?", [(row[0],) for row in rows])
+        with self._write():
+            for _, bucket, path in rows:
+                (self.root / path).unlink(missing_ok=True)
+                self._prune_dirs((self.root / path).parent, self.root / ".versions" / bucket_dir(bucket))
+        return len(rows)
+
+    # ---------------------------------------------------------------- reading
+    def _settled(self, bucket: str, key: str | None = None) -> sqlite3.Connection:
+        """A connection to read from, after rolling forward any pending commit of the bucket (or key)."""
+        conn = self._conn()
+        pending = [row[0] for row in conn.execute("SELECT key FROM objects WHERE pending IS NOT NULL AND bucket=? "
+                                                  "AND (? IS NULL OR key=?)", (bucket, key, key)).fetchall()]
+        if pending:
+            with self._write() as writer:
+                for name in pending:
+                    self._settle(writer, bucket, name)
+        return conn
+
+    def entry(self, bucket: str, key: str) -> Entry | None:
+        row = self._settled(bucket, key).execute(
+            "SELECT size, etag, content_type, metadata, last_modified, md5, seen_at, mirrored_at, path FROM objects "
+            "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None:
+            return None
+        return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
+                     self.root / row[8])
+
+    def brief(self, bucket: str, keys: list[str]) -> dict[str, Brief]:
+        """Etag, size and file of those of `keys` that are current and settled, in one query (reconcile
+        compares whole listing pages with it; a pending key is left out, so its caller looks closer)."""
+        if not keys:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT key, etag, size, path FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
+            f"({','.join('?' * len(keys))})", (bucket, *keys)).fetchall()
+        return {row[0]: Brief(row[1], row[2], self.root / row[3]) for row in rows}
+
+    def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
+        key, path, size, etag, ctype, meta, valid_from, md5, *rest = row
+        extra = (_dt(rest[0]), rest[1]) if rest else ()
+        return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5, *extra)
+
+    def buckets(self) -> list[str]:
+        return [row[0] for row in self._conn().execute("SELECT DISTINCT bucket FROM objects ORDER BY bucket")]
+
+    def keys(self, bucket: str) -> Iterator[str]:
+        """Every current key, in pages, so callers may write to the store while iterating."""
+        last = None
+        while True:
+            rows = self._conn().execute(
+                "SELECT key FROM objects WHERE bucket=? AND (? IS NULL OR key > ?) ORDER BY key LIMIT 1000",
+                (bucket, last, last)).fetchall()
+            if not rows:
+                return
+            yield from (row[0] for row in rows)
+            last = rows[-1][0]
+
+    def sample(self, count: int) -> list[tuple[str, str]]:
+        return self._conn().execute("SELECT bucket, key FROM objects ORDER BY random() LIMIT ?", (count,)).fetchall()
+
+    def versions(self, bucket: str, key: str) -> list[Version]:
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS.replace('last_modified', 'valid_from')}, superseded_at, reason FROM versions "
+            "WHERE bucket=? AND key=? ORDER BY superseded_at, id", (bucket, key)).fetchall()
+        return [self._ref(row, Version) for row in rows]  # type: ignore[misc]
+
+    def state_at(self, bucket: str, when: datetime) -> dict[str, ObjectRef]:
+        """The objects that existed at `when`, each with the file holding its bytes then."""
+        at = _ts(when)
+        conn = self._settled(bucket)
+        current = conn.execute(f"SELECT {COLUMNS} FROM objects WHERE bucket=? AND COALESCE(last_modified, "
+                               "mirrored_at) <= ?", (bucket, at)).fetchall()
+        old = conn.execute(f"SELECT {COLUMNS.replace('last_modified', 'valid_from')} FROM versions WHERE bucket=? "
+                           "AND COALESCE(valid_from, '') <= ? AND superseded_at > ?", (bucket, at, at)).fetchall()
+        refs = sorted((self._ref(row) for row in [*old, *current]), key=lambda ref: _ts(ref.valid_from) or "")
+        return {ref.key: ref for ref in refs}  # should two claim a key (clock skew), the later one wins
+
+    def stats(self) -> dict:
+        """objects, bytes, versions, version_bytes: in total and per bucket (under "buckets")."""
+        names = ("objects", "bytes", "versions", "version_bytes")
+        per: dict[str, dict[str, int]] = {}
+        for table, count, size in (("objects", *names[:2]), ("versions", *names[2:])):
+            for bucket, n, total in self._conn().execute(
+                    f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
+                per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
+        return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
