@@ -170,7 +170,7 @@ def git_repo_path(settings: Settings) -> Path:
     name = PurePosixPath(settings.config_files.git_repo)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise PermanentError(f"config_files.git_repo {str(name)!r} must be a folder name under the storage root")
-    return settings.storage_root / name
+    return settings.layout.config_repo
 
 
 def _open_repo(path: Path):
@@ -250,7 +250,7 @@ def _commit(settings: Settings, files: list[ConfigFile], message_suffix: str) ->
     """Commit `files` as the whole tracked set; return (new commit or None, HEAD)."""
     path = git_repo_path(settings)
     private_dir(settings.storage_root)
-    lock = private_dir(settings.storage_root / "locks") / "config_git.lock"
+    lock = settings.layout.made_lock("config_git.lock")
     # The daily backup and the file watcher may commit at the same moment; git's index.lock would trip.
     with locks.exclusive(lock, "a config commit", wait=True):
         repo = _open_repo(path)

@@ -51,7 +51,7 @@ def _client(settings: Settings):
 
 
 def open_store(settings: Settings) -> MirrorStore:
-    root = settings.storage_root / settings.minio.mirror_dir
+    root = settings.layout.mirror
     with _cache_lock:
         if ("store", root) not in _cache:
             _cache[("store", root)] = MirrorStore(root)

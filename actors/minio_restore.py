@@ -267,7 +267,7 @@ def _matches(ref: ObjectRef, etag: str, size: int, root: Path) -> bool:
 def _refuse_a_linked_mirror(settings: Settings) -> None:
     """A mirror folder inside the storage root reached through a symlink (a planted `minio_mirror` link
     to another tree) is refused: its index could name any file there. One configured elsewhere is trusted."""
-    root = settings.storage_root / settings.minio.mirror_dir
+    root = settings.layout.mirror
     try:
         parts = relative_parts(settings.storage_root, root, "mirror folder")
     except UnsafePath:

@@ -79,7 +79,7 @@ def unrecorded(settings: Settings, point: Point, record: ComponentRecord) -> Non
     """The storage root could not take a component's outcome (full): the point will read as interrupted and
     no 'finished' notification would come, so say it now."""
     try:
-        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
+        Notifier(settings.notify, settings.layout.notify_state).failure(
             "backup", f"ragflow-backup: {point.ref} cannot record {record.component}", record.error or "")
     except OSError:
         pass  # sent before the notifier's state is saved under the (full) storage root
@@ -108,7 +108,7 @@ def verify_point(point_ref: str | None = None) -> None:
     if point is None:
         return
     report = verify(settings, point)
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    notifier = Notifier(settings.notify, settings.layout.notify_state)
     if report.ok:
         notifier.recovered("verify", "ragflow-backup: verify passes again", f"{point.ref} verified.")
     else:
@@ -170,7 +170,7 @@ def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt
     """Run an offsite job; a permanent failure (wrong password, no repository) is notified at once and
     not retried, a transient one is retried by the actor and notified on the last attempt."""
 
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    notifier = Notifier(settings.notify, settings.layout.notify_state)
     try:
         job()
     except OffsitePermanent as exc:
@@ -223,7 +223,7 @@ def drill() -> None:
 
 
     settings = runtime.settings()
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    notifier = Notifier(settings.notify, settings.layout.notify_state)
     try:
         report = run_drill(settings)
     except PermanentError as exc:  # no point yet, or an encrypted one (the agent holds no identity)

@@ -94,7 +94,7 @@ class Agent:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,
                                          settings.watch.debounce_seconds, self._on_config_change)
             self.watcher.start()
-        self.scheduler = Scheduler(scheduled_jobs(settings), self.storage.root / "state" / "scheduler.json", self._on_tick)
+        self.scheduler = Scheduler(scheduled_jobs(settings), self.settings.layout.scheduler_state, self._on_tick)
         self.scheduler.start()
         if settings.metrics.enabled:
             self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,
@@ -109,7 +109,7 @@ class Agent:
         """One agent per storage root: two would fire every scheduled job twice (the second backup of a
         component then fails on its lock) and share one scheduler state. The second one refuses to start."""
 
-        held = locks.exclusive(self.storage.root / "locks" / "agent.lock", f"an agent on {self.storage.root}")
+        held = locks.exclusive(self.settings.layout.lock("agent.lock"), f"an agent on {self.storage.root}")
         held.__enter__()  # raises locks.Busy naming the other agent's pid
         self._held = held
 
@@ -171,7 +171,7 @@ class Agent:
 
     def _alert_loop(self) -> None:
 
-        notifier = Notifier(self.settings.notify, self.storage.root / "state" / "notify.json")
+        notifier = Notifier(self.settings.notify, self.settings.layout.notify_state)
         while not self._stop.wait(self.settings.notify.check_interval_seconds):
             try:
                 report = self.health()

@@ -12,7 +12,7 @@ from core.queues import inspect
 def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any]:
     """objects, bytes, versions, lag_seconds (age of the oldest queued mirror task; 0 when none), last_reconcile."""
 
-    root = settings.storage_root / settings.minio.mirror_dir
+    root = settings.layout.mirror
     stats: dict[str, Any] = {"objects": 0, "bytes": 0}
     if root.exists():
         store = MirrorStore(root)

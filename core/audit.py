@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import append_line, private_dir
+from core.layout import Layout
 from core.redact import redact_data
 
 AUDIT_LOG = "audit.log"
@@ -45,7 +46,7 @@ def actor() -> str:
 
 
 def audit_path(storage_root: Path) -> Path:
-    return Path(storage_root) / "logs" / AUDIT_LOG
+    return Layout(storage_root).log(AUDIT_LOG)
 
 
 def record(storage_root: Path, action: str, target: str | None, result: str, **details: Any) -> None:
@@ -53,7 +54,7 @@ def record(storage_root: Path, action: str, target: str | None, result: str, **d
     line = {"time": datetime.now(timezone.utc).isoformat(), "actor": actor(), "action": action,
             "target": target, "result": result, **details}
     try:
-        private_dir(Path(storage_root) / "logs")
+        private_dir(Layout(storage_root).logs)
         # Details carry client errors and targets (URLs): masked, like every message (core/redact.py).
         append_line(audit_path(storage_root), json.dumps(redact_data(json.loads(json.dumps(line, default=str)))))
     except OSError as exc:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from core import redact
+from core.layout import Layout
 from core.ragflow_env import EnvFile, load_ragflow_env
 
 DEFAULT_CONFIG_PATH = Path("/etc/ragflow-backup/config.yml")
@@ -285,6 +286,11 @@ class Settings(BaseSettings):
 
     def ragflow_env(self) -> dict[str, str]:
         return self.ragflow_env_file().values
+
+    @property
+    def layout(self) -> Layout:
+        """Every path under storage_root (core/layout.py)."""
+        return Layout.of(self)
 
     def ragflow_env_file(self) -> EnvFile:
         return load_ragflow_env(self.ragflow_dir) if self.ragflow_dir else EnvFile()

@@ -25,7 +25,7 @@ from core.config import Settings
 from core.manifest import MANIFEST as MANIFEST_NAME
 from core.manifest import Artifact, ComponentRecord, EncryptedFile, write_manifest
 from core.points import Point, Storage
-from core.safe_paths import UnsafePath, entry_problem, plain_name, private_folder
+from core.safe_paths import UnsafePath, entry_problem, plain_name
 
 SUFFIX = ".age"
 AGE = "age"
@@ -134,14 +134,14 @@ def decrypted(settings: Settings, point: Point, identity: Path | None) -> Iterat
                              f"is in encryption.recipients)")
     if not Path(identity).is_file():
         raise IdentityNeeded(f"the identity file {identity} does not exist")
-    root = settings.storage_root
+    layout = settings.layout
     scratch_name = secrets.token_hex(4)
-    private_folder(root, ("decrypted",))
-    sweep_stale(root / "decrypted", "*")
-    scratch = private_folder(root, ("decrypted", scratch_name))
+    layout.decrypted_copy()
+    sweep_stale(layout.decrypted, "*")
+    scratch = layout.decrypted_copy(scratch_name)
     try:
-        copy = private_folder(root, ("decrypted", scratch_name, plain_name(point.tier, "tier", point.folder),
-                                     plain_name(point.name, "point name", point.folder)))
+        copy = layout.decrypted_copy(scratch_name, plain_name(point.tier, "tier", point.folder),
+                                     plain_name(point.name, "point name", point.folder))
         for entry in sorted(point.folder.iterdir()):
             if entry.name.endswith(SUFFIX) or entry.name.startswith(".") or entry_problem(entry, want_dir=False):
                 continue  # symlinks, FIFOs and folders are never copied

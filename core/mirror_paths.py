@@ -19,6 +19,7 @@ import hashlib
 import sqlite3
 from pathlib import PurePosixPath
 
+INDEX_FILE = ".index.sqlite"  # the mirror's index, at its root
 MARK = "%~"
 EMPTY = "%~empty"
 FILE_MARK = "%~file"

@@ -5,12 +5,12 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from core.atomic import private_dir, write_bytes_atomic
+from core.atomic import write_bytes_atomic
 from core.config import Settings
 
 
 def _state_file(settings: Settings):
-    return private_dir(settings.storage_root / "state") / "reconcile.json"
+    return settings.layout.made_state_file("reconcile.json")
 
 
 def record_reconcile(settings: Settings, report: Any, buckets: list[str] | None) -> None:
@@ -27,5 +27,5 @@ def record_reconcile(settings: Settings, report: Any, buckets: list[str] | None)
 
 
 def last_reconcile(settings: Settings) -> dict[str, Any] | None:
-    path = settings.storage_root / "state" / "reconcile.json"
+    path = settings.layout.reconcile_state
     return json.loads(path.read_text()) if path.is_file() else None

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
-from core.mirror_paths import bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
 
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 STALE_TEMP_SECONDS = 86_400
@@ -120,7 +120,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 class MirrorStore:
     def __init__(self, root: Path):
         self.root = private_dir(Path(root))
-        self.index = self.root / ".index.sqlite"
+        self.index = self.root / INDEX_FILE
         self.tmp = private_dir(self.root / ".tmp")
         self._local = threading.local()
         # Create the file with our mode (SQLite gives -wal/-shm the same), but never open an existing one

@@ -24,6 +24,7 @@ from typing import Literal
 
 from core import audit, locks
 from core.atomic import TEMP_MARK, append_line, write_bytes_atomic
+from core.layout import DECRYPTED, LOCKS, LOGS, OFFSITE, STATE, Layout
 from core.manifest import MANIFEST, ComponentRecord, Manifest, now, write_manifest
 from core.redact import RedactingFilter
 from core.safe_paths import MANIFEST_MAX, UnsafePath, entry_problem, opened, plain_name, private_folder, read_bounded
@@ -35,22 +36,23 @@ RECORDS = ".records"
 WORK_LOCK = ".work.lock"
 FINALIZE_LOCK = ".finalize.lock"
 BACKUP_LOG = "backup.log"
-MADE = (*TIERS, SAFETY, "logs", "locks")  # created by prepare
-SCRATCH = ("state", "decrypted", "offsite")  # created when first needed
+MADE = (*TIERS, SAFETY, LOGS, LOCKS)  # created by prepare
+SCRATCH = (STATE, DECRYPTED, OFFSITE)  # created when first needed
 
 
 class Storage:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.layout = Layout(self.root)
 
     def prepare(self) -> Storage:
         """Create the folders of the layout; a symlink (or a file) in place of one is refused, naming it:
         nothing is created, written or chmodded through it. The root itself may be a symlink."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in SCRATCH:
-            problem = entry_problem(self.root / name, want_dir=True)
+            problem = entry_problem(self.layout.folder(name), want_dir=True)
             if problem and problem != "is gone":
-                raise UnsafePath(self.root / name, problem)
+                raise UnsafePath(self.layout.folder(name), problem)
         for name in MADE:
             private_folder(self.root, (name,))
         os.chmod(self.root, 0o700)
@@ -58,22 +60,22 @@ class Storage:
 
     @property
     def history_log(self) -> Path:
-        return self.root / "logs" / "backup_history.log"
+        return self.layout.history_log
 
     def component_lock(self, component: str) -> Path:
-        return self.root / "locks" / f"{component}.lock"
+        return self.layout.component_lock(component)
 
     def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily") -> Point:
         """Create a running point; a second daily run on the same day gets the time in its name."""
         self.prepare()
         at = at or now()
         name = at.strftime("%Y-%m-%d") if tier == "daily" else at.strftime("%Y-%m-%d_%H%M%S")
-        folder = self.root / tier / name
+        folder = self.layout.point_folder(tier, name)
         for fmt in ("%Y-%m-%d_%H%M%S", "%Y-%m-%d_%H%M%S_%f"):
             if not os.path.lexists(folder):
                 break
             name = at.strftime(fmt)
-            folder = self.root / tier / name
+            folder = self.layout.point_folder(tier, name)
         if os.path.lexists(folder):  # planted (or a third run in the same microsecond): never reused
             raise UnsafePath(folder, "exists already; a new point is never written into an existing folder")
         private_folder(self.root, (tier, name, RECORDS))
@@ -93,7 +95,7 @@ class Storage:
         if len(parts) in (1, 2) and (len(parts) == 1 or parts[0] in (*TIERS, SAFETY)):
             tier, name = parts if len(parts) == 2 else ("daily", parts[0])
             plain_name(name, "point name", f"point '{tier}/{name[:80]}'")
-            point = Point(self, self.root / tier / name)
+            point = Point(self, self.layout.point_folder(tier, name))
         else:
             point = Point(self, Path(os.path.abspath(ref)))
         try:
@@ -112,7 +114,7 @@ class Storage:
         anything unsafe (a symlink, a manifest that is not a regular file): see `unsafe_entries`."""
         found = []
         for name in (tier,) if tier else TIERS:
-            folder = self.root / name
+            folder = self.layout.folder(name)
             if entry_problem(folder, want_dir=True):
                 continue
             # Dot-folders are half-built promotions or interrupted deletes, never points.
@@ -124,8 +126,8 @@ class Storage:
     def unsafe_entries(self, tier: Tier | None = None) -> list[tuple[Path, str]]:
         """What `points` leaves out because it is not safe to use: (path, what is wrong)."""
         found = []
-        for name in ((tier,) if tier else (*TIERS, SAFETY, "logs", "locks", *SCRATCH)):
-            folder = self.root / name
+        for name in ((tier,) if tier else (*MADE, *SCRATCH)):
+            folder = self.layout.folder(name)
             problem = entry_problem(folder, want_dir=True)
             if problem and problem != "is gone":
                 found.append((folder, problem))

@@ -75,7 +75,7 @@ class Restic:
         self.settings = settings
         self.repository = cfg.repository
         self.binary = cfg.restic
-        self.state = private_dir(settings.storage_root / "offsite")
+        self.state = private_dir(settings.layout.offsite)
         self.password_source = "?"
         self.env = self._environment()
 

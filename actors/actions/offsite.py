@@ -29,10 +29,12 @@ from actors.actions.restore import newest_complete
 from core import audit, locks
 from core.atomic import private_dir, sweep_stale, write_bytes_atomic
 from core.config import Settings
+from core.layout import OFFSITE_RESTORE
 from core.manifest import MANIFEST
+from core.mirror_paths import INDEX_FILE
 from core.points import Point, Storage
 from core.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
-from core.safe_paths import UnsafePath, entry_problem, opened, private_folder, relative_parts
+from core.safe_paths import UnsafePath, entry_problem, opened, relative_parts
 
 __all__ = ["OffsiteError", "OffsitePermanent", "Restic", "Snapshot", "copy_point", "copy_mirror", "forget", "check",
            "fetched", "status", "last_runs"]
@@ -45,7 +47,7 @@ KINDS = ("point", "mirror", "config_repo")
 @contextmanager
 def serialised(settings: Settings) -> Iterator[None]:
     """One of our restic jobs at a time against the repository (forget --prune needs it alone)."""
-    path = private_dir(settings.storage_root / "locks") / "offsite.lock"
+    path = settings.layout.made_lock("offsite.lock")
     with locks.exclusive(path, "an offsite job", wait=True):
         yield
 
@@ -75,7 +77,7 @@ def _remember(settings: Settings, action: str, target: str | None, result: str, 
     """The last ok and the last failed run of each offsite job, for `status` and the metrics (which must
     not wait on a remote repository nor read the whole audit log)."""
 
-    path = private_dir(settings.storage_root / "state") / STATE_FILE
+    path = settings.layout.made_state_file(STATE_FILE)
     try:
         state = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
@@ -86,7 +88,7 @@ def _remember(settings: Settings, action: str, target: str | None, result: str, 
 
 def last_runs(settings: Settings) -> dict[str, dict[str, Any]]:
     """{"offsite-copy:ok": {"time": ..., "target": ...}, "offsite-copy:failed": {...}, "offsite-check:ok": ...}"""
-    path = settings.storage_root / "state" / STATE_FILE
+    path = settings.layout.state_file(STATE_FILE)
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
@@ -123,11 +125,11 @@ def copy_mirror(settings: Settings) -> list[str]:
         restic = Restic(settings)
         restic.init()
         if settings.minio.enabled:
-            root = settings.storage_root / settings.minio.mirror_dir
-            if (root / ".index.sqlite").is_file():
+            root = settings.layout.mirror
+            if (root / INDEX_FILE).is_file():
                 with mirror_snapshot(settings, root) as frozen:
                     done.append(restic.backup(frozen, {"kind": "mirror"}))
-        repo = settings.storage_root / settings.config_files.git_repo
+        repo = settings.layout.config_repo
         if repo.is_dir():
             done.append(restic.backup(repo, {"kind": "config_repo"}))
     return done
@@ -137,18 +139,17 @@ def copy_mirror(settings: Settings) -> list[str]:
 def mirror_snapshot(settings: Settings, root: Path) -> Iterator[Path]:
     """A frozen view of the mirror: its files hard-linked (zero bytes) and its index copied, both while
     the index's write lock is held, so the copy never names a file that moved on meanwhile."""
-    staging = private_folder(settings.storage_root, ("offsite", "staging"))
-    frozen = staging / "minio_mirror"
+    frozen = settings.layout.offsite_frozen_mirror()
     shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
     private_dir(frozen)
     # One connection holds the write lock (writers wait; the mirror's tasks retry) while a second one
     # reads the committed index: SQLite's backup cannot read through a connection that holds the lock.
-    holder = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
-    reader = sqlite3.connect(root / ".index.sqlite", timeout=60, isolation_level=None)
+    holder = sqlite3.connect(root / INDEX_FILE, timeout=60, isolation_level=None)
+    reader = sqlite3.connect(root / INDEX_FILE, timeout=60, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
         try:
-            target = sqlite3.connect(frozen / ".index.sqlite")
+            target = sqlite3.connect(frozen / INDEX_FILE)
             reader.backup(target)
             target.close()
             _link_tree(root, frozen)
@@ -172,7 +173,7 @@ def _link_tree(source: Path, target: Path) -> None:
             continue
         private_dir(target / rel)
         for name in files:
-            if name.startswith(".index.sqlite") or entry_problem(here / name, want_dir=False):
+            if name.startswith(INDEX_FILE) or entry_problem(here / name, want_dir=False):
                 continue  # a symlink, FIFO or device planted in the mirror is never followed offsite
             try:
                 os.link(here / name, target / rel / name)
@@ -226,8 +227,8 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> I
     snaps = restic.snapshots()
     chosen = choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
-    sweep_stale(settings.storage_root / "offsite", "restore-*")
-    staging = private_folder(settings.storage_root, ("offsite", f"restore-{secrets.token_hex(4)}"))
+    sweep_stale(settings.layout.offsite, f"{OFFSITE_RESTORE}*")
+    staging = settings.layout.offsite_restore_staging(secrets.token_hex(4))
     try:
         folder = restic.restore(chosen, staging / "point")
         # The snapshot's path comes from the repository: it must name a real folder beneath the staging

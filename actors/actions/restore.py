@@ -24,7 +24,7 @@ from actors.redis_keys import restore_keys
 from actors.search_restore import prefixed
 from core import audit as audit_log
 from core import clients, locks
-from core.atomic import private_dir, write_bytes_atomic
+from core.atomic import write_bytes_atomic
 from core.component import PermanentError
 from core.config import Settings
 from core.encryption import IdentityNeeded, decrypted
@@ -201,16 +201,16 @@ def take_safety_point(settings: Settings, components: list[str]) -> Point | None
 
 
 def _remember(settings: Settings, state: dict[str, Any]) -> None:
-    folder = private_dir(settings.storage_root / "state")
-    write_bytes_atomic(folder / "last_restore.json", json.dumps(state, default=str).encode())
+    write_bytes_atomic(settings.layout.made_state_file(LAST_RESTORE), json.dumps(state, default=str).encode())
 
 
+LAST_RESTORE = "last_restore.json"  # in state/: what the last restore replaced, for --rollback
 MAX_STATE = 1 << 20  # state/last_restore.json is a few hundred bytes of ours; the storage root is untrusted
 
 
 def last_restore(settings: Settings) -> dict[str, Any] | None:
     """The last restore's state, checked (PermanentError naming the file when it is not what we wrote)."""
-    path = settings.storage_root / "state" / "last_restore.json"
+    path = settings.layout.state_file(LAST_RESTORE)
     if not path.is_file():
         return None
     try:
@@ -234,7 +234,7 @@ def one_at_a_time(settings: Settings):
     """One restore or rollback at a time per storage root: two would swap data under each other, and
     the second would overwrite the first's rollback state. The second is refused, naming the first."""
 
-    return locks.exclusive(private_dir(settings.storage_root / "locks") / "restore.lock", "a restore")
+    return locks.exclusive(settings.layout.made_lock("restore.lock"), "a restore")
 
 
 def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from core import audit, locks
 from core.atomic import TEMP_MARK, fsync_dir, private_dir
 from core.component import PermanentError
 from core.config import Settings
+from core.layout import LOCKS
 from core.manifest import MANIFEST, write_manifest
 from core.manifest import now as utc_now
 from core.points import TIERS, Point, Storage
@@ -103,7 +104,7 @@ def month_name(moment: datetime) -> str:
 
 
 def _lock(storage: Storage) -> AbstractContextManager[None]:
-    folder = private_folder(storage.root, ("locks",))
+    folder = storage.layout.private(LOCKS)
     # Promotion and pruning never run at once: a leftover temp folder seen under it is truly stale.
     return locks.exclusive(folder / RETENTION_LOCK, "retention", wait=True)
 
@@ -125,7 +126,7 @@ def promote(storage: Storage, point: Point, at: datetime | None = None,
         for tier, name in targets:
             if policy is not None and getattr(policy, tier) == 0:
                 continue
-            final = storage.root / tier / name
+            final = storage.layout.point_folder(tier, name)
             if os.path.lexists(final):  # already promoted (or something we must not overwrite)
                 continue
             created.append(_link_copy(storage, point, tier, name))
@@ -330,7 +331,7 @@ def _audit(storage: Storage, action: str, point: str, reason: str) -> None:
 
 
 def _delete(storage: Storage, decision: Decision) -> None:
-    point = Point(storage, storage.root / decision.point.tier / decision.point.name)
+    point = Point(storage, storage.layout.point_folder(decision.point.tier, decision.point.name))
     if entry_problem(point.folder, want_dir=True) or point.status() == "running":
         return  # replaced by a link since it was read, or someone picked it up: leave it
     # Renamed away first: an interrupted delete leaves a dot-folder, never a half point under its name.
@@ -345,7 +346,7 @@ def _delete(storage: Storage, decision: Decision) -> None:
 def _finish_leftovers(storage: Storage) -> None:
     """Remove half deletions and half promotions a crash left behind (we hold the retention lock)."""
     for tier in TIERS:
-        folder = storage.root / tier
+        folder = storage.layout.folder(tier)
         if entry_problem(folder, want_dir=True):
             continue
         for entry in folder.iterdir():
@@ -364,7 +365,7 @@ def storage_bytes(storage: Storage) -> int:
     seen: set[tuple[int, int]] = set()
     total = 0
     for tier in TIERS:
-        folder = storage.root / tier
+        folder = storage.layout.folder(tier)
         if entry_problem(folder, want_dir=True) is None:
             total += sum(Point(storage, entry).du_bytes(seen) for entry in sorted(folder.iterdir())
                          if entry_problem(entry, want_dir=True) is None)

@@ -83,7 +83,7 @@ def failure_text(exc: BaseException, root) -> str:
 
 
 def run_lock(storage: Storage) -> Path:
-    return storage.root / "locks" / RUN_LOCK
+    return storage.layout.lock(RUN_LOCK)
 
 
 @contextmanager
@@ -225,7 +225,7 @@ def notify_outcome(settings: Settings, point: Point) -> None:
     recovery once a run is complete again. Used by the workers and by `backup --local` alike."""
 
     manifest = point.manifest()
-    notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
+    notifier = Notifier(settings.notify, settings.layout.notify_state)
     if manifest.status == "complete":
         notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")
     else:

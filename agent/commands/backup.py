@@ -45,7 +45,7 @@ def _notify_failure(settings, message: str, title: str = "ragflow-backup: cannot
     notifier's own state file is saved there)."""
 
     try:
-        Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure("backup", title, message)
+        Notifier(settings.notify, settings.layout.notify_state).failure("backup", title, message)
     except OSError:
         pass
 

@@ -57,7 +57,7 @@ def status() -> None:
                   f"{report.storage_used_ratio:.0%} used")
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
 
-    scheduler = Scheduler(scheduled_jobs(settings), storage.root / "state" / "scheduler.json", lambda *_: None)
+    scheduler = Scheduler(scheduled_jobs(settings), settings.layout.scheduler_state, lambda *_: None)
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
     for alert in report.alerts(settings):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.mirror_store import MirrorStore
-from tests.core.test_mirror_convert import CURRENT, OLD, check_converted
 from tests.core.legacy_mirror import build
+from tests.core.test_mirror_convert import CURRENT, OLD, check_converted
 
 # Opens the mirror (which converts it) and SIGKILLs itself right after its N-th rename of this run,
 # before the index records it; small batches so that some batches commit between the deaths.
