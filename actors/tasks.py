@@ -14,14 +14,15 @@ from dramatiq.middleware import CurrentMessage
 from actors.actions.drill import run_drill
 from actors.actions.offsite import OffsitePermanent, check, copy_mirror, copy_point, forget
 from actors.actions.retention import prune as apply_retention
-from actors.actions.runs import backup_run, enabled_components, notify_outcome, run_component
+from actors.actions.runs import backup_run, notify_outcome, run_component
 from actors.actions.verify import newest_point
 from actors.actions.verify import verify_point as verify
 from actors.broker import broker  # noqa: F401 - sets the broker before any actor is declared
-from actors.config_files import commit_config as commit
-from actors.minio_mirror import mirror_object as mirror
-from actors.minio_mirror import prune_versions
-from actors.minio_mirror import reconcile as run_reconcile
+from actors.components import enabled_components
+from actors.config.backup import commit_config as commit
+from actors.minio.mirror import mirror_object as mirror
+from actors.minio.mirror import prune_versions
+from actors.minio.mirror import reconcile as run_reconcile
 from core import runtime
 from core.component import PermanentError
 from core.config import Settings

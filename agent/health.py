@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from actors.actions.offsite import last_runs
 from actors.actions.retention import storage_bytes
-from actors.actions.runs import describe, enabled_components
+from actors.actions.runs import describe
+from actors.components import enabled_components
 from core.config import Settings
 from core.points import Point, Storage
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.config_restore import ConfigRestoreResult
-from actors.minio_restore import MinioRestoreResult
-from actors.mysql_restore import KBRestoreResult as MySQLKBResult
-from actors.mysql_restore import MySQLRestoreResult
-from actors.search_restore import KBRestoreResult as SearchKBResult
-from actors.search_restore import SearchRestoreResult
+from actors.config.restore import ConfigRestoreResult
+from actors.minio.restore import MinioRestoreResult
+from actors.mysql.restore import KBRestoreResult as MySQLKBResult
+from actors.mysql.restore import MySQLRestoreResult
+from actors.search.restore import KBRestoreResult as SearchKBResult
+from actors.search.restore import SearchRestoreResult
 from agent.commands.common import human_bytes
 
 

@@ -34,7 +34,7 @@ from testbed.minio_server import PrivateMinio  # noqa: E402
 
 
 def ours(minio: PrivateMinio, target: Path) -> None:
-    from actors.minio_mirror import reconcile
+    from actors.minio.mirror import reconcile
 
     report = reconcile(settings_for(minio, target))
     if not report.complete:

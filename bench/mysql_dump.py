@@ -77,7 +77,7 @@ def drop(cfg, database: str) -> None:
 
 def ours(settings, work: Path, codec: str = "gzip") -> tuple[int, float]:
     """Our backup of the database into a point; (compressed bytes, plain bytes)."""
-    from actors import mysql
+    from actors.mysql import backup as mysql
     from core.points import Storage
 
     settings = settings.model_copy(update={"mysql": settings.mysql.model_copy(update={"compression": codec})})
@@ -90,7 +90,7 @@ def ours(settings, work: Path, codec: str = "gzip") -> tuple[int, float]:
 
 def anchor(cfg, database: str, work: Path, compressor: str) -> int:
     """mysqldump | <compressor> > file, the connection settings in an option file (not in argv)."""
-    from actors.mysql import BASE_OPTIONS
+    from actors.mysql.backup import BASE_OPTIONS
 
     option_file = work / "client.cnf"
     option_file.write_text(f"[client]\nuser={cfg.user}\npassword=\"{cfg.password.get_secret_value()}\"\n"

@@ -63,9 +63,9 @@ def main() -> int:
     minio = PrivateMinio(env, work / "data")
     minio.data.mkdir()
     minio.start()
-    from actors import minio_mirror
     from actors.actions.retention import prune
     from actors.actions.runs import run_component
+    from actors.minio import mirror as minio_mirror
     from core.config import Settings
     from core.points import Storage
 

@@ -77,10 +77,12 @@ def main() -> int:
     database = f"rb_bench_{uuid.uuid4().hex[:8]}"
     cfg = testbed_settings.mysql(env, database=database)
     servers = {name: PrivateMinio(env, work / name) for name in ("source", "ours", "mc")}
-    from actors import minio_mirror, minio_restore, mysql_restore
     from actors.actions.runs import run_component
     from actors.actions.verify import verify_point
-    from actors.mysql_restore import drop_database, scratch_name
+    from actors.minio import mirror as minio_mirror
+    from actors.minio import restore as minio_restore
+    from actors.mysql import restore as mysql_restore
+    from actors.mysql.restore import drop_database, scratch_name
     from core.config import Settings
     from core.points import Storage
 

@@ -3,7 +3,7 @@
 Two layers, both in `redact(text)`:
   - by shape: a URL's userinfo password (`scheme://user:pass@host` -> `scheme://user:***@host`), and the value
     of a `NAME=value` / `name: value` line whose name looks secret (password, secret_key, *_KEY, token, ...);
-    this is `mask_secrets(line)`, which the config diff (actors/config_restore.py) uses too;
+    this is `mask_secrets(line)`, which the config diff (actors/config/restore.py) uses too;
   - by value: every secret this process knows (the loaded settings' SecretStr values, the secret-named values of
     RAGFlow's .env), wherever it appears, also URL-quoted. Client libraries quote URLs and passwords in their
     exceptions, and a YAML error quotes the line it stopped on: neither comes with a name to recognise.

@@ -132,7 +132,7 @@ def wait_for(condition, what: str, timeout: float = 90) -> None:
 
 def show_the_agent(env: dict[str, str], dataset) -> int:
     """Run the agent and workers for a short while: objects reach the mirror, an edit reaches Git."""
-    from actors.config_files import history
+    from actors.config.backup import history
     from core.config import load_settings
     from core.mirror_store import MirrorStore
 

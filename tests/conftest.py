@@ -154,7 +154,7 @@ def search_settings(request, testbed_env):
     client = clients.search_client(settings)
     reach(settings.engine.capitalize(), lambda: clients.search_server_version(client))
     yield settings
-    from actors.search import SnapshotRepo
+    from actors.search.backup import SnapshotRepo
 
     try:
         SnapshotRepo(client, settings.engine, settings.repository).unregister()

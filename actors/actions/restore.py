@@ -16,16 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from actors import config_restore, minio_restore, mysql_restore, search_restore
 from actors.actions.restore_checks import check_before_restore
 from actors.actions.runs import describe, run_component
-from actors.config_files import collect_files
-from actors.redis_keys import restore_keys
-from actors.search_restore import prefixed
+from actors.components import COMPONENTS, IN_POINTS
 from core import audit as audit_log
-from core import clients, locks
+from core import locks
 from core.atomic import write_bytes_atomic
-from core.component import PermanentError
+from core.component import PermanentError, RestoreRequest
 from core.config import Settings
 from core.encryption import IdentityNeeded, decrypted
 from core.locks import Busy
@@ -33,10 +30,9 @@ from core.points import SAFETY, Point, Storage
 
 log = logging.getLogger("ragflow_backup.restore")
 
-# Config first (RAGFlow's settings), then the database, the chunks, the objects, Redis last.
-ORDER = ("config", "mysql", "search", "minio", "redis")
-IN_POINTS = ("config", "mysql", "search", "redis")  # components with artifacts in a point
-PER_KB = ("mysql", "search", "minio")  # what a knowledge base has
+# Config first (RAGFlow's settings), then the database, the chunks, the objects, Redis last (each one's restore_rank).
+ORDER = tuple(sorted(COMPONENTS, key=lambda name: COMPONENTS[name].restore_rank))
+PER_KB = tuple(name for name in ORDER if COMPONENTS[name].per_kb)  # what a knowledge base has
 
 
 class RestoreFailed(RuntimeError):
@@ -109,8 +105,8 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
     for name in ORDER:
         if name not in wanted:
             continue
-        if name == "minio":
-            if settings.minio.enabled:
+        if not COMPONENTS[name].in_points:
+            if COMPONENTS[name].enabled(settings):
                 chosen.append(name)
             continue
         record = point.manifest().components.get(name) if point else None
@@ -135,31 +131,11 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
     point = point or plan.point
     at = at or plan.at
     targets = plan.targets if targets is None else targets
-    record = point.manifest().components.get(name) if point is not None and name != "minio" else None
-    if name == "mysql":
-
-        if kb:
-            return mysql_restore.restore_kb(settings, point, record, kb, target_database=targets.get("mysql"), log=log)
-        return mysql_restore.restore(settings, point, record, target_database=targets.get("mysql"), log=log)
-    if name == "search":
-
-        if kb:
-            return search_restore.restore_kb(settings, point, record, kb, log=log)
-
-        rename = prefixed(targets["search"]) if targets.get("search") else None
-        return search_restore.restore(settings, point, record, rename=rename, log=log)
-    if name == "minio":
-
-        if kb:
-            return minio_restore.restore_kb(settings, kb, at, log=log)
-        return minio_restore.restore(settings, at, target_bucket_prefix=targets.get("minio", ""), log=log)
-    if name == "config":
-
-        return config_restore.restore(settings, point=point, record=record, target_dir=targets.get("config"), log=log)
-    if name == "redis":
-
-        return restore_keys(settings, point.path("redis_dump.rdb.gz"), replace=True)
-    raise PermanentError(f"unknown component {name!r}")
+    if name not in COMPONENTS:
+        raise PermanentError(f"unknown component {name!r}")
+    record = point.manifest().components.get(name) if point is not None and COMPONENTS[name].in_points else None
+    return COMPONENTS[name].restore(settings, RestoreRequest(point=point, record=record, kb=kb, target=targets.get(name),
+                                                             at=at, log=log))
 
 
 # ---------------------------------------------------------------- safety, audit, rollback
@@ -172,22 +148,9 @@ def audit(settings: Settings, action: str, result: str, target: str | None = Non
                      result, **details)
 
 
-def _has_data(settings: Settings, name: str) -> bool:
-    """Is there anything of this component to protect? (A dropped database has nothing to lose.)"""
-    if name == "mysql":
-
-        with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (settings.mysql.database,))
-            return cur.fetchone()[0] == 1
-    if name == "config":
-
-        return bool(settings.ragflow_dir and settings.ragflow_dir.is_dir() and collect_files(settings))
-    return True
-
-
 def take_safety_point(settings: Settings, components: list[str]) -> Point | None:
     """Back up what a restore will replace; refuse to go on if that backup is not complete."""
-    names = [name for name in components if name in IN_POINTS and _has_data(settings, name)]
+    names = [name for name in components if name in IN_POINTS and COMPONENTS[name].has_data(settings)]
     if not names:
         return None
     point = Storage(settings.storage_root).new_point(names, tier=SAFETY)
@@ -297,7 +260,7 @@ def rollback(settings: Settings, safety: Point | None, began_at: datetime, compo
         plan = Plan(plain, began_at, components, kb)
         saved = set(plain.manifest().components) if plain else set()
         for name in reversed(components):
-            if name != "minio" and name not in saved:
+            if COMPONENTS[name].in_points and name not in saved:
                 continue  # nothing of it existed before the restore: nothing to put back
             restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={})
     audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from actors.mysql import dump_artifact
-from actors.redis_keys import ARTIFACT as REDIS_ARTIFACT
-from actors.redis_keys import check_readable
+from actors.mysql.backup import dump_artifact
+from actors.redis.keys import ARTIFACT as REDIS_ARTIFACT
+from actors.redis.keys import check_readable
 from core.checks import CorruptArtifact, open_compressed, verify_artifacts
 from core.component import PermanentError
 from core.config import Settings

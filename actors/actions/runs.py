@@ -5,14 +5,13 @@ Both ways of running share it: in-process (`backup --local`, tests) and the Dram
 from __future__ import annotations
 
 import errno
-import importlib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from types import ModuleType
 
 from actors.actions.retention import promote
+from actors.components import component
 from core import locks
 from core.component import PermanentError
 from core.config import Settings
@@ -25,27 +24,6 @@ from core.redact import redact
 RUN_LOCK = "backup-run.lock"
 NOTED_POINT = re.compile(r"daily/\d{4}-\d{2}-\d{2}(_\d{6}(_\d{6})?)?")  # what new_point names a daily point
 HISTORY_CATCH_UP = 30  # the newest daily points looked at for a missing history line
-
-# Dispatch by the config section's name, like borgmatic's hooks.
-MODULES = {
-    "mysql": "actors.mysql",
-    "search": "actors.search",
-    "redis": "actors.redis_keys",
-    "config": "actors.config_files",
-}
-
-
-def component_module(name: str) -> ModuleType:
-    if name not in MODULES:
-        raise ValueError(f"unknown component {name!r}; choose from {', '.join(MODULES)}")
-    return importlib.import_module(MODULES[name])
-
-
-def enabled_components(settings: Settings) -> list[str]:
-    names = [name for name in ("mysql", "search", "redis") if getattr(settings, name).enabled]
-    if settings.config_files.enabled and settings.ragflow_dir is not None:
-        names.append("config")
-    return names
 
 
 def describe(exc: BaseException) -> str:
@@ -150,7 +128,7 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
     retry; a permanent failure, or any failure on the final attempt, is recorded as failed.
     Returns the record, or raises.
     """
-    module = component_module(name)
+    module = component(name)
     log = point.logger(name)
     started = now()
     with point.working():

@@ -5,7 +5,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.actions.runs import component_module, describe
+from actors.actions.runs import describe
+from actors.components import component
 from core import audit
 from core.checks import verify_artifacts
 from core.config import Settings
@@ -58,7 +59,7 @@ def verify_point(settings: Settings, point: Point, identity: Path | None = None)
     with decrypted(settings, point, identity) as plain:
         ciphertexts = (lambda name: verify_artifacts(point, original.components[name])) if plain is not point else (
             lambda name: [])
-        return _verify(settings, plain, lambda name, record: ciphertexts(name) + component_module(name).verify(
+        return _verify(settings, plain, lambda name, record: ciphertexts(name) + component(name).verify(
             settings, plain, record), ref=point.ref, status=point.status())
 
 

@@ -12,8 +12,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from actors.actions.retention import prune as apply_retention
-from actors.actions.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
+from actors.actions.runs import backup_run, notify_outcome, run_component, save_outcome
 from actors.actions.verify import newest_point, verify_point
+from actors.components import IN_POINTS, enabled_components
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from core import queues
 from core.component import PermanentError
@@ -31,9 +32,9 @@ def _components(settings, requested: list[str] | None) -> list[str]:
         if not available:
             fail("no component is enabled in the config")
         return available
-    unknown = [name for name in requested if name not in MODULES]
+    unknown = [name for name in requested if name not in IN_POINTS]
     if unknown:
-        fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}", code=2)
+        fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(IN_POINTS)}", code=2)
     disabled = [name for name in requested if name not in available]
     if disabled:
         fail(f"component(s) {', '.join(disabled)} disabled in the config (enable them, or set ragflow_dir for config)", code=2)

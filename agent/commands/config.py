@@ -7,7 +7,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from actors.config_files import git_repo_path, history
+from actors.config.backup import git_repo_path, history
 from agent.commands.common import console, fail, state
 
 config_app = typer.Typer(no_args_is_help=True, help="History of RAGFlow's config files (Git under the storage root).")

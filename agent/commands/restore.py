@@ -15,7 +15,7 @@ from rich.table import Table
 from actors.actions.drill import run_drill
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, rollback_last
-from actors.config_restore import diff
+from actors.config.restore import diff
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.restore_report import in_words
 from core.component import PermanentError

@@ -5,7 +5,7 @@ matches them against the patterns, debounces and calls on_change. An editor's sa
 backup `.env~`, a temp file renamed over `.env`) comes out as one change of `.env`: temp and swap names are
 ignored, and a rename counts for the watched name it lands on or leaves.
 
-Patterns have Path.glob's meaning relative to the folder, as in actors/config_files.py: '*' stays within
+Patterns have Path.glob's meaning relative to the folder, as in actors/config/backup.py: '*' stays within
 one path segment ('*.yml' is top level only, 'nginx/*.conf' is inside nginx/), '**' spans any number.
 The watched list is the daily tar's: core/ragflow_folder.py derives it from RAGFlow's compose files, the
 configured patterns are additions; a change of a compose file derives it again.

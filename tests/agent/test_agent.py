@@ -147,7 +147,7 @@ def test_the_listener_recovers_when_minio_restarts_mid_stream(running_agent, pri
 
 
 def test_a_config_edit_becomes_exactly_one_commit(running_agent):
-    from actors.config_files import commit_config, history
+    from actors.config.backup import commit_config, history
 
     assert commit_config(running_agent.settings, "baseline")
     running_agent.start()

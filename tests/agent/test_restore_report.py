@@ -4,12 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from actors.config_restore import ConfigRestoreResult
-from actors.minio_restore import MinioRestoreResult, RestorePlan
-from actors.mysql_restore import KBRestoreResult as MySQLKBResult
-from actors.mysql_restore import MySQLRestoreResult
-from actors.search_restore import KBRestoreResult as SearchKBResult
-from actors.search_restore import SearchRestoreResult
+from actors.config.restore import ConfigRestoreResult
+from actors.minio.restore import MinioRestoreResult, RestorePlan
+from actors.mysql.restore import KBRestoreResult as MySQLKBResult
+from actors.mysql.restore import MySQLRestoreResult
+from actors.search.restore import KBRestoreResult as SearchKBResult
+from actors.search.restore import SearchRestoreResult
 from agent.restore_report import in_words
 
 AT = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)

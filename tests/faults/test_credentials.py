@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from actors.minio_mirror import reconcile
+from actors.minio.mirror import reconcile
 from core.config import Settings
 from core.points import Storage
 from tests.faults.harness import cli, fingerprint, write_config

@@ -125,7 +125,7 @@ def test_an_artifact_named_by_a_path_outside_the_point_is_never_read(config_poin
                    "restore -C minio refuses before the first write ('nothing was restored'), naming the object and "
                    "the index path; the outside file's bytes never reach the bucket")
 def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, private_minio, outside):
-    from actors.minio_mirror import reconcile
+    from actors.minio.mirror import reconcile
     from core.config import Settings
 
     m = private_minio.settings()

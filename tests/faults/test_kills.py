@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_copy_leaves_the_old_copy_and_the_requeued_copy_comp
     mirror_root = tmp_path / "backups" / "minio_mirror"
     import yaml
 
-    from actors.minio_mirror import mirror_object
+    from actors.minio.mirror import mirror_object
     from core.config import Settings
 
     settings = Settings(**yaml.safe_load(config.read_text()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.minio_mirror import reconcile
+from actors.minio.mirror import reconcile
 from core.config import Settings
 from core.mirror_status import record_reconcile
 from core.mirror_store import MirrorStore

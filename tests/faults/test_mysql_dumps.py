@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from actors.mysql_restore import restore_kb
-from actors.mysql_sandbox import accounts
+from actors.mysql.restore import restore_kb
+from actors.mysql.sandbox import accounts
 from core import clients
 from core.atomic import sha256_of
 from core.component import PermanentError
 from core.config import MySQLSettings
 from core.points import Point, Storage
 from testbed import settings as testbed_settings
-from tests.actors.test_mysql_restore import altered_copy, backup, checksums, databases, live, scratch_left  # noqa: F401
+from tests.actors.mysql.test_restore import altered_copy, backup, checksums, databases, live, scratch_left  # noqa: F401
 from tests.conftest import reach, unique
 from tests.faults.harness import CLI, cli, write_config
 

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from actors.actions.offsite import Restic
-from actors.minio_mirror import reconcile
+from actors.minio.mirror import reconcile
 from agent.cli import app
 from core import audit, clients
 from core.config import ConfigError, load_settings

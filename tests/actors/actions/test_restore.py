@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actors.minio_mirror import reconcile
-from actors.search import SnapshotRepo
+from actors.minio.mirror import reconcile
+from actors.search.backup import SnapshotRepo
 from agent.cli import app
 from core import clients
 from core.config import load_settings

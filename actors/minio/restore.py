@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from minio.error import S3Error
 
-from actors.minio_mirror import PLAIN_ETAG, in_scope, open_store
+from actors.minio.mirror import PLAIN_ETAG, in_scope, open_store
 from core import clients
 from core.atomic import digest_of_file
 from core.component import PermanentError

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from actors import redis_keys
 from actors.actions.runs import run_component
+from actors.redis import keys as redis_keys
 from core import clients
 from core.component import PermanentError
 from core.config import Settings

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import actors.mysql_restore as mysql_restore
+import actors.mysql.restore as mysql_restore
 from actors.actions.runs import run_component
-from actors.mysql_restore import restore, restore_kb
+from actors.mysql.restore import restore, restore_kb
 from core import clients
 from core.atomic import sha256_of
 from core.component import PermanentError

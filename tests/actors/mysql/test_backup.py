@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-import actors.mysql as mysql
+import actors.mysql.backup as mysql
 from actors.actions.runs import run_component
 from core import clients
 from core.component import PermanentError

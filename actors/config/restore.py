@@ -1,5 +1,5 @@
 """Config restore: put RAGFlow's docker/ files back from a point's config_backup.tar.gz or from a commit of
-the config Git history (actors/config_files.py), with a diff to look at first.
+the config Git history (actors/config/backup.py), with a diff to look at first.
 
 Both sources are untrusted input (a storage root can be tampered with): the tar is first checked
 against the manifest (artifact SHA-256, then every member's SHA-256), and member names must be plain
@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.config_files import ARTIFACT, NAME, collect_files, git_repo_path, required_ragflow_dir
+from actors.config.backup import ARTIFACT, NAME, collect_files, git_repo_path, required_ragflow_dir
 from core.atomic import fsync_dir, temp_path
 from core.bounded_tar import open_tar_gz
 from core.checks import verify_artifacts

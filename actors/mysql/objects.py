@@ -1,6 +1,6 @@
 """The objects of a MySQL database as a restore sees them: base tables and their row counts, and what a swap
 re-creates rather than renames (triggers, routines, events, views), as statements that re-create them in another
-database with the definers the dump named (actors/mysql_sandbox.py judged them)."""
+database with the definers the dump named (actors/mysql/sandbox.py judged them)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from actors.mysql_sandbox import FILE_ACCESS, Definers, q
+from actors.mysql.sandbox import FILE_ACCESS, Definers, q
 from core.component import PermanentError
 
 TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
@@ -140,7 +140,7 @@ DEFINED = re.compile(r"^CREATE (?P<algorithm>ALGORITHM=\w+ )?DEFINER=(?:`(?:[^`]
 
 def redefined(items: list[StoredObject], definers: Definers, log: logging.Logger) -> list[StoredObject]:
     """The scratch database's code (made by the temporary account) with the definers the dump named and the
-    restore accepted (actors/mysql_sandbox.py: Definers); views and routines of a definer missing here run
+    restore accepted (actors/mysql/sandbox.py: Definers); views and routines of a definer missing here run
     as SQL SECURITY INVOKER."""
     result = []
     for item in items:

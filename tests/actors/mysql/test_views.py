@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from actors.actions.drill import run_drill
-from actors.mysql_restore import restore
+from actors.mysql.restore import restore
 from core import clients
-from tests.actors.test_mysql_restore import Live, backup, checksums, docker_live, execute, live, scratch_left  # noqa: F401
+from tests.actors.mysql.test_restore import Live, backup, checksums, docker_live, execute, live, scratch_left  # noqa: F401
 
 VIEWS = {
     "kb_documents": "CREATE ALGORITHM=MERGE SQL SECURITY DEFINER VIEW kb_documents AS "

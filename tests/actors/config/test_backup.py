@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from actors import config_files
 from actors.actions.runs import run_component
-from agent.doctor import check_config_files
+from actors.config import backup as config_files
+from actors.config.checks import check_config_files
 from core.component import PermanentError
 from core.config import Settings
 from core.points import Storage

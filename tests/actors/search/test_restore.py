@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from actors import search
 from actors.actions.runs import run_component
-from actors.search_restore import TEMP_PREFIX, cleanup_temporary, prefixed, restore, restore_kb
+from actors.search import backup as search
+from actors.search.restore import TEMP_PREFIX, cleanup_temporary, prefixed, restore, restore_kb
 from core import clients
 from core.component import PermanentError
 from core.config import SearchSettings, Settings

@@ -1,10 +1,10 @@
-"""The dump rewriter that restore streams a dump through (actors/mysql_sandbox.py): the same result however
+"""The dump rewriter that restore streams a dump through (actors/mysql/sandbox.py): the same result however
 the stream is cut, the database lines renamed, definers judged, stored code held back with its settings."""
 from __future__ import annotations
 
 import pytest
 
-from actors.mysql_sandbox import Definers, DumpRewriter
+from actors.mysql.sandbox import Definers, DumpRewriter
 from core.component import PermanentError
 
 # Abridged from mariadb-dump 10.11 --routines --triggers --events: a view, a trigger, an event, a function.

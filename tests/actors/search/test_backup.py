@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from actors import search
 from actors.actions.runs import run_component
+from actors.search import backup as search
 from core import clients
 from core.component import PermanentError
 from core.config import SearchSettings, Settings

@@ -10,13 +10,13 @@ import re
 
 import pytest
 
-import actors.mysql as mysql
+import actors.mysql.backup as mysql
 from actors.actions.runs import run_component
-from actors.mysql import without_sandbox_line
-from actors.mysql_restore import restore
+from actors.mysql.backup import without_sandbox_line
+from actors.mysql.restore import restore
 from core import clients
 from core.points import Storage
-from tests.actors.test_mysql import seed, settings_for, table_rows
+from tests.actors.mysql.test_backup import seed, settings_for, table_rows
 
 # What the client sees as quoted: '...' and "..." strings (backslash escapes, doubled quotes) and `names`.
 QUOTED = re.compile(rb"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`]|``)*`")

@@ -11,7 +11,7 @@ clone that puts a staged copy under the live name is given all of the copy's set
 sets one replica, which turns a single node yellow); aliases, which neither carries, are put back from the
 point's record. A drill's copies get no alias: it would send RAGFlow's readers to them.
 
-This module builds on actors/search.py (the backup side); the restore side is the component's face for
+This module builds on actors/search/backup.py (the backup side); the restore side is the component's face for
 restore and restore_kb.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.search import (
+from actors.search.backup import (
     NAME,
     RepositoryMissing,
     classified,
@@ -34,7 +34,7 @@ from actors.search import (
     response_body,
     snapshot_record,
 )
-from actors.search_restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block
+from actors.search.restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block
 from core import clients
 from core.checks import verify_artifacts
 from core.component import PermanentError

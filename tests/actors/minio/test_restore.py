@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from actors import minio_restore
-from actors.minio_mirror import mirror_object, reconcile
-from actors.minio_restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
+from actors.minio import restore as minio_restore
+from actors.minio.mirror import mirror_object, reconcile
+from actors.minio.restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
 from core.component import PermanentError
 from core.config import Settings
 from core.mirror_store import MirrorStore
@@ -243,7 +243,7 @@ def test_target_bucket_names_follow_the_bucket_naming_rules():
 
 
 # "a" and "a/" clash on disk (the file becomes "a%~file"); MinIO lists both. ("a/b" next to "a" it does not
-# list, so a restore's final listing would miss it: tests/actors/test_minio_mirror.py mirrors that one.)
+# list, so a restore's final listing would miss it: tests/actors/minio/test_mirror.py mirrors that one.)
 HOSTILE = ["知识库/报告.pdf", "a", "a/", "trail/", "trail", "%2E%2E/x", "100% done.pdf", ".hidden", "..dots",
            "back\\slash", "/".join(["é" * 127] * 4) + "/abcd", "/".join(["😀"] * 204), "x%~file"]
 

@@ -13,13 +13,13 @@ staged copy, in one transaction in the target, and leaves every other knowledge 
 Where the dump is loaded: `tcp` mode feeds it to the local mariadb/mysql client (password in a 0600 option file,
 as the backup does); `docker` mode feeds it to the client inside the mysql container through the Docker API
 socket (`docker exec -i`, password in the exec's environment), so no local client is needed. Either way the
-client logs in as a temporary account that may touch the scratch database only (actors/mysql_sandbox.py): the
+client logs in as a temporary account that may touch the scratch database only (actors/mysql/sandbox.py): the
 dump is untrusted input. The statements that inspect, count and swap run over PyMySQL to mysql.host:mysql.port
 as the configured account (in docker mode that is the published port, RAGFlow's 5455 by default).
 
 Limits, all outside what RAGFlow uses: sequences are refused (RENAME TABLE cannot move them across databases);
 views cannot be moved either, so they are re-created in the target from SHOW CREATE VIEW, like stored routines
-and events (actors/mysql_objects.py); MySQL refuses to move a table with triggers to another database, so
+and events (actors/mysql/objects.py); MySQL refuses to move a table with triggers to another database, so
 triggers are dropped before the swap and re-created right after it (for that moment the target's tables have
 none); if the event scheduler is on, the dump's events may fire in the scratch database while it exists, and the
 previous ones in a kept old database. Stop RAGFlow's server and task executors before a restore into the live
@@ -43,13 +43,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import zstandard
 
-from actors import mysql
-from actors.mysql_objects import (
+from actors.mysql import backup as mysql
+from actors.mysql.objects import (
     StoredObject,
     base_tables,
     create,
@@ -63,7 +62,7 @@ from actors.mysql_objects import (
     triggers,
     views,
 )
-from actors.mysql_sandbox import (
+from actors.mysql.sandbox import (
     Definers,
     DumpRewriter,
     LoadAccount,
@@ -92,12 +91,6 @@ LOAD_OPTIONS = ["--batch", "--binary-mode", "--skip-reconnect", "--default-chara
 LOCK_WAIT_SECONDS = 60
 KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
 BATCH = 500
-
-
-def _dump() -> ModuleType:
-    # actors.mysql imports this module at its end (the component's restore face), so import it late.
-
-    return mysql
 
 
 class RestoreCheckFailed(PermanentError):
@@ -199,7 +192,7 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
         raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
     if record.status != "ok":
         raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
-    artifact_name = _dump().dump_artifact(record) or _dump().ARTIFACT  # .gz, or .zst (mysql.compression: zstd)
+    artifact_name = mysql.dump_artifact(record) or mysql.ARTIFACT  # .gz, or .zst (mysql.compression: zstd)
     artifact = next((a for a in record.artifacts if a.name == artifact_name), None)
     if artifact is None:
         raise PermanentError(f"the {NAME} record of {where} names no {artifact_name}; choose another point")
@@ -239,7 +232,7 @@ class _LocalLoad:
         with contextlib.suppress(BrokenPipeError):
             self.proc.stdin.close()  # type: ignore[union-attr]
         code = self.proc.wait()
-        return code, self.stderr_path.read_bytes()[-_dump().STDERR_KEEP:]
+        return code, self.stderr_path.read_bytes()[-mysql.STDERR_KEEP:]
 
     def abort(self) -> None:
         if self.proc.poll() is None:
@@ -270,7 +263,7 @@ class _DockerLoad:
                 for stream, data in frames_iter(self.sock, tty=False):
                     if stream == 2:
                         self.errors += data
-                        del self.errors[:-_dump().STDERR_KEEP]
+                        del self.errors[:-mysql.STDERR_KEEP]
 
         self.reader = threading.Thread(target=drain, name="mysql-restore-exec", daemon=True)
         self.reader.start()
@@ -282,7 +275,7 @@ class _DockerLoad:
         with contextlib.suppress(OSError):
             self.raw.shutdown(socket.SHUT_WR)  # the client's stdin ends
         self.reader.join()
-        code = self.session._exit_code(self.exec_id)
+        code = self.session.exec_exit_code(self.exec_id)
         self._close()
         return code, bytes(self.errors)
 
@@ -291,7 +284,7 @@ class _DockerLoad:
 
     def reap(self) -> None:
         self.reader.join(10)
-        self.session._exit_code(self.exec_id)  # waits up to 10 s for the client to end
+        self.session.exec_exit_code(self.exec_id)  # waits up to 10 s for the client to end
 
     def _close(self) -> None:
         # shutdown, not just close: it ends the connection even while the reader thread is blocked on it.
@@ -353,14 +346,14 @@ def _kill_sessions(conn: Any, database: str) -> None:
 def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: LoadAccount, definers: Definers,
           expected: dict[str, int], log: logging.Logger) -> None:
     """Stream the (gzip or zstd) dump into a new database `scratch` as `account`, which has no power beyond it
-    (actors/mysql_sandbox.py). On any failure the scratch database is dropped."""
-    dump = _dump()
+    (actors/mysql/sandbox.py). On any failure the scratch database is dropped."""
+    dump = mysql
     with conn.cursor() as cur:
         if _exists(cur, scratch):
             raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
     password = clients.secret(settings.mysql.password) or ""
     counter, rewriter = dump.DumpCounter(), DumpRewriter(scratch, definers)
-    with dump._session(settings) as session:
+    with dump.client_session(settings) as session:
         found = session.find(LOAD_TOOLS)
         if found is None:
             hint = "install mariadb-client (or mysql-client) here" if session.mode == "tcp" else \
@@ -384,14 +377,14 @@ def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: Load
                 counter.finish()
             except (BrokenPipeError, ConnectionError) as exc:
                 code, err = loader.finish()  # the client stopped early: its stderr says why
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, account,
+                raise _load_failure(tool, code, dump.clean_stderr(err, password), session.where, account,
                                     path) from exc
             except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
                 raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
                                      f"restored: run `ragflow-backup verify` and choose another point") from None
             code, err = loader.finish()
             if code != 0:
-                raise _load_failure(tool, code, dump._clean(err, password), session.where, account, path)
+                raise _load_failure(tool, code, dump.clean_stderr(err, password), session.where, account, path)
             if not counter.completed:
                 raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
                                      f"restored: choose another point")

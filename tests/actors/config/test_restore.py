@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from actors import config_files
 from actors.actions.runs import run_component
-from actors.config_restore import diff, mask_secrets, restore
+from actors.config import backup as config_files
+from actors.config.restore import diff, mask_secrets, restore
 from core.atomic import sha256_of
 from core.component import PermanentError
 from core.config import Settings

@@ -1,13 +1,13 @@
 """The calls a search restore makes on Elasticsearch / OpenSearch, spelled for either engine's client.
 
-Split from actors/search_restore.py, which decides what is restored where; this module only talks to the server.
+Split from actors/search/restore.py, which decides what is restored where; this module only talks to the server.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from actors.search import SnapshotRepo, http_status, response_body
+from actors.search.backup import SnapshotRepo, http_status, response_body
 
 BULK_SIZE = 500  # documents per scroll page and per bulk request (chunks carry embedding vectors)
 # What an alias definition may hold (GET _alias shows these; the add action takes them back).

@@ -182,7 +182,7 @@ def count_dump_rows(path: Path, chunk: int = CHUNK) -> dict[str, int]:
 # ---------------------------------------------------------------- errors
 
 
-def _clean(raw: bytes, password: str) -> str:
+def clean_stderr(raw: bytes, password: str) -> str:
     """Client stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
     text = raw.decode("utf-8", "replace")
     if password:
@@ -219,7 +219,7 @@ def _failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSet
 # ---------------------------------------------------------------- where the clients run
 
 
-class _Session:
+class ClientSession:
     """Runs MySQL client tools somewhere; `connect=True` adds the connection (and secret) settings."""
 
     mode = ""
@@ -255,7 +255,7 @@ def _option_value(value: str, setting: str) -> str:
     return f"{quote}{escaped}{quote}"
 
 
-class _Local(_Session):
+class _Local(ClientSession):
     """tcp mode: the local client, connection settings in a 0600 option file in a private temp dir."""
 
     mode = "tcp"
@@ -324,7 +324,7 @@ class _Local(_Session):
                 self.exit_code, self.stderr = proc.returncode, errors.read()
 
 
-class _Docker(_Session):
+class _Docker(ClientSession):
     """docker mode: the client inside the mysql container via the Docker API, password in the exec's env.
 
     It connects through the server's own socket (no host/port: those are the published ones)."""
@@ -343,7 +343,7 @@ class _Docker(_Session):
         env = {"MYSQL_PWD": self.password} if connect else None
         return self.api.exec_create(self.container.id, cmd, environment=env, stdout=True, stderr=True)["Id"]
 
-    def _exit_code(self, exec_id: str) -> int | None:
+    def exec_exit_code(self, exec_id: str) -> int | None:
         # The output can end a moment before the daemon notes the exit; a dropped stream also ends it.
         for _ in range(100):
             state = self.api.exec_inspect(exec_id)
@@ -355,7 +355,7 @@ class _Docker(_Session):
     def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
         exec_id = self._exec(tool, args, connect)
         out, err = self.api.exec_start(exec_id, demux=True)
-        code = self._exit_code(exec_id)
+        code = self.exec_exit_code(exec_id)
         return (code if code is not None else -1), out or b"", err or b""
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
@@ -378,11 +378,11 @@ class _Docker(_Session):
         finally:
             frames.close()  # abandoned mid-dump: closing the stream ends mysqldump with a broken pipe
             self.stderr = bytes(errors)
-            self.exit_code = self._exit_code(exec_id)
+            self.exit_code = self.exec_exit_code(exec_id)
 
 
 @contextmanager
-def _session(settings: Settings) -> Iterator[_Session]:
+def client_session(settings: Settings) -> Iterator[ClientSession]:
     cfg = settings.mysql
     if cfg.mode == "docker":
 
@@ -409,7 +409,7 @@ def _session(settings: Settings) -> Iterator[_Session]:
 
 def without_sandbox_line(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The dump as mysqldump streams it, less MariaDB's sandbox line at its start, so that any MySQL client
-    loads it (`gunzip | mysql`). Restore asks the client for its sandbox itself (actors/mysql_sandbox.py)."""
+    loads it (`gunzip | mysql`). Restore asks the client for its sandbox itself (actors/mysql/sandbox.py)."""
     head = b""
     chunks = iter(chunks)
     for chunk in chunks:
@@ -501,7 +501,7 @@ def dump_artifact(record: ComponentRecord) -> str | None:
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     cfg = settings.mysql
     password = clients.secret(cfg.password) or ""
-    with _session(settings) as session:
+    with client_session(settings) as session:
         dump = session.find(DUMP_TOOLS)
         query = session.find(QUERY_TOOLS)
         if dump is None or query is None:
@@ -513,7 +513,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
         dump_tool, client_version = dump
         code, out, err = session.run(query[0], ["--batch", "--skip-column-names", "-e", "SELECT VERSION(), @@log_bin"])
         if code != 0:
-            raise _failure(query[0], code, _clean(err, password), session.where, cfg)
+            raise _failure(query[0], code, clean_stderr(err, password), session.where, cfg)
         server_version, _, log_bin = out.decode("utf-8", "replace").strip().partition("\t")
         options = _dump_options(session.run(dump_tool, ["--help"], connect=False)[1], log_bin.strip() == "1")
         log.info("dumping database %s from %s (%s) with %s %s", cfg.database, session.where, server_version,
@@ -523,7 +523,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
 
         def check(temp: Path) -> None:
             # Runs before the rename: nothing appears under the final name unless all of this holds.
-            stderr = _clean(session.stderr, password)
+            stderr = clean_stderr(session.stderr, password)
             if stderr:
                 log.warning("%s stderr: %s", dump_tool, stderr)
             if session.exit_code != 0:

@@ -10,7 +10,7 @@ is refused by the server and ends the load.
 The dump's own database lines are rewritten to the scratch name as it streams (`DumpRewriter`), and so are the
 DEFINER clauses of views, triggers, routines and events that mysqldump writes: an account without SUPER may only
 name itself as definer, so each clause becomes `DEFINER=CURRENT_USER` (the temporary account) and the definer it
-named is remembered for the swap, which re-creates the objects in the target (actors/mysql_restore.py). Only two
+named is remembered for the swap, which re-creates the objects in the target (actors/mysql/restore.py). Only two
 definers are accepted: the restoring account itself (the operator lends its rights to the restore), and one that
 does not exist on this server, which is said and replaced (see `Definers.missing`). A definer naming any other
 existing account would hand the dump's code that account's rights: the load is refused.
@@ -20,7 +20,7 @@ default): they are held back from the client (`StoredCode`, only CREATE statemen
 one unqualified name each) and created in the scratch database by the restoring account, with the loading account
 as their definer until the swap. What remains: restored code whose definer is the restoring account runs with
 that account's rights once it is in the target, as any stored code does; LOAD_FILE / INTO OUTFILE in it is
-refused (actors/mysql_objects.py), other statements in its body are not inspected.
+refused (actors/mysql/objects.py), other statements in its body are not inspected.
 """
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ class StoredCode:
 def create_stored_code(conn: Any, scratch: str, code: list[StoredCode], account: LoadAccount) -> None:
     """Create the held-back stored code in `scratch` as the restoring account (see StoredCode), with the loading
     account as definer: an event the scheduler fires while the scratch database exists, or a trigger, runs
-    with no more rights than the load had. The swap gives each its judged definer (actors/mysql_objects.py)."""
+    with no more rights than the load had. The swap gives each its judged definer (actors/mysql/objects.py)."""
     if not code:
         return
     conn.select_db(scratch)

@@ -1,0 +1,25 @@
+"""The one registry of components: backup runs, the workers, restore, the drill, doctor, status and
+metrics all read it. A new component is one sub-package of actors/ with a `COMPONENT` (the face in
+core/component.py) and one entry here."""
+from __future__ import annotations
+
+from actors import config, minio, mysql, redis, search
+from core.component import Component
+from core.config import Settings
+
+# In the order backups run and reports list them.
+COMPONENTS: dict[str, Component] = {c.name: c for c in (
+    mysql.COMPONENT, search.COMPONENT, redis.COMPONENT, config.COMPONENT, minio.COMPONENT,
+)}
+IN_POINTS = [name for name, c in COMPONENTS.items() if c.in_points]  # what a backup run can be asked for
+
+
+def component(name: str) -> Component:
+    if name not in COMPONENTS:
+        raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
+    return COMPONENTS[name]
+
+
+def enabled_components(settings: Settings) -> list[str]:
+    """The components a backup run backs up (the MinIO mirror is kept by events, not by runs)."""
+    return [name for name, c in COMPONENTS.items() if c.in_points and c.enabled(settings)]

@@ -1,0 +1,61 @@
+"""MySQL / MariaDB: a streamed, compressed mysqldump (backup.py), restored into a scratch database first
+(restore.py, with objects.py and sandbox.py for views, routines and definers), doctor's checks (checks.py).
+
+`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from actors.mysql import backup, checks, restore
+from core import clients
+from core.component import Check, ComponentResult, RestoreRequest
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+
+class MySQL:
+    name = backup.NAME
+    in_points = True
+    restore_rank = 1  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
+    per_kb = True  # holds a knowledge base's own part
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.mysql.enabled
+
+    def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
+        return backup.backup(settings, point, log)
+
+    def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
+        return backup.verify(settings, point, record)
+
+    def restore(self, settings: Settings, request: RestoreRequest) -> Any:
+        target = str(request.target) if request.target else None
+        if request.kb:
+            return restore.restore_kb(settings, request.point, request.record, request.kb, target_database=target,
+                                      log=request.log)
+        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
+
+    def has_data(self, settings: Settings) -> bool:
+        """A dropped database has nothing to lose."""
+        with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (settings.mysql.database,))
+            return cur.fetchone()[0] == 1
+
+    def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
+        record = point.manifest().components[self.name]
+        target = restore.scratch_name(settings.mysql.database, "drill", token)
+        try:
+            result = restore.restore(settings, point, record, target_database=target)
+        finally:
+            restore.drop_database(settings, target)
+        return (result.expected == result.found,
+                f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
+
+    def checks(self, settings: Settings) -> list[Check]:
+        return [checks.check_mysql(settings)]
+
+
+COMPONENT = MySQL()

@@ -1,0 +1,43 @@
+"""doctor's checks of MySQL: the server and database (TCP), or the container and its mysqldump (docker)."""
+from __future__ import annotations
+
+import shutil
+
+from core import clients
+from core.clients import find_mysql_container
+from core.component import Check, failed_check
+from core.config import Settings
+
+
+def check_mysql(settings: Settings) -> Check:
+    cfg = settings.mysql
+    if not cfg.enabled:
+        return Check("mysql", "off", "disabled in the config")
+    if cfg.mode == "docker":
+        return check_mysql_container(settings)
+    if shutil.which("mysqldump") is None and shutil.which("mariadb-dump") is None:
+        return Check("mysql", "fail", "no mysqldump on PATH for TCP mode",
+                     "install a MySQL client (apt-get install default-mysql-client) or use mysql.mode: docker")
+    try:
+        with clients.mysql_connection(cfg, database="") as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = cur.fetchone()[0]
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (cfg.database,))
+            exists = cur.fetchone()[0] == 1
+    except Exception as exc:  # noqa: BLE001
+        return failed_check("mysql", exc, f"check mysql.host/port/user and MYSQL_PASSWORD ({cfg.host}:{cfg.port})")
+    if not exists:
+        return Check("mysql", "fail", f"server {version} has no database '{cfg.database}'", "set mysql.database")
+    return Check("mysql", "ok", f"{version} at {cfg.host}:{cfg.port}, database {cfg.database}")
+
+
+def check_mysql_container(settings: Settings) -> Check:
+    try:
+        container = find_mysql_container(settings)
+        result = container.exec_run(["mysqldump", "--version"])
+    except Exception as exc:  # noqa: BLE001
+        return failed_check("mysql (docker)", exc, "start RAGFlow, or set mysql.compose_project / docker.host")
+    if result.exit_code != 0:
+        return Check("mysql (docker)", "fail", f"mysqldump not runnable in {container.name}",
+                     "use mysql.mode: tcp with a local client")
+    return Check("mysql (docker)", "ok", f"container {container.name}: {result.output.decode().strip()}")

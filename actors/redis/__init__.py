@@ -1,0 +1,48 @@
+"""RAGFlow's Redis DB: every key's DUMP payload with its TTL, streamed to a gzip file (keys.py), doctor's
+check (checks.py).
+
+`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+"""
+from __future__ import annotations
+
+import logging
+
+from actors.redis import checks, keys
+from core.component import Check, ComponentResult, RestoreRequest
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+
+class Redis:
+    name = keys.NAME
+    in_points = True
+    restore_rank = 4  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
+    per_kb = False  # holds a knowledge base's own part
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.redis.enabled
+
+    def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
+        return keys.backup(settings, point, log)
+
+    def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
+        return keys.verify(settings, point, record)
+
+    def restore(self, settings: Settings, request: RestoreRequest) -> int:
+        """Every key of the point into the configured DB, replacing what is there; the number restored."""
+        return keys.restore_keys(settings, request.point.path(keys.ARTIFACT), replace=True)
+
+    def has_data(self, settings: Settings) -> bool:
+        return True
+
+    def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
+        problems = keys.verify(settings, point, point.manifest().components[self.name])
+        # Restoring needs a spare Redis DB, which we cannot assume: the dump is read through instead.
+        return not problems, "; ".join(problems) or "every key's payload read back (not restored: no scratch DB assumed)"
+
+    def checks(self, settings: Settings) -> list[Check]:
+        return [checks.check_redis(settings)]
+
+
+COMPONENT = Redis()

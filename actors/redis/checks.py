@@ -1,0 +1,18 @@
+"""doctor's check of RAGFlow's Redis DB."""
+from __future__ import annotations
+
+from core import clients
+from core.component import Check, failed_check
+from core.config import Settings
+
+
+def check_redis(settings: Settings) -> Check:
+    if not settings.redis.enabled:
+        return Check("redis", "off", "optional; enable redis.enabled to back up RAGFlow's Redis DB")
+    try:
+        client = clients.redis_client(settings.redis)
+        version = client.info("server")["redis_version"]
+        keys = client.dbsize()
+    except Exception as exc:  # noqa: BLE001
+        return failed_check("redis", exc, "check redis.host/port and REDIS_PASSWORD")
+    return Check("redis", "ok", f"Redis {version}, DB {settings.redis.db} holds {keys} keys")

@@ -1,0 +1,56 @@
+"""Elasticsearch / OpenSearch: a snapshot into a filesystem repository (backup.py), restored through
+staged copies (restore.py, restore_api.py), doctor's check (checks.py).
+
+`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from actors.search import backup, checks, restore
+from core.component import Check, ComponentResult, RestoreRequest
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+
+class Search:
+    name = backup.NAME
+    in_points = True
+    restore_rank = 2  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
+    per_kb = True  # holds a knowledge base's own part
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.search.enabled
+
+    def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
+        return backup.backup(settings, point, log)
+
+    def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
+        return backup.verify(settings, point, record)
+
+    def restore(self, settings: Settings, request: RestoreRequest) -> Any:
+        """In place, or as new indices named with the prefix `request.target` (nothing live touched)."""
+        if request.kb:
+            return restore.restore_kb(settings, request.point, request.record, request.kb, log=request.log)
+        rename = restore.prefixed(str(request.target)) if request.target else None
+        return restore.restore(settings, request.point, request.record, rename=rename, log=request.log)
+
+    def has_data(self, settings: Settings) -> bool:
+        return True
+
+    def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
+        record = point.manifest().components[self.name]
+        prefix = f"drill-{token}-"
+        try:
+            result = restore.restore(settings, point, record, rename=restore.prefixed(prefix))
+        finally:
+            restore.cleanup_temporary(settings, prefix)
+        return result.ok, f"{sum(result.found.values())} docs in {len(result.found)} indices as {prefix}* (deleted)"
+
+    def checks(self, settings: Settings) -> list[Check]:
+        return [checks.check_search(settings)]
+
+
+COMPONENT = Search()

@@ -1,0 +1,29 @@
+"""doctor's check of Elasticsearch / OpenSearch: reachable, and the repository inside path.repo."""
+from __future__ import annotations
+
+from core import clients
+from core.clients import compose_override
+from core.component import Check, failed_check
+from core.config import Settings
+
+
+def check_search(settings: Settings) -> Check:
+    cfg = settings.search
+    name = cfg.engine
+    if not cfg.enabled:
+        return Check(name, "off", "disabled in the config")
+    try:
+        client = clients.search_client(cfg)
+        version = clients.search_server_version(client)
+        info = client.nodes.info(node_id="_local", metric="settings")
+        body = info.body if hasattr(info, "body") else info
+        node_settings = next(iter(body["nodes"].values()))["settings"]
+    except Exception as exc:  # noqa: BLE001
+        return failed_check(name, exc, f"check search.url ({cfg.url}) and the {name} user/password")
+    repo_paths = node_settings.get("path", {}).get("repo") or []
+    if isinstance(repo_paths, str):
+        repo_paths = [repo_paths]
+    if not any(cfg.repository_path.startswith(path.rstrip("/")) for path in repo_paths):
+        return Check(name, "fail", f"{version}: path.repo {repo_paths or 'is not set'}; "
+                     f"{cfg.repository_path} is outside it", compose_override(cfg.engine))
+    return Check(name, "ok", f"{version} at {cfg.url}, path.repo {repo_paths}")
