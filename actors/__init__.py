@@ -1,5 +1,5 @@
 """The work: the Dramatiq broker and actors (broker.py, tasks.py), the actions (actions/), the registry
-of components (components.py) and one sub-package per component with the same face (core/component.py):
+of components (components.py) and one sub-package per component with the same face (core/face.py):
 mysql, search, redis, config, minio.
 
 Imports: `core` and `actors` modules only; never `agent` (checked by `lint-imports`). Within it, tasks

@@ -1,11 +1,11 @@
 """The one registry of components: backup runs, the workers, restore, the drill, doctor, status and
 metrics all read it. A new component is one sub-package of actors/ with a `COMPONENT` (the face in
-core/component.py) and one entry here."""
+core/face.py) and one entry here."""
 from __future__ import annotations
 
 from actors import config, minio, mysql, redis, search
-from core.component import Component
 from core.config import Settings
+from core.face import Component
 
 # In the order backups run and reports list them.
 COMPONENTS: dict[str, Component] = {c.name: c for c in (

@@ -82,7 +82,7 @@ def main() -> int:
     from actors.minio import mirror as minio_mirror
     from actors.minio import restore as minio_restore
     from actors.mysql import restore as mysql_restore
-    from actors.mysql.restore import drop_database, scratch_name
+    from actors.mysql.load import drop_database, scratch_name
     from core.config import Settings
     from core.points import Storage
 

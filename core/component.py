@@ -1,8 +1,4 @@
-"""The face every component shares (`Component`), and the errors and results it may raise or return.
-
-A component is one sub-package of `actors/` (mysql, search, redis, config, minio) whose `__init__`
-defines `COMPONENT`, an object with this face; actors/components.py lists them all, and the backup
-runs, the workers, restore, the drill, doctor, status and metrics all read that one registry.
+"""The errors and results every component may raise or return; its face is core/face.py.
 
 `backup` writes its artifacts into the point with `core.atomic.atomic_file` (temp name, fsync,
 check, rename) and returns what it wrote. It raises PermanentError for what retrying cannot fix (a
@@ -11,17 +7,10 @@ run is retried with backoff.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
-from core.manifest import Artifact, ComponentRecord
-
-if TYPE_CHECKING:  # core.points and core.config build on this module's errors
-    from core.config import Settings
-    from core.points import Point
+from core.manifest import Artifact
 
 
 class PermanentError(Exception):
@@ -51,45 +40,3 @@ def failed_check(name: str, exc: Exception, fix: str) -> Check:
     # Client errors carry no secrets we hand them, but keep the message to its first line.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return Check(name, "fail", f"{type(exc).__name__}: {text}", fix)
-
-
-@dataclass(frozen=True)
-class RestoreRequest:
-    """What one component is asked to restore; each component reads what applies to it.
-
-    `target` is where to, when not in place: a database (mysql), an index prefix (search), a bucket
-    prefix (minio), a folder (config). `at` is the moment to go back to (minio's mirror)."""
-    point: Point | None = None
-    record: ComponentRecord | None = None
-    kb: str | None = None
-    target: str | Path | None = None
-    at: datetime | None = None
-    log: logging.Logger | None = None
-
-
-class Component(Protocol):
-    name: str
-    in_points: bool  # False for the MinIO mirror: kept continuously, restored from the mirror, not a point
-    restore_rank: int  # restores run in ascending rank
-    per_kb: bool  # holds a knowledge base's own part (restore --kb)
-
-    def enabled(self, settings: Settings) -> bool:
-        """Is it configured to be backed up?"""
-
-    def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
-        """Write this component's artifacts into the point."""
-
-    def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
-        """Problems with what the point holds of it; [] when sound."""
-
-    def restore(self, settings: Settings, request: RestoreRequest) -> Any:
-        """Restore a point (or one knowledge base of it, `request.kb`); the component's own result."""
-
-    def has_data(self, settings: Settings) -> bool:
-        """Is there anything live a restore would replace (and a safety point should keep)?"""
-
-    def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
-        """Restore into scratch space (named with `token`), check, clean up: (ok, what was done)."""
-
-    def checks(self, settings: Settings) -> list[Check]:
-        """doctor's pre-flight checks of this component's service."""

@@ -22,9 +22,10 @@ from actors.components import COMPONENTS, IN_POINTS
 from core import audit as audit_log
 from core import locks
 from core.atomic import write_bytes_atomic
-from core.component import PermanentError, RestoreRequest
+from core.component import PermanentError
 from core.config import Settings
 from core.encryption import IdentityNeeded, decrypted
+from core.face import RestoreRequest
 from core.locks import Busy
 from core.points import SAFETY, Point, Storage
 

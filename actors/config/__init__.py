@@ -1,7 +1,7 @@
 """RAGFlow's docker/ folder: the files its compose setup reads, archived daily and kept in a git history
 (backup.py), restored with their modes (restore.py), doctor's check (checks.py).
 
-`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.config import backup, checks, restore
-from core.component import Check, ComponentResult, RestoreRequest
+from core.component import Check, ComponentResult
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 

@@ -2,7 +2,7 @@
 versions), restored to any moment from the mirror (restore.py), doctor's check (checks.py). The mirror
 is kept by events and reconciles, not by backup runs: it is no part of a point (`in_points`).
 
-`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 from actors.minio import checks, mirror, restore
-from core.component import Check, ComponentResult, PermanentError, RestoreRequest
+from core.component import Check, ComponentResult, PermanentError
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 

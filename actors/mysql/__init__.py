@@ -1,17 +1,18 @@
 """MySQL / MariaDB: a streamed, compressed mysqldump (backup.py), restored into a scratch database first
 (restore.py, with objects.py and sandbox.py for views, routines and definers), doctor's checks (checks.py).
 
-`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from actors.mysql import backup, checks, restore
+from actors.mysql import backup, checks, load, restore
 from core import clients
-from core.component import Check, ComponentResult, RestoreRequest
+from core.component import Check, ComponentResult
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 
@@ -46,11 +47,11 @@ class MySQL:
 
     def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
         record = point.manifest().components[self.name]
-        target = restore.scratch_name(settings.mysql.database, "drill", token)
+        target = load.scratch_name(settings.mysql.database, "drill", token)
         try:
             result = restore.restore(settings, point, record, target_database=target)
         finally:
-            restore.drop_database(settings, target)
+            load.drop_database(settings, target)
         return (result.expected == result.found,
                 f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
 

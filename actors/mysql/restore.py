@@ -29,25 +29,24 @@ would stay behind in the target.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
-import os
 import re
 import secrets
-import shutil
-import socket
-import subprocess
-import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from actors.mysql import backup as mysql
+from actors.mysql.load import (
+    checked_name,
+    database_charset,
+    database_exists,
+    load_dump,
+    quote_name,
+    scratch_name,
+)
 from actors.mysql.objects import (
     StoredObject,
     base_tables,
@@ -64,18 +63,13 @@ from actors.mysql.objects import (
 )
 from actors.mysql.sandbox import (
     Definers,
-    DumpRewriter,
-    LoadAccount,
     account_exists,
     client_host,
-    create_stored_code,
     current_account,
-    guard_options,
     load_account,
 )
 from core import clients
 from core.atomic import sha256_of
-from core.checks import open_compressed
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
@@ -83,11 +77,6 @@ from core.points import Point
 
 LOG = logging.getLogger("ragflow_backup.mysql_restore")
 NAME = "mysql"
-MAX_NAME = 64  # MySQL's limit for a database name
-SYSTEM_SCHEMAS = {"mysql", "information_schema", "performance_schema", "sys"}
-LOAD_TOOLS = ("mariadb", "mysql")  # MariaDB 11 warns when called as `mysql`
-# Batch mode stops at the first error; no reconnect, so a killed load stays dead.
-LOAD_OPTIONS = ["--batch", "--binary-mode", "--skip-reconnect", "--default-character-set=utf8mb4"]
 LOCK_WAIT_SECONDS = 60
 KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
 BATCH = 500
@@ -136,50 +125,6 @@ class KBRestoreResult:
         return self.found == self.expected
 
 
-# ---------------------------------------------------------------- names
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _check_name(name: str, what: str) -> str:
-    if not name or len(name) > MAX_NAME or "\x00" in name or name != name.rstrip() or "/" in name or "\\" in name:
-        raise PermanentError(f"{what} {name!r} is not a usable database name (1-{MAX_NAME} characters, no "
-                             f"slashes, no trailing space)")
-    if name.lower() in SYSTEM_SCHEMAS:
-        raise PermanentError(f"{what} {name!r} is a system schema of the server; restore into another database")
-    return name
-
-
-def scratch_name(target: str, kind: str = "restore", token: str | None = None) -> str:
-    """`<target>__<kind>_<hex6>`, the target part shortened so the whole fits MySQL's 64 characters."""
-    token = token or secrets.token_hex(3)
-    suffix = f"__{kind}_{token}"
-    return target[: MAX_NAME - len(suffix)] + suffix
-
-
-def drop_database(settings: Settings, name: str) -> None:
-    """Drop a scratch or old database; refuses the configured live database and the server's own schemas."""
-    _check_name(name, "database")
-    if name == settings.mysql.database:
-        raise PermanentError(f"refusing to drop '{name}': it is the live database (mysql.database)")
-    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {_q(name)}")
-
-
-def _exists(cur: Any, name: str) -> bool:
-    cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
-    return cur.fetchone() is not None
-
-
-def _charset(cur: Any, name: str) -> str:
-    cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
-                "WHERE SCHEMA_NAME = %s", (name,))
-    charset, collation = cur.fetchone()
-    return f"CHARACTER SET {charset} COLLATE {collation}"
-
-
 # ---------------------------------------------------------------- the artifact
 
 
@@ -205,213 +150,6 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- streaming the dump into a scratch database
-
-class _LocalLoad:
-    """The local client reading the dump on stdin, as the temporary account (its own 0600 option file)."""
-
-    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
-        self.stderr_path = session.folder / "load.stderr"
-        option_file = session.folder / "load.cnf"
-        fd = os.open(option_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:  # host, port and protocol come from the session's own file
-            handle.write(f"[client]\nuser={account.user}\npassword={account.password}\n")
-        # --defaults-extra-file must come first; the session's file is read through !include before it.
-        include = session.folder / "load-include.cnf"
-        include.write_text(f"!include {session.option_file}\n!include {option_file}\n")
-        argv = [shutil.which(tool) or tool, f"--defaults-extra-file={include}", *options]
-        with open(self.stderr_path, "wb") as errors:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
-                                         env=session.env)
-
-    def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)  # BrokenPipeError when the client has stopped
-
-    def finish(self) -> tuple[int | None, bytes]:
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        code = self.proc.wait()
-        return code, self.stderr_path.read_bytes()[-mysql.STDERR_KEEP:]
-
-    def abort(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-
-    def reap(self) -> None:
-        self.proc.wait()
-
-
-class _DockerLoad:
-    """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
-
-    def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
-        from docker.utils.socket import frames_iter  # lazy: docker SDK (heavy): only for a restore through the container
-
-        self.session = session
-        cmd = [tool, f"--user={account.user}", *options]
-        self.exec_id = session.api.exec_create(session.container.id, cmd, stdin=True, stdout=True, stderr=True,
-                                               environment={"MYSQL_PWD": account.password})["Id"]
-        self.sock = session.api.exec_start(self.exec_id, socket=True)
-        self.raw: socket.socket = getattr(self.sock, "_sock", self.sock)
-        self.errors = bytearray()
-
-        def drain() -> None:  # output must be read or the client would block on a full pipe
-            with contextlib.suppress(Exception):
-                for stream, data in frames_iter(self.sock, tty=False):
-                    if stream == 2:
-                        self.errors += data
-                        del self.errors[:-mysql.STDERR_KEEP]
-
-        self.reader = threading.Thread(target=drain, name="mysql-restore-exec", daemon=True)
-        self.reader.start()
-
-    def write(self, data: bytes) -> None:
-        self.raw.sendall(data)
-
-    def finish(self) -> tuple[int | None, bytes]:
-        with contextlib.suppress(OSError):
-            self.raw.shutdown(socket.SHUT_WR)  # the client's stdin ends
-        self.reader.join()
-        code = self.session.exec_exit_code(self.exec_id)
-        self._close()
-        return code, bytes(self.errors)
-
-    def abort(self) -> None:
-        self._close()  # the client sees the end of its input; the caller kills its server connection
-
-    def reap(self) -> None:
-        self.reader.join(10)
-        self.session.exec_exit_code(self.exec_id)  # waits up to 10 s for the client to end
-
-    def _close(self) -> None:
-        # shutdown, not just close: it ends the connection even while the reader thread is blocked on it.
-        with contextlib.suppress(OSError):
-            self.raw.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.raw.close()
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def _dump_line(path: Path, number: int) -> str:
-    """Line `number` of the dump (the client names the line of a statement it failed on), shortened."""
-    with open_compressed(path) as stream:
-        for index, line in enumerate(stream, start=1):
-            if index == number:
-                text = line.decode("utf-8", "replace").strip()
-                return text if len(text) <= 300 else text[:300] + "..."
-    return ""
-
-
-def _load_failure(tool: str, code: int | None, stderr: str, where: str, account: LoadAccount,
-                  path: Path) -> Exception:
-    said = f"{tool} said: {stderr}" if stderr else f"{tool} said nothing"
-    if code is not None and code < 0:
-        return RuntimeError(f"{tool} loading the dump at {where} was killed by signal {-code}; nothing was "
-                            f"restored. {said}")
-    if re.search(r"\b(2002|2003|2005|2006|2013)\b", stderr) or "Can't connect" in stderr:
-        return ConnectionError(f"lost or could not reach MySQL at {where} while loading the dump (try again). {said}")
-    at_line = re.search(r"\bERROR \d+ \(\w+\) at line (\d+)|\bERROR at line (\d+)", stderr)
-    if at_line is None and (re.search(r"\b1045\b", stderr) or "Access denied" in stderr):
-        return PermanentError(f"the temporary account {account.user}@{account.host} that restore made to load the "
-                              f"dump could not log in at {where} (does the server see the client come from "
-                              f"another host?); nothing was restored. {said}")
-    if at_line is not None:
-        number = int(at_line[1] or at_line[2])
-        with contextlib.suppress(Exception):
-            said += f" (line {number} of the dump: {_dump_line(path, number)!r})"
-        if re.search(r"\b(1044|1045|1142|1143|1227|1370|4166)\b|Access denied|Unknown command|not allowed", stderr):
-            return PermanentError(f"the dump holds a statement that reaches beyond its scratch database (another "
-                                  f"database, accounts, server settings, files or client commands), which the server "
-                                  f"refused at {where}; nothing was restored. It was not written by a backup: choose "
-                                  f"another point. {said}")
-    if at_line is not None or re.search(r"\bERROR \d+", stderr):
-        return PermanentError(f"the server refused a statement of the dump at {where}; nothing was restored. {said}")
-    return RuntimeError(f"{tool} failed loading the dump at {where} (exit code {code}); nothing was restored. {said}")
-
-
-def _kill_sessions(conn: Any, database: str) -> None:
-    """End the server connections working in `database` (a load we abandoned)."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
-                    (database,))
-        for (thread_id,) in cur.fetchall():
-            with contextlib.suppress(Exception):  # it may have ended by itself
-                cur.execute(f"KILL CONNECTION {int(thread_id)}")
-
-
-def _load(settings: Settings, conn: Any, path: Path, scratch: str, account: LoadAccount, definers: Definers,
-          expected: dict[str, int], log: logging.Logger) -> None:
-    """Stream the (gzip or zstd) dump into a new database `scratch` as `account`, which has no power beyond it
-    (actors/mysql/sandbox.py). On any failure the scratch database is dropped."""
-    dump = mysql
-    with conn.cursor() as cur:
-        if _exists(cur, scratch):
-            raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
-    password = clients.secret(settings.mysql.password) or ""
-    counter, rewriter = dump.DumpCounter(), DumpRewriter(scratch, definers)
-    with dump.client_session(settings) as session:
-        found = session.find(LOAD_TOOLS)
-        if found is None:
-            hint = "install mariadb-client (or mysql-client) here" if session.mode == "tcp" else \
-                "the container has no mariadb/mysql client; use mysql.mode: tcp with a local client"
-            raise PermanentError(f"no MySQL client to load the dump with at {session.where}: {hint}")
-        tool = found[0]
-        options = LOAD_OPTIONS + guard_options(session.run(tool, ["--help"], connect=False)[1])
-        log.info("loading %s into scratch database %s at %s with %s as temporary account %s", path.name, scratch,
-                 session.where, tool, account.user)
-        loader = _DockerLoad(session, tool, account, options) if session.mode == "docker" else \
-            _LocalLoad(session, tool, account, options)
-        try:
-            try:
-                with open_compressed(path) as stream:
-                    while block := stream.read(dump.CHUNK):
-                        counter.feed(block)
-                        if data := rewriter.feed(block):
-                            loader.write(data)
-                if data := rewriter.finish():
-                    loader.write(data)
-                counter.finish()
-            except (BrokenPipeError, ConnectionError) as exc:
-                code, err = loader.finish()  # the client stopped early: its stderr says why
-                raise _load_failure(tool, code, dump.clean_stderr(err, password), session.where, account,
-                                    path) from exc
-            except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
-                raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
-                                     f"restored: run `ragflow-backup verify` and choose another point") from None
-            code, err = loader.finish()
-            if code != 0:
-                raise _load_failure(tool, code, dump.clean_stderr(err, password), session.where, account, path)
-            if not counter.completed:
-                raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
-                                     f"restored: choose another point")
-            if not rewriter.rewritten:
-                raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
-                                     f"restore cannot stage it")
-            create_stored_code(conn, scratch, rewriter.code, account)
-            problems = mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
-            if problems:
-                raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "
-                                     f"restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
-                                     f"another point")
-        except BaseException:
-            # Stop the client, end its server session, and drop what it loaded. Once more after it has
-            # ended: a client stopped before its USE line is not yet seen working in the scratch database.
-            loader.abort()
-            for _ in range(2):
-                with contextlib.suppress(Exception):
-                    _kill_sessions(conn, scratch)
-                with contextlib.suppress(Exception):
-                    loader.reap()
-                with contextlib.suppress(Exception), conn.cursor() as cur:
-                    cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
-            raise
-    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, rewriter.source, scratch)
-
-
 # ---------------------------------------------------------------- staging
 
 
@@ -427,7 +165,7 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
     # The docker-mode client connects through the server's socket inside the container: 'localhost'.
     host = "localhost" if settings.mysql.mode == "docker" else client_host(conn)
     with load_account(conn, scratch, host) as account:
-        _load(settings, conn, path, scratch, account, definers, record.counts, log)
+        load_dump(settings, conn, path, scratch, account, definers, record.counts, log)
         try:
             with conn.cursor() as cur:
                 found = row_counts(cur, scratch, base_tables(cur, scratch))
@@ -442,7 +180,7 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
             yield scratch, definers
         finally:
             with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(scratch)}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_name(scratch)}")
 
 
 # ---------------------------------------------------------------- restore: the whole database
@@ -455,7 +193,7 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
     definers the dump named, as `definers` accepted them). On failure the target is put back as it was.
     Returns (target was created, code re-created)."""
     with conn.cursor() as cur:
-        created = not _exists(cur, target)
+        created = not database_exists(cur, target)
         new_tables, live_tables = base_tables(cur, scratch), ([] if created else base_tables(cur, target))
     new_code = redefined(stored_code(conn, scratch), definers, log)
     live_code = [] if created else stored_code(conn, target)
@@ -463,15 +201,15 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
     live_triggers = [c for c in live_code if c.kind == "TRIGGER"]
     with conn.cursor() as cur:
         if created:
-            cur.execute(f"CREATE DATABASE {_q(target)} {_charset(cur, scratch)}")
-        cur.execute(f"CREATE DATABASE {_q(old)} {_charset(cur, target)}")
+            cur.execute(f"CREATE DATABASE {quote_name(target)} {database_charset(cur, scratch)}")
+        cur.execute(f"CREATE DATABASE {quote_name(old)} {database_charset(cur, target)}")
     renamed = False
     try:
         # MySQL refuses to move a table with triggers to another database: they come off first.
         drop(conn, scratch, new_triggers)
         drop(conn, target, live_triggers)
-        pairs = [f"{_q(target)}.{_q(t)} TO {_q(old)}.{_q(t)}" for t in live_tables]
-        pairs += [f"{_q(scratch)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in new_tables]
+        pairs = [f"{quote_name(target)}.{quote_name(t)} TO {quote_name(old)}.{quote_name(t)}" for t in live_tables]
+        pairs += [f"{quote_name(scratch)}.{quote_name(t)} TO {quote_name(target)}.{quote_name(t)}" for t in new_tables]
         if pairs:
             with conn.cursor() as cur:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))  # one statement: all tables or none
@@ -490,9 +228,9 @@ def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
                 f"failed too ({type(undo).__name__}: {undo}). The previous tables are in database {old}; move them "
                 f"back with RENAME TABLE and re-create their triggers, routines and events") from exc
         with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_q(old)}")
+            cur.execute(f"DROP DATABASE IF EXISTS {quote_name(old)}")
             if created:
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(target)}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_name(target)}")
         if re.search(r"\b1205\b", str(exc)):
             raise PermanentError(f"tables of {target} are held open by another client (lock wait timeout after "
                                  f"{LOCK_WAIT_SECONDS}s): stop RAGFlow's server and task executors, then restore "
@@ -508,8 +246,8 @@ def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_t
         with conn.cursor() as cur:
             drop(conn, target, triggers(cur, target))
             drop(conn, old, triggers(cur, old))
-            pairs = [f"{_q(target)}.{_q(t)} TO {_q(scratch)}.{_q(t)}" for t in new_tables]
-            pairs += [f"{_q(old)}.{_q(t)} TO {_q(target)}.{_q(t)}" for t in live_tables]
+            pairs = [f"{quote_name(target)}.{quote_name(t)} TO {quote_name(scratch)}.{quote_name(t)}" for t in new_tables]
+            pairs += [f"{quote_name(old)}.{quote_name(t)} TO {quote_name(target)}.{quote_name(t)}" for t in live_tables]
             if pairs:
                 cur.execute("RENAME TABLE " + ", ".join(pairs))
         drop(conn, target, views(conn, target) + routines_and_events(conn, target))
@@ -528,7 +266,7 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     """
     log = log or LOG
     started = time.monotonic()
-    target = _check_name(target_database or settings.mysql.database, "target database")
+    target = checked_name(target_database or settings.mysql.database, "target database")
     token = secrets.token_hex(3)
     old = scratch_name(target, "old", token)
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
@@ -550,7 +288,7 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
             result.previous_database = old
         else:
             with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {_q(old)}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_name(old)}")
     result.seconds = time.monotonic() - started
     log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", target,
              " (created)" if created else "", point.ref, len(found), sum(found.values()), result.seconds)
@@ -575,7 +313,7 @@ def _kb_rows(cur: Any, db: str, kb_id: str) -> dict[str, set[str]]:
     """Ids of one knowledge base's rows per table, by RAGFlow's links: documents by kb_id, tasks and
     file2document by document, files through file2document, plus the KB's folder under .knowledgebase
     (the parent of its files; RAGFlow deletes it with the KB)."""
-    d = _q(db)
+    d = quote_name(db)
     docs = f"SELECT id FROM {d}.`document` WHERE kb_id = %s"
     linked = f"SELECT file_id FROM {d}.`file2document` WHERE document_id IN ({docs})"
     return {
@@ -624,14 +362,14 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     """
     log = log or LOG
     started = time.monotonic()
-    target = _check_name(target_database or settings.mysql.database, "target database")
+    target = checked_name(target_database or settings.mysql.database, "target database")
     if not isinstance(kb_id, str) or not kb_id.strip():
         raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
     token = secrets.token_hex(3)
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-            if not _exists(cur, target):
+            if not database_exists(cur, target):
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
         with _staged(settings, conn, point, record, target, log, token) as (scratch, _), conn.cursor() as cur:
             columns = _kb_columns(cur, scratch, target, point)
@@ -663,7 +401,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
 
 def _replace_kb(cur: Any, scratch: str, target: str, kb_id: str, wanted: dict[str, set[str]],
                 columns: dict[str, list[str]]) -> dict[str, int]:
-    t, s = _q(target), _q(scratch)
+    t, s = quote_name(target), quote_name(scratch)
     current = _kb_rows(cur, target, kb_id)
     # Files that are not the KB's own (file-manager uploads linked into it, or linked from another KB) stay.
     keep: set[str] = set()
@@ -678,14 +416,14 @@ def _replace_kb(cur: Any, scratch: str, target: str, kb_id: str, wanted: dict[st
         doomed = (wanted[table] | current[table]) - (keep if table == "file" else set())
         removed[table] = 0
         for batch in _chunks(doomed):
-            removed[table] += cur.execute(f"DELETE FROM {t}.{_q(table)} WHERE id IN ({', '.join(['%s'] * len(batch))})",
+            removed[table] += cur.execute(f"DELETE FROM {t}.{quote_name(table)} WHERE id IN ({', '.join(['%s'] * len(batch))})",
                                           tuple(batch))
     for table in KB_TABLES:
-        names = ", ".join(_q(c) for c in columns[table])
+        names = ", ".join(quote_name(c) for c in columns[table])
         for batch in _chunks(wanted[table]):
             marks = ", ".join(["%s"] * len(batch))
             # A kept file is already there; everything else was just deleted.
-            cur.execute(f"INSERT INTO {t}.{_q(table)} ({names}) SELECT {names} FROM {s}.{_q(table)} src "
-                        f"WHERE src.id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {t}.{_q(table)} cur "
+            cur.execute(f"INSERT INTO {t}.{quote_name(table)} ({names}) SELECT {names} FROM {s}.{quote_name(table)} src "
+                        f"WHERE src.id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {t}.{quote_name(table)} cur "
                         f"WHERE cur.id = src.id)", tuple(batch))
     return removed

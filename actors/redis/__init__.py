@@ -1,15 +1,16 @@
 """RAGFlow's Redis DB: every key's DUMP payload with its TTL, streamed to a gzip file (keys.py), doctor's
 check (checks.py).
 
-`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 """
 from __future__ import annotations
 
 import logging
 
 from actors.redis import checks, keys
-from core.component import Check, ComponentResult, RestoreRequest
+from core.component import Check, ComponentResult
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 

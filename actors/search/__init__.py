@@ -1,7 +1,7 @@
 """Elasticsearch / OpenSearch: a snapshot into a filesystem repository (backup.py), restored through
 staged copies (restore.py, restore_api.py), doctor's check (checks.py).
 
-`COMPONENT` is the face every component shares (core/component.py); actors/components.py lists it.
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 """
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import logging
 from typing import Any
 
 from actors.search import backup, checks, restore
-from core.component import Check, ComponentResult, RestoreRequest
+from core.component import Check, ComponentResult
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 

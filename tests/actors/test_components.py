@@ -4,8 +4,8 @@ from __future__ import annotations
 import inspect
 
 from actors.components import COMPONENTS, IN_POINTS, enabled_components
-from core.component import Component
 from core.config import Settings
+from core.face import Component
 
 FACE = [name for name, member in inspect.getmembers(Component) if inspect.isfunction(member) and not name.startswith("_")]
 

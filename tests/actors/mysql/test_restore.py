@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import actors.mysql.load as mysql_load
 import actors.mysql.restore as mysql_restore
 from actors.actions.runs import run_component
 from actors.mysql.restore import restore, restore_kb
@@ -581,13 +582,13 @@ def test_restore_kb_of_a_knowledge_base_not_in_the_backup_is_a_permanent_error(l
 
 
 def test_scratch_names_fit_mysqls_limit_and_the_live_database_cannot_be_dropped():
-    assert mysql_restore.scratch_name("rag_flow", token="abc123") == "rag_flow__restore_abc123"
-    long = mysql_restore.scratch_name("x" * 64, "old")
+    assert mysql_load.scratch_name("rag_flow", token="abc123") == "rag_flow__restore_abc123"
+    long = mysql_load.scratch_name("x" * 64, "old")
     assert len(long) == 64 and long.startswith("x" * 48) and long[-11:-6] == "_old_"
     settings = Settings(mysql=MySQLSettings(database="rag_flow"))
     with pytest.raises(PermanentError, match="live database"):
-        mysql_restore.drop_database(settings, "rag_flow")
+        mysql_load.drop_database(settings, "rag_flow")
     with pytest.raises(PermanentError, match="system schema"):
-        mysql_restore.drop_database(settings, "mysql")
+        mysql_load.drop_database(settings, "mysql")
     with pytest.raises(PermanentError, match="system schema"):
         restore(settings, None, None, target_database="information_schema")  # type: ignore[arg-type]
