@@ -14,6 +14,8 @@ import threading
 from datetime import datetime
 from typing import Any, Callable
 
+from dramatiq import Actor
+
 from agent.doctor import check_broker
 from agent.health import ALERT_PREFIX, Alert, collect
 from agent.metrics import MetricsServer
@@ -41,7 +43,7 @@ def scheduled_jobs(settings: Settings) -> dict[str, str]:
 
 
 class Agent:
-    def __init__(self, settings: Settings, send: Callable[[str, tuple], Any] | None = None):
+    def __init__(self, settings: Settings, send: Callable[[Actor, tuple], Any] | None = None):
         from actors import tasks  # lazy: builds the broker from the loaded config
 
         self.settings = settings
@@ -57,24 +59,26 @@ class Agent:
 
     # ------------------------------------------------------------ wiring
 
-    def _send_message(self, actor: str, args: tuple) -> Any:
-        return getattr(self.tasks, actor).send(*args)
+    def _send_message(self, actor: Actor, args: tuple) -> Any:
+        return actor.send(*args)
 
     def _on_object(self, bucket: str, key: str, event: str) -> None:
-        self._send("mirror_object", (bucket, key))
+        self._send(self.tasks.mirror_object, (bucket, key))
 
     def _on_bucket(self, bucket: str) -> None:
-        self._send("reconcile", ([bucket],))
+        self._send(self.tasks.reconcile, ([bucket],))
 
     def _on_config_change(self, paths: list[str]) -> None:
-        self._send("commit_config", (paths,))
+        self._send(self.tasks.commit_config, (paths,))
 
     def _on_tick(self, job: str, when: datetime) -> None:
-        actor, args = {"backup": ("scheduled_backup", ()), "verify": ("verify_point", ()),
-                       "reconcile": ("reconcile", ()), "versions_prune": ("prune_mirror_versions", ()),
-                       "drill": ("drill", ()), "offsite_mirror": ("offsite_mirror", ()),
-                       "offsite_check": ("offsite_check", (False,)), "offsite_check_data": ("offsite_check", (True,))}[job]
-        log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor)
+        tasks = self.tasks
+        actor, args = {"backup": (tasks.scheduled_backup, ()), "verify": (tasks.verify_point, ()),
+                       "reconcile": (tasks.reconcile, ()), "versions_prune": (tasks.prune_mirror_versions, ()),
+                       "drill": (tasks.drill, ()), "offsite_mirror": (tasks.offsite_mirror, ()),
+                       "offsite_check": (tasks.offsite_check, (False,)),
+                       "offsite_check_data": (tasks.offsite_check, (True,))}[job]
+        log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor.actor_name)
         self._send(actor, args)
 
     # ------------------------------------------------------------ lifecycle
@@ -86,7 +90,7 @@ class Agent:
         self._warn_about_eviction()
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
-            self._send("reconcile", ())
+            self._send(self.tasks.reconcile, ())
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
                                                  discovery_seconds=settings.minio.bucket_discovery_seconds)
             self.minio_source.start()

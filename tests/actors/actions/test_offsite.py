@@ -326,7 +326,7 @@ def test_the_agent_schedules_the_offsite_jobs_only_when_offsite_is_enabled(tmp_p
     for job in ("offsite_mirror", "offsite_check", "offsite_check_data"):
         agent._on_tick(job, datetime.now(timezone.utc))
 
-    assert sent == [("offsite_mirror", ()), ("offsite_check", (False,)), ("offsite_check", (True,))]
+    assert sent == [(tasks.offsite_mirror, ()), (tasks.offsite_check, (False,)), (tasks.offsite_check, (True,))]
     assert all(scheduled_jobs(settings)[job] for job in ("offsite_mirror", "offsite_check", "offsite_check_data"))
     assert {tasks.offsite_copy.queue_name, tasks.offsite_mirror.queue_name, tasks.offsite_check.queue_name} == {"offsite"}
     settings.offsite.enabled = False
