@@ -1,8 +1,10 @@
-"""The one Dramatiq broker, configured explicitly on Redis. Import this before any actor module.
+"""The one Dramatiq broker, on Redis, configured by an explicit call at start-up (`configure`), never on import.
 
-Dramatiq falls back to an implicit default broker when none is set; we never want that. The broker
-is built from the config file named by RAGFLOW_BACKUP_CONFIG (the CLI sets it from --config), or,
-without one, from RAGFLOW_BACKUP_BROKER_URL. Building it does not connect: Redis is reached on use.
+Importing the actors (actors/tasks.py) declares them on `PENDING`, a stand-in that nothing is ever sent
+through; `configure` builds the Redis broker from the settings the command loaded (or, without any, from
+the config file named by RAGFLOW_BACKUP_CONFIG, else RAGFLOW_BACKUP_BROKER_URL), moves every actor to it
+and makes it Dramatiq's broker, so Dramatiq's implicit default broker is never used. Building it does not
+connect: Redis is reached on use.
 """
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import os
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Prometheus, default_middleware
 
-from core.config import CONFIG_ENV_VAR, load_settings
+from core.config import CONFIG_ENV_VAR, Settings, load_settings
 from core.queues import KeepLastError
 
 BROKER_URL_ENV = "RAGFLOW_BACKUP_BROKER_URL"
@@ -36,12 +39,23 @@ def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_
     return broker
 
 
-def _from_environment() -> RedisBroker:
-    if os.environ.get(CONFIG_ENV_VAR):
-        cfg = load_settings(os.environ[CONFIG_ENV_VAR]).broker
-        return make_broker(cfg.url.get_secret_value(), cfg.namespace, cfg.heartbeat_timeout_ms, cfg.maintenance_chance)
-    return make_broker(os.environ.get(BROKER_URL_ENV, DEFAULT_BROKER_URL), os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE))
+# Where the actors are declared on import; `configure` moves them to the real broker.
+PENDING = StubBroker()
 
 
-broker: RedisBroker = _from_environment()
-dramatiq.set_broker(broker)
+def configure(settings: Settings | None = None) -> RedisBroker:
+    """Build the broker from `settings` (or the environment, see above), move every declared actor to it
+    and make it Dramatiq's broker. Called once by each command that sends or works messages."""
+    if settings is None and os.environ.get(CONFIG_ENV_VAR):
+        settings = load_settings(os.environ[CONFIG_ENV_VAR])
+    if settings is not None:
+        cfg = settings.broker
+        broker = make_broker(cfg.url.get_secret_value(), cfg.namespace, cfg.heartbeat_timeout_ms, cfg.maintenance_chance)
+    else:
+        broker = make_broker(os.environ.get(BROKER_URL_ENV, DEFAULT_BROKER_URL), os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE))
+    for name in PENDING.get_declared_actors():
+        actor = PENDING.get_actor(name)
+        actor.broker = broker
+        broker.declare_actor(actor)
+    dramatiq.set_broker(broker)
+    return broker

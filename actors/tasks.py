@@ -17,7 +17,7 @@ from actors.actions.retention import prune as apply_retention
 from actors.actions.runs import backup_run, notify_outcome, run_component
 from actors.actions.verify import newest_point
 from actors.actions.verify import verify_point as verify
-from actors.broker import broker  # noqa: F401 - sets the broker before any actor is declared
+from actors.broker import PENDING
 from actors.components import enabled_components
 from actors.config.backup import commit_config as commit
 from actors.minio.mirror import mirror_object as mirror
@@ -62,7 +62,7 @@ def start_backup(settings: Settings, components: list[str] | None = None) -> Poi
     return point
 
 
-@dramatiq.actor(queue_name="backup", max_retries=BACKUP_RETRIES, min_backoff=5_000, max_backoff=300_000,
+@dramatiq.actor(broker=PENDING, queue_name="backup", max_retries=BACKUP_RETRIES, min_backoff=5_000, max_backoff=300_000,
                 time_limit=SIX_HOURS_MS)
 def backup_component(point_ref: str, component: str) -> None:
     """Back up one component into an existing point; transient failures are retried with backoff."""
@@ -94,12 +94,12 @@ def point_finished(settings: Settings, point: Point) -> None:
     prune.send()
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def scheduled_backup() -> None:
     start_backup(runtime.settings())
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def verify_point(point_ref: str | None = None) -> None:
     """Verify a point (default: the newest daily one); problems are notified, not retried."""
 
@@ -116,7 +116,7 @@ def verify_point(point_ref: str | None = None) -> None:
         notifier.failure("verify", f"ragflow-backup: verify of {point.ref} found problems", "\n".join(report.problems()))
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune() -> None:
 
     settings = runtime.settings()
@@ -126,14 +126,14 @@ def prune() -> None:
 # ---------------------------------------------------------------- MinIO mirror
 
 
-@dramatiq.actor(queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
 def mirror_object(bucket: str, key: str) -> None:
     """Make the mirror match the source for one key, whatever the event said (level-triggered)."""
 
     mirror(runtime.settings(), bucket, key)
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
 def reconcile(buckets: list[str] | None = None) -> None:
     """Listing diff of the source against the mirror: heals missed events, restarts and outages."""
 
@@ -146,7 +146,7 @@ def reconcile(buckets: list[str] | None = None) -> None:
         raise RuntimeError(f"reconcile incomplete: {'; '.join(report.errors)}")
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune_mirror_versions() -> None:
 
     prune_versions(runtime.settings())
@@ -155,7 +155,7 @@ def prune_mirror_versions() -> None:
 # ---------------------------------------------------------------- config watcher
 
 
-@dramatiq.actor(queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
+@dramatiq.actor(broker=PENDING, queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
 def commit_config(paths: list[str]) -> None:
     """One commit per debounced burst of edits in RAGFlow's docker/ folder."""
 
@@ -185,7 +185,7 @@ def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt
     notifier.recovered(key, f"ragflow-backup: {title} works again", f"{title} succeeded.")
 
 
-@dramatiq.actor(queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
                 time_limit=SIX_HOURS_MS)
 def offsite_copy(point_ref: str) -> None:
     """Send a complete point to the offsite repository."""
@@ -196,7 +196,7 @@ def offsite_copy(point_ref: str) -> None:
                     _attempt() >= OFFSITE_RETRIES)
 
 
-@dramatiq.actor(queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
                 time_limit=SIX_HOURS_MS)
 def offsite_mirror() -> None:
     """Scheduled: the MinIO mirror and config history to the repository, then its retention."""
@@ -206,7 +206,7 @@ def offsite_mirror() -> None:
                     lambda: (copy_mirror(settings), forget(settings)), _attempt() >= OFFSITE_RETRIES)
 
 
-@dramatiq.actor(queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
 def offsite_check(read_data: bool = False) -> None:
     """Scheduled: restic check (structure weekly; a subset of the data monthly)."""
 
@@ -218,7 +218,7 @@ def offsite_check(read_data: bool = False) -> None:
 # ---------------------------------------------------------------- restore drill
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
 def drill() -> None:
     """The monthly restore drill; a failure is notified (a drill is not retried: it reports)."""
 

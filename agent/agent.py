@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from dramatiq import Actor
 
+from actors import tasks
+from actors.broker import configure
 from agent.doctor import check_broker
 from agent.health import ALERT_PREFIX, Alert, collect
 from agent.metrics import MetricsServer
@@ -44,9 +46,8 @@ def scheduled_jobs(settings: Settings) -> dict[str, str]:
 
 class Agent:
     def __init__(self, settings: Settings, send: Callable[[Actor, tuple], Any] | None = None):
-        from actors import tasks  # lazy: builds the broker from the loaded config
-
         self.settings = settings
+        self.broker = configure(settings)  # at start-up: the actors move to the broker of this config
         self.storage = Storage(settings.storage_root).prepare()
         self.tasks = tasks
         self._send = send or self._send_message
@@ -148,12 +149,12 @@ class Agent:
 
     def queue_depth(self) -> dict[str, int]:
 
-        broker = self.tasks.broker
+        broker = self.broker
         return {q.queue: q.ready + q.delayed for q in inspect(broker.client, broker.namespace)}
 
     def mirror_stats(self) -> dict[str, Any]:
 
-        return mirror_stats(self.settings, self.tasks.broker)
+        return mirror_stats(self.settings, self.broker)
 
     def source_health(self) -> dict[str, Any]:
         parts: dict[str, Any] = {}

@@ -65,7 +65,7 @@ def run(
     setup_logging()
     audit.set_role("agent")
     runner = _agent()
-    worker = Worker(runner.tasks.broker, worker_threads=threads, worker_timeout=1000)
+    worker = Worker(runner.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()
     try:
         _start(runner)

@@ -14,7 +14,9 @@ from rich.table import Table
 from actors.actions.retention import prune as apply_retention
 from actors.actions.runs import backup_run, notify_outcome, run_component, save_outcome
 from actors.actions.verify import newest_point, verify_point
+from actors.broker import configure
 from actors.components import IN_POINTS, enabled_components
+from actors.tasks import backup_component
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from core import queues
 from core.component import PermanentError
@@ -159,9 +161,7 @@ def _no_worker(settings) -> str:
 
 
 def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: int) -> None:
-    from actors.broker import broker  # lazy: building the broker reads the config file: only once the CLI has loaded it
-    from actors.tasks import backup_component  # lazy: importing the actors builds the broker: see above
-
+    broker = configure(settings)
     client = _broker_client(settings)
     workers = _live_workers(settings, client)  # before we send anything: sending heart-beats too
     if not workers and wait:

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from rich.table import Table
 
 from actors.actions.offsite import last_runs
+from actors.broker import configure
 from agent.agent import scheduled_jobs
 from agent.commands.common import console, human_bytes, state, styled
 from agent.health import collect
@@ -26,8 +27,8 @@ def _age(seconds: float | None) -> str:
 
 def status() -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
-    settings = state.settings()  # first: the broker is built from the config it points at
-    from actors.tasks import broker  # lazy: builds the broker from the loaded config
+    settings = state.settings()
+    broker = configure(settings)
 
     storage = Storage(settings.storage_root)
 

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from dramatiq import Worker
 
+from actors import tasks  # noqa: F401 - declares the actors the worker runs
+from actors.broker import configure
 from agent.commands.common import console, state
 from core import audit
 
@@ -17,11 +19,8 @@ def worker(
     stop_timeout: Annotated[int, typer.Option(help="Seconds to let running tasks finish on SIGTERM.")] = 600,
 ) -> None:
     """Process queued backups, verifies and prunes until SIGTERM/SIGINT."""
-    state.settings()  # validates the config and points the actors at it
-
+    broker = configure(state.settings())  # the config, validated, gives the broker; the actors move to it
     audit.set_role("worker")
-
-    from actors.tasks import broker  # lazy: builds the broker from the loaded config
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -164,7 +164,7 @@ def cli_send_mirror(config, bucket: str, key: str):
     import sys
 
     code = ("import os, sys; os.environ['RAGFLOW_BACKUP_CONFIG'] = sys.argv[1]\n"
-            "from actors import tasks\ntasks.mirror_object.send(sys.argv[2], sys.argv[3])")
+            "from actors import broker, tasks\nbroker.configure()\ntasks.mirror_object.send(sys.argv[2], sys.argv[3])")
     return subprocess.run([sys.executable, "-c", code, str(config), bucket, key], capture_output=True, text=True)
 
 
