@@ -8,12 +8,16 @@ connect: Redis is reached on use.
 """
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
+from dramatiq import Actor
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, Prometheus, default_middleware
+from dramatiq.middleware import Middleware, Prometheus, Retries, default_middleware
 
 from core.config import CONFIG_ENV_VAR, Settings, load_settings
 from core.queues import KeepLastError
@@ -23,6 +27,34 @@ NAMESPACE_ENV = "RAGFLOW_BACKUP_BROKER_NAMESPACE"
 # RAGFlow keeps its own data in Redis DB 1; our queues live in another DB.
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/2"
 DEFAULT_NAMESPACE = "ragflow-backup"
+log = logging.getLogger("ragflow_backup.broker")
+
+
+# actor name -> what to do once a message of it has failed for good (retries exhausted, or a `throws` error)
+FINAL_FAILURE: dict[str, Callable[..., None]] = {}
+
+
+def on_final_failure(actor: Actor) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `hook(*message.args, exception)` to run when a message of `actor` fails for good."""
+    def register(hook: Callable[..., None]) -> Callable[..., None]:
+        FINAL_FAILURE[actor.actor_name] = hook
+        return hook
+    return register
+
+
+class FinalFailure(Middleware):
+    """Dramatiq's Retries decides when a message has failed for good; this runs the actor's hook then
+    (the failure record, the notification), so no actor counts its own attempts."""
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        hook = FINAL_FAILURE.get(message.actor_name)
+        if exception is None or hook is None or not message.failed:
+            return
+        try:
+            hook(*message.args, exception)
+        except Exception:  # noqa: BLE001 - a hook's own failure must not take the worker down
+            log.exception("the final-failure hook of %s failed", message.actor_name)
 
 
 def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_ms: int = 60_000,
@@ -32,8 +64,8 @@ def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_
     middleware = [cls() for cls in default_middleware if cls is not Prometheus]
     broker = RedisBroker(url=url, namespace=namespace, heartbeat_timeout=heartbeat_timeout_ms,
                          maintenance_chance=maintenance_chance, middleware=middleware)
-    # Actors read their retry count from the current message to know their last attempt.
-    broker.add_middleware(CurrentMessage())
+    # Before Retries in the list, so after it when a message is processed: it sees the message failed.
+    broker.add_middleware(FinalFailure(), before=Retries)
     # Dead letters keep the last attempt's error, for `ragflow-backup queue dead`.
     broker.add_middleware(KeepLastError())
     return broker

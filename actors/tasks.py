@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 
 from actors.actions.drill import run_drill
 from actors.actions.offsite import OffsitePermanent, check, copy_mirror, copy_point, forget
 from actors.actions.retention import prune as apply_retention
-from actors.actions.runs import backup_run, notify_outcome, run_component
+from actors.actions.runs import backup_run, failure_text, notify_outcome, run_component, save_outcome
 from actors.actions.verify import newest_point
 from actors.actions.verify import verify_point as verify
-from actors.broker import PENDING
+from actors.broker import PENDING, on_final_failure
 from actors.components import enabled_components
 from actors.config.backup import commit_config as commit
 from actors.minio.mirror import mirror_object as mirror
@@ -27,7 +26,7 @@ from core import runtime
 from core.component import PermanentError
 from core.config import Settings
 from core.locks import Busy
-from core.manifest import ComponentRecord
+from core.manifest import ComponentRecord, now
 from core.mirror_status import record_reconcile
 from core.notify import Notifier
 from core.points import Point, Storage
@@ -37,11 +36,8 @@ log = logging.getLogger("ragflow_backup.actors")
 BACKUP_RETRIES = 5
 OFFSITE_RETRIES = 8  # with backoff from 1 minute to 1 hour: a day's outage of the remote end
 SIX_HOURS_MS = 6 * 3600 * 1000
-
-
-def _attempt() -> int:
-    message = CurrentMessage.get_current_message()
-    return message.options.get("retries", 0) if message else 0
+# Not retried: Dramatiq's Retries fails the message at once (then the actor's final-failure hook runs).
+PERMANENT = (PermanentError,)
 
 
 def start_backup(settings: Settings, components: list[str] | None = None) -> Point | None:
@@ -62,13 +58,31 @@ def start_backup(settings: Settings, components: list[str] | None = None) -> Poi
     return point
 
 
-@dramatiq.actor(broker=PENDING, queue_name="backup", max_retries=BACKUP_RETRIES, min_backoff=5_000, max_backoff=300_000,
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="backup", max_retries=BACKUP_RETRIES, min_backoff=5_000, max_backoff=300_000,
                 time_limit=SIX_HOURS_MS)
 def backup_component(point_ref: str, component: str) -> None:
     """Back up one component into an existing point; transient failures are retried with backoff."""
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
-    record = run_component(settings, point, component, final_attempt=_attempt() >= BACKUP_RETRIES)
+    # A transient failure is raised for Dramatiq's Retries; the last one is recorded by backup_failed.
+    record = run_component(settings, point, component, final_attempt=False)
+    component_done(settings, point, component, record)
+
+
+@on_final_failure(backup_component)
+def backup_failed(point_ref: str, component: str, exc: BaseException) -> None:
+    """The retries are spent: the component's failure goes into the point like any other outcome."""
+    settings = runtime.settings()
+    point = Storage(settings.storage_root).point(point_ref)
+    if component in point.manifest().components:
+        return  # its outcome was recorded; what failed came after (finishing the point): already reported
+    record = save_outcome(settings, point, ComponentRecord(
+        component=component, status="failed", started_at=now(), finished_at=now(),
+        error=failure_text(exc, settings.storage_root)))
+    component_done(settings, point, component, record)
+
+
+def component_done(settings: Settings, point: Point, component: str, record: ComponentRecord | None) -> None:
     manifest = point.manifest()
     if manifest.status != "running":
         point_finished(settings, point)
@@ -94,12 +108,12 @@ def point_finished(settings: Settings, point: Point) -> None:
     prune.send()
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def scheduled_backup() -> None:
     start_backup(runtime.settings())
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def verify_point(point_ref: str | None = None) -> None:
     """Verify a point (default: the newest daily one); problems are notified, not retried."""
 
@@ -116,7 +130,7 @@ def verify_point(point_ref: str | None = None) -> None:
         notifier.failure("verify", f"ragflow-backup: verify of {point.ref} found problems", "\n".join(report.problems()))
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune() -> None:
 
     settings = runtime.settings()
@@ -126,14 +140,14 @@ def prune() -> None:
 # ---------------------------------------------------------------- MinIO mirror
 
 
-@dramatiq.actor(broker=PENDING, queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
 def mirror_object(bucket: str, key: str) -> None:
     """Make the mirror match the source for one key, whatever the event said (level-triggered)."""
 
     mirror(runtime.settings(), bucket, key)
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)
 def reconcile(buckets: list[str] | None = None) -> None:
     """Listing diff of the source against the mirror: heals missed events, restarts and outages."""
 
@@ -146,7 +160,7 @@ def reconcile(buckets: list[str] | None = None) -> None:
         raise RuntimeError(f"reconcile incomplete: {'; '.join(report.errors)}")
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=3, time_limit=SIX_HOURS_MS)
 def prune_mirror_versions() -> None:
 
     prune_versions(runtime.settings())
@@ -155,7 +169,7 @@ def prune_mirror_versions() -> None:
 # ---------------------------------------------------------------- config watcher
 
 
-@dramatiq.actor(broker=PENDING, queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="events", max_retries=10, min_backoff=1_000, max_backoff=60_000)
 def commit_config(paths: list[str]) -> None:
     """One commit per debounced burst of edits in RAGFlow's docker/ folder."""
 
@@ -167,7 +181,7 @@ def commit_config(paths: list[str]) -> None:
 # ---------------------------------------------------------------- offsite copy
 
 
-def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt: bool) -> None:
+def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt: bool = False) -> None:
     """Run an offsite job; a permanent failure (wrong password, no repository) is notified at once and
     not retried, a transient one is retried by the actor and notified on the last attempt."""
 
@@ -185,40 +199,39 @@ def run_offsite_job(settings: Settings, key: str, title: str, job, final_attempt
     notifier.recovered(key, f"ragflow-backup: {title} works again", f"{title} succeeded.")
 
 
-@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
                 time_limit=SIX_HOURS_MS)
 def offsite_copy(point_ref: str) -> None:
     """Send a complete point to the offsite repository."""
 
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
-    run_offsite_job(settings, "offsite", f"offsite copy of {point_ref}", lambda: copy_point(settings, point),
-                    _attempt() >= OFFSITE_RETRIES)
+    run_offsite_job(settings, "offsite", f"offsite copy of {point_ref}", lambda: copy_point(settings, point))
 
 
-@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="offsite", max_retries=OFFSITE_RETRIES, min_backoff=60_000, max_backoff=3_600_000,
                 time_limit=SIX_HOURS_MS)
 def offsite_mirror() -> None:
     """Scheduled: the MinIO mirror and config history to the repository, then its retention."""
 
     settings = runtime.settings()
     run_offsite_job(settings, "offsite", "offsite copy of the MinIO mirror",
-                    lambda: (copy_mirror(settings), forget(settings)), _attempt() >= OFFSITE_RETRIES)
+                    lambda: (copy_mirror(settings), forget(settings)))
 
 
-@dramatiq.actor(broker=PENDING, queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="offsite", max_retries=3, min_backoff=60_000, max_backoff=3_600_000, time_limit=SIX_HOURS_MS)
 def offsite_check(read_data: bool = False) -> None:
     """Scheduled: restic check (structure weekly; a subset of the data monthly)."""
 
     settings = runtime.settings()
     run_offsite_job(settings, "offsite-check", "offsite repository check" + (" (data)" if read_data else ""),
-                    lambda: check(settings, read_data), _attempt() >= 3)
+                    lambda: check(settings, read_data))
 
 
 # ---------------------------------------------------------------- restore drill
 
 
-@dramatiq.actor(broker=PENDING, queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
 def drill() -> None:
     """The monthly restore drill; a failure is notified (a drill is not retried: it reports)."""
 
@@ -236,3 +249,29 @@ def drill() -> None:
         failed = "\n".join(f"{i.component}: {i.detail}" for i in report.components if not i.ok)
         notifier.failure("drill", f"ragflow-backup: restore drill of {report.point} failed",
                          f"{failed}\ntook {report.seconds:.0f}s of the {report.objective_seconds // 60}-minute objective")
+
+
+# ---------------------------------------------------------------- when the retries are spent
+
+
+def offsite_failed(key: str, title: str, exc: BaseException) -> None:
+    settings = runtime.settings()
+    Notifier(settings.notify, settings.layout.notify_state).failure(key, f"ragflow-backup: {title} failed after retries",
+                                                                    str(exc))
+
+
+@on_final_failure(offsite_copy)
+def offsite_copy_failed(point_ref: str, exc: BaseException) -> None:
+    offsite_failed("offsite", f"offsite copy of {point_ref}", exc)
+
+
+@on_final_failure(offsite_mirror)
+def offsite_mirror_failed(exc: BaseException) -> None:
+    offsite_failed("offsite", "offsite copy of the MinIO mirror", exc)
+
+
+@on_final_failure(offsite_check)
+def offsite_check_failed(*args: object) -> None:
+    *given, exc = args
+    read_data = bool(given[0]) if given else False
+    offsite_failed("offsite-check", "offsite repository check" + (" (data)" if read_data else ""), exc)  # type: ignore[arg-type]

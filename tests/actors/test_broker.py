@@ -30,3 +30,39 @@ def test_the_broker_is_built_from_the_settings_the_command_loaded(tmp_path, redi
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path), redis_url], env={"PATH": ""}, capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["rb-settings"]
+
+
+def test_the_final_failure_hook_runs_once_after_the_last_retry_and_at_once_for_a_permanent_error(redis_url):
+    import dramatiq
+    import redis
+
+    from actors.broker import make_broker, on_final_failure
+    from core.component import PermanentError
+    from testbed.polling import wait_for
+    from tests.conftest import unique
+    from tests.core.test_queues import running_worker
+
+    namespace = unique("ff-")
+    broker = make_broker(redis_url, namespace=namespace)
+    client = redis.Redis.from_url(redis_url)
+    attempts, finals = f"test:{namespace}:attempts", f"test:{namespace}:finals"
+
+    @dramatiq.actor(broker=broker, queue_name="maintenance", actor_name=f"flaky_{namespace}", max_retries=2,
+                    min_backoff=10, max_backoff=20, throws=(PermanentError,))
+    def flaky(name: str, permanent: bool) -> None:
+        client.rpush(attempts, name)
+        raise (PermanentError if permanent else RuntimeError)(f"{name} failed")
+
+    @on_final_failure(flaky)
+    def flaky_failed(name: str, permanent: bool, exc: BaseException) -> None:
+        client.rpush(finals, f"{name}: {exc}")
+
+    flaky.send("transient", False)
+    flaky.send("permanent", True)
+    with running_worker(broker):
+        wait_for(lambda: client.llen(finals) == 2, "both messages to fail for good")
+
+    tried = [item.decode() for item in client.lrange(attempts, 0, -1)]
+    assert sorted(item.decode() for item in client.lrange(finals, 0, -1)) == [
+        "permanent: permanent failed", "transient: transient failed"]
+    assert tried.count("transient") == 3 and tried.count("permanent") == 1  # the first try and max_retries=2
