@@ -3,6 +3,8 @@ versions), restored to any moment from the mirror (restore.py), doctor's check (
 is kept by events and reconciles, not by backup runs: it is no part of a point (`in_points`).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
+Imports: `core` and this package's own modules; never another component, the actions or the actors
+(checked by `lint-imports`).
 """
 from __future__ import annotations
 

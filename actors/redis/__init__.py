@@ -2,6 +2,8 @@
 check (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
+Imports: `core` and this package's own modules; never another component, the actions or the actors
+(checked by `lint-imports`).
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 staged copies (restore.py, restore_api.py), doctor's check (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
+Imports: `core` and this package's own modules; never another component, the actions or the actors
+(checked by `lint-imports`).
 """
 from __future__ import annotations
 
