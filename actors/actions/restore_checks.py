@@ -11,17 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from actors.mysql.backup import dump_artifact
-from actors.redis.keys import ARTIFACT as REDIS_ARTIFACT
-from actors.redis.keys import check_readable
-from core.checks import CorruptArtifact, open_compressed, verify_artifacts
+from actors.components import COMPONENTS
+from core.checks import verify_artifacts
 from core.component import PermanentError
 from core.config import Settings
-from core.manifest import ComponentRecord
 from core.points import Point
 
 KB_ID = re.compile(r"[0-9a-f]{32}")  # RAGFlow's knowledgebase.id: uuid1().hex
-CHUNK = 1 << 20
 
 
 def check_identity(identity: Path | None) -> list[str]:
@@ -32,40 +28,6 @@ def check_identity(identity: Path | None) -> list[str]:
             handle.read(1)
     except OSError as exc:
         return [f"the identity file {identity} cannot be read ({exc.strerror or exc})"]
-    return []
-
-
-def kb_in_dump(path: Path, kb_id: str) -> bool:
-    """Does any row of the dump start with this id (a knowledgebase row: its id is its first column)?
-    Read as a stream in chunks, so a dump of any size (or a tampered one) keeps memory bounded."""
-    needle = f"('{kb_id}',".encode()
-    tail = b""
-    with open_compressed(path) as stream:
-        while block := stream.read(CHUNK):
-            if needle in tail + block:
-                return True
-            tail = block[-len(needle):]
-    return False
-
-
-def _kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
-    name = dump_artifact(record)
-    if name is None:
-        return []
-    try:
-        if kb_in_dump(point.folder / name, kb_id):
-            return []
-    except (OSError, EOFError, ValueError, CorruptArtifact) as exc:
-        return [f"{name} cannot be read ({exc})"]
-    return [f"knowledge base {kb_id} is not in {point.ref} (its MySQL dump has no such knowledgebase row): check "
-            "the id (RAGFlow's knowledgebase table), or choose a point made while it existed (`ragflow-backup list`)"]
-
-
-def _redis_problems(point: Point) -> list[str]:
-    try:
-        check_readable(point.folder / REDIS_ARTIFACT)
-    except PermanentError as exc:
-        return [str(exc).removesuffix("; nothing was restored")]
     return []
 
 
@@ -80,7 +42,7 @@ def problems_before_restore(settings: Settings, point: Point | None, components:
         return problems
     manifest = point.manifest()
     for name in components:
-        if name == "minio":
+        if not COMPONENTS[name].in_points:
             continue  # objects come from the mirror, not from the point
         record = manifest.components.get(name)
         if record is None or record.status != "ok":
@@ -90,10 +52,7 @@ def problems_before_restore(settings: Settings, point: Point | None, components:
         problems += [f"{name}: {problem}" for problem in found]
         if found:
             continue
-        if name == "redis" and kb is None:
-            problems += _redis_problems(point)
-        if name == "mysql" and kb is not None and KB_ID.fullmatch(kb):
-            problems += _kb_problems(point, record, kb)
+        problems += COMPONENTS[name].restore_problems(point, record, kb if kb is None or KB_ID.fullmatch(kb) else None)
     return problems
 
 

@@ -42,6 +42,9 @@ class Minio:
             return restore.restore_kb(settings, request.kb, request.at, log=request.log)
         return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log)
 
+    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+        return []
+
     def has_data(self, settings: Settings) -> bool:
         return True
 

@@ -41,6 +41,9 @@ class MySQL:
                                       log=request.log)
         return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
 
+    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+        return checks.kb_problems(point, record, kb) if kb is not None else []
+
     def has_data(self, settings: Settings) -> bool:
         """A dropped database has nothing to lose."""
         with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:

@@ -1,12 +1,20 @@
-"""doctor's checks of MySQL: the server and database (TCP), or the container and its mysqldump (docker)."""
+"""doctor's checks of MySQL (the server and database over TCP, or the container and its mysqldump), and
+whether a point's dump holds a knowledge base, before a restore of it."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+from actors.mysql.backup import dump_artifact
 from core import clients
+from core.checks import CorruptArtifact, open_compressed
 from core.clients import find_mysql_container
 from core.component import Check, failed_check
 from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+CHUNK = 1 << 20
 
 
 def check_mysql(settings: Settings) -> Check:
@@ -41,3 +49,32 @@ def check_mysql_container(settings: Settings) -> Check:
         return Check("mysql (docker)", "fail", f"mysqldump not runnable in {container.name}",
                      "use mysql.mode: tcp with a local client")
     return Check("mysql (docker)", "ok", f"container {container.name}: {result.output.decode().strip()}")
+
+
+# ---------------------------------------------------------------- before a restore of one knowledge base
+
+
+def kb_in_dump(path: Path, kb_id: str) -> bool:
+    """Does any row of the dump start with this id (a knowledgebase row: its id is its first column)?
+    Read as a stream in chunks, so a dump of any size (or a tampered one) keeps memory bounded."""
+    needle = f"('{kb_id}',".encode()
+    tail = b""
+    with open_compressed(path) as stream:
+        while block := stream.read(CHUNK):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle):]
+    return False
+
+
+def kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
+    name = dump_artifact(record)
+    if name is None:
+        return []
+    try:
+        if kb_in_dump(point.folder / name, kb_id):
+            return []
+    except (OSError, EOFError, ValueError, CorruptArtifact) as exc:
+        return [f"{name} cannot be read ({exc})"]
+    return [f"knowledge base {kb_id} is not in {point.ref} (its MySQL dump has no such knowledgebase row): check "
+            "the id (RAGFlow's knowledgebase table), or choose a point made while it existed (`ragflow-backup list`)"]

@@ -36,6 +36,9 @@ class Redis:
         """Every key of the point into the configured DB, replacing what is there; the number restored."""
         return keys.restore_keys(settings, request.point.path(keys.ARTIFACT), replace=True)
 
+    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+        return checks.dump_problems(point) if kb is None else []
+
     def has_data(self, settings: Settings) -> bool:
         return True
 

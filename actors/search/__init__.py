@@ -40,6 +40,9 @@ class Search:
         rename = restore.prefixed(str(request.target)) if request.target else None
         return restore.restore(settings, request.point, request.record, rename=rename, log=request.log)
 
+    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+        return []
+
     def has_data(self, settings: Settings) -> bool:
         return True
 
