@@ -22,6 +22,7 @@ from agent.console.history import HistoryStore, Sample
 from agent.console.page import StatusPage
 from agent.health import collect
 from agent.metrics import MetricsServer
+from agent.mirror_store import Entry, MirrorStore
 from agent.points import Storage
 from tests.agent.chromium import Chromium
 from tests.agent.test_metrics import make_point
@@ -83,7 +84,21 @@ def seeded_storage(root: Path) -> Storage:
                                 storage_bytes=6 * 2**30 + minute * 120_000, fs_used_ratio=0.4,
                                 fs_free_bytes=40 * 2**30 - minute * 120_000))
     store.add_runs(storage)
+    seed_mirror(settings_for(storage.root))
     return storage
+
+
+def seed_mirror(settings: Settings) -> None:
+    """A mirrored object overwritten once: its kept version opens a point-in-time window three days back."""
+    mirror = MirrorStore(settings.storage_root / settings.minio.mirror_dir)
+    try:
+        at = datetime.now(UTC) - timedelta(days=3)
+        for n in range(2):
+            temp = mirror.temp_file("ragflow")
+            temp.write_bytes(b"version %d" % n)
+            mirror.commit("ragflow", "kb/doc.txt", temp, Entry(size=9, etag=f"etag{n}"), at + timedelta(hours=n))
+    finally:
+        mirror.close()
 
 
 def probes() -> dict:
@@ -119,6 +134,7 @@ def test_the_page_shows_every_component_and_plot_with_no_console_error(tmp_path,
     assert browser.evaluate("document.querySelectorAll('#points tr').length") == 7  # a head and six points
     assert "within 30 min" in browser.evaluate("document.querySelector('#drills').textContent")
     assert "about" in browser.evaluate("document.querySelector('#storage').textContent")  # days until full
+    assert "any moment since" in browser.evaluate("document.querySelector('#mirror').textContent")
     shot = browser.screenshot(ARTIFACTS / "console.png")
     if os.environ.get("RAGFLOW_BACKUP_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["RAGFLOW_BACKUP_SCREENSHOT"])
