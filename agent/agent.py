@@ -101,7 +101,8 @@ class Agent:
                                          extra_health=self.source_health, cache_seconds=settings.metrics.cache_seconds,
                                          max_connections=settings.metrics.max_connections,
                                          read_timeout=settings.metrics.read_timeout_seconds,
-                                         page=StatusPage(settings, self.storage), auth=auth)
+                                         page=StatusPage(settings, self.storage, cache_seconds=settings.metrics.cache_seconds),
+                                         auth=auth)
             self.metrics.start()
         collect = self.metrics.report if self.metrics is not None else self.health  # one report for both
         self._spawn(lambda: history_loop(self._stop, HistoryStore(self.storage.root), self.storage, collect), "history")

@@ -137,17 +137,18 @@ class HistoryStore:
 
     # ------------------------------------------------------------ reading (the page): untrusted
 
-    def samples(self, since: float) -> list[Sample]:
-        """Samples after `since`, oldest first (at most MAX_READ, evenly thinned)."""
+    def samples(self, since: float, limit: int = MAX_READ) -> list[Sample]:
+        """Samples after `since`, oldest first (at most `limit`, evenly thinned)."""
+        limit = max(1, min(limit, MAX_READ))
         if not self.path.exists():
             return []
         conn = self._connect(create=False)
         try:
             (count,) = conn.execute("SELECT COUNT(*) FROM samples WHERE at >= ?", (since,)).fetchone()
-            step = max(1, int(_whole(count) or 0) // MAX_READ + 1)
+            step = max(1, -(-int(_whole(count) or 0) // limit))  # ceiling: at most `limit` rows
             rows = conn.execute("SELECT at, mirror_lag, queue_depth, storage_bytes, fs_used_ratio, fs_free_bytes "
                                 "FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY at) AS n FROM samples WHERE at >= ?) "
-                                "WHERE n % ? = 0 OR n = 1 ORDER BY at LIMIT ?", (since, step, MAX_READ)).fetchall()
+                                "WHERE (n - 1) % ? = 0 ORDER BY at LIMIT ?", (since, step, limit)).fetchall()
         finally:
             conn.close()
         found = []

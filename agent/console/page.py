@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -54,14 +56,28 @@ def mirror_pitr_since(settings: Settings) -> Callable[[], float | None]:
 
 
 class StatusPage:
-    def __init__(self, settings: Settings, storage: Storage, store: HistoryStore | None = None):
+    """Rendered at most once per `cache_seconds` (metrics.cache_seconds) however often it is asked for:
+    a page reads every manifest, the history and the end of the audit log."""
+
+    def __init__(self, settings: Settings, storage: Storage, store: HistoryStore | None = None,
+                 cache_seconds: float = 0.0):
         self.settings, self.storage = settings, storage
         self.store = store or HistoryStore(storage.root)
         self.template = ENVIRONMENT.get_template("page.html")
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, bytes] | None = None
+        self._lock = threading.Lock()
 
     def render(self, report: Callable[[], HealthReport]) -> str:
         page = build(self.settings, self.storage, report, self.store, mirror_pitr_since(self.settings))
         return self.template.render(page=page, stylesheet=Markup(STYLESHEET))  # ours, and hashed in the CSP
 
+    def body(self, report: Callable[[], HealthReport]) -> bytes:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.cache_seconds:
+                self._cached = (now, self.render(report).encode())
+            return self._cached[1]
+
     def route(self, report: Callable[[], HealthReport]) -> Callable[[], tuple[int, str, bytes]]:
-        return lambda: (200, "text/html; charset=utf-8", self.render(report).encode())
+        return lambda: (200, "text/html; charset=utf-8", self.body(report))

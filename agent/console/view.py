@@ -29,6 +29,7 @@ POINTS = 60
 DAY = 86400
 FORECAST_FIT_DAYS = 14
 FORECAST_MAX_DAYS = 30
+CHART_POINTS = 720  # samples per plot: enough for a day at two minutes, small SVG
 AMBER_SHARE = 0.75  # of the RPO: older than this is amber, older than the RPO red
 
 
@@ -138,15 +139,15 @@ def ragflow_label(manifest) -> str:
 
 def _points(page: Page, storage: Storage) -> None:
     restorable: dict[str, list[datetime]] = {}
-    listed = storage.points()
-    for point in reversed(listed):
+    readable = []
+    for point in storage.points():
         try:
-            manifest = point.manifest()
-            status = point.status()
+            readable.append((point, point.manifest(), point.status()))
         except Exception as exc:  # noqa: BLE001 - one unreadable manifest is shown, the rest still are
             page.points.append({"tier": point.tier, "name": text(point.name, 80), "status": "unreadable",
-                                "size": "", "ragflow": "", "components": text(describe(exc))})
-            continue
+                                "size": "", "ragflow": "", "created": "", "components": text(describe(exc))})
+    readable.sort(key=lambda item: item[1].created_at, reverse=True)  # newest first, whatever the tier
+    for point, manifest, status in readable:
         for name, record in manifest.components.items():
             if record.status == "ok" and status == "complete":
                 restorable.setdefault(name, []).append(record.finished_at)
@@ -258,17 +259,17 @@ def full_in(days: float | None) -> str:
 
 def _history(page: Page, report: HealthReport | None, store: HistoryStore, now: float) -> None:
     try:
-        samples = store.samples(now - 30 * DAY)
+        samples = store.samples(now - 30 * DAY, limit=CHART_POINTS)
+        last_day = store.samples(now - DAY, limit=CHART_POINTS)
         runs: list[Run] = store.runs(now - 180 * DAY)
     except Exception as exc:  # noqa: BLE001 - the page stands without its plots
         page.problems.append(f"history ({store.path}): {text(describe(exc))}")
-        samples, runs = [], []
+        samples, last_day, runs = [], [], []
     days, line = forecast(samples, now)
     if report is not None:
         page.storage = {"used": charts.human(report.storage_used_bytes), "ratio": f"{report.storage_used_ratio:.0%}",
                         "free": charts.human(samples[-1].fs_free_bytes) if samples and samples[-1].fs_free_bytes else "?",
                         "full_in": full_in(days)}
-    last_day = [s for s in samples if s.at >= now - DAY]
     page.charts = [("Backup size per component", charts.backup_sizes(runs)),
                    ("Backup duration per component", charts.backup_durations(runs)),
                    ("Mirror lag, last 24 h", charts.mirror_lag(last_day)),

@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from collections.abc import Iterator
+
+import pytest
 
 from agent.console.history import HistoryStore
 from testbed.polling import wait_for
-from tests.agent.test_agent import running_agent  # noqa: F401 - the fixture
+from tests.agent.test_agent import RunningAgent, ragflow_folder
 
 PORT = re.compile(r"metrics and health on http://127\.0\.0\.1:(\d+)/metrics")
+
+
+@pytest.fixture
+def running_agent(tmp_path, redis_url, private_minio) -> Iterator[RunningAgent]:
+    agent = RunningAgent(tmp_path, redis_url, private_minio, ragflow_folder(tmp_path))
+    yield agent
+    agent.stop()
+    assert agent.process is None or agent.process.returncode == 0, agent.log.read_text()[-3000:]
 
 
 def served_port(agent) -> int:
@@ -16,7 +27,7 @@ def served_port(agent) -> int:
                         "the agent to log its metrics port", timeout=120)[-1])
 
 
-def test_the_agent_records_history_across_restarts_and_serves_the_page(running_agent):  # noqa: F811
+def test_the_agent_records_history_across_restarts_and_serves_the_page(running_agent):
     store = HistoryStore(running_agent.settings.storage_root)
     running_agent.start()
     first = wait_for(lambda: store.samples(0), "the agent's first history sample", timeout=120)

@@ -104,3 +104,15 @@ def test_the_forecast_says_when_growing_storage_fills_the_free_space():
     assert line[0] == (growing[-1].at, pytest.approx(10 * 2**30))
     shrinking = [Sample(now - day * 86400, None, None, 2**30 + day, 0.5, 2**30) for day in range(5, -1, -1)]
     assert forecast(shrinking, now) == (None, [])
+
+
+def test_a_long_history_is_read_back_thinned_to_the_asked_number_of_rows(tmp_path):
+    store = HistoryStore(tmp_path)
+    now = time.time()
+    for minute in range(100):
+        store.add_sample(sample(now - 6000 + minute * 60))
+
+    thinned = store.samples(0, limit=10)
+
+    assert len(thinned) == 10 and thinned[0].at == now - 6000
+    assert [s.at for s in thinned] == sorted(s.at for s in thinned)
