@@ -281,6 +281,8 @@ def build(settings: Settings, storage: Storage, report: Callable[[], HealthRepor
           pitr_since: Callable[[], float | None]) -> Page:
     now = time.time()
     page = Page(generated=when(now), storage_root=text(storage.root))
+    if not storage.root.is_dir():  # a share not mounted reads as an empty storage: said, not hidden
+        page.problems.append(f"the storage root {text(storage.root)} is not there (is its share mounted?)")
     try:
         health: HealthReport | None = report()
     except Exception as exc:  # noqa: BLE001 - e.g. the storage root unreadable: said in red
