@@ -70,12 +70,18 @@ class Agent:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        from agent.console.auth import metrics_auth
+        from agent.console.history import HistoryStore
+        from agent.console.page import StatusPage
+        from agent.console.sampler import history_loop
         from agent.metrics import MetricsServer
         from agent.scheduler import Scheduler
         from agent.sources.config_watch import ConfigWatcher
         from agent.sources.minio_events import MinioEventSource
 
         settings = self.settings
+        # First: serving the port beyond loopback without a token is refused before anything starts.
+        auth = metrics_auth(settings.metrics) if settings.metrics.enabled else None
         self._hold_storage_root()
         self._warn_about_eviction()
         if settings.minio.enabled:
@@ -94,8 +100,12 @@ class Agent:
             self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,
                                          extra_health=self.source_health, cache_seconds=settings.metrics.cache_seconds,
                                          max_connections=settings.metrics.max_connections,
-                                         read_timeout=settings.metrics.read_timeout_seconds)
+                                         read_timeout=settings.metrics.read_timeout_seconds,
+                                         page=StatusPage(settings, self.storage, cache_seconds=settings.metrics.cache_seconds),
+                                         auth=auth)
             self.metrics.start()
+        collect = self.metrics.report if self.metrics is not None else self.health  # one report for both
+        self._spawn(lambda: history_loop(self._stop, HistoryStore(self.storage.root), self.storage, collect), "history")
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")
 

@@ -175,6 +175,8 @@ class MetricsSettings(Section):
     # HTTP clients are untrusted: at most this many connections, each sending its request within the timeout.
     max_connections: int = Field(64, ge=1, le=1024)
     read_timeout_seconds: float = Field(10, gt=0)
+    # Required when host is not loopback: a file holding the token clients send (agent/console/auth.py).
+    auth_token_file: Path | None = None
 
 
 class NotifySettings(Section):

@@ -2,6 +2,10 @@
 
     GET /metrics   text exposition, from a health report at most metrics.cache_seconds old
     GET /healthz   200 {"status": "ok", ...} or 503 {"status": "unhealthy", "reasons": [...]}
+    GET /          the status page (agent/console/), when one is given
+
+With an authenticator (agent/console/auth.py) every path needs the token, except /healthz which answers
+an unauthenticated client with its status alone (a container's health check).
 
 Every server has its own CollectorRegistry (no process-wide state: tests and restarts stay clean). A
 failing collect() still yields a scrape, with ragflow_backup_up 0, so a dashboard shows the outage.
@@ -23,6 +27,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.bounded_http import BoundedHttpServer
+from agent.console.auth import REALM, TokenAuth
+from agent.console.page import SECURITY_HEADERS, StatusPage
 from agent.health import HealthReport
 from agent.runs import describe
 
@@ -147,7 +153,8 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int, collect: Callable[[], HealthReport],
                  extra_health: Callable[[], dict] | None = None, cache_seconds: float = 0.0,
-                 max_connections: int = 64, read_timeout: float = 10.0):
+                 max_connections: int = 64, read_timeout: float = 10.0, page: StatusPage | None = None,
+                 auth: TokenAuth | None = None):
         self.collect = collect
         self.extra_health = extra_health
         self.cache_seconds = cache_seconds
@@ -155,10 +162,13 @@ class MetricsServer:
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self.report))  # type: ignore[arg-type]
-        self._http = BoundedHttpServer(host, port, {"/metrics": self._metrics, "/healthz": self._healthz},
-                                       name="ragflow-backup-metrics", max_connections=max_connections,
-                                       read_timeout=read_timeout,
-                                       not_found=b"not found: try /metrics or /healthz\n")
+        routes = {"/metrics": self._metrics, "/healthz": self._healthz}
+        if page is not None:
+            routes["/"] = page.route(self.report)
+        self._http = BoundedHttpServer(host, port, routes, name="ragflow-backup-metrics", max_connections=max_connections,
+                                       read_timeout=read_timeout, not_found=b"not found: try /, /metrics or /healthz\n",
+                                       authorize=auth.allows if auth else None, open_routes={"/healthz": self._bare_health},
+                                       headers=SECURITY_HEADERS, challenge=REALM)
 
     @property
     def host(self) -> str:
@@ -189,6 +199,10 @@ class MetricsServer:
     def _healthz(self) -> tuple[int, str, bytes]:
         code, body = health_status(self.report, self.extra_health)
         return code, "application/json", json.dumps(body, default=str).encode()
+
+    def _bare_health(self) -> tuple[int, str, bytes]:
+        code, body = health_status(self.report, self.extra_health)
+        return code, "application/json", json.dumps({"status": body["status"]}).encode()
 
     def start(self) -> None:
         self._http.start()
