@@ -81,6 +81,7 @@ class Agent:
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send("reconcile", ())
+        if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
                                                  discovery_seconds=settings.minio.bucket_discovery_seconds)
             self.minio_source.start()

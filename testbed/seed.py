@@ -473,10 +473,20 @@ def _quote(value: str) -> str:
     return f"'{value}'" if "'" not in value else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_ragflow_dir(path: Path, env: dict[str, str] | None = None) -> None:
+LAYOUTS = ("v0.27", "v0.20")  # RAGFlow's docker/ folder as it ships today, and as it did up to v0.23
+_V027 = Path(__file__).parent / "ragflow_docker" / "v0.27"
+
+
+def write_ragflow_dir(path: Path, env: dict[str, str] | None = None, layout: str = "v0.27",
+                      engine: str = "elasticsearch") -> None:
     """Write RAGFlow's docker/ files into `path` (what our config calls `ragflow_dir`: the folder holding .env),
     with the test bed's credentials and ports from `env`; without one, RAGFlow's stock defaults."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     e = env or {}
+    if layout == "v0.27":
+        _write_v027(path, e, engine)
+        return
     values = {
         "ES_PORT": _port(e.get("ES_URL"), "1200"), "ELASTIC_PASSWORD": e.get("ES_PASSWORD", "infini_rag_flow"),
         "OS_PORT": _port(e.get("OPENSEARCH_URL"), "1201"), "MYSQL_PASSWORD": e.get("MYSQL_PASSWORD", "infini_rag_flow"),
@@ -492,12 +502,36 @@ def write_ragflow_dir(path: Path, env: dict[str, str] | None = None) -> None:
     (path / "entrypoint.sh").chmod(0o755)
 
 
+def _write_v027(path: Path, e: dict[str, str], engine: str) -> None:
+    """v0.27's files as shipped; its .env with the test bed's ports (MySQL's published one in EXPOSE_MYSQL_PORT)."""
+    values = {
+        "DOC_ENGINE": engine, "ES_PORT": _port(e.get("ES_URL"), "1200"),
+        "ELASTIC_PASSWORD": e.get("ES_PASSWORD", "infini_rag_flow"), "OS_PORT": _port(e.get("OPENSEARCH_URL"), "1201"),
+        "OPENSEARCH_PASSWORD": e.get("OPENSEARCH_PASSWORD", "infini_rag_flow_OS_01"),
+        "MYSQL_PASSWORD": e.get("MYSQL_PASSWORD", "infini_rag_flow"), "EXPOSE_MYSQL_PORT": e.get("MYSQL_PORT", "3306"),
+        "MINIO_PORT": _port(e.get("MINIO_ENDPOINT"), "9000"), "MINIO_USER": e.get("MINIO_ACCESS_KEY", "rag_flow"),
+        "MINIO_PASSWORD": e.get("MINIO_SECRET_KEY", "infini_rag_flow"), "REDIS_PORT": e.get("REDIS_PORT", "6379"),
+        "REDIS_PASSWORD": e.get("REDIS_PASSWORD", "infini_rag_flow"),
+    }
+    text = (_V027 / "env.template").read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", _quote(value))
+    (path / "nginx").mkdir(parents=True, exist_ok=True)
+    (path / ".env").write_text(text)
+    for source in sorted(_V027.rglob("*")):
+        if source.is_file() and source.name != "env.template":
+            target = path / source.relative_to(_V027)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode & 0o777)
+
+
 # ---------------------------------------------------------------- seed / remove
 
 
 def seed(*, mysql: MySQLSettings | None = None, database: str = "rag_flow", minio: MinioSettings | None = None,
          search: SearchSettings | None = None, redis: RedisSettings | None = None, ragflow_dir: Path | None = None,
-         env: dict[str, str] | None = None, size: str | SeedSize = "tiny", seed: int = 0) -> Dataset:
+         env: dict[str, str] | None = None, size: str | SeedSize = "tiny", seed: int = 0,
+         layout: str = "v0.27") -> Dataset:
     """Seed each service given (None skips it). On failure, what this call wrote is removed before re-raising."""
     plan = _plan(SIZES[size] if isinstance(size, str) else size, seed)
     ds = Dataset(database, plan.ids("tenant"), plan.ids("knowledgebase"), plan.ids("document"),
@@ -516,7 +550,7 @@ def seed(*, mysql: MySQLSettings | None = None, database: str = "rag_flow", mini
         if redis is not None:
             ds.redis_keys, ds.stream_entries = seed_redis(redis_client(redis), plan)
         if ragflow_dir is not None:
-            write_ragflow_dir(Path(ragflow_dir), env)
+            write_ragflow_dir(Path(ragflow_dir), env, layout, search.engine if search is not None else "elasticsearch")
     except BaseException:
         with contextlib.suppress(Exception):  # the seeding error is the one to report
             remove(ds, mysql=mysql, minio=minio, search=search, redis=redis, drop_database=not existed)
@@ -582,12 +616,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="rag_flow")
     parser.add_argument("--ragflow-dir", type=Path, help="write RAGFlow's docker/ files (with .env) into this folder")
     parser.add_argument("--engine", choices=["elasticsearch", "opensearch"], default="elasticsearch")
+    parser.add_argument("--layout", choices=LAYOUTS, default="v0.27",
+                        help="RAGFlow's docker/ folder as v0.27 ships it (default), or the older v0.20 .env layout")
     parser.add_argument("--redis-db", type=int, default=1, help="RAGFlow's Redis DB (default 1); -1 skips Redis")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     env = testbed_env.load()
     ds = seed(mysql=settings.mysql(env, database=args.database), database=args.database, minio=settings.minio(env),
-              search=settings.search(args.engine, env), ragflow_dir=args.ragflow_dir, env=env, size=args.size,
+              search=settings.search(args.engine, env), ragflow_dir=args.ragflow_dir, env=env, size=args.size, layout=args.layout,
               redis=settings.redis(env, db=args.redis_db) if args.redis_db >= 0 else None, seed=args.seed)
     redis_part = (f"Redis DB {ds.redis_db} with the secret key, {len(ds.stream_entries)} queued tasks in {QUEUE} and "
                   f"{len(ds.redis_keys)} keys of its own" if ds.redis_db is not None else "Redis skipped")

@@ -147,12 +147,15 @@ def test_seeds_opensearch_as_well_as_elasticsearch(seeded, env, engine):
     assert {c["doc_id"] for c in _chunks(env, dataset, engine)} == set(dataset.doc_ids)
 
 
-def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credentials(env, tmp_path):
+@pytest.mark.parametrize("layout, nginx, published_mysql_port", [
+    ("v0.27", "nginx/ragflow.conf.python", "EXPOSE_MYSQL_PORT"), ("v0.20", "nginx/ragflow.conf", "MYSQL_PORT")])
+def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credentials(env, tmp_path, layout, nginx,
+                                                                                  published_mysql_port):
     folder = tmp_path / "docker"
-    dataset = seed(ragflow_dir=folder, env=env)  # no services: only the folder is written
+    dataset = seed(ragflow_dir=folder, env=env, layout=layout)  # no services: only the folder is written
     assert dataset.ragflow_dir == folder and not dataset.buckets and not dataset.row_counts
     for name in ("docker-compose.yml", "docker-compose-base.yml", "service_conf.yaml.template",
-                 "nginx/ragflow.conf", "entrypoint.sh", "init.sql"):
+                 nginx, "entrypoint.sh", "init.sql"):
         assert (folder / name).read_text().strip()
     for name in ("docker-compose.yml", "docker-compose-base.yml", "service_conf.yaml.template"):
         assert isinstance(yaml.safe_load((folder / name).read_text()), dict), name
@@ -160,14 +163,14 @@ def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credential
     assert {"mysql", "minio", "redis", "es01"} <= set(services)
     values = read_ragflow_env(folder)
     assert values["DOC_ENGINE"] == "elasticsearch"
-    assert values["MYSQL_PASSWORD"] == env["MYSQL_PASSWORD"] and values["MYSQL_PORT"] == env["MYSQL_PORT"]
+    assert values["MYSQL_PASSWORD"] == env["MYSQL_PASSWORD"] and values[published_mysql_port] == env["MYSQL_PORT"]
     assert values["MINIO_USER"] == env["MINIO_ACCESS_KEY"] and values["MINIO_PASSWORD"] == env["MINIO_SECRET_KEY"]
     assert values["ELASTIC_PASSWORD"] == env["ES_PASSWORD"] and values["REDIS_PASSWORD"] == env["REDIS_PASSWORD"]
     # Our config takes its secrets from this .env, and with them reaches the test bed's services.
     settings = Settings(ragflow_dir=folder)
     fill_secrets_from_ragflow_env(settings)
     settings.mysql.host, settings.mysql.user = env["MYSQL_HOST"], env["MYSQL_USER"]
-    settings.mysql.port = int(values["MYSQL_PORT"])
+    settings.mysql.port = int(values[published_mysql_port])
     with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
     settings.minio.endpoint = f"{env['MINIO_ENDPOINT'].split(':')[0]}:{values['MINIO_PORT']}"
@@ -244,3 +247,16 @@ def test_the_cli_seeds_the_testbed_and_prints_a_summary(seeded, env, tmp_path):
     assert "\n" not in summary and database in summary
     assert "38 rows" in summary and "3 MinIO buckets holding 12 objects" in summary and "24 chunks" in summary
     assert "Redis skipped" in summary and (tmp_path / ".env").is_file()
+
+
+def test_the_v027_folder_is_ragflow_v027s_own_layout(env, tmp_path):
+    folder = tmp_path / "docker"
+    seed(ragflow_dir=folder, env=env)
+    values = read_ragflow_env(folder)
+    assert values["RAGFLOW_IMAGE"] == "infiniflow/ragflow:v0.27.0" and values["MYSQL_PORT"] == "3306"
+    assert (values["DB_TYPE"], values["COMPOSE_PROFILES"]) == ("mysql", "elasticsearch,cpu,metadata-mysql")
+    compose = yaml.safe_load((folder / "docker-compose.yml").read_text())
+    assert {"ragflow-cpu", "ragflow-gpu"} <= set(compose["services"])
+    base = yaml.safe_load((folder / "docker-compose-base.yml").read_text())["services"]
+    assert base["mysql"]["ports"] == ["${EXPOSE_MYSQL_PORT}:3306"]
+    assert "volatile-lru" in base["redis"]["command"]  # Valkey 8: evicts only keys with a TTL
