@@ -13,7 +13,7 @@ import logging
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from agent import runtime
+from agent import ragflow_version, runtime
 from agent.config import Settings
 from agent.points import Point, Storage
 from agent.runs import enabled_components, notify_outcome, run_component
@@ -33,7 +33,7 @@ def _attempt() -> int:
 def start_backup(settings: Settings, components: list[str] | None = None) -> Point:
     """Create a point and queue one message per component; the workers fill it in."""
     names = components or enabled_components(settings)
-    point = Storage(settings.storage_root).new_point(names)
+    point = Storage(settings.storage_root).new_point(names, ragflow=ragflow_version.detect(settings))
     for name in names:
         backup_component.send(point.ref, name)
     return point

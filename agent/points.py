@@ -22,7 +22,8 @@ from typing import Literal
 
 from agent import locks
 from agent.atomic import TEMP_MARK, append_line, private_dir, write_bytes_atomic
-from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, read_manifest, write_manifest
+from agent.manifest import (MANIFEST, ComponentRecord, Manifest, RagflowVersion, now, read_manifest,
+                            write_manifest)
 
 Tier = Literal["daily", "weekly", "monthly", "safety"]
 TIERS: tuple[Tier, ...] = ("daily", "weekly", "monthly")  # retention's tiers
@@ -50,7 +51,8 @@ class Storage:
     def component_lock(self, component: str) -> Path:
         return self.root / "locks" / f"{component}.lock"
 
-    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily") -> Point:
+    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily",
+                  ragflow: RagflowVersion | None = None) -> Point:
         """Create a running point; a second daily run on the same day gets the time in its name."""
         self.prepare()
         at = at or now()
@@ -64,7 +66,7 @@ class Storage:
         private_dir(folder)
         private_dir(folder / RECORDS)
         manifest = Manifest(point_id=uuid.uuid4().hex, tier=tier, name=name, status="running",
-                            created_at=at, requested=list(requested))
+                            created_at=at, requested=list(requested), ragflow=ragflow)
         write_manifest(folder, manifest)
         return Point(self, folder)
 

@@ -106,6 +106,26 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
     return Plan(point, moment, chosen, kb)
 
 
+def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
+    """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
+    older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
+    from agent import ragflow_version
+
+    if plan.point is None or not set(plan.components) & {"mysql", "search", "config"}:
+        return ""
+    taken = plan.point.manifest().ragflow
+    installed = ragflow_version.detect(settings)
+    if not ragflow_version.newer_than(taken, installed):
+        return ""
+    warning = (f"{plan.point.ref} was taken under a newer RAGFlow ({ragflow_version.describe(taken)}) than the one "
+               f"installed ({ragflow_version.describe(installed)}): restoring it under the older RAGFlow is "
+               f"unsupported. Run {taken.effective_image or 'the newer image'} first (RAGFLOW_IMAGE in .env, then "
+               "`docker compose up -d`)")
+    if not force:
+        raise PermanentError(warning + ", or pass --force to restore anyway")
+    return warning + "; restoring anyway (--force)"
+
+
 # ---------------------------------------------------------------- one component
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent import ragflow_version
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.manifest import Manifest
 from agent.points import Point, Storage
@@ -73,7 +74,7 @@ def backup(
     names = _components(settings, component)
     storage = Storage(settings.storage_root)
     try:
-        point = storage.new_point(names)
+        point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
     except OSError as exc:
         message = (f"cannot create a point under {settings.storage_root}: {exc.strerror} (check the folder's "
                    "owner, mode, free space and that it is mounted read-write)")
@@ -153,7 +154,7 @@ def list_points() -> None:
     settings = state.settings()
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
-    for column in ("tier", "point", "status", "size", "age", "components"):
+    for column in ("tier", "point", "status", "size", "age", "RAGFlow", "components"):
         table.add_column(column, overflow="fold")
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
@@ -161,10 +162,12 @@ def list_points() -> None:
         try:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
-            table.add_row(point.tier, point.name, styled("fail"), size, "", f"manifest.json unreadable ({type(exc).__name__})")
+            table.add_row(point.tier, point.name, styled("fail"), size, "", "", f"manifest.json unreadable ({type(exc).__name__})")
             continue
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
-        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
+        ragflow = manifest.ragflow.label() if manifest.ragflow else ""
+        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
+                      parts)
     console.print(table)
 
 
