@@ -245,7 +245,7 @@ def test_the_cli_seeds_the_testbed_and_prints_a_summary(seeded, env, tmp_path):
     assert run.returncode == 0, run.stderr
     summary = run.stdout.strip()
     assert "\n" not in summary and database in summary
-    assert "38 rows" in summary and "3 MinIO buckets holding 12 objects" in summary and "24 chunks" in summary
+    assert "40 rows" in summary and "3 MinIO buckets holding 12 objects" in summary and "24 chunks" in summary
     assert "Redis skipped" in summary and (tmp_path / ".env").is_file()
 
 
@@ -260,3 +260,23 @@ def test_the_v027_folder_is_ragflow_v027s_own_layout(env, tmp_path):
     base = yaml.safe_load((folder / "docker-compose-base.yml").read_text())["services"]
     assert base["mysql"]["ports"] == ["${EXPOSE_MYSQL_PORT}:3306"]
     assert "volatile-lru" in base["redis"]["command"]  # Valkey 8: evicts only keys with a TTL
+
+
+def test_tables_have_ragflow_v027s_columns_where_per_kb_restore_reads_them(seeded, env):
+    dataset = seeded()
+    columns: dict[str, set[str]] = {}
+    for row in _rows(env, dataset.database, "SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.COLUMNS "
+                                            "WHERE TABLE_SCHEMA = DATABASE()"):
+        columns.setdefault(row["t"], set()).add(row["c"])
+    assert {"process_duration", "suffix", "content_hash", "pipeline_id"} <= columns["document"]
+    assert "process_duation" not in columns["document"] | columns["task"]  # renamed by v0.27's migrate_db()
+    assert {"tenant_embd_id", "pipeline_id", "wiki_task_id", "structure_task_finish_at"} <= columns["knowledgebase"]
+    assert {"tenant_llm_id", "tenant_ocr_id", "ocr_id", "public_key"} <= columns["tenant"]
+    assert "color_schema" in columns["user"] and "process_duration" in columns["task"]
+    assert columns["system_settings"] >= {"name", "source", "data_type", "value"}
+    sizes = _rows(env, dataset.database, "SELECT TABLE_NAME AS t, DATA_TYPE AS d FROM information_schema.COLUMNS WHERE "
+                                         "TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'size'")
+    assert {row["t"]: row["d"] for row in sizes} == {"document": "bigint", "file": "bigint"}
+    suffixes = {r["suffix"] for r in _rows(env, dataset.database, "SELECT suffix FROM document")}
+    assert suffixes == {"pdf", "docx", "txt"}
+    assert dataset.row_counts["system_settings"] == 2
