@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -155,7 +156,7 @@ def list_points() -> None:
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
     for column in ("tier", "point", "status", "size", "age", "RAGFlow", "components"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
         size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
@@ -165,7 +166,7 @@ def list_points() -> None:
             table.add_row(point.tier, point.name, styled("fail"), size, "", "", f"manifest.json unreadable ({type(exc).__name__})")
             continue
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
-        ragflow = manifest.ragflow.label() if manifest.ragflow else ""
+        ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
                       parts)
     console.print(table)

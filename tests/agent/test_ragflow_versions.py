@@ -15,7 +15,7 @@ from agent.manifest import RagflowVersion, SchemaShape
 from agent.points import Storage
 from agent.ragflow_version import newer_than, tag_version
 from testbed import settings as tb
-from testbed.seed import Dataset, remove, seed
+from testbed.seed import Dataset, remove, seed, write_ragflow_dir
 
 
 def cli(config: Path, *args: str):
@@ -60,20 +60,23 @@ def test_image_tags_are_read_as_versions_and_compared_by_one_rule():
     assert not newer_than(None, version("infiniflow/ragflow:v0.27.0"))
 
 
+@pytest.mark.parametrize("layout, image", [("v0.27", "infiniflow/ragflow:v0.27.0"),
+                                           ("v0.20", "infiniflow/ragflow:v0.20.5-slim")])
 def test_a_point_records_ragflows_image_and_schema_and_list_and_status_show_them(tmp_path, testbed_env, ragflow,
-                                                                                  redis_url):
+                                                                                  redis_url, layout, image):
+    write_ragflow_dir(ragflow.ragflow_dir, testbed_env, layout)
     config = write_config(tmp_path, testbed_env, ragflow, redis_url)
     assert cli(config, "backup", "--local").exit_code == 0
     [point] = Storage(tmp_path / "backups").points("daily")
     recorded = point.manifest().ragflow
-    assert recorded.image == "infiniflow/ragflow:v0.27.0"
+    assert recorded.image == image
     assert recorded.schema_shape.tables == len(ragflow.row_counts) and recorded.schema_shape.columns > 50
     listed = cli(config, "list")
-    assert listed.exit_code == 0 and "v0.27.0" in listed.output
+    assert listed.exit_code == 0 and image.rpartition(":")[2] in listed.output
     status = cli(config, "status")
     assert status.exit_code == 0, status.output
-    assert f"RAGFlow: infiniflow/ragflow:v0.27.0, schema {recorded.schema_shape.tables} tables" in status.output
-    assert f"newest point {point.ref} taken under infiniflow/ragflow:v0.27.0" in status.output
+    assert f"RAGFlow: {image}, schema {recorded.schema_shape.tables} tables" in status.output
+    assert f"newest point {point.ref} taken under {image}" in status.output
 
 
 @pytest.fixture

@@ -45,3 +45,21 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     assert "lag " in result.stdout
     # From the agent's state: status never waits on the remote repository.
     assert re.search(rf"offsite: last copy [\d.]+ (s|min) ago \({point.ref}\)", result.stdout)
+
+
+def test_status_states_the_mirrors_rpo_when_reconcile_alone_mirrors(tmp_path, redis_url):
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "storage_root": str(tmp_path / "backups"), "broker": {"url": redis_url, "namespace": "status-rpo-test"},
+        "minio": {"events": False}, "mysql": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False}, "schedule": {"reconcile": "*/20 * * * *"},
+    }))
+    result = CliRunner().invoke(app, ["--config", str(config), "status"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert ("mirror RPO: minio.events is false: reconcile alone mirrors, RPO 20 min (schedule.reconcile "
+            "'*/20 * * * *')") in result.output
+    assert "RAGFlow: not recorded" not in result.output and "RAGFlow: " in result.output
