@@ -165,7 +165,9 @@ class Agent:
             if not part["ok"]:
                 alerts.append(Alert(f"{ALERT_PREFIX}{name}", "failure", f"ragflow-backup: {name} is not listening",
                                     f"{part['last_error'] or 'not connected yet'}; objects changed meanwhile are "
-                                    "mirrored by the reconcile that follows the reconnection."))
+                                    "mirrored by the reconcile that follows the reconnection. A store without bucket "
+                                    "notifications (S3, some MinIO forks) never connects: set minio.events: false "
+                                    "there, and the scheduled reconcile alone mirrors it."))
         return alerts
 
     def _alert_loop(self) -> None:

@@ -168,8 +168,15 @@ def check_mysql_container(settings: Settings) -> Check:
 def check_minio(settings: Settings) -> Check:
     if not settings.minio.enabled:
         return off(settings, "minio")
+    client = clients.minio_client(settings.minio)
+    if settings.minio.events:
+        try:  # refused by the client itself, without a request, for Amazon S3 endpoints
+            client.listen_bucket_notification("ragflow-backup-probe")
+        except ValueError as exc:
+            return Check("minio", "fail", f"{settings.minio.endpoint}: {exc}",
+                         "set minio.events: false: the scheduled reconcile alone then mirrors the store")
     try:
-        buckets = clients.minio_client(settings.minio).list_buckets()
+        buckets = client.list_buckets()
     except Exception as exc:  # noqa: BLE001
         return _failure("minio", exc, "check minio.endpoint and MINIO_USER / MINIO_PASSWORD")
     detail = f"{settings.minio.endpoint}: {len(buckets)} buckets; {mirror_rpo(settings)}"

@@ -131,3 +131,13 @@ def test_doctor_says_why_search_is_off_for_an_engine_without_snapshots(tmp_path,
     assert rows(result.output)["elasticsearch"][:2] == [
         "off", "DOC_ENGINE=infinity is not supported (Elasticsearch and OpenSearch are): re-parse the documents "
                "after a restore to rebuild their chunks"]
+
+
+def test_doctor_fails_an_amazon_s3_endpoint_left_waiting_for_bucket_notifications(tmp_path, testbed_env, redis_url):
+    path = write_config(tmp_path, testbed_env, redis_url,
+                        minio={"endpoint": "s3.amazonaws.com", "secure": True, "secret_key": "not-a-real-secret-55"})
+    result = doctor(path)  # the client refuses to listen on Amazon S3 before any request is made
+    state, found, fix = rows(result.output)["minio"]
+    assert result.exit_code == 1 and state == "FAIL"
+    assert "not supported in Amazon S3" in found and "minio.events: false" in fix
+    assert "not-a-real-secret-55" not in result.output
