@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 # DOC_ENGINE values RAGFlow accepts; only the first two have snapshots we can take.
 SEARCH_ENGINES = {"elasticsearch": "es01", "opensearch": "opensearch01"}
@@ -18,6 +21,7 @@ INNER_SEARCH_PORTS = {"elasticsearch": 9200, "opensearch": 9201}  # opensearch01
 SUPPORTED_STORAGE = "MINIO"
 S3_COMPATIBLE = {"AWS_S3"}  # mirrored by reconcile alone: no MinIO bucket notifications there
 DEFAULT_HOSTS = {"MYSQL_HOST": "mysql", "MINIO_HOST": "minio", "REDIS_HOST": "redis"}
+MINIO_IMAGES = ("minio/minio", "quay.io/minio/minio")  # MinIO's own images: bucket notifications are there
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
@@ -130,3 +134,27 @@ def redis_endpoint(env: dict[str, str], network: str) -> tuple[str, int]:
     if network == "compose":
         return env_host(env, "REDIS_HOST"), 6379
     return "127.0.0.1", env_port(env, "REDIS_PORT", 6379)
+
+
+def compose_image(ragflow_dir: Path, service: str) -> str | None:
+    """The image a service of RAGFlow's compose files runs (e.g. v0.27's minio is `pgsty/silo`, a MinIO fork);
+    None when the files are missing, unreadable or do not name one. The files are untrusted: only read."""
+    for name in ("docker-compose-base.yml", "docker-compose.yml"):
+        try:
+            services = (yaml.safe_load((Path(ragflow_dir) / name).read_text(errors="replace")) or {}).get("services")
+            image = (services or {}).get(service, {}).get("image")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if isinstance(image, str) and image.strip():
+            return image.strip()
+    return None
+
+
+def minio_fork_note(ragflow_dir: Path) -> str:
+    """A line for init when RAGFlow's object store is not MinIO's own image ('' when it is, or is unknown)."""
+    image = compose_image(ragflow_dir, "minio")
+    if not image or image.split(":", 1)[0] in MINIO_IMAGES:
+        return ""
+    return (f"RAGFlow's object store runs {image}, not MinIO's own image: if the agent alerts that the MinIO "
+            "listener is not listening, the store has no bucket notifications; set minio.events: false and the "
+            "scheduled reconcile alone mirrors it (its interval is then the RPO)")

@@ -10,8 +10,8 @@ import yaml
 from agent.commands.common import console, fail, state
 from agent import clients
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, SearchSettings, load_settings
-from agent.ragflow_deployment import (S3_COMPATIBLE, EnvError, minio_endpoint, mysql_endpoint, read_deployment,
-                                      redis_endpoint, search_url)
+from agent.ragflow_deployment import (S3_COMPATIBLE, EnvError, minio_endpoint, minio_fork_note, mysql_endpoint,
+                                      read_deployment, redis_endpoint, search_url)
 from agent.ragflow_env import read_ragflow_env
 
 
@@ -76,6 +76,8 @@ def describe_coverage(ragflow_dir: Path) -> list[str]:
     lines = [f"RAGFlow {found.image or '(no RAGFLOW_IMAGE in .env)'}, .env layout {found.layout}"]
     lines += [f"  backed up: {item}" for item in found.backed_up]
     lines += [f"  NOT backed up: {item}" for item in found.not_backed_up]
+    if found.storage_impl == "MINIO" and (note := minio_fork_note(ragflow_dir)):
+        lines.append(f"  note: {note}")
     if found.storage_impl in S3_COMPATIBLE:
         lines.append("  to mirror the S3 store: set minio.endpoint, minio.access_key, minio.secret_key (and "
                      "minio.secure for https) from service_conf.yaml's s3 section, then minio.enabled: true")

@@ -100,6 +100,7 @@ def test_init_takes_mysqls_published_port_from_expose_mysql_port_in_the_v027_lay
     assert config["search"]["url"] == "http://127.0.0.1:1300" and config["minio"]["endpoint"] == "127.0.0.1:9100"
     assert config["broker"]["url"] == "redis://127.0.0.1:6390/2" and config["redis"]["port"] == 6390
     assert "infiniflow/ragflow:v0.27.0" in output and "v0.24+" in output
+    assert "note: RAGFlow's object store runs pgsty/silo:" in output and "minio.events: false" in output
     inside, _ = init_config(tmp_path, folder, "--network", "compose")
     assert (inside["mysql"]["host"], inside["mysql"]["port"]) == ("mysql", 3306)
     assert inside["minio"]["endpoint"] == "minio:9000" and inside["search"]["url"] == "http://es01:9200"
@@ -113,6 +114,7 @@ def test_init_still_reads_the_older_layout_where_mysql_port_is_the_published_one
     config, output = init_config(tmp_path, folder)
     assert (config["mysql"]["host"], config["mysql"]["port"]) == ("127.0.0.1", 5455)
     assert "pre-v0.24" in output and "v0.20.5-slim" in output
+    assert "note:" not in output  # MinIO's own image (quay.io/minio/minio)
 
 
 def test_init_resolves_defaults_written_as_shell_expansions(tmp_path):
