@@ -166,11 +166,12 @@ def test_init_mirrors_an_s3_store_by_reconcile_alone_and_leaves_out_other_stores
     assert config["minio"]["enabled"] is False and "NOT backed up: uploaded files (STORAGE_IMPL=OSS)" in output
 
 
-def test_init_then_doctor_passes_on_a_copy_of_ragflow_v027s_docker_folder(tmp_path, testbed_env):
+@pytest.mark.parametrize("layout", ["v0.27", "v0.20"])
+def test_init_then_doctor_passes_on_a_copy_of_ragflows_docker_folder(tmp_path, testbed_env, layout):
     from testbed.seed import write_ragflow_dir
 
     folder = tmp_path / "ragflow" / "docker"
-    write_ragflow_dir(folder, testbed_env)  # v0.27's files, its .env pointed at the test bed's ports
+    write_ragflow_dir(folder, testbed_env, layout)  # RAGFlow's files, its .env pointed at the test bed's ports
     target = tmp_path / "config.yml"
     result = run("init", "--ragflow-dir", str(folder), "--storage-root", str(tmp_path / "backups"), "-o", str(target))
     assert result.exit_code == 0, result.output
