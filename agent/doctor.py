@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from croniter import croniter
+
 from agent import clients
 from agent.config import Settings
 from agent.ragflow_deployment import read_deployment
@@ -97,8 +99,6 @@ def off(settings: Settings, part: str, name: str | None = None) -> Check:
 
 def reconcile_interval_seconds(settings: Settings) -> float | None:
     """The longest gap between two scheduled reconciles over the next day: the mirror's RPO without events."""
-    from croniter import croniter
-
     if not settings.schedule.reconcile:
         return None
     ticks = croniter(settings.schedule.reconcile, datetime.now())

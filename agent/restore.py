@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agent import ragflow_version
 from agent.atomic import private_dir, write_bytes_atomic
 from agent.component import PermanentError
 from agent.config import Settings
@@ -109,8 +110,6 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
 def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
     """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
     older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
-    from agent import ragflow_version
-
     if plan.point is None or not set(plan.components) & {"mysql", "search", "config"}:
         return ""
     taken = plan.point.manifest().ragflow
@@ -123,7 +122,7 @@ def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
                "`docker compose up -d`)")
     if not force:
         raise PermanentError(warning + ", or pass --force to restore anyway")
-    return warning + "; restoring anyway (--force)"
+    return warning
 
 
 # ---------------------------------------------------------------- one component

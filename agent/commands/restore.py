@@ -106,7 +106,8 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
     if warning:
-        console.print(f"{styled('warn')} {escape(warning)}", soft_wrap=True)
+        then = "restoring anyway (--force)" if force else "a restore needs --force"
+        console.print(f"{styled('warn')} {escape(warning)}; {then}", soft_wrap=True)
     from agent.encryption import decrypted
 
     try:

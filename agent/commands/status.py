@@ -67,7 +67,7 @@ def status() -> None:
 
 
 def _ragflow_line(settings, storage) -> str:
-    """The RAGFlow installed now, and the one the newest point was taken from, when they differ."""
+    """The RAGFlow installed now and the one the newest point was taken from, flagged when that one is newer."""
     installed = ragflow_version.detect(settings)
     text = f"RAGFlow: {ragflow_version.describe(installed)}"
     newest = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.agent import Agent
 from agent.config import Settings
 from agent.mirror_store import MirrorStore
 from testbed.polling import wait_for
@@ -163,8 +164,6 @@ def test_a_config_edit_becomes_exactly_one_commit(running_agent):
 
 
 def test_with_minio_events_off_the_agent_listens_for_nothing_and_reconcile_alone_mirrors(tmp_path, redis_url):
-    from agent.agent import Agent
-
     settings = Settings(
         storage_root=tmp_path / "backups", broker={"url": redis_url, "namespace": f"agent-{tmp_path.name[-12:]}"},
         minio={"endpoint": "127.0.0.1:1", "events": False},  # an S3 store without notifications: never listened to

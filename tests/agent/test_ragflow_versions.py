@@ -128,6 +128,7 @@ def test_restore_refuses_a_point_from_a_newer_ragflow_unless_forced_and_names_th
 
     planned = cli(config, "restore", "--point", point.ref, "-C", "mysql", "--dry-run")
     assert planned.exit_code == 0 and "newer RAGFlow" in planned.output
+    assert "a restore needs --force" in " ".join(planned.output.split())
 
     forced = cli(config, "restore", "--point", point.ref, "-C", "mysql", "--yes", "--force")
     assert forced.exit_code == 0, forced.output

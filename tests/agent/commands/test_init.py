@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.config import load_settings
+from testbed.seed import write_ragflow_dir
 
 RAGFLOW_ENV = """\
 # RAGFlow's docker/.env (abridged)
@@ -89,8 +90,6 @@ def init_config(tmp_path, folder, *extra: str):
 
 
 def test_init_takes_mysqls_published_port_from_expose_mysql_port_in_the_v027_layout(tmp_path):
-    from testbed.seed import write_ragflow_dir
-
     folder = tmp_path / "docker"
     write_ragflow_dir(folder, {"MYSQL_PORT": "4406", "ES_URL": "http://127.0.0.1:1300",
                                "MINIO_ENDPOINT": "127.0.0.1:9100", "REDIS_PORT": "6390"})
@@ -107,8 +106,6 @@ def test_init_takes_mysqls_published_port_from_expose_mysql_port_in_the_v027_lay
 
 
 def test_init_still_reads_the_older_layout_where_mysql_port_is_the_published_one(tmp_path):
-    from testbed.seed import write_ragflow_dir
-
     folder = tmp_path / "docker"
     write_ragflow_dir(folder, {"MYSQL_PORT": "5455"}, layout="v0.20")
     config, output = init_config(tmp_path, folder)
@@ -168,8 +165,6 @@ def test_init_mirrors_an_s3_store_by_reconcile_alone_and_leaves_out_other_stores
 
 @pytest.mark.parametrize("layout", ["v0.27", "v0.20"])
 def test_init_then_doctor_passes_on_a_copy_of_ragflows_docker_folder(tmp_path, testbed_env, layout):
-    from testbed.seed import write_ragflow_dir
-
     folder = tmp_path / "ragflow" / "docker"
     write_ragflow_dir(folder, testbed_env, layout)  # RAGFlow's files, its .env pointed at the test bed's ports
     target = tmp_path / "config.yml"

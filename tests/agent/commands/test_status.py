@@ -9,8 +9,10 @@ from pathlib import Path
 
 import dramatiq
 import yaml
+from typer.testing import CliRunner
 
 from actors.broker import make_broker
+from agent.cli import app
 from agent.config import load_settings
 from agent.offsite import audited
 from agent.manifest import ComponentRecord
@@ -48,10 +50,6 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
 
 
 def test_status_states_the_mirrors_rpo_when_reconcile_alone_mirrors(tmp_path, redis_url):
-    from typer.testing import CliRunner
-
-    from agent.cli import app
-
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({
         "storage_root": str(tmp_path / "backups"), "broker": {"url": redis_url, "namespace": "status-rpo-test"},
