@@ -22,6 +22,8 @@ SUPPORTED_STORAGE = "MINIO"
 S3_COMPATIBLE = {"AWS_S3"}  # mirrored by reconcile alone: no MinIO bucket notifications there
 DEFAULT_HOSTS = {"MYSQL_HOST": "mysql", "MINIO_HOST": "minio", "REDIS_HOST": "redis"}
 MINIO_IMAGES = ("minio/minio", "quay.io/minio/minio")  # MinIO's own images: bucket notifications are there
+_WORD = re.compile(r"[\w.-]{1,64}")
+_IMAGE = re.compile(r"[\w./:@+-]{1,255}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
@@ -71,12 +73,25 @@ class Deployment:
         return self.storage_impl == SUPPORTED_STORAGE or self.storage_impl in S3_COMPATIBLE
 
 
+def _word(env: dict[str, str], name: str, default: str) -> str:
+    """A setting's value when it is a plain word, for messages and comments; anything else (a newline, quotes:
+    the .env is untrusted) is shown as a placeholder that matches no engine."""
+    value = (env.get(name) or default).strip()
+    return value if _WORD.fullmatch(value) else "(unreadable value)"
+
+
+def image_name(value: object) -> str | None:
+    """An image reference ('infiniflow/ragflow:v0.27.0') read from an untrusted file, or None if it is not one."""
+    text = value.strip() if isinstance(value, str) else ""
+    return text if _IMAGE.fullmatch(text) else None
+
+
 def read_deployment(env: dict[str, str]) -> Deployment:
-    engine = (env.get("DOC_ENGINE") or "elasticsearch").strip().lower()
-    db_type = (env.get("DB_TYPE") or "mysql").strip().lower()
-    storage = (env.get("STORAGE_IMPL") or SUPPORTED_STORAGE).strip().upper()
+    engine = _word(env, "DOC_ENGINE", "elasticsearch").lower()
+    db_type = _word(env, "DB_TYPE", "mysql").lower()
+    storage = _word(env, "STORAGE_IMPL", SUPPORTED_STORAGE).upper()
     layout = "v0.24+" if "EXPOSE_MYSQL_PORT" in env else "pre-v0.24"
-    found = Deployment(engine, db_type, storage, layout, (env.get("RAGFLOW_IMAGE") or "").strip() or None)
+    found = Deployment(engine, db_type, storage, layout, image_name(env.get("RAGFLOW_IMAGE")))
     if found.mysql_supported:
         found.backed_up.append("MySQL: the database dump (users, knowledge bases, documents, chats, agents)")
     else:
@@ -145,8 +160,8 @@ def compose_image(ragflow_dir: Path, service: str) -> str | None:
             image = (services or {}).get(service, {}).get("image")
         except (OSError, yaml.YAMLError, AttributeError):
             continue
-        if isinstance(image, str) and image.strip():
-            return image.strip()
+        if image_name(image):
+            return image_name(image)
     return None
 
 

@@ -18,6 +18,7 @@ from contextlib import closing
 from agent import clients
 from agent.config import Settings
 from agent.manifest import RagflowVersion, SchemaShape
+from agent.ragflow_deployment import image_name
 
 log = logging.getLogger("ragflow_backup.ragflow_version")
 
@@ -94,7 +95,7 @@ def running_image(settings: Settings) -> tuple[str | None, str | None]:
 def detect(settings: Settings) -> RagflowVersion:
     """The RAGFlow installed now, as far as it can be seen from here."""
     image, digest = running_image(settings)
-    env_image = (settings.ragflow_env().get("RAGFLOW_IMAGE") or "").strip() or None
+    env_image = image_name(settings.ragflow_env().get("RAGFLOW_IMAGE"))
     return RagflowVersion(image=env_image, running_image=image, running_digest=digest,
                           schema_shape=schema_shape(settings))
 

@@ -105,8 +105,12 @@ def init(
         fail(f"{exc}; fix {ragflow_dir}/.env", code=2)
     if network == "host" and (found := repository_path_on_server(config, read_ragflow_env(ragflow_dir))):
         config["search"]["repository_path"] = found
+    coverage = describe_coverage(ragflow_dir)
+    # What is left out, and why, stays next to the options that leave it out (one line each: no newline inside).
+    left_out = "".join(f"# {' '.join(line.split())}\n" for line in coverage if "NOT backed up" in line)
     text = ("# ragflow-backup config written by `ragflow-backup init`. Passwords are read from\n"
-            f"# {ragflow_dir.resolve()}/.env at run time; none is stored here.\n" + yaml.safe_dump(config, sort_keys=False))
+            f"# {ragflow_dir.resolve()}/.env at run time; none is stored here.\n" + left_out
+            + yaml.safe_dump(config, sort_keys=False))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text)
@@ -117,6 +121,6 @@ def init(
         tmp.unlink()
         fail(f"the generated config does not validate (please report this): {exc}")
     tmp.replace(target)
-    for line in describe_coverage(ragflow_dir):
+    for line in coverage:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {target}; check it with `ragflow-backup --config {target} doctor`")

@@ -144,6 +144,7 @@ def test_init_turns_search_off_for_an_engine_without_snapshots_and_says_so(tmp_p
     assert config["mysql"]["enabled"] is True and config["minio"].get("enabled", True) is True
     settings = load_settings(tmp_path / "config.yml")
     assert settings.search.enabled is False
+    assert f"# NOT backed up: the search index (DOC_ENGINE={engine})" in (tmp_path / "config.yml").read_text()
 
 
 def test_init_leaves_out_a_metadata_database_other_than_mysql(tmp_path):
@@ -174,3 +175,10 @@ def test_init_then_doctor_passes_on_a_copy_of_ragflows_docker_folder(tmp_path, t
     assert checked.exit_code == 0, checked.output
     assert "FAIL" not in checked.output
     assert f"127.0.0.1:{testbed_env['MYSQL_PORT']}" in checked.output
+
+
+def test_init_keeps_a_hostile_env_value_out_of_the_config_it_writes(tmp_path):
+    folder = write_env(tmp_path, 'DOC_ENGINE="infinity\\nmysql:\\n  host: evil.example"\nEXPOSE_MYSQL_PORT=3306\n')
+    config, output = init_config(tmp_path, folder)
+    assert config["mysql"]["host"] == "127.0.0.1" and config["search"] == {"enabled": False}
+    assert "evil.example" not in (tmp_path / "config.yml").read_text() and "(unreadable value)" in output
