@@ -23,6 +23,7 @@ from agent.ragflow_deployment import image_name
 log = logging.getLogger("ragflow_backup.ragflow_version")
 
 APP_SERVICES = ("ragflow-cpu", "ragflow-gpu", "ragflow")  # v0.22+ split the app service by DEVICE
+PROBE_TIMEOUT = 10  # seconds a hung MySQL or Docker may hold up the point (or status, restore) asking for versions
 _TAG = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -56,8 +57,9 @@ def schema_shape(settings: Settings) -> SchemaShape | None:
     """The shape of RAGFlow's database now, or None when it cannot be reached from here."""
     if not settings.mysql.enabled:
         return None
-    try:
-        with closing(clients.mysql_connection(settings.mysql, database="")) as conn, conn.cursor() as cur:
+    try:  # a hung server must not hold up the backup that asks: PyMySQL waits forever without read_timeout
+        with closing(clients.mysql_connection(settings.mysql, database="", read_timeout=PROBE_TIMEOUT,
+                                              write_timeout=PROBE_TIMEOUT)) as conn, conn.cursor() as cur:
             cur.execute("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
                         "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, COLUMN_NAME", (settings.mysql.database,))
             rows = cur.fetchall()
@@ -74,19 +76,17 @@ def schema_shape(settings: Settings) -> SchemaShape | None:
 def running_image(settings: Settings) -> tuple[str | None, str | None]:
     """(image, digest) of RAGFlow's app container, found by its compose service label; (None, None) when
     Docker is not reachable or no such container runs."""
+    labels = ["com.docker.compose.service"]
+    if settings.mysql.compose_project:
+        labels.append(f"com.docker.compose.project={settings.mysql.compose_project}")
     try:
-        docker = clients.docker_client(settings.docker.host)
-        for service in APP_SERVICES:
-            labels = [f"com.docker.compose.service={service}"]
-            if settings.mysql.compose_project:
-                labels.append(f"com.docker.compose.project={settings.mysql.compose_project}")
-            found = docker.containers.list(filters={"label": labels})
-            if found:
-                container = found[0]
-                image = container.attrs.get("Config", {}).get("Image") or next(iter(container.image.tags), None)
-                digests = container.image.attrs.get("RepoDigests") or []
-                digest = digests[0].partition("@")[2] if digests else container.image.id
-                return image, digest
+        running = clients.docker_client(settings.docker.host, PROBE_TIMEOUT).containers.list(filters={"label": labels})
+        by_service = {c.labels.get("com.docker.compose.service"): c for c in running}
+        container = next((by_service[name] for name in APP_SERVICES if name in by_service), None)
+        if container is not None:
+            image = container.attrs.get("Config", {}).get("Image") or next(iter(container.image.tags), None)
+            digests = container.image.attrs.get("RepoDigests") or []
+            return image, digests[0].partition("@")[2] if digests else container.image.id
     except Exception as exc:  # noqa: BLE001 - no Docker here: the .env's image is what we know
         log.info("RAGFlow's container not inspected: %s", type(exc).__name__)
     return None, None
