@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from agent.commands.common import console, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, emit, quiet_tables, status_view
 
 
 def _age(seconds: float | None) -> str:
@@ -15,8 +16,9 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
-def status() -> None:
+def status(as_json: JsonOption = False) -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
+    quiet_tables(as_json)
     settings = state.settings()  # first: the broker is built from the config it points at
     from actors.tasks import broker
     from agent.health import collect
@@ -57,8 +59,11 @@ def status() -> None:
     scheduler = Scheduler(scheduled_jobs(settings), storage.root / "state" / "scheduler.json", lambda *_: None)
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
-    for alert in report.alerts(settings):
+    alerts = report.alerts(settings)
+    for alert in alerts:
         console.print(f"{styled('warn')} {alert.title}")
+    if as_json:
+        emit("status", status_view(report, alerts, ticks))
 
 
 def _offsite_line(settings) -> str:
