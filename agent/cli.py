@@ -17,7 +17,7 @@ from agent.commands import status as status_commands
 from agent.commands import setup as setup_commands
 from agent.commands import worker as worker_commands
 from agent.commands.common import accept_config_anywhere, console, errors, print_error, state, styled
-from agent.commands.json_views import JsonOption, doctor_view, emit, quiet_tables
+from agent.commands.json_views import JsonOption, doctor_view, emit
 from agent.component import PermanentError
 from agent.config import CONFIG_ENV_VAR, ConfigError, Settings
 from agent.locks import Busy
@@ -67,7 +67,6 @@ def doctor(as_json: JsonOption = False) -> None:
     """Pre-flight checks: every configured service and the storage root; exits 1 if any fails."""
     from agent.doctor import run_checks
 
-    quiet_tables(as_json)
     settings = state.settings()
     checks = [*run_checks(settings), *ragflow_env_checks(settings)]
     table = Table(title="ragflow-backup doctor")

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from agent.commands.json_views import JsonOption, broken_point_row, emit, point_row, quiet_tables, verify_view
+from agent.commands.json_views import JsonOption, broken_point_row, emit, point_row, verify_view
 from agent.locks import Busy
 from agent.manifest import ComponentRecord, Manifest
 from agent.ping import ping
@@ -244,7 +244,6 @@ def verify(
     """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
     from agent.verify import verify_point
 
-    quiet_tables(as_json)
     settings = state.settings()
     storage = Storage(settings.storage_root)
     from agent.verify import newest_point
@@ -281,7 +280,6 @@ def verify(
 
 def list_points(as_json: JsonOption = False) -> None:
     """Show the points (daily, weekly, monthly) with status, size and age."""
-    quiet_tables(as_json)
     rows: list[dict] = []
     settings = state.settings()
     storage = Storage(settings.storage_root)

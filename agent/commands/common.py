@@ -6,10 +6,10 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import copy
 
-import click
 import typer
 from rich.console import Console
 
@@ -67,12 +67,12 @@ class State:
 state = State()
 
 
-def _config_after_subcommand(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+def _config_after_subcommand(ctx: Any, param: Any, value: Path | None) -> None:
     if value is not None:
         state.config_path = Path(value).resolve()
 
 
-def accept_config_anywhere(command: click.Command, root_option: click.Parameter) -> None:
+def accept_config_anywhere(command: Any, root_option: Any) -> None:
     """Give a command (and, for a group, each of its subcommands) a copy of the root's -c/--config, so the
     option may come after the subcommand's name too: `ragflow-backup status -c FILE`, `queue show -c FILE`."""
     if not any("--config" in param.opts for param in command.params):

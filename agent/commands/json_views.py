@@ -18,14 +18,17 @@ from agent.redact import redact_data
 
 SCHEMA_VERSION = 1
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document (docs/json.md) and nothing else "
-                                                        "on stdout.")]
-
-
-def quiet_tables(as_json: bool) -> None:
-    """With --json, the tables and notes of the command print nothing (stdout is the document's alone)."""
+def quiet_for_json(ctx: typer.Context, as_json: bool) -> bool:
+    """The --json flag's callback: the command's tables and notes print nothing (stdout is the document's
+    alone) until the command ends."""
     if as_json:
         console.quiet = True
+        ctx.call_on_close(lambda: setattr(console, "quiet", False))  # in-process runs (tests) go on loud
+    return as_json
+
+
+JsonOption = Annotated[bool, typer.Option("--json", callback=quiet_for_json,
+                                          help="Print one JSON document (docs/json.md) and nothing else on stdout.")]
 
 
 def emit(command: str, payload: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state
-from agent.commands.json_views import JsonOption, emit, offsite_status_view, quiet_tables
+from agent.commands.json_views import JsonOption, emit, offsite_status_view
 
 offsite_app = typer.Typer(add_completion=False, help="The offsite copy (a restic repository): status, copy, check, snapshots.")
 
@@ -44,7 +44,6 @@ def status(as_json: JsonOption = False) -> None:
     """Last copy per component, its lag behind the newest local point, and the repository's size."""
     from agent.offsite import status as offsite_status
 
-    quiet_tables(as_json)
     settings = _settings()
     rows, stats, count = _call(lambda: offsite_status(settings))
     table = Table(title=f"offsite repository {settings.offsite.repository}")

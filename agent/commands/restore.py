@@ -12,7 +12,7 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from agent.commands.json_views import JsonOption, drill_view, emit, quiet_tables, restore_plan_view
+from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
 from agent.component import PermanentError
 
 
@@ -55,13 +55,12 @@ def restore(
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as one JSON document "
-                                                          "(docs/json.md).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", callback=quiet_for_json, help="With --dry-run: print the plan "
+                                                          "as one JSON document (docs/json.md).")] = False,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
     if as_json and (rollback or not dry_run):
         fail("--json prints the plan of a --dry-run; add --dry-run (a restore or rollback reports in words)", code=2)
-    quiet_tables(as_json)
     yes = yes or as_json  # no prompts nobody sees: a dry run changes nothing
     settings = state.settings()
     if source not in ("local", "offsite"):
@@ -159,7 +158,6 @@ def drill(
     """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
     from agent.drill import run_drill
 
-    quiet_tables(as_json)
     try:
         report = run_drill(state.settings(), identity)
     except PermanentError as exc:

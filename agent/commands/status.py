@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from agent.commands.common import console, human_bytes, state, styled
-from agent.commands.json_views import JsonOption, emit, quiet_tables, status_view
+from agent.commands.json_views import JsonOption, emit, status_view
 
 
 def _age(seconds: float | None) -> str:
@@ -18,7 +18,6 @@ def _age(seconds: float | None) -> str:
 
 def status(as_json: JsonOption = False) -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
-    quiet_tables(as_json)
     settings = state.settings()  # first: the broker is built from the config it points at
     from actors.tasks import broker
     from agent.health import collect
