@@ -2,6 +2,7 @@
 that cannot be sent never fails the backup, and the URL (a secret) never shows in the output."""
 from __future__ import annotations
 
+import signal
 import socket
 import uuid
 from pathlib import Path
@@ -11,8 +12,9 @@ from pydantic import SecretStr
 
 from agent.config import NotifySettings
 from agent.ping import masked, ping
+from testbed.polling import wait_for
 from testbed.webhook import Inbox, receiving
-from tests.faults.harness import cli, write_config
+from tests.faults.harness import cli, kill, start_cli, text_of, write_config
 
 
 @pytest.fixture
@@ -83,3 +85,25 @@ def test_a_ping_that_cannot_connect_returns_the_reason_without_the_url():
 
     assert reason and "abc-secret-token" not in reason
     assert masked(settings.ping_url.get_secret_value()).endswith("/***")
+
+
+def test_a_queued_backup_pings_start_when_queued_and_success_when_the_worker_finishes_it(tmp_path, inbox, redis_url):
+    import redis
+
+    token = uuid.uuid4()
+    namespace = f"ping-{uuid.uuid4().hex[:8]}"
+    config = config_backup(tmp_path, f"http://127.0.0.1:{inbox.port}/ping/{token}",
+                           broker={"url": redis_url, "namespace": namespace})
+    log = tmp_path / "worker.log"
+    worker = start_cli(config, log, "worker", "--threads", "1")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_for(lambda: client.zcard(f"{namespace}:__heartbeats__") > 0, "the worker's first heartbeat", timeout=60)
+        done = cli(config, "backup", "--wait", timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr + text_of(log)
+        wait_for(lambda: len(inbox.posts) >= 2, f"the worker's success ping (log {log})", timeout=60)
+    finally:
+        kill(worker, signal.SIGTERM)
+        client.delete(*client.keys(f"{namespace}:*"))
+
+    assert paths(inbox) == [("POST", f"/ping/{token}/start"), ("POST", f"/ping/{token}")]
