@@ -19,6 +19,7 @@ from agent.manifest import ComponentRecord
 from agent.points import Point, Storage
 from agent.locks import Busy
 from agent.notify import Notifier
+from agent.ping import ping
 from agent.runs import backup_run, enabled_components, notify_outcome, run_component
 
 log = logging.getLogger("ragflow_backup.actors")
@@ -46,6 +47,7 @@ def start_backup(settings: Settings, components: list[str] | None = None) -> Poi
     except Busy as exc:
         log.warning("scheduled backup skipped: %s (it is taking a point now)", exc)
         return None
+    ping(settings.notify, "start", point.ref)
     for name in names:
         backup_component.send(point.ref, name)
     return point
@@ -68,6 +70,7 @@ def backup_component(point_ref: str, component: str) -> None:
 def unrecorded(settings: Settings, point: Point, record: ComponentRecord) -> None:
     """The storage root could not take a component's outcome (full): the point will read as interrupted and
     no 'finished' notification would come, so say it now."""
+    ping(settings.notify, "fail", f"{point.ref} cannot record {record.component}")
     try:
         Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure(
             "backup", f"ragflow-backup: {point.ref} cannot record {record.component}", record.error or "")

@@ -191,6 +191,9 @@ class NotifySettings(Section):
     rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
     check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
+    # Dead-man's switch (Healthchecks or Uptime Kuma push URL): pinged at each backup's start and end (agent/ping.py).
+    ping_url: SecretStr | None = None
+    ping_timeout_seconds: float = Field(10, gt=0, le=120)
 
 
 class RetentionSettings(Section):

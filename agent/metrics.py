@@ -30,6 +30,9 @@ from agent.bounded_http import BoundedHttpServer
 from agent.console.auth import REALM, TokenAuth
 from agent.console.page import SECURITY_HEADERS, StatusPage
 from agent.health import HealthReport
+from agent.points import Storage
+from agent.queues import KNOWN_QUEUES
+from agent.run_metrics import build_info, run_metrics
 from agent.runs import describe
 
 log = logging.getLogger("ragflow_backup.metrics")
@@ -51,11 +54,16 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         age.add_metric([item.component], item.age_seconds if item.age_seconds is not None else math.inf)
     yield stamp
     yield age
-    status = _gauge("point_status", "Status of the newest backup point (1 for its status).", ["point", "status"])
+    # The tier, never the point's name, as a label: a name is a date, and a series per day never ends.
+    status = _gauge("point_status", "Status of the newest backup point (1 for its status).", ["tier", "status"])
+    created = _gauge("newest_point_timestamp_seconds", "When the newest backup point was started.", ["tier"])
     if report.newest_point is not None:
+        tier = report.newest_point.ref.partition("/")[0]
         for name in sorted({*POINT_STATUSES, report.newest_point.status}):
-            status.add_metric([report.newest_point.ref, name], 1.0 if name == report.newest_point.status else 0.0)
+            status.add_metric([tier, name], 1.0 if name == report.newest_point.status else 0.0)
+        created.add_metric([tier], report.newest_point.created_at.timestamp())
     yield status
+    yield created
     if report.mirror is not None:
         lag = report.mirror_lag_seconds
         if lag is not None:
@@ -69,8 +77,8 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
                                     "When the last full reconcile ran.", value=reconciled.timestamp())
     if report.queues is not None:
         depth = _gauge("queue_depth", "Messages waiting per queue (ready and delayed).", ["queue"])
-        for queue, count in sorted(report.queues.items()):
-            depth.add_metric([queue], float(count))
+        for queue in sorted({*KNOWN_QUEUES, *report.queues}):  # an empty queue is 0, not a missing series
+            depth.add_metric([queue], float(report.queues.get(queue, 0)))
         yield depth
     if report.offsite is not None:
         last = _gauge("offsite_last_run_timestamp_seconds",
@@ -86,6 +94,7 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
                             value=float(report.storage_used_bytes))
     yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",
                             value=report.storage_used_ratio)
+    yield from run_metrics(Storage(report.storage_root))
 
 
 class _Collector:
@@ -102,6 +111,7 @@ class _Collector:
             families = []
         yield from families
         yield GaugeMetricFamily(PREFIX + "up", "1 when the health report could be collected.", value=1.0 if families else 0.0)
+        yield build_info()
 
 
 def _part_failure(name: str, value: Any) -> str | None:

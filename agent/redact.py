@@ -92,6 +92,7 @@ def remember_settings(settings: Any) -> None:
     except notification URLs: Apprise keeps their tokens in the host and path."""
     remember(_secrets_of(settings))
     remember(getattr(getattr(settings, "notify", None), "urls", None) or [])
+    remember([getattr(getattr(settings, "notify", None), "ping_url", None)])  # its token is in the path
 
 
 def _secrets_of(value: Any) -> Iterable[Any]:

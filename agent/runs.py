@@ -16,6 +16,7 @@ from agent import locks
 from agent.component import PermanentError
 from agent.config import Settings
 from agent.manifest import ComponentRecord, now
+from agent.ping import ping
 from agent.points import Point, Storage
 from agent.redact import redact
 
@@ -225,6 +226,7 @@ def notify_outcome(settings: Settings, point: Point) -> None:
     from agent.notify import Notifier
 
     manifest = point.manifest()
+    ping(settings.notify, "success" if manifest.status == "complete" else "fail", f"{point.ref} is {manifest.status}")
     notifier = Notifier(settings.notify, settings.storage_root / "state" / "notify.json")
     if manifest.status == "complete":
         notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")

@@ -13,8 +13,10 @@ from rich.table import Table
 
 from agent import ragflow_version
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, broken_point_row, emit, point_row, verify_view
 from agent.locks import Busy
 from agent.manifest import ComponentRecord, Manifest
+from agent.ping import ping
 from agent.points import Point, Storage
 from agent.runs import MODULES, backup_run, enabled_components, notify_outcome, run_component, save_outcome
 from agent.safe_paths import UnsafePath
@@ -40,6 +42,7 @@ def _notify_failure(settings, message: str, title: str = "ragflow-backup: cannot
     notifier's own state file is saved there)."""
     from agent.notify import Notifier
 
+    ping(settings.notify, "fail", title)
     try:
         Notifier(settings.notify, settings.storage_root / "state" / "notify.json").failure("backup", title, message)
     except OSError:
@@ -105,6 +108,7 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
             run.note(point.ref)  # if this run cannot finish the point, the next one will
         except OSError as exc:
             _cannot_create(settings, exc)
+        ping(settings.notify, "start", point.ref)
         records: dict[str, ComponentRecord] = {}
         with _progress() as progress:
             task = progress.add_task(f"backing up into {point.ref}", total=len(names))
@@ -171,6 +175,7 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
         fail(f"{exc}: it is taking a point now; nothing was queued")
     except OSError as exc:
         _cannot_create(settings, exc)
+    ping(settings.notify, "start", point.ref)
     for name in names:
         backup_component.send(point.ref, name)
     if not wait:
@@ -236,6 +241,7 @@ def verify(
     point: Annotated[Optional[str], typer.Argument(help="daily/2026-11-24, 2026-11-24 or a folder; default: the newest point.")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="age identity file: also decrypt encrypted artifacts and "
                                                           "check their content.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
     from agent.verify import verify_point
@@ -263,7 +269,10 @@ def verify(
     for check in report.components:
         table.add_row(check.component, styled("ok" if check.ok else "fail"), f"{check.seconds:.2f}", "\n".join(check.problems))
     console.print(table)
-    if identity is None and report.status != "unreadable" and is_encrypted(target):
+    ciphertexts_only = identity is None and report.status != "unreadable" and is_encrypted(target)
+    if as_json:
+        emit("verify", verify_view(report, ciphertexts_only))
+    if ciphertexts_only:
         console.print("encrypted point: ciphertexts checked (size, SHA-256); pass --identity FILE to decrypt and "
                       "check the content too")
     console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
@@ -271,8 +280,9 @@ def verify(
         raise typer.Exit(1)
 
 
-def list_points() -> None:
+def list_points(as_json: JsonOption = False) -> None:
     """Show the points (daily, weekly, monthly) with status, size and age."""
+    rows: list[dict] = []
     settings = state.settings()
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
@@ -280,13 +290,16 @@ def list_points() -> None:
         table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
-        size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
+        size_bytes = point.du_bytes(seen)  # hard-linked promotions count once
+        size = human_bytes(size_bytes)
         try:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
             why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
             table.add_row(point.tier, point.name, styled("fail"), size, "", "", escape(why))
+            rows.append(broken_point_row(point, size_bytes, why))
             continue
+        rows.append(point_row(point, manifest, size_bytes))
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
@@ -294,6 +307,9 @@ def list_points() -> None:
     for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
         table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", escape(f"ignored: {problem}"))
     console.print(table)
+    if as_json:
+        emit("list", {"storage_root": str(storage.root), "points": rows,
+                      "unsafe": [{"path": str(path), "problem": problem} for path, problem in storage.unsafe_entries()]})
 
 
 def prune(

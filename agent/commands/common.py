@@ -6,6 +6,9 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import copy
 
 import typer
 from rich.console import Console
@@ -62,6 +65,24 @@ class State:
 
 
 state = State()
+
+
+def _config_after_subcommand(ctx: Any, param: Any, value: Path | None) -> None:
+    if value is not None:
+        state.config_path = Path(value).resolve()
+
+
+def accept_config_anywhere(command: Any, root_option: Any) -> None:
+    """Give a command (and, for a group, each of its subcommands) a copy of the root's -c/--config, so the
+    option may come after the subcommand's name too: `ragflow-backup status -c FILE`, `queue show -c FILE`."""
+    if not any("--config" in param.opts for param in command.params):
+        option = copy.copy(root_option)
+        option.expose_value = False  # the command's function never sees it: it sets `state.config_path`
+        option.callback = _config_after_subcommand
+        option.envvar = None  # the root option reads RAGFLOW_BACKUP_CONFIG already
+        command.params.append(option)
+    for sub in getattr(command, "commands", {}).values():
+        accept_config_anywhere(sub, root_option)
 
 
 def print_error(message: str) -> None:

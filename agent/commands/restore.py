@@ -13,6 +13,7 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
 from agent.component import PermanentError
 
 
@@ -57,8 +58,13 @@ def restore(
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Restore a point taken under a newer RAGFlow than the one "
                                                         "installed (unsupported).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", callback=quiet_for_json, help="With --dry-run: print the plan "
+                                                          "as one JSON document (docs/json.md).")] = False,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
+    if as_json and (rollback or not dry_run):
+        fail("--json prints the plan of a --dry-run; add --dry-run (a restore or rollback reports in words)", code=2)
+    yes = yes or as_json  # no prompts nobody sees: a dry run changes nothing
     settings = state.settings()
     if source not in ("local", "offsite"):
         fail(f"--from {source!r}: choose local or offsite", code=2)
@@ -125,6 +131,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         console.print(f"  {line}")
+    text = None
     if "config" in plan.components and plan.point and not plan.kb:
         from rich.syntax import Syntax
 
@@ -136,6 +143,8 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
             console.print(Syntax(text, "diff"))
     if dry_run:
         console.print("dry run: nothing was changed")
+        if console.quiet:  # --json (restore's only quiet mode)
+            emit("restore", restore_plan_view(plan, text))
         return
     if interactive and not Confirm.ask("Restore now?"):
         fail("not confirmed; nothing was changed", code=1)
@@ -152,6 +161,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
 
 def drill(
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, when points are encrypted.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
     from agent.drill import run_drill
@@ -166,5 +176,7 @@ def drill(
     for item in report.components:
         table.add_row(item.component, styled("ok" if item.ok else "fail"), f"{item.seconds:.1f}", item.detail)
     console.print(table)
+    if as_json:
+        emit("drill", drill_view(report))
     if not report.ok:
         raise typer.Exit(1)

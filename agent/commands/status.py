@@ -5,6 +5,7 @@ from rich.table import Table
 
 from agent import ragflow_version
 from agent.commands.common import console, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, emit, status_view
 from agent.doctor import mirror_rpo
 
 
@@ -17,7 +18,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
-def status() -> None:
+def status(as_json: JsonOption = False) -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
     settings = state.settings()  # first: the broker is built from the config it points at
     from actors.tasks import broker
@@ -62,8 +63,11 @@ def status() -> None:
     console.print(_ragflow_line(settings, storage), soft_wrap=True, markup=False, highlight=False)
     if settings.minio.enabled:
         console.print(f"mirror RPO: {mirror_rpo(settings)}", soft_wrap=True, markup=False, highlight=False)
-    for alert in report.alerts(settings):
+    alerts = report.alerts(settings)
+    for alert in alerts:
         console.print(f"{styled('warn')} {alert.title}")
+    if as_json:
+        emit("status", status_view(report, alerts, ticks))
 
 
 def _ragflow_line(settings, storage) -> str:
