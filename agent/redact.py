@@ -71,6 +71,12 @@ def remember(values: Iterable[Any]) -> None:
         _known.update(v for v in found if len(v) >= MIN_SECRET_LENGTH)
 
 
+def forget_all() -> None:
+    """Forget every remembered value: for a process that starts over with other settings (tests do)."""
+    with _lock:
+        _known.clear()
+
+
 def remember_assignments(text: str) -> None:
     """Remember the values of secret-named lines of a text (a config file that may not even parse)."""
     values = []

@@ -13,7 +13,7 @@ from testbed.leases import leased_redis_db
 from testbed.leases import redis_url as leased_url
 from testbed.minio_server import PrivateMinio
 from testbed import settings as testbed_settings
-from agent import clients
+from agent import clients, redact
 
 
 def reach(service: str, probe: Callable[[], Any]) -> Any:
@@ -26,6 +26,14 @@ def reach(service: str, probe: Callable[[], Any]) -> Any:
             f"Start the test bed with `make services`; its logs are in .testbed/logs/.",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def fresh_secret_masking() -> Iterator[None]:
+    """Each test starts with no remembered secrets: one test's password is not masked in another's output."""
+    redact.forget_all()
+    yield
+    redact.forget_all()
 
 
 @pytest.fixture(scope="session")
