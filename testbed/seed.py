@@ -517,14 +517,18 @@ def _write_v027(path: Path, e: dict[str, str], engine: str) -> None:
         "MINIO_PASSWORD": e.get("MINIO_SECRET_KEY", "infini_rag_flow"), "REDIS_PORT": e.get("REDIS_PORT", "6379"),
         "REDIS_PASSWORD": e.get("REDIS_PASSWORD", "infini_rag_flow"),
     }
-    text = (_V027 / "env.template").read_text()
+    text = (_V027 / ".env").read_text()
     for name, value in values.items():
-        text = text.replace(f"@{name}@", _quote(value))
+        # `NAME=value`, or `NAME=${NAME:-value}` (DOC_ENGINE): the value (the default) replaced, the form kept.
+        text, found = re.subn(rf"^({name}=(?:\$\{{{name}:-)?)[^}}\n]*", lambda m: m.group(1) + _quote(value),
+                              text, count=1, flags=re.MULTILINE)
+        assert found == 1, f"{name} is not in {_V027 / '.env'}"
     (path / "nginx").mkdir(parents=True, exist_ok=True)
     (path / ".env").write_text(text)
     for source in sorted(_V027.rglob("*")):
-        if source.is_file() and source.name != "env.template":
+        if source.is_file() and source.name != ".env":
             target = path / source.relative_to(_V027)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
             target.chmod(source.stat().st_mode & 0o777)
 
