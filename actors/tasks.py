@@ -13,7 +13,7 @@ import logging
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from agent import runtime
+from agent import ragflow_version, runtime
 from agent.config import Settings
 from agent.manifest import ComponentRecord
 from agent.points import Point, Storage
@@ -42,7 +42,7 @@ def start_backup(settings: Settings, components: list[str] | None = None) -> Poi
     storage = Storage(settings.storage_root)
     try:
         with backup_run(storage):
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
     except Busy as exc:
         log.warning("scheduled backup skipped: %s (it is taking a point now)", exc)
         return None

@@ -87,6 +87,7 @@ class Agent:
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send("reconcile", ())
+        if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
                                                  discovery_seconds=settings.minio.bucket_discovery_seconds)
             self.minio_source.start()
@@ -176,7 +177,9 @@ class Agent:
             if not part["ok"]:
                 alerts.append(Alert(f"{ALERT_PREFIX}{name}", "failure", f"ragflow-backup: {name} is not listening",
                                     f"{part['last_error'] or 'not connected yet'}; objects changed meanwhile are "
-                                    "mirrored by the reconcile that follows the reconnection."))
+                                    "mirrored by the reconcile that follows the reconnection. A store without bucket "
+                                    "notifications (S3, some MinIO forks) never connects: set minio.events: false "
+                                    "there, and the scheduled reconcile alone mirrors it."))
         return alerts
 
     def _alert_loop(self) -> None:

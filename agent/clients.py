@@ -85,7 +85,8 @@ def redis_client(settings: RedisSettings):
     )
 
 
-def docker_client(host: str | None = None):
+def docker_client(host: str | None = None, timeout: int = 60):
+    """`timeout`: seconds per API call (docker-py's default is 60)."""
     import docker
 
-    return docker.DockerClient(base_url=host) if host else docker.from_env()
+    return docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)

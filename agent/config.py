@@ -82,6 +82,9 @@ class MinioSettings(Section):
     bucket: str | None = None
     prefix_path: str | None = None
     mirror_dir: str = "minio_mirror"  # under the storage root
+    # Bucket notifications mirror each change within seconds. An S3 store (STORAGE_IMPL=AWS_S3) or a MinIO fork
+    # without them: false, and the scheduled reconcile alone mirrors; the RPO is then its interval.
+    events: bool = True
     # Overwritten and deleted objects are kept this long, for point-in-time restores of the store.
     version_retention_days: int = Field(30, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).

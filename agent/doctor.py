@@ -8,10 +8,14 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
+
+from croniter import croniter
 
 from agent import clients
 from agent.config import Settings
+from agent.ragflow_deployment import read_deployment
 from agent.ragflow_folder import kept_files
 
 Status = Literal["ok", "warn", "fail", "off"]
@@ -45,27 +49,81 @@ def check_storage(settings: Settings) -> Check:
     return Check("storage", "ok", detail)
 
 
+def eviction_risk(policy: str) -> str:
+    """What a Redis maxmemory-policy can evict, judged by its effect and not its name: '' when it cannot
+    drop a queued task (our messages and RAGFlow's task stream carry no TTL)."""
+    if policy.startswith("allkeys-"):
+        return "it can evict any key, queued tasks included, under memory pressure"
+    if policy.startswith("volatile-") or policy == "noeviction":
+        return ""  # volatile-*: only keys with a TTL; noeviction: none (writes fail instead)
+    return "a policy this check does not know: make sure it never evicts keys without a TTL"
+
+
 def check_broker(settings: Settings) -> Check:
     import redis
 
     try:
         client = redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_connect_timeout=5)
-        version = client.info("server")["redis_version"]
+        info = client.info("server")
+        version = info.get("valkey_version") or info["redis_version"]
+        server = "Valkey" if "valkey_version" in info else "Redis"
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
     except Exception as exc:  # noqa: BLE001 - any failure is reported with its cause
         return _failure("broker (Redis)", exc, "check broker.url: host, port, password and DB")
-    detail = f"Redis {version}, maxmemory-policy {policy}"
-    if policy.startswith("allkeys"):
-        return Check("broker (Redis)", "warn", detail,
-                     "an allkeys-* eviction policy can drop queued backup tasks under memory pressure; use a "
-                     "separate Redis for broker.url, or volatile-lru / noeviction on this one")
+    detail = f"{server} {version}, maxmemory-policy {policy}"
+    risk = eviction_risk(policy)
+    if risk:
+        return Check("broker (Redis)", "warn", f"{detail}: {risk}",
+                     "use a separate Redis for broker.url, or a volatile-* policy (RAGFlow's own default, "
+                     "volatile-lru) or noeviction on this one")
+    if policy.startswith("volatile-"):
+        detail += " (evicts only keys with a TTL; queued tasks have none)"
     return Check("broker (Redis)", "ok", detail)
+
+
+def unsupported_reason(settings: Settings, part: str) -> str:
+    """Why RAGFlow's .env puts a part out of our reach ('' when it does not): shown for a disabled part."""
+    found = read_deployment(settings.ragflow_env())
+    if part == "search" and not found.search_supported:
+        return (f"DOC_ENGINE={found.doc_engine} is not supported (Elasticsearch and OpenSearch are): re-parse the "
+                "documents after a restore to rebuild their chunks")
+    if part == "mysql" and not found.mysql_supported:
+        return f"DB_TYPE={found.db_type} is not supported (MySQL is): back it up with its own tools"
+    if part == "minio" and not found.storage_mirrored:
+        return f"STORAGE_IMPL={found.storage_impl} is not supported (MinIO and S3-compatible stores are)"
+    return ""
+
+
+def off(settings: Settings, part: str, name: str | None = None) -> Check:
+    return Check(name or part, "off", unsupported_reason(settings, part) or "disabled in the config")
+
+
+def reconcile_interval_seconds(settings: Settings) -> float | None:
+    """The longest gap between two scheduled reconciles over the next day: the mirror's RPO without events."""
+    if not settings.schedule.reconcile:
+        return None
+    ticks = croniter(settings.schedule.reconcile, datetime.now())
+    times = [ticks.get_next(datetime) for _ in range(2)]
+    while (times[-1] - times[0]).total_seconds() < 86400 and len(times) < 2000:
+        times.append(ticks.get_next(datetime))
+    return max((b - a).total_seconds() for a, b in zip(times, times[1:]))
+
+
+def mirror_rpo(settings: Settings) -> str:
+    """How much of the store a loss can take, in words, for doctor and status."""
+    if settings.minio.events:
+        return "bucket notifications: changes mirrored within seconds; reconcile heals missed events"
+    interval = reconcile_interval_seconds(settings)
+    if interval is None:
+        return "minio.events is false and schedule.reconcile is off: nothing mirrors the store"
+    return (f"minio.events is false: reconcile alone mirrors, RPO {interval / 60:.0f} min "
+            f"(schedule.reconcile '{settings.schedule.reconcile}')")
 
 
 def check_mysql(settings: Settings) -> Check:
     cfg = settings.mysql
     if not cfg.enabled:
-        return Check("mysql", "off", "disabled in the config")
+        return off(settings, "mysql")
     if cfg.mode == "docker":
         return check_mysql_container(settings)
     if shutil.which("mysqldump") is None and shutil.which("mariadb-dump") is None:
@@ -110,12 +168,22 @@ def check_mysql_container(settings: Settings) -> Check:
 
 def check_minio(settings: Settings) -> Check:
     if not settings.minio.enabled:
-        return Check("minio", "off", "disabled in the config")
+        return off(settings, "minio")
+    client = clients.minio_client(settings.minio)
+    if settings.minio.events:
+        try:  # refused by the client itself, without a request, for Amazon S3 endpoints
+            client.listen_bucket_notification("ragflow-backup-probe")
+        except ValueError as exc:
+            return Check("minio", "fail", f"{settings.minio.endpoint}: {exc}",
+                         "set minio.events: false: the scheduled reconcile alone then mirrors the store")
     try:
-        buckets = clients.minio_client(settings.minio).list_buckets()
+        buckets = client.list_buckets()
     except Exception as exc:  # noqa: BLE001
         return _failure("minio", exc, "check minio.endpoint and MINIO_USER / MINIO_PASSWORD")
-    return Check("minio", "ok", f"{settings.minio.endpoint}: {len(buckets)} buckets")
+    detail = f"{settings.minio.endpoint}: {len(buckets)} buckets; {mirror_rpo(settings)}"
+    if not settings.minio.events and not settings.schedule.reconcile:
+        return Check("minio", "fail", detail, "set schedule.reconcile (e.g. '*/15 * * * *') or minio.events: true")
+    return Check("minio", "ok", detail)
 
 
 def compose_override(engine: str) -> str:
@@ -133,7 +201,7 @@ def check_search(settings: Settings) -> Check:
     cfg = settings.search
     name = cfg.engine
     if not cfg.enabled:
-        return Check(name, "off", "disabled in the config")
+        return off(settings, "search", name)
     try:
         client = clients.search_client(cfg)
         version = clients.search_server_version(client)

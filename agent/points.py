@@ -24,7 +24,7 @@ from typing import Literal
 
 from agent import locks
 from agent.atomic import TEMP_MARK, append_line, write_bytes_atomic
-from agent.manifest import MANIFEST, ComponentRecord, Manifest, now, write_manifest
+from agent.manifest import MANIFEST, ComponentRecord, Manifest, RagflowVersion, now, write_manifest
 from agent.redact import RedactingFilter
 from agent.safe_paths import (MANIFEST_MAX, UnsafePath, entry_problem, opened, plain_name, private_folder,
                               read_bounded)
@@ -64,7 +64,8 @@ class Storage:
     def component_lock(self, component: str) -> Path:
         return self.root / "locks" / f"{component}.lock"
 
-    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily") -> Point:
+    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily",
+                  ragflow: RagflowVersion | None = None) -> Point:
         """Create a running point; a second daily run on the same day gets the time in its name."""
         self.prepare()
         at = at or now()
@@ -79,7 +80,7 @@ class Storage:
             raise UnsafePath(folder, "exists already; a new point is never written into an existing folder")
         private_folder(self.root, (tier, name, RECORDS))
         manifest = Manifest(point_id=uuid.uuid4().hex, tier=tier, name=name, status="running",
-                            created_at=at, requested=list(requested))
+                            created_at=at, requested=list(requested), ragflow=ragflow)
         write_manifest(folder, manifest)
         return Point(self, folder)
 

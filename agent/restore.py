@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agent import ragflow_version
 from agent.atomic import private_dir, write_bytes_atomic
 from agent.component import PermanentError
 from agent.config import Settings
@@ -116,6 +117,24 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
         raise PermanentError("nothing to restore: no complete point yet, and no mirror; take a backup first")
     moment = at or (point.manifest().created_at if point else datetime.now(timezone.utc))
     return Plan(point, moment, chosen, kb)
+
+
+def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
+    """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
+    older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
+    if plan.point is None or not set(plan.components) & {"mysql", "search", "config"}:
+        return ""
+    taken = plan.point.manifest().ragflow
+    installed = ragflow_version.detect(settings)
+    if not ragflow_version.newer_than(taken, installed):
+        return ""
+    warning = (f"{plan.point.ref} was taken under a newer RAGFlow ({ragflow_version.describe(taken)}) than the one "
+               f"installed ({ragflow_version.describe(installed)}): restoring it under the older RAGFlow is "
+               f"unsupported. Run {taken.effective_image or 'the newer image'} first (RAGFLOW_IMAGE in .env, then "
+               "`docker compose up -d`)")
+    if not force:
+        raise PermanentError(warning + ", or pass --force to restore anyway")
+    return warning
 
 
 # ---------------------------------------------------------------- one component

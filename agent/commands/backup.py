@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent import ragflow_version
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.locks import Busy
 from agent.manifest import ComponentRecord, Manifest
@@ -99,7 +101,7 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
     with ExitStack() as held:
         try:
             run = held.enter_context(backup_run(storage, on_busy=_waiting_for))
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
             run.note(point.ref)  # if this run cannot finish the point, the next one will
         except OSError as exc:
             _cannot_create(settings, exc)
@@ -164,7 +166,7 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
         fail(f"{_no_worker(settings)}; nothing was queued")
     try:
         with backup_run(storage):  # a local run in progress is taking the point this one would
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
     except Busy as exc:
         fail(f"{exc}: it is taking a point now; nothing was queued")
     except OSError as exc:
@@ -274,8 +276,8 @@ def list_points() -> None:
     settings = state.settings()
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
-    for column in ("tier", "point", "status", "size", "age", "components"):
-        table.add_column(column, overflow="fold")
+    for column in ("tier", "point", "status", "size", "age", "RAGFlow", "components"):
+        table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
         size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
@@ -283,12 +285,14 @@ def list_points() -> None:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
             why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
-            table.add_row(point.tier, point.name, styled("fail"), size, "", why)
+            table.add_row(point.tier, point.name, styled("fail"), size, "", "", escape(why))
             continue
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
-        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
+        ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
+        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
+                      parts)
     for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
-        table.add_row("", str(path), styled("fail") + " unsafe", "", "", f"ignored: {problem}")
+        table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", escape(f"ignored: {problem}"))
     console.print(table)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
@@ -54,6 +55,8 @@ def restore(
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Restore a point taken under a newer RAGFlow than the one "
+                                                        "installed (unsupported).")] = False,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
     settings = state.settings()
@@ -69,15 +72,16 @@ def restore(
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
-                         allow_choice=False)
+                         allow_choice=False, force=force)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
         return
-    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback)
+    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force)
 
 
-def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True) -> None:
-    from agent.restore import RestoreFailed, make_plan, rollback_last
+def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
+             force=False) -> None:
+    from agent.restore import RestoreFailed, make_plan, refuse_newer_point, rollback_last
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -98,8 +102,12 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         component = [part.strip() for part in answer.split(",") if part.strip()] or None
     try:
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
+        warning = refuse_newer_point(settings, plan, force or dry_run)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
+    if warning:
+        then = "restoring anyway (--force)" if force else "a restore needs --force"
+        console.print(f"{styled('warn')} {escape(warning)}; {then}", soft_wrap=True)
     from agent.encryption import decrypted
 
     try:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from agent import ragflow_version
 from agent.commands.common import console, human_bytes, state, styled
+from agent.doctor import mirror_rpo
 
 
 def _age(seconds: float | None) -> str:
@@ -57,8 +59,31 @@ def status() -> None:
     scheduler = Scheduler(scheduled_jobs(settings), storage.root / "state" / "scheduler.json", lambda *_: None)
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
+    console.print(_ragflow_line(settings, storage), soft_wrap=True, markup=False, highlight=False)
+    if settings.minio.enabled:
+        console.print(f"mirror RPO: {mirror_rpo(settings)}", soft_wrap=True, markup=False, highlight=False)
     for alert in report.alerts(settings):
         console.print(f"{styled('warn')} {alert.title}")
+
+
+def _ragflow_line(settings, storage) -> str:
+    """The RAGFlow installed now and the one the newest point was taken from, flagged when that one is newer."""
+    installed = ragflow_version.detect(settings)
+    text = f"RAGFlow: {ragflow_version.describe(installed)}"
+    newest = None
+    for point in storage.points():
+        try:
+            manifest = point.manifest()
+        except Exception:  # noqa: BLE001 - an unreadable manifest is `list`'s and `verify`'s to report
+            continue
+        if newest is None or manifest.created_at > newest[1].created_at:
+            newest = (point, manifest)
+    if newest is not None:
+        taken = newest[1].ragflow
+        text += f"; newest point {newest[0].ref} taken under {ragflow_version.describe(taken)}"
+        if ragflow_version.newer_than(taken, installed):
+            text += " (NEWER than the RAGFlow installed: restoring it needs that image, or --force)"
+    return text
 
 
 def _offsite_line(settings) -> str:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import dramatiq
 import yaml
+from typer.testing import CliRunner
 
 from actors.broker import make_broker
+from agent.cli import app
 from agent.config import load_settings
 from agent.offsite import audited
 from agent.manifest import ComponentRecord
@@ -45,3 +47,17 @@ def test_status_shows_each_components_last_success_and_the_queues(tmp_path, redi
     assert "lag " in result.stdout
     # From the agent's state: status never waits on the remote repository.
     assert re.search(rf"offsite: last copy [\d.]+ (s|min) ago \({point.ref}\)", result.stdout)
+
+
+def test_status_states_the_mirrors_rpo_when_reconcile_alone_mirrors(tmp_path, redis_url):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "storage_root": str(tmp_path / "backups"), "broker": {"url": redis_url, "namespace": "status-rpo-test"},
+        "minio": {"events": False}, "mysql": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False}, "schedule": {"reconcile": "*/20 * * * *"},
+    }))
+    result = CliRunner().invoke(app, ["--config", str(config), "status"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert ("mirror RPO: minio.events is false: reconcile alone mirrors, RPO 20 min (schedule.reconcile "
+            "'*/20 * * * *')") in result.output
+    assert "RAGFlow: not recorded" not in result.output and "RAGFlow: " in result.output
