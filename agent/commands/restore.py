@@ -14,6 +14,7 @@ from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.component import PermanentError
+from agent.restore_checks import check_before_restore
 
 
 def parse_moment(text: str) -> datetime:
@@ -135,6 +136,10 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         if text:
             console.print(Syntax(text, "diff"))
     if dry_run:
+        try:  # the checks the restore makes before its safety point: a dry run never promises what it refuses
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+        except PermanentError as exc:
+            fail(f"dry run: the restore would be refused: {exc}")
         console.print("dry run: nothing was changed")
         return
     if interactive and not Confirm.ask("Restore now?"):
