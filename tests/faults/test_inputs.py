@@ -60,6 +60,24 @@ def test_a_restore_skips_a_point_whose_manifest_was_edited_and_uses_a_sound_one(
         assert "Traceback" not in said + refused
 
 
+@pytest.mark.fault("corrupt input: the mirror's index (.index.sqlite) overwritten with bytes that are not SQLite",
+                   "status names the mirror folder whose index cannot be read ('file is not a database') in its "
+                   "health problems and log, and shows the rest; no traceback")
+def test_a_mirror_index_that_is_not_sqlite_is_named_by_status(config_point):
+    config, point = config_point
+    mirror = point.folder.parents[1] / "minio_mirror"
+    mirror.mkdir(mode=0o700)
+    (mirror / ".index.sqlite").write_bytes(b"not a database " * 400)
+
+    status = cli(config, "status")
+
+    said = " ".join((status.stdout + status.stderr).split())
+    logged = " ".join(status.stderr.split())  # the table folds long problems; the log line keeps them whole
+    assert f"mirror stats failed: DatabaseError: the mirror index in {mirror} cannot be read: file is not a database" \
+        in logged, said
+    assert "config" in status.stdout and "Traceback" not in said
+
+
 @pytest.mark.fault("a config file with a syntax error while the agent runs",
                    "the running agent keeps its config in force and keeps mirroring; every command (and a "
                    "restart) refuses the file naming it and the YAML error's line; fixed, it works again")
