@@ -59,6 +59,10 @@ class State:
             settings = load_settings(self.config_path)
         except ConfigError as exc:
             fail(str(exc), code=2)
+        root = settings.storage_root
+        if root.exists() and not root.is_dir():  # every command would fail on it later, with a traceback
+            fail(f"storage_root {root} is not a folder: set storage_root in {config_path(self.config_path)} to the "
+                 f"folder the backups go to", code=2)
         # Workers and actors started from here read the same file.
         use_config(config_path(self.config_path), settings)
         return settings

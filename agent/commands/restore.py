@@ -15,6 +15,7 @@ from rich.table import Table
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
 from agent.component import PermanentError
+from agent.restore_checks import check_before_restore
 
 
 def parse_moment(text: str) -> datetime:
@@ -142,6 +143,10 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         if text:
             console.print(Syntax(text, "diff"))
     if dry_run:
+        try:  # the checks the restore makes before its safety point: a dry run never promises what it refuses
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+        except PermanentError as exc:
+            fail(f"dry run: the restore would be refused: {exc}")
         console.print("dry run: nothing was changed")
         if console.quiet:  # --json (restore's only quiet mode)
             emit("restore", restore_plan_view(plan, text))

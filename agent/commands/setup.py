@@ -12,7 +12,7 @@ from agent import clients
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, SearchSettings, load_settings
 from agent.ragflow_deployment import (S3_COMPATIBLE, EnvError, minio_endpoint, minio_fork_note, mysql_endpoint,
                                       read_deployment, redis_endpoint, search_url)
-from agent.ragflow_env import read_ragflow_env
+from agent.ragflow_env import load_ragflow_env, read_ragflow_env
 
 
 def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host", "compose"],
@@ -123,4 +123,8 @@ def init(
     tmp.replace(target)
     for line in coverage:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    # A line left out (not UTF-8) left its variable at RAGFlow's default in the config: say which.
+    for bad in load_ragflow_env(ragflow_dir).unreadable:
+        console.print(f"  warn: {bad.message()}; the config was written as if it were not there",
+                      markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {target}; check it with `ragflow-backup --config {target} doctor`")

@@ -52,6 +52,21 @@ def test_init_writes_a_config_that_takes_its_secrets_from_ragflows_env(tmp_path)
     assert settings.broker.url.get_secret_value() == "redis://:redis-secret-4@127.0.0.1:6379/2"
 
 
+def test_init_names_a_line_of_env_that_is_not_utf8_and_what_it_set(tmp_path):
+    folder = ragflow_folder(tmp_path)
+    env = folder / ".env"
+    env.write_bytes(env.read_bytes().replace(b"OS_PORT=1201", b"OS_PORT=1201  # caf\xe9"))
+    target = tmp_path / "config.yml"
+
+    result = run("init", "--ragflow-dir", str(folder), "--storage-root", str(tmp_path / "backups"), "-o", str(target))
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said
+    assert f"warn: line 9 of {env} (OS_PORT) cannot be read: byte 0xe9 at column 20 is not valid UTF-8" in said
+    assert "save the file as UTF-8" in said and "written as if it were not there" in said
+    assert "Traceback" not in said and "os-secret-3" not in said
+
+
 def test_init_inside_ragflows_compose_network_uses_service_names(tmp_path):
     folder = ragflow_folder(tmp_path)
     target = tmp_path / "config.yml"
