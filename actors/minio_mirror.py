@@ -352,9 +352,12 @@ def _reconcile(settings: Settings, buckets: list[str] | None, store: MirrorStore
 
 
 def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:
-    """Drop mirror versions superseded more than version_retention_days ago."""
+    """Drop mirror versions superseded more than version_retention_days ago, then the oldest until the
+    rest fit in version_budget_percent of the mirror's current bytes."""
     store = store or open_store(settings)
-    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days))
+    percent = settings.minio.version_budget_percent
+    budget = None if percent is None else int(store.stats()["bytes"] * percent / 100)
+    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days), budget)
 
 
 def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | None = None) -> list[str]:

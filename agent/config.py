@@ -83,7 +83,13 @@ class MinioSettings(Section):
     prefix_path: str | None = None
     mirror_dir: str = "minio_mirror"  # under the storage root
     # Overwritten and deleted objects are kept this long, for point-in-time restores of the store.
-    version_retention_days: int = Field(30, ge=0)
+    version_retention_days: int = Field(30, ge=0)  # an upper bound; the budget below usually binds first
+    # Bytes of kept versions at most this share of the mirror's current bytes: the oldest are dropped first,
+    # so history is as long as fits. 20 %: at the requirement's 10 % daily churn, about 2 days of
+    # any-moment history with the total under 2x production (docs/benchmarks.md, figure 5). null: no budget.
+    version_budget_percent: float | None = Field(20, ge=0)
+    # An alert when the budget (or retention) leaves a shorter any-moment history than this.
+    min_pitr_hours: float = Field(24, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
     # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).

@@ -63,6 +63,9 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         for key, doc in (("objects", "Objects in the MinIO mirror."), ("bytes", "Bytes in the MinIO mirror.")):
             if report.mirror.get(key) is not None:
                 yield GaugeMetricFamily(PREFIX + f"mirror_{key}", doc, value=float(report.mirror[key]))
+        if isinstance(report.mirror.get("pitr_seconds"), float):
+            yield GaugeMetricFamily(PREFIX + "mirror_pitr_window_seconds", "How far back the MinIO mirror can be "
+                                    "restored as of any moment.", value=report.mirror["pitr_seconds"])
         reconciled = report.last_reconcile_at
         if reconciled is not None:
             yield GaugeMetricFamily(PREFIX + "mirror_last_reconcile_timestamp_seconds",

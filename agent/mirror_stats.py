@@ -1,14 +1,28 @@
 """Mirror figures for status and metrics: size from the index, lag from the mirror queue."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.config import Settings
 from agent.mirror_status import last_reconcile
 
 
+def pitr_window(store: Any) -> dict[str, Any]:
+    """pitr_since (ISO time), pitr_seconds (how far back any moment can be restored) and pitr_pruned (the
+    budget or retention set that bound, so a short window is worth an alert; a young mirror's is not)."""
+    try:
+        since, pruned = store.pitr_since()
+    except ValueError:  # the index is read back from the storage root: untrusted
+        return {}
+    if since is None:
+        return {}
+    seconds = max(0.0, (datetime.now(timezone.utc) - since).total_seconds())
+    return {"pitr_since": since.isoformat(), "pitr_seconds": seconds, "pitr_pruned": pruned}
+
+
 def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any]:
-    """objects, bytes, versions, lag_seconds (age of the oldest queued mirror task; 0 when none), last_reconcile."""
+    """objects, bytes, versions, pitr_* (see pitr_window), lag_seconds (age of the oldest queued mirror task; 0 when none), last_reconcile."""
     from agent.mirror_store import MirrorStore
 
     root = settings.storage_root / settings.minio.mirror_dir
@@ -17,6 +31,7 @@ def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any
         store = MirrorStore(root)
         try:
             stats = dict(store.stats())
+            stats.update(pitr_window(store))
         finally:
             store.close()  # a reader per call must not leave connections (and stale snapshots) behind
     lag = 0.0

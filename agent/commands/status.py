@@ -43,7 +43,10 @@ def status() -> None:
     reconcile = mirror.get("last_reconcile") or {}
     console.print(
         f"mirror: {mirror.get('objects', 0)} objects, {human_bytes(mirror.get('bytes', 0))}, "
-        f"{mirror.get('versions', 0)} kept versions; lag {mirror.get('lag_seconds', 0):.1f} s; "
+        f"{mirror.get('versions', 0)} kept versions"
+        + (f" ({human_bytes(mirror.get('version_bytes', 0))}, any moment since {mirror['pitr_since'][:16]}: "
+           f"{mirror.get('pitr_seconds', 0) / 3600:.1f} h)" if mirror.get("pitr_since") else "")
+        + f"; lag {mirror.get('lag_seconds', 0):.1f} s; "
         f"last reconcile {reconcile.get('time', 'never')}"
         + ("" if reconcile.get("complete", True) else " (incomplete)")
     )

@@ -231,6 +231,7 @@ def test_single_bucket_mode_mirrors_only_its_prefix(settings, store, minio_clien
 
 
 def test_prune_versions_removes_only_versions_older_than_the_retention(settings, store, minio_client, bucket):
+    settings.minio.version_budget_percent = None  # retention alone
     for data in (b"1", b"2", b"3"):
         put(minio_client, bucket, "k", data)
         mirror_object(settings, bucket, "k", store)
@@ -243,6 +244,18 @@ def test_prune_versions_removes_only_versions_older_than_the_retention(settings,
     assert prune_versions(settings, store=store) == 0
     assert prune_versions(settings, now=datetime.now(timezone.utc) + timedelta(days=31), store=store) == 1
     assert store.entry(bucket, "k").path.read_bytes() == b"3"
+
+
+def test_prune_versions_keeps_the_newest_versions_that_fit_in_the_budget_share_of_the_mirror(
+        settings, store, minio_client, bucket):
+    for data in (b"1" * 400, b"2" * 300, b"3" * 200, b"4" * 1000):
+        put(minio_client, bucket, "k", data)
+        mirror_object(settings, bucket, "k", store)
+    assert settings.minio.version_budget_percent == 20  # the default: 200 bytes of 1,000 current ones
+    assert prune_versions(settings, store=store) == 2
+    assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"3" * 200]
+    horizon, pruned = store.pitr_since()
+    assert pruned and horizon <= store.versions(bucket, "k")[0].superseded_at  # restorable from there on
 
 
 def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(
