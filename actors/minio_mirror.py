@@ -23,6 +23,8 @@ from minio.time import from_http_header
 from agent import clients
 from agent.atomic import digest_of
 from agent.config import Settings
+from agent.cpu_budget import CATCH_UP, CpuBudget
+from agent.mirror_status import record_mode
 from agent.mirror_store import Entry, MirrorStore
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
@@ -56,6 +58,30 @@ def open_store(settings: Settings) -> MirrorStore:
         if ("store", root) not in _cache:
             _cache[("store", root)] = MirrorStore(root)
         return _cache[("store", root)]  # type: ignore[return-value]
+
+
+def cpu_budget(settings: Settings) -> CpuBudget:
+    """One budget per process: every thread's mirror work draws on it (see agent/cpu_budget.py)."""
+    m = settings.minio
+    key = ("budget", m.cpu_budget_percent, m.catch_up_cpu_percent)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = CpuBudget(m.cpu_budget_percent, m.catch_up_cpu_percent)
+        return _cache[key]  # type: ignore[return-value]
+
+
+def _catching_up(settings: Settings, report: "ReconcileReport", starts: bool) -> None:
+    """A reconcile enters catch-up once, and leaves it when it ends."""
+    with report._lock:
+        if report._holding == starts:
+            return
+        report._holding = starts
+        report.catch_up = report.catch_up or starts
+    mode = cpu_budget(settings).catching_up(starts)
+    try:
+        record_mode(settings, mode)
+    except OSError:  # status only; the mirror's work goes on
+        pass
 
 
 def _prefix(settings: Settings) -> str:
@@ -135,11 +161,12 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
     ("skipped" for a key outside single-bucket mode's bucket/prefix). Raises on any failure but a
     positive "not found", so the actor retries."""
     store = store or open_store(settings)
-    outcome, fetched = _fetch(settings, bucket, key, store)
-    if fetched is None:
-        return outcome
-    temp, entry = fetched
-    return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+    with cpu_budget(settings).metered():
+        outcome, fetched = _fetch(settings, bucket, key, store)
+        if fetched is None:
+            return outcome
+        temp, entry = fetched
+        return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
 
 
 def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
@@ -192,9 +219,12 @@ class ReconcileReport:
     removed: int = 0
     unchanged: int = 0
     listed: int = 0
+    to_copy: int = 0  # keys the listing found missing or different
+    catch_up: bool = False  # ran (at least partly) in catch-up mode: a first mirror or a large backlog
     complete: bool = True
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _holding: bool = field(default=False, repr=False, compare=False)  # catch-up held on the budget now
 
     def count(self, outcome: str) -> None:
         if outcome in ("copied", "removed", "unchanged"):
@@ -231,6 +261,10 @@ class _Copies:
             self.window.popleft().result()
 
     def _sync(self, bucket: str, key: str, listed: Any) -> None:
+        with cpu_budget(self.settings).metered():  # each object: the pool's threads share the budget
+            self._fetch_and_batch(bucket, key, listed)
+
+    def _fetch_and_batch(self, bucket: str, key: str, listed: Any) -> None:
         try:
             if listed is not None:
                 outcome, fetched = _fetch_listed(self.settings, bucket, listed, self.store)
@@ -285,23 +319,36 @@ def _pages(listing, size: int = LIST_PAGE):
         yield page
 
 
+def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStore, report: ReconcileReport,
+                  copies: _Copies, listed: set[str]) -> None:
+    # One index query per page of the listing instead of one per key.
+    known = store.brief(bucket, [obj.object_name for obj in page])
+    for obj in page:
+        listed.add(obj.object_name)
+        report.listed += 1
+        mirrored = known.get(obj.object_name)
+        if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
+                and mirrored.path.is_file():  # the listing suffices: no stat for most keys
+            report.count("unchanged")
+        else:
+            report.to_copy += 1
+            if report.to_copy > settings.minio.catch_up_backlog:
+                _catching_up(settings, report, True)  # e.g. after an outage
+            copies.submit(bucket, obj.object_name, obj)
+
+
 def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,
                       copies: _Copies) -> None:
     listed: set[str] = set()
     try:
         listing = _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True)
-        for page in _pages(listing):
-            # One index query per page of the listing instead of one per key.
-            known = store.brief(bucket, [obj.object_name for obj in page])
-            for obj in page:
-                listed.add(obj.object_name)
-                report.listed += 1
-                mirrored = known.get(obj.object_name)
-                if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
-                        and mirrored.path.is_file():  # the listing suffices: no stat for most keys
-                    report.count("unchanged")
-                else:
-                    copies.submit(bucket, obj.object_name, obj)
+        budget, pages = cpu_budget(settings), _pages(listing)
+        while True:
+            with budget.metered():  # a page of listing (HTTP, XML) and its index query cost CPU too
+                page = next(pages, None)
+                if page is None:
+                    break
+                _compare_page(settings, bucket, page, store, report, copies, listed)
     except S3Error as exc:
         if exc.code != "NoSuchBucket":  # a bucket deleted at the source: its keys are re-checked below
             report.fail(f"listing bucket {bucket} failed ({exc.code}: {exc.message}); nothing was removed from it")
@@ -323,10 +370,15 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
     store = store or open_store(settings)
     report = ReconcileReport()
     copies = _Copies(settings, store, report)
+    if store.empty():
+        _catching_up(settings, report, True)  # a first mirror
     try:
         _reconcile(settings, buckets, store, report, copies)
     finally:
-        copies.close()
+        try:
+            copies.close()
+        finally:
+            _catching_up(settings, report, False)
     return report
 
 

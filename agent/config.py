@@ -94,6 +94,12 @@ class MinioSettings(Section):
     bucket_discovery_seconds: float = Field(10, gt=0)
     # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
     reconcile_workers: int = Field(8, ge=1, le=64)
+    # The mirror's share of the machine (% of all cores' CPU time, over a minute), paced by the agent itself
+    # (agent/cpu_budget.py); 0: unpaced. Catch-up (a first mirror, or a reconcile finding more than
+    # catch_up_backlog objects to copy, e.g. after an outage) uses catch_up_cpu_percent instead.
+    cpu_budget_percent: float = Field(10, ge=0, le=100)
+    catch_up_cpu_percent: float = Field(50, ge=0, le=100)
+    catch_up_backlog: int = Field(1000, ge=1)
     # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
     timeout_seconds: float = Field(60, gt=0)
 
@@ -156,7 +162,9 @@ class ScheduleSettings(Section):
     backup: str = "0 2 * * *"  # every enabled component; retention runs after it
     verify: str = "30 3 * * *"
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
-    versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
+    # Mirror versions past minio.version_retention_days or the version budget; hourly, so a day of churn
+    # never piles up on top of the budget.
+    versions_prune: str = "45 * * * *"
     drill: str = "0 4 1 * *"  # monthly restore drill into scratch targets
     offsite_mirror: str = "30 4 * * *"  # the MinIO mirror and config history to the offsite repository
     offsite_check: str = "0 5 * * 0"  # restic check: structure, weekly

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.config import Settings
-from agent.mirror_status import last_reconcile
+from agent.mirror_status import last_reconcile, mirror_mode
 
 
 def pitr_window(store: Any) -> dict[str, Any]:
@@ -43,4 +43,5 @@ def mirror_stats(settings: Settings, broker: Any | None = None) -> dict[str, Any
                 lag = queue.oldest_age_seconds
     stats["lag_seconds"] = lag
     stats["last_reconcile"] = last_reconcile(settings)
+    stats["pacing"] = mirror_mode(settings)
     return stats

@@ -441,6 +441,10 @@ class MirrorStore:
         extra = (_dt(rest[0]), rest[1]) if rest else ()
         return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5, *extra)
 
+    def empty(self) -> bool:
+        """No current object at all: a first mirror."""
+        return self._conn().execute("SELECT 1 FROM objects LIMIT 1").fetchone() is None
+
     def buckets(self) -> list[str]:
         return [row[0] for row in self._conn().execute("SELECT DISTINCT bucket FROM objects ORDER BY bucket")]
 

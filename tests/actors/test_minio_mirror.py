@@ -16,6 +16,7 @@ from actors.minio_mirror import mirror_object, prune_versions, reconcile, verify
 from agent import mirror_store
 from agent.config import Settings
 from agent.mirror_paths import decode_key
+from agent.mirror_status import mirror_mode
 from agent.mirror_store import MirrorStore
 from testbed import settings as testbed_settings
 from tests.conftest import remove_bucket, unique
@@ -256,6 +257,26 @@ def test_prune_versions_keeps_the_newest_versions_that_fit_in_the_budget_share_o
     assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"3" * 200]
     horizon, pruned = store.pitr_since()
     assert pruned and horizon <= store.versions(bucket, "k")[0].superseded_at  # restorable from there on
+
+
+def test_a_first_mirror_and_a_large_backlog_run_in_catch_up_mode_and_small_changes_in_steady_mode(
+        settings, store, minio_client, bucket):
+    for i in range(3):
+        put(minio_client, bucket, f"doc-{i}", b"x" * i)
+    first = reconcile(settings, [bucket], store=store)
+    assert first.complete and first.copied == 3 and first.catch_up  # a first mirror
+    assert mirror_mode(settings)["mode"] == "steady"  # and back to steady once it is done
+
+    put(minio_client, bucket, "doc-3", b"one more")
+    small = reconcile(settings, [bucket], store=store)
+    assert small.copied == 1 and not small.catch_up
+
+    settings.minio.catch_up_backlog = 2
+    for i in range(4, 7):  # as after an outage: more to copy than catch_up_backlog
+        put(minio_client, bucket, f"doc-{i}", b"missed")
+    backlog = reconcile(settings, [bucket], store=store)
+    assert backlog.copied == 3 and backlog.catch_up
+    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"], "cpu_percent": 10}
 
 
 def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(
