@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from minio.time import from_http_header
 from agent import clients
 from agent.atomic import digest_of
 from agent.config import Settings
-from agent.cpu_budget import CATCH_UP, CpuBudget
+from agent.cpu_budget import CpuBudget
+from agent.group_commit import GroupCommit
 from agent.mirror_status import record_mode
 from agent.mirror_store import Entry, MirrorStore
 
@@ -36,6 +38,7 @@ COMMIT_BATCH = 64  # objects a reconcile commits to the index in one transaction
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
+_groups: weakref.WeakKeyDictionary[MirrorStore, GroupCommit] = weakref.WeakKeyDictionary()
 
 
 def _now() -> datetime:
@@ -58,6 +61,14 @@ def open_store(settings: Settings) -> MirrorStore:
         if ("store", root) not in _cache:
             _cache[("store", root)] = MirrorStore(root)
         return _cache[("store", root)]  # type: ignore[return-value]
+
+
+def group_commit(store: MirrorStore) -> GroupCommit:
+    """Event tasks of one store commit together (agent/group_commit.py): a burst shares index transactions."""
+    with _cache_lock:
+        if store not in _groups:
+            _groups[store] = GroupCommit()
+        return _groups[store]
 
 
 def cpu_budget(settings: Settings) -> CpuBudget:
@@ -166,7 +177,7 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
         if fetched is None:
             return outcome
         temp, entry = fetched
-        return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+        return "copied" if group_commit(store).commit(store, bucket, key, temp, entry, _now()) else "unchanged"
 
 
 def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
