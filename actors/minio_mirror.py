@@ -8,6 +8,7 @@ removes anything from the mirror; any other failure raises (the actor retries) a
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import weakref
@@ -339,7 +340,7 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
         report.listed += 1
         mirrored = known.get(obj.object_name)
         if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
-                and mirrored.path.is_file():  # the listing suffices: no stat for most keys
+                and os.path.isfile(mirrored.file):  # the listing and one stat: no request for most keys
             report.count("unchanged")
         else:
             report.to_copy += 1

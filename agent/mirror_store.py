@@ -67,7 +67,7 @@ class Brief:
 
     etag: str
     size: int
-    path: Path
+    file: str  # its absolute path, as text: a reconcile checks many per second (os.path.isfile)
 
 
 @dataclass(frozen=True)
@@ -434,7 +434,8 @@ class MirrorStore:
         rows = self._conn().execute(
             f"SELECT key, etag, size, path FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
             f"({','.join('?' * len(keys))})", (bucket, *keys)).fetchall()
-        return {row[0]: Brief(row[1], row[2], self.root / row[3]) for row in rows}
+        root = f"{self.root}{os.sep}"
+        return {row[0]: Brief(row[1], row[2], root + row[3]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
         key, path, size, etag, ctype, meta, valid_from, md5, *rest = row
