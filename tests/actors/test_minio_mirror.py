@@ -136,7 +136,7 @@ def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(set
 
 
 @pytest.mark.fault('a bucket deleted while it is being mirrored',
-                   'each key is re-checked at the source; the mirrored objects move to versions (kept minio.version_retention_days), nothing else is touched')
+                   'each key is re-checked at the source; the mirrored objects move to versions (kept within minio.version_budget_percent and version_retention_days), nothing else is touched')
 def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions(settings, store, minio_client):
     gone = unique("test-gone-")
     minio_client.make_bucket(gone)

@@ -220,6 +220,8 @@ def test_an_unreadable_manifest_is_a_problem_not_a_crash(tmp_path):
     assert report.component("mysql").point == "daily/2026-06-09"
 
 
+@pytest.mark.fault("the version budget cuts the mirror's point-in-time window below minio.min_pitr_hours",
+                   "a warning names the window left and the knob; a young mirror's short history is no alert")
 def test_a_point_in_time_window_cut_below_the_floor_by_the_version_budget_raises_a_warning(tmp_path):
     storage = Storage(tmp_path / "backups")
     settings = settings_for(storage.root, storage_threshold=1.0)
