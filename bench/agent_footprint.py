@@ -54,7 +54,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 objects to reconcile, 15 s idle")
     args = parser.parse_args()
     count, idle_seconds = (2_000, 15) if args.quick else (10_000, 60)
-    steady = 300 if args.quick else 900
+    # Steady state: more events than a minute of paced copying can take, measured over that minute
+    # (the requirement's average), then drained.
+    steady, steady_window = (1_000, 20) if args.quick else (3_000, 60)
     env = testbed_env.load()
     work = Path(tempfile.mkdtemp(prefix="rb-bench-footprint-"))
     (work / "minio").mkdir()
@@ -82,9 +84,11 @@ def main() -> int:
             time.sleep(3)
             late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(steady, 20, seed=7)]
             threading.Thread(target=put_objects, args=(minio.client(), late), daemon=True).start()
-            steady_cpu, _, steady_seconds = sample(agent.pid, None, lambda: mirrored(count + steady))
+            steady_cpu, _, steady_seconds = sample(agent.pid, steady_window)
+            drained = mirrored(count + steady)
+            _, _, rest = sample(agent.pid, None, lambda: mirrored(count + steady))
             if not mirrored(count + steady):
-                raise RuntimeError(f"the agent did not mirror {steady} new objects within {steady_seconds:.0f} s")
+                raise RuntimeError(f"the agent did not mirror {steady} new objects within {steady_seconds + rest:.0f} s")
             time.sleep(3)
             idle_cpu, idle_rss, _ = sample(agent.pid, idle_seconds)
     finally:
@@ -103,8 +107,9 @@ def main() -> int:
                 "requirement: < 10 %", "a first mirror: catch-up mode (minio.catch_up_cpu_percent, 50 % by "
                 "default, may exceed it by design); agent + 8 worker threads; MinIO's own CPU not counted"),
             Row("7 agent CPU, steady state (events)", steady_cpu, LIMIT, "% of machine", "lower",
-                f"{steady:,} new objects mirrored from events in {steady_seconds:.0f} s", "requirement: < 10 %",
-                "paced by minio.cpu_budget_percent (10 %); put while the agent runs"),
+                f"the first {steady_seconds:.0f} s of {steady:,} objects put at once (all mirrored "
+                f"{steady_seconds + rest:.0f} s after the first put)", "requirement: < 10 %",
+                "copies paced by minio.cpu_budget_percent (6 %)" + ("" if not drained else "; the backlog drained within the window, so the average includes idle time")),
             Row("7 agent RSS during reconcile (peak)", busy_rss / memory * 100, LIMIT, "% of RAM", "lower", busy,
                 "requirement: < 10 %", f"{busy_rss:,.0f} MiB"),
             Row("7 agent CPU idle", idle_cpu, LIMIT, "% of machine", "lower", idle, "requirement: < 10 %", ""),
