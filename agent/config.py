@@ -86,11 +86,25 @@ class MinioSettings(Section):
     # without them: false, and the scheduled reconcile alone mirrors; the RPO is then its interval.
     events: bool = True
     # Overwritten and deleted objects are kept this long, for point-in-time restores of the store.
-    version_retention_days: int = Field(30, ge=0)
+    version_retention_days: int = Field(30, ge=0)  # an upper bound; the budget below usually binds first
+    # Bytes of kept versions at most this share of the mirror's current bytes: the oldest are dropped first,
+    # so history is as long as fits. 20 %: at the requirement's 10 % daily churn, about 2 days of
+    # any-moment history with the total under 2x production (docs/benchmarks.md, figure 5). null: no budget.
+    version_budget_percent: float | None = Field(20, ge=0)
+    # An alert when the budget (or retention) leaves a shorter any-moment history than this.
+    min_pitr_hours: float = Field(24, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
     # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
     reconcile_workers: int = Field(8, ge=1, le=64)
+    # The mirror's share of the machine (% of all cores' CPU time, over a minute), paced by the agent itself
+    # (agent/cpu_budget.py); 0: unpaced. 6 %: the copies themselves; handing each event over (listener,
+    # Dramatiq, Redis) costs about half as much again, so the agent stays under the requirement's 10 %
+    # (docs/benchmarks.md, figure 7). Catch-up (a first mirror, or a reconcile finding more than
+    # catch_up_backlog objects to copy, e.g. after an outage) uses catch_up_cpu_percent instead.
+    cpu_budget_percent: float = Field(6, ge=0, le=100)
+    catch_up_cpu_percent: float = Field(50, ge=0, le=100)
+    catch_up_backlog: int = Field(1000, ge=1)
     # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
     timeout_seconds: float = Field(60, gt=0)
 
@@ -153,7 +167,9 @@ class ScheduleSettings(Section):
     backup: str = "0 2 * * *"  # every enabled component; retention runs after it
     verify: str = "30 3 * * *"
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
-    versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
+    # Mirror versions past minio.version_retention_days or the version budget; hourly, so a day of churn
+    # never piles up on top of the budget.
+    versions_prune: str = "45 * * * *"
     drill: str = "0 4 1 * *"  # monthly restore drill into scratch targets
     offsite_mirror: str = "30 4 * * *"  # the MinIO mirror and config history to the offsite repository
     offsite_check: str = "0 5 * * 0"  # restic check: structure, weekly

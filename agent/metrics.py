@@ -71,6 +71,16 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         for key, doc in (("objects", "Objects in the MinIO mirror."), ("bytes", "Bytes in the MinIO mirror.")):
             if report.mirror.get(key) is not None:
                 yield GaugeMetricFamily(PREFIX + f"mirror_{key}", doc, value=float(report.mirror[key]))
+        if isinstance(report.mirror.get("pitr_seconds"), float):
+            yield GaugeMetricFamily(PREFIX + "mirror_pitr_window_seconds", "How far back the MinIO mirror can be "
+                                    "restored as of any moment.", value=report.mirror["pitr_seconds"])
+        pacing = report.mirror.get("pacing")
+        if isinstance(pacing, dict):
+            mode = _gauge("mirror_mode", "The mirror's pacing mode (1 for the current one): steady within "
+                          "minio.cpu_budget_percent, catch-up within minio.catch_up_cpu_percent.", ["mode"])
+            for name in ("steady", "catch-up"):
+                mode.add_metric([name], 1.0 if pacing.get("mode") == name else 0.0)
+            yield mode
         reconciled = report.last_reconcile_at
         if reconciled is not None:
             yield GaugeMetricFamily(PREFIX + "mirror_last_reconcile_timestamp_seconds",

@@ -46,9 +46,13 @@ def status(as_json: JsonOption = False) -> None:
     reconcile = mirror.get("last_reconcile") or {}
     console.print(
         f"mirror: {mirror.get('objects', 0)} objects, {human_bytes(mirror.get('bytes', 0))}, "
-        f"{mirror.get('versions', 0)} kept versions; lag {mirror.get('lag_seconds', 0):.1f} s; "
+        f"{mirror.get('versions', 0)} kept versions"
+        + (f" ({human_bytes(mirror.get('version_bytes', 0))}, any moment since {mirror['pitr_since'][:16]}: "
+           f"{mirror.get('pitr_seconds', 0) / 3600:.1f} h)" if mirror.get("pitr_since") else "")
+        + f"; lag {mirror.get('lag_seconds', 0):.1f} s; "
         f"last reconcile {reconcile.get('time', 'never')}"
         + ("" if reconcile.get("complete", True) else " (incomplete)")
+        + _pacing(mirror.get("pacing"))
     )
     if settings.offsite.enabled:
         console.print(_offsite_line(settings))
@@ -107,3 +111,12 @@ def _offsite_line(settings) -> str:
     if last_failed and (not last_ok or last_failed["time"] > last_ok["time"]):
         text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error') or '')[:200]}"
     return text + " (details: `ragflow-backup offsite status`)"
+
+
+def _pacing(pacing) -> str:
+    """The mirror's CPU pacing (agent/cpu_budget.py): steady, or catch-up with its larger share."""
+    if not isinstance(pacing, dict):
+        return ""
+    share = f"{pacing.get('cpu_percent', 0):g} % CPU" if pacing.get("cpu_percent") else "unpaced"
+    since = f" since {str(pacing['since'])[:16]}" if pacing.get("mode") == "catch-up" and pacing.get("since") else ""
+    return f"; {pacing.get('mode', 'steady')} ({share}){since}"

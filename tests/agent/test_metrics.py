@@ -81,7 +81,8 @@ def storage(tmp_path) -> Storage:
 
 def test_metrics_expose_the_health_report_at_scrape_time(storage, serve):
     settings = Settings(storage_root=storage.root)
-    mirror = {"objects": 42, "bytes": 123456, "lag_seconds": 7.5, "last_reconcile": {"time": "2026-06-10T11:45:00+00:00"}}
+    mirror = {"objects": 42, "bytes": 123456, "lag_seconds": 7.5, "last_reconcile": {"time": "2026-06-10T11:45:00+00:00"},
+              "pitr_seconds": 172800.0, "pacing": {"mode": "catch-up", "since": None, "cpu_percent": 50}}
     server = serve(lambda: collect(settings, storage, queue_depth=lambda: {"backup": 3, "mirror": 0},
                                    mirror_stats=lambda: mirror))
     assert server.port != 0
@@ -104,6 +105,9 @@ def test_metrics_expose_the_health_report_at_scrape_time(storage, serve):
     assert values[("ragflow_backup_mirror_lag_seconds", ())] == 7.5
     assert values[("ragflow_backup_mirror_objects", ())] == 42
     assert values[("ragflow_backup_mirror_bytes", ())] == 123456
+    assert values[("ragflow_backup_mirror_pitr_window_seconds", ())] == 172800  # two days of any-moment history
+    assert values[("ragflow_backup_mirror_mode", (("mode", "catch-up"),))] == 1
+    assert values[("ragflow_backup_mirror_mode", (("mode", "steady"),))] == 0
     assert values[("ragflow_backup_mirror_last_reconcile_timestamp_seconds", ())] == datetime(2026, 6, 10, 11, 45, tzinfo=UTC).timestamp()
     assert values[("ragflow_backup_queue_depth", (("queue", "backup"),))] == 3
     assert values[("ragflow_backup_queue_depth", (("queue", "mirror"),))] == 0
