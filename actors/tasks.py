@@ -22,13 +22,14 @@ from actors.config.backup import commit_config as commit
 from actors.minio.mirror import mirror_object as mirror
 from actors.minio.mirror import prune_versions
 from actors.minio.mirror import reconcile as run_reconcile
-from core import runtime
+from core import ragflow_version, runtime
 from core.component import PermanentError
 from core.config import Settings
 from core.locks import Busy
 from core.manifest import ComponentRecord, now
 from core.mirror_status import record_reconcile
 from core.notify import Notifier
+from core.ping import ping
 from core.points import Point, Storage
 
 log = logging.getLogger("ragflow_backup.actors")
@@ -49,10 +50,11 @@ def start_backup(settings: Settings, components: list[str] | None = None) -> Poi
     storage = Storage(settings.storage_root)
     try:
         with backup_run(storage):
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
     except Busy as exc:
         log.warning("scheduled backup skipped: %s (it is taking a point now)", exc)
         return None
+    ping(settings.notify, "start", point.ref)
     for name in names:
         backup_component.send(point.ref, name)
     return point
@@ -93,6 +95,7 @@ def component_done(settings: Settings, point: Point, component: str, record: Com
 def unrecorded(settings: Settings, point: Point, record: ComponentRecord) -> None:
     """The storage root could not take a component's outcome (full): the point will read as interrupted and
     no 'finished' notification would come, so say it now."""
+    ping(settings.notify, "fail", f"{point.ref} cannot record {record.component}")
     try:
         Notifier(settings.notify, settings.layout.notify_state).failure(
             "backup", f"ragflow-backup: {point.ref} cannot record {record.component}", record.error or "")

@@ -18,6 +18,10 @@ from dramatiq import Actor
 
 from actors import tasks
 from actors.broker import configure
+from agent.console.auth import metrics_auth
+from agent.console.history import HistoryStore
+from agent.console.page import StatusPage
+from agent.console.sampler import history_loop
 from agent.doctor import check_broker
 from agent.health import ALERT_PREFIX, Alert, collect
 from agent.metrics import MetricsServer
@@ -87,11 +91,14 @@ class Agent:
     def start(self) -> None:
 
         settings = self.settings
+        # First: serving the port beyond loopback without a token is refused before anything starts.
+        auth = metrics_auth(settings.metrics) if settings.metrics.enabled else None
         self._hold_storage_root()
         self._warn_about_eviction()
         if settings.minio.enabled:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send(self.tasks.reconcile, ())
+        if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
                                                  discovery_seconds=settings.minio.bucket_discovery_seconds)
             self.minio_source.start()
@@ -105,8 +112,12 @@ class Agent:
             self.metrics = MetricsServer(settings.metrics.host, settings.metrics.port, self.health,
                                          extra_health=self.source_health, cache_seconds=settings.metrics.cache_seconds,
                                          max_connections=settings.metrics.max_connections,
-                                         read_timeout=settings.metrics.read_timeout_seconds)
+                                         read_timeout=settings.metrics.read_timeout_seconds,
+                                         page=StatusPage(settings, self.storage, cache_seconds=settings.metrics.cache_seconds),
+                                         auth=auth)
             self.metrics.start()
+        collect = self.metrics.report if self.metrics is not None else self.health  # one report for both
+        self._spawn(lambda: history_loop(self._stop, HistoryStore(self.storage.root), self.storage, collect), "history")
         self._spawn(self._alert_loop, "alerts")
         log.info("agent started")
 
@@ -171,7 +182,9 @@ class Agent:
             if not part["ok"]:
                 alerts.append(Alert(f"{ALERT_PREFIX}{name}", "failure", f"ragflow-backup: {name} is not listening",
                                     f"{part['last_error'] or 'not connected yet'}; objects changed meanwhile are "
-                                    "mirrored by the reconcile that follows the reconnection."))
+                                    "mirrored by the reconcile that follows the reconnection. A store without bucket "
+                                    "notifications (S3, some MinIO forks) never connects: set minio.events: false "
+                                    "there, and the scheduled reconcile alone mirrors it."))
         return alerts
 
     def _alert_loop(self) -> None:

@@ -30,19 +30,34 @@ def check_storage(settings: Settings) -> Check:
     return Check("storage", "ok", detail)
 
 
+def eviction_risk(policy: str) -> str:
+    """What a Redis maxmemory-policy can evict, judged by its effect and not its name: '' when it cannot
+    drop a queued task (our messages and RAGFlow's task stream carry no TTL)."""
+    if policy.startswith("allkeys-"):
+        return "it can evict any key, queued tasks included, under memory pressure"
+    if policy.startswith("volatile-") or policy == "noeviction":
+        return ""  # volatile-*: only keys with a TTL; noeviction: none (writes fail instead)
+    return "a policy this check does not know: make sure it never evicts keys without a TTL"
+
+
 def check_broker(settings: Settings) -> Check:
 
     try:
         client = redis.Redis.from_url(settings.broker.url.get_secret_value(), socket_connect_timeout=5)
-        version = client.info("server")["redis_version"]
+        info = client.info("server")
+        version = info.get("valkey_version") or info["redis_version"]
+        server = "Valkey" if "valkey_version" in info else "Redis"
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
     except Exception as exc:  # noqa: BLE001 - any failure is reported with its cause
         return failed_check("broker (Redis)", exc, "check broker.url: host, port, password and DB")
-    detail = f"Redis {version}, maxmemory-policy {policy}"
-    if policy.startswith("allkeys"):
-        return Check("broker (Redis)", "warn", detail,
-                     "an allkeys-* eviction policy can drop queued backup tasks under memory pressure; use a "
-                     "separate Redis for broker.url, or volatile-lru / noeviction on this one")
+    detail = f"{server} {version}, maxmemory-policy {policy}"
+    risk = eviction_risk(policy)
+    if risk:
+        return Check("broker (Redis)", "warn", f"{detail}: {risk}",
+                     "use a separate Redis for broker.url, or a volatile-* policy (RAGFlow's own default, "
+                     "volatile-lru) or noeviction on this one")
+    if policy.startswith("volatile-"):
+        detail += " (evicts only keys with a TTL; queued tasks have none)"
     return Check("broker (Redis)", "ok", detail)
 
 

@@ -127,6 +127,13 @@ class HealthReport:
                                 f"ragflow-backup: MinIO mirror {lag / 60:.0f} min behind",
                                 f"The oldest waiting mirror task is {lag:.0f} s old (threshold "
                                 f"{notify.mirror_lag_seconds} s): are the workers running?"))
+        window, floor = (self.mirror or {}).get("pitr_seconds"), settings.minio.min_pitr_hours
+        if (self.mirror or {}).get("pitr_pruned") and isinstance(window, float) and window < floor * 3600:
+            alerts.append(Alert(f"{ALERT_PREFIX}mirror history", "warning",
+                                f"ragflow-backup: MinIO history only {window / 3600:.1f} h",
+                                f"Objects can be restored as of any moment of the last {window / 3600:.1f} h only "
+                                f"(minio.min_pitr_hours: {floor:g}): minio.version_budget_percent dropped older "
+                                "versions. Raise the budget (and make room), or expect less churn."))
         reconcile = (self.mirror or {}).get("last_reconcile")
         if isinstance(reconcile, dict) and reconcile.get("complete") is False:
             errors = reconcile.get("errors") or []

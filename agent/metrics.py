@@ -2,6 +2,10 @@
 
     GET /metrics   text exposition, from a health report at most metrics.cache_seconds old
     GET /healthz   200 {"status": "ok", ...} or 503 {"status": "unhealthy", "reasons": [...]}
+    GET /          the status page (agent/console/), when one is given
+
+With an authenticator (agent/console/auth.py) every path needs the token, except /healthz which answers
+an unauthenticated client with its status alone (a container's health check).
 
 Every server has its own CollectorRegistry (no process-wide state: tests and restarts stay clean). A
 failing collect() still yields a scrape, with ragflow_backup_up 0, so a dashboard shows the outage.
@@ -23,8 +27,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from actors.actions.runs import describe
+from agent.console.auth import REALM, TokenAuth
+from agent.console.page import SECURITY_HEADERS, StatusPage
 from agent.health import HealthReport
+from agent.run_metrics import build_info, run_metrics
 from core.bounded_http import BoundedHttpServer
+from core.points import Storage
+from core.queues import KNOWN_QUEUES
 
 log = logging.getLogger("ragflow_backup.metrics")
 
@@ -45,11 +54,16 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         age.add_metric([item.component], item.age_seconds if item.age_seconds is not None else math.inf)
     yield stamp
     yield age
-    status = _gauge("point_status", "Status of the newest backup point (1 for its status).", ["point", "status"])
+    # The tier, never the point's name, as a label: a name is a date, and a series per day never ends.
+    status = _gauge("point_status", "Status of the newest backup point (1 for its status).", ["tier", "status"])
+    created = _gauge("newest_point_timestamp_seconds", "When the newest backup point was started.", ["tier"])
     if report.newest_point is not None:
+        tier = report.newest_point.ref.partition("/")[0]
         for name in sorted({*POINT_STATUSES, report.newest_point.status}):
-            status.add_metric([report.newest_point.ref, name], 1.0 if name == report.newest_point.status else 0.0)
+            status.add_metric([tier, name], 1.0 if name == report.newest_point.status else 0.0)
+        created.add_metric([tier], report.newest_point.created_at.timestamp())
     yield status
+    yield created
     if report.mirror is not None:
         lag = report.mirror_lag_seconds
         if lag is not None:
@@ -57,14 +71,24 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         for key, doc in (("objects", "Objects in the MinIO mirror."), ("bytes", "Bytes in the MinIO mirror.")):
             if report.mirror.get(key) is not None:
                 yield GaugeMetricFamily(PREFIX + f"mirror_{key}", doc, value=float(report.mirror[key]))
+        if isinstance(report.mirror.get("pitr_seconds"), float):
+            yield GaugeMetricFamily(PREFIX + "mirror_pitr_window_seconds", "How far back the MinIO mirror can be "
+                                    "restored as of any moment.", value=report.mirror["pitr_seconds"])
+        pacing = report.mirror.get("pacing")
+        if isinstance(pacing, dict):
+            mode = _gauge("mirror_mode", "The mirror's pacing mode (1 for the current one): steady within "
+                          "minio.cpu_budget_percent, catch-up within minio.catch_up_cpu_percent.", ["mode"])
+            for name in ("steady", "catch-up"):
+                mode.add_metric([name], 1.0 if pacing.get("mode") == name else 0.0)
+            yield mode
         reconciled = report.last_reconcile_at
         if reconciled is not None:
             yield GaugeMetricFamily(PREFIX + "mirror_last_reconcile_timestamp_seconds",
                                     "When the last full reconcile ran.", value=reconciled.timestamp())
     if report.queues is not None:
         depth = _gauge("queue_depth", "Messages waiting per queue (ready and delayed).", ["queue"])
-        for queue, count in sorted(report.queues.items()):
-            depth.add_metric([queue], float(count))
+        for queue in sorted({*KNOWN_QUEUES, *report.queues}):  # an empty queue is 0, not a missing series
+            depth.add_metric([queue], float(report.queues.get(queue, 0)))
         yield depth
     if report.offsite is not None:
         last = _gauge("offsite_last_run_timestamp_seconds",
@@ -80,6 +104,7 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
                             value=float(report.storage_used_bytes))
     yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",
                             value=report.storage_used_ratio)
+    yield from run_metrics(Storage(report.storage_root))
 
 
 class _Collector:
@@ -96,6 +121,7 @@ class _Collector:
             families = []
         yield from families
         yield GaugeMetricFamily(PREFIX + "up", "1 when the health report could be collected.", value=1.0 if families else 0.0)
+        yield build_info()
 
 
 def _part_failure(name: str, value: Any) -> str | None:
@@ -147,7 +173,8 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int, collect: Callable[[], HealthReport],
                  extra_health: Callable[[], dict] | None = None, cache_seconds: float = 0.0,
-                 max_connections: int = 64, read_timeout: float = 10.0):
+                 max_connections: int = 64, read_timeout: float = 10.0, page: StatusPage | None = None,
+                 auth: TokenAuth | None = None):
         self.collect = collect
         self.extra_health = extra_health
         self.cache_seconds = cache_seconds
@@ -155,10 +182,13 @@ class MetricsServer:
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self.report))  # type: ignore[arg-type]
-        self._http = BoundedHttpServer(host, port, {"/metrics": self._metrics, "/healthz": self._healthz},
-                                       name="ragflow-backup-metrics", max_connections=max_connections,
-                                       read_timeout=read_timeout,
-                                       not_found=b"not found: try /metrics or /healthz\n")
+        routes = {"/metrics": self._metrics, "/healthz": self._healthz}
+        if page is not None:
+            routes["/"] = page.route(self.report)
+        self._http = BoundedHttpServer(host, port, routes, name="ragflow-backup-metrics", max_connections=max_connections,
+                                       read_timeout=read_timeout, not_found=b"not found: try /, /metrics or /healthz\n",
+                                       authorize=auth.allows if auth else None, open_routes={"/healthz": self._bare_health},
+                                       headers=SECURITY_HEADERS, challenge=REALM)
 
     @property
     def host(self) -> str:
@@ -189,6 +219,10 @@ class MetricsServer:
     def _healthz(self) -> tuple[int, str, bytes]:
         code, body = health_status(self.report, self.extra_health)
         return code, "application/json", json.dumps(body, default=str).encode()
+
+    def _bare_health(self) -> tuple[int, str, bytes]:
+        code, body = health_status(self.report, self.extra_health)
+        return code, "application/json", json.dumps({"status": body["status"]}).encode()
 
     def start(self) -> None:
         self._http.start()

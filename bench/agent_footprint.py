@@ -1,6 +1,7 @@
 """Figure 7: CPU and memory of `ragflow-backup run` (the agent and its worker threads, one process tree),
-during the initial reconcile of a private MinIO and then idle for a minute, against the requirements'
-limit (< 10 % of the machine's CPU and RAM).
+during the initial reconcile of a private MinIO (catch-up mode: minio.catch_up_cpu_percent), then while
+objects arrive as events (steady state: minio.cpu_budget_percent, fewer than minio.catch_up_backlog), then
+idle for a minute, against the requirements' limit (< 10 % of the machine's CPU and RAM).
 
 CPU is summed over the agent's session from /proc (user + system ticks), as a share of all cores; RSS
 is the sum over the session, sampled every 0.5 s (the peak is reported).
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +53,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 objects to reconcile, 15 s idle")
     args = parser.parse_args()
     count, idle_seconds = (2_000, 15) if args.quick else (10_000, 60)
+    # Steady state: more events than a minute of paced copying can take, measured over that minute
+    # (the requirement's average), then drained.
+    steady, steady_window = (1_000, 20) if args.quick else (3_000, 60)
     env = testbed_env.load()
     work = Path(tempfile.mkdtemp(prefix="rb-bench-footprint-"))
     (work / "minio").mkdir()
@@ -63,18 +68,26 @@ def main() -> int:
             agent = start_agent(work, redis_url(env, db), minio)
             index = work / "backups" / "minio_mirror" / ".index.sqlite"
 
-            def mirrored() -> bool:
+            def mirrored(target: int = count) -> bool:
                 if not index.exists():
                     return False
                 store = MirrorStore(index.parent)
                 try:
-                    return store.stats()["objects"] >= count
+                    return store.stats()["objects"] >= target
                 finally:
                     store.close()
 
             busy_cpu, busy_rss, busy_seconds = sample(agent.pid, None, mirrored)
             if not mirrored():
                 raise RuntimeError(f"the agent did not mirror {count} objects within {busy_seconds:.0f} s")
+            time.sleep(3)
+            late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(steady, 20, seed=7)]
+            threading.Thread(target=put_objects, args=(minio.client(), late), daemon=True).start()
+            steady_cpu, _, steady_seconds = sample(agent.pid, steady_window)
+            drained = mirrored(count + steady)
+            _, _, rest = sample(agent.pid, None, lambda: mirrored(count + steady))
+            if not mirrored(count + steady):
+                raise RuntimeError(f"the agent did not mirror {steady} new objects within {steady_seconds + rest:.0f} s")
             time.sleep(3)
             idle_cpu, idle_rss, _ = sample(agent.pid, idle_seconds)
     finally:
@@ -90,7 +103,12 @@ def main() -> int:
     busy = f"start-up reconcile of {count:,} objects ({total / MiB:,.0f} MiB) in {busy_seconds:.0f} s"
     idle = f"idle for {idle_seconds} s after it"
     rows = [Row("7 agent CPU during reconcile", busy_cpu, LIMIT, "% of machine", "lower", busy,
-                "requirement: < 10 %", "agent + 8 worker threads; MinIO's own CPU not counted"),
+                "requirement: < 10 %", "a first mirror: catch-up mode (minio.catch_up_cpu_percent, 50 % by "
+                "default, may exceed it by design); agent + 8 worker threads; MinIO's own CPU not counted"),
+            Row("7 agent CPU, steady state (events)", steady_cpu, LIMIT, "% of machine", "lower",
+                f"the first {steady_seconds:.0f} s of {steady:,} objects put at once (all mirrored "
+                f"{steady_seconds + rest:.0f} s after the first put)", "requirement: < 10 %",
+                "copies paced by minio.cpu_budget_percent (6 %)" + ("" if not drained else "; the backlog drained within the window, so the average includes idle time")),
             Row("7 agent RSS during reconcile (peak)", busy_rss / memory * 100, LIMIT, "% of RAM", "lower", busy,
                 "requirement: < 10 %", f"{busy_rss:,.0f} MiB"),
             Row("7 agent CPU idle", idle_cpu, LIMIT, "% of machine", "lower", idle, "requirement: < 10 %", ""),

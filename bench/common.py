@@ -254,9 +254,12 @@ def mc_env(minio: Any, alias: str = "bench") -> dict[str, str]:
 
 
 def settings_for(minio: Any, storage_root: Path, **extra: Any) -> Any:
+    """Unpaced (minio.cpu_budget_percent and catch_up_cpu_percent 0): figures 1 and 2 measure how fast the
+    data path is; figure 7 runs the agent with the default pacing."""
     from core.config import Settings
 
-    return Settings(storage_root=storage_root, minio=minio.settings(), **extra)
+    unpaced = minio.settings().model_copy(update={"cpu_budget_percent": 0, "catch_up_cpu_percent": 0})
+    return Settings(storage_root=storage_root, minio=unpaced, **extra)
 
 
 def timeit(fn: Callable[[], Any]) -> tuple[Timing, Any]:

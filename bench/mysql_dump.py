@@ -56,12 +56,14 @@ def grow_database(cfg, database: str, target: int, size: str = "small") -> int:
             cur.execute(
                 "INSERT INTO document (id, thumbnail, kb_id, parser_id, parser_config, source_type, type, created_by,"
                 " name, location, size, token_num, chunk_num, progress, progress_msg, process_begin_at,"
-                " process_duation, meta_fields, run, status, create_time, create_date, update_time, update_date)"
+                " process_duration, suffix, content_hash, run, status, create_time, create_date, update_time,"
+                " update_date)"
                 " SELECT REPLACE(UUID(), '-', ''), thumbnail, kb_id, parser_id, parser_config, source_type, type,"
                 " created_by, CONCAT(LEFT(name, 60), ' ', LEFT(MD5(RAND()), 8)), location, FLOOR(RAND() * 1e7),"
                 " FLOOR(RAND() * 1e5), chunk_num, progress,"
                 " CONCAT('Page(1~', FLOOR(RAND() * 1000), '): ', TO_BASE64(RANDOM_BYTES(96)), '\\nIndexing done.'),"
-                " process_begin_at, process_duation, meta_fields, run, status, create_time + FLOOR(RAND() * 1e9),"
+                " process_begin_at, process_duration, suffix, MD5(RAND()), run, status,"
+                " create_time + FLOOR(RAND() * 1e9),"
                 " create_date, update_time, update_date FROM document")
             rows *= 2
             print(f"  document: {rows:,} rows", flush=True)

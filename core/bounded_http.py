@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
@@ -20,12 +20,16 @@ log = logging.getLogger("ragflow_backup.http")
 
 # (status, content type, body) for a path (query string removed); run on the worker pool.
 Route = Callable[[], tuple[int, str, bytes]]
+# Whether a request's headers (names lower-cased) authenticate it; a refused one gets 401, or its open route.
+Authorize = Callable[[Mapping[str, str]], bool]
 
 
 class BoundedHttpServer:
     def __init__(self, host: str, port: int, routes: dict[str, Route], *, name: str = "http", workers: int = 2,
                  max_connections: int = 64, read_timeout: float = 10.0, write_timeout: float = 30.0,
-                 max_request_bytes: int = 8192, not_found: bytes = b"not found\n"):
+                 max_request_bytes: int = 8192, not_found: bytes = b"not found\n", authorize: Authorize | None = None,
+                 open_routes: dict[str, Route] | None = None, headers: Mapping[str, str] | None = None,
+                 challenge: str = "Bearer"):
         self.host, self.port = host, port  # port 0: a free port is picked at start(); read it back from here
         self.routes = routes
         self.name = name
@@ -34,6 +38,10 @@ class BoundedHttpServer:
         self.read_timeout, self.write_timeout = read_timeout, write_timeout
         self.max_request_bytes = max_request_bytes
         self.not_found = not_found
+        self.authorize = authorize
+        self.open_routes = open_routes or {}  # answered without authentication (e.g. a bare health status)
+        self.headers = dict(headers or {})  # sent with every answer (security headers)
+        self.challenge = challenge
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -99,7 +107,8 @@ class BoundedHttpServer:
             finally:
                 self._reading.pop(task, None)
             status, content_type, body = await self._answer(head)
-            writer.write(_response(status, content_type, body))
+            extra = {**self.headers, **({"WWW-Authenticate": self.challenge} if status == 401 else {})}
+            writer.write(_response(status, content_type, body, extra))
             await asyncio.wait_for(writer.drain(), self.write_timeout)
         except (asyncio.TimeoutError, ConnectionError, asyncio.CancelledError):
             pass
@@ -123,6 +132,10 @@ class BoundedHttpServer:
         if method != b"GET":
             return 405, "text/plain; charset=utf-8", b"only GET\n"
         route = self.routes.get(target)
+        if self.authorize is not None and not self.authorize(_headers(head)):
+            route = self.open_routes.get(target)
+            if route is None:
+                return 401, "text/plain; charset=utf-8", b"authentication required\n"
         if route is None:
             return 404, "text/plain; charset=utf-8", self.not_found
         loop = asyncio.get_running_loop()
@@ -133,7 +146,17 @@ class BoundedHttpServer:
             return 500, "text/plain; charset=utf-8", b"internal error\n"
 
 
-def _response(status: int, content_type: str, body: bytes) -> bytes:
+def _headers(head: bytes) -> dict[str, str]:
+    found = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            found[name.strip().lower()] = value.strip()
+    return found
+
+
+def _response(status: int, content_type: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     head = (f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            f"Content-Length: {len(body)}\r\n{lines}Connection: close\r\n\r\n")
     return head.encode("latin-1") + body

@@ -85,10 +85,11 @@ def redis_client(settings: RedisSettings):
     )
 
 
-def docker_client(host: str | None = None):
-    import docker  # lazy: docker SDK (heavy): only for mysql.mode docker and doctor
+def docker_client(host: str | None = None, timeout: int = 60):
+    """`timeout`: seconds per API call (docker-py's default is 60)."""
+    import docker  # lazy: docker SDK (heavy): only for mysql.mode docker, doctor and the RAGFlow version probe
 
-    return docker.DockerClient(base_url=host) if host else docker.from_env()
+    return docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
 
 
 def find_mysql_container(settings: Settings):

@@ -40,3 +40,8 @@ def failed_check(name: str, exc: Exception, fix: str) -> Check:
     # Client errors carry no secrets we hand them, but keep the message to its first line.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return Check(name, "fail", f"{type(exc).__name__}: {text}", fix)
+
+
+def off_check(name: str, unsupported: str) -> Check:
+    """A disabled part's line: why RAGFlow's .env puts it out of reach (`unsupported`), else the config's word."""
+    return Check(name, "off", unsupported or "disabled in the config")

@@ -85,12 +85,29 @@ class MinioSettings(Section):
     bucket: str | None = None
     prefix_path: str | None = None
     mirror_dir: str = "minio_mirror"  # under the storage root
+    # Bucket notifications mirror each change within seconds. An S3 store (STORAGE_IMPL=AWS_S3) or a MinIO fork
+    # without them: false, and the scheduled reconcile alone mirrors; the RPO is then its interval.
+    events: bool = True
     # Overwritten and deleted objects are kept this long, for point-in-time restores of the store.
-    version_retention_days: int = Field(30, ge=0)
+    version_retention_days: int = Field(30, ge=0)  # an upper bound; the budget below usually binds first
+    # Bytes of kept versions at most this share of the mirror's current bytes: the oldest are dropped first,
+    # so history is as long as fits. 20 %: at the requirement's 10 % daily churn, about 2 days of
+    # any-moment history with the total under 2x production (docs/benchmarks.md, figure 5). null: no budget.
+    version_budget_percent: float | None = Field(20, ge=0)
+    # An alert when the budget (or retention) leaves a shorter any-moment history than this.
+    min_pitr_hours: float = Field(24, ge=0)
     # How often the agent looks for buckets created since it started (RAGFlow makes one per KB).
     bucket_discovery_seconds: float = Field(10, gt=0)
     # Objects a reconcile copies, and a restore puts back, at once (each is a round trip; 1: one by one).
     reconcile_workers: int = Field(8, ge=1, le=64)
+    # The mirror's share of the machine (% of all cores' CPU time, over a minute), paced by the agent itself
+    # (core/cpu_budget.py); 0: unpaced. 6 %: the copies themselves; handing each event over (listener,
+    # Dramatiq, Redis) costs about half as much again, so the agent stays under the requirement's 10 %
+    # (docs/benchmarks.md, figure 7). Catch-up (a first mirror, or a reconcile finding more than
+    # catch_up_backlog objects to copy, e.g. after an outage) uses catch_up_cpu_percent instead.
+    cpu_budget_percent: float = Field(6, ge=0, le=100)
+    catch_up_cpu_percent: float = Field(50, ge=0, le=100)
+    catch_up_backlog: int = Field(1000, ge=1)
     # A request to MinIO that receives nothing for this long fails (a hung server), and is retried later.
     timeout_seconds: float = Field(60, gt=0)
 
@@ -153,7 +170,9 @@ class ScheduleSettings(Section):
     backup: str = "0 2 * * *"  # every enabled component; retention runs after it
     verify: str = "30 3 * * *"
     reconcile: str = "*/15 * * * *"  # MinIO listing diff: heals missed events
-    versions_prune: str = "45 3 * * *"  # mirror versions older than minio.version_retention_days
+    # Mirror versions past minio.version_retention_days or the version budget; hourly, so a day of churn
+    # never piles up on top of the budget.
+    versions_prune: str = "45 * * * *"
     drill: str = "0 4 1 * *"  # monthly restore drill into scratch targets
     offsite_mirror: str = "30 4 * * *"  # the MinIO mirror and config history to the offsite repository
     offsite_check: str = "0 5 * * 0"  # restic check: structure, weekly
@@ -177,6 +196,8 @@ class MetricsSettings(Section):
     # HTTP clients are untrusted: at most this many connections, each sending its request within the timeout.
     max_connections: int = Field(64, ge=1, le=1024)
     read_timeout_seconds: float = Field(10, gt=0)
+    # Required when host is not loopback: a file holding the token clients send (agent/console/auth.py).
+    auth_token_file: Path | None = None
 
 
 class NotifySettings(Section):
@@ -188,6 +209,9 @@ class NotifySettings(Section):
     rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
     check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
+    # Dead-man's switch (Healthchecks or Uptime Kuma push URL): pinged at each backup's start and end (core/ping.py).
+    ping_url: SecretStr | None = None
+    ping_timeout_seconds: float = Field(10, gt=0, le=120)
 
 
 class RetentionSettings(Section):

@@ -62,6 +62,36 @@ class ComponentRecord(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class SchemaShape(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tables: int
+    columns: int
+    fingerprint: str  # sha256 of the sorted "table.column type" lines, first 16 hex digits
+
+
+class RagflowVersion(BaseModel):
+    """Read back from manifests (untrusted): unknown keys are ignored, every field may be missing."""
+
+    model_config = ConfigDict(extra="ignore")
+    image: str | None = None  # RAGFLOW_IMAGE in .env
+    running_image: str | None = None  # what the app container was started from
+    running_digest: str | None = None  # the registry digest, else the local image id
+    schema_shape: SchemaShape | None = None
+
+    @property
+    def effective_image(self) -> str | None:
+        """The running image when known (what RAGFlow really is), else the one .env names."""
+        return self.running_image or self.image
+
+    def label(self) -> str:
+        """Short, for tables: the image's tag ('v0.27.0', 'nightly'); '?' when nothing was recorded."""
+        image = self.effective_image
+        if not image:
+            return "?"
+        name = image.split("@", 1)[0]
+        return name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else "latest"
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: int = FORMAT
@@ -76,6 +106,7 @@ class Manifest(BaseModel):
     tool: dict[str, str] = Field(default_factory=lambda: {"name": "ragflow-backup", "version": package_version("ragflow-backup")})
     host: str = Field(default_factory=socket.gethostname)
     promoted_from: str | None = None
+    ragflow: RagflowVersion | None = None  # the RAGFlow the point was taken from (core/ragflow_version.py)
 
     def decide_status(self) -> PointStatus:
         """Complete only when every requested component succeeded; never complete with one missing."""
@@ -92,4 +123,7 @@ class Manifest(BaseModel):
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2).encode() + b"\n")
+    # Without a recorded RAGFlow the key is left out: older ragflow-backup versions still read the file.
+    leave_out = {"ragflow"} if manifest.ragflow is None else None
+    write_bytes_atomic(folder / MANIFEST,
+                       json.dumps(manifest.model_dump(mode="json", exclude=leave_out), indent=2).encode() + b"\n")

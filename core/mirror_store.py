@@ -67,7 +67,7 @@ class Brief:
 
     etag: str
     size: int
-    path: Path
+    file: str  # its absolute path, as text: a reconcile checks many per second (os.path.isfile)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,10 @@ CREATE TABLE IF NOT EXISTS versions (
     superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
 CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
 CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
+CREATE TABLE IF NOT EXISTS pruned (id INTEGER PRIMARY KEY CHECK (id = 1), horizon TEXT NOT NULL);
 """
+# `pruned.horizon`: when the newest version a prune dropped was superseded. Restores as of any moment since
+# are whole (every version superseded later is kept); earlier ones are not (see `pitr_since`).
 COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
 
 
@@ -367,17 +370,40 @@ class MirrorStore:
                 return
             folder = folder.parent
 
-    def prune_versions(self, older_than: datetime) -> int:
-        """Drop versions superseded before `older_than` (rows first: a crash leaves only orphan files)."""
+    def prune_versions(self, older_than: datetime, budget_bytes: int | None = None) -> int:
+        """Drop versions superseded before `older_than`, then, oldest first, as many more as it takes for
+        the rest to fit in `budget_bytes` (None: no budget). Rows first, in the transaction that moves the
+        horizon (see `pitr_since`): a crash leaves only orphan files, never an index naming a missing one."""
         with self._write() as conn:
-            rows = conn.execute("SELECT id, bucket, path FROM versions WHERE superseded_at < ?",
-                                (_ts(older_than),)).fetchall()
-            conn.executemany("DELETE FROM versions WHERE id=?", [(row[0],) for row in rows])
+            rows = conn.execute("SELECT id, bucket, path, superseded_at, size FROM versions "
+                                "ORDER BY superseded_at, id").fetchall()
+            drop, kept_bytes = [], sum(row[4] for row in rows)
+            for row in rows:
+                if row[3] >= _ts(older_than) and (budget_bytes is None or kept_bytes <= budget_bytes):
+                    break
+                drop.append(row)
+                kept_bytes -= row[4]
+            conn.executemany("DELETE FROM versions WHERE id=?", [(row[0],) for row in drop])
+            if drop:
+                conn.execute("INSERT INTO pruned (id, horizon) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET "
+                             "horizon = MAX(horizon, excluded.horizon)", (drop[-1][3],))
         with self._write():
-            for _, bucket, path in rows:
+            for _, bucket, path, _, _ in drop:
                 (self.root / path).unlink(missing_ok=True)
                 self._prune_dirs((self.root / path).parent, self.root / ".versions" / bucket_dir(bucket))
-        return len(rows)
+        return len(drop)
+
+    def pitr_since(self) -> tuple[datetime | None, bool]:
+        """Since when the store can be restored as of any moment, and whether a prune (retention or the
+        version budget) set that bound; (None, False) for an empty store. Without a prune, the history
+        starts with the oldest moment the index records."""
+        conn = self._conn()
+        row = conn.execute("SELECT horizon FROM pruned WHERE id=1").fetchone()
+        if row is not None:
+            return _dt(row[0]), True
+        first = conn.execute("SELECT MIN(t) FROM (SELECT MIN(mirrored_at) AS t FROM objects UNION ALL "
+                             "SELECT MIN(superseded_at) FROM versions)").fetchone()
+        return _dt(first[0] if first else None), False
 
     # ---------------------------------------------------------------- reading
     def _settled(self, bucket: str, key: str | None = None) -> sqlite3.Connection:
@@ -408,12 +434,17 @@ class MirrorStore:
         rows = self._conn().execute(
             f"SELECT key, etag, size, path FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
             f"({','.join('?' * len(keys))})", (bucket, *keys)).fetchall()
-        return {row[0]: Brief(row[1], row[2], self.root / row[3]) for row in rows}
+        root = f"{self.root}{os.sep}"
+        return {row[0]: Brief(row[1], row[2], root + row[3]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
         key, path, size, etag, ctype, meta, valid_from, md5, *rest = row
         extra = (_dt(rest[0]), rest[1]) if rest else ()
         return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5, *extra)
+
+    def empty(self) -> bool:
+        """No current object at all: a first mirror."""
+        return self._conn().execute("SELECT 1 FROM objects LIMIT 1").fetchone() is None
 
     def buckets(self) -> list[str]:
         return [row[0] for row in self._conn().execute("SELECT DISTINCT bucket FROM objects ORDER BY bucket")]
@@ -449,6 +480,11 @@ class MirrorStore:
                            "AND COALESCE(valid_from, '') <= ? AND superseded_at > ?", (bucket, at, at)).fetchall()
         refs = sorted((self._ref(row) for row in [*old, *current]), key=lambda ref: _ts(ref.valid_from) or "")
         return {ref.key: ref for ref in refs}  # should two claim a key (clock skew), the later one wins
+
+    def oldest_version_at(self) -> str | None:
+        """When the oldest kept version was superseded: objects can be restored as of any moment since."""
+        row = self._conn().execute("SELECT MIN(superseded_at) FROM versions").fetchone()
+        return row[0] if row and isinstance(row[0], str) else None
 
     def stats(self) -> dict:
         """objects, bytes, versions, version_bytes: in total and per bucket (under "buckets")."""

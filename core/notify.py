@@ -56,6 +56,28 @@ def _quietly_add(service: apprise.Apprise, url: str) -> bool:
         apprise_log.removeFilter(_drop)
 
 
+class _ReasonsOf(logging.Handler):
+    """Apprise's warnings while a message is sent: the last one says why it failed ("... 404 - Not Found")."""
+
+    def __init__(self, logger: str):
+        super().__init__(logging.WARNING)
+        self.logger = logging.getLogger(logger)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def last(self) -> str | None:
+        return self.messages[-1] if self.messages else None
+
+    def __enter__(self) -> "_ReasonsOf":
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -130,26 +152,39 @@ class Notifier:
 
     def _deliver(self, level: Level, title: str, body: str) -> bool:
         """Send to every target; True when at least one took it. Never raises."""
-        delivered = False
+        results = self.send_each(level, title, body)
+        if not results:
+            log.debug("notify: no targets configured; %r not sent", title)
+        return any(error is None for _, error in results)
+
+    def send_each(self, level: Level, title: str, body: str) -> list[tuple[str, str | None]]:
+        """Send to every target, unconditionally (no rate limit, no state): (target as logs may name it, None
+        when it took the message or why not). `notify test` shows these; never raises."""
+        results: list[tuple[str, str | None]] = []
         for index, secret in enumerate(self.settings.urls, start=1):
             url = secret.get_secret_value()
             target = f"target #{index} ({describe_target(url)})"
-            try:
-                service = apprise.Apprise()
-                if not _quietly_add(service, url):
-                    log.error("notify: %s is not a valid Apprise URL; fix notify.urls in the config", target)
-                    continue
-                if service.notify(body=body, title=title, notify_type=APPRISE_TYPES[level]):
-                    delivered = True
-                else:
-                    log.error("notify: sending %r to %s failed (see apprise's log lines)", title, target)
-            except Exception as exc:  # noqa: BLE001 - a broken notifier must not break the agent
-                log.error("notify: sending to %s raised %s", target, type(exc).__name__)
+            results.append((target, self._send_apprise(url, target, level, title, body)))
         if self.settings.desktop:
-            delivered = self._desktop(title, body) or delivered
-        if not self.settings.urls and not self.settings.desktop:
-            log.debug("notify: no targets configured; %r not sent", title)
-        return delivered
+            results.append(("desktop", None if self._desktop(title, body) else "not shown (no desktop session?)"))
+        return results
+
+    def _send_apprise(self, url: str, target: str, level: Level, title: str, body: str) -> str | None:
+        reasons = _ReasonsOf("apprise")
+        try:
+            service = apprise.Apprise()
+            if not _quietly_add(service, url):
+                log.error("notify: %s is not a valid Apprise URL; fix notify.urls in the config", target)
+                return "not a valid Apprise URL (fix notify.urls in the config)"
+            with reasons:
+                sent = service.notify(body=body, title=title, notify_type=APPRISE_TYPES[level])
+            if sent:
+                return None
+            log.error("notify: sending %r to %s failed (see apprise's log lines)", title, target)
+            return redact(reasons.last() or "not delivered")
+        except Exception as exc:  # noqa: BLE001 - a broken notifier must not break the agent
+            log.error("notify: sending to %s raised %s", target, type(exc).__name__)
+            return type(exc).__name__
 
     def _desktop(self, title: str, body: str) -> bool:
         try:

@@ -25,7 +25,7 @@ from typing import Literal
 from core import audit, locks
 from core.atomic import TEMP_MARK, append_line, write_bytes_atomic
 from core.layout import DECRYPTED, LOCKS, LOGS, OFFSITE, STATE, Layout
-from core.manifest import MANIFEST, ComponentRecord, Manifest, now, write_manifest
+from core.manifest import MANIFEST, ComponentRecord, Manifest, RagflowVersion, now, write_manifest
 from core.redact import RedactingFilter
 from core.safe_paths import MANIFEST_MAX, UnsafePath, entry_problem, opened, plain_name, private_folder, read_bounded
 
@@ -65,7 +65,8 @@ class Storage:
     def component_lock(self, component: str) -> Path:
         return self.layout.component_lock(component)
 
-    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily") -> Point:
+    def new_point(self, requested: list[str], at: datetime | None = None, tier: Tier = "daily",
+                  ragflow: RagflowVersion | None = None) -> Point:
         """Create a running point; a second daily run on the same day gets the time in its name."""
         self.prepare()
         at = at or now()
@@ -80,7 +81,7 @@ class Storage:
             raise UnsafePath(folder, "exists already; a new point is never written into an existing folder")
         private_folder(self.root, (tier, name, RECORDS))
         manifest = Manifest(point_id=uuid.uuid4().hex, tier=tier, name=name, status="running",
-                            created_at=at, requested=list(requested))
+                            created_at=at, requested=list(requested), ragflow=ragflow)
         write_manifest(folder, manifest)
         return Point(self, folder)
 

@@ -71,6 +71,12 @@ def remember(values: Iterable[Any]) -> None:
         _known.update(v for v in found if len(v) >= MIN_SECRET_LENGTH)
 
 
+def forget_all() -> None:
+    """Forget every remembered value: for a process that starts over with other settings (tests do)."""
+    with _lock:
+        _known.clear()
+
+
 def remember_assignments(text: str) -> None:
     """Remember the values of secret-named lines of a text (a config file that may not even parse)."""
     values = []
@@ -92,6 +98,7 @@ def remember_settings(settings: Any) -> None:
     except notification URLs: Apprise keeps their tokens in the host and path."""
     remember(_secrets_of(settings))
     remember(getattr(getattr(settings, "notify", None), "urls", None) or [])
+    remember([getattr(getattr(settings, "notify", None), "ping_url", None)])  # its token is in the path
 
 
 def _secrets_of(value: Any) -> Iterable[Any]:

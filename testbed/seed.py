@@ -96,30 +96,42 @@ class Plan:
 
 
 # Columns as name:type, a bare number n meaning varchar(n); every table also gets RAGFlow's four timestamps.
+# RAGFlow v0.27's columns (api/db/db_models.py after migrate_db()), in its order, for the tables seeded here.
+_TASKS = " ".join(f"{kind}_task_id:32 {kind}_task_finish_at:datetime" for kind in (
+    "graphrag", "raptor", "mindmap", "wiki", "skill", "structure_graph", "structure_mindmap", "timeline",
+    "session_graph", "session_essence", "structure"))
 TABLES: dict[str, str] = {
-    "tenant": "id:32 name:100 llm_id:128 embd_id:128 asr_id:128 img2txt_id:128 rerank_id:128 parser_ids:256 "
-              "credit:int status:1",
-    "user": "id:32 access_token:255 nickname:100 password:255 email:255 avatar:text language:32 timezone:64 "
-            "last_login_time:datetime is_authenticated:1 is_active:1 is_anonymous:1 login_channel:255 status:1 "
-            "is_superuser:tinyint(1)",
+    "tenant": "id:32 name:100 public_key:255 llm_id:128 tenant_llm_id:32 embd_id:128 tenant_embd_id:32 asr_id:128 "
+              "tenant_asr_id:32 img2txt_id:128 tenant_img2txt_id:32 rerank_id:128 tenant_rerank_id:32 tts_id:256 "
+              "tenant_tts_id:32 ocr_id:256 tenant_ocr_id:32 parser_ids:256 credit:int status:1",
+    "user": "id:32 access_token:255 nickname:100 password:255 email:255 avatar:text language:32 color_schema:32 "
+            "timezone:64 last_login_time:datetime is_authenticated:1 is_active:1 is_anonymous:1 login_channel:255 "
+            "status:1 is_superuser:tinyint(1)",
     "user_tenant": "id:32 user_id:32 tenant_id:32 role:32 invited_by:32 status:1",
-    "knowledgebase": "id:32 avatar:text tenant_id:32 name:128 language:32 description:text embd_id:128 permission:16 "
-                     "created_by:32 doc_num:int token_num:int chunk_num:int similarity_threshold:float "
-                     "vector_similarity_weight:float parser_id:32 parser_config:longtext pagerank:int status:1",
-    "document": "id:32 thumbnail:text kb_id:256 parser_id:32 parser_config:longtext source_type:128 type:32 "
-                "created_by:32 name:255 location:255 size:int token_num:int chunk_num:int progress:float "
-                "progress_msg:text process_begin_at:datetime process_duation:float meta_fields:longtext run:1 status:1",
-    "file": "id:32 parent_id:32 tenant_id:32 created_by:32 name:255 location:255 size:int type:32 source_type:128",
+    "knowledgebase": "id:32 avatar:text tenant_id:32 name:128 language:32 description:text embd_id:128 "
+                     "tenant_embd_id:32 permission:16 created_by:32 doc_num:int token_num:int chunk_num:int "
+                     "similarity_threshold:float vector_similarity_weight:float parser_id:32 pipeline_id:32 "
+                     f"parser_config:longtext pagerank:int {_TASKS} status:1",
+    "document": "id:32 thumbnail:text kb_id:256 parser_id:32 pipeline_id:32 parser_config:longtext source_type:128 "
+                "type:32 created_by:32 name:255 location:255 size:bigint token_num:int chunk_num:int progress:float "
+                "progress_msg:text process_begin_at:datetime process_duration:float suffix:32 content_hash:32 run:1 "
+                "status:1",
+    "file": "id:32 parent_id:32 tenant_id:32 created_by:32 name:255 location:255 size:bigint type:32 "
+            "source_type:128",
     "file2document": "id:32 file_id:32 document_id:32",
     "task": "id:32 doc_id:32 from_page:int to_page:int task_type:32 priority:int begin_at:datetime "
-            "process_duation:float progress:float progress_msg:text retry_count:int digest:text chunk_ids:longtext",
+            "process_duration:float progress:float progress_msg:text retry_count:int digest:text chunk_ids:longtext",
     "api_token": "tenant_id:32 token:255 dialog_id:32 source:16 beta:255",
-    "dialog": "id:32 tenant_id:32 name:255 description:text icon:text language:32 llm_id:128 llm_setting:longtext "
-              "prompt_type:16 prompt_config:longtext similarity_threshold:float vector_similarity_weight:float "
-              "top_n:int top_k:int do_refer:1 rerank_id:128 kb_ids:longtext status:1",
+    "dialog": "id:32 tenant_id:32 name:255 description:text icon:text language:32 llm_id:128 tenant_llm_id:32 "
+              "llm_setting:longtext prompt_type:16 prompt_config:longtext meta_data_filter:longtext "
+              "similarity_threshold:float vector_similarity_weight:float top_n:int top_k:int do_refer:1 "
+              "rerank_id:128 tenant_rerank_id:32 kb_ids:longtext status:1",
+    # Instance-wide settings (RAGFlow loads conf/system_settings.json into it); RAGFlow keeps no version here.
+    "system_settings": "name:128 source:32 data_type:32 value:longtext",
 }
 _STAMPS = " create_time:bigint create_date:datetime update_time:bigint update_date:datetime"
-_PRIMARY = {"api_token": "tenant_id, token"}
+_PRIMARY = {"api_token": "tenant_id, token", "system_settings": "name"}
+_SHARED = {"system_settings"}  # one set per database: a second seed into it keeps the rows there
 _INDEXED = {"knowledgebase": ["tenant_id"], "document": ["kb_id"], "file": ["parent_id", "tenant_id"],
             "file2document": ["file_id", "document_id"], "task": ["doc_id"], "user_tenant": ["user_id", "tenant_id"]}
 _WORDS = ("retrieval augmented generation chunk embedding vector tenant knowledge base document parser backup "
@@ -173,6 +185,8 @@ def _plan(size: SeedSize, seed: int) -> Plan:
     def text(words: int) -> str:
         return " ".join(rng.choice(_WORDS) for _ in range(words))
 
+    for name, data_type, value in (("default_role", "string", "normal"), ("enable_whitelist", "bool", "false")):
+        add("system_settings", name=name, source="variable", data_type=data_type, value=value)
     lo, hi = size.min_object_bytes, size.max_object_bytes
     for t in range(size.tenants):
         tid, nickname = new_id(), f"Zoë Müller-{t}"  # RAGFlow gives the owner's user and tenant the same id
@@ -180,7 +194,7 @@ def _plan(size: SeedSize, seed: int) -> Plan:
             email=f"zoe{t}.{tid[:6]}@example.com", language="English", timezone="UTC+8\tAsia/Shanghai",
             avatar="data:image/png;base64," + base64.b64encode(_PNG + rng.randbytes(48)).decode(),
             last_login_time=when, is_authenticated="1", is_active="1", is_anonymous="0", login_channel="password",
-            status="1", is_superuser=int(t == 0))
+            status="1", is_superuser=int(t == 0), color_schema="Bright")
         add("tenant", id=tid, name=f"{nickname}‘s Kingdom", parser_ids="naive:General,qa:Q&A,book:Book",
             credit=512, status="1", **_MODELS)
         add("user_tenant", id=new_id(), user_id=tid, tenant_id=tid, role="owner", invited_by=tid, status="1")
@@ -227,12 +241,12 @@ def _plan(size: SeedSize, seed: int) -> Plan:
                     progress_msg="Page(1~100000001): Finish parsing.\nIndexing done.", run="3", status="1",
                     # FLOAT columns: MariaDB's mysqldump prints 6 significant digits; keep seeded
                     # values within that so restores can be compared bit for bit (CHECKSUM TABLE).
-                    process_begin_at=when, process_duation=round(rng.uniform(1, 60), 3),
-                    meta_fields=json.dumps({"author": "Zoë", "tags": ["测试", "demo"]}, ensure_ascii=False))
+                    process_begin_at=when, process_duration=round(rng.uniform(1, 60), 3), suffix=ext,
+                    content_hash=f"{rng.getrandbits(128):032x}")
                 add("file2document", id=new_id(), document_id=doc_id,
                     file_id=file(tid, kb_folder, name, kind, n, "knowledgebase"))
                 task = add("task", id=new_id(), doc_id=doc_id, from_page=0, to_page=100000000, task_type="",
-                           priority=0, begin_at=when, process_duation=round(rng.uniform(1, 60), 3), progress=1.0,
+                           priority=0, begin_at=when, process_duration=round(rng.uniform(1, 60), 3), progress=1.0,
                            progress_msg="Task has been received.\nDone.", retry_count=0,
                            digest=f"{rng.getrandbits(64):016x}", chunk_ids=" ".join(chunk_ids))
                 if len(plan.messages) < 3:
@@ -246,7 +260,7 @@ def _plan(size: SeedSize, seed: int) -> Plan:
                 "system": "Answer from the knowledge base:\n{knowledge}", "empty_response": "知识库中未找到您要的答案！",
                 "parameters": [{"key": "knowledge", "optional": False}]}, ensure_ascii=False),
             similarity_threshold=0.2, vector_similarity_weight=0.3, top_n=6, top_k=1024, do_refer="1",
-            rerank_id="", kb_ids=json.dumps(tenant_kbs), status="1")
+            rerank_id="", kb_ids=json.dumps(tenant_kbs), status="1", meta_data_filter=json.dumps({}))
         add("api_token", tenant_id=tid, token=f"ragflow-{new_id()}", dialog_id=dialog_id, source=None, beta=new_id())
         plan.cache += [(f"ragflow:cache:{tid}:llm", {"model": _MODELS["llm_id"], "answer": text(12)}, 3600),
                        (f"ragflow:cache:{tid}:embedding", {"model": _MODELS["embd_id"], "dims": "8"}, 600)]
@@ -274,10 +288,11 @@ def seed_mysql(conn_factory: Callable[[str], Any], database: str, plan: Plan) ->
         conn.begin()  # one transaction: fast for "bench", and all or nothing
         for table, rows in plan.rows.items():
             names = [name for name, _ in _columns(table)]
+            verb = "INSERT IGNORE" if table in _SHARED else "INSERT"
             cur.executemany(  # PyMySQL turns this into multi-row INSERTs
-                f"INSERT INTO `{table}` (`{'`, `'.join(names)}`) VALUES ({', '.join(['%s'] * len(names))})",
+                f"{verb} INTO `{table}` (`{'`, `'.join(names)}`) VALUES ({', '.join(['%s'] * len(names))})",
                 [tuple(row.get(name) for name in names) for row in rows])
-            counts[table] = len(rows)
+            counts[table] = cur.rowcount if table in _SHARED else len(rows)
         conn.commit()
     return counts
 
@@ -462,10 +477,20 @@ def _quote(value: str) -> str:
     return f"'{value}'" if "'" not in value else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_ragflow_dir(path: Path, env: dict[str, str] | None = None) -> None:
+LAYOUTS = ("v0.27", "v0.20")  # RAGFlow's docker/ folder as it ships today, and as it did up to v0.23
+_V027 = Path(__file__).parent / "ragflow_docker" / "v0.27"
+
+
+def write_ragflow_dir(path: Path, env: dict[str, str] | None = None, layout: str = "v0.27",
+                      engine: str = "elasticsearch") -> None:
     """Write RAGFlow's docker/ files into `path` (what our config calls `ragflow_dir`: the folder holding .env),
     with the test bed's credentials and ports from `env`; without one, RAGFlow's stock defaults."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     e = env or {}
+    if layout == "v0.27":
+        _write_v027(path, e, engine)
+        return
     values = {
         "ES_PORT": _port(e.get("ES_URL"), "1200"), "ELASTIC_PASSWORD": e.get("ES_PASSWORD", "infini_rag_flow"),
         "OS_PORT": _port(e.get("OPENSEARCH_URL"), "1201"), "MYSQL_PASSWORD": e.get("MYSQL_PASSWORD", "infini_rag_flow"),
@@ -481,12 +506,40 @@ def write_ragflow_dir(path: Path, env: dict[str, str] | None = None) -> None:
     (path / "entrypoint.sh").chmod(0o755)
 
 
+def _write_v027(path: Path, e: dict[str, str], engine: str) -> None:
+    """v0.27's files as shipped; its .env with the test bed's ports (MySQL's published one in EXPOSE_MYSQL_PORT)."""
+    values = {
+        "DOC_ENGINE": engine, "ES_PORT": _port(e.get("ES_URL"), "1200"),
+        "ELASTIC_PASSWORD": e.get("ES_PASSWORD", "infini_rag_flow"), "OS_PORT": _port(e.get("OPENSEARCH_URL"), "1201"),
+        "OPENSEARCH_PASSWORD": e.get("OPENSEARCH_PASSWORD", "infini_rag_flow_OS_01"),
+        "MYSQL_PASSWORD": e.get("MYSQL_PASSWORD", "infini_rag_flow"), "EXPOSE_MYSQL_PORT": e.get("MYSQL_PORT", "3306"),
+        "MINIO_PORT": _port(e.get("MINIO_ENDPOINT"), "9000"), "MINIO_USER": e.get("MINIO_ACCESS_KEY", "rag_flow"),
+        "MINIO_PASSWORD": e.get("MINIO_SECRET_KEY", "infini_rag_flow"), "REDIS_PORT": e.get("REDIS_PORT", "6379"),
+        "REDIS_PASSWORD": e.get("REDIS_PASSWORD", "infini_rag_flow"),
+    }
+    text = (_V027 / ".env").read_text()
+    for name, value in values.items():
+        # `NAME=value`, or `NAME=${NAME:-value}` (DOC_ENGINE): the value (the default) replaced, the form kept.
+        text, found = re.subn(rf"^({name}=(?:\$\{{{name}:-)?)[^}}\n]*", lambda m, value=value: m.group(1) + _quote(value),
+                              text, count=1, flags=re.MULTILINE)
+        assert found == 1, f"{name} is not in {_V027 / '.env'}"
+    (path / "nginx").mkdir(parents=True, exist_ok=True)
+    (path / ".env").write_text(text)
+    for source in sorted(_V027.rglob("*")):
+        if source.is_file() and source.name != ".env":
+            target = path / source.relative_to(_V027)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode & 0o777)
+
+
 # ---------------------------------------------------------------- seed / remove
 
 
 def seed(*, mysql: MySQLSettings | None = None, database: str = "rag_flow", minio: MinioSettings | None = None,
          search: SearchSettings | None = None, redis: RedisSettings | None = None, ragflow_dir: Path | None = None,
-         env: dict[str, str] | None = None, size: str | SeedSize = "tiny", seed: int = 0) -> Dataset:
+         env: dict[str, str] | None = None, size: str | SeedSize = "tiny", seed: int = 0,
+         layout: str = "v0.27") -> Dataset:
     """Seed each service given (None skips it). On failure, what this call wrote is removed before re-raising."""
     plan = _plan(SIZES[size] if isinstance(size, str) else size, seed)
     ds = Dataset(database, plan.ids("tenant"), plan.ids("knowledgebase"), plan.ids("document"),
@@ -505,7 +558,7 @@ def seed(*, mysql: MySQLSettings | None = None, database: str = "rag_flow", mini
         if redis is not None:
             ds.redis_keys, ds.stream_entries = seed_redis(redis_client(redis), plan)
         if ragflow_dir is not None:
-            write_ragflow_dir(Path(ragflow_dir), env)
+            write_ragflow_dir(Path(ragflow_dir), env, layout, search.engine if search is not None else "elasticsearch")
     except BaseException:
         with contextlib.suppress(Exception):  # the seeding error is the one to report
             remove(ds, mysql=mysql, minio=minio, search=search, redis=redis, drop_database=not existed)
@@ -571,12 +624,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="rag_flow")
     parser.add_argument("--ragflow-dir", type=Path, help="write RAGFlow's docker/ files (with .env) into this folder")
     parser.add_argument("--engine", choices=["elasticsearch", "opensearch"], default="elasticsearch")
+    parser.add_argument("--layout", choices=LAYOUTS, default="v0.27",
+                        help="RAGFlow's docker/ folder as v0.27 ships it (default), or the older v0.20 .env layout")
     parser.add_argument("--redis-db", type=int, default=1, help="RAGFlow's Redis DB (default 1); -1 skips Redis")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     env = testbed_env.load()
     ds = seed(mysql=settings.mysql(env, database=args.database), database=args.database, minio=settings.minio(env),
-              search=settings.search(args.engine, env), ragflow_dir=args.ragflow_dir, env=env, size=args.size,
+              search=settings.search(args.engine, env), ragflow_dir=args.ragflow_dir, env=env, size=args.size, layout=args.layout,
               redis=settings.redis(env, db=args.redis_db) if args.redis_db >= 0 else None, seed=args.seed)
     redis_part = (f"Redis DB {ds.redis_db} with the secret key, {len(ds.stream_entries)} queued tasks in {QUEUE} and "
                   f"{len(ds.redis_keys)} keys of its own" if ds.redis_db is not None else "Redis skipped")

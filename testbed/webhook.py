@@ -1,5 +1,5 @@
-"""A webhook receiver on 127.0.0.1 that records every POST: where Apprise's json:// and form:// targets
-deliver in tests, so notifications are real deliveries without the internet."""
+"""A webhook receiver on 127.0.0.1 that records every POST (and GET: ping URLs): where Apprise's json:// and
+form:// targets deliver in tests, so notifications are real deliveries without the internet."""
 from __future__ import annotations
 
 import json
@@ -47,6 +47,12 @@ def receiving() -> Iterator[Inbox]:
             data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             box.posts.append({"path": self.path, "type": self.headers.get("Content-Type", ""), "data": data,
                               "auth": self.headers.get("Authorization")})
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802 - Uptime Kuma's push URLs are GETs
+            box.posts.append({"path": self.path, "type": "", "data": b"", "auth": self.headers.get("Authorization"),
+                              "method": "GET"})
             self.send_response(200)
             self.end_headers()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core import clients
+from core import clients, redact
 from testbed import env as testbed_env_file
 from testbed import settings as testbed_settings
 from testbed.leases import leased_redis_db
@@ -26,6 +26,14 @@ def reach(service: str, probe: Callable[[], Any]) -> Any:
             f"Start the test bed with `make services`; its logs are in .testbed/logs/.",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def fresh_secret_masking() -> Iterator[None]:
+    """Each test starts with no remembered secrets: one test's password is not masked in another's output."""
+    redact.forget_all()
+    yield
+    redact.forget_all()
 
 
 @pytest.fixture(scope="session")

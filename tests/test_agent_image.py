@@ -29,7 +29,7 @@ from tests.conftest import reach, unique
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDALONE = ROOT / "docker" / "docker-compose.standalone.yml"
-RAGFLOW_V027 = ROOT / "tests" / "fixtures" / "ragflow-v0.27.0-docker"
+RAGFLOW_V027 = ROOT / "testbed" / "ragflow_docker" / "v0.27"
 BASE_IMAGE = "rbtb/agent-base:bookworm"  # scripts/testbed: AGENT_BASE_IMAGE
 IMAGE = "rbtb/ragflow-backup:test"
 METRICS_PORT = 9108  # the HEALTHCHECK asks this port

@@ -1,7 +1,7 @@
 """The container image, the compose files and the systemd units say what the READMEs promise.
 
 The Dockerfile is read here; tests/test_agent_image.py builds it on the test bed's Debian base and runs
-it. The compose files are checked against RAGFlow v0.27's own (tests/fixtures/ragflow-v0.27.0-docker).
+it. The compose files are checked against RAGFlow v0.27's own (testbed/ragflow_docker/v0.27).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 COMPOSE = ROOT / "docker" / "docker-compose.backup.yml"
 STANDALONE = ROOT / "docker" / "docker-compose.standalone.yml"
-RAGFLOW_V027 = ROOT / "tests" / "fixtures" / "ragflow-v0.27.0-docker"
+RAGFLOW_V027 = ROOT / "testbed" / "ragflow_docker" / "v0.27"
 UNITS = {name: ROOT / "systemd" / f"ragflow-backup-{name}.service" for name in ("agent", "worker")}
 DEPLOYMENT_FILES = [DOCKERFILE, COMPOSE, STANDALONE, *UNITS.values(), ROOT / "docker" / "README.md", ROOT / "systemd" / "README.md"]
 STORAGE_ROOT = "/share/backups/ragflow"

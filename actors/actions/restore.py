@@ -20,7 +20,7 @@ from actors.actions.restore_checks import check_before_restore
 from actors.actions.runs import describe, run_component
 from actors.components import COMPONENTS, IN_POINTS
 from core import audit as audit_log
-from core import locks
+from core import locks, ragflow_version
 from core.atomic import write_bytes_atomic
 from core.component import PermanentError
 from core.config import Settings
@@ -28,6 +28,7 @@ from core.encryption import IdentityNeeded, decrypted
 from core.face import RestoreRequest
 from core.locks import Busy
 from core.points import SAFETY, Point, Storage
+from core.safe_paths import UnsafePath
 
 log = logging.getLogger("ragflow_backup.restore")
 
@@ -65,12 +66,25 @@ class Plan:
         return out
 
 
-def newest_complete(storage: Storage, at: datetime | None = None) -> Point | None:
-    candidates = []
+def complete_points(storage: Storage) -> list[tuple[datetime, Point]]:
+    """(created_at, point) of every complete point. A manifest that cannot be used (edited, truncated,
+    planted) is skipped and said: one bad point must not stop a restore from the good ones."""
+    found = []
     for point in storage.points():
-        manifest = point.manifest()
-        if manifest.status == "complete" and (at is None or manifest.created_at <= at):
-            candidates.append((manifest.created_at, point))
+        try:
+            manifest = point.manifest()
+        except (ValueError, OSError, LookupError) as exc:  # pydantic's ValidationError is a ValueError
+            why = str(exc) if isinstance(exc, UnsafePath) else f"{type(exc).__name__}"
+            log.warning("%s skipped: its manifest.json cannot be used (%s); `ragflow-backup verify %s` says more",
+                        point.ref, why, point.ref)
+            continue
+        if manifest.status == "complete":
+            found.append((manifest.created_at, point))
+    return found
+
+
+def newest_complete(storage: Storage, at: datetime | None = None) -> Point | None:
+    candidates = [(when, point) for when, point in complete_points(storage) if at is None or when <= at]
     return max(candidates, key=lambda item: item[0])[1] if candidates else None
 
 
@@ -82,15 +96,21 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
                              "(the newest complete point at or before it is restored)")
     if point_ref:
         point = storage.point(point_ref)
-        if point.manifest().status != "complete":
+        try:
+            manifest = point.manifest()
+        except UnsafePath:
+            raise
+        except (ValueError, OSError) as exc:  # edited or truncated by hand: said, never a traceback
+            raise PermanentError(f"{point.folder / 'manifest.json'} cannot be used ({type(exc).__name__}): it was "
+                                 f"changed after the backup; choose another point (`ragflow-backup list`)") from None
+        if manifest.status != "complete":
             raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
     else:
         point = newest_complete(storage, at)
         # Without the mirror there is nothing to bring back from before the first point: say which it is.
         first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
         if first is not None:
-            oldest = min((p for p in storage.points() if p.manifest().status == "complete"),
-                         key=lambda p: p.manifest().created_at)
+            oldest = min(complete_points(storage), key=lambda item: item[0])[1]
             raise PermanentError(f"no complete point at or before --at {at.isoformat(timespec='seconds')}: the first "
                                  f"is {oldest.ref} ({oldest.manifest().created_at.isoformat(timespec='seconds')}); "
                                  "give a later moment")
@@ -121,6 +141,24 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
         raise PermanentError("nothing to restore: no complete point yet, and no mirror; take a backup first")
     moment = at or (point.manifest().created_at if point else datetime.now(timezone.utc))
     return Plan(point, moment, chosen, kb)
+
+
+def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
+    """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
+    older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
+    if plan.point is None or not set(plan.components) & {"mysql", "search", "config"}:
+        return ""
+    taken = plan.point.manifest().ragflow
+    installed = ragflow_version.detect(settings)
+    if not ragflow_version.newer_than(taken, installed):
+        return ""
+    warning = (f"{plan.point.ref} was taken under a newer RAGFlow ({ragflow_version.describe(taken)}) than the one "
+               f"installed ({ragflow_version.describe(installed)}): restoring it under the older RAGFlow is "
+               f"unsupported. Run {taken.effective_image or 'the newer image'} first (RAGFLOW_IMAGE in .env, then "
+               "`docker compose up -d`)")
+    if not force:
+        raise PermanentError(warning + ", or pass --force to restore anyway")
+    return warning
 
 
 # ---------------------------------------------------------------- one component

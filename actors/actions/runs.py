@@ -18,6 +18,7 @@ from core.config import Settings
 from core.encryption import encrypt_artifacts
 from core.manifest import ComponentRecord, now
 from core.notify import Notifier
+from core.ping import ping
 from core.points import Point, Storage
 from core.redact import redact
 
@@ -203,6 +204,7 @@ def notify_outcome(settings: Settings, point: Point) -> None:
     recovery once a run is complete again. Used by the workers and by `backup --local` alike."""
 
     manifest = point.manifest()
+    ping(settings.notify, "success" if manifest.status == "complete" else "fail", f"{point.ref} is {manifest.status}")
     notifier = Notifier(settings.notify, settings.layout.notify_state)
     if manifest.status == "complete":
         notifier.recovered("backup", "ragflow-backup: backups are complete again", f"{point.ref} is complete.")

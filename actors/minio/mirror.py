@@ -8,8 +8,10 @@ removes anything from the mirror; any other failure raises (the actor retries) a
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ from minio.time import from_http_header
 from core import clients
 from core.atomic import digest_of
 from core.config import Settings
+from core.cpu_budget import CpuBudget
+from core.group_commit import GroupCommit
+from core.mirror_status import record_mode
 from core.mirror_store import Entry, MirrorStore
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
@@ -34,6 +39,7 @@ COMMIT_BATCH = 64  # objects a reconcile commits to the index in one transaction
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
+_groups: weakref.WeakKeyDictionary[MirrorStore, GroupCommit] = weakref.WeakKeyDictionary()
 
 
 def _now() -> datetime:
@@ -56,6 +62,38 @@ def open_store(settings: Settings) -> MirrorStore:
         if ("store", root) not in _cache:
             _cache[("store", root)] = MirrorStore(root)
         return _cache[("store", root)]  # type: ignore[return-value]
+
+
+def group_commit(store: MirrorStore) -> GroupCommit:
+    """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
+    with _cache_lock:
+        if store not in _groups:
+            _groups[store] = GroupCommit()
+        return _groups[store]
+
+
+def cpu_budget(settings: Settings) -> CpuBudget:
+    """One budget per process: every thread's mirror work draws on it (see core/cpu_budget.py)."""
+    m = settings.minio
+    key = ("budget", m.cpu_budget_percent, m.catch_up_cpu_percent)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = CpuBudget(m.cpu_budget_percent, m.catch_up_cpu_percent)
+        return _cache[key]  # type: ignore[return-value]
+
+
+def _catching_up(settings: Settings, report: "ReconcileReport", starts: bool) -> None:
+    """A reconcile enters catch-up once, and leaves it when it ends."""
+    with report._lock:
+        if report._holding == starts:
+            return
+        report._holding = starts
+        report.catch_up = report.catch_up or starts
+    mode = cpu_budget(settings).catching_up(starts)
+    try:
+        record_mode(settings, mode)
+    except OSError:  # status only; the mirror's work goes on
+        pass
 
 
 def _prefix(settings: Settings) -> str:
@@ -135,11 +173,12 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
     ("skipped" for a key outside single-bucket mode's bucket/prefix). Raises on any failure but a
     positive "not found", so the actor retries."""
     store = store or open_store(settings)
-    outcome, fetched = _fetch(settings, bucket, key, store)
-    if fetched is None:
-        return outcome
-    temp, entry = fetched
-    return "copied" if store.commit(bucket, key, temp, entry, _now()) else "unchanged"
+    with cpu_budget(settings).metered():
+        outcome, fetched = _fetch(settings, bucket, key, store)
+        if fetched is None:
+            return outcome
+        temp, entry = fetched
+        return "copied" if group_commit(store).commit(store, bucket, key, temp, entry, _now()) else "unchanged"
 
 
 def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
@@ -192,9 +231,12 @@ class ReconcileReport:
     removed: int = 0
     unchanged: int = 0
     listed: int = 0
+    to_copy: int = 0  # keys the listing found missing or different
+    catch_up: bool = False  # ran (at least partly) in catch-up mode: a first mirror or a large backlog
     complete: bool = True
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _holding: bool = field(default=False, repr=False, compare=False)  # catch-up held on the budget now
 
     def count(self, outcome: str) -> None:
         if outcome in ("copied", "removed", "unchanged"):
@@ -231,6 +273,10 @@ class _Copies:
             self.window.popleft().result()
 
     def _sync(self, bucket: str, key: str, listed: Any) -> None:
+        with cpu_budget(self.settings).metered():  # each object: the pool's threads share the budget
+            self._fetch_and_batch(bucket, key, listed)
+
+    def _fetch_and_batch(self, bucket: str, key: str, listed: Any) -> None:
         try:
             if listed is not None:
                 outcome, fetched = _fetch_listed(self.settings, bucket, listed, self.store)
@@ -285,23 +331,36 @@ def _pages(listing, size: int = LIST_PAGE):
         yield page
 
 
+def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStore, report: ReconcileReport,
+                  copies: _Copies, listed: set[str]) -> None:
+    # One index query per page of the listing instead of one per key.
+    known = store.brief(bucket, [obj.object_name for obj in page])
+    for obj in page:
+        listed.add(obj.object_name)
+        report.listed += 1
+        mirrored = known.get(obj.object_name)
+        if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
+                and os.path.isfile(mirrored.file):  # the listing and one stat: no request for most keys
+            report.count("unchanged")
+        else:
+            report.to_copy += 1
+            if report.to_copy > settings.minio.catch_up_backlog:
+                _catching_up(settings, report, True)  # e.g. after an outage
+            copies.submit(bucket, obj.object_name, obj)
+
+
 def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,
                       copies: _Copies) -> None:
     listed: set[str] = set()
     try:
         listing = _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True)
-        for page in _pages(listing):
-            # One index query per page of the listing instead of one per key.
-            known = store.brief(bucket, [obj.object_name for obj in page])
-            for obj in page:
-                listed.add(obj.object_name)
-                report.listed += 1
-                mirrored = known.get(obj.object_name)
-                if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
-                        and mirrored.path.is_file():  # the listing suffices: no stat for most keys
-                    report.count("unchanged")
-                else:
-                    copies.submit(bucket, obj.object_name, obj)
+        budget, pages = cpu_budget(settings), _pages(listing)
+        while True:
+            with budget.metered():  # a page of listing (HTTP, XML) and its index query cost CPU too
+                page = next(pages, None)
+                if page is None:
+                    break
+                _compare_page(settings, bucket, page, store, report, copies, listed)
     except S3Error as exc:
         if exc.code != "NoSuchBucket":  # a bucket deleted at the source: its keys are re-checked below
             report.fail(f"listing bucket {bucket} failed ({exc.code}: {exc.message}); nothing was removed from it")
@@ -323,10 +382,15 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
     store = store or open_store(settings)
     report = ReconcileReport()
     copies = _Copies(settings, store, report)
+    if store.empty():
+        _catching_up(settings, report, True)  # a first mirror
     try:
         _reconcile(settings, buckets, store, report, copies)
     finally:
-        copies.close()
+        try:
+            copies.close()
+        finally:
+            _catching_up(settings, report, False)
     return report
 
 
@@ -352,9 +416,12 @@ def _reconcile(settings: Settings, buckets: list[str] | None, store: MirrorStore
 
 
 def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:
-    """Drop mirror versions superseded more than version_retention_days ago."""
+    """Drop mirror versions superseded more than version_retention_days ago, then the oldest until the
+    rest fit in version_budget_percent of the mirror's current bytes."""
     store = store or open_store(settings)
-    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days))
+    percent = settings.minio.version_budget_percent
+    budget = None if percent is None else int(store.stats()["bytes"] * percent / 100)
+    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days), budget)
 
 
 def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | None = None) -> list[str]:

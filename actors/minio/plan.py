@@ -277,6 +277,13 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
     if store is None:
         _refuse_a_linked_mirror(settings)
         store = open_store(settings)
+    horizon, pruned = store.pitr_since()
+    if pruned and horizon is not None and at < horizon:
+        raise PermanentError(
+            f"{at.isoformat()} is before the mirror's point-in-time window: to stay inside "
+            f"minio.version_budget_percent={settings.minio.version_budget_percent} (and version_retention_days), "
+            f"versions superseded until {horizon.isoformat()} were dropped; choose a later time (`ragflow-backup status` shows the "
+            "window); a larger minio.version_budget_percent keeps more history from now on")
     source = clients.minio_client(settings.minio)
     target_settings = target_endpoint_settings or settings.minio
     target = clients.minio_client(target_settings) if target_endpoint_settings else source

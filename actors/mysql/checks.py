@@ -9,18 +9,25 @@ from actors.mysql.backup import dump_artifact
 from core import clients
 from core.checks import CorruptArtifact, open_compressed
 from core.clients import find_mysql_container
-from core.component import Check, failed_check
+from core.component import Check, failed_check, off_check
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.points import Point
+from core.ragflow_deployment import read_deployment
 
 CHUNK = 1 << 20
+
+
+def unsupported_reason(settings: Settings) -> str:
+    """Why RAGFlow's .env puts MySQL out of our reach ('' when it does not)."""
+    found = read_deployment(settings.ragflow_env())
+    return "" if found.mysql_supported else f"DB_TYPE={found.db_type} is not supported (MySQL is): back it up with its own tools"
 
 
 def check_mysql(settings: Settings) -> Check:
     cfg = settings.mysql
     if not cfg.enabled:
-        return Check("mysql", "off", "disabled in the config")
+        return off_check("mysql", unsupported_reason(settings))
     if cfg.mode == "docker":
         return check_mysql_container(settings)
     if shutil.which("mysqldump") is None and shutil.which("mariadb-dump") is None:

@@ -3,15 +3,25 @@ from __future__ import annotations
 
 from core import clients
 from core.clients import compose_override
-from core.component import Check, failed_check
+from core.component import Check, failed_check, off_check
 from core.config import Settings
+from core.ragflow_deployment import read_deployment
+
+
+def unsupported_reason(settings: Settings) -> str:
+    """Why RAGFlow's .env puts the search engine out of our reach ('' when it does not)."""
+    found = read_deployment(settings.ragflow_env())
+    if found.search_supported:
+        return ""
+    return (f"DOC_ENGINE={found.doc_engine} is not supported (Elasticsearch and OpenSearch are): re-parse the "
+            "documents after a restore to rebuild their chunks")
 
 
 def check_search(settings: Settings) -> Check:
     cfg = settings.search
     name = cfg.engine
     if not cfg.enabled:
-        return Check(name, "off", "disabled in the config")
+        return off_check(name, unsupported_reason(settings))
     try:
         client = clients.search_client(cfg)
         version = clients.search_server_version(client)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import redis
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -18,12 +19,14 @@ from actors.broker import configure
 from actors.components import IN_POINTS, enabled_components
 from actors.tasks import backup_component
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
-from core import queues
+from agent.commands.json_views import JsonOption, broken_point_row, emit, point_row, verify_view
+from core import queues, ragflow_version
 from core.component import PermanentError
 from core.encryption import is_encrypted
 from core.locks import Busy
 from core.manifest import ComponentRecord, Manifest
 from core.notify import Notifier
+from core.ping import ping
 from core.points import Point, Storage
 from core.safe_paths import UnsafePath
 
@@ -47,6 +50,7 @@ def _notify_failure(settings, message: str, title: str = "ragflow-backup: cannot
     """Tell the operator even when the storage root cannot be written (the send happens before the
     notifier's own state file is saved there)."""
 
+    ping(settings.notify, "fail", title)
     try:
         Notifier(settings.notify, settings.layout.notify_state).failure("backup", title, message)
     except OSError:
@@ -108,10 +112,11 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
     with ExitStack() as held:
         try:
             run = held.enter_context(backup_run(storage, on_busy=_waiting_for))
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
             run.note(point.ref)  # if this run cannot finish the point, the next one will
         except OSError as exc:
             _cannot_create(settings, exc)
+        ping(settings.notify, "start", point.ref)
         records: dict[str, ComponentRecord] = {}
         with _progress() as progress:
             task = progress.add_task(f"backing up into {point.ref}", total=len(names))
@@ -168,11 +173,12 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
         fail(f"{_no_worker(settings)}; nothing was queued")
     try:
         with backup_run(storage):  # a local run in progress is taking the point this one would
-            point = storage.new_point(names)
+            point = storage.new_point(names, ragflow=ragflow_version.detect(settings))
     except Busy as exc:
         fail(f"{exc}: it is taking a point now; nothing was queued")
     except OSError as exc:
         _cannot_create(settings, exc)
+    ping(settings.notify, "start", point.ref)
     for name in names:
         backup_component.send(point.ref, name)
     if not wait:
@@ -238,6 +244,7 @@ def verify(
     point: Annotated[Optional[str], typer.Argument(help="daily/2026-11-24, 2026-11-24 or a folder; default: the newest point.")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="age identity file: also decrypt encrypted artifacts and "
                                                           "check their content.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-check a point's artifacts against its manifest; exit 1 on any problem."""
 
@@ -261,7 +268,10 @@ def verify(
     for check in report.components:
         table.add_row(check.component, styled("ok" if check.ok else "fail"), f"{check.seconds:.2f}", "\n".join(check.problems))
     console.print(table)
-    if identity is None and report.status != "unreadable" and is_encrypted(target):
+    ciphertexts_only = identity is None and report.status != "unreadable" and is_encrypted(target)
+    if as_json:
+        emit("verify", verify_view(report, ciphertexts_only))
+    if ciphertexts_only:
         console.print("encrypted point: ciphertexts checked (size, SHA-256); pass --identity FILE to decrypt and "
                       "check the content too")
     console.print(f"verified in {report.seconds:.2f}s: " + ("[green]all sound[/green]" if report.ok else "[red]problems found[/red]"))
@@ -269,27 +279,36 @@ def verify(
         raise typer.Exit(1)
 
 
-def list_points() -> None:
+def list_points(as_json: JsonOption = False) -> None:
     """Show the points (daily, weekly, monthly) with status, size and age."""
+    rows: list[dict] = []
     settings = state.settings()
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
-    for column in ("tier", "point", "status", "size", "age", "components"):
-        table.add_column(column, overflow="fold")
+    for column in ("tier", "point", "status", "size", "age", "RAGFlow", "components"):
+        table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
-        size = human_bytes(point.du_bytes(seen))  # hard-linked promotions count once
+        size_bytes = point.du_bytes(seen)  # hard-linked promotions count once
+        size = human_bytes(size_bytes)
         try:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
             why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
-            table.add_row(point.tier, point.name, styled("fail"), size, "", why)
+            table.add_row(point.tier, point.name, styled("fail"), size, "", "", escape(why))
+            rows.append(broken_point_row(point, size_bytes, why))
             continue
+        rows.append(point_row(point, manifest, size_bytes))
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
-        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), parts)
+        ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
+        table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
+                      parts)
     for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
-        table.add_row("", str(path), styled("fail") + " unsafe", "", "", f"ignored: {problem}")
+        table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", escape(f"ignored: {problem}"))
     console.print(table)
+    if as_json:
+        emit("list", {"storage_root": str(storage.root), "points": rows,
+                      "unsafe": [{"path": str(path), "problem": problem} for path, problem in storage.unsafe_entries()]})
 
 
 def prune(

@@ -1,11 +1,13 @@
 """What every command shares: consoles, the --config value, settings loading with readable errors."""
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -56,12 +58,34 @@ class State:
             settings = load_settings(self.config_path)
         except ConfigError as exc:
             fail(str(exc), code=2)
+        root = settings.storage_root
+        if root.exists() and not root.is_dir():  # every command would fail on it later, with a traceback
+            fail(f"storage_root {root} is not a folder: set storage_root in {config_path(self.config_path)} to the "
+                 f"folder the backups go to", code=2)
         # Workers and actors started from here read the same file.
         use_config(config_path(self.config_path), settings)
         return settings
 
 
 state = State()
+
+
+def _config_after_subcommand(ctx: Any, param: Any, value: Path | None) -> None:
+    if value is not None:
+        state.config_path = Path(value).resolve()
+
+
+def accept_config_anywhere(command: Any, root_option: Any) -> None:
+    """Give a command (and, for a group, each of its subcommands) a copy of the root's -c/--config, so the
+    option may come after the subcommand's name too: `ragflow-backup status -c FILE`, `queue show -c FILE`."""
+    if not any("--config" in param.opts for param in command.params):
+        option = copy.copy(root_option)
+        option.expose_value = False  # the command's function never sees it: it sets `state.config_path`
+        option.callback = _config_after_subcommand
+        option.envvar = None  # the root option reads RAGFLOW_BACKUP_CONFIG already
+        command.params.append(option)
+    for sub in getattr(command, "commands", {}).values():
+        accept_config_anywhere(sub, root_option)
 
 
 def print_error(message: str) -> None:

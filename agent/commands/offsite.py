@@ -13,6 +13,7 @@ from actors.actions.offsite import forget as offsite_forget
 from actors.actions.offsite import status as offsite_status
 from actors.actions.restore import newest_complete
 from agent.commands.common import console, fail, human_age, human_bytes, state
+from agent.commands.json_views import JsonOption, emit, offsite_status_view
 from core.points import Storage
 
 offsite_app = typer.Typer(add_completion=False, help="The offsite copy (a restic repository): status, copy, check, snapshots.")
@@ -44,7 +45,7 @@ def _lag(seconds: float | None) -> str:
 
 
 @offsite_app.command()
-def status() -> None:
+def status(as_json: JsonOption = False) -> None:
     """Last copy per component, its lag behind the newest local point, and the repository's size."""
 
     settings = _settings()
@@ -57,6 +58,8 @@ def status() -> None:
                       human_age(row.last_copy) if row.last_copy else "-", row.point or "-", _lag(row.lag_seconds))
     console.print(table)
     console.print(f"repository size: {human_bytes(stats.get('total_size', 0))} in {count} snapshot(s)")
+    if as_json:
+        emit("offsite status", offsite_status_view(settings.offsite.repository, rows, stats, count))
     if not rows:
         fail("nothing has been copied offsite yet (`ragflow-backup offsite copy`)")
 

@@ -1,7 +1,6 @@
 """`queue`: what is waiting in the broker, what died, and putting dead letters back to work (or away)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,7 @@ import typer
 from rich.table import Table
 
 from agent.commands.common import console, fail, human_age, state
+from agent.commands.json_views import JsonOption, emit, queue_view
 from core import audit, queues
 
 queue_app = typer.Typer(add_completion=False, help="Queue depth, delayed and dead messages; retry or purge dead letters.")
@@ -65,21 +65,19 @@ def _age(seconds: float | None) -> str:
 
 
 @queue_app.callback(invoke_without_command=True)
-def queue_main(ctx: typer.Context) -> None:
-    """Without a subcommand: the table of `queue show`."""
+def queue_main(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Without a subcommand: the table of `queue show` (`queue --json`: its JSON)."""
     if ctx.invoked_subcommand is None:
-        show()
+        show(as_json)
 
 
 @queue_app.command()
-def show(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
-) -> None:
+def show(as_json: JsonOption = False) -> None:
     """Per queue: ready, delayed, in flight, dead, the oldest waiting message and live workers."""
     with broker() as target:
         stats = queues.inspect(target.client, target.namespace, queues.KNOWN_QUEUES, target.heartbeat_timeout_ms)
     if as_json:
-        console.print_json(json.dumps([vars(item) for item in stats]))
+        emit("queue", queue_view(target.namespace, stats))
         return
     table = Table(title=f"queues in {target.namespace} ({target.where()})")
     for column in ("queue", "ready", "delayed", "in flight", "dead", "oldest", "workers"):

@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.prompt import Confirm, Prompt
 from rich.syntax import Syntax
 from rich.table import Table
 
 from actors.actions.drill import run_drill
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
-from actors.actions.restore import RestoreFailed, execute, make_plan, rollback_last
+from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
+from actors.actions.restore_checks import check_before_restore
 from actors.config.restore import diff
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
 from agent.restore_report import in_words
 from core.component import PermanentError
 from core.encryption import decrypted
@@ -61,8 +64,15 @@ def restore(
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Restore a point taken under a newer RAGFlow than the one "
+                                                        "installed (unsupported).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", callback=quiet_for_json, help="With --dry-run: print the plan "
+                                                          "as one JSON document (docs/json.md).")] = False,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
+    if as_json and (rollback or not dry_run):
+        fail("--json prints the plan of a --dry-run; add --dry-run (a restore or rollback reports in words)", code=2)
+    yes = yes or as_json  # no prompts nobody sees: a dry run changes nothing
     settings = state.settings()
     if source not in ("local", "offsite"):
         fail(f"--from {source!r}: choose local or offsite", code=2)
@@ -75,14 +85,15 @@ def restore(
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
-                         allow_choice=False)
+                         allow_choice=False, force=force)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
         return
-    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback)
+    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force)
 
 
-def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True) -> None:
+def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
+             force=False) -> None:
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -103,8 +114,12 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         component = [part.strip() for part in answer.split(",") if part.strip()] or None
     try:
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
+        warning = refuse_newer_point(settings, plan, force or dry_run)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
+    if warning:
+        then = "restoring anyway (--force)" if force else "a restore needs --force"
+        console.print(f"{styled('warn')} {escape(warning)}; {then}", soft_wrap=True)
 
     try:
         with decrypted(settings, plan.point, identity) if plan.point else nullcontext(None) as plain:
@@ -119,6 +134,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     console.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         console.print(f"  {line}")
+    text = None
     if "config" in plan.components and plan.point and not plan.kb:
 
 
@@ -127,7 +143,13 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         if text:
             console.print(Syntax(text, "diff"))
     if dry_run:
+        try:  # the checks the restore makes before its safety point: a dry run never promises what it refuses
+            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+        except PermanentError as exc:
+            fail(f"dry run: the restore would be refused: {exc}")
         console.print("dry run: nothing was changed")
+        if console.quiet:  # --json (restore's only quiet mode)
+            emit("restore", restore_plan_view(plan, text))
         return
     if interactive and not Confirm.ask("Restore now?"):
         fail("not confirmed; nothing was changed", code=1)
@@ -144,6 +166,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
 
 def drill(
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, when points are encrypted.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
 
@@ -157,5 +180,7 @@ def drill(
     for item in report.components:
         table.add_row(item.component, styled("ok" if item.ok else "fail"), f"{item.seconds:.1f}", item.detail)
     console.print(table)
+    if as_json:
+        emit("drill", drill_view(report))
     if not report.ok:
         raise typer.Exit(1)

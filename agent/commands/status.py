@@ -7,11 +7,14 @@ from rich.table import Table
 
 from actors.actions.offsite import last_runs
 from actors.broker import configure
+from actors.minio.checks import mirror_rpo
 from agent.agent import scheduled_jobs
 from agent.commands.common import console, human_bytes, state, styled
+from agent.commands.json_views import JsonOption, emit, status_view
 from agent.health import collect
 from agent.mirror_stats import mirror_stats
 from agent.scheduler import Scheduler
+from core import ragflow_version
 from core.points import Storage
 from core.queues import inspect
 
@@ -25,7 +28,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
-def status() -> None:
+def status(as_json: JsonOption = False) -> None:
     """Last success and age per component, mirror lag, storage, queues and the next scheduled runs."""
     settings = state.settings()
     broker = configure(settings)
@@ -48,9 +51,13 @@ def status() -> None:
     reconcile = mirror.get("last_reconcile") or {}
     console.print(
         f"mirror: {mirror.get('objects', 0)} objects, {human_bytes(mirror.get('bytes', 0))}, "
-        f"{mirror.get('versions', 0)} kept versions; lag {mirror.get('lag_seconds', 0):.1f} s; "
+        f"{mirror.get('versions', 0)} kept versions"
+        + (f" ({human_bytes(mirror.get('version_bytes', 0))}, any moment since {mirror['pitr_since'][:16]}: "
+           f"{mirror.get('pitr_seconds', 0) / 3600:.1f} h)" if mirror.get("pitr_since") else "")
+        + f"; lag {mirror.get('lag_seconds', 0):.1f} s; "
         f"last reconcile {reconcile.get('time', 'never')}"
         + ("" if reconcile.get("complete", True) else " (incomplete)")
+        + _pacing(mirror.get("pacing"))
     )
     if settings.offsite.enabled:
         console.print(_offsite_line(settings))
@@ -61,8 +68,34 @@ def status() -> None:
     scheduler = Scheduler(scheduled_jobs(settings), settings.layout.scheduler_state, lambda *_: None)
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
-    for alert in report.alerts(settings):
+    console.print(_ragflow_line(settings, storage), soft_wrap=True, markup=False, highlight=False)
+    if settings.minio.enabled:
+        console.print(f"mirror RPO: {mirror_rpo(settings)}", soft_wrap=True, markup=False, highlight=False)
+    alerts = report.alerts(settings)
+    for alert in alerts:
         console.print(f"{styled('warn')} {alert.title}")
+    if as_json:
+        emit("status", status_view(report, alerts, ticks))
+
+
+def _ragflow_line(settings, storage) -> str:
+    """The RAGFlow installed now and the one the newest point was taken from, flagged when that one is newer."""
+    installed = ragflow_version.detect(settings)
+    text = f"RAGFlow: {ragflow_version.describe(installed)}"
+    newest = None
+    for point in storage.points():
+        try:
+            manifest = point.manifest()
+        except Exception:  # noqa: BLE001 - an unreadable manifest is `list`'s and `verify`'s to report
+            continue
+        if newest is None or manifest.created_at > newest[1].created_at:
+            newest = (point, manifest)
+    if newest is not None:
+        taken = newest[1].ragflow
+        text += f"; newest point {newest[0].ref} taken under {ragflow_version.describe(taken)}"
+        if ragflow_version.newer_than(taken, installed):
+            text += " (NEWER than the RAGFlow installed: restoring it needs that image, or --force)"
+    return text
 
 
 def _offsite_line(settings) -> str:
@@ -80,3 +113,12 @@ def _offsite_line(settings) -> str:
     if last_failed and (not last_ok or last_failed["time"] > last_ok["time"]):
         text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error') or '')[:200]}"
     return text + " (details: `ragflow-backup offsite status`)"
+
+
+def _pacing(pacing) -> str:
+    """The mirror's CPU pacing (core/cpu_budget.py): steady, or catch-up with its larger share."""
+    if not isinstance(pacing, dict):
+        return ""
+    share = f"{pacing.get('cpu_percent', 0):g} % CPU" if pacing.get("cpu_percent") else "unpaced"
+    since = f" since {str(pacing['since'])[:16]}" if pacing.get("mode") == "catch-up" and pacing.get("since") else ""
+    return f"; {pacing.get('mode', 'steady')} ({share}){since}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.agent import Agent
 from core.config import Settings
 from core.mirror_store import MirrorStore
 from testbed.polling import wait_for
@@ -160,3 +161,21 @@ def test_a_config_edit_becomes_exactly_one_commit(running_agent):
     commits = history(running_agent.settings)
     assert len(commits) == 2
     assert ".env" in commits[0]["message"] and commits[0]["files"] == [".env"]
+
+
+def test_with_minio_events_off_the_agent_listens_for_nothing_and_reconcile_alone_mirrors(tmp_path, redis_url):
+    settings = Settings(
+        storage_root=tmp_path / "backups", broker={"url": redis_url, "namespace": f"agent-{tmp_path.name[-12:]}"},
+        minio={"endpoint": "127.0.0.1:1", "events": False},  # an S3 store without notifications: never listened to
+        mysql={"enabled": False}, search={"enabled": False}, watch={"enabled": False}, metrics={"enabled": False},
+        schedule={"backup": "", "verify": "", "versions_prune": "", "drill": "", "reconcile": "*/5 * * * *"},
+    )
+    sent: list[tuple[str, tuple]] = []
+    agent = Agent(settings, send=lambda actor, args: sent.append((actor, args)))
+    agent.start()
+    try:
+        assert agent.minio_source is None and agent.source_health() == {} and agent.source_alerts() == []
+        assert [(actor.actor_name, args) for actor, args in sent] == [("reconcile", ())]  # at start, then on the schedule
+        assert agent.scheduler.next_ticks()["reconcile"]
+    finally:
+        agent.stop()

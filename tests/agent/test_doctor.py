@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
+from testbed.private_servers import PrivateRedis
 
 
 def write_config(tmp_path: Path, env: dict[str, str], redis_url: str, **overrides) -> Path:
@@ -24,6 +26,22 @@ def write_config(tmp_path: Path, env: dict[str, str], redis_url: str, **override
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def rows(output: str) -> dict[str, list[str]]:
+    """doctor's table as {check: [status, found, how to fix]}, each cell's wrapped lines joined again."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        cells = line.split("│")
+        if len(cells) != 6:
+            continue
+        name, *rest = (cell.strip() for cell in cells[1:5])
+        if name:
+            current = found.setdefault(name, ["", "", ""])
+        for i, text in enumerate(rest):
+            current[i] = f"{current[i]} {text}".strip() if text else current[i]
+    return found
 
 
 def doctor(path: Path):
@@ -65,3 +83,61 @@ def test_doctor_names_an_unreachable_service(tmp_path, testbed_env, redis_url):
     result = doctor(write_config(tmp_path, testbed_env, redis_url, minio={"endpoint": "127.0.0.1:1"}))
     assert result.exit_code == 1
     assert "minio" in result.output and "FAIL" in result.output
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path / "private-redis", persistent=False)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.parametrize("policy, status", [
+    ("volatile-lru", "ok"), ("volatile-ttl", "ok"), ("noeviction", "ok"), ("allkeys-lfu", "warn"),
+    ("allkeys-random", "warn")])
+def test_doctor_judges_the_brokers_eviction_policy_by_what_it_can_evict(tmp_path, testbed_env, private_redis,
+                                                                        policy, status):
+    private_redis.client().config_set("maxmemory-policy", policy)
+    result = doctor(write_config(tmp_path, testbed_env, private_redis.url(2)))
+    assert result.exit_code == 0, result.output
+    state, found, _ = rows(result.output)["broker (Redis)"]
+    assert state == status and f"maxmemory-policy {policy}" in found
+
+
+def test_doctor_states_the_rpo_of_a_store_mirrored_by_reconcile_alone(tmp_path, testbed_env, redis_url):
+    path = write_config(tmp_path, testbed_env, redis_url, minio={"events": False})
+    result = doctor(path)
+    assert result.exit_code == 0, result.output
+    assert "reconcile alone mirrors, RPO 15 min" in rows(result.output)["minio"][1]
+    config = yaml.safe_load(path.read_text())
+    config["schedule"] = {"reconcile": ""}
+    path.write_text(yaml.safe_dump(config))
+    result = doctor(path)
+    assert result.exit_code == 1 and rows(result.output)["minio"][0] == "FAIL"
+    assert "nothing mirrors the store" in rows(result.output)["minio"][1]
+
+
+def test_doctor_says_why_search_is_off_for_an_engine_without_snapshots(tmp_path, testbed_env, redis_url):
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / ".env").write_text(f"DOC_ENGINE=infinity\nMYSQL_PASSWORD={testbed_env['MYSQL_PASSWORD']}\n")
+    path = write_config(tmp_path, testbed_env, redis_url, search={"enabled": False})
+    config = yaml.safe_load(path.read_text())
+    config["ragflow_dir"] = str(docker)
+    path.write_text(yaml.safe_dump(config))
+    result = doctor(path)
+    assert result.exit_code == 0, result.output
+    assert rows(result.output)["elasticsearch"][:2] == [
+        "off", "DOC_ENGINE=infinity is not supported (Elasticsearch and OpenSearch are): re-parse the documents "
+               "after a restore to rebuild their chunks"]
+
+
+def test_doctor_fails_an_amazon_s3_endpoint_left_waiting_for_bucket_notifications(tmp_path, testbed_env, redis_url):
+    path = write_config(tmp_path, testbed_env, redis_url,
+                        minio={"endpoint": "s3.amazonaws.com", "secure": True, "secret_key": "not-a-real-secret-55"})
+    result = doctor(path)  # the client refuses to listen on Amazon S3 before any request is made
+    state, found, fix = rows(result.output)["minio"]
+    assert result.exit_code == 1 and state == "FAIL"
+    assert "not supported in Amazon S3" in found and "minio.events: false" in fix
+    assert "not-a-real-secret-55" not in result.output

@@ -1,6 +1,7 @@
 """Health report and alerts over real backup points in a tmp_path storage root."""
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -9,9 +10,11 @@ import pytest
 
 from actors.actions.retention import promote, storage_bytes
 from agent.health import collect, used_ratio
+from agent.mirror_stats import mirror_stats
 from core.atomic import atomic_file
 from core.config import NotifySettings, RedisSettings, Settings
 from core.manifest import Artifact, ComponentRecord
+from core.mirror_store import Entry, MirrorStore
 from core.points import Point, Storage
 
 UTC = timezone.utc
@@ -215,3 +218,35 @@ def test_an_unreadable_manifest_is_a_problem_not_a_crash(tmp_path):
 
     assert report.problems and "daily/2026-06-10" in report.problems[0]
     assert report.component("mysql").point == "daily/2026-06-09"
+
+
+@pytest.mark.fault("the version budget cuts the mirror's point-in-time window below minio.min_pitr_hours",
+                   "a warning names the window left and the knob; a young mirror's short history is no alert")
+def test_a_point_in_time_window_cut_below_the_floor_by_the_version_budget_raises_a_warning(tmp_path):
+    storage = Storage(tmp_path / "backups")
+    settings = settings_for(storage.root, storage_threshold=1.0)
+    store = MirrorStore(storage.root / settings.minio.mirror_dir)
+    now = datetime.now(UTC)
+    for hours, data in ((5, b"old"), (2, b"newer"), (0, b"current")):
+        temp = store.temp_file("bkt")
+        temp.write_bytes(data)
+        store.commit("bkt", "k", temp, Entry(size=len(data), etag=hashlib.md5(data).hexdigest()),
+                     now - timedelta(hours=hours))
+    stats = lambda: mirror_stats(settings)  # noqa: E731
+
+    def history_alerts(report):  # no backup point exists here: those alerts are beside the point
+        return [alert for alert in report.alerts(settings) if alert.key == "health:mirror history"]
+
+    young = collect(settings, storage, mirror_stats=stats, now=NOW)
+    assert young.mirror["pitr_pruned"] is False and history_alerts(young) == []  # a young mirror is no alert
+
+    store.prune_versions(now - timedelta(days=30), budget_bytes=len(b"newer"))
+    report = collect(settings, storage, mirror_stats=stats, now=NOW)
+    # "old" was superseded 2 h ago and dropped: any moment since can be restored, none before.
+    assert report.mirror["pitr_since"] == (now - timedelta(hours=2)).isoformat()
+    assert 2 * 3600 <= report.mirror["pitr_seconds"] < 3 * 3600
+    alerts = history_alerts(report)
+    assert len(alerts) == 1 and alerts[0].level == "warning"
+    assert "minio.min_pitr_hours: 24" in alerts[0].body and "version_budget_percent" in alerts[0].body
+    settings.minio.min_pitr_hours = 1
+    assert history_alerts(collect(settings, storage, mirror_stats=stats, now=NOW)) == []

@@ -81,7 +81,8 @@ def storage(tmp_path) -> Storage:
 
 def test_metrics_expose_the_health_report_at_scrape_time(storage, serve):
     settings = Settings(storage_root=storage.root)
-    mirror = {"objects": 42, "bytes": 123456, "lag_seconds": 7.5, "last_reconcile": {"time": "2026-06-10T11:45:00+00:00"}}
+    mirror = {"objects": 42, "bytes": 123456, "lag_seconds": 7.5, "last_reconcile": {"time": "2026-06-10T11:45:00+00:00"},
+              "pitr_seconds": 172800.0, "pacing": {"mode": "catch-up", "since": None, "cpu_percent": 50}}
     server = serve(lambda: collect(settings, storage, queue_depth=lambda: {"backup": 3, "mirror": 0},
                                    mirror_stats=lambda: mirror))
     assert server.port != 0
@@ -95,12 +96,18 @@ def test_metrics_expose_the_health_report_at_scrape_time(storage, serve):
         assert values[("ragflow_backup_last_success_timestamp_seconds", (("component", component),))] == good
         age = values[("ragflow_backup_last_success_age_seconds", (("component", component),))]
         assert 86400 - 60 < age < 86400 + 60
-    newest = storage.points()[-1].ref
-    assert values[("ragflow_backup_point_status", (("point", newest), ("status", "partial")))] == 1
-    assert values[("ragflow_backup_point_status", (("point", newest), ("status", "complete")))] == 0
+    newest = storage.points()[-1]
+    assert values[("ragflow_backup_point_status", (("status", "partial"), ("tier", "daily")))] == 1
+    assert values[("ragflow_backup_point_status", (("status", "complete"), ("tier", "daily")))] == 0
+    assert values[("ragflow_backup_newest_point_timestamp_seconds", (("tier", "daily"),))] == \
+        newest.manifest().created_at.timestamp()
+    assert not any(newest.name in value for _, labels in values for _, value in labels), "no dates in label values"
     assert values[("ragflow_backup_mirror_lag_seconds", ())] == 7.5
     assert values[("ragflow_backup_mirror_objects", ())] == 42
     assert values[("ragflow_backup_mirror_bytes", ())] == 123456
+    assert values[("ragflow_backup_mirror_pitr_window_seconds", ())] == 172800  # two days of any-moment history
+    assert values[("ragflow_backup_mirror_mode", (("mode", "catch-up"),))] == 1
+    assert values[("ragflow_backup_mirror_mode", (("mode", "steady"),))] == 0
     assert values[("ragflow_backup_mirror_last_reconcile_timestamp_seconds", ())] == datetime(2026, 6, 10, 11, 45, tzinfo=UTC).timestamp()
     assert values[("ragflow_backup_queue_depth", (("queue", "backup"),))] == 3
     assert values[("ragflow_backup_queue_depth", (("queue", "mirror"),))] == 0
@@ -192,7 +199,8 @@ def test_a_collect_that_raises_gives_healthz_503_and_metrics_with_up_0(serve):
     ]
     status, _, text = fetch(server, "/metrics")
     assert status == 200
-    assert samples(text) == {("ragflow_backup_up", ()): 0}
+    assert {name: value for name, value in samples(text).items() if name[0] != "ragflow_backup_build_info"} == \
+        {("ragflow_backup_up", ()): 0}
 
 
 def test_other_paths_are_404(serve, tmp_path):
@@ -273,3 +281,28 @@ def test_beyond_max_connections_the_oldest_silent_one_is_closed_and_a_scrape_is_
         for connection in silent:
             connection.close()
         server.stop()
+
+
+def test_metrics_count_runs_per_component_and_result_and_time_the_newest_of_each(tmp_path, serve):
+    from core import audit
+
+    storage = Storage(tmp_path / "backups")
+    now = datetime.now(UTC)
+    for hours, outcome in ((3, "ok"), (2, "failed"), (1, "ok")):
+        point = make_point(storage, now - timedelta(hours=hours), mysql=outcome, search="ok")
+        point.log_history()
+    audit.record(storage.root, "drill", "daily/x", "ok", seconds=42.5)
+    server = serve(lambda: collect(Settings(storage_root=storage.root), storage))
+
+    values = samples(fetch(server, "/metrics")[2])
+
+    assert values[("ragflow_backup_component_runs_total", (("component", "mysql"), ("result", "ok")))] == 2
+    assert values[("ragflow_backup_component_runs_total", (("component", "mysql"), ("result", "failed")))] == 1
+    assert values[("ragflow_backup_component_runs_total", (("component", "search"), ("result", "ok")))] == 3
+    assert values[("ragflow_backup_component_runs_total", (("component", "search"), ("result", "failed")))] == 0
+    assert ("ragflow_backup_component_last_run_duration_seconds", (("component", "mysql"), ("result", "failed"))) in values
+    assert values[("ragflow_backup_last_point_bytes", ())] == storage.points()[-1].manifest().total_bytes
+    assert values[("ragflow_backup_drill_last_success", ())] == 1
+    assert values[("ragflow_backup_drill_last_duration_seconds", ())] == 42.5
+    [version] = [dict(labels)["version"] for name, labels in values if name == "ragflow_backup_build_info"]
+    assert version and values[("ragflow_backup_build_info", (("version", version),))] == 1

@@ -258,6 +258,27 @@ def test_prune_versions_drops_only_versions_superseded_before_the_cutoff(tmp_pat
     assert store.path_of("bkt", "k").read_bytes() == b"3"
 
 
+
+def test_the_version_budget_drops_the_oldest_versions_first_and_moves_the_pitr_window(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "a", b"a" * 100, T0)
+    put(store, "b", b"b" * 100, T0)
+    assert store.pitr_since() == (T0 + timedelta(seconds=1), False)  # never pruned: the whole history
+    for day, key in ((1, "a"), (2, "b"), (3, "a")):  # three versions of 100 bytes each
+        at = T0 + timedelta(days=day)
+        put(store, key, bytes([day]) * 100, at, now=at)
+
+    assert store.prune_versions(T0, budget_bytes=150) == 2  # the oldest two go; 100 bytes are kept
+    assert [(v.key, v.superseded_at) for v in store.versions("bkt", "a") + store.versions("bkt", "b")] == [
+        ("a", T0 + timedelta(days=3))]
+    assert store.pitr_since() == (T0 + timedelta(days=2), True)
+    assert bytes_at(store, T0 + timedelta(days=2, hours=1)) == {"a": b"\x01" * 100, "b": b"\x02" * 100}
+    # Within the budget nothing more goes, and an older horizon never moves the window back.
+    assert store.prune_versions(T0, budget_bytes=100) == 0
+    assert store.prune_versions(T0 + timedelta(days=4), budget_bytes=None) == 1
+    assert store.pitr_since() == (T0 + timedelta(days=3), True)
+    assert store.path_of("bkt", "a").read_bytes() == b"\x03" * 100
+
 WRITER = """
 import hashlib, sys
 from datetime import datetime, timedelta, timezone

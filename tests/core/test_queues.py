@@ -318,7 +318,8 @@ def test_the_queue_command_prints_a_table_of_every_queue(bed, run_cli):
     assert {queue: row[:4] + row[5:] for queue, row in table_rows(run_cli(bed, "show").output).items()} == without_age, (
         "`queue` alone is `queue show`")
     shown = json.loads(run_cli(bed, "show", "--json").output)
-    assert {item["queue"]: item["dead"] for item in shown}["maintenance"] == 1
+    assert shown["schema_version"] == 1  # docs/json.md
+    assert {item["queue"]: item["dead"] for item in shown["queues"]}["maintenance"] == 1
 
 
 def test_queue_dead_lists_the_error_and_retry_puts_it_back(redis_url, run_cli):

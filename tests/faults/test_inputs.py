@@ -38,6 +38,46 @@ def test_an_unreadable_manifest_is_reported_by_verify_and_list(config_point):
     assert "Traceback" not in listed.stdout + listed.stderr
 
 
+@pytest.mark.fault("corrupt input: one point's manifest edited (not JSON, or JSON of the wrong shape) beside sound "
+                   "points, then restore and the drill",
+                   "restore and the drill skip that point, naming it and how to learn more (verify), and use the newest "
+                   "sound one; `restore --point` naming it is refused naming its manifest.json (exit 2); no traceback")
+def test_a_restore_skips_a_point_whose_manifest_was_edited_and_uses_a_sound_one(config_point):
+    config, point = config_point  # daily/DAY; the same backup made weekly/ and monthly/ points too
+    manifest = point.folder / "manifest.json"
+    for broken in (manifest.read_text()[:40], '{"components": 5}'):
+        manifest.write_text(broken)
+
+        planned = cli(config, "restore", "-C", "config", "--dry-run")
+        named = cli(config, "restore", "--point", point.ref, "-C", "config", "--dry-run")
+
+        said = " ".join((planned.stdout + planned.stderr).split())
+        assert planned.returncode == 0, said
+        assert f"{point.ref} skipped: its manifest.json cannot be used" in said and f"verify {point.ref}" in said
+        assert "from point weekly/" in said or "from point monthly/" in said, said
+        refused = " ".join((named.stdout + named.stderr).split())
+        assert named.returncode == 2 and f"{manifest} cannot be used" in refused, refused
+        assert "Traceback" not in said + refused
+
+
+@pytest.mark.fault("corrupt input: the mirror's index (.index.sqlite) overwritten with bytes that are not SQLite",
+                   "status names the mirror folder whose index cannot be read ('file is not a database') in its "
+                   "health problems and log, and shows the rest; no traceback")
+def test_a_mirror_index_that_is_not_sqlite_is_named_by_status(config_point):
+    config, point = config_point
+    mirror = point.folder.parents[1] / "minio_mirror"
+    mirror.mkdir(mode=0o700)
+    (mirror / ".index.sqlite").write_bytes(b"not a database " * 400)
+
+    status = cli(config, "status")
+
+    said = " ".join((status.stdout + status.stderr).split())
+    logged = " ".join(status.stderr.split())  # the table folds long problems; the log line keeps them whole
+    assert f"mirror stats failed: DatabaseError: the mirror index in {mirror} cannot be read: file is not a database" \
+        in logged, said
+    assert "config" in status.stdout and "Traceback" not in said
+
+
 @pytest.mark.fault("a config file with a syntax error while the agent runs",
                    "the running agent keeps its config in force and keeps mirroring; every command (and a "
                    "restart) refuses the file naming it and the YAML error's line; fixed, it works again")

@@ -159,7 +159,8 @@ def refused_everywhere(bed: Bed, kind: str) -> None:
         assert "Traceback" not in said and bed.cfg.password.get_secret_value() not in said
     assert bed.checksum() == before
     assert bed.databases() == others and bed.other not in bed.sql("", "SHOW DATABASES")
-    assert bed.temporary_accounts() == temporary
+    # None of ours is left behind (another process's restore may have come and gone meanwhile).
+    assert bed.temporary_accounts() <= temporary
     assert not bed.marker.exists()
 
 

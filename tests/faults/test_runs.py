@@ -213,6 +213,29 @@ def test_a_knowledge_base_not_in_the_point_is_refused_before_any_change(tmp_path
     assert "KBRestoreResult(" not in restored.stdout
 
 
+@pytest.mark.fault("restore --dry-run of what the restore itself would refuse (a knowledge base not in the point, "
+                   "an id that is no id, with or without a point)",
+                   "the dry run says the restore would be refused and why, exit 1, instead of showing a plan and "
+                   "'nothing was changed' with exit 0; a knowledge base that is there still gets its plan")
+def test_a_dry_run_refuses_what_the_restore_would_refuse(tmp_path, mysql_point):
+    config, dataset, _ = mysql_point
+    missing = uuid.uuid4().hex
+
+    planned = cli(config, "restore", "--kb", missing, "--dry-run")
+    assert planned.returncode == 1, said(planned)
+    assert "the restore would be refused" in said(planned)
+    assert f"knowledge base {missing} is not in daily/" in said(planned)
+    nothing_yet = write_config(tmp_path / "empty.yml", {"storage_root": str(tmp_path / "empty"),
+                                                         "mysql": {"enabled": False}, "search": {"enabled": False},
+                                                         "config_files": {"enabled": False}})
+    no_id = cli(nothing_yet, "restore", "--kb", "nope", "--dry-run")
+    assert no_id.returncode == 1 and "'nope' is not a knowledge base id" in said(no_id), said(no_id)
+    kb = dataset.kb_ids[0]
+    fine = cli(config, "restore", "--kb", kb, "--dry-run")
+    assert fine.returncode == 0 and "dry run: nothing was changed" in said(fine), said(fine)
+    assert not list((tmp_path / "backups" / "safety").iterdir())
+
+
 # ---------------------------------------------------------------- no worker
 
 

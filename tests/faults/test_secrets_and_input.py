@@ -201,6 +201,24 @@ def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, case, monkeypa
     assert message in said and "Traceback" not in said and "Secr3t" not in said
 
 
+@pytest.mark.fault("a storage_root in the config that is a file, not a folder",
+                   "list, status, verify, prune, restore --dry-run and backup refuse it naming storage_root, the path "
+                   "and the config file; exit 2, no traceback, the file unchanged")
+def test_a_storage_root_that_is_a_file_is_refused_naming_the_setting(tmp_path):
+    root = tmp_path / "not-a-folder"
+    root.write_bytes(b"kept")
+    config = write_config(tmp_path / "config.yml", {"storage_root": str(root), **NOTHING_ENABLED})
+
+    for args in (["list"], ["status"], ["verify"], ["prune"], ["restore", "--dry-run"], ["backup", "--local"]):
+        refused = cli(config, *args)
+
+        said = " ".join((refused.stdout + refused.stderr).split())
+        assert refused.returncode == 2, said
+        assert f"storage_root {root} is not a folder" in said and str(config) in said, said
+        assert "Traceback" not in said
+    assert root.read_bytes() == b"kept"
+
+
 # ---------------------------------------------------------------- the metrics port
 
 

@@ -151,12 +151,15 @@ def test_seeds_opensearch_as_well_as_elasticsearch(seeded, env, engine):
     assert {c["doc_id"] for c in _chunks(env, dataset, engine)} == set(dataset.doc_ids)
 
 
-def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credentials(env, tmp_path):
+@pytest.mark.parametrize("layout, nginx, published_mysql_port", [
+    ("v0.27", "nginx/ragflow.conf.python", "EXPOSE_MYSQL_PORT"), ("v0.20", "nginx/ragflow.conf", "MYSQL_PORT")])
+def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credentials(env, tmp_path, layout, nginx,
+                                                                                  published_mysql_port):
     folder = tmp_path / "docker"
-    dataset = seed(ragflow_dir=folder, env=env)  # no services: only the folder is written
+    dataset = seed(ragflow_dir=folder, env=env, layout=layout)  # no services: only the folder is written
     assert dataset.ragflow_dir == folder and not dataset.buckets and not dataset.row_counts
     for name in ("docker-compose.yml", "docker-compose-base.yml", "service_conf.yaml.template",
-                 "nginx/ragflow.conf", "entrypoint.sh", "init.sql"):
+                 nginx, "entrypoint.sh", "init.sql"):
         assert (folder / name).read_text().strip()
     for name in ("docker-compose.yml", "docker-compose-base.yml", "service_conf.yaml.template"):
         assert isinstance(yaml.safe_load((folder / name).read_text()), dict), name
@@ -164,14 +167,14 @@ def test_writes_a_ragflow_docker_folder_whose_env_carries_the_testbed_credential
     assert {"mysql", "minio", "redis", "es01"} <= set(services)
     values = read_ragflow_env(folder)
     assert values["DOC_ENGINE"] == "elasticsearch"
-    assert values["MYSQL_PASSWORD"] == env["MYSQL_PASSWORD"] and values["MYSQL_PORT"] == env["MYSQL_PORT"]
+    assert values["MYSQL_PASSWORD"] == env["MYSQL_PASSWORD"] and values[published_mysql_port] == env["MYSQL_PORT"]
     assert values["MINIO_USER"] == env["MINIO_ACCESS_KEY"] and values["MINIO_PASSWORD"] == env["MINIO_SECRET_KEY"]
     assert values["ELASTIC_PASSWORD"] == env["ES_PASSWORD"] and values["REDIS_PASSWORD"] == env["REDIS_PASSWORD"]
     # Our config takes its secrets from this .env, and with them reaches the test bed's services.
     settings = Settings(ragflow_dir=folder)
     fill_secrets_from_ragflow_env(settings)
     settings.mysql.host, settings.mysql.user = env["MYSQL_HOST"], env["MYSQL_USER"]
-    settings.mysql.port = int(values["MYSQL_PORT"])
+    settings.mysql.port = int(values[published_mysql_port])
     with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
     settings.minio.endpoint = f"{env['MINIO_ENDPOINT'].split(':')[0]}:{values['MINIO_PORT']}"
@@ -246,5 +249,38 @@ def test_the_cli_seeds_the_testbed_and_prints_a_summary(seeded, env, tmp_path):
     assert run.returncode == 0, run.stderr
     summary = run.stdout.strip()
     assert "\n" not in summary and database in summary
-    assert "38 rows" in summary and "3 MinIO buckets holding 12 objects" in summary and "24 chunks" in summary
+    assert "40 rows" in summary and "3 MinIO buckets holding 12 objects" in summary and "24 chunks" in summary
     assert "Redis skipped" in summary and (tmp_path / ".env").is_file()
+
+
+def test_the_v027_folder_is_ragflow_v027s_own_layout(env, tmp_path):
+    folder = tmp_path / "docker"
+    seed(ragflow_dir=folder, env=env)
+    values = read_ragflow_env(folder)
+    assert values["RAGFLOW_IMAGE"] == "infiniflow/ragflow:v0.27.0" and values["MYSQL_PORT"] == "3306"
+    assert (values["DB_TYPE"], values["COMPOSE_PROFILES"]) == ("mysql", "elasticsearch,cpu,metadata-mysql")
+    compose = yaml.safe_load((folder / "docker-compose.yml").read_text())
+    assert {"ragflow-cpu", "ragflow-gpu"} <= set(compose["services"])
+    base = yaml.safe_load((folder / "docker-compose-base.yml").read_text())["services"]
+    assert base["mysql"]["ports"] == ["${EXPOSE_MYSQL_PORT}:3306"]
+    assert "volatile-lru" in base["redis"]["command"]  # Valkey 8: evicts only keys with a TTL
+
+
+def test_tables_have_ragflow_v027s_columns_where_per_kb_restore_reads_them(seeded, env):
+    dataset = seeded()
+    columns: dict[str, set[str]] = {}
+    for row in _rows(env, dataset.database, "SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.COLUMNS "
+                                            "WHERE TABLE_SCHEMA = DATABASE()"):
+        columns.setdefault(row["t"], set()).add(row["c"])
+    assert {"process_duration", "suffix", "content_hash", "pipeline_id"} <= columns["document"]
+    assert "process_duation" not in columns["document"] | columns["task"]  # renamed by v0.27's migrate_db()
+    assert {"tenant_embd_id", "pipeline_id", "wiki_task_id", "structure_task_finish_at"} <= columns["knowledgebase"]
+    assert {"tenant_llm_id", "tenant_ocr_id", "ocr_id", "public_key"} <= columns["tenant"]
+    assert "color_schema" in columns["user"] and "process_duration" in columns["task"]
+    assert columns["system_settings"] >= {"name", "source", "data_type", "value"}
+    sizes = _rows(env, dataset.database, "SELECT TABLE_NAME AS t, DATA_TYPE AS d FROM information_schema.COLUMNS WHERE "
+                                         "TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'size'")
+    assert {row["t"]: row["d"] for row in sizes} == {"document": "bigint", "file": "bigint"}
+    suffixes = {r["suffix"] for r in _rows(env, dataset.database, "SELECT suffix FROM document")}
+    assert suffixes == {"pdf", "docx", "txt"}
+    assert dataset.row_counts["system_settings"] == 2

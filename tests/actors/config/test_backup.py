@@ -205,7 +205,7 @@ def test_a_missing_ragflow_dir_fails_naming_the_setting(settings, tmp_path):
 
 # ---------------------------------------------------------------- what to keep of RAGFlow v0.27's folder
 
-V027 = Path(__file__).resolve().parents[2] / "fixtures" / "ragflow-v0.27.0-docker"
+V027 = Path(__file__).resolve().parents[3] / "testbed" / "ragflow_docker" / "v0.27"
 V027_KEPT = [
     ".env", ".env.single-bucket-example", "docker-compose-CN-oc9.yml", "docker-compose-base.yml",
     "docker-compose-macos.yml", "docker-compose.yml", "entrypoint.sh", "infinity_conf.toml", "init-clickhouse.sql",

@@ -16,6 +16,7 @@ from actors.minio.mirror import mirror_object, prune_versions, reconcile, verify
 from core import mirror_store
 from core.config import Settings
 from core.mirror_paths import decode_key
+from core.mirror_status import mirror_mode
 from core.mirror_store import MirrorStore
 from testbed import settings as testbed_settings
 from tests.conftest import remove_bucket, unique
@@ -135,7 +136,7 @@ def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(set
 
 
 @pytest.mark.fault('a bucket deleted while it is being mirrored',
-                   'each key is re-checked at the source; the mirrored objects move to versions (kept minio.version_retention_days), nothing else is touched')
+                   'each key is re-checked at the source; the mirrored objects move to versions (kept within minio.version_budget_percent and version_retention_days), nothing else is touched')
 def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions(settings, store, minio_client):
     gone = unique("test-gone-")
     minio_client.make_bucket(gone)
@@ -231,6 +232,7 @@ def test_single_bucket_mode_mirrors_only_its_prefix(settings, store, minio_clien
 
 
 def test_prune_versions_removes_only_versions_older_than_the_retention(settings, store, minio_client, bucket):
+    settings.minio.version_budget_percent = None  # retention alone
     for data in (b"1", b"2", b"3"):
         put(minio_client, bucket, "k", data)
         mirror_object(settings, bucket, "k", store)
@@ -243,6 +245,38 @@ def test_prune_versions_removes_only_versions_older_than_the_retention(settings,
     assert prune_versions(settings, store=store) == 0
     assert prune_versions(settings, now=datetime.now(timezone.utc) + timedelta(days=31), store=store) == 1
     assert store.entry(bucket, "k").path.read_bytes() == b"3"
+
+
+def test_prune_versions_keeps_the_newest_versions_that_fit_in_the_budget_share_of_the_mirror(
+        settings, store, minio_client, bucket):
+    for data in (b"1" * 400, b"2" * 300, b"3" * 200, b"4" * 1000):
+        put(minio_client, bucket, "k", data)
+        mirror_object(settings, bucket, "k", store)
+    assert settings.minio.version_budget_percent == 20  # the default: 200 bytes of 1,000 current ones
+    assert prune_versions(settings, store=store) == 2
+    assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"3" * 200]
+    horizon, pruned = store.pitr_since()
+    assert pruned and horizon <= store.versions(bucket, "k")[0].superseded_at  # restorable from there on
+
+
+def test_a_first_mirror_and_a_large_backlog_run_in_catch_up_mode_and_small_changes_in_steady_mode(
+        settings, store, minio_client, bucket):
+    for i in range(3):
+        put(minio_client, bucket, f"doc-{i}", b"x" * i)
+    first = reconcile(settings, [bucket], store=store)
+    assert first.complete and first.copied == 3 and first.catch_up  # a first mirror
+    assert mirror_mode(settings)["mode"] == "steady"  # and back to steady once it is done
+
+    put(minio_client, bucket, "doc-3", b"one more")
+    small = reconcile(settings, [bucket], store=store)
+    assert small.copied == 1 and not small.catch_up
+
+    settings.minio.catch_up_backlog = 2
+    for i in range(4, 7):  # as after an outage: more to copy than catch_up_backlog
+        put(minio_client, bucket, f"doc-{i}", b"missed")
+    backlog = reconcile(settings, [bucket], store=store)
+    assert backlog.copied == 3 and backlog.catch_up
+    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"], "cpu_percent": 6}
 
 
 def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from actors.minio import restore as minio_restore
-from actors.minio.mirror import mirror_object, reconcile
+from actors.minio.mirror import mirror_object, prune_versions, reconcile
 from actors.minio.restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
 from core.component import PermanentError
 from core.config import Settings
@@ -171,6 +171,20 @@ def test_a_time_the_mirror_cannot_vouch_for_is_refused(settings, store, client):
     with pytest.raises(PermanentError, match="time zone"):
         restore(settings, datetime.now(), store=store)
     assert digests(client) == {ALPHA: {"a": hashlib.sha256(b"a").hexdigest()}}
+
+
+@pytest.mark.fault("a restore time before the window the version budget left",
+                   "refused before anything is written, naming minio.version_budget_percent and the oldest "
+                   "restorable moment; a later time is planned as usual")
+def test_a_time_before_the_window_the_version_budget_left_is_refused_and_a_later_one_is_not(
+        settings, store, client, history):
+    at, _ = history
+    settings.minio.version_budget_percent = 0  # no room for versions: every superseded object goes
+    assert prune_versions(settings, store=store) == 4
+    with pytest.raises(PermanentError, match="before the mirror's point-in-time window.*version_budget_percent=0"):
+        plan_restore(settings, at, store=store)
+    plan = plan_restore(settings, datetime.now(timezone.utc), store=store)
+    assert (plan.put, plan.remove) == (0, 0)
 
 
 def test_a_damaged_mirror_file_refuses_before_anything_is_written(settings, store, client, history):

@@ -159,7 +159,7 @@ def test_patterns_select_what_path_glob_selects(tmp_path):
         assert {f for f in files if matches(f, pattern)} == globbed, pattern
 
 
-V027 = Path(__file__).resolve().parents[2] / "fixtures" / "ragflow-v0.27.0-docker"
+V027 = Path(__file__).resolve().parents[3] / "testbed" / "ragflow_docker" / "v0.27"
 
 
 def test_the_watcher_watches_what_the_daily_tar_keeps_of_ragflow_v027(tmp_path):
