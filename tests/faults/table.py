@@ -1,7 +1,7 @@
 """docs/reliability.md, generated from the tests' @pytest.mark.fault(case, outcome) markers.
 
     python -m tests.faults.table          # rewrite docs/reliability.md
-    python -m tests.faults.table --check  # exit 1 if it differs (tests/faults/test_table.py does this)
+    python -m tests.faults.table --check  # exit 1 if it differs (tests/test_reliability_table.py does this)
 
 The markers are read from the source (ast), so the table needs no test bed and cannot drift: a test
 checks that the file equals what this module generates. Cases that cannot be simulated here are listed
