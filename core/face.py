@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.manifest import ComponentRecord
+from core.pitr import ReplayPlan
 from core.points import Point
 
 
@@ -24,13 +25,15 @@ class RestoreRequest:
     """What one component is asked to restore; each component reads what applies to it.
 
     `target` is where to, when not in place: a database (mysql), an index prefix (search), a bucket
-    prefix (minio), a folder (config). `at` is the moment to go back to (minio's mirror)."""
+    prefix (minio), a folder (config). `at` is the moment to go back to (minio's mirror). `replay` is the
+    archived binlog a MySQL restore applies after loading the point, to reach `at` (core/pitr.py)."""
     point: Point | None = None
     record: ComponentRecord | None = None
     kb: str | None = None
     target: str | Path | None = None
     at: datetime | None = None
     log: logging.Logger | None = None
+    replay: ReplayPlan | None = None
 
 
 class Component(Protocol):

@@ -8,6 +8,7 @@
     <root>/offsite/                     restic's cache and state, staging for copies and restores
     <root>/minio_mirror/                the MinIO mirror (minio.mirror_dir)
     <root>/config_repo/                 the config files' git history (config_files.git_repo)
+    <root>/mysql_binlog/                MySQL's binary log as archived (actors/binlog/), with its index
 
 Folders are created where they are used, through core/safe_paths.py (never through a symlink).
 """
@@ -30,6 +31,7 @@ FROZEN_MIRROR = "minio_mirror"  # offsite/staging/minio_mirror: what restic sees
 OFFSITE_RESTORE = "restore-"  # offsite/restore-<token>: one fetch
 MIRROR_DIR = "minio_mirror"  # minio.mirror_dir's default
 CONFIG_REPO = "config_repo"  # config_files.git_repo's default
+BINLOG_ARCHIVE = "mysql_binlog"  # the binlog archive (core/pitr.py)
 
 
 class Layout:
@@ -101,6 +103,11 @@ class Layout:
     @property
     def config_repo(self) -> Path:
         return self.root / self.config_repo_name
+
+    @property
+    def binlog_archive(self) -> Path:
+        """MySQL's binary log as archived: the server's files under their own names, and the index."""
+        return self.root / BINLOG_ARCHIVE
 
     # ------------------------------------------------------------ files
 
