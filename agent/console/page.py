@@ -10,7 +10,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -19,7 +18,6 @@ from agent.console.history import HistoryStore
 from agent.console.view import build
 from agent.health import HealthReport
 from core.config import Settings
-from core.mirror_store import MirrorStore
 from core.points import Storage
 
 ENVIRONMENT = Environment(loader=PackageLoader("agent.console", "templates"), autoescape=select_autoescape(default=True),
@@ -37,24 +35,6 @@ SECURITY_HEADERS = {
 }
 
 
-def mirror_pitr_since(settings: Settings) -> Callable[[], float | None]:
-    """The moment since which the mirror's kept versions allow a restore as of any time (epoch seconds)."""
-    def since() -> float | None:
-        root = settings.layout.mirror
-        if not root.exists():
-            return None
-        store = MirrorStore(root)
-        try:
-            oldest = store.oldest_version_at()
-        finally:
-            store.close()
-        try:
-            return datetime.fromisoformat(oldest).timestamp() if oldest else None
-        except ValueError:  # the index is read back from the storage root: untrusted
-            return None
-    return since
-
-
 class StatusPage:
     """Rendered at most once per `cache_seconds` (metrics.cache_seconds) however often it is asked for:
     a page reads every manifest, the history and the end of the audit log."""
@@ -69,7 +49,7 @@ class StatusPage:
         self._lock = threading.Lock()
 
     def render(self, report: Callable[[], HealthReport]) -> str:
-        page = build(self.settings, self.storage, report, self.store, mirror_pitr_since(self.settings))
+        page = build(self.settings, self.storage, report, self.store)
         return self.template.render(page=page, stylesheet=Markup(STYLESHEET))  # ours, and hashed in the CSP
 
     def body(self, report: Callable[[], HealthReport]) -> bytes:

@@ -163,22 +163,25 @@ def _points(page: Page, storage: Storage) -> None:
                               "oldest": when(min(moments)), "newest": when(max(moments))})
 
 
-def _mirror(page: Page, settings: Settings, report: HealthReport, pitr_since: Callable[[], float | None]) -> None:
+def _mirror(page: Page, settings: Settings, report: HealthReport) -> None:
     if not settings.minio.enabled:
         return
     mirror = report.mirror or {}
     reconcile = mirror.get("last_reconcile") if isinstance(mirror.get("last_reconcile"), dict) else {}
-    since = pitr_since()
+    # The window status and the metrics show (agent/mirror_stats.py): bounded by the prune's horizon once the
+    # version budget or retention has dropped versions, not by the oldest version left.
+    since = stamp(mirror["pitr_since"]) if isinstance(mirror.get("pitr_since"), str) else None
+    pruned = " (older versions dropped by the version budget or retention)" if mirror.get("pitr_pruned") else ""
     page.mirror = {
         "objects": str(int(mirror.get("objects") or 0)), "bytes": charts.human(float(mirror.get("bytes") or 0)),
         "lag": age(report.mirror_lag_seconds) if report.mirror else "unknown",
         "versions": f"{int(mirror.get('versions') or 0)} ({charts.human(float(mirror.get('version_bytes') or 0))})",
-        "pitr": f"any moment since {when(since)}" if since else
+        "pitr": f"any moment since {since}{pruned}" if since else
         "now only (no kept versions)" if not mirror.get("versions") else "unknown (the mirror index cannot be read)",
         "reconcile": (stamp(reconcile.get("time")) if reconcile.get("time") else "never")
         + ("" if reconcile.get("complete", True) else " (incomplete)")}
     if since:
-        page.timeline.append({"component": "minio (mirror)", "points": "continuous", "oldest": when(since),
+        page.timeline.append({"component": "minio (mirror)", "points": "continuous", "oldest": since,
                               "newest": "now"})
 
 
@@ -278,8 +281,7 @@ def _history(page: Page, report: HealthReport | None, store: HistoryStore, now: 
                    ("Storage used, with forecast", charts.storage_growth(samples, line))]
 
 
-def build(settings: Settings, storage: Storage, report: Callable[[], HealthReport], store: HistoryStore,
-          pitr_since: Callable[[], float | None]) -> Page:
+def build(settings: Settings, storage: Storage, report: Callable[[], HealthReport], store: HistoryStore) -> Page:
     now = time.time()
     page = Page(generated=when(now), storage_root=text(storage.root))
     if not storage.root.is_dir():  # a share not mounted reads as an empty storage: said, not hidden
@@ -295,7 +297,7 @@ def build(settings: Settings, storage: Storage, report: Callable[[], HealthRepor
         page.problems += [text(problem) for problem in health.problems]
         _components(page, settings, health)
         for name, part in (("points", lambda: _points(page, storage)),
-                           ("mirror", lambda: _mirror(page, settings, health, pitr_since)),
+                           ("mirror", lambda: _mirror(page, settings, health)),
                            ("offsite", lambda: _offsite(page, health)), ("audit log", lambda: _audit(page, storage))):
             try:
                 part()
