@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The editable install maps each top-level package when it is made: a package added later (core/ was) needs
+# it made again, so each package's __init__.py is a prerequisite too.
+$(STAMP): pyproject.toml $(wildcard */__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
