@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from agent.commands import agent as agent_commands
 from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
+from agent.commands import pins as pin_commands
 from agent.commands import restore as restore_commands
 from agent.commands import setup as setup_commands
 from agent.commands import status as status_commands
@@ -73,7 +74,7 @@ def doctor(as_json: JsonOption = False) -> None:
     """Pre-flight checks: every configured service and the storage root; exits 1 if any fails."""
 
     settings = state.settings()
-    checks = [*run_checks(settings), *ragflow_env_checks(settings)]
+    checks = [*run_checks(settings), *ragflow_env_checks(settings), *pin_commands.pinned_checks(settings)]
     table = Table(title="ragflow-backup doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
@@ -100,6 +101,8 @@ app.command()(backup_commands.backup)
 app.command()(backup_commands.verify)
 app.command(name="list")(backup_commands.list_points)
 app.command()(backup_commands.prune)
+app.command()(pin_commands.pin)
+app.command()(pin_commands.unpin)
 app.command()(worker_commands.worker)
 app.command()(agent_commands.agent)
 app.command()(agent_commands.run)

@@ -218,6 +218,7 @@ class RetentionSettings(Section):
     daily: int = Field(7, ge=1)
     weekly: int = Field(4, ge=0)
     monthly: int = Field(12, ge=0)
+    pinned_warn_days: int = Field(180, ge=1)  # a pinned point older than this is reported (never deleted)
 
 
 class RetentionOverride(Section):
