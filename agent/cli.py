@@ -23,6 +23,7 @@ from agent.commands.json_views import JsonOption, doctor_view, emit
 from agent.commands.notify import notify_app
 from agent.commands.offsite import offsite_app
 from agent.commands.queue import queue_app
+from agent.commands.upgrade import upgrade_app
 from agent.doctor import Check, run_checks
 from core.component import PermanentError
 from core.config import CONFIG_ENV_VAR, ConfigError, Settings
@@ -118,6 +119,7 @@ def _register_sub_apps() -> None:
     app.add_typer(queue_app, name="queue")
     app.add_typer(offsite_app, name="offsite")
     app.add_typer(notify_app, name="notify")
+    app.add_typer(upgrade_app, name="upgrade")
 
 
 _register_sub_apps()
