@@ -102,3 +102,30 @@ def test_a_bad_pin_name_or_an_incomplete_point_is_refused_with_a_reason(tmp_path
     partial = cli(config, "pin", "daily/2026-10-02", "kept")
     assert partial.exit_code == 2 and "not complete" in partial.output
     assert all(point.pinned() is None for point in storage.points())
+
+
+def config_only(tmp_path):
+    """Only RAGFlow's docker/ files enabled: a backup needs no service."""
+    folder = tmp_path / "ragflow" / "docker"
+    folder.mkdir(parents=True)
+    (folder / ".env").write_text("RAGFLOW_IMAGE=infiniflow/ragflow:v0.27.0\n")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"storage_root": str(tmp_path / "backups"), "ragflow_dir": str(folder),
+                                      "mysql": {"enabled": False}, "minio": {"enabled": False},
+                                      "search": {"enabled": False}, "redis": {"enabled": False}}))
+    return config
+
+
+def test_backup_pin_pins_the_point_once_it_is_complete(tmp_path):
+    config = config_only(tmp_path)
+    taken = cli(config, "backup", "--local", "--pin", "before-migration")
+    assert taken.exit_code == 0, taken.output
+    (point,) = Storage(tmp_path / "backups").points("daily")
+    assert point.pinned().name == "before-migration"  # its weekly and monthly promotions are copies, not pinned
+
+
+def test_backup_pin_without_local_or_wait_is_refused_and_takes_nothing(tmp_path):
+    config = config_only(tmp_path)
+    refused = cli(config, "backup", "--pin", "before-migration")
+    assert refused.exit_code == 2 and "--local or --wait" in refused.output
+    assert Storage(tmp_path / "backups").points() == []
