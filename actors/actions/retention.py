@@ -31,6 +31,7 @@ from core.points import TIERS, Point, Storage
 from core.safe_paths import UnsafePath, entry_problem, private_folder
 
 DELETING_MARK = ".deleting-"
+UNREADABLE_PIN = "(unreadable pin file)"  # what a pin that cannot be read is called: it still pins
 RETENTION_LOCK = "retention.lock"
 TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}  # daily first: preferred on equal times
 PROBLEM_STATUSES = ("partial", "failed", "interrupted")
@@ -296,7 +297,7 @@ def pin_of(point: Point) -> str | None:
     try:
         pin = point.pinned()
     except (UnsafePath, OSError) as exc:
-        return f"(unreadable pin file: {exc})"
+        return f"{UNREADABLE_PIN}: {exc}"
     return pin.name if pin else None
 
 

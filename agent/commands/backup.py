@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from actors.actions.retention import pin_of
+from actors.actions.retention import UNREADABLE_PIN, pin_of
 from actors.actions.retention import prune as apply_retention
 from actors.actions.runs import backup_run, notify_outcome, run_component, save_outcome
 from actors.actions.verify import newest_point, verify_point
@@ -322,12 +322,12 @@ def list_points(as_json: JsonOption = False) -> None:
             table.add_row(point.tier, point.name, styled("fail"), size, "", "", "", escape(why))
             rows.append({**broken_point_row(point, size_bytes, why), "pin": None})
             continue
-        pin = pin_of(point)  # read back: untrusted, printed escaped
+        pin = pin_of(point)  # read back: untrusted, printed escaped; why it is unreadable: `prune --dry-run`
         rows.append({**point_row(point, manifest, size_bytes), "pin": pin})
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
-                      escape(pin or ""), parts)
+                      escape(UNREADABLE_PIN if pin and pin.startswith(UNREADABLE_PIN) else pin or ""), parts)
     for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
         table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", "", escape(f"ignored: {problem}"))
     console.print(table)

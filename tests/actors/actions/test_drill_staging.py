@@ -73,6 +73,9 @@ def test_a_staging_drill_restores_into_the_staging_services_and_writes_a_report(
     assert report["point"].startswith("daily/") and "ragflow" in report
 
 
+@pytest.mark.fault("a `staging:` section naming production's own MySQL server and database",
+                   "drill --staging is refused before anything is restored, naming staging.mysql; production's rows "
+                   "unchanged, no scratch database made")
 def test_a_staging_section_naming_production_is_refused_before_anything_is_done(ragflow):
     dataset, services, config = ragflow
     raw = yaml.safe_load(config.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -44,14 +45,29 @@ def test_an_unpinned_point_is_taken_by_the_next_prune(tmp_path):
     assert "daily/2026-10-01" not in refs(storage)
 
 
-def test_a_damaged_pin_file_still_keeps_its_point(tmp_path):
+@pytest.mark.fault("hostile storage: a point's .pin.json that is not JSON, or a symlink to a file elsewhere",
+                   "prune keeps the point ('unreadable pin file', never followed), list shows the pin as unreadable; "
+                   "no traceback, the link's target unchanged")
+def test_a_damaged_or_planted_pin_file_still_keeps_its_point(tmp_path):
     storage = Storage(tmp_path / "backups")
     points = thirty_days(storage)
     (points[0].folder / PIN).write_text("{not json")
-    decisions = prune(storage, settings_for(storage.root, daily=3, weekly=0, monthly=0), dry_run=False,
-                      now=START + timedelta(days=30))
-    assert "daily/2026-10-01" in refs(storage)
-    assert "unreadable pin file" in next(d.reason for d in decisions if d.ref == "daily/2026-10-01")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"name": "planted", "pinned_at": "2026-10-01T00:00:00+00:00"}')
+    (points[1].folder / PIN).symlink_to(elsewhere)
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"storage_root": str(storage.root),
+                                      "retention": {"daily": 3, "weekly": 0, "monthly": 0}}))
+    pruned = cli(config, "prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert {"daily/2026-10-01", "daily/2026-10-02"} <= set(refs(storage))
+    assert pruned.output.count("unreadable pin file") == 2
+    listed = cli(config, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    pins = {row["ref"]: row["pin"] for row in json.loads(listed.stdout)["points"]}
+    assert pins["daily/2026-10-01"].startswith("(unreadable pin file): ")
+    assert "symbolic link" in pins["daily/2026-10-02"]
+    assert elsewhere.read_text().startswith('{"name": "planted"')
 
 
 def test_a_pin_is_not_copied_into_the_weekly_and_monthly_promotions(tmp_path):

@@ -155,6 +155,9 @@ def test_a_simulated_upgrade_is_rolled_back_exactly(installation, private_minio)
     assert "docker compose -f docker-compose.yml up -d" in rolled.stdout and "ragflow-cpu" in rolled.stdout
 
 
+@pytest.mark.fault("`upgrade prepare` while no worker answers in the broker namespace (the agent is down)",
+                   "refused, exit 1, naming the namespace and how to start the agent (or --ignore-health); no point "
+                   "is taken")
 def test_without_a_worker_prepare_takes_nothing_and_says_how_to_start_one(installation, tmp_path):
     settings = load_settings(installation.config)
     lonely = write_config(tmp_path / "lonely.yml", {
