@@ -145,3 +145,18 @@ def test_backup_pin_without_local_or_wait_is_refused_and_takes_nothing(tmp_path)
     refused = cli(config, "backup", "--pin", "before-migration")
     assert refused.exit_code == 2 and "--local or --wait" in refused.output
     assert Storage(tmp_path / "backups").points() == []
+
+
+def test_status_and_its_json_report_a_pin_older_than_the_warning_age(tmp_path, redis_url):
+    storage = Storage(tmp_path / "backups")
+    make_point(storage, datetime.now(UTC) - timedelta(days=200)).pin("kept-for-audit")
+    make_point(storage, datetime.now(UTC) - timedelta(days=1)).pin("recent")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "storage_root": str(storage.root), "broker": {"url": redis_url, "namespace": "pins-status"},
+        "mysql": {"enabled": False}, "minio": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False}, "retention": {"pinned_warn_days": 180}}))
+    shown = cli(config, "status", "--json")
+    assert shown.exit_code == 0, shown.output
+    (line,) = json.loads(shown.stdout)["old_pins"]
+    assert "(kept-for-audit) is 200 days old" in line and "ragflow-backup unpin daily/" in line
