@@ -21,7 +21,7 @@ from core.points import Storage
 from testbed import settings as tb
 from testbed.leases import leased_redis_db, redis_url
 from testbed.seed import Dataset, remove, seed
-from tests.actors.actions.test_restore import bucket_digest, chunk_ids, table_checksums
+from tests.actors.actions.test_restore import bucket_digest, chunk_ids, run_on_a_terminal, table_checksums
 from tests.conftest import reach
 from tests.faults.harness import cli, kill, start_cli, write_config
 
@@ -167,3 +167,43 @@ def test_without_a_worker_prepare_takes_nothing_and_says_how_to_start_one(instal
     assert refused.returncode == 1
     assert "no worker answers" in refused.stdout and "nothing was taken" in refused.stderr + refused.stdout
     assert Storage(settings.storage_root).points() == []
+
+
+@pytest.fixture
+def docker_folder_only(tmp_path, redis_url) -> Iterator[Path]:
+    """Only RAGFlow's docker/ folder backed up (no service), a broker of the test's own and a worker answering."""
+    folder = tmp_path / "ragflow" / "docker"
+    folder.mkdir(parents=True)
+    (folder / ".env").write_text("RAGFLOW_IMAGE=infiniflow/ragflow:v0.27.0\nDEVICE=cpu\n")
+    (folder / "docker-compose.yml").write_text("services: {}\n")
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(folder),
+        "broker": {"url": redis_url, "namespace": f"upgrade-{uuid.uuid4().hex[:8]}"},
+        "mysql": {"enabled": False}, "minio": {"enabled": False}, "search": {"enabled": False},
+        "redis": {"enabled": False}})
+    log = tmp_path / "worker.log"
+    worker = start_cli(config, log, "worker")
+    try:
+        wait_for_a_worker(load_settings(config), worker, log)
+        yield config
+    finally:
+        kill(worker)
+
+
+def test_on_a_terminal_rollback_asks_first_and_a_no_changes_nothing(docker_folder_only):
+    config = docker_folder_only
+    env = load_settings(config).ragflow_dir / ".env"
+    assert cli(config, "upgrade", "prepare").returncode == 0
+    prepared = env.read_bytes()
+    env.write_text(f"RAGFLOW_IMAGE={NEW_IMAGE}\nDEVICE=cpu\n")
+    upgraded = env.read_bytes()
+
+    without_terminal = cli(config, "upgrade", "rollback")
+    assert without_terminal.returncode == 2 and "pass --yes" in without_terminal.stderr + without_terminal.stdout
+    code, said = run_on_a_terminal(config, "n\n", "upgrade", "rollback")
+    assert code == 1 and "Roll back now?" in said and env.read_bytes() == upgraded
+
+    code, said = run_on_a_terminal(config, "y\n", "upgrade", "rollback")
+    assert code == 0, said
+    assert env.read_bytes() == prepared
+    assert "settings changed for: ragflow-cpu" in said and "up -d" in said
