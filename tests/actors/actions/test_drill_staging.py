@@ -13,8 +13,10 @@ from actors.actions.drill import DrillItem, DrillReport
 from agent.drill_report import report_markdown
 from core import clients
 from core.config import MySQLSettings, load_settings
+from testbed import settings as tb
 from testbed.minio_server import PrivateMinio
-from testbed.private_servers import PrivateMariadb
+from testbed.private_servers import PrivateMariadb, PrivateRedis
+from testbed.seed import remove, seed
 from tests.actors.actions.test_restore import bucket_digest, cli, ragflow, table_checksums  # noqa: F401 - a fixture
 from tests.conftest import reach
 
@@ -99,3 +101,42 @@ def test_the_markdown_report_names_the_point_the_objective_and_keeps_untrusted_t
     assert text.startswith("# RAGFlow disaster-recovery drill: PASSED")
     assert "12.5 s of the 30-minute objective (RTO): within it" in text
     assert "| mysql | staging | 40 | 40 | 12.5 | ok | `40 rows '# injected'` |" in text
+
+
+@pytest.fixture
+def staging_redis(tmp_path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "staging-redis", persistent=False)
+    reach("Redis (private redis-server)", server.start)
+    yield server
+    server.kill()
+
+
+def values(client) -> dict[bytes, object]:
+    """Each key's value as Redis reads it back (DUMP bytes may order a hash's fields differently)."""
+    read = {b"string": client.get, b"hash": client.hgetall, b"stream": lambda key: client.xrange(key),
+            b"list": lambda key: client.lrange(key, 0, -1), b"set": client.smembers,
+            b"zset": lambda key: client.zrange(key, 0, -1, withscores=True)}
+    return {key: read[client.type(key)](key) for key in client.scan_iter()}
+
+
+def test_a_staging_drill_puts_redis_keys_into_the_staging_redis(tmp_path, testbed_env, redis_db, staging_redis):
+    production = tb.redis(testbed_env, db=redis_db)
+    dataset = seed(redis=production, env=testbed_env, size="tiny")
+    try:
+        config = tmp_path / "config.yml"
+        config.write_text(yaml.safe_dump({
+            "storage_root": str(tmp_path / "backups"),
+            "mysql": {"enabled": False}, "minio": {"enabled": False}, "search": {"enabled": False},
+            "config_files": {"enabled": False},
+            "redis": {"enabled": True, "host": production.host, "port": production.port,
+                      "password": production.password.get_secret_value(), "db": redis_db},
+            "staging": {"redis": {"host": "127.0.0.1", "port": staging_redis.port,
+                                  "password": staging_redis.password, "db": 1}}}))
+        assert cli(config, "backup", "--local").exit_code == 0
+        result = cli(config, "drill", "--staging", "--json")
+        assert result.exit_code == 0, result.output
+        (item,) = json.loads(result.stdout)["components"]
+        assert item["restored_into"] == "staging" and item["expected"] == item["found"] > 0
+        assert values(staging_redis.client(db=1)) == values(clients.redis_client(production))
+    finally:
+        remove(dataset, redis=production)

@@ -19,8 +19,10 @@ from core import clients, queues
 from core.config import load_settings
 from core.points import Storage
 from testbed import settings as tb
-from testbed.leases import leased_redis_db, redis_url
+from testbed.leases import leased_redis_db
+from testbed.leases import redis_url as leased_url
 from testbed.seed import Dataset, remove, seed
+from tests.actors.actions.test_drill_staging import values
 from tests.actors.actions.test_restore import bucket_digest, chunk_ids, run_on_a_terminal, table_checksums
 from tests.conftest import reach
 from tests.faults.harness import cli, kill, start_cli, write_config
@@ -57,7 +59,7 @@ def installation(tmp_path, testbed_env, private_minio, redis_db) -> Iterator[Ins
     broker_db = reach("Redis", broker_lease.__enter__)
     config = write_config(tmp_path / "config.yml", {
         "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(dataset.ragflow_dir),
-        "broker": {"url": redis_url(testbed_env, broker_db), "namespace": f"upgrade-{uuid.uuid4().hex[:8]}"},
+        "broker": {"url": leased_url(testbed_env, broker_db), "namespace": f"upgrade-{uuid.uuid4().hex[:8]}"},
         "mysql": {"host": testbed_env["MYSQL_HOST"], "port": int(testbed_env["MYSQL_PORT"]), "database": database,
                   "password": testbed_env["MYSQL_PASSWORD"]},
         "minio": {"endpoint": private_minio.endpoint, "access_key": private_minio.access_key,
@@ -86,9 +88,8 @@ def installation(tmp_path, testbed_env, private_minio, redis_db) -> Iterator[Ins
         broker_lease.__exit__(None, None, None)
 
 
-def redis_values(settings) -> dict[bytes, bytes]:
-    client = clients.redis_client(settings.redis)
-    return {key: client.dump(key) for key in client.scan_iter()}
+def redis_values(settings) -> dict[bytes, object]:
+    return values(clients.redis_client(settings.redis))
 
 
 def state_of(settings, installation: Installation, minio) -> dict:
