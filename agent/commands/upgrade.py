@@ -125,7 +125,7 @@ def status() -> None:
         return
     table = Table(title="points prepared for an upgrade")
     for column in ("point", "pin", "taken", "RAGFlow"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("point", "pin"))  # copied whole, so shown whole
     for created, point, pin in found:
         table.add_row(point.ref, escape(pin), created.isoformat(timespec="seconds"),
                       escape(ragflow_version.describe(point.manifest().ragflow)))

@@ -195,6 +195,8 @@ def test_on_a_terminal_rollback_asks_first_and_a_no_changes_nothing(docker_folde
     config = docker_folder_only
     env = load_settings(config).ragflow_dir / ".env"
     assert cli(config, "upgrade", "prepare").returncode == 0
+    shown = cli(config, "upgrade", "status")
+    assert "pre-upgrade-v0.27.0-" in shown.stdout and "upgrade rollback --point daily/" in shown.stdout
     prepared = env.read_bytes()
     env.write_text(f"RAGFLOW_IMAGE={NEW_IMAGE}\nDEVICE=cpu\n")
     upgraded = env.read_bytes()
