@@ -99,6 +99,7 @@ def prepare(
     if problems and not ignore_health:
         fail("the agent is not healthy, so nothing was taken: fix the above (or pass --ignore-health)")
     if settings.minio.enabled:  # objects come back from the mirror as at the point: it must hold them all now
+        console.print("bringing the MinIO mirror up to date (a full listing of the buckets)")
         report = reconcile(settings)
         record_reconcile(settings, report, None)
         if not report.complete:
