@@ -31,6 +31,7 @@ from core.mirror_status import record_reconcile
 from core.notify import Notifier
 from core.ping import ping
 from core.points import Point, Storage
+from core.staging import staged_services
 
 log = logging.getLogger("ragflow_backup.actors")
 
@@ -236,13 +237,14 @@ def offsite_check(read_data: bool = False) -> None:
 
 @dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=0, time_limit=SIX_HOURS_MS)
 def drill() -> None:
-    """The monthly restore drill; a failure is notified (a drill is not retried: it reports)."""
+    """The monthly restore drill (into the staging RAGFlow when the config names one); a failure is notified (a
+    drill is not retried: it reports)."""
 
 
     settings = runtime.settings()
     notifier = Notifier(settings.notify, settings.layout.notify_state)
     try:
-        report = run_drill(settings)
+        report = run_drill(settings, staging=bool(staged_services(settings)))
     except PermanentError as exc:  # no point yet, or an encrypted one (the agent holds no identity)
         notifier.failure("drill", "ragflow-backup: the restore drill could not run", str(exc))
         return

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from agent.commands import agent as agent_commands
 from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
+from agent.commands import pins as pin_commands
 from agent.commands import restore as restore_commands
 from agent.commands import setup as setup_commands
 from agent.commands import status as status_commands
@@ -22,6 +23,7 @@ from agent.commands.json_views import JsonOption, doctor_view, emit
 from agent.commands.notify import notify_app
 from agent.commands.offsite import offsite_app
 from agent.commands.queue import queue_app
+from agent.commands.upgrade import upgrade_app
 from agent.doctor import Check, run_checks
 from core.component import PermanentError
 from core.config import CONFIG_ENV_VAR, ConfigError, Settings
@@ -73,7 +75,7 @@ def doctor(as_json: JsonOption = False) -> None:
     """Pre-flight checks: every configured service and the storage root; exits 1 if any fails."""
 
     settings = state.settings()
-    checks = [*run_checks(settings), *ragflow_env_checks(settings)]
+    checks = [*run_checks(settings), *ragflow_env_checks(settings), *pin_commands.pinned_checks(settings)]
     table = Table(title="ragflow-backup doctor")
     for column in ("check", "status", "found", "how to fix"):
         table.add_column(column, overflow="fold")
@@ -100,6 +102,8 @@ app.command()(backup_commands.backup)
 app.command()(backup_commands.verify)
 app.command(name="list")(backup_commands.list_points)
 app.command()(backup_commands.prune)
+app.command()(pin_commands.pin)
+app.command()(pin_commands.unpin)
 app.command()(worker_commands.worker)
 app.command()(agent_commands.agent)
 app.command()(agent_commands.run)
@@ -115,6 +119,7 @@ def _register_sub_apps() -> None:
     app.add_typer(queue_app, name="queue")
     app.add_typer(offsite_app, name="offsite")
     app.add_typer(notify_app, name="notify")
+    app.add_typer(upgrade_app, name="upgrade")
 
 
 _register_sub_apps()

@@ -218,6 +218,7 @@ class RetentionSettings(Section):
     daily: int = Field(7, ge=1)
     weekly: int = Field(4, ge=0)
     monthly: int = Field(12, ge=0)
+    pinned_warn_days: int = Field(180, ge=1)  # a pinned point older than this is reported (never deleted)
 
 
 class RetentionOverride(Section):
@@ -276,6 +277,16 @@ class DockerSettings(Section):
     host: str | None = None  # default: DOCKER_HOST or the local socket
 
 
+class StagingSettings(Section):
+    """A second RAGFlow's services, which `drill --staging` restores the newest point into instead of scratch names
+    on production (core/staging.py). Their data is REPLACED by each drill. A service left out is drilled on
+    production under scratch names. Secrets go here: nothing is taken from production's .env."""
+
+    mysql: MySQLSettings | None = None
+    minio: MinioSettings | None = None
+    redis: RedisSettings | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGFLOW_BACKUP_", env_nested_delimiter="__", extra="forbid")
 
@@ -295,6 +306,7 @@ class Settings(BaseSettings):
     docker: DockerSettings = DockerSettings()
     offsite: OffsiteSettings = OffsiteSettings()
     encryption: EncryptionSettings = EncryptionSettings()
+    staging: StagingSettings | None = None  # a second RAGFlow for drills (see StagingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,9 @@
     <root>/logs/backup_history.log      one JSON line per finished run
     <root>/locks/                       one lock per component
 
+A point may be pinned: `.pin.json` beside its manifest (the manifest is sealed and never rewritten) names the pin;
+retention never deletes a pinned point (actors/actions/retention.py). A dot-file, so promotions do not copy it.
+
 A point's components each leave a record in `.records/`; the manifest is rebuilt from them after
 each one, and the point is complete only when every requested component succeeded.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -36,6 +40,9 @@ RECORDS = ".records"
 WORK_LOCK = ".work.lock"
 FINALIZE_LOCK = ".finalize.lock"
 BACKUP_LOG = "backup.log"
+PIN = ".pin.json"
+PIN_MAX = 4096  # ours is ~100 bytes; the storage root is untrusted
+PIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 MADE = (*TIERS, SAFETY, LOGS, LOCKS)  # created by prepare
 SCRATCH = (STATE, DECRYPTED, OFFSITE)  # created when first needed
 
@@ -147,6 +154,22 @@ class Storage:
         return found
 
 
+@dataclass(frozen=True)
+class Pin:
+    """A point kept past retention: its name (e.g. 'pre-upgrade-v0.27.0-20261130-0230') and when it was pinned."""
+
+    name: str
+    pinned_at: datetime
+
+
+def pin_name(name: str) -> str:
+    """`name` when it can name a pin (letters, digits, '.', '_', '+', '-'; at most 100), else ValueError saying so."""
+    if not isinstance(name, str) or not PIN_NAME.fullmatch(name):
+        raise ValueError(f"pin name {str(name)[:120]!r} is not usable: 1 to 100 letters, digits, '.', '_', '+' or '-', "
+                         "starting with a letter or digit")
+    return name
+
+
 class PointLogHandler(logging.FileHandler):
     """A point's backup.log: a line that cannot be written (the storage root full) is dropped with one short
     note on stderr, not a traceback per line; the outcome itself is reported by the run."""
@@ -206,6 +229,37 @@ class Point:
         if status == "running" and not locks.is_held(self.folder / WORK_LOCK):
             return "interrupted"
         return status
+
+    def pin(self, name: str) -> Pin:
+        """Pin this point as `name` (replacing an earlier pin), written atomically beside the manifest."""
+        pin = Pin(pin_name(name), now())
+        folder = private_folder(*self.anchor())  # refused when the point folder is a symlink
+        write_bytes_atomic(folder / PIN, json.dumps({"name": pin.name, "pinned_at": pin.pinned_at.isoformat()}).encode())
+        return pin
+
+    def unpin(self) -> bool:
+        """Remove the pin; False when there was none."""
+        folder = private_folder(*self.anchor())
+        try:
+            os.unlink(folder / PIN)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def pinned(self) -> Pin | None:
+        """The pin, or None. The file is read back from the storage root, so it is checked: a pin file that is
+        not ours (too big, a link, not JSON, a bad name) raises UnsafePath naming it; retention keeps such a point."""
+        try:
+            data = read_bounded(*self.anchor(PIN), PIN_MAX, "pin file")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            fields = json.loads(data)
+            pin = Pin(pin_name(fields["name"]), datetime.fromisoformat(fields["pinned_at"]))
+        except (ValueError, KeyError, TypeError):
+            raise UnsafePath(self.folder / PIN, "is not a pin file this tool wrote (not JSON, or fields missing or "
+                                                "wrong); `unpin` the point, or remove the file by hand") from None
+        return pin
 
     def path(self, name: str) -> Path:
         """An artifact's path; names are ours, but refuse anything that would leave the folder."""

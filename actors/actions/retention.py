@@ -5,7 +5,8 @@ and monthly copies whole, because the data lives on as long as one link does.
 
 Selection (`select`) is pure and counts points, never ages: a clock that jumped forward cannot make
 good points look old, and points dated in the future are kept and left out of every count. The
-newest complete point of the whole storage is never deleted, whatever the policy says.
+newest complete point of the whole storage is never deleted, whatever the policy says, and neither is a
+pinned point (core/points.py `Point.pin`): it is kept, and reported once older than retention.pinned_warn_days.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from core.layout import LOCKS
 from core.manifest import MANIFEST, write_manifest
 from core.manifest import now as utc_now
 from core.points import TIERS, Point, Storage
-from core.safe_paths import entry_problem, private_folder
+from core.safe_paths import UnsafePath, entry_problem, private_folder
 
 DELETING_MARK = ".deleting-"
+UNREADABLE_PIN = "(unreadable pin file)"  # what a pin that cannot be read is called: it still pins
 RETENTION_LOCK = "retention.lock"
 TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}  # daily first: preferred on equal times
 PROBLEM_STATUSES = ("partial", "failed", "interrupted")
@@ -51,6 +53,7 @@ class PointInfo:
     name: str
     status: str  # complete | partial | failed | interrupted | running (anything else is kept)
     created_at: datetime
+    pin: str | None = None  # the pin's name: never deleted
 
     @property
     def ref(self) -> str:
@@ -205,6 +208,10 @@ def select(points: list[PointInfo], policy: Policy, now: datetime) -> list[Decis
     for info in present:
         decided.setdefault(info.ref, Decision(info, "keep", f"keep: tier {info.tier!r} is not managed by retention"))
 
+    for info in points:  # pinned by an operator (`pin`, `backup --pin`, `upgrade prepare`): kept until unpinned
+        if info.pin is not None and decided[info.ref].delete:
+            decided[info.ref] = Decision(info, "keep", f"keep: pinned as {info.pin} (never deleted by retention; "
+                                                       f"`ragflow-backup unpin {info.ref}` lets it go)")
     # Whatever the policy, the newest complete point stays: the last good backup is never lost.
     complete = [p for p in present if p.status == "complete"]
     if complete:
@@ -278,10 +285,41 @@ def point_info(point: Point) -> PointInfo:
     """A point as selection sees it; an unreadable manifest gives status 'unreadable' (kept)."""
     try:
         manifest = point.manifest()
-        return PointInfo(point.tier, point.name, point.status(), manifest.created_at)
+        return PointInfo(point.tier, point.name, point.status(), manifest.created_at, pin_of(point))
     except Exception:  # noqa: BLE001 - a broken manifest must not stop retention, nor get the point deleted
         mtime = datetime.fromtimestamp(os.lstat(point.folder).st_mtime, timezone.utc)
         return PointInfo(point.tier, point.name, "unreadable", mtime)
+
+
+def pin_of(point: Point) -> str | None:
+    """The pin's name; a pin file that cannot be read still pins (a point someone meant to keep is never lost
+    to a damaged file)."""
+    try:
+        pin = point.pinned()
+    except (UnsafePath, OSError) as exc:
+        return f"{UNREADABLE_PIN}: {exc}"
+    return pin.name if pin else None
+
+
+@dataclass(frozen=True)
+class OldPin:
+    ref: str
+    pin: str
+    days: float  # since the point was taken
+
+
+def old_pins(storage: Storage, warn_days: int, now: datetime | None = None) -> list[OldPin]:
+    """Pinned points taken more than `warn_days` ago: kept, but worth a look (`status`, `doctor`)."""
+    moment = _aware(now or utc_now())
+    found = []
+    for point in _real_points(storage):
+        info = point_info(point)
+        if info.pin is None:
+            continue
+        days = (moment - _aware(info.created_at)).total_seconds() / 86400
+        if days > warn_days:
+            found.append(OldPin(info.ref, info.pin, days))
+    return found
 
 
 def _real_points(storage: Storage) -> list[Point]:
@@ -332,8 +370,8 @@ def _audit(storage: Storage, action: str, point: str, reason: str) -> None:
 
 def _delete(storage: Storage, decision: Decision) -> None:
     point = Point(storage, storage.layout.point_folder(decision.point.tier, decision.point.name))
-    if entry_problem(point.folder, want_dir=True) or point.status() == "running":
-        return  # replaced by a link since it was read, or someone picked it up: leave it
+    if entry_problem(point.folder, want_dir=True) or point.status() == "running" or pin_of(point):
+        return  # replaced by a link since it was read, picked up, or pinned meanwhile: leave it
     # Renamed away first: an interrupted delete leaves a dot-folder, never a half point under its name.
     doomed = point.folder.with_name(f"{DELETING_MARK}{point.name}-{secrets.token_hex(4)}")
     os.rename(point.folder, doomed)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from actors.actions.retention import UNREADABLE_PIN, pin_of
 from actors.actions.retention import prune as apply_retention
 from actors.actions.runs import backup_run, notify_outcome, run_component, save_outcome
 from actors.actions.verify import newest_point, verify_point
@@ -20,6 +21,7 @@ from actors.components import IN_POINTS, enabled_components
 from actors.tasks import backup_component
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, broken_point_row, emit, point_row, verify_view
+from agent.commands.pins import pin_point
 from core import queues, ragflow_version
 from core.component import PermanentError
 from core.encryption import is_encrypted
@@ -27,7 +29,7 @@ from core.locks import Busy
 from core.manifest import ComponentRecord, Manifest
 from core.notify import Notifier
 from core.ping import ping
-from core.points import Point, Storage
+from core.points import Point, Storage, pin_name
 from core.safe_paths import UnsafePath
 
 
@@ -108,7 +110,8 @@ def _finish_here(settings, point: Point, records: dict[str, ComponentRecord]) ->
     return unsaved
 
 
-def _backup_here(settings, storage: Storage, names: list[str]) -> None:
+def backup_here(settings, storage: Storage, names: list[str], pin: str | None = None) -> Point:
+    """Take a point here (no worker); pinned as `pin` once complete. Exit 1 unless it is complete."""
     with ExitStack() as held:
         try:
             run = held.enter_context(backup_run(storage, on_busy=_waiting_for))
@@ -137,7 +140,13 @@ def _backup_here(settings, storage: Storage, names: list[str]) -> None:
     manifest = point.manifest()
     _summary(point, manifest, unsaved)
     if manifest.status != "complete":
+        if pin:
+            console.print(f"{point.ref} is not pinned: it is not complete", highlight=False)
         raise typer.Exit(1)
+    if pin:
+        pin_point(point, pin)
+        console.print(f"pinned {point.ref} as {pin}: retention keeps it", highlight=False)
+    return point
 
 
 def _broker_client(settings):
@@ -165,7 +174,7 @@ def _no_worker(settings) -> str:
             "one process; in Docker the agent's compose service), or back up here with `ragflow-backup backup --local`")
 
 
-def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: int) -> None:
+def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: int, pin: str | None = None) -> None:
     broker = configure(settings)
     client = _broker_client(settings)
     workers = _live_workers(settings, client)  # before we send anything: sending heart-beats too
@@ -209,7 +218,12 @@ def _queue(settings, storage: Storage, names: list[str], wait: bool, timeout: in
     _say_finished(manifest, said)
     _summary(point, manifest)
     if manifest.status != "complete":
+        if pin:
+            console.print(f"{point.ref} is not pinned: it is not complete", highlight=False)
         raise typer.Exit(1)
+    if pin:
+        pin_point(point, pin)
+        console.print(f"pinned {point.ref} as {pin}: retention keeps it", highlight=False)
 
 
 def _say_finished(manifest: Manifest, said: set[str]) -> None:
@@ -226,6 +240,8 @@ def backup(
     local: Annotated[bool, typer.Option("--local", help="Run here, without a worker.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Queue for the workers and wait for the result.")] = False,
     timeout: Annotated[int, typer.Option(help="Seconds --wait waits before giving up.")] = 6 * 3600,
+    pin: Annotated[Optional[str], typer.Option("--pin", help="Pin the point as NAME once complete: retention never "
+                                                             "deletes it (with --local or --wait).")] = None,
 ) -> None:
     """Take a backup point of every enabled component (or those named); exit 1 unless it is complete.
 
@@ -233,11 +249,19 @@ def backup(
     run is refused while a local one is taking its point."""
     settings = state.settings()
     names = _components(settings, component)
+    if pin is not None:
+        try:
+            pin_name(pin)
+        except ValueError as exc:
+            fail(str(exc), code=2)
+        if not (local or wait):
+            fail("--pin pins the point once it is complete, so it needs --local or --wait (or pin it later with "
+                 "`ragflow-backup pin POINT NAME`)", code=2)
     storage = Storage(settings.storage_root)
     if local:
-        _backup_here(settings, storage, names)
+        backup_here(settings, storage, names, pin)
     else:
-        _queue(settings, storage, names, wait, timeout)
+        _queue(settings, storage, names, wait, timeout, pin)
 
 
 def verify(
@@ -285,7 +309,7 @@ def list_points(as_json: JsonOption = False) -> None:
     settings = state.settings()
     storage = Storage(settings.storage_root)
     table = Table(title=f"backup points in {storage.root}")
-    for column in ("tier", "point", "status", "size", "age", "RAGFlow", "components"):
+    for column in ("tier", "point", "status", "size", "age", "RAGFlow", "pin", "components"):
         table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
     seen: set[tuple[int, int]] = set()
     for point in storage.points():
@@ -295,16 +319,17 @@ def list_points(as_json: JsonOption = False) -> None:
             manifest = point.manifest()
         except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
             why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
-            table.add_row(point.tier, point.name, styled("fail"), size, "", "", escape(why))
-            rows.append(broken_point_row(point, size_bytes, why))
+            table.add_row(point.tier, point.name, styled("fail"), size, "", "", "", escape(why))
+            rows.append({**broken_point_row(point, size_bytes, why), "pin": None})
             continue
-        rows.append(point_row(point, manifest, size_bytes))
+        pin = pin_of(point)  # read back: untrusted, printed escaped; why it is unreadable: `prune --dry-run`
+        rows.append({**point_row(point, manifest, size_bytes), "pin": pin})
         parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
         ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
-                      parts)
+                      escape(UNREADABLE_PIN if pin and pin.startswith(UNREADABLE_PIN) else pin or ""), parts)
     for path, problem in storage.unsafe_entries():  # planted links and the like: shown, never used
-        table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", escape(f"ignored: {problem}"))
+        table.add_row("", escape(str(path)), styled("fail") + " unsafe", "", "", "", "", escape(f"ignored: {problem}"))
     console.print(table)
     if as_json:
         emit("list", {"storage_root": str(storage.root), "points": rows,

@@ -118,7 +118,8 @@ def drill_view(report) -> dict[str, Any]:
     return {"point": report.point, "ok": report.ok, "seconds": report.seconds,
             "objective_seconds": report.objective_seconds,
             "components": [{"component": item.component, "ok": item.ok, "seconds": item.seconds,
-                            "detail": item.detail} for item in report.components]}
+                            "detail": item.detail, "restored_into": item.target, "expected": item.expected,
+                            "found": item.found} for item in report.components]}
 
 
 def restore_plan_view(plan, config_diff: str | None) -> dict[str, Any]:

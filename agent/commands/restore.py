@@ -20,6 +20,7 @@ from actors.actions.restore_checks import check_before_restore
 from actors.config.restore import diff
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
+from agent.drill_report import write_report
 from agent.restore_report import in_words
 from core.component import PermanentError
 from core.encryption import decrypted
@@ -166,20 +167,31 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
 
 def drill(
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, when points are encrypted.")] = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Restore into the config's staging RAGFlow (`staging:`), "
+                                                            "replacing its data, instead of scratch names.")] = False,
+    report_file: Annotated[Optional[Path], typer.Option("--report", help="Also write the DR report to this file "
+                                                                         "(Markdown; JSON if it ends in .json).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Restore the newest complete point into scratch targets, compare, clean up, report the time."""
+    """Restore the newest complete point into scratch targets (or staging), compare, clean up, report the time."""
 
     try:
-        report = run_drill(state.settings(), identity)
+        report = run_drill(state.settings(), identity, staging=staging)
     except PermanentError as exc:
         fail(str(exc))
     table = Table(title=f"restore drill of {report.point}: {report.seconds:.1f}s of the {report.objective_seconds / 60:.0f}-minute objective")
-    for column in ("component", "result", "seconds", "detail"):
+    for column in ("component", "into", "result", "seconds", "detail"):
         table.add_column(column, overflow="fold")
     for item in report.components:
-        table.add_row(item.component, styled("ok" if item.ok else "fail"), f"{item.seconds:.1f}", item.detail)
+        table.add_row(item.component, item.target, styled("ok" if item.ok else "fail"), f"{item.seconds:.1f}",
+                      escape(item.detail))
     console.print(table)
+    if report_file is not None:
+        try:
+            write_report(report, report_file)
+        except OSError as exc:
+            fail(f"the drill ran, but its report cannot be written to {report_file}: {exc.strerror}")
+        console.print(f"report written to {report_file}", highlight=False)
     if as_json:
         emit("drill", drill_view(report))
     if not report.ok:

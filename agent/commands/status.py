@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from rich.markup import escape
 from rich.table import Table
 
 from actors.actions.offsite import last_runs
@@ -11,6 +12,7 @@ from actors.minio.checks import mirror_rpo
 from agent.agent import scheduled_jobs
 from agent.commands.common import console, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, emit, status_view
+from agent.commands.pins import old_pin_lines
 from agent.health import collect
 from agent.mirror_stats import mirror_stats
 from agent.scheduler import Scheduler
@@ -74,8 +76,11 @@ def status(as_json: JsonOption = False) -> None:
     alerts = report.alerts(settings)
     for alert in alerts:
         console.print(f"{styled('warn')} {alert.title}")
+    pins = old_pin_lines(settings)
+    for line in pins:
+        console.print(f"{styled('warn')} {escape(line)}", soft_wrap=True)
     if as_json:
-        emit("status", status_view(report, alerts, ticks))
+        emit("status", {**status_view(report, alerts, ticks), "old_pins": pins})
 
 
 def _ragflow_line(settings, storage) -> str:
