@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import reach
 from testbed.postgres_seed import PgDataset, connect, drop_database, seed_postgres
+from tests.conftest import reach
 
 
 def _seeded(env: dict[str, str], port_key: str, service: str) -> Iterator[PgDataset]:
