@@ -227,7 +227,8 @@ class NotifySettings(Section):
     storage_threshold: float = Field(0.8, gt=0, le=1)
     min_interval_seconds: int = Field(3600, ge=0)  # the same alert at most this often
     # Recovery point objectives: alert when the last success is older than this.
-    rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
+    rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "postgres": 26, "search": 26, "config": 26,
+                                                                 "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
     check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
     # Dead-man's switch (Healthchecks or Uptime Kuma push URL): pinged at each backup's start and end (core/ping.py).
