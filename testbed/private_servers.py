@@ -6,6 +6,7 @@ restart(); stop() and kill() resume a paused server first (a stopped process ign
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -333,6 +334,49 @@ class PrivatePostgres(Signals):
         self.data = self.folder / "data"
         self.port = free_port()
         self.log = self.folder / "postgres.log"
+
+    def _server_processes(self) -> list[int]:
+        """The postmaster and its children (each backend calls setsid(), so no process group holds them all)."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(pid):
+                children.append(int(stat.parent.name))
+        return [pid, *children]
+
+    def pause(self) -> None:
+        """Hang the whole server, the postmaster first (so no new backend starts), then every backend."""
+        processes = self._server_processes()
+        assert processes, "the server is not running"
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            for pid in self._server_processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout: float = 30) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, as when the operator stops the service."""
+        self.resume()
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGINT)
+        try:
+            self._wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     def _as_postgres(self, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess:
         return subprocess.run(["setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups", *argv],
