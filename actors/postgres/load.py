@@ -48,7 +48,8 @@ _FOREIGN_OBJECTS = {
                              "WHERE c.relkind IN ('v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', "
                              "'information_schema')",
     "rule": "SELECT r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON "
-            "n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            "n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND c.relkind NOT IN ('v', 'm')",  # a view's own rule is its definition: the view is named
     "policy": "SELECT polname FROM pg_policy",
     "extension": "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'",
     "schema": "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') "

@@ -246,3 +246,13 @@ def test_a_restore_through_the_actions_takes_a_safety_point_and_rolls_back_to_it
     rollback_last(live.settings)
 
     assert checksums(live) == changed
+
+
+def test_a_docker_mode_point_restores_with_the_same_data(docker_live):
+    point, record = backup(docker_live)
+    before = checksums(docker_live)
+    execute_sql(docker_live, "DELETE FROM file2document")
+
+    result = restore(docker_live.settings, point, record)
+
+    assert result.ok and checksums(docker_live) == before
