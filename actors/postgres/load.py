@@ -162,12 +162,19 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
             log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
         list_file = tools.folder / "restore.list"
         list_file.write_text(listing)
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION "
-                              "NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
-            sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(password)))
+        try:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION "
+                                  "NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
+                sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(password)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise _lacks(cfg.user, "CREATEROLE") from None
         try:
             admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(loader)))  # to take its tables
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(scratch)))
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                    sql.Identifier(scratch)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise _lacks(cfg.user, "CREATEDB") from None
             try:
                 admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(scratch)))
                 admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(scratch),
@@ -196,6 +203,12 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
         finally:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(loader)))
+
+
+def _lacks(user: str, what: str) -> PermanentError:
+    return PermanentError(f"PostgreSQL user '{user}' may not {'create roles' if what == 'CREATEROLE' else 'create databases'}"
+                          f", which a restore needs (a loading role of least power, a scratch database): "
+                          f"ALTER ROLE {user} {what}, or restore as RAGFlow's superuser account; nothing was changed")
 
 
 def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str) -> None:

@@ -17,6 +17,7 @@ from actors.postgres import COMPONENT
 from actors.postgres.backup import ARTIFACT
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
 from actors.postgres.session import connect
+from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
@@ -256,3 +257,22 @@ def test_a_docker_mode_point_restores_with_the_same_data(docker_live):
     result = restore(docker_live.settings, point, record)
 
     assert result.ok and checksums(docker_live) == before
+
+
+def test_an_account_that_may_not_create_roles_is_told_what_a_restore_needs_and_nothing_changes(live):
+    point, record = backup(live)
+    execute_sql(live, "DELETE FROM task")
+    before = checksums(live)
+    weak, password = f"{live.database}_weak", "weak-pw-1"
+    execute_sql(live, f"CREATE ROLE {weak} LOGIN PASSWORD '{password}'", database="postgres")
+    try:
+        cfg = live.settings.postgres.model_copy(update={"user": weak, "password": password})
+        settings = live.settings.model_copy(update={"postgres": cfg})
+
+        with pytest.raises(PermanentError) as refused:
+            restore(settings, point, record)
+
+        assert "may not create roles" in str(refused.value) and f"ALTER ROLE {weak} CREATEROLE" in str(refused.value)
+        assert checksums(live) == before
+    finally:
+        execute_sql(live, f"DROP ROLE IF EXISTS {weak}", database="postgres")
