@@ -28,3 +28,12 @@ def test_a_private_postgres_answers_again_after_a_restart():
         assert server.ready()
     finally:
         server.cleanup()
+
+
+def test_the_docker_engine_runs_a_compose_labelled_postgres_container_with_its_own_pg_dump(testbed_env, docker_client):
+    container = docker_client.containers.get(testbed_env["DOCKER_PG_CONTAINER"])
+
+    assert container.status == "running"
+    assert container.labels["com.docker.compose.service"] == "postgres"
+    assert container.image.tags == ["rbtb/postgres:bookworm"]
+    assert container.exec_run(["pg_dump", "--version"]).output.startswith(b"pg_dump (PostgreSQL) 15.")
