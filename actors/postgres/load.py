@@ -138,9 +138,10 @@ def foreign_objects(conn: psycopg.Connection) -> list[str]:
 @contextmanager
 def staged(settings: Settings, point: Point, record: ComponentRecord, target: str, token: str,
            log: logging.Logger) -> Iterator[str]:
-    """The archive loaded into `<target>__restore_<token>` whose tables match the manifest and belong to the
-    configured account; the scratch database (if still there: a swap renames it) and the loading role are
-    dropped afterwards."""
+    """The archive loaded into `<target>__restore_<token>` whose tables match the manifest; it and its tables
+    belong to the target's owner (RAGFlow's account, which may not be the configured one), or to the configured
+    account for a new target, and PUBLIC may connect as to any new database. The scratch database (if still
+    there: a swap renames it) and the loading role are dropped afterwards."""
     cfg = settings.postgres
     path = artifact(point, record)
     scratch = scratch_name(target, "restore", token)
@@ -158,6 +159,8 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
             raise PermanentError(f"pg_restore cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
                                  f"run `ragflow-backup verify` and choose another point")
         listing, skipped = filtered_list(out.decode("utf-8", "replace"))
+        row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target,)).fetchone()
+        owner = sql.Identifier(row[0]) if row else sql.SQL("CURRENT_USER")
         if skipped:
             log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
         list_file = tools.folder / "restore.list"
@@ -188,8 +191,16 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
                         raise PermanentError(f"the archive of {point.ref} holds what RAGFlow's schema does not have "
                                              f"({', '.join(foreign[:10])}), so nothing was restored: choose another "
                                              f"point, and find out who changed this one")
-                    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(loader)))
+                    try:
+                        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(loader), owner))
+                        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch), owner))
+                    except psycopg.errors.InsufficientPrivilege:
+                        raise PermanentError(f"PostgreSQL user '{cfg.user}' may not hand tables to {target}'s owner "
+                                             f"({row[0] if row else cfg.user}): restore as that account, or GRANT "
+                                             f"it to '{cfg.user}'; nothing was changed") from None
                     conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(loader)))
+                    admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(
+                        sql.Identifier(scratch)))  # PostgreSQL's default, revoked for the load
                     found = row_counts(conn)
                 problems = mismatches(found, record.counts)
                 if problems:

@@ -276,3 +276,25 @@ def test_an_account_that_may_not_create_roles_is_told_what_a_restore_needs_and_n
         assert checksums(live) == before
     finally:
         execute_sql(live, f"DROP ROLE IF EXISTS {weak}", database="postgres")
+
+
+def test_a_database_owned_by_ragflows_own_account_comes_back_owned_by_it_and_readable_by_it(live):
+    owner, password = f"{live.database}_app", "app-pw-1"
+    execute_sql(live, f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'", f"GRANT {owner} TO CURRENT_USER",
+                f'ALTER DATABASE "{live.database}" OWNER TO {owner}', database="postgres")
+    with closing(connect(live.settings.postgres)) as conn:  # table by table: REASSIGN OWNED would take databases too
+        for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall():
+            conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(owner)))
+    try:
+        point, record = backup(live)
+
+        restore(live.settings, point, record)
+
+        app = live.settings.postgres.model_copy(update={"user": owner, "password": password})
+        with closing(connect(app)) as conn:
+            assert conn.execute("SELECT count(*) FROM knowledgebase").fetchone()[0] == len(live.dataset.kb_ids)
+            assert {row[0] for row in conn.execute("SELECT DISTINCT tableowner FROM pg_tables "
+                                                   "WHERE schemaname = 'public'")} == {owner}
+    finally:
+        execute_sql(live, f'DROP DATABASE IF EXISTS "{live.database}" WITH (FORCE)', f"DROP ROLE IF EXISTS {owner}",
+                    database="postgres")
