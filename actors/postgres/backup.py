@@ -17,6 +17,7 @@ import psycopg
 
 from actors.postgres.session import (
     CHUNK,
+    STDERR_KEEP,
     clean_stderr,
     connect,
     connect_failure,
@@ -106,14 +107,17 @@ def archive_rows(path: Path, cfg: PostgresSettings) -> dict[str, int]:
                                  "postgresql-client) of the server's major version or newer")
         if code != 0:
             raise CorruptArtifact(f"{path.name}: pg_restore cannot read it ({clean_stderr(err, '')})")
-        proc = subprocess.Popen(["pg_restore", "--data-only", "-f", "-", str(path)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tools.env)
-        assert proc.stdout is not None
-        with closing(proc.stdout):
-            while block := proc.stdout.read(CHUNK):
-                counter.feed(block)
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.wait() != 0:
+        with open(tools.folder / "stderr", "w+b") as errors:  # a file: a full stderr pipe would block pg_restore
+            proc = subprocess.Popen(["pg_restore", "--data-only", "-f", "-", str(path)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=errors, env=tools.env)
+            assert proc.stdout is not None
+            with closing(proc.stdout):
+                while block := proc.stdout.read(CHUNK):
+                    counter.feed(block)
+            code = proc.wait()
+            errors.seek(0)
+            err = errors.read(STDERR_KEEP)
+        if code != 0:
             raise CorruptArtifact(f"{path.name}: pg_restore stopped reading its data ({clean_stderr(err, '')})")
     return counter.finish()
 
