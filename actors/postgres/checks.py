@@ -24,14 +24,14 @@ def _privileges(settings: Settings) -> tuple[str, str, str]:
         unreadable = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
             "AND NOT has_table_privilege(format('%I.%I', schemaname, tablename), 'SELECT')").fetchone()[0]
-        owner = conn.execute("SELECT pg_get_userbyid(datdba) = current_user FROM pg_database "
+        owner = conn.execute("SELECT pg_has_role(datdba, 'MEMBER') FROM pg_database "
                              "WHERE datname = current_database()").fetchone()[0]
     if unreadable:
         return version, "", f"cannot read {unreadable} table(s) of {cfg.database}: pg_dump would fail"
     if superuser:
         return version, "superuser", ""
     lacks = [what for what, has in (("CREATEDB", createdb), ("CREATEROLE", createrole),
-                                    (f"ownership of {cfg.database}", owner)) if not has]
+                                    (f"the role of {cfg.database}'s owner", owner)) if not has]
     return version, "reads every table", (f"lacks {', '.join(lacks)}, which a restore needs (a scratch database, "
                                           f"a loading role, the rename)" if lacks else "")
 
