@@ -165,10 +165,12 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
             log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
         list_file = tools.folder / "restore.list"
         list_file.write_text(listing)
+        # Hashed here (libpq's PQencryptPasswordConn): the statement, which a server may log, holds no password.
+        verifier = admin.pgconn.encrypt_password(password.encode(), loader.encode(), b"scram-sha-256").decode()
         try:
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION "
                                   "NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
-                sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(password)))
+                sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(verifier)))
         except psycopg.errors.InsufficientPrivilege:
             raise _lacks(cfg.user, "CREATEROLE") from None
         try:
