@@ -43,8 +43,7 @@ class Postgres:
         return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
-        # Whether the archive holds the KB shows only once it is loaded: restore_kb says so, changing nothing.
-        return []
+        return checks.kb_problems(point, record, kb) if kb is not None else []
 
     def has_data(self, settings: Settings) -> bool:
         """A dropped database has nothing to lose."""

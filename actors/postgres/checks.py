@@ -1,15 +1,19 @@
 """doctor's checks of PostgreSQL: the connection, the account's privileges, and a pg_dump (and, for verify and
-restore, a local pg_restore) of the server's major version or newer; and whether a point holds a knowledge base."""
+restore, a local pg_restore) of the server's major version or newer; and whether a point holds a knowledge base,
+before a restore of it."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 from contextlib import closing
+from pathlib import Path
 
-from actors.postgres.backup import major
+from actors.postgres.backup import ARTIFACT, major
 from actors.postgres.session import connect, dump_tools
 from core.component import Check, failed_check, off_check
 from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
 
 NAME = "postgres"
 
@@ -77,3 +81,46 @@ def _local_version(tool: str) -> str | None:
         return None
     done = subprocess.run([path, "--version"], capture_output=True, timeout=30)
     return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- before a restore of one knowledge base
+
+
+def kb_in_archive(path: Path, kb_id: str) -> bool | None:
+    """Does the archive's knowledgebase table hold this id? Read with the local pg_restore as COPY text (nothing
+    runs); None when it cannot be told here (no pg_restore, no such table)."""
+    tool = shutil.which("pg_restore")
+    if tool is None:
+        return None
+    proc = subprocess.Popen([tool, "--data-only", "--schema=public", "--table=knowledgebase", "-f", "-", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    wanted, column = kb_id.encode(), None
+    try:
+        for line in proc.stdout:  # one row a line: newlines inside values are escaped
+            if column is None:
+                if line.startswith(b"COPY ") and b" (" in line:
+                    names = line.split(b" (", 1)[1].split(b")", 1)[0].split(b", ")
+                    column = names.index(b"id") if b"id" in names else -1
+                continue
+            if line == b"\\.\n" or column < 0:
+                break
+            fields = line.rstrip(b"\n").split(b"\t")
+            if column < len(fields) and fields[column] == wanted:
+                return True
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return False if column is not None and column >= 0 else None
+
+
+def kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
+    path = point.folder / ARTIFACT
+    if not path.is_file():  # encrypted: the restore decrypts it and says so if the KB is not there
+        return []
+    if kb_in_archive(path, kb_id) is False:
+        return [f"knowledge base {kb_id} is not in {point.ref} (its PostgreSQL archive has no such knowledgebase "
+                "row): check the id (RAGFlow's knowledgebase table), or choose a point made while it existed "
+                "(`ragflow-backup list`)"]
+    return []

@@ -298,3 +298,11 @@ def test_a_database_owned_by_ragflows_own_account_comes_back_owned_by_it_and_rea
     finally:
         execute_sql(live, f'DROP DATABASE IF EXISTS "{live.database}" WITH (FORCE)', f"DROP ROLE IF EXISTS {owner}",
                     database="postgres")
+
+
+def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_changes(live):
+    point, record = backup(live)
+
+    assert COMPONENT.restore_problems(point, record, live.dataset.kb_ids[0]) == []
+    [problem] = COMPONENT.restore_problems(point, record, "f" * 32)
+    assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
