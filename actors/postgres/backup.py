@@ -21,6 +21,7 @@ from actors.postgres.session import (
     clean_stderr,
     connect,
     connect_failure,
+    deadline,
     dump_tools,
     failure,
     local_tools,
@@ -148,7 +149,9 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             raise PermanentError(f"no pg_dump runs in {tools.where}: install postgresql-client (tcp mode) or use "
                                  f"postgres.mode: docker" if tools.mode == "tcp" else
                                  f"no pg_dump runs in {tools.where}: use postgres.mode: tcp")
-        server_version = conn.execute("SHOW server_version").fetchone()[0]
+        where = f"{cfg.host}:{cfg.port}"
+        with deadline(conn, cfg.stall_timeout_seconds, "its version", where):
+            server_version = conn.execute("SHOW server_version").fetchone()[0]
         server_major, client_major = major(server_version), major(dump_version)
         if client_major is not None and server_major is not None and client_major < server_major:
             raise PermanentError(f"{dump_version} in {tools.where} is older than the server ({server_version}): "
@@ -156,9 +159,10 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
                                  f"postgresql-client-{server_major}, or postgres.mode: docker)")
         # One snapshot for the counts and the dump: the manifest then says exactly what the archive holds.
         conn.autocommit = False
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        counts = _snapshot_counts(conn)
+        with deadline(conn, cfg.stall_timeout_seconds, "the row counts", where):
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            counts = _snapshot_counts(conn)
         args = ["--format=custom", f"--compress={cfg.compression_level}", f"--snapshot={snapshot}",
                 *tools.connection_args(cfg.database)]
         log.info("dumping database %s from %s (PostgreSQL %s) with %s", cfg.database, tools.where, server_version,
@@ -180,7 +184,8 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             with closing(tools.stream("pg_dump", args)) as chunks:
                 for chunk in chunks:
                     out_file.write(chunk)
-        conn.rollback()
+        with deadline(conn, cfg.stall_timeout_seconds, "the end of the snapshot", where):
+            conn.rollback()
         written = out_file.result  # type: ignore[attr-defined]
     log.info("dumped %d tables, %d rows, %d bytes", len(counts), sum(counts.values()), written.bytes)
     return ComponentResult(

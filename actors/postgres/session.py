@@ -12,8 +12,10 @@ import os
 import re
 import select
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,34 @@ def connect(cfg: PostgresSettings, database: str | None = None, user: str | None
                            password=password if password is not None else clients.secret(cfg.password) or "",
                            dbname=database or cfg.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                            application_name="ragflow-backup")
+
+
+@contextmanager
+def deadline(conn: psycopg.Connection, seconds: float, what: str, where: str) -> Iterator[None]:
+    """End the statements of the block after `seconds`: a server hung mid-query (SIGSTOP, a frozen VM) still
+    acknowledges TCP, so psycopg would wait forever. Shutting the socket down ends that wait with an error."""
+    fired = threading.Event()
+
+    def cut() -> None:
+        fired.set()
+        try:
+            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except psycopg.Error:
+        if fired.is_set():
+            raise TimeoutError(f"PostgreSQL at {where} did not answer {what} within {seconds}s (is the server hung?); "
+                               f"the connection was closed (postgres.stall_timeout_seconds)") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def clean_stderr(raw: bytes, password: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.postgres.session import connect, deadline
 from core.points import Storage
 from testbed.polling import wait_for
 from testbed.private_servers import PrivatePostgres
@@ -136,3 +137,19 @@ def test_a_wrong_postgres_password_fails_the_run_saying_which_setting_to_fix(tmp
     assert "not-the-password" not in done.stdout + done.stderr + error
     assert doctor.returncode != 0 and "postgres" in doctor.stderr  # "N check(s) failed: ..., postgres"
     assert "not-the-password" not in doctor.stdout + doctor.stderr
+
+
+@pytest.mark.fault("PostgreSQL hung (SIGSTOP) after the connection, in the middle of a query",
+                   "the statement's deadline (postgres.stall_timeout_seconds) shuts the connection's socket: a "
+                   "TimeoutError naming host:port, instead of waiting forever on a server that still acknowledges TCP")
+def test_a_query_to_a_postgres_hung_after_connecting_ends_at_its_deadline(private_postgres):
+    cfg = private_postgres.settings("postgres")
+    conn = connect(cfg)
+    private_postgres.pause()
+    try:
+        with pytest.raises(TimeoutError) as ended, deadline(conn, 2, "the row counts", f"127.0.0.1:{cfg.port}"):
+            conn.execute("SELECT 1")
+    finally:
+        private_postgres.resume()
+        conn.close()
+    assert f"PostgreSQL at 127.0.0.1:{cfg.port} did not answer the row counts within 2s" in str(ended.value)
