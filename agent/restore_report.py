@@ -8,6 +8,8 @@ from actors.config.restore import ConfigRestoreResult
 from actors.minio.restore import MinioRestoreResult
 from actors.mysql.restore import KBRestoreResult as MySQLKBResult
 from actors.mysql.restore import MySQLRestoreResult
+from actors.postgres.restore import KBRestoreResult as PostgresKBResult
+from actors.postgres.restore import PostgresRestoreResult
 from actors.search.restore import KBRestoreResult as SearchKBResult
 from actors.search.restore import SearchRestoreResult
 from agent.commands.common import human_bytes
@@ -52,6 +54,12 @@ def _mysql_kb(result: MySQLKBResult) -> str:
             f"{sum(result.removed.values())} removed first; {_counted(result.found, result.expected, 'rows')}")
 
 
+def _postgres(result: PostgresRestoreResult) -> str:
+    text = (f"database {result.target}: {_plural(sum(result.found.values()), 'row')} in "
+            f"{_plural(len(result.found), 'table')}, {_counted(result.found, result.expected, 'rows')}")
+    return text + (f"; the database before is kept as {result.previous_database}" if result.previous_database else "")
+
+
 def _search(result: SearchRestoreResult) -> str:
     names = "live names" if result.live else "renamed copies"
     return (f"{_plural(len(result.indices), 'index', 'indices')} from snapshot {result.snapshot} ({names}): "
@@ -75,6 +83,7 @@ def _minio(result: MinioRestoreResult) -> str:
 
 
 WORDS = [(ConfigRestoreResult, _config), (MySQLRestoreResult, _mysql), (MySQLKBResult, _mysql_kb),
+         (PostgresRestoreResult, _postgres), (PostgresKBResult, _mysql_kb),  # a KB's rows: the same words
          (SearchRestoreResult, _search), (SearchKBResult, _search_kb), (MinioRestoreResult, _minio)]
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from core import redact
@@ -71,6 +71,27 @@ class MySQLSettings(Section):
     compression: Literal["gzip", "zstd"] = "gzip"
     compression_level: int = Field(6, ge=1, le=9)  # gzip's
     zstd_level: int = Field(3, ge=1, le=19)
+    # A dump that receives nothing for this long is given up (a hung server would block it forever).
+    stall_timeout_seconds: int = Field(600, ge=1)
+
+
+class PostgresSettings(Section):
+    """RAGFlow's metadata database when its .env says DB_TYPE=postgres (actors/postgres/). Exactly one of
+    mysql and postgres is enabled: enabling this one turns mysql off unless the file enables both."""
+
+    enabled: bool = False
+    mode: Literal["tcp", "docker"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)  # POSTGRES_PORT (RAGFlow's service_conf: 5432)
+    user: str = "rag_flow"  # POSTGRES_USER
+    password: SecretStr | None = None  # default: POSTGRES_PASSWORD of RAGFlow's .env
+    database: str = "rag_flow"  # POSTGRES_DBNAME
+    compose_service: str = "postgres"  # docker mode: the container is found by this compose label
+    compose_project: str | None = None
+    # pg_dump's own compression of its custom format (0-9).
+    compression_level: int = Field(6, ge=0, le=9)
+    # pg_restore's parallel jobs when loading a point (each a connection of its own).
+    restore_jobs: int = Field(2, ge=1, le=32)
     # A dump that receives nothing for this long is given up (a hung server would block it forever).
     stall_timeout_seconds: int = Field(600, ge=1)
 
@@ -206,7 +227,8 @@ class NotifySettings(Section):
     storage_threshold: float = Field(0.8, gt=0, le=1)
     min_interval_seconds: int = Field(3600, ge=0)  # the same alert at most this often
     # Recovery point objectives: alert when the last success is older than this.
-    rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "search": 26, "config": 26, "redis": 26})
+    rpo_hours: dict[str, float] = Field(default_factory=lambda: {"mysql": 26, "postgres": 26, "search": 26, "config": 26,
+                                                                 "redis": 26})
     mirror_lag_seconds: int = Field(3600, ge=1)
     check_interval_seconds: float = Field(60, gt=0)  # how often the agent looks for alerts to send
     # Dead-man's switch (Healthchecks or Uptime Kuma push URL): pinged at each backup's start and end (core/ping.py).
@@ -294,6 +316,7 @@ class Settings(BaseSettings):
     ragflow_dir: Path | None = None  # RAGFlow's docker/ folder
     broker: BrokerSettings = BrokerSettings()
     mysql: MySQLSettings = MySQLSettings()
+    postgres: PostgresSettings = PostgresSettings()
     minio: MinioSettings = MinioSettings()
     search: SearchSettings = SearchSettings()
     redis: RedisSettings = RedisSettings()
@@ -319,6 +342,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file (passed as init values); no dotenv of our own.
         return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _one_metadata_database(self) -> Settings:
+        if self.postgres.enabled:
+            if self.mysql.enabled and "enabled" in self.mysql.model_fields_set:
+                raise ValueError("mysql and postgres are both enabled, but RAGFlow keeps its metadata in one "
+                                 "database (DB_TYPE): set mysql.enabled: false or postgres.enabled: false")
+            self.mysql = self.mysql.model_copy(update={"enabled": False})
+        return self
 
     def ragflow_env(self) -> dict[str, str]:
         return self.ragflow_env_file().values
@@ -422,6 +454,8 @@ def fill_secrets_from_ragflow_env(settings: Settings) -> None:
 
     if settings.mysql.password is None:
         settings.mysql.password = take("MYSQL_PASSWORD")
+    if settings.postgres.password is None:
+        settings.postgres.password = take("POSTGRES_PASSWORD")
     if settings.minio.access_key is None and env.get("MINIO_USER"):
         settings.minio.access_key = env["MINIO_USER"]
     if settings.minio.secret_key is None:

@@ -20,7 +20,8 @@ SEARCH_ENGINES = {"elasticsearch": "es01", "opensearch": "opensearch01"}
 INNER_SEARCH_PORTS = {"elasticsearch": 9200, "opensearch": 9201}  # opensearch01 runs with http.port=9201
 SUPPORTED_STORAGE = "MINIO"
 S3_COMPATIBLE = {"AWS_S3"}  # mirrored by reconcile alone: no MinIO bucket notifications there
-DEFAULT_HOSTS = {"MYSQL_HOST": "mysql", "MINIO_HOST": "minio", "REDIS_HOST": "redis"}
+# POSTGRES_HOST's default is service_conf.yaml.template's (RAGFlow's compose has no postgres service of its own).
+DEFAULT_HOSTS = {"MYSQL_HOST": "mysql", "MINIO_HOST": "minio", "REDIS_HOST": "redis", "POSTGRES_HOST": "postgres"}
 MINIO_IMAGES = ("minio/minio", "quay.io/minio/minio")  # MinIO's own images: bucket notifications are there
 _WORD = re.compile(r"[\w.-]{1,64}")
 _IMAGE = re.compile(r"[\w./:@+-]{1,255}")
@@ -68,6 +69,10 @@ class Deployment:
         return self.db_type == "mysql"
 
     @property
+    def postgres_supported(self) -> bool:
+        return self.db_type == "postgres"
+
+    @property
     def storage_mirrored(self) -> bool:
         """Mirrored with bucket notifications (MinIO) or by reconcile alone (S3-compatible)."""
         return self.storage_impl == SUPPORTED_STORAGE or self.storage_impl in S3_COMPATIBLE
@@ -94,9 +99,11 @@ def read_deployment(env: dict[str, str]) -> Deployment:
     found = Deployment(engine, db_type, storage, layout, image_name(env.get("RAGFLOW_IMAGE")))
     if found.mysql_supported:
         found.backed_up.append("MySQL: the database dump (users, knowledge bases, documents, chats, agents)")
+    elif found.postgres_supported:
+        found.backed_up.append("PostgreSQL: the database dump (users, knowledge bases, documents, chats, agents)")
     else:
-        found.not_backed_up.append(f"the metadata database (DB_TYPE={db_type}): only MySQL is supported; back it up "
-                                   "with its own tools. Per-KB restore needs it too.")
+        found.not_backed_up.append(f"the metadata database (DB_TYPE={db_type}): only MySQL and PostgreSQL are "
+                                   "supported; back it up with its own tools. Per-KB restore needs it too.")
     if storage == SUPPORTED_STORAGE:
         found.backed_up.append("MinIO: every bucket mirrored as objects change (bucket notifications)")
     elif storage in S3_COMPATIBLE:
@@ -127,6 +134,16 @@ def mysql_endpoint(env: dict[str, str], network: str) -> tuple[str, int]:
     if external:
         return host, 3306 if network == "compose" else env_port(env, "MYSQL_PORT", 3306)
     return ("mysql", 3306) if network == "compose" else ("127.0.0.1", env_port(env, "MYSQL_PORT", 5455))
+
+
+def postgres_endpoint(env: dict[str, str], network: str) -> tuple[str, int]:
+    """(host, port) of RAGFlow's PostgreSQL (POSTGRES_HOST / POSTGRES_PORT, service_conf.yaml.template's 5432):
+    an external server where RAGFlow reaches it; a compose service by its name inside the network, else its
+    published port on this host."""
+    host, port = env_host(env, "POSTGRES_HOST"), env_port(env, "POSTGRES_PORT", 5432)
+    if host != DEFAULT_HOSTS["POSTGRES_HOST"] or network == "compose":
+        return host, port
+    return "127.0.0.1", port
 
 
 def search_url(env: dict[str, str], engine: str, network: str) -> str:

@@ -6,11 +6,13 @@ restart(); stop() and kill() resume a paused server first (a stopped process ign
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -314,3 +316,128 @@ def _java_home() -> str:
     java = shutil.which("java")
     assert java, "java is not installed (scripts/testbed up installs a JDK)"
     return str(Path(os.path.realpath(java)).parent.parent)
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian bookworm's postgresql (scripts/testbed installs it)
+PG_USER = "postgres"  # the Debian package's system user: PostgreSQL refuses to run as root
+
+
+class PrivatePostgres(Signals):
+    """A PostgreSQL server of its own on a free port, run as the postgres user; RAGFlow-shaped account
+    `rag_flow` (CREATEDB, CREATEROLE, no superuser) with a password. Its folder is under /tmp, not pytest's
+    tmp_path, which the postgres user cannot reach; `cleanup()` removes it."""
+
+    def __init__(self, password: str = "fault-pg-pw", user: str = "rag_flow"):
+        self.folder = Path(tempfile.mkdtemp(prefix="rbtb-private-pg-"))
+        shutil.chown(self.folder, PG_USER, PG_USER)
+        self.password, self.user = password, user
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.log = self.folder / "postgres.log"
+
+    def _server_processes(self) -> list[int]:
+        """The postmaster and its children (each backend calls setsid(), so no process group holds them all)."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(pid):
+                children.append(int(stat.parent.name))
+        return [pid, *children]
+
+    def pause(self) -> None:
+        """Hang the whole server, the postmaster first (so no new backend starts), then every backend."""
+        processes = self._server_processes()
+        assert processes, "the server is not running"
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            for pid in self._server_processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout: float = 30) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, as when the operator stops the service."""
+        self.resume()
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGINT)
+        try:
+            self._wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def _as_postgres(self, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(["setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups", *argv],
+                              capture_output=True, **kwargs)
+
+    def start(self) -> None:
+        first = not (self.data / "PG_VERSION").exists()
+        if first:
+            done = self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                     "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
+                                     "--locale=C.UTF-8")
+            if done.returncode:
+                raise RuntimeError(f"initdb failed: {done.stderr.decode()}")
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                ["setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups", str(PG_BIN / "postgres"),
+                 "-D", str(self.data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+                 "-c", f"unix_socket_directories={self.folder}", "-c", "max_connections=50"],
+                stdout=out, stderr=out, start_new_session=True)
+        wait_until(lambda: self._psql("SELECT 1").returncode == 0, f"private PostgreSQL on port {self.port}", 60,
+                   self.log)
+        if first:  # the password goes through stdin, never argv
+            done = self._psql(None, input=(f"CREATE ROLE {self.user} LOGIN CREATEDB CREATEROLE PASSWORD "
+                                           f"'{self.password}';\nGRANT pg_signal_backend TO {self.user};\n").encode())
+            if done.returncode:
+                raise RuntimeError(f"creating the private PostgreSQL's account failed: {done.stderr.decode()}")
+        wait_until(self.ready, f"private PostgreSQL on port {self.port}", 60, self.log)
+
+    def _psql(self, command: str | None, **kwargs: Any) -> subprocess.CompletedProcess:
+        argv = [str(PG_BIN / "psql"), "-h", str(self.folder), "-p", str(self.port), "-U", "postgres", "-X", "-q",
+                "-v", "ON_ERROR_STOP=1", "-d", "postgres"]
+        return self._as_postgres(*argv, *(["-c", command] if command else []), **kwargs)
+
+    def superuser(self, command: str) -> str:
+        """Run one statement as the superuser over the socket (e.g. to change the account's password)."""
+        done = self._psql(command)
+        if done.returncode:
+            raise RuntimeError(f"psql failed: {done.stderr.decode()}")
+        return done.stdout.decode()
+
+    def ready(self) -> bool:
+        self.connection().close()
+        return True
+
+    def connection(self, database: str = "postgres"):
+        import psycopg
+
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                               dbname=database, autocommit=True, connect_timeout=5)
+
+    def env(self) -> dict[str, str]:
+        """The test bed's env keys testbed/postgres_seed.py reads, for this server."""
+        return {"PG_HOST": "127.0.0.1", "PG_PORT": str(self.port), "PG_USER": self.user,
+                "PG_PASSWORD": self.password, "PG_DATABASE": "postgres"}
+
+    def settings(self, database: str):
+        from core.config import PostgresSettings
+
+        return PostgresSettings(enabled=True, host="127.0.0.1", port=self.port, user=self.user,
+                                password=self.password, database=database, stall_timeout_seconds=5)
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -130,9 +130,9 @@ TABLES: dict[str, str] = {
     "system_settings": "name:128 source:32 data_type:32 value:longtext",
 }
 _STAMPS = " create_time:bigint create_date:datetime update_time:bigint update_date:datetime"
-_PRIMARY = {"api_token": "tenant_id, token", "system_settings": "name"}
-_SHARED = {"system_settings"}  # one set per database: a second seed into it keeps the rows there
-_INDEXED = {"knowledgebase": ["tenant_id"], "document": ["kb_id"], "file": ["parent_id", "tenant_id"],
+PRIMARY_KEYS = {"api_token": "tenant_id, token", "system_settings": "name"}
+SHARED = {"system_settings"}  # one set per database: a second seed into it keeps the rows there
+INDEXED = {"knowledgebase": ["tenant_id"], "document": ["kb_id"], "file": ["parent_id", "tenant_id"],
             "file2document": ["file_id", "document_id"], "task": ["doc_id"], "user_tenant": ["user_id", "tenant_id"]}
 _WORDS = ("retrieval augmented generation chunk embedding vector tenant knowledge base document parser backup "
           "restore snapshot bucket index 知识库 检索 文档 résumé naïve Ünïcode façade 📚 données").split()
@@ -144,12 +144,12 @@ _MODELS = {"llm_id": "qwen-plus@Tongyi-Qianwen", "embd_id": "BAAI/bge-large-zh-v
            "rerank_id": "BAAI/bge-reranker-v2-m3@BAAI"}
 
 
-def _columns(table: str) -> list[tuple[str, str]]:
+def table_columns(table: str) -> list[tuple[str, str]]:
     pairs = [item.split(":", 1) for item in (TABLES[table] + _STAMPS).split()]
     return [(name, f"varchar({kind})" if kind.isdigit() else kind) for name, kind in pairs]
 
 
-def _plan(size: SeedSize, seed: int) -> Plan:
+def make_plan(size: SeedSize, seed: int) -> Plan:
     rng = random.Random(seed)
     salt = uuid.uuid4().int  # per call: ids stay unique even for equal seeds run side by side
     clock = 1_700_000_000_000 + rng.randrange(10**9)  # ms since the epoch, like RAGFlow's create_time
@@ -267,6 +267,9 @@ def _plan(size: SeedSize, seed: int) -> Plan:
     return plan
 
 
+_plan = make_plan  # the name bench/mysql_dump.py imports
+
+
 # ---------------------------------------------------------------- writers, one per service
 
 
@@ -280,19 +283,19 @@ def seed_mysql(conn_factory: Callable[[str], Any], database: str, plan: Plan) ->
     counts: dict[str, int] = {}
     with contextlib.closing(conn_factory(database)) as conn, conn.cursor() as cur:
         for table in TABLES:
-            parts = [f"`{name}` {kind}" for name, kind in _columns(table)]
-            parts += [f"PRIMARY KEY ({_PRIMARY.get(table, 'id')})"]
-            parts += [f"KEY `{table}_{c}` (`{c}`)" for c in _INDEXED.get(table, [])]
+            parts = [f"`{name}` {kind}" for name, kind in table_columns(table)]
+            parts += [f"PRIMARY KEY ({PRIMARY_KEYS.get(table, 'id')})"]
+            parts += [f"KEY `{table}_{c}` (`{c}`)" for c in INDEXED.get(table, [])]
             cur.execute(f"CREATE TABLE IF NOT EXISTS `{table}` ({', '.join(parts)}) "
                         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
         conn.begin()  # one transaction: fast for "bench", and all or nothing
         for table, rows in plan.rows.items():
-            names = [name for name, _ in _columns(table)]
-            verb = "INSERT IGNORE" if table in _SHARED else "INSERT"
+            names = [name for name, _ in table_columns(table)]
+            verb = "INSERT IGNORE" if table in SHARED else "INSERT"
             cur.executemany(  # PyMySQL turns this into multi-row INSERTs
                 f"{verb} INTO `{table}` (`{'`, `'.join(names)}`) VALUES ({', '.join(['%s'] * len(names))})",
                 [tuple(row.get(name) for name in names) for row in rows])
-            counts[table] = cur.rowcount if table in _SHARED else len(rows)
+            counts[table] = cur.rowcount if table in SHARED else len(rows)
         conn.commit()
     return counts
 
@@ -541,7 +544,7 @@ def seed(*, mysql: MySQLSettings | None = None, database: str = "rag_flow", mini
          env: dict[str, str] | None = None, size: str | SeedSize = "tiny", seed: int = 0,
          layout: str = "v0.27") -> Dataset:
     """Seed each service given (None skips it). On failure, what this call wrote is removed before re-raising."""
-    plan = _plan(SIZES[size] if isinstance(size, str) else size, seed)
+    plan = make_plan(SIZES[size] if isinstance(size, str) else size, seed)
     ds = Dataset(database, plan.ids("tenant"), plan.ids("knowledgebase"), plan.ids("document"),
                  list(plan.objects) if minio else [], {}, list(plan.chunks) if search else [], {}, {},
                  redis.db if redis else None, Path(ragflow_dir) if ragflow_dir else None)

@@ -6,6 +6,7 @@ from pathlib import Path
 from core.config import (
     MinioSettings,
     MySQLSettings,
+    PostgresSettings,
     RedisSettings,
     SearchSettings,
 )
@@ -40,3 +41,12 @@ def search(engine: str = "elasticsearch", env: dict[str, str] | None = None, rep
 def redis(env: dict[str, str] | None = None, db: int = 1) -> RedisSettings:
     env = env or load()
     return RedisSettings(enabled=True, host=env["REDIS_HOST"], port=int(env["REDIS_PORT"]), password=env["REDIS_PASSWORD"], db=db)
+
+
+def postgres(env: dict[str, str] | None = None, database: str = "rag_flow", docker: bool = False) -> PostgresSettings:
+    env = env or load()
+    port = int(env["DOCKER_PG_PORT"] if docker else env["PG_PORT"])
+    return PostgresSettings(
+        enabled=True, mode="docker" if docker else "tcp", host=env["PG_HOST"], port=port, user=env["PG_USER"],
+        password=env["PG_PASSWORD"], database=database, compose_project=env.get("DOCKER_COMPOSE_PROJECT"),
+    )

@@ -146,7 +146,7 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
 def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
     """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
     older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
-    if plan.point is None or not set(plan.components) & {"mysql", "search", "config"}:
+    if plan.point is None or not set(plan.components) & {"mysql", "postgres", "search", "config"}:
         return ""
     taken = plan.point.manifest().ragflow
     installed = ragflow_version.detect(settings)

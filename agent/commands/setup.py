@@ -16,6 +16,7 @@ from core.ragflow_deployment import (
     minio_endpoint,
     minio_fork_note,
     mysql_endpoint,
+    postgres_endpoint,
     read_deployment,
     redis_endpoint,
     search_url,
@@ -43,7 +44,7 @@ def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host",
                     "repository_path": f"{home}/backups/ragflow_backup"}
     if not found.search_supported:
         search = {"enabled": False}
-    return {
+    config = {
         "storage_root": str(storage_root),
         "ragflow_dir": str(ragflow_dir.resolve()),
         # DB 1 is RAGFlow's; the password comes from REDIS_PASSWORD in its .env.
@@ -54,6 +55,12 @@ def build_config(ragflow_dir: Path, storage_root: Path, network: Literal["host",
         "search": search,
         "redis": {"enabled": False, "host": redis_host, "port": redis_port, "db": 1},
     }
+    if found.postgres_supported:  # DB_TYPE=postgres: RAGFlow's metadata is there, not in MySQL
+        postgres_host, postgres_port = postgres_endpoint(env, network)
+        config["postgres"] = {"enabled": True, "mode": "tcp", "host": postgres_host, "port": postgres_port,
+                              "user": env.get("POSTGRES_USER") or "rag_flow",
+                              "database": env.get("POSTGRES_DBNAME") or "rag_flow"}
+    return config
 
 
 def repository_path_on_server(config: dict, env: dict[str, str]) -> str | None:

@@ -19,7 +19,7 @@ def test_every_registered_component_has_the_whole_face_under_its_own_name():
 
 
 def test_the_mirror_is_no_part_of_a_point_and_every_other_component_is():
-    assert IN_POINTS == ["mysql", "search", "redis", "config"]
+    assert IN_POINTS == ["mysql", "postgres", "search", "redis", "config"]
     assert not COMPONENTS["minio"].in_points
 
 

@@ -162,11 +162,11 @@ def test_init_turns_search_off_for_an_engine_without_snapshots_and_says_so(tmp_p
     assert f"# NOT backed up: the search index (DOC_ENGINE={engine})" in (tmp_path / "config.yml").read_text()
 
 
-def test_init_leaves_out_a_metadata_database_other_than_mysql(tmp_path):
-    folder = write_env(tmp_path, "DB_TYPE=postgres\n")
+def test_init_leaves_out_a_metadata_database_other_than_mysql_or_postgres(tmp_path):
+    folder = write_env(tmp_path, "DB_TYPE=gaussdb\n")
     config, output = init_config(tmp_path, folder)
-    assert config["mysql"]["enabled"] is False
-    assert "NOT backed up: the metadata database (DB_TYPE=postgres)" in output
+    assert config["mysql"]["enabled"] is False and "postgres" not in config
+    assert "NOT backed up: the metadata database (DB_TYPE=gaussdb)" in output
 
 
 def test_init_mirrors_an_s3_store_by_reconcile_alone_and_leaves_out_other_stores(tmp_path):

@@ -1,0 +1,66 @@
+"""PostgreSQL (RAGFlow's metadata database when DB_TYPE=postgres): pg_dump's custom format with rows counted in
+the dump's own snapshot (backup.py), loaded as untrusted input into a scratch database (load.py), swapped in by a
+database rename or one knowledge base copied back (restore.py), doctor's checks (checks.py).
+
+`COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
+Imports: `core` and this package's own modules; never another component, the actions or the actors.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import closing
+from typing import Any
+
+from actors.postgres import backup, checks, load, restore
+from actors.postgres.session import connect
+from core.component import Check, ComponentResult
+from core.config import Settings
+from core.face import RestoreRequest
+from core.manifest import ComponentRecord
+from core.points import Point
+
+
+class Postgres:
+    name = backup.NAME
+    in_points = True
+    restore_rank = 1  # with mysql: after config, before search, minio and redis
+    per_kb = True
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.postgres.enabled
+
+    def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
+        return backup.backup(settings, point, log)
+
+    def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
+        return backup.verify(settings, point, record)
+
+    def restore(self, settings: Settings, request: RestoreRequest) -> Any:
+        target = str(request.target) if request.target else None
+        if request.kb:
+            return restore.restore_kb(settings, request.point, request.record, request.kb, target_database=target,
+                                      log=request.log)
+        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
+
+    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+        return checks.kb_problems(point, record, kb) if kb is not None else []
+
+    def has_data(self, settings: Settings) -> bool:
+        """A dropped database has nothing to lose."""
+        with closing(connect(settings.postgres, load.MAINTENANCE_DB)) as conn:
+            return load.database_exists(conn, settings.postgres.database)
+
+    def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
+        record = point.manifest().components[self.name]
+        target = load.scratch_name(settings.postgres.database, "drill", token)
+        try:
+            result = restore.restore(settings, point, record, target_database=target)
+        finally:
+            load.drop_database(settings, target)
+        return (result.ok, f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
+
+    def checks(self, settings: Settings) -> list[Check]:
+        return checks.check_postgres(settings)
+
+
+COMPONENT = Postgres()

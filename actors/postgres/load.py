@@ -1,0 +1,239 @@
+"""A point's archive loaded into a scratch database, as untrusted input.
+
+A custom-format archive is a list of entries, each with a type label and SQL of its own; a hostile one can
+label anything as anything. So three walls, each enough for what it covers:
+
+1. Only entries labelled as RAGFlow's schema has them (tables, their data, sequences, defaults, constraints,
+   indexes in `public`) are handed to pg_restore (`-L` with a filtered `--list`); functions, extensions,
+   triggers, views, rules, policies, casts, event triggers, publications, ACLs and owners are left out.
+2. pg_restore logs in as a role made for this load alone: no superuser, no CREATEDB / CREATEROLE, no
+   pg_execute_server_program or pg_read_server_files (so no `COPY ... PROGRAM` or server files), allowed to
+   connect to the scratch database only and to create in its `public` schema.
+3. Afterwards the scratch database's catalog is read: any function, trigger, view, rule, policy, extension
+   or schema that RAGFlow's tables do not have refuses the load, whatever its entry claimed to be.
+
+Then the rows are counted against the manifest, and the tables handed to the configured account.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from actors.postgres.backup import ARTIFACT, NAME, SYSTEM_SCHEMAS, table_key
+from actors.postgres.session import clean_stderr, connect, connect_failure, failure, local_tools
+from core.atomic import sha256_of
+from core.component import PermanentError
+from core.config import PostgresSettings, Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+MAINTENANCE_DB = "postgres"  # where the statements that create, rename and drop databases run
+# Entry types (pg_restore --list) that RAGFlow's peewee schema consists of; longest first for matching.
+ALLOWED_ENTRIES = ("SEQUENCE OWNED BY", "FK CONSTRAINT", "SEQUENCE SET", "TABLE DATA", "CONSTRAINT", "SEQUENCE",
+                   "DEFAULT", "INDEX", "TABLE")
+_ENTRY = re.compile(r"^(\d+); \d+ \d+ (.*)$")
+_SAFE_NAME = re.compile(r"[^\x00]{1,63}")
+_FOREIGN_OBJECTS = {
+    "function": "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+    "trigger": "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal",
+    "view or foreign table": "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE c.relkind IN ('v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', "
+                             "'information_schema')",
+    "rule": "SELECT r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND c.relkind NOT IN ('v', 'm')",  # a view's own rule is its definition: the view is named
+    "policy": "SELECT polname FROM pg_policy",
+    "extension": "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'",
+    "schema": "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') "
+              "AND nspname NOT LIKE 'pg\\_%'",
+}
+
+
+def checked_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise PermanentError(f"{what} {name!r} is not a PostgreSQL database name (1 to 63 characters)")
+    return name
+
+
+def scratch_name(target: str, purpose: str, token: str) -> str:
+    """`<target>__<purpose>_<token>`, the target cut so the whole fits PostgreSQL's 63 bytes."""
+    suffix = f"__{purpose}_{token}"
+    return target.encode()[:63 - len(suffix)].decode("utf-8", "ignore") + suffix
+
+
+def database_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    with closing(connect(settings.postgres, MAINTENANCE_DB)) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    tables = conn.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname <> ALL(%s) ORDER BY 1, 2",
+                          (list(SYSTEM_SCHEMAS),)).fetchall()
+    return {table_key(s, t): conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(s), sql.Identifier(t))).fetchone()[0] for s, t in tables}
+
+
+def mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
+    return [f"{t}: {found.get(t, 'no table')} rows found, {expected.get(t, 'no table')} expected"
+            for t in sorted(set(found) | set(expected)) if found.get(t) != expected.get(t)]
+
+
+def artifact(point: Point, record: ComponentRecord | None) -> Path:
+    """The archive, checked against the record before anything is touched."""
+    where = f"backup point {point.ref}"
+    if record is None:
+        raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
+    if record.component != NAME:
+        raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
+    if record.status != "ok":
+        raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
+    entry = next((a for a in record.artifacts if a.name == ARTIFACT), None)
+    if entry is None:
+        raise PermanentError(f"the {NAME} record of {where} names no {ARTIFACT}; choose another point")
+    path = point.path(ARTIFACT)
+    if not path.is_file():
+        raise PermanentError(f"{path} is missing; choose another point")
+    if path.stat().st_size != entry.bytes or sha256_of(path) != entry.sha256:
+        raise PermanentError(f"{path} differs from the manifest (size or SHA-256): it changed after the backup; "
+                             f"run `ragflow-backup verify` and choose another point")
+    return path
+
+
+def filtered_list(listing: str) -> tuple[str, list[str]]:
+    """pg_restore's `--list` cut to RAGFlow's kind of entries in `public`: (the list to restore, what was left
+    out). pg_restore reads only each line's leading entry id from the list we hand back."""
+    kept, skipped = [], []
+    for line in listing.splitlines():
+        match = _ENTRY.match(line)
+        if not match:
+            continue
+        rest = match.group(2)
+        kind = next((k for k in ALLOWED_ENTRIES if rest.startswith(k + " ")), None)
+        if kind is not None and rest[len(kind) + 1:].startswith("public "):
+            kept.append(f"{match.group(1)};")
+        elif not rest.startswith(("SCHEMA - public ", "COMMENT - SCHEMA public ", "ACL ")):
+            skipped.append(rest[:120])
+    return "\n".join(kept) + "\n", skipped
+
+
+def foreign_objects(conn: psycopg.Connection) -> list[str]:
+    found = []
+    for kind, query in _FOREIGN_OBJECTS.items():
+        found += [f"{kind} {row[0]}" for row in conn.execute(query).fetchall()]
+    return found
+
+
+@contextmanager
+def staged(settings: Settings, point: Point, record: ComponentRecord, target: str, token: str,
+           log: logging.Logger) -> Iterator[str]:
+    """The archive loaded into `<target>__restore_<token>` whose tables match the manifest; it and its tables
+    belong to the target's owner (RAGFlow's account, which may not be the configured one), or to the configured
+    account for a new target, and PUBLIC may connect as to any new database. The scratch database (if still
+    there: a swap renames it) and the loading role are dropped afterwards."""
+    cfg = settings.postgres
+    path = artifact(point, record)
+    scratch = scratch_name(target, "restore", token)
+    loader, password = f"ragflow_backup_load_{token}", secrets.token_urlsafe(24)
+    try:
+        admin = connect(cfg, MAINTENANCE_DB)
+    except psycopg.Error as exc:
+        raise connect_failure(exc, cfg) from None
+    with closing(admin), local_tools(cfg) as tools:
+        code, out, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
+        if code == 127:
+            raise PermanentError("no pg_restore on PATH: install PostgreSQL's client (apt-get install "
+                                 "postgresql-client) of the server's major version or newer")
+        if code != 0:
+            raise PermanentError(f"pg_restore cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
+                                 f"run `ragflow-backup verify` and choose another point")
+        listing, skipped = filtered_list(out.decode("utf-8", "replace"))
+        row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target,)).fetchone()
+        owner = sql.Identifier(row[0]) if row else sql.SQL("CURRENT_USER")
+        if skipped:
+            log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
+        list_file = tools.folder / "restore.list"
+        list_file.write_text(listing)
+        # Hashed here (libpq's PQencryptPasswordConn): the statement, which a server may log, holds no password.
+        verifier = admin.pgconn.encrypt_password(password.encode(), loader.encode(), b"scram-sha-256").decode()
+        try:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION "
+                                  "NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
+                sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(verifier)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise _lacks(cfg.user, "CREATEROLE") from None
+        try:
+            admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(loader)))  # to take its tables
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                    sql.Identifier(scratch)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise _lacks(cfg.user, "CREATEDB") from None
+            try:
+                admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(scratch)))
+                admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(scratch),
+                                                                                  sql.Identifier(loader)))
+                with closing(connect(cfg, scratch)) as conn:
+                    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(loader)))
+                _load(cfg, path, list_file, scratch, loader, password)
+                with closing(connect(cfg, scratch)) as conn:
+                    foreign = foreign_objects(conn)
+                    if foreign:
+                        raise PermanentError(f"the archive of {point.ref} holds what RAGFlow's schema does not have "
+                                             f"({', '.join(foreign[:10])}), so nothing was restored: choose another "
+                                             f"point, and find out who changed this one")
+                    try:
+                        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(loader), owner))
+                        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch), owner))
+                    except psycopg.errors.InsufficientPrivilege:
+                        raise PermanentError(f"PostgreSQL user '{cfg.user}' may not hand tables to {target}'s owner "
+                                             f"({row[0] if row else cfg.user}): restore as that account, or GRANT "
+                                             f"it to '{cfg.user}'; nothing was changed") from None
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(loader)))
+                    admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(
+                        sql.Identifier(scratch)))  # PostgreSQL's default, revoked for the load
+                    found = row_counts(conn)
+                problems = mismatches(found, record.counts)
+                if problems:
+                    raise PermanentError(f"the archive of {point.ref} does not hold the rows its manifest records, "
+                                         f"so nothing was restored: {'; '.join(problems)}. Run `ragflow-backup "
+                                         f"verify` and choose another point")
+                log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
+                         sum(found.values()))
+                yield scratch
+            finally:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+        finally:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(loader)))
+
+
+def _lacks(user: str, what: str) -> PermanentError:
+    return PermanentError(f"PostgreSQL user '{user}' may not {'create roles' if what == 'CREATEROLE' else 'create databases'}"
+                          f", which a restore needs (a loading role of least power, a scratch database): "
+                          f"ALTER ROLE {user} {what}, or restore as RAGFlow's superuser account; nothing was changed")
+
+
+def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str) -> None:
+    with local_tools(cfg, user=loader, password=password) as as_loader:
+        parallel = ["--jobs", str(cfg.restore_jobs)] if cfg.restore_jobs > 1 else ["--single-transaction"]
+        args = ["--no-owner", "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
+                "--no-security-labels", "--no-tablespaces", "--exit-on-error", *parallel,
+                "--use-list", str(list_file), *as_loader.connection_args(scratch), str(path)]
+        code, _, err = as_loader.run("pg_restore", args, timeout=None)  # as long as the data takes
+        if code != 0:
+            stderr = clean_stderr(err, password)
+            if "permission denied" in stderr or "must be" in stderr:
+                raise PermanentError(f"the archive asked for more than loading RAGFlow's tables ({stderr}), so "
+                                     f"nothing was restored: choose another point")
+            raise failure("pg_restore", code, stderr, as_loader.where, cfg)

@@ -1,0 +1,277 @@
+"""PostgreSQL restore from a point's archive: staged in a scratch database (actors/postgres/load.py), checked,
+then swapped in; or one knowledge base's rows put back.
+
+The swap renames databases: `ALTER DATABASE target RENAME TO old; ALTER DATABASE scratch RENAME TO target` in
+one transaction, after the target stops taking connections (ALLOW_CONNECTIONS false) and RAGFlow's are
+terminated. A schema rename inside the target would need no disconnection, but pg_restore cannot load an
+archive of `public` into another schema, and RAGFlow's pool reconnects by itself; so the downtime is the
+moment between terminating the connections and the commit (milliseconds), and either both renames happen or
+neither. The previous database is dropped afterwards, or kept for the caller (`keep_previous`).
+
+`restore_kb` brings back one knowledge base's rows (the tables MySQL's per-KB restore touches) from the staged
+copy in one transaction in the target; PostgreSQL cannot read across databases, so the rows pass through here.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from actors.postgres.load import (
+    MAINTENANCE_DB,
+    checked_name,
+    database_exists,
+    mismatches,
+    row_counts,
+    scratch_name,
+    staged,
+)
+from actors.postgres.session import connect
+from core.component import PermanentError
+from core.config import Settings
+from core.manifest import ComponentRecord
+from core.points import Point
+
+LOG = logging.getLogger("ragflow_backup.postgres_restore")
+DISCONNECT_WAIT_SECONDS = 60
+KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")  # as actors/mysql/restore.py's
+BATCH = 500
+
+
+class RestoreCheckFailed(PermanentError):
+    """The swap was done but the target's recount differs from the manifest; the previous database is kept."""
+
+    def __init__(self, message: str, result: PostgresRestoreResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class PostgresRestoreResult:
+    point: str
+    target: str
+    expected: dict[str, int]
+    found: dict[str, int]
+    seconds: float
+    previous_database: str | None = None
+
+    @property
+    def mismatches(self) -> list[str]:
+        return mismatches(self.found, self.expected)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass
+class KBRestoreResult:
+    point: str
+    target: str
+    kb_id: str
+    expected: dict[str, int]
+    found: dict[str, int]
+    removed: dict[str, int]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.found == self.expected
+
+
+def _ident(name: str) -> sql.Identifier:
+    return sql.Identifier(name)
+
+
+def _disconnect(admin: psycopg.Connection, database: str) -> None:
+    admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(_ident(database)))
+    deadline = time.monotonic() + DISCONNECT_WAIT_SECONDS
+    while True:
+        left = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                             "AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise PermanentError(f"{left} connection(s) to {database} would not end within {DISCONNECT_WAIT_SECONDS}s "
+                                 f"(another superuser's?): stop RAGFlow's server and task executors, then restore "
+                                 f"again")
+        time.sleep(0.2)
+
+
+def swap(admin: psycopg.Connection, scratch: str, target: str, old: str, log: logging.Logger) -> bool:
+    """Put `scratch` in the place of `target` (moved to `old`); True when the target did not exist. On failure
+    the target is left as it was, taking connections again."""
+    if not database_exists(admin, target):
+        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(scratch), _ident(target)))
+        return True
+    try:
+        _disconnect(admin, target)
+        with admin.transaction():  # both renames or neither
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(target), _ident(old)))
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(scratch), _ident(target)))
+    except BaseException:
+        if database_exists(admin, target):
+            admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(_ident(target)))
+        raise
+    admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(_ident(old)))
+    log.info("swapped the restored database into %s (the previous one is %s)", target, old)
+    return False
+
+
+def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
+            log: logging.Logger | None = None, keep_previous: bool = False) -> PostgresRestoreResult:
+    """Make `target_database` (default: postgres.database) hold exactly the tables and rows of the point's archive.
+    Nothing in the target changes unless the staged copy matches the manifest."""
+    log = log or LOG
+    started = time.monotonic()
+    cfg = settings.postgres
+    target = checked_name(target_database or cfg.database, "target database")
+    token = secrets.token_hex(3)
+    old = scratch_name(target, "old", token)
+    with staged(settings, point, record, target, token, log) as scratch, \
+            closing(connect(cfg, MAINTENANCE_DB)) as admin:
+        created = swap(admin, scratch, target, old, log)
+    with closing(connect(cfg, target)) as conn:
+        found = row_counts(conn)
+    result = PostgresRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
+                                   seconds=0.0, previous_database=None if created else old)
+    result.seconds = time.monotonic() - started
+    if result.mismatches:
+        raise RestoreCheckFailed(f"{target} was restored from {point.ref} but its rows differ from the manifest "
+                                 f"(is RAGFlow writing to it?): {'; '.join(result.mismatches)}. The previous "
+                                 f"database is kept as {old}", result)
+    if not keep_previous and not created:
+        with closing(connect(cfg, MAINTENANCE_DB)) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(old)))
+        result.previous_database = None
+    log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", target,
+             " (created)" if created else "", point.ref, len(found), sum(found.values()), result.seconds)
+    return result
+
+
+# ---------------------------------------------------------------- one knowledge base
+
+
+def _ids(conn: psycopg.Connection, query: str, args: tuple) -> set[str]:
+    return {row[0] for row in conn.execute(query, args).fetchall()}
+
+
+def kb_rows(conn: psycopg.Connection, kb_id: str) -> dict[str, set[str]]:
+    """Ids of one knowledge base's rows per table, by RAGFlow's links (as actors/mysql/restore.py finds them)."""
+    docs = 'SELECT id FROM "document" WHERE kb_id = %s'
+    linked = f'SELECT file_id FROM "file2document" WHERE document_id IN ({docs})'
+    return {
+        "knowledgebase": _ids(conn, 'SELECT id FROM "knowledgebase" WHERE id = %s', (kb_id,)),
+        "document": _ids(conn, docs, (kb_id,)),
+        "file2document": _ids(conn, f'SELECT id FROM "file2document" WHERE document_id IN ({docs})', (kb_id,)),
+        "file": _ids(conn, f"SELECT id FROM \"file\" WHERE id IN ({linked}) OR (type = 'folder' AND "
+                           f"source_type = 'knowledgebase' AND id IN (SELECT parent_id FROM \"file\" "
+                           f"WHERE id IN ({linked})))", (kb_id, kb_id)),
+        "task": _ids(conn, f'SELECT id FROM "task" WHERE doc_id IN ({docs})', (kb_id,)),
+    }
+
+
+def _columns(conn: psycopg.Connection, table: str) -> list[str]:
+    return [row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
+        "AND is_generated = 'NEVER' ORDER BY ordinal_position", (table,)).fetchall()]
+
+
+def _kb_columns(source: psycopg.Connection, live: psycopg.Connection, target: str, point: Point) -> dict[str, list[str]]:
+    columns = {}
+    for table in KB_TABLES:
+        have, present = _columns(source, table), set(_columns(live, table))
+        if not have:
+            raise PermanentError(f"the backup {point.ref} has no table {table}: it is not a RAGFlow database")
+        if not present:
+            raise PermanentError(f"database {target} has no table {table}: restore the whole database instead")
+        missing = [c for c in have if c not in present]
+        if missing:
+            raise PermanentError(f"{target}.{table} lacks column(s) {', '.join(missing)} that the backup {point.ref} "
+                                 f"has (RAGFlow's schema changed?): restore the whole database instead")
+        if "id" not in have:
+            raise PermanentError(f"{table} of the backup {point.ref} has no id column")
+        columns[table] = have
+    return columns
+
+
+def _batches(items: set[str]) -> list[list[str]]:
+    ordered = sorted(items)
+    return [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
+
+
+def _fetch(conn: psycopg.Connection, table: str, columns: list[str], ids: set[str]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    query = sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(
+        sql.SQL(", ").join(map(_ident, columns)), _ident(table))
+    for batch in _batches(ids):
+        rows += conn.execute(query, (batch,)).fetchall()
+    return rows
+
+
+def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id: str,
+               target_database: str | None = None, log: logging.Logger | None = None) -> KBRestoreResult:
+    """Put one knowledge base's rows back as the point has them, in one transaction; other KBs keep theirs.
+    A file-manager file linked into the KB, or linked from another KB's document, is left as it is now."""
+    log = log or LOG
+    started = time.monotonic()
+    cfg = settings.postgres
+    target = checked_name(target_database or cfg.database, "target database")
+    if not isinstance(kb_id, str) or not kb_id.strip():
+        raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
+    with closing(connect(cfg, MAINTENANCE_DB)) as admin:
+        if not database_exists(admin, target):
+            raise PermanentError(f"database {target} does not exist: restore the whole database instead")
+    with staged(settings, point, record, target, secrets.token_hex(3), log) as scratch, \
+            closing(connect(cfg, scratch)) as source, closing(connect(cfg, target)) as live:
+        columns = _kb_columns(source, live, target, point)
+        wanted = kb_rows(source, kb_id)
+        if not wanted["knowledgebase"]:
+            raise PermanentError(f"knowledge base {kb_id} is not in the backup {point.ref}: check the id, or choose "
+                                 f"a point made while it existed")
+        rows = {table: _fetch(source, table, columns[table], wanted[table]) for table in KB_TABLES}
+        with live.transaction():
+            removed = _replace_kb(live, kb_id, wanted, columns, rows)
+            now = kb_rows(live, kb_id)
+            if now != wanted:
+                raise PermanentError(
+                    f"after restoring knowledge base {kb_id} into {target} its rows differ from the backup "
+                    f"({'; '.join(f'{t}: {len(now[t])} found, {len(wanted[t])} expected' for t in KB_TABLES)}); "
+                    f"nothing was changed")
+    result = KBRestoreResult(point=point.ref, target=target, kb_id=kb_id,
+                             expected={t: len(wanted[t]) for t in KB_TABLES}, found={t: len(now[t]) for t in KB_TABLES},
+                             removed=removed, seconds=time.monotonic() - started)
+    log.info("restored knowledge base %s into %s from %s: %s (removed first: %s) in %.1fs", kb_id, target, point.ref,
+             result.found, removed, result.seconds)
+    return result
+
+
+def _replace_kb(live: psycopg.Connection, kb_id: str, wanted: dict[str, set[str]], columns: dict[str, list[str]],
+                rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, int]:
+    current = kb_rows(live, kb_id)
+    keep: set[str] = set()  # files that are not the KB's own stay as they are now
+    for batch in _batches(wanted["file"] | current["file"]):
+        keep |= _ids(live, "SELECT id FROM \"file\" WHERE id = ANY(%s) AND COALESCE(source_type, '') <> "
+                           "'knowledgebase'", (batch,))
+        keep |= _ids(live, 'SELECT f.file_id FROM "file2document" f JOIN "document" d ON d.id = f.document_id '
+                           'WHERE f.file_id = ANY(%s) AND d.kb_id <> %s', (batch, kb_id))
+    removed = {}
+    for table in KB_TABLES:
+        doomed = (wanted[table] | current[table]) - (keep if table == "file" else set())
+        removed[table] = 0
+        for batch in _batches(doomed):
+            removed[table] += live.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(table)),
+                                           (batch,)).rowcount
+    for table in KB_TABLES:
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(  # a kept file is there
+            _ident(table), sql.SQL(", ").join(map(_ident, columns[table])),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns[table])))
+        with live.cursor() as cur:
+            cur.executemany(insert, rows[table])
+    return removed
