@@ -28,6 +28,7 @@ from core.atomic import fsync_dir
 from core.component import PermanentError
 from core.config import Settings
 from core.layout import Layout
+from core.points import Storage
 from core.safe_paths import relative_parts
 
 log = logging.getLogger("ragflow_backup.binlog")
@@ -35,9 +36,14 @@ log = logging.getLogger("ragflow_backup.binlog")
 READ_CHUNK = 8 << 20  # bytes read from staging at once (docker mode reads through the API)
 SYNC_SAVE_SECONDS = 10  # an idle archive writes its index (the moment it was last in sync) this often
 BACKOFF = (1, 2, 5, 10, 30, 60)
+LOG_BIN_RECHECK = 600
 MISSING_NAMES_KEPT = 1000
 
 Notify = Callable[[str, str, str], None]  # (key, title, body) of a failure to tell the operator about
+
+
+class LogBinOff(PermanentError):
+    """The server writes no binary log: nothing to archive (checked again every LOG_BIN_RECHECK seconds)."""
 
 
 class SequenceChanged(PermanentError):
@@ -56,11 +62,16 @@ class ArchiverState:
     log_bin_off: bool = False
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
+    def live(self) -> dict[str, Any]:
+        """What only the running agent knows, merged into the archive's summary."""
+        return {"streaming": self.connected, "lag_seconds": self.lag_seconds, "restarts": self.restarts,
+                "last_error": self.last_error, "log_bin_off": self.log_bin_off}
+
 
 def server_identity(source: BinlogSource, sequence_start: str) -> ServerIdentity:
     [(server_id, log_bin, version)] = source.query("SELECT @@server_id, @@log_bin, @@version")
     if log_bin not in ("1", "ON"):
-        raise PermanentError(f"MySQL at {source.where} writes no binary log (log_bin is off): start it with "
+        raise LogBinOff(f"MySQL at {source.where} writes no binary log (log_bin is off): start it with "
                              f"--log-bin (and --binlog-format=ROW), or set binlog.enabled: false")
     if "mariadb" in version.lower():
         [(domain,)] = source.query("SELECT @@gtid_domain_id")
@@ -121,6 +132,10 @@ class Archiver:
                     self.notify("binlog-sequence", "ragflow-backup: the MySQL binary log archive stopped",
                                 self.state.last_error)
                 failures += 1
+                if isinstance(exc, LogBinOff):  # the config's default meets a server without one: not a failure
+                    self.state.log_bin_off = True
+                    stop.wait(LOG_BIN_RECHECK)
+                    continue
             stop.wait(BACKOFF[min(failures, len(BACKOFF) - 1)] if failures else 0.1)
 
     def session(self, source: BinlogSource, stop: threading.Event) -> None:
@@ -136,7 +151,7 @@ class Archiver:
         verify_upto = {first: resumed.size} if resumed is not None and resumed.size else {}
         self.verified, self.seen, self.hashes = {}, set(), {}
         source.start(first)
-        self.state.connected, self.state.last_error = True, ""
+        self.state.connected, self.state.last_error, self.state.log_bin_off = True, "", False
         log.info("binlog archive: streaming from %s (%s) at %s", first, source.tool, source.where)
         last_saved = datetime.now(timezone.utc)
         while not stop.wait(self.settings.binlog.poll_seconds):
@@ -163,7 +178,8 @@ class Archiver:
         names = [name for name, _ in logs]
         last = index.files[-1] if index.files else None
         if last is None:
-            return names[0], identity
+            first = self.first_for_new_archive(names)
+            return first, identity.model_copy(update={"sequence_start": first})
         if not same_server(last.server, identity):
             return self.new_sequence(index, names, identity, f"the server changed (server_id/uuid/GTID domain "
                                                              f"{last.server.server_id} -> {identity.server_id})")
@@ -186,6 +202,21 @@ class Archiver:
             return newer[0], kept
         return self.new_sequence(index, names, identity, f"the server's binary log no longer holds {last.name} and "
                                                          f"starts again at {names[0]} (RESET MASTER?)")
+
+    def first_for_new_archive(self, names: list[str]) -> str:
+        """A new archive starts at the newest point's dump coordinates when the server still has that file (so the
+        point can be replayed from at once), else at the server's newest file: never the whole history."""
+        found = []
+        for point in Storage(self.layout.root).points():
+            try:
+                manifest = point.manifest()
+            except Exception:  # noqa: BLE001 - an unreadable point is no starting place
+                continue
+            record = manifest.components.get("mysql")
+            coordinates = record.details.get("binlog") if record is not None and record.status == "ok" else None
+            if isinstance(coordinates, dict) and coordinates.get("file") in names:
+                found.append((manifest.created_at, str(coordinates["file"])))
+        return max(found)[1] if found else names[-1]
 
     def new_sequence(self, index: ArchiveIndex, names: list[str], identity: ServerIdentity,
                      why: str) -> tuple[str, ServerIdentity]:

@@ -140,7 +140,9 @@ class ArchiveIndex(BaseModel):
         re-checked on disk against this index; ArchiveGap naming the nearest restorable moments otherwise."""
         stop_at = _aware(stop_at)
         name = plain_name(start.file, "binlog file name of the point's coordinates")
-        run = next((run for run in self.runs() if any(entry.name == name for entry in run)), None)
+        runs = self.runs()
+        at = next((i for i, run in enumerate(runs) if any(entry.name == name for entry in run)), None)
+        run = runs[at] if at is not None else None
         if run is None:
             before, after = self._nearest(stop_at)
             raise ArchiveGap(f"the binlog file {name} the point starts from is not in the archive at {folder} "
@@ -158,7 +160,7 @@ class ArchiveIndex(BaseModel):
                 break
         else:
             span = _span_of(run)
-            later = [s for s in self.spans() if span is None or s.start > span.end]
+            later = [found for other in runs[at + 1:] if (found := _span_of(other)) is not None]
             after = later[0].start if later else None
             end = span.end if span else None
             raise ArchiveGap(f"{stop_at.isoformat()} is past what the archive can replay from {name}: it reaches "

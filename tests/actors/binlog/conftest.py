@@ -24,6 +24,15 @@ def binlog_mariadb(tmp_path) -> Iterator[PrivateMariadb]:
     server.kill()
 
 
+@pytest.fixture
+def plain_mariadb(tmp_path) -> Iterator[PrivateMariadb]:
+    """A private MariaDB without a binary log."""
+    server = PrivateMariadb(tmp_path / "plain-mariadb")
+    reach("MariaDB (private mariadbd)", server.start)
+    yield server
+    server.kill()
+
+
 def archive_settings(server: PrivateMariadb, root: Path) -> Settings:
     root.mkdir(exist_ok=True)
     return Settings(storage_root=root, mysql={"host": "127.0.0.1", "port": server.port, "user": "root",
@@ -56,6 +65,7 @@ def archiving(settings: Settings, notes: list | None = None) -> Iterator[Archive
     thread = threading.Thread(target=archiver.run, args=(stop,), daemon=True)
     thread.start()
     try:
+        wait_until(lambda: archiver.state.connected, "the binlog archive to start streaming", 60)
         yield archiver
     finally:
         stop.set()

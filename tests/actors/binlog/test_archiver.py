@@ -2,8 +2,6 @@
 follow rotations, a resume without a gap, and files purged before they were archived shown as a gap."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from actors.binlog.index import load_index
@@ -79,6 +77,6 @@ def test_files_the_server_purged_before_they_were_archived_are_a_gap_notified_on
     assert [key for key, *_ in notes] == [f"binlog-gap:{newest}"]
     older, newer = index.spans()
     with pytest.raises(ArchiveGap) as refused:
-        index.replay_plan(BinlogCoordinates(first.name, 4), newer.start + timedelta(seconds=0), "shop",
+        index.replay_plan(BinlogCoordinates(first.name, 4), newer.end, "shop",
                           settings.layout.binlog_archive)
     assert refused.value.before == older.end and refused.value.after == newer.start
