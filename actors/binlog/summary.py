@@ -2,10 +2,12 @@
 command without the agent sees the same as the agent (which adds its live lag)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from actors.binlog.index import ArchiveIndex, load_index
+from actors.binlog.index import ArchiveIndex, load_index, span_of
 from core.config import Settings
+from core.pitr import Span
 
 
 def archive_summary(settings: Settings, index: ArchiveIndex | None = None) -> dict[str, Any]:
@@ -21,3 +23,18 @@ def archive_summary(settings: Settings, index: ArchiveIndex | None = None) -> di
         "gaps": [{"before": gap.before, "missing": gap.missing[:10], "reason": gap.reason,
                   "detected_at": gap.detected_at.isoformat(timespec="seconds")} for gap in index.gaps],
     }
+
+
+def mysql_spans(index: ArchiveIndex, points: list[tuple[datetime, dict[str, Any]]]) -> list[Span]:
+    """The stretches MySQL can be restored to any second of: from the oldest point whose dump coordinates (a
+    manifest's `binlog`, untrusted) the archive continues, to the end of that run of files; one per run."""
+    spans = []
+    for run in index.runs():
+        span = span_of(run)
+        sizes = {entry.name: entry.size for entry in run}
+        starts = [moment for moment, coordinates in points
+                  if isinstance(coordinates.get("file"), str) and isinstance(coordinates.get("position"), int)
+                  and sizes.get(coordinates["file"], -1) >= coordinates["position"]]
+        if span is not None and starts and min(starts) <= span.end:
+            spans.append(Span(start=min(starts), end=span.end))
+    return spans
