@@ -23,7 +23,9 @@ from typing import Any
 
 from actors.binlog.events import scan
 from actors.binlog.index import ArchivedFile, ArchiveIndex, FileName, RecordedGap, ServerIdentity, load_index, save_index
+from actors.binlog.retention import archive_lock, drop_before, take_request
 from actors.binlog.source import BinlogSource, open_source
+from core import locks
 from core.atomic import fsync_dir
 from core.component import PermanentError
 from core.config import Settings
@@ -120,7 +122,8 @@ class Archiver:
         failures = 0
         while not stop.is_set():
             try:
-                with self.open_source(self.settings) as source:
+                with locks.exclusive(archive_lock(self.layout), "the binlog archive"), \
+                        self.open_source(self.settings) as source:
                     self.session(source, stop)
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - the archive must outlive any one failure
@@ -159,6 +162,9 @@ class Archiver:
             asked = datetime.now(timezone.utc)
             logs = server_logs(source)
             changed |= self.note_sync(index, logs, asked)
+            request = take_request(self.layout)  # retention's, left for us since we hold the index
+            if request is not None:
+                drop_before(self.layout, index, *request)
             if changed or (asked - last_saved).total_seconds() >= SYNC_SAVE_SECONDS:
                 save_index(self.layout, index)
                 last_saved = asked
