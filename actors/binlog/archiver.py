@@ -36,6 +36,7 @@ from core.safe_paths import relative_parts
 log = logging.getLogger("ragflow_backup.binlog")
 
 READ_CHUNK = 8 << 20  # bytes read from staging at once (docker mode reads through the API)
+CHUNKS_PER_POLL = 16  # at most 128 MiB per file per poll: the index is written (and the lag known) meanwhile
 SYNC_SAVE_SECONDS = 10  # an idle archive writes its index (the moment it was last in sync) this often
 BACKOFF = (1, 2, 5, 10, 30, 60)
 LOG_BIN_RECHECK = 600
@@ -264,7 +265,10 @@ class Archiver:
             if name in verify_upto:
                 if not self.compare_overlap(index, source, name, staged[name], verify_upto):
                     continue
-            changed |= self.copy_new(index, source, identity, name, staged[name])
+            for _ in range(CHUNKS_PER_POLL):  # a backlog (a new archive, a restart) catches up within a few polls
+                if not self.copy_new(index, source, identity, name, staged[name]):
+                    break
+                changed = True
             entry = index.file(name)
             later = position + 1 < len(ordered)
             if entry is not None and later and not entry.complete and entry.size == staged[name]:

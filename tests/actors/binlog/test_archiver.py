@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from actors.binlog.index import load_index
+from actors.binlog.retention import prune_archive
 from core.pitr import ArchiveGap, BinlogCoordinates
+from testbed.private_servers import wait_until
 from tests.actors.binlog.conftest import archive_settings, archiving, server_files, sql, wait_caught_up
 
 
@@ -82,3 +84,17 @@ def test_files_the_server_purged_before_they_were_archived_are_a_gap_notified_on
         index.replay_plan(BinlogCoordinates(first.name, 4), newer.end, "shop",
                           settings.layout.binlog_archive)
     assert refused.value.before == older.end and refused.value.after == newer.start
+
+
+def test_a_retention_request_is_carried_out_by_the_running_archiver(binlog_mariadb, tmp_path):
+    settings = archive_settings(binlog_mariadb, tmp_path / "root")
+    with archiving(settings):
+        sql(binlog_mariadb, "FLUSH BINARY LOGS", "FLUSH BINARY LOGS")
+        wait_caught_up(settings, binlog_mariadb)
+        first, second, third = (name for name, _ in server_files(binlog_mariadb))
+        doomed = prune_archive(settings, third, "a test keeps from the third file", dry_run=False)
+        assert [entry.name for entry in doomed] == [first, second]
+        wait_until(lambda: load_index(settings.layout).file(first) is None, "the archiver to carry out the request", 60)
+    assert [entry.name for entry in load_index(settings.layout).files] == [third]
+    assert sorted(p.name for p in settings.layout.binlog_archive.glob("binlog.*")) == [third]
+    assert "binlog-prune" in (settings.layout.logs / "audit.log").read_text()
