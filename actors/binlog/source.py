@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -222,7 +224,13 @@ class DockerSource(BinlogSource):
         env = {"MYSQL_PWD": self.password} if secret else None
         exec_id = self.api.exec_create(self.container.id, cmd, environment=env, stdout=True, stderr=True)["Id"]
         out, err = self.api.exec_start(exec_id, demux=True)
-        code = self.api.exec_inspect(exec_id).get("ExitCode")
+        code = None
+        for _ in range(100):  # the output can end a moment before the daemon notes the exit
+            state = self.api.exec_inspect(exec_id)
+            if not state.get("Running"):
+                code = state.get("ExitCode")
+                break
+            time.sleep(0.05)
         return (code if code is not None else -1), out or b"", err or b""
 
     def _find(self, wanted: str | None) -> tuple[str, str]:
@@ -242,9 +250,9 @@ class DockerSource(BinlogSource):
     def start(self, first_file: str) -> None:
         self.stop()
         self._run(["sh", "-c", f"rm -rf {self.staging} && mkdir -m 700 {self.staging}"])
-        args = " ".join(f"'{a}'" for a in [self.tool, f"--user={self.user}",
-                                           *stream_args(self.tool_version, self.settings, first_file,
-                                                        f"{self.staging}/data/")])
+        args = " ".join(shlex.quote(a) for a in [self.tool, f"--user={self.user}",
+                                                 *stream_args(self.tool_version, self.settings, first_file,
+                                                              f"{self.staging}/data/")])
         script = (f"mkdir -m 700 {self.staging}/data && echo $$ > {self.staging}/pid && "
                   f"exec {args} 2> {self.staging}/stderr")
         exec_id = self.api.exec_create(self.container.id, ["sh", "-c", script],
@@ -276,8 +284,8 @@ class DockerSource(BinlogSource):
     def read(self, name: str, offset: int, length: int) -> bytes:
         if not LISTING.match(f"{name} 0"):
             raise ValueError(f"unexpected staged name {name!r}")
-        code, out, err = self._run(["sh", "-c", f"tail -c +{offset + 1} '{self.staging}/data/{name}' | "
-                                                f"head -c {length}"])
+        path = shlex.quote(f"{self.staging}/data/{name}")
+        code, out, err = self._run(["sh", "-c", f"tail -c +{offset + 1} {path} | head -c {length}"])
         if code != 0:
             raise OSError(f"reading {name} in {self.where} failed: {err.decode('utf-8', 'replace')[:300]}")
         return out
