@@ -98,3 +98,15 @@ def test_a_retention_request_is_carried_out_by_the_running_archiver(binlog_maria
     assert [entry.name for entry in load_index(settings.layout).files] == [third]
     assert sorted(p.name for p in settings.layout.binlog_archive.glob("binlog.*")) == [third]
     assert "binlog-prune" in (settings.layout.logs / "audit.log").read_text()
+
+
+def test_a_user_with_only_the_replication_grants_can_keep_the_archive(binlog_mariadb, tmp_path):
+    sql(binlog_mariadb, "CREATE USER 'replica'@'127.0.0.1' IDENTIFIED BY 'replica-pw'",
+        "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'replica'@'127.0.0.1'")
+    settings = archive_settings(binlog_mariadb, tmp_path / "root")
+    settings.mysql.user, settings.mysql.password = "replica", "replica-pw"
+    with archiving(settings) as archiver:
+        sql(binlog_mariadb, "CREATE DATABASE shop", "FLUSH BINARY LOGS")
+        wait_caught_up(settings, binlog_mariadb)
+        assert archiver.state.last_error == ""
+    assert [entry.name for entry in load_index(settings.layout).files] == [n for n, _ in server_files(binlog_mariadb)]
