@@ -55,7 +55,10 @@ def server_checks(source: BinlogSource, user: str) -> list[Check]:
 
 
 def expiry_check(source: BinlogSource, mariadb: bool) -> Check:
-    [(seconds,)] = source.query("SELECT @@binlog_expire_logs_seconds")
+    try:
+        [(seconds,)] = source.query("SELECT @@binlog_expire_logs_seconds")
+    except Exception:  # noqa: BLE001 - MariaDB before 10.6 knows expire_logs_days only
+        seconds = "0"
     expiry = float(seconds or 0)
     if not expiry and mariadb:
         [(days,)] = source.query("SELECT @@expire_logs_days")
