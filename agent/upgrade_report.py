@@ -14,6 +14,7 @@ from typing import Any
 from actors.config.restore import ConfigRestoreResult
 from actors.minio.plan import MinioRestoreResult
 from actors.mysql.restore import MySQLRestoreResult
+from actors.redis.exact import RestoredKeys
 from actors.search.restore import SearchRestoreResult
 from core.manifest import Manifest, SchemaShape
 
@@ -54,6 +55,7 @@ def result_rows(manifest: Manifest, results: dict[str, Any], ragflow_dir: Path |
     """Each restored component's own recount against the manifest, `.env`'s bytes, and the schema's stamp."""
     rows: list[CheckRow] = []
     for name, result in results.items():
+        rows += removals(name, result)
         if isinstance(result, MySQLRestoreResult):
             rows.append(_counted(name, "rows", "tables", result.expected, result.found))
         elif isinstance(result, SearchRestoreResult):
@@ -82,6 +84,24 @@ def result_rows(manifest: Manifest, results: dict[str, Any], ragflow_dir: Path |
         rows.append(CheckRow("mysql", "schema stamp", f"#{taken.fingerprint} ({taken.tables} tables)", found,
                              schema_now is not None and schema_now.fingerprint == taken.fingerprint))
     return rows
+
+
+def removals(component: str, result: Any) -> list[CheckRow]:
+    """What an exact restore removed because the point does not have it ("removed 3 keys created after the point"),
+    and what it left (created after the safety point, or not RAGFlow's by name). A row only where there was any."""
+    removed, left, one, many = 0, 0, "", ""
+    if isinstance(result, SearchRestoreResult):
+        removed, left, one, many = len(result.removed), len(result.left), "index", "indices"
+    elif isinstance(result, MinioRestoreResult):
+        removed, left, one, many = len(result.removed_buckets), len(result.left_buckets), "bucket", "buckets"
+    elif isinstance(result, RestoredKeys):
+        removed, left, one, many = result.removed, result.left, "key", "keys"
+    if not removed and not left:
+        return []
+    found = f"removed {removed} {one if removed == 1 else many} created after the point"
+    if left:
+        found += f"; left {left} (created after the safety point, or not RAGFlow's)"
+    return [CheckRow(component, f"{many} not in the point", "none left", found, not left)]
 
 
 def services_to_recreate(before: dict[str, str], after: dict[str, str], written: list[str]) -> list[str]:
