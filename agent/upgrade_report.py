@@ -1,5 +1,6 @@
 """What `upgrade rollback` says afterwards: the result checked against the point's manifest, one row per thing
-checked, and the RAGFlow containers to recreate for the files the rollback put back.
+checked, and the RAGFlow containers to recreate for the files the rollback put back; and the points `upgrade
+prepare` took (for `upgrade status`, `rollback` and the status page).
 
 The manifest is read back from the storage root (untrusted): its numbers are compared, never executed; the
 names it holds are printed escaped by the caller.
@@ -8,17 +9,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from actors.actions.retention import pin_of
 from actors.config.restore import ConfigRestoreResult
 from actors.minio.plan import MinioRestoreResult
 from actors.mysql.restore import MySQLRestoreResult
 from actors.redis.exact import RestoredKeys
 from actors.search.restore import SearchRestoreResult
 from core.manifest import Manifest, SchemaShape
+from core.points import Point, Storage
 
 ENV = ".env"
+PREFIX = "pre-upgrade-"  # the pin `upgrade prepare` gives its point
 # RAGFlow's docker/.env keys → the compose services (docker/docker-compose-base.yml, docker-compose.yml) that read
 # them; a key of no listed prefix is read by the app container.
 SERVICE_OF_PREFIX = (("MYSQL_", "mysql"), ("EXPOSE_MYSQL_PORT", "mysql"), ("MINIO_", "minio"), ("REDIS_", "redis"),
@@ -120,3 +125,19 @@ def services_to_recreate(before: dict[str, str], after: dict[str, str], written:
     if written and app not in services and any(path != ENV for path in written):
         services.append(app)  # service_conf.yaml.template, nginx/ ...: read by the app container
     return services
+
+
+def prepared_points(storage: Storage) -> list[tuple[datetime, Point, str]]:
+    """(created_at, point, pin) of every complete point pinned by `upgrade prepare`, newest first."""
+    found = []
+    for point in storage.points():
+        pin = pin_of(point)
+        if not pin or not pin.startswith(PREFIX):
+            continue
+        try:
+            manifest = point.manifest()
+        except Exception:  # noqa: BLE001 - unusable manifests are `list`'s and `verify`'s to report
+            continue
+        if manifest.status == "complete":
+            found.append((manifest.created_at, point, pin))
+    return sorted(found, key=lambda item: item[0], reverse=True)

@@ -32,7 +32,7 @@ from actors.minio.mirror import reconcile
 from agent.commands.backup import backup_here
 from agent.commands.common import console, fail, state, styled
 from agent.health import collect
-from agent.upgrade_report import env_sha256, result_rows, services_to_recreate
+from agent.upgrade_report import PREFIX, env_sha256, prepared_points, result_rows, services_to_recreate
 from core import queues, ragflow_version
 from core.component import PermanentError
 from core.mirror_status import record_reconcile
@@ -40,7 +40,6 @@ from core.points import Point, Storage
 
 upgrade_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Upgrade RAGFlow with a way back: `prepare` before, `rollback` if it went wrong.")
-PREFIX = "pre-upgrade-"
 
 
 def health_problems(settings, storage: Storage) -> list[str]:
@@ -63,22 +62,6 @@ def health_problems(settings, storage: Storage) -> list[str]:
             problems.append(f"{item.component}: the newest backup failed ({item.last_failure}); "
                             "fix it first (`ragflow-backup doctor`)")
     return problems
-
-
-def prepared_points(storage: Storage) -> list[tuple[datetime, Point, str]]:
-    """(created_at, point, pin) of every complete point pinned by `upgrade prepare`, newest first."""
-    found = []
-    for point in storage.points():
-        pin = pin_of(point)
-        if not pin or not pin.startswith(PREFIX):
-            continue
-        try:
-            manifest = point.manifest()
-        except Exception:  # noqa: BLE001 - unusable manifests are `list`'s and `verify`'s to report
-            continue
-        if manifest.status == "complete":
-            found.append((manifest.created_at, point, pin))
-    return sorted(found, key=lambda item: item[0], reverse=True)
 
 
 def _way_back(point: Point) -> str:
