@@ -8,13 +8,15 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actors.actions.offsite import Restic
+from actors.actions.offsite import Restic, copy_point, forget
+from actors.actions.runs import run_component
 from actors.minio.mirror import reconcile
 from agent.cli import app
 from core import audit, clients
@@ -375,11 +377,6 @@ def test_a_stale_lock_from_a_killed_restic_does_not_block_later_jobs_but_a_live_
 def test_a_pinned_point_is_tagged_offsite_and_offsite_retention_keeps_it(tmp_path, config_only):
     """Ten daily points copied; one pinned before its copy, one pinned after (`pin` re-tags it), one pinned and
     unpinned after; keep 3 daily leaves the newest three and the two pinned."""
-    from datetime import datetime, timedelta, timezone
-
-    from actors.actions.offsite import copy_point, forget
-    from actors.actions.runs import run_component
-
     config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
     raw = yaml.safe_load(config.read_text())
     raw["offsite"]["retention"] = {"daily": 3, "weekly": 0, "monthly": 0}
@@ -407,11 +404,6 @@ def test_a_pinned_point_is_tagged_offsite_and_offsite_retention_keeps_it(tmp_pat
 
 
 def test_a_point_pinned_while_the_repository_is_away_is_tagged_before_offsite_retention_runs(tmp_path, config_only):
-    from datetime import datetime, timedelta, timezone
-
-    from actors.actions.offsite import copy_point, forget
-    from actors.actions.runs import run_component
-
     repository = tmp_path / "usb" / "ragflow"
     config = folder_config(tmp_path, config_only, repository, password_file(tmp_path))
     raw = yaml.safe_load(config.read_text())
