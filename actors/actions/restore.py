@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -276,12 +276,15 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
                          "components": plan.components, "exact": plan.exact, **ident})
     touched: list[str] = []
     results: dict[str, Any] = {}
+    readable = ExitStack()  # an exact restore reads what the safety point holds: decrypted when encrypted
     try:
+        held = readable.enter_context(decrypted(settings, safety, identity)) if plan.exact and safety else safety
         for name in plan.components:
             touched.append(name)
             log.info("restoring %s", name)
-            results[name] = restore_component(settings, plan, name, kb=plan.kb, held_by=safety)
+            results[name] = restore_component(settings, plan, name, kb=plan.kb, held_by=held)
     except Exception as exc:  # noqa: BLE001 - any failure is rolled back, then reported
+        readable.close()
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
         try:
@@ -293,6 +296,7 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
                                 f"the safety point {safety.ref if safety else '-'} still holds the data before") from exc
         raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
                             f"(safety point {safety.ref if safety else '-'})") from exc
+    readable.close()
     seconds = time.monotonic() - started
     audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
     return {"results": results, "seconds": seconds, "safety": safety}
@@ -307,13 +311,14 @@ def rollback(settings: Settings, safety: Point | None, began_at: datetime, compo
     holds (what the restore brought in), so the state before the restore comes back whole."""
 
     audit(settings, "rollback", "started", safety=safety.ref if safety else None, components=components, kb=kb)
-    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain:
+    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain, \
+            decrypted(settings, held_by, identity) if held_by else nullcontext(None) as held:
         plan = Plan(plain, began_at, components, kb, exact=held_by is not None)
         saved = set(plain.manifest().components) if plain else set()
         for name in reversed(components):
             if COMPONENTS[name].in_points and name not in saved:
                 continue  # nothing of it existed before the restore: nothing to put back
-            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={}, held_by=held_by)
+            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={}, held_by=held)
     audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)
 
 
