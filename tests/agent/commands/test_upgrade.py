@@ -19,7 +19,7 @@ import yaml
 from actors.search.backup import RepositoryMissing, SnapshotRepo
 from core import clients, queues
 from core.config import load_settings
-from core.points import Storage
+from core.points import SAFETY, Storage
 from testbed import settings as tb
 from testbed.leases import leased_redis_db
 from testbed.leases import redis_url as leased_url
@@ -254,3 +254,27 @@ def test_on_a_terminal_rollback_asks_first_and_a_no_changes_nothing(docker_folde
     assert code == 0, said
     assert env.read_bytes() == prepared
     assert "settings changed for: ragflow-cpu" in said and "up -d" in said
+
+
+@pytest.mark.fault("`upgrade rollback` while MinIO cannot be listed (the mirror cannot be brought up to date first)",
+                   "refused before anything is changed, exit 1, saying the objects written since the point would be "
+                   "lost; MySQL, search, Redis and .env stay as they are")
+def test_a_rollback_whose_mirror_cannot_be_brought_up_to_date_changes_nothing(installation, private_minio):
+    settings = load_settings(installation.config)
+    minio = private_minio.client()
+    assert cli(installation.config, "upgrade", "prepare").returncode == 0
+    upgrade_the_way_ragflow_does(settings, installation, minio)
+    upgraded = state_of(settings, installation, minio)
+
+    private_minio.kill()
+    try:
+        refused = cli(installation.config, "upgrade", "rollback", "--yes")
+    finally:
+        private_minio.start()
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "could not be brought up to date" in said and "nothing was changed" in said and "Traceback" not in said
+    assert state_of(settings, installation, minio) == upgraded
+    safety = settings.layout.folder(SAFETY)
+    assert not safety.exists() or not any(safety.iterdir())  # not even the safety point was taken
