@@ -278,3 +278,30 @@ def test_a_rollback_whose_mirror_cannot_be_brought_up_to_date_changes_nothing(in
     assert state_of(settings, installation, minio) == upgraded
     safety = settings.layout.folder(SAFETY)
     assert not safety.exists() or not any(safety.iterdir())  # not even the safety point was taken
+
+
+def test_restore_exact_removes_the_keys_the_point_lacks_and_its_rollback_brings_them_back(tmp_path, testbed_env,
+                                                                                         redis_db):
+    folder = tmp_path / "ragflow" / "docker"
+    folder.mkdir(parents=True)
+    (folder / ".env").write_text("RAGFLOW_IMAGE=infiniflow/ragflow:v0.27.0\n")
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(folder),
+        "mysql": {"enabled": False}, "minio": {"enabled": False}, "search": {"enabled": False},
+        "redis": {"enabled": True, "host": testbed_env["REDIS_HOST"], "port": int(testbed_env["REDIS_PORT"]),
+                  "password": testbed_env["REDIS_PASSWORD"], "db": redis_db}})
+    client = clients.redis_client(load_settings(config).redis)
+    client.set("ragflow:system:secret_key", "kept")
+    assert cli(config, "backup", "--local").returncode == 0
+    client.set("ragflow:made-after-the-point", "goes")
+
+    plain = wide_cli(config, "restore", "-C", "redis", "--yes")
+    assert plain.returncode == 0 and client.get("ragflow:made-after-the-point") == b"goes"
+    exact = wide_cli(config, "restore", "-C", "redis", "--exact", "--yes")
+
+    assert exact.returncode == 0, exact.stdout + exact.stderr
+    assert "removed 1 key created after the point" in exact.stdout
+    assert sorted(client.scan_iter()) == [b"ragflow:system:secret_key"]
+    back = cli(config, "restore", "--rollback", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert client.get("ragflow:made-after-the-point") == b"goes"
