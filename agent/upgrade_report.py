@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +141,14 @@ def prepared_points(storage: Storage) -> list[tuple[datetime, Point, str]]:
         if manifest.status == "complete":
             found.append((manifest.created_at, point, pin))
     return sorted(found, key=lambda item: item[0], reverse=True)
+
+
+def prepared_line(storage: Storage) -> str | None:
+    """'upgrade prepared <time> (<pin>): way back = ragflow-backup upgrade rollback --point <ref>' for the newest
+    prepared point, or None (`status` and the status page show it; the caller masks and escapes it)."""
+    prepared = prepared_points(storage)
+    if not prepared:
+        return None
+    created, point, pin = prepared[0]
+    return (f"upgrade prepared {created.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({pin}): way back = "
+            f"ragflow-backup upgrade rollback --point {point.ref}")

@@ -19,7 +19,7 @@ from actors.components import enabled_components
 from agent.console import charts
 from agent.console.history import HistoryStore, Run, Sample
 from agent.health import HealthReport
-from agent.upgrade_report import prepared_points
+from agent.upgrade_report import prepared_line
 from core.audit import audit_path
 from core.config import Settings
 from core.points import Storage
@@ -169,11 +169,8 @@ def _points(page: Page, storage: Storage) -> None:
 
 def _upgrade(page: Page, storage: Storage) -> None:
     """The newest point `upgrade prepare` took (pinned pre-upgrade-...), with the command that goes back to it."""
-    prepared = prepared_points(storage)
-    if prepared:
-        created, point, pin = prepared[0]
-        page.upgrade = (f"upgrade prepared {when(created)} ({text(pin, 120)}): way back = ragflow-backup upgrade "
-                        f"rollback --point {text(point.ref, 120)}")
+    line = prepared_line(storage)
+    page.upgrade = text(line, 400) if line else None
 
 
 def _mirror(page: Page, settings: Settings, report: HealthReport) -> None:

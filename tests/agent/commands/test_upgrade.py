@@ -241,6 +241,8 @@ def test_on_a_terminal_rollback_asks_first_and_a_no_changes_nothing(docker_folde
     assert cli(config, "upgrade", "prepare").returncode == 0
     shown = cli(config, "upgrade", "status")
     assert "pre-upgrade-v0.27.0-" in shown.stdout and "upgrade rollback --point daily/" in shown.stdout
+    in_status = cli(config, "status").stdout
+    assert "upgrade prepared " in in_status and "way back = ragflow-backup upgrade rollback --point daily/" in in_status
     prepared = env.read_bytes()
     env.write_text(f"RAGFLOW_IMAGE={NEW_IMAGE}\nDEVICE=cpu\n")
     upgraded = env.read_bytes()
