@@ -13,6 +13,7 @@ from actors.postgres.restore import PostgresRestoreResult
 from actors.search.restore import KBRestoreResult as SearchKBResult
 from actors.search.restore import SearchRestoreResult
 from agent.commands.common import human_bytes
+from agent.upgrade_report import removals
 
 
 def _plural(count: int, word: str, many: str | None = None) -> str:
@@ -90,11 +91,12 @@ WORDS = [(ConfigRestoreResult, _config), (MySQLRestoreResult, _mysql), (MySQLKBR
 def in_words(component: str, result: Any) -> str:
     """What a component's restore did, e.g. 'database rag_flow: 1234 rows in 20 tables, as many rows as the
     backup counted'."""
+    exact = "".join(f"; {row.found}" for row in removals(component, result))  # restore --exact's removals
     for kind, words in WORDS:
         if isinstance(result, kind):
-            return words(result)
+            return words(result) + exact
     if isinstance(result, str):  # a component that says it in words (the binlog archive)
         return result
     if component == "redis" and isinstance(result, int):
-        return f"{_plural(result, 'key')} restored with their TTLs"
+        return f"{_plural(result, 'key')} restored with their TTLs" + exact
     return type(result).__name__  # an unknown result: its kind, never a dump of its fields

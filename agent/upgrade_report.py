@@ -1,5 +1,6 @@
 """What `upgrade rollback` says afterwards: the result checked against the point's manifest, one row per thing
-checked, and the RAGFlow containers to recreate for the files the rollback put back.
+checked, and the RAGFlow containers to recreate for the files the rollback put back; and the points `upgrade
+prepare` took (for `upgrade status`, `rollback` and the status page).
 
 The manifest is read back from the storage root (untrusted): its numbers are compared, never executed; the
 names it holds are printed escaped by the caller.
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.retention import pin_of
 from actors.config.restore import ConfigRestoreResult
 from actors.minio.plan import MinioRestoreResult
 from actors.mysql.restore import MySQLRestoreResult
+from actors.redis.exact import RestoredKeys
 from actors.search.restore import SearchRestoreResult
 from core.manifest import Manifest, SchemaShape
+from core.points import Point, Storage
 
 ENV = ".env"
+PREFIX = "pre-upgrade-"  # the pin `upgrade prepare` gives its point
 # RAGFlow's docker/.env keys → the compose services (docker/docker-compose-base.yml, docker-compose.yml) that read
 # them; a key of no listed prefix is read by the app container.
 SERVICE_OF_PREFIX = (("MYSQL_", "mysql"), ("EXPOSE_MYSQL_PORT", "mysql"), ("MINIO_", "minio"), ("REDIS_", "redis"),
@@ -54,6 +60,7 @@ def result_rows(manifest: Manifest, results: dict[str, Any], ragflow_dir: Path |
     """Each restored component's own recount against the manifest, `.env`'s bytes, and the schema's stamp."""
     rows: list[CheckRow] = []
     for name, result in results.items():
+        rows += removals(name, result)
         if isinstance(result, MySQLRestoreResult):
             rows.append(_counted(name, "rows", "tables", result.expected, result.found))
         elif isinstance(result, SearchRestoreResult):
@@ -84,6 +91,24 @@ def result_rows(manifest: Manifest, results: dict[str, Any], ragflow_dir: Path |
     return rows
 
 
+def removals(component: str, result: Any) -> list[CheckRow]:
+    """What an exact restore removed because the point does not have it ("removed 3 keys created after the point"),
+    and what it left (created after the safety point, or not RAGFlow's by name). A row only where there was any."""
+    removed, left, one, many = 0, 0, "", ""
+    if isinstance(result, SearchRestoreResult):
+        removed, left, one, many = len(result.removed), len(result.left), "index", "indices"
+    elif isinstance(result, MinioRestoreResult):
+        removed, left, one, many = len(result.removed_buckets), len(result.left_buckets), "bucket", "buckets"
+    elif isinstance(result, RestoredKeys):
+        removed, left, one, many = result.removed, result.left, "key", "keys"
+    if not removed and not left:
+        return []
+    found = f"removed {removed} {one if removed == 1 else many} created after the point"
+    if left:
+        found += f"; left {left} (created after the safety point, or not RAGFlow's)"
+    return [CheckRow(component, f"{many} not in the point", "none left", found, not left)]
+
+
 def services_to_recreate(before: dict[str, str], after: dict[str, str], written: list[str]) -> list[str]:
     """The compose services whose settings the rollback changed: by the `.env` keys that differ, and every service
     when a compose file was put back. Empty: nothing to recreate."""
@@ -100,3 +125,30 @@ def services_to_recreate(before: dict[str, str], after: dict[str, str], written:
     if written and app not in services and any(path != ENV for path in written):
         services.append(app)  # service_conf.yaml.template, nginx/ ...: read by the app container
     return services
+
+
+def prepared_points(storage: Storage) -> list[tuple[datetime, Point, str]]:
+    """(created_at, point, pin) of every complete point pinned by `upgrade prepare`, newest first."""
+    found = []
+    for point in storage.points():
+        pin = pin_of(point)
+        if not pin or not pin.startswith(PREFIX):
+            continue
+        try:
+            manifest = point.manifest()
+        except Exception:  # noqa: BLE001 - unusable manifests are `list`'s and `verify`'s to report
+            continue
+        if manifest.status == "complete":
+            found.append((manifest.created_at, point, pin))
+    return sorted(found, key=lambda item: item[0], reverse=True)
+
+
+def prepared_line(storage: Storage) -> str | None:
+    """'upgrade prepared <time> (<pin>): way back = ragflow-backup upgrade rollback --point <ref>' for the newest
+    prepared point, or None (`status` and the status page show it; the caller masks and escapes it)."""
+    prepared = prepared_points(storage)
+    if not prepared:
+        return None
+    created, point, pin = prepared[0]
+    return (f"upgrade prepared {created.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({pin}): way back = "
+            f"ragflow-backup upgrade rollback --point {point.ref}")

@@ -26,7 +26,10 @@ class RestoreRequest:
 
     `target` is where to, when not in place: a database (mysql), an index prefix (search), a bucket
     prefix (minio), a folder (config). `at` is the moment to go back to (minio's mirror). `replay` is the
-    archived binlog a MySQL restore applies after loading the point, to reach `at` (core/pitr.py)."""
+    archived binlog a MySQL restore applies after loading the point, to reach `at` (core/pitr.py).
+
+    `exact` (a whole-state restore, `upgrade rollback`, `restore --exact`): also remove what the point does not
+    have, within what RAGFlow owns, and only what `held_by` (the safety point taken first) holds."""
     point: Point | None = None
     record: ComponentRecord | None = None
     kb: str | None = None
@@ -34,6 +37,8 @@ class RestoreRequest:
     at: datetime | None = None
     log: logging.Logger | None = None
     replay: ReplayPlan | None = None
+    exact: bool = False
+    held_by: Point | None = None
 
 
 class Component(Protocol):

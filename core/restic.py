@@ -213,10 +213,19 @@ class Restic:
         summary = [json.loads(line) for line in out.splitlines() if '"summary"' in line]
         return summary[-1].get("snapshot_id", "") if summary else ""
 
-    def forget(self, kind: str, daily: int, weekly: int, monthly: int) -> str:
+    def forget(self, kind: str, daily: int, weekly: int, monthly: int, keep_tags: tuple[str, ...] = ()) -> str:
+        """Apply the policy to one kind of snapshot; a snapshot carrying any of `keep_tags` is kept whatever its age."""
         self.clear_stale_locks()
+        keep = [arg for tag in keep_tags for arg in ("--keep-tag", tag)]
         return self.run("forget", "--tag", f"kind={kind}", "--group-by", "host", "--keep-daily", str(daily),
-                        "--keep-weekly", str(weekly), "--keep-monthly", str(monthly), "--prune")
+                        "--keep-weekly", str(weekly), "--keep-monthly", str(monthly), *keep, "--prune")
+
+    def retag(self, snapshot: Snapshot, add: list[str], remove: list[str]) -> None:
+        """Add and remove tags of a snapshot (restic rewrites it under a new id; its data stays)."""
+        args = [arg for tag in remove for arg in ("--remove", tag)] + [arg for tag in add for arg in ("--add", tag)]
+        if args:
+            self.clear_stale_locks()
+            self.run("tag", *args, snapshot.id)
 
     def restore(self, snapshot: Snapshot, target: Path) -> Path:
         """Restore a snapshot into `target`; return the folder its backed-up path became there

@@ -4,6 +4,7 @@
 What goes there, each as restic snapshots tagged so they can be found without the local storage:
 
     kind=point        a complete daily point folder     tags point=daily/2026-11-24, tier=daily, component=mysql, ...
+                      a pinned point also pin=<name> and pinned=true: offsite retention keeps it (--keep-tag)
     kind=mirror       the MinIO mirror (objects, versions, a consistent copy of its index)
     kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
     kind=binlog       MySQL's binlog archive (a frozen view: the files its index lists, and the index)
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.actions.restore import newest_complete
+from actors.actions.retention import UNREADABLE_PIN, pin_of
 from actors.binlog.frozen import freeze
 from actors.binlog.index import load_index
 from core import audit, locks
@@ -107,16 +109,68 @@ def copy_point(settings: Settings, point: Point) -> str | None:
             serialised(settings):
         restic = Restic(settings)
         restic.init()
-        if any(s.point == point.ref for s in restic.snapshots("point")):
+        there = [s for s in restic.snapshots("point") if s.point == point.ref]
+        if there:
             log.info("%s is already in the offsite repository", point.ref)
             extra["snapshot"] = "already there"
+            for snap in there:  # pinned or unpinned since it was copied
+                _retag(restic, snap, point)
             return None
         tags = {"kind": "point", "point": point.ref, "tier": point.tier, "component": sorted(manifest.components),
-                "point_id": manifest.point_id}
+                "point_id": manifest.point_id, **pin_tags(point)}
         snapshot = restic.backup(point.folder, tags, when=manifest.created_at)
         extra["snapshot"] = snapshot
     log.info("%s copied offsite as snapshot %s", point.ref, snapshot[:8])
     return snapshot
+
+
+PINNED = "pinned=true"  # the tag offsite retention keeps (`restic forget --keep-tag`)
+
+
+def pin_tags(point: Point) -> dict[str, str]:
+    """The tags of a pinned point's snapshot: its pin's name and the tag retention keeps; {} when not pinned.
+    A pin file that cannot be read still pins (as locally, actors/actions/retention.py); a pin's name never holds
+    a comma (core/points.py's PIN_NAME), which restic would split a tag at."""
+    name = pin_of(point)
+    if name is None:
+        return {}
+    return {"pin": "unreadable" if name.startswith(UNREADABLE_PIN) else name, "pinned": "true"}
+
+
+def _retag(restic: Restic, snap: Snapshot, point: Point) -> bool:
+    """Make a point's snapshot carry the point's pin now (pinned or unpinned after the copy); True if re-tagged."""
+    want = {f"{key}={value}" for key, value in pin_tags(point).items()}
+    have = {f"{key}={value}" for key in ("pin", "pinned") for value in snap.tags.get(key, [])}
+    if want == have:
+        return False
+    restic.retag(snap, sorted(want - have), sorted(have - want))
+    log.info("offsite snapshot %s of %s re-tagged: %s", snap.id[:8], point.ref,
+             f"pinned as {pin_of(point)}" if want else "no longer pinned")
+    return True
+
+
+def sync_pins(settings: Settings, restic: Restic, refs: list[str] | None = None) -> int:
+    """Re-tag the snapshots of the points here whose pin changed since they were copied (all, or `refs`); the
+    number re-tagged. A point no longer here keeps its tags (retention deletes a point only once it is unpinned,
+    and its snapshot is re-tagged at that `unpin` or at the next offsite job while the point still exists)."""
+    storage = Storage(settings.storage_root)
+    changed = 0
+    for snap in restic.snapshots("point"):
+        if not snap.point or (refs is not None and snap.point not in refs):
+            continue
+        try:
+            point = storage.point(snap.point)  # the tag is read back from the repository: checked like any name
+        except (LookupError, UnsafePath):
+            continue
+        if point.folder.is_dir():
+            changed += _retag(restic, snap, point)
+    return changed
+
+
+def retag_point(settings: Settings, point: Point) -> None:
+    """After `pin` / `unpin`: re-tag the point's offsite snapshot, if it was copied."""
+    with audited(settings, "offsite-tag", point.ref, repository=settings.offsite.repository), serialised(settings):
+        sync_pins(settings, Restic(settings), [point.ref])
 
 
 def copy_mirror(settings: Settings) -> list[str]:
@@ -193,7 +247,8 @@ def _link_tree(source: Path, target: Path) -> None:
 
 
 def forget(settings: Settings) -> dict[str, str]:
-    """Apply the offsite policy (defaults: the local one) to each kind of snapshot, and prune."""
+    """Apply the offsite policy (defaults: the local one) to each kind of snapshot, and prune; pinned points'
+    snapshots are kept whatever their age."""
     policy = settings.offsite.retention
     local = settings.retention
     daily, weekly, monthly = (policy.daily or local.daily, local.weekly if policy.weekly is None else policy.weekly,
@@ -201,7 +256,8 @@ def forget(settings: Settings) -> dict[str, str]:
     with audited(settings, "offsite-forget", settings.offsite.repository, keep=[daily, weekly, monthly]), \
             serialised(settings):
         restic = Restic(settings)
-        return {kind: restic.forget(kind, daily, weekly, monthly) for kind in KINDS}
+        sync_pins(settings, restic)  # a point pinned or unpinned since its copy: tagged as it is now, first
+        return {kind: restic.forget(kind, daily, weekly, monthly, keep_tags=(PINNED,)) for kind in KINDS}
 
 
 def check(settings: Settings, read_data: bool = False) -> str:

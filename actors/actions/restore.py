@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +49,9 @@ class Plan:
     kb: str | None = None
     # Scratch targets (drills): {"mysql": database, "search": index prefix, "minio": bucket prefix, "config": dir}
     targets: dict[str, Any] = field(default_factory=dict)
+    # Whole state (`upgrade rollback`, `restore --exact`): also remove what the point does not have (Redis keys,
+    # RAGFlow's indices and buckets), only what the safety point holds (core/face.py's RestoreRequest).
+    exact: bool = False
 
     def lines(self) -> list[str]:
         point = self.point.ref if self.point else "none (objects only)"
@@ -63,6 +66,9 @@ class Plan:
                     out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
                                f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
         out.append("before anything is replaced, a safety point of the same components is taken")
+        if self.exact:
+            out.append("exact: Redis keys, RAGFlow's indices and buckets the point does not have are removed "
+                       "(the safety point keeps them)")
         return out
 
 
@@ -165,7 +171,8 @@ def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
 
 
 def restore_component(settings: Settings, plan: Plan, name: str, point: Point | None = None, at: datetime | None = None,
-                      kb: str | None = None, targets: dict[str, Any] | None = None) -> Any:
+                      kb: str | None = None, targets: dict[str, Any] | None = None,
+                      held_by: Point | None = None) -> Any:
     """Restore one component from `point` (or the plan's); return the component's own result."""
     point = point or plan.point
     at = at or plan.at
@@ -174,7 +181,8 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
         raise PermanentError(f"unknown component {name!r}")
     record = point.manifest().components.get(name) if point is not None and COMPONENTS[name].in_points else None
     return COMPONENTS[name].restore(settings, RestoreRequest(point=point, record=record, kb=kb, target=targets.get(name),
-                                                             at=at, log=log))
+                                                             at=at, log=log, exact=plan.exact and not kb,
+                                                             held_by=held_by))
 
 
 # ---------------------------------------------------------------- safety, audit, rollback
@@ -265,43 +273,52 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
     audit(settings, "restore", "started", **ident)
     safety = take_safety_point(settings, plan.components)
     _remember(settings, {"safety": safety.ref if safety else None, "began_at": began_at.isoformat(),
-                         "components": plan.components, **ident})
+                         "components": plan.components, "exact": plan.exact, **ident})
     touched: list[str] = []
     results: dict[str, Any] = {}
+    readable = ExitStack()  # an exact restore reads what the safety point holds: decrypted when encrypted
     try:
+        held = readable.enter_context(decrypted(settings, safety, identity)) if plan.exact and safety else safety
         for name in plan.components:
             touched.append(name)
             log.info("restoring %s", name)
-            results[name] = restore_component(settings, plan, name, kb=plan.kb)
+            results[name] = restore_component(settings, plan, name, kb=plan.kb, held_by=held)
     except Exception as exc:  # noqa: BLE001 - any failure is rolled back, then reported
+        readable.close()
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
         try:
-            rollback(settings, safety, began_at, touched, plan.kb, identity=identity)
+            rollback(settings, safety, began_at, touched, plan.kb, identity=identity,
+                     held_by=plan.point if plan.exact else None)
         except Exception as again:  # noqa: BLE001
             audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)
             raise RestoreFailed(f"restore failed ({failure}) AND its rollback failed ({describe(again)}); "
                                 f"the safety point {safety.ref if safety else '-'} still holds the data before") from exc
         raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
                             f"(safety point {safety.ref if safety else '-'})") from exc
+    readable.close()
     seconds = time.monotonic() - started
     audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
     return {"results": results, "seconds": seconds, "safety": safety}
 
 
 def rollback(settings: Settings, safety: Point | None, began_at: datetime, components: list[str],
-             kb: str | None = None, identity: Path | None = None) -> None:
+             kb: str | None = None, identity: Path | None = None, held_by: Point | None = None) -> None:
     """Put back what a restore replaced: points' components from the safety point, objects as at
-    `began_at`; for a knowledge-base restore, that knowledge base only (nothing else was touched)."""
+    `began_at`; for a knowledge-base restore, that knowledge base only (nothing else was touched).
+
+    `held_by`: the point an exact restore restored; the rollback is exact too and removes only what that point
+    holds (what the restore brought in), so the state before the restore comes back whole."""
 
     audit(settings, "rollback", "started", safety=safety.ref if safety else None, components=components, kb=kb)
-    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain:
-        plan = Plan(plain, began_at, components, kb)
+    with decrypted(settings, safety, identity) if safety else nullcontext(None) as plain, \
+            decrypted(settings, held_by, identity) if held_by else nullcontext(None) as held:
+        plan = Plan(plain, began_at, components, kb, exact=held_by is not None)
         saved = set(plain.manifest().components) if plain else set()
         for name in reversed(components):
             if COMPONENTS[name].in_points and name not in saved:
                 continue  # nothing of it existed before the restore: nothing to put back
-            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={})
+            restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={}, held_by=held)
     audit(settings, "rollback", "finished", safety=safety.ref if safety else None, components=components)
 
 
@@ -321,6 +338,12 @@ def _rollback_last(settings: Settings, identity: Path | None) -> dict[str, Any]:
         raise PermanentError("no restore to roll back (no state/last_restore.json under the storage root)")
     storage = Storage(settings.storage_root)
     safety = storage.point(state["safety"]) if state.get("safety") else None
+    restored = None  # an exact restore's point: what its exact rollback may remove (what it brought in)
+    if state.get("exact") is True and isinstance(state.get("point"), str) and not state["point"].startswith("/"):
+        try:
+            restored = storage.point(state["point"])
+        except (LookupError, UnsafePath):  # gone since (or fetched from offsite): the rollback removes nothing
+            restored = None
     rollback(settings, safety, datetime.fromisoformat(state["began_at"]), state["components"], state.get("kb"),
-             identity=identity)
+             identity=identity, held_by=restored)
     return state

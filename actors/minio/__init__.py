@@ -40,7 +40,8 @@ class Minio:
         """The buckets as they were at `request.at`, into buckets prefixed with `request.target` if given."""
         if request.kb:
             return restore.restore_kb(settings, request.kb, request.at, log=request.log)
-        return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log)
+        return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log,
+                               exact=request.exact)
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return []

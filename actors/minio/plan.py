@@ -51,6 +51,7 @@ class BucketPlan:
     unchanged: int = 0
     bytes: int = 0  # to write
     create: bool = False  # the target bucket does not exist: it is created
+    born_after: bool = False  # the source bucket was created after `at` (an exact restore may remove it)
     note: str = ""
     state: dict[str, ObjectRef] = field(default_factory=dict, repr=False)  # the objects at `at`
 
@@ -102,6 +103,8 @@ class MinioRestoreResult:
     expected: dict[str, int] = field(default_factory=dict)  # target bucket -> objects at `at`
     found: dict[str, int] = field(default_factory=dict)  # target bucket -> objects listed afterwards
     problems: list[str] = field(default_factory=list)  # what the final comparison found wrong
+    removed_buckets: list[str] = field(default_factory=list)  # exact: created after `at`, removed
+    left_buckets: list[str] = field(default_factory=list)  # exact: created after `at`, kept (see actors/minio/exact.py)
     seconds: float = 0.0
 
     @property
@@ -327,6 +330,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
             born = created.get(bucket)
             if born is not None and born > at:
                 bp.note = f"created at {born.isoformat()}, after the restore time: it held nothing then"
+                bp.born_after = True
             elif not now_keys:
                 bp.note = "unknown to the mirror and empty: nothing to do"
             else:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from minio.error import S3Error
 
+from actors.minio.exact import removable, remove_buckets
 from actors.minio.mirror import open_store
 from actors.minio.plan import (
     CHUNK,
@@ -165,8 +166,9 @@ def _compare(client, bp: BucketPlan, scope: str, settings: Settings, root: Path)
 def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             target_endpoint_settings: MinioSettings | None = None, target_bucket_prefix: str = "",
             dry_run: bool = False, store: MirrorStore | None = None, log: logging.Logger | None = None,
-            *, key_prefix: str = "") -> MinioRestoreResult:
-    """Bring MinIO (or the drill target) back to what it held at `at`; see the module docstring.
+            *, key_prefix: str = "", exact: bool = False) -> MinioRestoreResult:
+    """Bring MinIO (or the drill target) back to what it held at `at`; see the module docstring. `exact`: RAGFlow's
+    buckets created after `at` are removed too, once emptied (actors/minio/exact.py).
 
     Raises PermanentError before writing anything for a bad time, bucket or mirror file, and
     RestoreIncomplete (with `.result`) if a write fails midway. The final comparison's findings are in
@@ -185,6 +187,10 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
         result.seconds = time.monotonic() - started
         return result
     _check_mirror_files(plan)
+    gone = set()
+    if exact and not key_prefix and not target_bucket_prefix and target_endpoint_settings is None:
+        mirror = store or open_store(settings)
+        gone = {bp.bucket for bp in plan.buckets if removable(settings, bp, mirror)}  # decided before any write
     client = clients.minio_client(target_endpoint_settings or settings.minio)
     try:
         for bp in plan.buckets:
@@ -199,6 +205,8 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             for key in bp.remove:
                 client.remove_object(bp.target, key)
                 result.removed += 1
+        if exact:
+            remove_buckets(client, settings, plan.buckets, gone, result, log)
     except Exception as exc:
         result.seconds = time.monotonic() - started
         raise RestoreIncomplete(
@@ -207,6 +215,8 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             "to complete it (it only does what is still missing)", result) from exc
     scope = key_prefix or scope_prefix(settings)
     for bp in plan.buckets:
+        if bp.target in result.removed_buckets:
+            continue
         result.found[bp.target], problems = _compare(client, bp, scope, settings, plan.mirror_root)
         result.problems += problems
     result.seconds = time.monotonic() - started

@@ -1,5 +1,5 @@
-"""RAGFlow's Redis DB: every key's DUMP payload with its TTL, streamed to a gzip file (keys.py), doctor's
-check (checks.py).
+"""RAGFlow's Redis DB: every key's DUMP payload with its TTL, streamed to a gzip file (keys.py), an exact
+restore's removals (exact.py), doctor's check (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from actors.redis import checks, keys
+from actors.redis import checks, exact, keys
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -33,8 +33,14 @@ class Redis:
         return keys.verify(settings, point, record)
 
     def restore(self, settings: Settings, request: RestoreRequest) -> int:
-        """Every key of the point into the configured DB, replacing what is there; the number restored."""
-        return keys.restore_keys(settings, request.point.path(keys.ARTIFACT), replace=True)
+        """Every key of the point into the configured DB, replacing what is there; the number restored. Exact: the
+        keys the point lacks are removed too (those the safety point holds; actors/redis/exact.py)."""
+        dump = request.point.path(keys.ARTIFACT)
+        restored = keys.restore_keys(settings, dump, replace=True)
+        if not request.exact:
+            return restored
+        return exact.remove_keys_not_in(settings, dump, request.held_by, restored,
+                                        request.log or logging.getLogger("ragflow_backup.restore.redis"))
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return checks.dump_problems(point) if kb is None else []

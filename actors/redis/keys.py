@@ -53,7 +53,7 @@ MAX_LINE = 64 << 20
 
 
 @contextmanager
-def _classified(settings: RedisSettings) -> Iterator[None]:
+def classified(settings: RedisSettings) -> Iterator[None]:
     """Turn what retrying cannot fix into PermanentError; connection refused / timeouts pass through."""
 
     where = f"Redis at {settings.host}:{settings.port} (db {settings.db})"
@@ -79,7 +79,7 @@ def _classified(settings: RedisSettings) -> Iterator[None]:
         raise type(exc)(f"cannot reach {where}: {exc}") from None
 
 
-def _client(settings: RedisSettings):
+def redis_client(settings: RedisSettings):
     return clients.redis_client(settings)
 
 
@@ -193,9 +193,9 @@ def _check(expected_keys: int):
 
 def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
     config = settings.redis
-    client = _client(config)
+    client = redis_client(config)
     final = point.path(ARTIFACT)
-    with _classified(config):
+    with classified(config):
         version = client.info("server")["redis_version"]
         # Key lines go to an unlinked, private temp file first so that the header can carry the count.
         with tempfile.TemporaryFile(dir=point.folder) as spool:
@@ -252,7 +252,7 @@ def restore_keys(settings: Settings, path: Path, db: int | None = None, replace:
     already exist make the restore refuse before anything is written.
     """
     config = settings.redis if db is None else settings.redis.model_copy(update={"db": db})
-    client = _client(config)
+    client = redis_client(config)
     wanted = [p.encode() for p in patterns] if patterns else None
 
     def selected() -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -263,7 +263,7 @@ def restore_keys(settings: Settings, path: Path, db: int | None = None, replace:
                 yield key, item
 
     check_readable(path)  # the whole dump, before a key is written: never half a restore from a bad file
-    with _classified(config):
+    with classified(config):
         if not replace:
             existing = _existing(client, (key for key, _ in selected()))
             if existing:

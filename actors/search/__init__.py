@@ -1,5 +1,5 @@
 """Elasticsearch / OpenSearch: a snapshot into a filesystem repository (backup.py), restored through
-staged copies (restore.py, restore_api.py), doctor's check (checks.py).
+staged copies (restore.py, restore_api.py), an exact restore's removals (exact.py), doctor's check (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors.search import backup, checks, restore
+from actors.search import backup, checks, exact, restore
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -38,7 +38,11 @@ class Search:
         if request.kb:
             return restore.restore_kb(settings, request.point, request.record, request.kb, log=request.log)
         rename = restore.prefixed(str(request.target)) if request.target else None
-        return restore.restore(settings, request.point, request.record, rename=rename, log=request.log)
+        result = restore.restore(settings, request.point, request.record, rename=rename, log=request.log)
+        if request.exact and rename is None:  # the indices the point lacks go too (those the safety point holds)
+            return exact.remove_indices_not_in(settings, request.record, request.held_by, result,
+                                               request.log or logging.getLogger("ragflow_backup.restore.search"))
+        return result
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return []

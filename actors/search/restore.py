@@ -55,6 +55,8 @@ class SearchRestoreResult:
     found: dict[str, int]  # documents per index counted after the restore
     seconds: float
     live: bool  # True: under the live names; False: renamed copies (a drill)
+    removed: list[str] = field(default_factory=list)  # exact mode: indices the point lacks, deleted (actors/search/exact.py)
+    left: list[str] = field(default_factory=list)  # exact mode: indices the point lacks, kept (not in the safety point)
 
     @property
     def ok(self) -> bool:

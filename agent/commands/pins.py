@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from actors.actions.offsite import OffsiteError, OffsitePermanent, retag_point
 from actors.actions.retention import old_pins
-from agent.commands.common import console, fail, state
+from agent.commands.common import console, fail, state, styled
 from agent.doctor import Check
 from core import audit
 from core.config import Settings
@@ -39,6 +41,19 @@ def pin_point(point: Point, name: str) -> None:
     audit.record(point.storage.root, "pin", point.ref, "done", pin=name)
 
 
+def tag_offsite(settings: Settings, point: Point) -> None:
+    """With the offsite copy on, the point's snapshot there is re-tagged now (offsite retention keeps pinned ones);
+    if the repository cannot be reached, the next offsite job does it (it re-tags before it forgets anything)."""
+    if not settings.offsite.enabled:
+        return
+    try:
+        retag_point(settings, point)
+    except (OffsiteError, OffsitePermanent) as exc:
+        console.print(f"{styled('warn')} " + escape(f"the offsite copy of {point.ref} is not re-tagged yet ({exc}); the "
+                                                    "next offsite job re-tags it before offsite retention runs"),
+                      soft_wrap=True, highlight=False)
+
+
 def pin(
     point: Annotated[str, typer.Argument(help="daily/2026-11-24, 2026-11-24 or weekly/2026-W48.")],
     name: Annotated[str, typer.Argument(help="What it is kept for, e.g. before-migration (letters, digits, . _ + -).")],
@@ -47,6 +62,7 @@ def pin(
     settings = state.settings()
     target = existing_point(Storage(settings.storage_root), point)
     pin_point(target, name)
+    tag_offsite(settings, target)
     console.print(f"pinned {target.ref} as {name}: retention keeps it until `ragflow-backup unpin {target.ref}`",
                   highlight=False)
 
@@ -65,6 +81,7 @@ def unpin(
         console.print(f"{target.ref} was not pinned; nothing changed", highlight=False)
         return
     audit.record(target.storage.root, "unpin", target.ref, "done")
+    tag_offsite(settings, target)
     console.print(f"unpinned {target.ref}: retention's policy decides about it again", highlight=False)
 
 

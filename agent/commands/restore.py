@@ -62,6 +62,9 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
     rollback: Annotated[bool, typer.Option("--rollback", help="Undo the last restore from its safety point.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="The whole state: also remove Redis keys, RAGFlow's indices "
+                                                        "and buckets the point does not have (the safety point "
+                                                        "keeps them).")] = False,
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
@@ -86,15 +89,16 @@ def restore(
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
-                         allow_choice=False, force=force)
+                         allow_choice=False, force=force, exact=exact)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
         return
-    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force)
+    _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force,
+             exact=exact)
 
 
 def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
-             force=False) -> None:
+             force=False, exact=False) -> None:
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -115,6 +119,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         component = [part.strip() for part in answer.split(",") if part.strip()] or None
     try:
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
+        plan.exact = exact and not kb  # a knowledge base's restore touches only it
         warning = refuse_newer_point(settings, plan, force or dry_run)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)

@@ -17,9 +17,11 @@ from agent.commands.timeline import build_timeline, timeline_lines
 from agent.health import collect
 from agent.mirror_stats import mirror_stats
 from agent.scheduler import Scheduler
+from agent.upgrade_report import prepared_line
 from core import ragflow_version
 from core.points import Storage
 from core.queues import inspect
+from core.redact import redact
 
 
 def _age(seconds: float | None) -> str:
@@ -72,6 +74,9 @@ def status(as_json: JsonOption = False) -> None:
     ticks = scheduler.next_ticks()
     console.print("next: " + ", ".join(f"{name} {when:%Y-%m-%d %H:%M}" for name, when in sorted(ticks.items(), key=lambda kv: kv[1])))
     console.print(_ragflow_line(settings, storage), soft_wrap=True, markup=False, highlight=False)
+    prepared = prepared_line(storage)
+    if prepared:  # the way back stays in sight until the pin is let go
+        console.print(redact(prepared), soft_wrap=True, markup=False, highlight=False)
     if settings.minio.enabled:
         console.print(f"mirror RPO: {mirror_rpo(settings)}", soft_wrap=True, markup=False, highlight=False)
     found = build_timeline(settings)

@@ -5,8 +5,9 @@ is brought up to date, then a complete point of every enabled component is taken
 `pre-upgrade-<RAGFlow tag>-<UTC time>` (its manifest records the RAGFlow image and the schema's stamp, see
 core/ragflow_version.py), and the exact command of the way back is printed.
 
-rollback: that point restored whole through the ordinary restore (actors/actions/restore.py: a safety point of
-the upgraded state first, so `restore --rollback` undoes the rollback), objects as at the point; then each
+rollback: that point restored whole and exactly through the ordinary restore (actors/actions/restore.py: the MinIO
+mirror brought up to date and a safety point of the upgraded state first, so `restore --rollback` undoes the
+rollback; Redis keys, RAGFlow's indices and buckets the point lacks are removed), objects as at the point; then each
 component's recount and `.env`'s bytes against the manifest in a table, and the containers to recreate.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from actors.minio.mirror import reconcile
 from agent.commands.backup import backup_here
 from agent.commands.common import console, fail, state, styled
 from agent.health import collect
-from agent.upgrade_report import env_sha256, result_rows, services_to_recreate
+from agent.upgrade_report import PREFIX, env_sha256, prepared_points, result_rows, services_to_recreate
 from core import queues, ragflow_version
 from core.component import PermanentError
 from core.mirror_status import record_reconcile
@@ -39,7 +40,6 @@ from core.points import Point, Storage
 
 upgrade_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Upgrade RAGFlow with a way back: `prepare` before, `rollback` if it went wrong.")
-PREFIX = "pre-upgrade-"
 
 
 def health_problems(settings, storage: Storage) -> list[str]:
@@ -64,25 +64,18 @@ def health_problems(settings, storage: Storage) -> list[str]:
     return problems
 
 
-def prepared_points(storage: Storage) -> list[tuple[datetime, Point, str]]:
-    """(created_at, point, pin) of every complete point pinned by `upgrade prepare`, newest first."""
-    found = []
-    for point in storage.points():
-        pin = pin_of(point)
-        if not pin or not pin.startswith(PREFIX):
-            continue
-        try:
-            manifest = point.manifest()
-        except Exception:  # noqa: BLE001 - unusable manifests are `list`'s and `verify`'s to report
-            continue
-        if manifest.status == "complete":
-            found.append((manifest.created_at, point, pin))
-    return sorted(found, key=lambda item: item[0], reverse=True)
-
-
 def _way_back(point: Point) -> str:
     config = f"--config {shlex.quote(str(state.config_path))} " if state.config_path else ""
     return f"ragflow-backup {config}upgrade rollback --point {point.ref}"
+
+
+def mirror_up_to_date(settings, otherwise: str) -> None:
+    """Reconcile the MinIO mirror now (a full listing of the buckets), or fail saying `otherwise`."""
+    console.print("bringing the MinIO mirror up to date (a full listing of the buckets)")
+    report = reconcile(settings)
+    record_reconcile(settings, report, None)
+    if not report.complete:
+        fail(f"the MinIO mirror could not be brought up to date ({'; '.join(report.errors[:3])}), so {otherwise}")
 
 
 @upgrade_app.command()
@@ -99,12 +92,7 @@ def prepare(
     if problems and not ignore_health:
         fail("the agent is not healthy, so nothing was taken: fix the above (or pass --ignore-health)")
     if settings.minio.enabled:  # objects come back from the mirror as at the point: it must hold them all now
-        console.print("bringing the MinIO mirror up to date (a full listing of the buckets)")
-        report = reconcile(settings)
-        record_reconcile(settings, report, None)
-        if not report.complete:
-            fail(f"the MinIO mirror could not be brought up to date ({'; '.join(report.errors[:3])}), so nothing "
-                 "was taken: objects could not be put back as they are now")
+        mirror_up_to_date(settings, "nothing was taken: objects could not be put back as they are now")
     version = ragflow_version.detect(settings)
     tag = re.sub(r"[^A-Za-z0-9._+-]", "-", version.label() if version.effective_image else "unknown")[:40]
     pin = f"{PREFIX}{tag}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
@@ -163,6 +151,7 @@ def rollback(
         plan = make_plan(settings, target.ref)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
+    plan.exact = True  # what the upgrade added (keys, indices, buckets) goes too; the safety point keeps it
     manifest = target.manifest()
     console.print(f"[bold]rollback to {target.ref}[/bold] ({escape(pin_of(target) or 'not pinned')})", highlight=False)
     console.print(f"  RAGFlow then: {escape(ragflow_version.describe(manifest.ragflow))}", soft_wrap=True)
@@ -174,6 +163,8 @@ def rollback(
                   "write while its data is put back", soft_wrap=True)
     if interactive and not Confirm.ask("Roll back now?"):
         fail("not confirmed; nothing was changed")
+    if "minio" in plan.components:  # the upgraded objects must be in the mirror for `restore --rollback`
+        mirror_up_to_date(settings, "nothing was changed: the objects written since the point would be lost")
     before = settings.ragflow_env()
     try:
         report = execute(settings, plan, identity)

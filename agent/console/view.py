@@ -13,11 +13,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from actors.actions.drill import OBJECTIVE_SECONDS
+from actors.actions.retention import pin_of
 from actors.actions.runs import describe
 from actors.components import enabled_components
 from agent.console import charts
 from agent.console.history import HistoryStore, Run, Sample
 from agent.health import HealthReport
+from agent.upgrade_report import prepared_line
 from core.audit import audit_path
 from core.config import Settings
 from core.points import Storage
@@ -87,6 +89,7 @@ class Page:
     generated: str
     storage_root: str
     problems: list[str] = field(default_factory=list)  # shown in red at the top
+    upgrade: str | None = None  # the newest point `upgrade prepare` took, and the way back to it
     components: list[ComponentRow] = field(default_factory=list)
     points: list[dict[str, str]] = field(default_factory=list)
     timeline: list[dict[str, str]] = field(default_factory=list)
@@ -146,7 +149,8 @@ def _points(page: Page, storage: Storage) -> None:
             readable.append((point, point.manifest(), point.status()))
         except Exception as exc:  # noqa: BLE001 - one unreadable manifest is shown, the rest still are
             page.points.append({"tier": point.tier, "name": text(point.name, 80), "status": "unreadable",
-                                "size": "", "ragflow": "", "created": "", "components": text(describe(exc))})
+                                "size": "", "ragflow": "", "created": "", "components": text(describe(exc)),
+                                "pin": text(pin_of(point), 120)})
     readable.sort(key=lambda item: item[1].created_at, reverse=True)  # newest first, whatever the tier
     for point, manifest, status in readable:
         for name, record in manifest.components.items():
@@ -156,11 +160,17 @@ def _points(page: Page, storage: Storage) -> None:
             page.points.append({
                 "tier": point.tier, "name": text(point.name, 80), "status": text(status, 20),
                 "size": charts.human(manifest.total_bytes), "ragflow": ragflow_label(manifest),
-                "created": when(manifest.created_at),
+                "created": when(manifest.created_at), "pin": text(pin_of(point), 120),
                 "components": ", ".join(f"{text(n, 40)}: {text(r.status, 20)}" for n, r in manifest.components.items())})
     for name, moments in sorted(restorable.items()):
         page.timeline.append({"component": text(name, 60), "points": str(len(set(moments))),
                               "oldest": when(min(moments)), "newest": when(max(moments))})
+
+
+def _upgrade(page: Page, storage: Storage) -> None:
+    """The newest point `upgrade prepare` took (pinned pre-upgrade-...), with the command that goes back to it."""
+    line = prepared_line(storage)
+    page.upgrade = text(line, 400) if line else None
 
 
 def _mirror(page: Page, settings: Settings, report: HealthReport) -> None:
@@ -296,7 +306,7 @@ def build(settings: Settings, storage: Storage, report: Callable[[], HealthRepor
     if health is not None:
         page.problems += [text(problem) for problem in health.problems]
         _components(page, settings, health)
-        for name, part in (("points", lambda: _points(page, storage)),
+        for name, part in (("points", lambda: _points(page, storage)), ("upgrade", lambda: _upgrade(page, storage)),
                            ("mirror", lambda: _mirror(page, settings, health)),
                            ("offsite", lambda: _offsite(page, health)), ("audit log", lambda: _audit(page, storage))):
             try:

@@ -179,3 +179,30 @@ def test_the_page_works_with_no_points_no_history_and_components_off(tmp_path, b
     assert browser.evaluate("[...document.querySelectorAll('#charts .nodata')].map(d => d.title)") == [
         "Backup size per component", "Backup duration per component", "Mirror lag, last 24 h",
         "Queue depth, last 24 h", "Storage used, with forecast"]
+
+
+def test_pins_are_in_the_points_table_and_a_prepared_upgrade_with_its_way_back_in_the_header(tmp_path, browser,
+                                                                                            serve_page):
+    storage = seeded_storage(tmp_path / "backups")
+    oldest, *_, newest = sorted(storage.points(), key=lambda point: point.manifest().created_at)
+    oldest.pin("before-migration")
+    newest.pin("pre-upgrade-v0.27.0-20261129-020000")
+    server = serve_page(settings_for(storage.root), storage, **probes())
+
+    open_page(browser, server)
+
+    assert browser.console_errors() == []
+    pins = browser.evaluate("[...document.querySelectorAll('#points td.pin')].map(cell => cell.textContent)")
+    assert sorted(pin for pin in pins if pin) == ["before-migration", "pre-upgrade-v0.27.0-20261129-020000"]
+    header = browser.evaluate("document.querySelector('#upgrade').textContent")
+    assert header.startswith("upgrade prepared ") and "(pre-upgrade-v0.27.0-20261129-020000)" in header
+    assert header.endswith(f"way back = ragflow-backup upgrade rollback --point {newest.ref}")
+
+
+def test_without_a_prepared_upgrade_the_header_says_nothing_of_one(tmp_path, browser, serve_page):
+    storage = seeded_storage(tmp_path / "backups")
+    server = serve_page(settings_for(storage.root), storage, **probes())
+
+    open_page(browser, server)
+
+    assert browser.evaluate("document.querySelector('#upgrade')") is None

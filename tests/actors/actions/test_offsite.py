@@ -8,13 +8,15 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actors.actions.offsite import Restic
+from actors.actions.offsite import Restic, copy_point, forget
+from actors.actions.runs import run_component
 from actors.minio.mirror import reconcile
 from agent.cli import app
 from core import audit, clients
@@ -370,3 +372,58 @@ def test_a_stale_lock_from_a_killed_restic_does_not_block_later_jobs_but_a_live_
     assert cli(config, "backup", "--local").exit_code == 0
     assert cli(config, "offsite", "copy").exit_code == 0
     assert len(restic.snapshots("point")) == 1
+
+
+def test_a_pinned_point_is_tagged_offsite_and_offsite_retention_keeps_it(tmp_path, config_only):
+    """Ten daily points copied; one pinned before its copy, one pinned after (`pin` re-tags it), one pinned and
+    unpinned after; keep 3 daily leaves the newest three and the two pinned."""
+    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
+    raw = yaml.safe_load(config.read_text())
+    raw["offsite"]["retention"] = {"daily": 3, "weekly": 0, "monthly": 0}
+    config.write_text(yaml.safe_dump(raw))
+    settings = load_settings(config)
+    storage = Storage(settings.storage_root)
+    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    for day in range(10):
+        point = storage.new_point(["config"], at=start + timedelta(days=day))
+        run_component(settings, point, "config")
+        if day == 1:
+            point.pin("before-migration")
+        copy_point(settings, point)
+
+    assert cli(config, "pin", "daily/2026-11-04", "quarter-end").exit_code == 0
+    assert cli(config, "pin", "daily/2026-11-05", "for-a-while").exit_code == 0
+    assert cli(config, "unpin", "daily/2026-11-05").exit_code == 0
+    pins = {s.point: s.tags.get("pin") for s in Restic(settings).snapshots("point") if "pinned" in s.tags}
+    assert pins == {"daily/2026-11-02": ["before-migration"], "daily/2026-11-04": ["quarter-end"]}
+
+    forget(settings)
+
+    kept = sorted(s.point for s in Restic(settings).snapshots("point"))
+    assert kept == [f"daily/2026-11-{d:02d}" for d in (2, 4, 8, 9, 10)]
+
+
+def test_a_point_pinned_while_the_repository_is_away_is_tagged_before_offsite_retention_runs(tmp_path, config_only):
+    repository = tmp_path / "usb" / "ragflow"
+    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path))
+    raw = yaml.safe_load(config.read_text())
+    raw["offsite"]["retention"] = {"daily": 1, "weekly": 0, "monthly": 0}
+    config.write_text(yaml.safe_dump(raw))
+    settings = load_settings(config)
+    storage = Storage(settings.storage_root)
+    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    for day in range(3):
+        point = storage.new_point(["config"], at=start + timedelta(days=day))
+        run_component(settings, point, "config")
+        copy_point(settings, point)
+    away = repository.with_name("unplugged")
+    repository.rename(away)  # the USB disk unplugged
+
+    pinned = cli(config, "pin", "daily/2026-11-01", "audit-2026")
+
+    assert pinned.exit_code == 0, pinned.output  # the pin itself holds locally
+    assert "not re-tagged yet" in pinned.output and "next offsite job" in pinned.output
+    away.rename(repository)
+    forget(settings)
+    kept = sorted(s.point for s in Restic(settings).snapshots("point"))
+    assert kept == ["daily/2026-11-01", "daily/2026-11-03"]

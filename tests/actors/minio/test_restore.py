@@ -288,3 +288,24 @@ def test_clashing_and_hostile_keys_are_restored_to_the_same_keys(settings, store
     result = restore(settings, at, store=store)
     assert result.ok, result.problems
     assert fetched(client, ALPHA, HOSTILE) == {key: f"first {n}".encode() for n, key in enumerate(HOSTILE)}
+
+
+def test_an_exact_restore_removes_ragflow_buckets_made_since_whose_objects_the_mirror_holds_and_no_other(
+        settings, store, client, history):
+    at, expected = history
+    mirrored_kb, unmirrored_kb, not_ragflows = "0" * 31 + "a", "0" * 31 + "b", "scratch-notes"
+    for bucket in (mirrored_kb, not_ragflows):
+        client.make_bucket(bucket)
+        put(client, bucket, "doc.txt", b"made after T")
+    assert reconcile(settings, store=store).complete
+    client.make_bucket(unmirrored_kb)
+    put(client, unmirrored_kb, "doc.txt", b"made after T, never mirrored")
+
+    result = restore(settings, at, store=store, exact=True)
+
+    assert result.ok, result.problems
+    assert result.removed_buckets == [mirrored_kb]
+    assert sorted(result.left_buckets) == [unmirrored_kb, not_ragflows]
+    assert not client.bucket_exists(mirrored_kb)
+    assert client.bucket_exists(unmirrored_kb) and client.bucket_exists(not_ragflows)
+    assert {b: k for b, k in digests(client).items() if k} == {b: k for b, k in expected.items() if k}

@@ -10,10 +10,12 @@ import pytest
 from pydantic import SecretStr
 
 from actors.actions.runs import run_component
+from actors.redis import COMPONENT
 from actors.redis import keys as redis_keys
 from core import clients
 from core.component import PermanentError
 from core.config import Settings
+from core.face import RestoreRequest
 from core.points import Storage
 from testbed import settings as testbed_settings
 
@@ -179,3 +181,43 @@ def test_a_refused_connection_is_transient(settings, tmp_path):
         redis_keys.backup(settings, point, logging.getLogger("test"))
     assert not isinstance(caught.value, PermanentError)
     assert not (point.folder / redis_keys.ARTIFACT).exists()
+
+
+# ---------------------------------------------------------------- exact restores (upgrade rollback, restore --exact)
+
+
+def test_an_exact_restore_removes_the_keys_the_safety_point_holds_and_leaves_one_written_after_it(
+        settings, client, tmp_path):
+    seed(client)
+    point, _ = backed_up_point(settings, tmp_path)
+    client.set("ragflow:new-version:cache", "made after the point")
+    client.hset("ragflow:new-version:session", mapping={"user": "someone"})
+    safety, _ = backed_up_point(settings, tmp_path)
+    client.set("written-after-the-safety-point", "kept")
+
+    result = COMPONENT.restore(settings, RestoreRequest(point=point, exact=True, held_by=safety, log=logging.getLogger("test")))
+
+    assert (int(result), result.removed, result.left) == (4, 2, 1)
+    assert sorted(client.scan_iter()) == sorted([b"cache:answer:42", b"rag_flow_svr_queue", b"ragflow:llm:config",
+                                                 b"ragflow:system:secret_key", b"written-after-the-safety-point"])
+
+
+def test_without_a_safety_point_an_exact_restore_removes_nothing(settings, client, tmp_path):
+    seed(client)
+    point, _ = backed_up_point(settings, tmp_path)
+    client.set("ragflow:new-version:cache", "made after the point")
+
+    result = COMPONENT.restore(settings, RestoreRequest(point=point, exact=True, held_by=None, log=logging.getLogger("test")))
+
+    assert (result.removed, result.left) == (0, 1)
+    assert client.get("ragflow:new-version:cache") == b"made after the point"
+
+
+def test_a_plain_restore_leaves_the_keys_the_point_lacks(settings, client, tmp_path):
+    seed(client)
+    point, _ = backed_up_point(settings, tmp_path)
+    client.set("ragflow:new-version:cache", "made after the point")
+
+    restored = COMPONENT.restore(settings, RestoreRequest(point=point, log=logging.getLogger("test")))
+
+    assert restored == 4 and client.get("ragflow:new-version:cache") == b"made after the point"

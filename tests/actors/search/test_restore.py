@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from actors.actions.runs import run_component
+from actors.search import COMPONENT
 from actors.search import backup as search
 from actors.search.restore import TEMP_PREFIX, cleanup_temporary, prefixed, restore, restore_kb
 from core import clients
 from core.component import PermanentError
 from core.config import SearchSettings, Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
 from testbed import ragflow_indices
@@ -481,3 +483,35 @@ def test_an_index_backed_up_read_only_comes_back_read_only_and_the_others_writab
         assert differences(shape(bed.client, index), before[index]) == {}
     assert shape(bed.client, frozen)[0]["index.blocks.write"] == "true"
     assert shape(bed.client, open_)[0]["index.blocks.write"] == "false"
+
+
+# ---------------------------------------------------------------- exact restores (upgrade rollback, restore --exact)
+
+
+@pytest.fixture
+def tenant_names(cfg: SearchSettings) -> Iterator[list[str]]:
+    """Three RAGFlow-named tenant indices of this test's own (created by the test as it needs them)."""
+    names = [unique("ragflow_") + f"_t{n}" for n in range(3)]
+    yield names
+    for name in names:
+        clients.search_client(cfg).indices.delete(index=name, ignore_unavailable=True)
+
+
+def test_an_exact_restore_deletes_ragflow_indices_the_safety_point_holds_and_no_other(bed, tenant_names):
+    kept_tenant, new_tenant, late_tenant = tenant_names
+    cfg = bed.settings.search.model_copy(update={"indices": [*bed.settings.search.indices, *tenant_names]})
+    settings = Settings(storage_root=bed.settings.storage_root, search=cfg)
+    make_tenant_index(bed, kept_tenant, {"kb_k": 2})
+    point = Storage(settings.storage_root).new_point([search.NAME])
+    record = run_component(settings, point, search.NAME)
+    make_tenant_index(bed, new_tenant, {"kb_n": 1})  # a tenant made after the point (an upgrade, say)
+    make_tenant_index(bed, bed.name("not_ragflows"), {"kb_x": 1})  # matches search.indices, not RAGFlow's naming
+    safety = Storage(settings.storage_root).new_point([search.NAME])
+    assert run_component(settings, safety, search.NAME).status == "ok"
+    make_tenant_index(bed, late_tenant, {"kb_l": 1})  # written after the safety point was taken
+
+    result = COMPONENT.restore(settings, RestoreRequest(point=point, record=record, exact=True, held_by=safety))
+
+    assert (result.removed, result.left) == ([new_tenant], [late_tenant])
+    assert not bed.exists(new_tenant) and bed.exists(late_tenant) and bed.exists(bed.name("not_ragflows"))
+    assert result.ok and bed.exists(kept_tenant) and all(bed.exists(bed.name(t)) for t in TENANTS)
