@@ -89,8 +89,9 @@ def newest_complete(storage: Storage, at: datetime | None = None) -> Point | Non
 
 
 def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
-              components: list[str] | None = None, kb: str | None = None) -> Plan:
-    storage = Storage(settings.storage_root)
+              components: list[str] | None = None, kb: str | None = None, storage: Storage | None = None) -> Plan:
+    """`storage`: where the points are read (another installation's root: core/source_root.py); default ours."""
+    storage = storage or Storage(settings.storage_root)
     if at is not None and at > datetime.now(timezone.utc):
         raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
                              "(the newest complete point at or before it is restored)")

@@ -1,0 +1,55 @@
+"""What a restore from another installation's storage root (core/source_root.py) needs of this
+installation's services first: the source's snapshot repository, known to this search server, read only.
+
+A search point holds only a record; the chunks are in the snapshot repository the source's search server
+wrote (a shared folder both servers list in path.repo). A second server must never write a repository
+another one owns (Elasticsearch and OpenSearch say so of fs repositories), so it is registered here with
+`readonly: true`; actors/search/restore.py then finds it registered and restores from it.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from actors.search.backup import SnapshotRepo
+from core import clients
+from core.component import PermanentError
+from core.config import Settings
+from core.points import Point
+from core.source_root import shown
+
+REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")  # the manifest is untrusted
+
+
+def register_source_repository(settings: Settings, point: Point) -> str | None:
+    """Register the point's snapshot repository on this config's search server, read only, unless it is
+    registered already at the same place; a line for the operator (None: the point took no snapshot)."""
+    record = point.manifest().components.get("search")
+    if record is None or record.status != "ok" or not record.details.get("snapshot"):
+        return None
+    name, location = record.details.get("repository"), record.details.get("repository_path")
+    if not isinstance(name, str) or not REPOSITORY_NAME.fullmatch(name) or not isinstance(location, str) \
+            or not os.path.isabs(location):
+        raise PermanentError(f"{point.ref}: its search record names no usable snapshot repository "
+                             f"({shown(name)!r} at {shown(location)!r}); choose another point")
+    search = settings.search
+    client = clients.search_client(search)
+    repo = SnapshotRepo(client, search.engine, name)
+    current = repo.location()
+    if current is not None:
+        if os.path.normpath(current) != os.path.normpath(location):
+            raise PermanentError(f"this search server has a snapshot repository '{name}' at {current}, but the "
+                                 f"source's is at {location}: remove or rename that one, then run the restore again")
+        return f"snapshot repository {name} at {location} is known to this search server already"
+    spec = {"type": "fs", "settings": {"location": location, "readonly": True}}
+    try:
+        if search.engine == "elasticsearch":
+            client.snapshot.create_repository(name=name, repository=spec)
+        else:
+            client.snapshot.create_repository(repository=name, body=spec)
+    except Exception as exc:  # noqa: BLE001 - said with what to do; nothing was restored yet
+        raise PermanentError(f"cannot register the source's snapshot repository '{name}' at {location} on "
+                             f"{search.engine} ({type(exc).__name__}: {shown(exc)}): the folder must be reachable by "
+                             "this server and listed in its path.repo (a shared or copied folder); nothing was "
+                             "changed") from None
+    return f"registered the source's snapshot repository {name} at {location} on this search server, read only"
