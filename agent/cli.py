@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from agent.commands import agent as agent_commands
 from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
+from agent.commands import move as move_commands
 from agent.commands import restore as restore_commands
 from agent.commands import setup as setup_commands
 from agent.commands import status as status_commands
@@ -106,6 +107,7 @@ app.command()(agent_commands.run)
 app.command()(status_commands.status)
 app.command()(restore_commands.restore)
 app.command()(restore_commands.drill)
+app.command()(move_commands.move)
 app.command()(audit_commands.audit)
 
 

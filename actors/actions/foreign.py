@@ -53,3 +53,22 @@ def register_source_repository(settings: Settings, point: Point) -> str | None:
                              "this server and listed in its path.repo (a shared or copied folder); nothing was "
                              "changed") from None
     return f"registered the source's snapshot repository {name} at {location} on this search server, read only"
+
+
+def refuse_unknown_buckets(settings: Settings, mirrored: list[str]) -> None:
+    """A whole MinIO restore puts every bucket of this MinIO back as the mirror knew it: a bucket the
+    source installation never had cannot be (actors/minio/plan.py), so it is said before anything changes."""
+    if settings.minio.bucket:  # single-bucket mode: the one bucket (core/source_root.py refuse_unmappable)
+        return
+    try:
+        here = sorted(bucket.name for bucket in clients.minio_client(settings.minio).list_buckets())
+    except Exception as exc:  # noqa: BLE001 - said with where; nothing was restored yet
+        raise PermanentError(f"cannot list the buckets of this MinIO ({settings.minio.endpoint}): "
+                             f"{type(exc).__name__}: {shown(exc)}; is it up? Nothing was changed") from None
+    unknown = [name for name in here if name not in set(mirrored)]
+    if unknown:
+        raise PermanentError(f"this MinIO ({settings.minio.endpoint}) holds {len(unknown)} bucket(s) the source "
+                             f"installation never had ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): "
+                             "a restore from another installation brings every bucket back as the source had it; "
+                             "remove them first, or leave MinIO out (-C config -C mysql -C search -C redis); "
+                             "nothing was changed")

@@ -14,7 +14,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from actors.actions.drill import run_drill
-from actors.actions.foreign import register_source_repository
+from actors.actions.foreign import refuse_unknown_buckets, register_source_repository
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_checks import check_before_restore
@@ -120,10 +120,12 @@ def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_
         fail(str(exc))
 
 
-def _show_mapping(settings, plan) -> None:
+def show_mapping(settings, plan) -> None:
     """The names of the source installation and this one's, per component; refuses what cannot be mapped."""
     buckets = mirrored_buckets(open_store(settings)) if "minio" in plan.components else []
     refuse_unmappable(settings, plan.components, buckets)
+    if "minio" in plan.components and not plan.kb:
+        refuse_unknown_buckets(settings, buckets)
     table = Table(title="names mapped from the source installation to this one")
     for column in ("component", "name", "in the source", "here", ""):
         table.add_column(column, overflow="fold")
@@ -157,7 +159,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb, storage=storage)
         warning = refuse_newer_point(settings, plan, force or dry_run)
         if storage is not None:
-            _show_mapping(settings, plan)
+            show_mapping(settings, plan)
             line = register_source_repository(settings, plan.point) if not dry_run and "search" in plan.components \
                 and plan.point else None
             if line:

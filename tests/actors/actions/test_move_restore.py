@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from actors.minio.mirror import reconcile
 from actors.search.backup import SnapshotRepo
@@ -89,6 +90,12 @@ def first_ragflow(tmp_path, testbed_env, redis_db, redis_url) -> Iterator[tuple[
 
 
 def second_config(tmp_path: Path, stack: PrivateStack, database: str, repository: str) -> Path:
+    """The second installation's config; its MinIO emptied of what an earlier test of the module restored."""
+    client = stack.minio.client()
+    for bucket in client.list_buckets():
+        for item in client.list_objects(bucket.name, recursive=True):
+            client.remove_object(bucket.name, item.object_name)
+        client.remove_bucket(bucket.name)
     docker = tmp_path / "second" / "docker"
     docker.mkdir(parents=True)
     return write_config(tmp_path / "second.yml", {
@@ -195,3 +202,42 @@ def test_a_second_ragflow_is_restored_from_the_first_ones_root_which_stays_uncha
     # The safety point and the restore's state are in the second installation's own root.
     assert (tmp_path / "second-backups" / "state" / "last_restore.json").is_file()
     assert not (root / "state" / "last_restore.json").exists()
+
+
+def test_a_move_from_the_offsite_repository_alone_brings_up_a_working_copy(tmp_path, second_ragflow, first_ragflow):
+    dataset, first, services = first_ragflow
+    password = tmp_path / "offsite.pass"
+    password.write_text("correct horse battery staple\n")
+    password.chmod(0o600)
+    offsite = {"enabled": True, "repository": str(tmp_path / "usb" / "ragflow"), "password_file": str(password)}
+    write_config(first, {**yaml.safe_load(first.read_text()), "offsite": offsite})
+    copied = cli(first, "offsite", "copy")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    stack = second_ragflow
+    new_db = f"moved_{uuid.uuid4().hex[:8]}"
+    second = second_config(tmp_path, stack, new_db, f"repo_{uuid.uuid4().hex[:8]}")
+    write_config(second, {**yaml.safe_load(second.read_text()), "offsite": offsite})
+    stack.redis.stop()  # the new machine's data services are not all up yet when the move starts
+
+    log = tmp_path / "move.log"
+    moving = start_cli(second, log, "move", "--from-offsite", "--yes", "--wait-minutes", "20")
+    try:
+        wait_for(lambda: "waiting for redis" in text_of(log), "the move to say Redis is not up yet", timeout=600)
+        stack.redis.start()
+        moving.wait(900)
+    finally:
+        kill(moving)
+    output = text_of(log)
+    assert moving.returncode == 0, output
+    assert "30-minute objective" in output
+    first_docker, second_docker = Path(yaml.safe_load(first.read_text())["ragflow_dir"]), tmp_path / "second" / "docker"
+    assert (second_docker / ".env").read_bytes() == (first_docker / ".env").read_bytes()
+    assert table_checksums(stack.mariadb.connection(new_db)) == \
+        table_checksums(clients.mysql_connection(load_settings(first).mysql))
+    assert bucket_digests(stack.minio.client(), dataset.buckets) == dataset.objects
+    es = clients.search_client(load_settings(second).search)
+    for index, count in dataset.doc_counts.items():
+        es.indices.refresh(index=index)
+        assert es.count(index=index)["count"] == count
+    restored = redis_content(stack.redis.client(3), dataset.redis_keys)
+    assert None not in restored.values()
