@@ -49,6 +49,9 @@ class Plan:
     kb: str | None = None
     # Scratch targets (drills): {"mysql": database, "search": index prefix, "minio": bucket prefix, "config": dir}
     targets: dict[str, Any] = field(default_factory=dict)
+    # From another installation's root (core/source_root.py): the config as written, whose own mirror (not the
+    # source's) says what this MinIO held before, should the restore have to be rolled back.
+    rollback_settings: Settings | None = None
 
     def lines(self) -> list[str]:
         point = self.point.ref if self.point else "none (objects only)"
@@ -278,7 +281,7 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
         try:
-            rollback(settings, safety, began_at, touched, plan.kb, identity=identity)
+            rollback(plan.rollback_settings or settings, safety, began_at, touched, plan.kb, identity=identity)
         except Exception as again:  # noqa: BLE001
             audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)
             raise RestoreFailed(f"restore failed ({failure}) AND its rollback failed ({describe(again)}); "

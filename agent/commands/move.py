@@ -97,6 +97,7 @@ def _source(settings: Settings, root: Path | None, point: str | None) -> Iterato
 
 
 def _run(settings: Settings, plan: Plan, identity: Path | None) -> dict[str, Any]:
+    plan.rollback_settings = state.settings()  # this machine's own mirror, should MinIO's part be rolled back
     with decrypted(settings, plan.point, identity) if plan.point else nullcontext(None) as plain:
         plan.point = plain
         return execute(settings, plan, identity)

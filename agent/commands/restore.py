@@ -159,6 +159,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb, storage=storage)
         warning = refuse_newer_point(settings, plan, force or dry_run)
         if storage is not None:
+            plan.rollback_settings = state.settings()  # this installation's own mirror, for MinIO's rollback
             show_mapping(settings, plan)
             line = register_source_repository(settings, plan.point) if not dry_run and "search" in plan.components \
                 and plan.point else None
