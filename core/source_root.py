@@ -49,6 +49,9 @@ def snapshot_index(index: Path, copy: Path) -> None:
     through them (a WAL reader never blocks the owner's writers). Otherwise nobody has it open: its
     bytes (and a -wal a crash left) are copied, and copied again if they changed meanwhile."""
     wal, shm = Path(f"{index}-wal"), Path(f"{index}-shm")
+    if wal.is_symlink() or shm.is_symlink():  # the mirror makes none: a planted one is never followed
+        raise PermanentError(f"{index}: its -wal or -shm is a symlink, which the mirror never makes; "
+                             "restore from another copy of that storage root")
     if wal.exists() and shm.exists():
         with closing(sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=30)) as source, \
                 closing(sqlite3.connect(copy)) as target:

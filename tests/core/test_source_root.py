@@ -92,3 +92,15 @@ def test_a_restore_from_its_own_root_or_from_a_folder_that_is_no_root_is_refused
     with pytest.raises(PermanentError, match="not a storage root"):
         with opened(settings, tmp_path / "elsewhere"):
             pass
+
+
+def test_a_planted_wal_symlink_beside_the_index_is_refused_and_never_followed(tmp_path):
+    index = mirror_with(tmp_path / "mirror", ["a"])
+    secret = tmp_path / "secret"
+    secret.write_text("not the mirror's")
+    Path(f"{index}-wal").symlink_to(secret)
+
+    with pytest.raises(PermanentError, match="symlink"):
+        snapshot_index(index, tmp_path / "copy.sqlite")
+
+    assert not Path(f"{tmp_path / 'copy.sqlite'}-wal").exists()
