@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 
+from actors.minio.plan import scope_prefix
 from actors.search.backup import SnapshotRepo
 from core import clients
 from core.component import PermanentError
 from core.config import Settings
+from core.mirror_store import MirrorStore
 from core.points import Point
 from core.source_root import shown
 
@@ -71,4 +73,19 @@ def refuse_unknown_buckets(settings: Settings, mirrored: list[str]) -> None:
                              f"installation never had ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): "
                              "a restore from another installation brings every bucket back as the source had it; "
                              "remove them first, or leave MinIO out (-C config -C mysql -C search -C redis); "
+                             "nothing was changed")
+
+
+def refuse_other_prefix(settings: Settings, store: MirrorStore) -> None:
+    """Single-bucket mode with minio.prefix_path: a restore brings back only the keys under this config's
+    prefix, so a source that kept its objects under another prefix would restore none, silently. Said here."""
+    bucket, prefix = settings.minio.bucket, scope_prefix(settings)
+    if not bucket or not prefix:
+        return
+    first = next(iter(store.keys(bucket)), None)
+    if first is not None and not first.startswith(prefix):
+        theirs = first.split("/", 1)[0] + "/" if "/" in first else "(no prefix)"
+        raise PermanentError(f"the source installation kept its objects of bucket {bucket} under {shown(theirs)!r}, "
+                             f"this config's minio.prefix_path is {prefix!r}: none would be restored. Set "
+                             "minio.prefix_path (and MINIO_PREFIX_PATH in RAGFlow's .env) to the source's; "
                              "nothing was changed")

@@ -14,7 +14,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from actors.actions.drill import run_drill
-from actors.actions.foreign import refuse_unknown_buckets, register_source_repository
+from actors.actions.foreign import refuse_other_prefix, refuse_unknown_buckets, register_source_repository
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_checks import check_before_restore
@@ -124,8 +124,10 @@ def show_mapping(settings, plan) -> None:
     """The names of the source installation and this one's, per component; refuses what cannot be mapped."""
     buckets = mirrored_buckets(open_store(settings)) if "minio" in plan.components else []
     refuse_unmappable(settings, plan.components, buckets)
-    if "minio" in plan.components and not plan.kb:
-        refuse_unknown_buckets(settings, buckets)
+    if "minio" in plan.components:
+        refuse_other_prefix(settings, open_store(settings))
+        if not plan.kb:
+            refuse_unknown_buckets(settings, buckets)
     table = Table(title="names mapped from the source installation to this one")
     for column in ("component", "name", "in the source", "here", ""):
         table.add_column(column, overflow="fold")
