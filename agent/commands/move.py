@@ -39,6 +39,29 @@ from core.source_root import opened
 
 DATA = ("mysql", "search", "minio", "redis")  # the services the operator starts (RAGFlow's docker-compose-base.yml)
 POLL_SECONDS = 3.0
+# Their service names in RAGFlow's docker-compose-base.yml (testbed/ragflow_docker/v0.27/).
+COMPOSE_SERVICES = {"mysql": ("mysql",), "minio": ("minio",), "search": ("es01", "opensearch01"), "redis": ("redis",)}
+
+
+def start_containers(settings: Settings, names: list[str]) -> list[str]:
+    """Start the existing, stopped containers of these data services (found by their compose labels, in
+    mysql.compose_project when set) through the Docker API (docker.host); the names of those started."""
+    project = [f"com.docker.compose.project={settings.mysql.compose_project}"] if settings.mysql.compose_project else []
+    started: list[str] = []
+    try:
+        client = clients.docker_client(settings.docker.host)
+        for name in names:
+            for service in COMPOSE_SERVICES[name]:
+                labels = [*project, f"com.docker.compose.service={service}"]
+                for container in client.containers.list(all=True, filters={"label": labels}):
+                    if container.status != "running":
+                        container.start()
+                        started.append(container.name)
+    except Exception as exc:  # noqa: BLE001 - docker's errors (imported lazily, as core/clients.py does): said
+        raise PermanentError(f"starting the data services through the Docker API failed after {started or 'none'} "
+                             f"({type(exc).__name__}: {str(exc)[:200]}): start them yourself (`docker compose -f "
+                             "docker-compose-base.yml up -d`) and run the same `ragflow-backup move` again") from None
+    return started
 
 
 def _probes(settings: Settings) -> dict[str, Callable[[], Any]]:
@@ -110,6 +133,8 @@ def move(
     point: Annotated[Optional[str], typer.Option(help="daily/2026-11-24, ... (default: the newest complete).")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for encrypted points.")] = None,
     wait_minutes: Annotated[float, typer.Option(help="How long to wait for the data services to start.")] = 30,
+    start: Annotated[bool, typer.Option("--start-containers", help="Start their existing containers through the "
+                                        "Docker API (docker.host; `docker compose create` made them).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
 ) -> None:
     """Bring RAGFlow up on this machine from backups alone: docker/ and .env, then (once the data services
@@ -139,8 +164,12 @@ def move(
             fresh.minio.enabled = fresh.minio.enabled and settings.minio.enabled
             rest = [name for name in ORDER if name in DATA and name in config.components
                     and (name != "minio" or fresh.minio.enabled)]
-            console.print(f"[bold]2/3[/bold] start RAGFlow's data services now ({', '.join(rest)}), e.g. "
-                          f"`cd {escape(str(fresh.ragflow_dir))} && docker compose -f docker-compose-base.yml up -d`")
+            if start:
+                console.print(f"[bold]2/3[/bold] started through the Docker API: "
+                              f"{', '.join(start_containers(fresh, rest)) or 'none (all running, or none made)'}")
+            else:
+                console.print(f"[bold]2/3[/bold] start RAGFlow's data services now ({', '.join(rest)}), e.g. `cd "
+                              f"{escape(str(fresh.ragflow_dir))} && docker compose -f docker-compose-base.yml up -d`")
             waited = wait_for_services(fresh, rest, wait_minutes)
             console.print(f"[bold]3/3[/bold] restoring {', '.join(rest)}")
             plan = make_plan(fresh, pinned, components=rest, storage=storage)
