@@ -185,10 +185,11 @@ def move(
 
 def _report(results: dict[str, Any], seconds: float, waited: float) -> None:
     table = Table(title="moved: what each component's restore expected and found")
-    for column in ("component", "result"):
+    for column in ("component", "seconds", "result"):
         table.add_column(column, overflow="fold")
     for name, result in results.items():
-        table.add_row(name, escape(in_words(name, result)))
+        took = getattr(result, "seconds", None)  # each component's restore times itself (Redis's says a count only)
+        table.add_row(name, f"{took:.1f}" if isinstance(took, (int, float)) else "-", escape(in_words(name, result)))
     console.print(table)
     within = seconds - waited <= OBJECTIVE_SECONDS
     console.print(f"{styled('ok' if within else 'warn')} {seconds / 60:.1f} minutes in all, of which {waited / 60:.1f} "
