@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from agent.commands import agent as agent_commands
 from agent.commands import audit as audit_commands
 from agent.commands import backup as backup_commands
+from agent.commands import move as move_commands
 from agent.commands import pins as pin_commands
 from agent.commands import restore as restore_commands
 from agent.commands import setup as setup_commands
@@ -112,6 +113,7 @@ app.command()(status_commands.status)
 app.command()(timeline_commands.timeline)
 app.command()(restore_commands.restore)
 app.command()(restore_commands.drill)
+app.command()(move_commands.move)
 app.command()(audit_commands.audit)
 
 

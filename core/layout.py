@@ -6,6 +6,7 @@
     <root>/state/                       small JSON states: scheduler, notifications, reconcile, last restore, offsite
     <root>/decrypted/                   decrypted copies of encrypted points, swept when stale
     <root>/offsite/                     restic's cache and state, staging for copies and restores
+    <root>/foreign/                     copies of another installation's mirror index (core/source_root.py)
     <root>/minio_mirror/                the MinIO mirror (minio.mirror_dir)
     <root>/config_repo/                 the config files' git history (config_files.git_repo)
     <root>/mysql_binlog/                MySQL's binary log as archived (actors/binlog/), with its index
@@ -29,6 +30,7 @@ DECRYPTED = "decrypted"
 OFFSITE = "offsite"
 FROZEN_MIRROR = "minio_mirror"  # offsite/staging/minio_mirror: what restic sees as the mirror
 OFFSITE_RESTORE = "restore-"  # offsite/restore-<token>: one fetch
+FOREIGN = "foreign"  # foreign/<token>/: a restore from another installation's storage root
 MIRROR_DIR = "minio_mirror"  # minio.mirror_dir's default
 CONFIG_REPO = "config_repo"  # config_files.git_repo's default
 BINLOG_ARCHIVE = "mysql_binlog"  # the binlog archive (core/pitr.py)
@@ -75,6 +77,10 @@ class Layout:
     def offsite_restore_staging(self, token: str) -> Path:
         """Where one offsite fetch unpacks ('restore-<token>', swept when stale)."""
         return self.private(OFFSITE, f"{OFFSITE_RESTORE}{token}")
+
+    def foreign_staging(self, token: str) -> Path:
+        """Where a restore from another installation's root keeps its copy of that mirror's index."""
+        return self.private(FOREIGN, token)
 
     def decrypted_copy(self, *parts: str) -> Path:
         """A decrypted copy's folder under decrypted/ (swept when stale)."""

@@ -121,11 +121,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 class MirrorStore:
-    def __init__(self, root: Path):
-        self.root = private_dir(Path(root))
-        self.index = self.root / INDEX_FILE
-        self.tmp = private_dir(self.root / ".tmp")
-        self._local = threading.local()
+    def __init__(self, root: Path, snapshot: Path | None = None):
+        # `snapshot`: another installation's mirror, read through our copy of its index (core/source_root.py)
+        self._local, self.read_only = threading.local(), snapshot is not None
+        self.root = Path(root) if self.read_only else private_dir(Path(root))  # nothing there is written
+        self.index = Path(snapshot) if snapshot else self.root / INDEX_FILE
+        self.tmp = None if self.read_only else private_dir(self.root / ".tmp")
+        if self.read_only:
+            return
         # Create the file with our mode (SQLite gives -wal/-shm the same), but never open an existing one
         # ourselves: closing any descriptor of it drops this process's POSIX locks, and another process
         # closing its last connection would then take itself for the last one and delete the WAL (data lost).
@@ -411,7 +414,7 @@ class MirrorStore:
         conn = self._conn()
         pending = [row[0] for row in conn.execute("SELECT key FROM objects WHERE pending IS NOT NULL AND bucket=? "
                                                   "AND (? IS NULL OR key=?)", (bucket, key, key)).fetchall()]
-        if pending:
+        if pending and not self.read_only:  # read only: each file is checked before an upload anyway
             with self._write() as writer:
                 for name in pending:
                     self._settle(writer, bucket, name)

@@ -7,6 +7,7 @@ restart(); stop() and kill() resume a paused server first (a stopped process ign
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -221,8 +222,9 @@ class PrivateElasticsearch(Signals):
     """The test bed's Elasticsearch install run as its service user with a config folder of its own,
     a free HTTP and transport port, a small heap, security on (user elastic) and path.repo in the folder."""
 
-    def __init__(self, folder: Path, password: str = "fault-es-pw"):
-        self.folder, self.password = Path(folder), password
+    def __init__(self, folder: Path, password: str = "fault-es-pw", also_repo: tuple[str, ...] = ()):
+        """`also_repo`: more path.repo folders (another server's snapshots, to restore from read only)."""
+        self.folder, self.password, self.also_repo = Path(folder), password, tuple(also_repo)
         self.conf, self.data, self.logs = self.folder / "config", self.folder / "data", self.folder / "logs"
         self.repo_root = self.folder / "snapshots"
         self.port, self.transport_port = free_port(), free_port()
@@ -248,7 +250,7 @@ class PrivateElasticsearch(Signals):
         (self.conf / "elasticsearch.yml").write_text("\n".join([
             f"cluster.name: fault-{self.port}", "node.name: node-1", "discovery.type: single-node",
             "network.host: 127.0.0.1", f"http.port: {self.port}", f"transport.port: {self.transport_port}",
-            f"path.data: {self.data}", f"path.logs: {self.logs}", f'path.repo: ["{self.repo_root}"]',
+            f"path.data: {self.data}", f"path.logs: {self.logs}", f"path.repo: {json.dumps([str(self.repo_root), *self.also_repo])}",
             "xpack.security.enabled: true", "xpack.security.http.ssl.enabled: false",
             "xpack.security.transport.ssl.enabled: false", "xpack.ml.enabled: false",
             "cluster.routing.allocation.disk.threshold_enabled: false", "",
@@ -448,3 +450,25 @@ class PrivatePostgres(Signals):
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.folder, ignore_errors=True)
+class PrivateStack:
+    """A second RAGFlow's data services, all of this test's own: MariaDB, MinIO, Elasticsearch, Redis
+    (started together, stopped together; `es_also_repo` as PrivateElasticsearch's `also_repo`)."""
+
+    def __init__(self, folder: Path, env: dict[str, str], es_also_repo: tuple[str, ...] = ()):
+        self.folder = Path(folder)
+        self.mariadb = PrivateMariadb(self.folder / "mariadb")
+        self.minio = PrivateMinio(env, self.folder / "minio")
+        self.elasticsearch = PrivateElasticsearch(self.folder / "elasticsearch", also_repo=es_also_repo)
+        self.redis = PrivateRedis(self.folder / "redis")
+
+    def start(self) -> None:
+        self.minio.data.mkdir(parents=True, exist_ok=True)
+        for server in (self.mariadb, self.minio, self.redis, self.elasticsearch):
+            server.start()
+
+    def kill(self) -> None:
+        for server in (self.elasticsearch, self.redis, self.minio, self.mariadb):
+            try:
+                server.kill()
+            except Exception:  # noqa: BLE001 - stop the others even if one is gone already
+                pass

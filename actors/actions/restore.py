@@ -52,6 +52,9 @@ class Plan:
     # Whole state (`upgrade rollback`, `restore --exact`): also remove what the point does not have (Redis keys,
     # RAGFlow's indices and buckets), only what the safety point holds (core/face.py's RestoreRequest).
     exact: bool = False
+    # From another installation's root (core/source_root.py): the config as written, whose own mirror (not the
+    # source's) says what this MinIO held before, should the restore have to be rolled back.
+    rollback_settings: Settings | None = None
 
     def lines(self) -> list[str]:
         point = self.point.ref if self.point else "none (objects only)"
@@ -95,8 +98,9 @@ def newest_complete(storage: Storage, at: datetime | None = None) -> Point | Non
 
 
 def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
-              components: list[str] | None = None, kb: str | None = None) -> Plan:
-    storage = Storage(settings.storage_root)
+              components: list[str] | None = None, kb: str | None = None, storage: Storage | None = None) -> Plan:
+    """`storage`: where the points are read (another installation's root: core/source_root.py); default ours."""
+    storage = storage or Storage(settings.storage_root)
     if at is not None and at > datetime.now(timezone.utc):
         raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
                              "(the newest complete point at or before it is restored)")
@@ -288,7 +292,7 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
         try:
-            rollback(settings, safety, began_at, touched, plan.kb, identity=identity,
+            rollback(plan.rollback_settings or settings, safety, began_at, touched, plan.kb, identity=identity,
                      held_by=plan.point if plan.exact else None)
         except Exception as again:  # noqa: BLE001
             audit(settings, "rollback", "failed", error=describe(again), safety=safety.ref if safety else None)

@@ -29,6 +29,7 @@ from core.cpu_budget import CpuBudget
 from core.group_commit import GroupCommit
 from core.mirror_status import record_mode
 from core.mirror_store import Entry, MirrorStore
+from core.source_root import read_only_mirror
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
 PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
@@ -60,7 +61,8 @@ def open_store(settings: Settings) -> MirrorStore:
     root = settings.layout.mirror
     with _cache_lock:
         if ("store", root) not in _cache:
-            _cache[("store", root)] = MirrorStore(root)
+            # Another installation's mirror (restore --from-root) is only ever read: core/source_root.py
+            _cache[("store", root)] = read_only_mirror(root) or MirrorStore(root)
         return _cache[("store", root)]  # type: ignore[return-value]
 
 

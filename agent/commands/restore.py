@@ -14,17 +14,22 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from actors.actions.drill import run_drill
+from actors.actions.foreign import refuse_other_prefix, refuse_unknown_buckets, register_source_repository
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_checks import check_before_restore
 from actors.config.restore import diff
+from actors.minio.mirror import open_store
+from actors.minio.plan import mirrored_buckets
 from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, drill_view, emit, quiet_for_json, restore_plan_view
 from agent.drill_report import write_report
 from agent.restore_report import in_words
 from core.component import PermanentError
 from core.encryption import decrypted
+from core.layout import MIRROR_DIR
 from core.points import Storage
+from core.source_root import name_mapping, opened, refuse_unmappable
 
 
 def parse_moment(text: str) -> datetime:
@@ -67,6 +72,8 @@ def restore(
                                                         "keeps them).")] = False,
     source: Annotated[str, typer.Option("--from", help="local (the storage root) or offsite (the restic repository; "
                                                        "--point daily/2026-11-24 or latest).")] = "local",
+    from_root: Annotated[Optional[Path], typer.Option("--from-root", help="Another installation's storage root "
+                         "(staging, a new server): read only; its names are mapped to this config's.")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for an encrypted point.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Restore a point taken under a newer RAGFlow than the one "
                                                         "installed (unsupported).")] = False,
@@ -80,6 +87,12 @@ def restore(
     settings = state.settings()
     if source not in ("local", "offsite"):
         fail(f"--from {source!r}: choose local or offsite", code=2)
+    if from_root is not None:
+        if rollback or source != "local":
+            fail("--from-root restores from another installation's root: leave out --rollback and --from "
+                 "(`restore --rollback` alone undoes it)", code=2)
+        _restore_from_root(settings, from_root, point, at, component, kb, yes, dry_run, identity, force)
+        return
     if source == "offsite" and not rollback:
 
         try:
@@ -97,8 +110,40 @@ def restore(
              exact=exact)
 
 
+def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force) -> None:
+    """A restore from another installation's storage root, read only (core/source_root.py)."""
+    had_minio = settings.minio.enabled
+    try:
+        with opened(settings, root) as storage:
+            if had_minio and not settings.minio.enabled:
+                console.print(f"{styled('warn')} {escape(str(root))} has no MinIO mirror ({MIRROR_DIR}/): objects "
+                              "are not restored", soft_wrap=True)
+            console.print(f"reading the points of {escape(str(root))} (read only: nothing is written there)")
+            _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, allow_choice=False,
+                     force=force, storage=storage)
+    except PermanentError as exc:
+        fail(str(exc))
+
+
+def show_mapping(settings, plan) -> None:
+    """The names of the source installation and this one's, per component; refuses what cannot be mapped."""
+    buckets = mirrored_buckets(open_store(settings)) if "minio" in plan.components else []
+    refuse_unmappable(settings, plan.components, buckets)
+    if "minio" in plan.components:
+        refuse_other_prefix(settings, open_store(settings))
+        if not plan.kb:
+            refuse_unknown_buckets(settings, buckets)
+    table = Table(title="names mapped from the source installation to this one")
+    for column in ("component", "name", "in the source", "here", ""):
+        table.add_column(column, overflow="fold")
+    for item in name_mapping(settings, plan.point, plan.components, buckets):
+        table.add_row(item.component, item.what, escape(item.source), escape(item.target),
+                      "mapped" if item.changed else "same")
+    console.print(table)
+
+
 def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
-             force=False, exact=False) -> None:
+             force=False, exact=False, storage=None) -> None:
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -118,9 +163,16 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         answer = Prompt.ask("Components (comma-separated, empty for all in the point)", default="")
         component = [part.strip() for part in answer.split(",") if part.strip()] or None
     try:
-        plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb)
+        plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb, storage=storage)
         plan.exact = exact and not kb  # a knowledge base's restore touches only it
         warning = refuse_newer_point(settings, plan, force or dry_run)
+        if storage is not None:
+            plan.rollback_settings = state.settings()  # this installation's own mirror, for MinIO's rollback
+            show_mapping(settings, plan)
+            line = register_source_repository(settings, plan.point) if not dry_run and "search" in plan.components \
+                and plan.point else None
+            if line:
+                console.print(line)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
     if warning:
