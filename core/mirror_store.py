@@ -484,11 +484,6 @@ class MirrorStore:
         refs = sorted((self._ref(row) for row in [*old, *current]), key=lambda ref: _ts(ref.valid_from) or "")
         return {ref.key: ref for ref in refs}  # should two claim a key (clock skew), the later one wins
 
-    def oldest_version_at(self) -> str | None:
-        """When the oldest kept version was superseded: objects can be restored as of any moment since."""
-        row = self._conn().execute("SELECT MIN(superseded_at) FROM versions").fetchone()
-        return row[0] if row and isinstance(row[0], str) else None
-
     def stats(self) -> dict:
         """objects, bytes, versions, version_bytes: in total and per bucket (under "buckets")."""
         names = ("objects", "bytes", "versions", "version_bytes")
