@@ -92,10 +92,20 @@ def client_host(conn: Any) -> str:
         return cur.fetchone()[0].rpartition("@")[2]
 
 
+def replay_privilege(conn: Any) -> str:
+    """The privilege that lets an account run mysqlbinlog's BINLOG statements: MariaDB's own (10.5.2+), MySQL
+    8's BINLOG_ADMIN."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        return "BINLOG REPLAY" if "mariadb" in cur.fetchone()[0].lower() else "BINLOG_ADMIN"
+
+
 @contextlib.contextmanager
-def load_account(conn: Any, scratch: str, host: str) -> Iterator[LoadAccount]:
+def load_account(conn: Any, scratch: str, host: str, replay: bool = False) -> Iterator[LoadAccount]:
     """A temporary account with every privilege on `scratch` (which need not exist yet) and nothing else;
-    dropped afterwards, its sessions ended first. The password goes to the server in the statement only."""
+    dropped afterwards, its sessions ended first. The password goes to the server in the statement only.
+    With `replay` it may also run the decoded binlog's row events (BINLOG statements): those ignore table
+    grants, so actors/mysql/replay.py checks each names the scratch database before the client sees it."""
     account = LoadAccount(ACCOUNT_PREFIX + secrets.token_hex(6), host,
                           secrets.token_urlsafe(24) + "-aA1")  # passes a password-strength policy too
     with conn.cursor() as cur:
@@ -108,6 +118,8 @@ def load_account(conn: Any, scratch: str, host: str) -> Iterator[LoadAccount]:
     try:
         with conn.cursor() as cur:
             cur.execute(f"GRANT ALL PRIVILEGES ON {_grant_pattern(scratch)}.* TO {account.sql}")
+            if replay:
+                cur.execute(f"GRANT {replay_privilege(conn)} ON *.* TO {account.sql}")
         yield account
     finally:
         with conn.cursor() as cur:
