@@ -4,8 +4,8 @@ The archive's files (core/pitr.py's ReplayPlan) are decoded by the server's own 
 `mysqlbinlog`; in docker mode the one inside the container, fed each file on stdin) from the point's
 coordinates, keeping only the point's database's events (`--database`) and renaming them to the scratch
 database (`--rewrite-db`), up to the moment asked; the text is piped into the client that loads the scratch
-database as the restore's temporary account (actors/mysql/sandbox.py: granted the scratch database only, plus
-BINLOG REPLAY to run the decoded row events; binary mode, no local-infile).
+database as the restore's temporary account (actors/mysql/sandbox.py: granted the scratch database only, and
+once the dump is in, BINLOG REPLAY to run the decoded row events; binary mode, no local-infile).
 
 The binlog is untrusted input read back from the storage root, and the server applies a row event (`BINLOG
 '...'`) to whatever table its table map names, whatever the account's table privileges (seen on MariaDB
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.mysql.load import LOAD_OPTIONS, LOAD_TOOLS, Loader, kill_sessions, open_loader
-from actors.mysql.sandbox import LoadAccount, guard_options
+from actors.mysql.sandbox import LoadAccount, allow_replay, guard_options
 from actors.mysql.session import CHUNK, STDERR_KEEP, ClientSession, clean_stderr, client_session
 from core import clients
 from core.component import PermanentError
@@ -239,7 +239,7 @@ def _decode_failure(tool: str, code: int | None, stderr: bytes, where: str) -> P
 
 def replay(settings: Settings, conn: Any, plan: ReplayPlan, scratch: str, account: LoadAccount,
            log: logging.Logger | None = None) -> ReplayResult:
-    """Apply `plan` to `scratch` as `account` (which must hold BINLOG REPLAY: sandbox.load_account(replay=True)).
+    """Apply `plan` to `scratch` as `account`, which is granted BINLOG REPLAY for it (sandbox.allow_replay).
     On failure the client is stopped and its session ended; the caller drops the scratch database."""
     log = log or LOG
     if not plan.files:
@@ -249,6 +249,7 @@ def replay(settings: Settings, conn: Any, plan: ReplayPlan, scratch: str, accoun
             raise PermanentError(f"the archived binlog file {path} is missing; nothing was restored")
     password = clients.secret(settings.mysql.password) or ""
     guard, fed = BinlogGuard(scratch), 0
+    allow_replay(conn, account)
     with client_session(settings) as session:
         decoder, loader_tool = session.find(DECODE_TOOLS), session.find(LOAD_TOOLS)
         if decoder is None or loader_tool is None:

@@ -100,12 +100,18 @@ def replay_privilege(conn: Any) -> str:
         return "BINLOG REPLAY" if "mariadb" in cur.fetchone()[0].lower() else "BINLOG_ADMIN"
 
 
+def allow_replay(conn: Any, account: LoadAccount) -> None:
+    """Let the account run the decoded binlog's row events (BINLOG statements) too, once the dump is in (a dump
+    must never run one): those ignore table grants, so actors/mysql/replay.py checks that each names the scratch
+    database before the client sees it."""
+    with conn.cursor() as cur:
+        cur.execute(f"GRANT {replay_privilege(conn)} ON *.* TO {account.sql}")
+
+
 @contextlib.contextmanager
-def load_account(conn: Any, scratch: str, host: str, replay: bool = False) -> Iterator[LoadAccount]:
+def load_account(conn: Any, scratch: str, host: str) -> Iterator[LoadAccount]:
     """A temporary account with every privilege on `scratch` (which need not exist yet) and nothing else;
-    dropped afterwards, its sessions ended first. The password goes to the server in the statement only.
-    With `replay` it may also run the decoded binlog's row events (BINLOG statements): those ignore table
-    grants, so actors/mysql/replay.py checks each names the scratch database before the client sees it."""
+    dropped afterwards, its sessions ended first. The password goes to the server in the statement only."""
     account = LoadAccount(ACCOUNT_PREFIX + secrets.token_hex(6), host,
                           secrets.token_urlsafe(24) + "-aA1")  # passes a password-strength policy too
     with conn.cursor() as cur:
@@ -118,8 +124,6 @@ def load_account(conn: Any, scratch: str, host: str, replay: bool = False) -> It
     try:
         with conn.cursor() as cur:
             cur.execute(f"GRANT ALL PRIVILEGES ON {_grant_pattern(scratch)}.* TO {account.sql}")
-            if replay:
-                cur.execute(f"GRANT {replay_privilege(conn)} ON *.* TO {account.sql}")
         yield account
     finally:
         with conn.cursor() as cur:

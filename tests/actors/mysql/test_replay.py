@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from actors.mysql.replay import BinlogGuard, replay, stop_bound
-from actors.mysql.sandbox import client_host, load_account
+from actors.mysql.sandbox import allow_replay, client_host, load_account
 from core import clients
 from core.component import PermanentError
 from core.config import Settings
@@ -77,7 +77,7 @@ def rows(cfg, database: str, table: str = "t") -> list[tuple]:
 
 def run_replay(settings: Settings, plan: ReplayPlan, scratch: str):
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
-        with load_account(conn, scratch, client_host(conn), replay=True) as account:
+        with load_account(conn, scratch, client_host(conn)) as account:
             return replay(settings, conn, plan, scratch, account)
 
 
@@ -177,3 +177,19 @@ def test_only_the_named_databases_events_are_replayed_and_a_corrupt_file_fails_t
     with pytest.raises(PermanentError, match="could not decode the archived binlog|replaying the archived binlog"):
         run_replay(settings, ReplayPlan((corrupt,), plan.start, plan.stop_at, plan.database), scratch)
     assert rows(settings.mysql, scratch) == []
+
+
+def test_the_temporary_account_may_run_binlog_statements_only_once_the_replay_allows_it(written):
+    settings, plan, scratch, _ = written
+    text = decoded(plan, scratch).decode()
+    statement = text[text.index("BINLOG '"):text.index("'/*!*/;") + 1]  # the format-description event
+    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
+        with load_account(conn, scratch, client_host(conn)) as account:
+            as_account = settings.mysql.model_copy(update={"user": account.user, "password": account.password})
+            with contextlib.closing(clients.mysql_connection(as_account, database=scratch)) as loader:
+                with pytest.raises(Exception, match="1227|BINLOG REPLAY|denied"), loader.cursor() as cur:
+                    cur.execute(statement)  # what a planted BINLOG line in a dump would try
+            allow_replay(conn, account)
+            with contextlib.closing(clients.mysql_connection(as_account, database=scratch)) as loader:
+                with loader.cursor() as cur:
+                    cur.execute(statement)
