@@ -11,13 +11,17 @@ The binlog is untrusted input read back from the storage root, and the server ap
 '...'`) to whatever table its table map names, whatever the account's table privileges (seen on MariaDB
 10.11). So `BinlogGuard` reads every BINLOG statement the decoder wrote before the client gets it: only
 format-description, table-map and row events, each table map naming the scratch database; anything else that
-mentions BINLOG is refused. Statements (DDL, BEGIN/COMMIT) are checked by the server against the account's
-grants, as a dump's are. The decoder's `SET @@session.gtid_seq_no / server_id / gtid_domain_id` lines are
+mentions BINLOG is refused. What the client gets is re-encoded from the events checked, in pieces that fit the
+server's max_allowed_packet (see `_statements`). Statements (DDL, BEGIN/COMMIT) are checked by the server
+against the account's grants, as a dump's are. The decoder's `SET @@session.gtid_seq_no / server_id / gtid_domain_id` lines are
 dropped: the replayed transactions get this server's next GTIDs instead of repeating old ones in its binlog.
 
-`--stop-datetime` stops at the first event whose timestamp is at or after the value, read in the decoder's
-local time zone: the bound is T + 1 s in UTC with TZ=UTC, so every event of second T is applied and none of
-T + 1. A transaction cut there has no COMMIT and is rolled back when the client ends.
+Where to stop is decided here, not with the decoder's `--stop-datetime`: that stops at the first event of ANY
+database whose timestamp is at or after the value (a session of another application that set its TIMESTAMP
+ahead would cut the replay short). The guard reads the decoder's comment line of each statement and row
+event it kept (the database's own; the decoder runs with TZ=UTC) and ends the stream at the first one at or
+after T + 1 s: every statement of second T is applied and none of T + 1, in the log's order. A transaction cut
+there has no COMMIT and is rolled back when the client's input ends.
 """
 from __future__ import annotations
 
@@ -49,19 +53,25 @@ DECODE_TOOLS = ("mariadb-binlog", "mysqlbinlog")
 FORMAT_DESCRIPTION, TABLE_MAP = 15, 19
 # Row events: v1 (23-25), v2 (30-32), MySQL's partial update (39), MariaDB's compressed ones (166-171).
 ROW_EVENTS = frozenset({23, 24, 25, 30, 31, 32, 39, 166, 167, 168, 169, 170, 171})
+STATEMENT_BYTES = 4 << 20  # events per BINLOG statement fed to the client (see _statements)
 HEADER = 19  # a v4 event's common header: timestamp 4, type 1, server id 4, size 4, next position 4, flags 2
 _GTID_LINE = re.compile(rb"^/\*M!100001 SET @@session\.(?:gtid_seq_no|server_id|gtid_domain_id)=\d+\*//\*!\*/;$")
 _CHUNK = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 # The decoder's own lines that name the binlog: the start event's comment and its closing ROLLBACK.
+# The decoder's comment line heading an event of the kept database, with its time (UTC under TZ=UTC), e.g.
+# "#261130  2:30:13 server id 1  end_log_pos 1300 CRC32 0x..\tTable_map: ...". GTID, Xid and the file's own
+# events are printed for every database, so they never decide the stop.
+_EVENT_TIME = re.compile(rb"^#(\d\d)(\d\d)(\d\d) +(\d{1,2}):(\d\d):(\d\d) server id \d+ [^\t]*\t"
+                         rb"(?:Table_map|Write_rows|Update_rows|Delete_rows|Query)")
 _DECODER_LINES = re.compile(rb"^(?:#\d{6} +\d+:\d\d:\d\d server id \d+ .*Start: binlog v 4, server v [^\n]*"
                             rb"|ROLLBACK /\* added by mysqlbinlog \*/;)$")
 
 
-def stop_bound(stop_at: datetime) -> str:
-    """`--stop-datetime`'s value for 'every event of stop_at's second, none later', in UTC (run with TZ=UTC)."""
+def stop_bound(stop_at: datetime) -> datetime:
+    """The first moment not replayed: every event of stop_at's second is, none later (UTC)."""
     if stop_at.tzinfo is None:
         raise ValueError("stop_at must be an aware datetime")
-    return (stop_at.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    return stop_at.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
 
 
 def _refuse(why: str) -> PermanentError:
@@ -73,8 +83,10 @@ def _refuse(why: str) -> PermanentError:
 class BinlogGuard:
     """Passes the decoder's text line by line, holding each BINLOG statement until its events are checked."""
 
-    def __init__(self, scratch: str):
+    def __init__(self, scratch: str, stop_at: datetime | None = None):
         self.scratch = scratch.encode()
+        self.bound = stop_bound(stop_at) if stop_at is not None else None
+        self.stopped = False  # an event at or after the bound was reached: nothing more passes
         self.table_map_post_header = 8  # until a format-description event says otherwise
         self.statements = 0  # BINLOG statements passed
         self.transactions = 0  # COMMITs passed
@@ -90,12 +102,23 @@ class BinlogGuard:
     def finish(self) -> bytes:
         out = self._line(self._pending) if self._pending else b""
         self._pending = b""
-        if self._block is not None:
+        if self._block is not None and not self.stopped:
             raise _refuse("ends inside a BINLOG statement")
         return out
 
     def _line(self, line: bytes) -> bytes:
         bare = line.rstrip(b"\r\n")
+        if self.stopped:
+            return b""
+        if self._block is None and self.bound is not None and (when := _EVENT_TIME.match(bare)):
+            year, month, day, hour, minute, second = (int(part) for part in when.groups()[:6])
+            try:
+                moment = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
+            except ValueError:
+                raise _refuse(f"has an event time the decoder does not write ({bare[:40]!r})") from None
+            if moment >= self.bound:
+                self.stopped = True
+                return b""
         if self._block is not None:
             self._block.append(line)
             if not bare.startswith(b"'"):
@@ -103,9 +126,9 @@ class BinlogGuard:
             block, self._block = self._block, None
             if bare != b"'/*!*/;":
                 raise _refuse(f"has a BINLOG statement the decoder does not write ({bare[:80]!r})")
-            self._check(b"".join(part.strip() for part in block[1:-1]))
+            events = self._check(b"".join(part.strip() for part in block[1:-1]))
             self.statements += 1
-            return b"".join(block)
+            return _statements(events)
         if bare == b"BINLOG '":
             self._block = [line]
             return b""
@@ -117,7 +140,7 @@ class BinlogGuard:
             self.transactions += 1
         return line
 
-    def _check(self, encoded: bytes) -> None:
+    def _check(self, encoded: bytes) -> list[bytes]:
         try:
             # The decoder encodes event by event, each chunk padded; the server reads the chunks one after another.
             payload = b"".join(base64.b64decode(chunk, validate=True) for chunk in _CHUNK.findall(encoded))
@@ -125,7 +148,7 @@ class BinlogGuard:
                 raise ValueError("stray characters")
         except (binascii.Error, ValueError):
             raise _refuse("has a BINLOG statement that is not base64") from None
-        at = 0
+        at, events = 0, []
         while at < len(payload):
             if len(payload) - at < HEADER:
                 raise _refuse("has a BINLOG statement with a cut event")
@@ -144,7 +167,9 @@ class BinlogGuard:
             elif kind not in ROW_EVENTS:
                 raise _refuse(f"has an event of type {kind} in a BINLOG statement (only row events are replayed; "
                               f"MySQL's binlog_transaction_compression is not supported)")
+            events.append(event)
             at += size
+        return events
 
     def _format(self, event: bytes) -> None:
         # binlog version 2, server version 50, created 4, common header length 1, then post-header lengths.
@@ -155,6 +180,33 @@ class BinlogGuard:
         if post_header not in (6, 8):
             raise _refuse("has a format-description event with an unknown table-map layout")
         self.table_map_post_header = post_header
+
+
+def _statements(events: list[bytes]) -> bytes:
+    """The checked events as BINLOG statements again, encoded here (the server runs exactly what was checked),
+    at most about STATEMENT_BYTES of events each: the decoder writes all row events of one logged statement (an
+    UPDATE of every row) as one BINLOG statement, which would pass the server's max_allowed_packet (16 MiB by
+    default). The server forgets the table maps at the end of each BINLOG statement (and would skip row events
+    of a table id it does not know), so every piece repeats the table maps (and the format description) first."""
+    head = [event for event in events if event[4] in (FORMAT_DESCRIPTION, TABLE_MAP)]
+    rows = [event for event in events if event[4] not in (FORMAT_DESCRIPTION, TABLE_MAP)]
+    if sum(map(len, events)) <= STATEMENT_BYTES or not rows:
+        return _statement(events)
+    if events[:len(head)] != head:  # maps after rows: not the decoder's layout; keep it whole
+        return _statement(events)
+    out, group, size = [], [], sum(map(len, head))
+    for event in rows:
+        if group and size + len(event) > STATEMENT_BYTES:
+            out.append(_statement(head + group))
+            group, size = [], sum(map(len, head))
+        group.append(event)
+        size += len(event)
+    out.append(_statement(head + group))
+    return b"".join(out)
+
+
+def _statement(events: list[bytes]) -> bytes:
+    return b"BINLOG '\n" + base64.encodebytes(b"".join(events)) + b"'/*!*/;\n"
 
 
 @dataclass
@@ -168,8 +220,7 @@ class ReplayResult:
 def _decode_args(plan: ReplayPlan, scratch: str) -> list[str]:
     if "->" in plan.database or "->" in scratch:
         raise PermanentError(f"database {plan.database!r} cannot be replayed by name (it holds '->')")
-    return ["--verify-binlog-checksum", f"--stop-datetime={stop_bound(plan.stop_at)}",
-            f"--database={plan.database}", f"--rewrite-db={plan.database}->{scratch}"]
+    return ["--verify-binlog-checksum", f"--database={plan.database}", f"--rewrite-db={plan.database}->{scratch}"]
 
 
 def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch: str) -> Iterator[bytes]:
@@ -248,7 +299,7 @@ def replay(settings: Settings, conn: Any, plan: ReplayPlan, scratch: str, accoun
         if not Path(path).is_file():
             raise PermanentError(f"the archived binlog file {path} is missing; nothing was restored")
     password = clients.secret(settings.mysql.password) or ""
-    guard, fed = BinlogGuard(scratch), 0
+    guard, fed = BinlogGuard(scratch, plan.stop_at), 0
     allow_replay(conn, account)
     with client_session(settings) as session:
         decoder, loader_tool = session.find(DECODE_TOOLS), session.find(LOAD_TOOLS)
@@ -268,6 +319,9 @@ def replay(settings: Settings, conn: Any, plan: ReplayPlan, scratch: str, accoun
                     if data := guard.feed(block):
                         loader.write(data)
                         fed += len(data)
+                    if guard.stopped:
+                        decoded.close()  # type: ignore[attr-defined] - the rest is after the moment asked
+                        break
                 if data := guard.finish():
                     loader.write(data)
                     fed += len(data)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import actors.mysql.replay as replay_module
 from actors.mysql.replay import BinlogGuard, replay, stop_bound
 from actors.mysql.sandbox import allow_replay, client_host, load_account
 from core import clients
@@ -19,7 +20,9 @@ from testbed import settings as testbed_settings
 from tests.actors.mysql.binlog_copy import coordinates, copy_binlog
 from tests.conftest import unique
 
-T = datetime(2026, 11, 30, 14, 32, 7, tzinfo=UTC)
+# An hour ago: the binlog is the test bed's, shared, and an event stamped in the future would look to every
+# other replay of that stretch like the end of its moment.
+T = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 def write_at(cur, moment: datetime, sql: str) -> None:
@@ -81,11 +84,9 @@ def run_replay(settings: Settings, plan: ReplayPlan, scratch: str):
             return replay(settings, conn, plan, scratch, account)
 
 
-def test_the_stop_bound_is_the_next_second_in_utc():
+def test_the_stop_bound_is_the_next_whole_second_in_utc():
     local = datetime(2026, 11, 30, 15, 32, 7, 900000).astimezone()
-    assert stop_bound(T) == "2026-11-30 14:32:08"
-    assert stop_bound(local) == (local.replace(microsecond=0).astimezone(UTC)).strftime("%Y-%m-%d %H:%M:") + \
-        f"{local.second + 1:02d}"
+    assert stop_bound(local) == local.replace(microsecond=0).astimezone(UTC) + timedelta(seconds=1)
 
 
 def test_replay_applies_every_row_committed_at_or_before_t_and_none_after(written):
@@ -177,6 +178,39 @@ def test_only_the_named_databases_events_are_replayed_and_a_corrupt_file_fails_t
     with pytest.raises(PermanentError, match="could not decode the archived binlog|replaying the archived binlog"):
         run_replay(settings, ReplayPlan((corrupt,), plan.start, plan.stop_at, plan.database), scratch)
     assert rows(settings.mysql, scratch) == []
+
+
+def test_an_event_of_another_database_stamped_after_t_does_not_end_the_replay(written, tmp_path):
+    settings, plan, scratch, other = written
+    with clients.mysql_connection(settings.mysql, database=other) as conn, conn.cursor() as cur:
+        start = coordinates(settings.mysql)
+        write_at(cur, T + timedelta(seconds=30), "INSERT INTO x VALUES (10)")  # another application, ahead
+        conn.select_db(plan.database)
+        write_at(cur, T, "INSERT INTO t VALUES (20, 'at T, logged later')")
+    files = copy_binlog(settings.mysql, start, tmp_path / "ahead")
+    run_replay(settings, ReplayPlan(files, start, T, plan.database), scratch)
+    assert rows(settings.mysql, scratch) == [(20, "at T, logged later")]
+
+
+def test_a_big_statement_is_fed_in_pieces_that_each_repeat_the_table_map(written, tmp_path, monkeypatch):
+    settings, plan, scratch, _ = written
+    with clients.mysql_connection(settings.mysql, database=plan.database) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO t VALUES (%s, 'x')", [(n,) for n in range(100, 2100)])
+        conn.commit()
+        run_replay(settings, ReplayPlan(plan.files, plan.start, T, plan.database), scratch)
+        start = coordinates(settings.mysql)
+        write_at(cur, T, "UPDATE t SET v = 'updated at T' WHERE id >= 100")  # one statement, ~100 KB of rows
+    files = copy_binlog(settings.mysql, start, tmp_path / "big")
+    with clients.mysql_connection(settings.mysql, database=scratch) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO t VALUES (%s, 'x')", [(n,) for n in range(100, 2100)])
+        conn.commit()
+    monkeypatch.setattr(replay_module, "STATEMENT_BYTES", 8 << 10)
+    text = decoded(ReplayPlan(files, start, T, plan.database), scratch)
+    assert len(guarded(text, scratch).split(b"BINLOG '")) > 5  # cut into pieces of about 8 KiB
+    run_replay(settings, ReplayPlan(files, start, T, plan.database), scratch)
+    with clients.mysql_connection(settings.mysql, database=scratch) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t WHERE v = 'updated at T'")
+        assert cur.fetchone()[0] == 2000
 
 
 def test_the_temporary_account_may_run_binlog_statements_only_once_the_replay_allows_it(written):
