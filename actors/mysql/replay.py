@@ -11,8 +11,8 @@ The binlog is untrusted input read back from the storage root, and the server ap
 '...'`) to whatever table its table map names, whatever the account's table privileges (seen on MariaDB
 10.11). So `BinlogGuard` reads every BINLOG statement the decoder wrote before the client gets it: only
 format-description, table-map and row events, each table map naming the scratch database; anything else that
-mentions BINLOG is refused. What the client gets is re-encoded from the events checked, in pieces that fit the
-server's max_allowed_packet (see `_statements`). Statements (DDL, BEGIN/COMMIT) are checked by the server
+mentions BINLOG is refused. A statement bigger than the server's max_allowed_packet is re-encoded from the
+events checked, in pieces that fit (see `_statements`). Statements (DDL, BEGIN/COMMIT) are checked by the server
 against the account's grants, as a dump's are. The decoder's `SET @@session.gtid_seq_no / server_id / gtid_domain_id` lines are
 dropped: the replayed transactions get this server's next GTIDs instead of repeating old ones in its binlog.
 
@@ -81,7 +81,8 @@ def _refuse(why: str) -> PermanentError:
 
 
 class BinlogGuard:
-    """Passes the decoder's text line by line, holding each BINLOG statement until its events are checked."""
+    """Passes the decoder's text line by line, holding each BINLOG statement until its events are checked (and
+    giving the client the checked events, re-encoded), until the first statement after the moment."""
 
     def __init__(self, scratch: str, stop_at: datetime | None = None):
         self.scratch = scratch.encode()
@@ -91,26 +92,45 @@ class BinlogGuard:
         self.statements = 0  # BINLOG statements passed
         self.transactions = 0  # COMMITs passed
         self._pending = b""
-        self._block: list[bytes] | None = None
 
     def feed(self, data: bytes) -> bytes:
-        text = self._pending + data
-        cut = text.rfind(b"\n") + 1
-        self._pending = text[cut:]
-        return b"".join(self._line(line) for line in text[:cut].splitlines(keepends=True))
+        text, out, at = self._pending + data, [], 0
+        while not self.stopped:
+            newline = text.find(b"\n", at)
+            if newline < 0:
+                break
+            if text[at:newline] != b"BINLOG '":
+                out.append(self._line(text[at:newline + 1]))
+                at = newline + 1
+                continue
+            # A BINLOG statement: base64 lines up to the first line that starts with a quote (found in one go:
+            # there are many of them).
+            end = text.find(b"\n'", newline)
+            closed = text.find(b"\n", end + 1) if end >= 0 else -1
+            if closed < 0:
+                break  # the rest is still to come
+            if text[end + 1:closed].rstrip(b"\r") != b"'/*!*/;":
+                raise _refuse(f"has a BINLOG statement the decoder does not write ({text[end + 1:closed][:80]!r})")
+            events = self._check(b"".join(text[newline + 1:end].split()))
+            # Within the packet limit the decoder's own text goes on: strictly valid base64 (checked), so the
+            # server decodes the very bytes checked; bigger ones are cut and re-encoded.
+            out.append(text[at:closed + 1] if sum(map(len, events)) <= STATEMENT_BYTES else _statements(events))
+            self.statements += 1
+            at = closed + 1
+        self._pending = b"" if self.stopped else text[at:]
+        return b"".join(out)
 
     def finish(self) -> bytes:
-        out = self._line(self._pending) if self._pending else b""
-        self._pending = b""
-        if self._block is not None and not self.stopped:
+        rest, self._pending = self._pending, b""
+        if rest.startswith(b"BINLOG '\n") and not self.stopped:
             raise _refuse("ends inside a BINLOG statement")
-        return out
+        return self._line(rest) if rest else b""
 
     def _line(self, line: bytes) -> bytes:
         bare = line.rstrip(b"\r\n")
         if self.stopped:
             return b""
-        if self._block is None and self.bound is not None and (when := _EVENT_TIME.match(bare)):
+        if self.bound is not None and (when := _EVENT_TIME.match(bare)):
             year, month, day, hour, minute, second = (int(part) for part in when.groups()[:6])
             try:
                 moment = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
@@ -119,19 +139,8 @@ class BinlogGuard:
             if moment >= self.bound:
                 self.stopped = True
                 return b""
-        if self._block is not None:
-            self._block.append(line)
-            if not bare.startswith(b"'"):
-                return b""
-            block, self._block = self._block, None
-            if bare != b"'/*!*/;":
-                raise _refuse(f"has a BINLOG statement the decoder does not write ({bare[:80]!r})")
-            events = self._check(b"".join(part.strip() for part in block[1:-1]))
-            self.statements += 1
-            return _statements(events)
-        if bare == b"BINLOG '":
-            self._block = [line]
-            return b""
+        if bare == b"BINLOG '":  # only at the very end of the text (finish): cut short
+            raise _refuse("ends inside a BINLOG statement")
         if _GTID_LINE.match(bare):
             return b""
         if b"binlog" in bare.lower() and not _DECODER_LINES.match(bare):
