@@ -5,6 +5,7 @@ binlog archived byte-exact from the point's coordinates with the archive's own i
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -164,6 +165,9 @@ def test_dry_run_says_the_moment_each_component_comes_back_to_and_why(scene):
     assert f"minio: {when} (mirror at {when})" in output
     assert "search: " in output and "(snapshot of point daily/" in output
     assert "config: " in output and "(commit " in output
+    as_json = json.loads(cli(scene.config, "restore", "--at", scene.t.isoformat(), "--dry-run", "--json").output)
+    moments = {item["component"]: item["moment"] for item in as_json["components"]}
+    assert moments["mysql"].endswith(f"+ binlog to {when})") and moments["minio"] == f"{when} (mirror at {when})"
     assert scene.probe() == [(second, scene.dataset.kb_ids[0]) for second in SECONDS]  # nothing changed
 
 
