@@ -154,6 +154,8 @@ def test_restore_at_t_brings_back_exactly_the_rows_committed_at_or_before_t_and_
     assert {doc: name for doc, name in names.items() if name.startswith("renamed")} == expected_names(scene, 0)
     assert "damaged" not in names.values()
     assert scene.objects() == {"pitr/before"}
+    when = scene.t.astimezone().isoformat(timespec="seconds")
+    assert f"(the point's dump + the archived binlog to {when})" in " ".join(result.output.split())
 
 
 def test_dry_run_says_the_moment_each_component_comes_back_to_and_why(scene):
