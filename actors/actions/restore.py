@@ -117,11 +117,12 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
                                  f"changed after the backup; choose another point (`ragflow-backup list`)") from None
         if manifest.status != "complete":
             raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
-    elif at is not None:
-        choice = choose(settings, complete_points(storage), at, components or list(ORDER))
-        point = choice.point
     else:
-        point = newest_complete(storage, at)
+        if at is not None:
+            choice = choose(settings, complete_points(storage), at, components or list(ORDER))
+            point = choice.point
+        else:
+            point = newest_complete(storage, at)
         # Without the mirror there is nothing to bring back from before the first point: say which it is.
         first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
         if first is not None:
