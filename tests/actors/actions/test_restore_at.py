@@ -219,3 +219,12 @@ def test_a_gap_in_the_archive_refuses_the_restore_naming_the_nearest_moments_and
     assert f"the nearest moments MySQL can be restored to: after {after}" in output
     assert scene.probe() == [(second, scene.dataset.kb_ids[0]) for second in SECONDS]
     assert scene.objects() == {"pitr/before", "pitr/after"}
+
+
+def test_without_an_archive_restore_at_says_mysql_comes_back_to_the_points_time_not_t(scene):
+    (scene.settings.layout.binlog_archive / "index.json").unlink()  # nothing archived (or the archive is off)
+    result = cli(scene.config, "restore", "--at", scene.t.isoformat(), "--component", "mysql", "--yes")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "no binlog archive, so MySQL comes back to the point's time, not" in output
+    assert scene.probe() == []  # the point's: the probe rows were all written after it
