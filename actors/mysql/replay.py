@@ -232,8 +232,9 @@ def _decode_args(plan: ReplayPlan, scratch: str) -> list[str]:
     return ["--verify-binlog-checksum", f"--database={plan.database}", f"--rewrite-db={plan.database}->{scratch}"]
 
 
-def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch: str) -> Iterator[bytes]:
-    argv = [shutil.which(tool) or tool, "--no-defaults", *_decode_args(plan, scratch),
+def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch: str,
+                   extra: list[str]) -> Iterator[bytes]:
+    argv = [shutil.which(tool) or tool, "--no-defaults", *_decode_args(plan, scratch), *extra,
             f"--start-position={plan.start.position}", "--", *(str(path) for path in plan.files)]
     env = {**session.env, "TZ": "UTC"}  # type: ignore[attr-defined]
     with open(session.folder / "decode.stderr", "w+b") as errors:  # type: ignore[attr-defined]
@@ -253,13 +254,13 @@ def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch:
             raise _decode_failure(tool, code, errors.read(), session.where)
 
 
-def _docker_decoded(session: Any, tool: str, plan: ReplayPlan, scratch: str) -> Iterator[bytes]:
+def _docker_decoded(session: Any, tool: str, plan: ReplayPlan, scratch: str, extra: list[str]) -> Iterator[bytes]:
     """The container's decoder, one file at a time on stdin (the archive is on this host, not in there)."""
     from docker.utils.socket import frames_iter  # lazy: docker SDK (heavy): only for a restore through the container
 
     for index, path in enumerate(plan.files):
         start = [f"--start-position={plan.start.position}"] if index == 0 else []
-        exec_id = session.api.exec_create(session.container.id, [tool, *_decode_args(plan, scratch), *start, "-"],
+        exec_id = session.api.exec_create(session.container.id, [tool, *_decode_args(plan, scratch), *extra, *start, "-"],
                                           stdin=True, stdout=True, stderr=True, environment={"TZ": "UTC"})["Id"]
         sock = session.api.exec_start(exec_id, socket=True)
         raw: socket.socket = getattr(sock, "_sock", sock)
@@ -320,7 +321,11 @@ def replay(settings: Settings, conn: Any, plan: ReplayPlan, scratch: str, accoun
         log.info("replaying %d archived binlog file(s) from %s:%d through %s into %s at %s",
                  len(plan.files), plan.start.file, plan.start.position, plan.stop_at.isoformat(), scratch,
                  session.where)
-        decoded = (_docker_decoded if session.mode == "docker" else _local_decoded)(session, decoder[0], plan, scratch)
+        # MySQL's mysqlbinlog: no SET GTID_NEXT lines (they need SYSTEM_VARIABLES_ADMIN; and the replayed
+        # transactions are to get the server's next GTIDs, as MariaDB's lines are dropped by the guard for).
+        extra = ["--skip-gtids"] if b"--skip-gtids" in session.run(decoder[0], ["--help"], connect=False)[1] else []
+        decoded = (_docker_decoded if session.mode == "docker" else _local_decoded)(session, decoder[0], plan,
+                                                                                      scratch, extra)
         loader: Loader = open_loader(session, loader_tool[0], account, options)
         try:
             try:
