@@ -3,13 +3,13 @@ metrics all read it. A new component is one sub-package of actors/ with a `COMPO
 core/face.py) and one entry here."""
 from __future__ import annotations
 
-from actors import config, minio, mysql, redis, search
+from actors import binlog, config, minio, mysql, redis, search
 from core.config import Settings
 from core.face import Component
 
 # In the order backups run and reports list them.
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
-    mysql.COMPONENT, search.COMPONENT, redis.COMPONENT, config.COMPONENT, minio.COMPONENT,
+    mysql.COMPONENT, search.COMPONENT, redis.COMPONENT, config.COMPONENT, minio.COMPONENT, binlog.COMPONENT,
 )}
 IN_POINTS = [name for name, c in COMPONENTS.items() if c.in_points]  # what a backup run can be asked for
 

@@ -17,6 +17,8 @@ from typing import Any, Callable
 from dramatiq import Actor
 
 from actors import tasks
+from actors.binlog.archiver import Archiver
+from actors.binlog.summary import archive_summary
 from actors.broker import configure
 from agent.console.auth import metrics_auth
 from agent.console.history import HistoryStore
@@ -61,6 +63,7 @@ class Agent:
         self.watcher = None
         self.scheduler = None
         self.metrics = None
+        self.binlog: Archiver | None = None
 
     # ------------------------------------------------------------ wiring
 
@@ -106,6 +109,10 @@ class Agent:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,
                                          settings.watch.debounce_seconds, self._on_config_change)
             self.watcher.start()
+        if settings.mysql.enabled and settings.binlog.enabled:  # MySQL's binary log, streamed as a replica would
+            notifier = Notifier(settings.notify, settings.layout.notify_state)
+            self.binlog = Archiver(settings, notify=lambda key, title, body: notifier.failure(key, title, body))
+            self._spawn(lambda: self.binlog.run(self._stop), "binlog")  # restarts its streamer with backoff
         self.scheduler = Scheduler(scheduled_jobs(settings), self.settings.layout.scheduler_state, self._on_tick)
         self.scheduler.start()
         if settings.metrics.enabled:
@@ -156,7 +163,12 @@ class Agent:
 
     def health(self):
 
-        return collect(self.settings, self.storage, queue_depth=self.queue_depth, mirror_stats=self.mirror_stats)
+        return collect(self.settings, self.storage, queue_depth=self.queue_depth, mirror_stats=self.mirror_stats,
+                       binlog_stats=self.binlog_stats)
+
+    def binlog_stats(self) -> dict[str, Any]:
+        """The archive's summary, and the running archive's lag and state."""
+        return {**archive_summary(self.settings), **(self.binlog.state.live() if self.binlog else {})}
 
     def queue_depth(self) -> dict[str, int]:
 

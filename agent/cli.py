@@ -15,6 +15,7 @@ from agent.commands import backup as backup_commands
 from agent.commands import restore as restore_commands
 from agent.commands import setup as setup_commands
 from agent.commands import status as status_commands
+from agent.commands import timeline as timeline_commands
 from agent.commands import worker as worker_commands
 from agent.commands.common import accept_config_anywhere, console, errors, print_error, state, styled
 from agent.commands.config import config_app
@@ -104,6 +105,7 @@ app.command()(worker_commands.worker)
 app.command()(agent_commands.agent)
 app.command()(agent_commands.run)
 app.command()(status_commands.status)
+app.command()(timeline_commands.timeline)
 app.command()(restore_commands.restore)
 app.command()(restore_commands.drill)
 app.command()(audit_commands.audit)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from actors.actions.offsite import last_runs
 from actors.actions.retention import storage_bytes
 from actors.actions.runs import describe
+from actors.binlog.summary import archive_summary
 from actors.components import enabled_components
 from core.config import Settings
 from core.points import Point, Storage
@@ -75,6 +76,7 @@ class HealthReport:
     mirror: dict[str, Any] | None = None  # objects, bytes, lag_seconds, last_reconcile, ...
     problems: list[str] = field(default_factory=list)  # probes that failed
     offsite: dict[str, Any] | None = None  # last offsite runs (actors.actions.offsite.last_runs) when offsite is on
+    binlog: dict[str, Any] | None = None  # the binlog archive (actors/binlog/summary.py; the agent adds its lag)
 
     def component(self, name: str) -> ComponentHealth | None:
         return next((item for item in self.components if item.component == name), None)
@@ -95,6 +97,9 @@ class HealthReport:
         if isinstance(value, str):
             return _aware(datetime.fromisoformat(value))
         return _aware(value) if isinstance(value, datetime) else None
+
+    def binlog_alerts(self, settings: Settings) -> list[Alert]:
+        return _binlog_alerts(self, settings)
 
     def alerts(self, settings: Settings) -> list[Alert]:
         notify = settings.notify
@@ -134,6 +139,7 @@ class HealthReport:
                                 f"Objects can be restored as of any moment of the last {window / 3600:.1f} h only "
                                 f"(minio.min_pitr_hours: {floor:g}): minio.version_budget_percent dropped older "
                                 "versions. Raise the budget (and make room), or expect less churn."))
+        alerts += self.binlog_alerts(settings)
         reconcile = (self.mirror or {}).get("last_reconcile")
         if isinstance(reconcile, dict) and reconcile.get("complete") is False:
             errors = reconcile.get("errors") or []
@@ -153,6 +159,25 @@ class HealthReport:
                                 f"Backup point {newest.ref} ({newest.created_at.isoformat(timespec='minutes')}) "
                                 f"is {newest.status}." + ("\n" + "\n".join(failures) if failures else "")))
         return alerts
+
+
+def _binlog_alerts(report: HealthReport, settings: Settings) -> list[Alert]:
+    """The agent's binlog archive: not streaming, or further behind the server than binlog.lag_alert_seconds."""
+    binlog = report.binlog or {}
+    alerts = []
+    if binlog.get("streaming") is False and not binlog.get("log_bin_off"):
+        alerts.append(Alert(f"{ALERT_PREFIX}binlog archive", "failure",
+                            "ragflow-backup: the MySQL binary log is not being archived",
+                            f"{binlog.get('last_error') or 'not connected yet'}. It resumes from its newest file by "
+                            "itself; files the server purges meanwhile become a gap (see `ragflow-backup timeline`)."))
+    lag = binlog.get("lag_seconds")
+    if isinstance(lag, (int, float)) and lag > settings.binlog.lag_alert_seconds:
+        alerts.append(Alert(f"{ALERT_PREFIX}binlog lag", "warning",
+                            f"ragflow-backup: the binlog archive is {lag:.0f} s behind MySQL",
+                            f"The newest archived event is {lag:.0f} s older than the server's (threshold "
+                            f"{settings.binlog.lag_alert_seconds:g} s, binlog.lag_alert_seconds): restores to the last "
+                            "moments cannot be exact until it catches up."))
+    return alerts
 
 
 def _failure_line(item: ComponentHealth) -> str:
@@ -196,7 +221,8 @@ def _probe(name: str, probe: Callable[[], Any] | None, problems: list[str]) -> A
 
 
 def collect(settings: Settings, storage: Storage, queue_depth: Callable[[], dict[str, int]] | None = None,
-            mirror_stats: Callable[[], dict[str, Any]] | None = None, now: datetime | None = None) -> HealthReport:
+            mirror_stats: Callable[[], dict[str, Any]] | None = None, now: datetime | None = None,
+            binlog_stats: Callable[[], dict[str, Any]] | None = None) -> HealthReport:
     now = _aware(now or datetime.now(timezone.utc))
     problems: list[str] = []
     # Newest first; a promotion comes after its daily original, so refs name the daily point.
@@ -236,7 +262,11 @@ def collect(settings: Settings, storage: Storage, queue_depth: Callable[[], dict
     if settings.offsite.enabled:
 
         offsite = last_runs(settings)
+    binlog = None
+    if settings.mysql.enabled and settings.binlog.enabled:
+        binlog = _probe("binlog archive", binlog_stats or (lambda: archive_summary(settings)), problems)
     return HealthReport(
+        binlog=binlog,
         offsite=offsite, generated_at=now, components=list(health.values()), newest_point=newest, storage_root=storage.root,
         storage_used_bytes=_storage_bytes(storage), storage_used_ratio=used_ratio(storage.root),
         queues=_probe("queue depth", queue_depth, problems), mirror=_probe("mirror stats", mirror_stats, problems),

@@ -85,6 +85,8 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
         if reconciled is not None:
             yield GaugeMetricFamily(PREFIX + "mirror_last_reconcile_timestamp_seconds",
                                     "When the last full reconcile ran.", value=reconciled.timestamp())
+    if report.binlog is not None:
+        yield from binlog_metrics(report.binlog)
     if report.queues is not None:
         depth = _gauge("queue_depth", "Messages waiting per queue (ready and delayed).", ["queue"])
         for queue in sorted({*KNOWN_QUEUES, *report.queues}):  # an empty queue is 0, not a missing series
@@ -105,6 +107,20 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
     yield GaugeMetricFamily(PREFIX + "storage_used_ratio", "Used share of the storage file system.",
                             value=report.storage_used_ratio)
     yield from run_metrics(Storage(report.storage_root))
+
+
+def binlog_metrics(binlog: dict[str, Any]) -> Iterator[Metric]:
+    """The binlog archive: its lag behind the server (the agent's), bytes, gaps, whether it streams."""
+    if isinstance(binlog.get("lag_seconds"), (int, float)):
+        yield GaugeMetricFamily(PREFIX + "binlog_lag_seconds", "How far the binlog archive's newest event is behind "
+                                "the server's (0: every byte archived).", value=float(binlog["lag_seconds"]))
+    yield GaugeMetricFamily(PREFIX + "binlog_archived_bytes", "Bytes of MySQL binary log in the archive.",
+                            value=float(binlog.get("bytes") or 0))
+    yield GaugeMetricFamily(PREFIX + "binlog_gaps", "Gaps in the binlog archive (restores cannot cross them).",
+                            value=float(len(binlog.get("gaps") or [])))
+    if "streaming" in binlog:
+        yield GaugeMetricFamily(PREFIX + "binlog_streaming", "1 while the agent streams the binary log.",
+                                value=1.0 if binlog["streaming"] else 0.0)
 
 
 class _Collector:

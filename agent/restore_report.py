@@ -86,6 +86,8 @@ def in_words(component: str, result: Any) -> str:
     for kind, words in WORDS:
         if isinstance(result, kind):
             return words(result)
+    if isinstance(result, str):  # a component that says it in words (the binlog archive)
+        return result
     if component == "redis" and isinstance(result, int):
         return f"{_plural(result, 'key')} restored with their TTLs"
     return type(result).__name__  # an unknown result: its kind, never a dump of its fields

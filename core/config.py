@@ -75,6 +75,15 @@ class MySQLSettings(Section):
     stall_timeout_seconds: int = Field(600, ge=1)
 
 
+class BinlogSettings(Section):
+    """MySQL's binary log archived continuously (actors/binlog/), for restores to any second. On when mysql is
+    and the server writes a binary log (log_bin); the agent runs it."""
+    enabled: bool = True
+    poll_seconds: float = Field(0.5, gt=0, le=60)  # how often new bytes are checked into the archive
+    lag_alert_seconds: float = Field(60, gt=0)  # an alert when the archive is further behind the server
+    tool: str | None = None  # mariadb-binlog or mysqlbinlog (default: the first that runs where the client runs)
+
+
 class MinioSettings(Section):
     enabled: bool = True
     endpoint: str = "127.0.0.1:9000"
@@ -283,6 +292,7 @@ class Settings(BaseSettings):
     ragflow_dir: Path | None = None  # RAGFlow's docker/ folder
     broker: BrokerSettings = BrokerSettings()
     mysql: MySQLSettings = MySQLSettings()
+    binlog: BinlogSettings = BinlogSettings()
     minio: MinioSettings = MinioSettings()
     search: SearchSettings = SearchSettings()
     redis: RedisSettings = RedisSettings()

@@ -68,6 +68,10 @@ class Layout:
         """The frozen view of the mirror an offsite copy sends (in the staging folder, made first)."""
         return self.offsite_staging() / FROZEN_MIRROR
 
+    def offsite_frozen_binlog(self) -> Path:
+        """The frozen view of the binlog archive an offsite copy sends (in the staging folder, made first)."""
+        return self.offsite_staging() / BINLOG_ARCHIVE
+
     def offsite_restore_staging(self, token: str) -> Path:
         """Where one offsite fetch unpacks ('restore-<token>', swept when stale)."""
         return self.private(OFFSITE, f"{OFFSITE_RESTORE}{token}")

@@ -151,8 +151,9 @@ class PrivateRedis(Signals):
 class PrivateMariadb(Signals):
     """mariadbd with a data directory in a tmp folder, on a free port, root with a password."""
 
-    def __init__(self, folder: Path, password: str = "fault-mysql-pw"):
-        self.folder, self.password = Path(folder), password
+    def __init__(self, folder: Path, password: str = "fault-mysql-pw", log_bin: bool = False):
+        """`log_bin`: the binary log on, in ROW format, under folder/binlog/ (what the binlog archive reads)."""
+        self.folder, self.password, self.log_bin = Path(folder), password, log_bin
         self.root_password = password  # root@localhost's, which the tests never change
         self.data = self.folder / "data"
         self.socket = self.folder / "mysqld.sock"
@@ -169,7 +170,7 @@ class PrivateMariadb(Signals):
         self.process = subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}", f"--port={self.port}",
              "--bind-address=127.0.0.1", "--skip-name-resolve", "--user=root", f"--log-error={self.log}",
-             f"--pid-file={self.folder / 'mariadb.pid'}", "--innodb-buffer-pool-size=32M", "--skip-log-bin",
+             f"--pid-file={self.folder / 'mariadb.pid'}", "--innodb-buffer-pool-size=32M", *self._binlog_options(),
              "--max-connections=50"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         if first:
@@ -185,6 +186,12 @@ class PrivateMariadb(Signals):
             if done.returncode:
                 raise RuntimeError(f"setting the private MariaDB's root password failed: {done.stderr.decode()}")
         wait_until(lambda: self.connection().close() or True, f"private MariaDB on port {self.port}", 60, self.log)
+
+    def _binlog_options(self) -> list[str]:
+        if not self.log_bin:
+            return ["--skip-log-bin"]
+        (self.folder / "binlog").mkdir(exist_ok=True)
+        return [f"--log-bin={self.folder / 'binlog' / 'binlog'}", "--binlog-format=ROW", "--server-id=1"]
 
     def ready(self) -> bool:
         self.connection().close()

@@ -6,6 +6,7 @@ What goes there, each as restic snapshots tagged so they can be found without th
     kind=point        a complete daily point folder     tags point=daily/2026-11-24, tier=daily, component=mysql, ...
     kind=mirror       the MinIO mirror (objects, versions, a consistent copy of its index)
     kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
+    kind=binlog       MySQL's binlog archive (a frozen view: the files its index lists, and the index)
 
 Every job is audited and its last result kept in state/offsite.json; our jobs take turns on the
 repository (a local lock), so a forget --prune never meets our own backup.
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.actions.restore import newest_complete
+from actors.binlog.frozen import freeze
+from actors.binlog.index import load_index
 from core import audit, locks
 from core.atomic import private_dir, sweep_stale, write_bytes_atomic
 from core.config import Settings
@@ -41,7 +44,7 @@ __all__ = ["OffsiteError", "OffsitePermanent", "Restic", "Snapshot", "copy_point
 
 log = logging.getLogger("ragflow_backup.offsite")
 
-KINDS = ("point", "mirror", "config_repo")
+KINDS = ("point", "mirror", "config_repo", "binlog")
 
 
 @contextmanager
@@ -117,7 +120,8 @@ def copy_point(settings: Settings, point: Point) -> str | None:
 
 
 def copy_mirror(settings: Settings) -> list[str]:
-    """The MinIO mirror (a consistent copy of it) and the config history, as snapshots of their own."""
+    """The MinIO mirror (a consistent copy of it), the config history and the binlog archive, as snapshots of
+    their own."""
     done: list[str] = []
     with audited(settings, "offsite-copy", "mirror", repository=settings.offsite.repository) as extra, \
             serialised(settings):
@@ -132,6 +136,13 @@ def copy_mirror(settings: Settings) -> list[str]:
         repo = settings.layout.config_repo
         if repo.is_dir():
             done.append(restic.backup(repo, {"kind": "config_repo"}))
+        index = load_index(settings.layout)  # MySQL's binlog archive (actors/binlog/), as its index describes it
+        if index.files:
+            frozen = freeze(settings.layout, index, settings.layout.offsite_frozen_binlog())
+            try:
+                done.append(restic.backup(frozen, {"kind": "binlog"}))
+            finally:
+                shutil.rmtree(frozen, ignore_errors=True)
     return done
 
 
@@ -289,7 +300,7 @@ def status(settings: Settings) -> tuple[list[ComponentCopy], dict[str, Any], int
         lag = max(0.0, (local_time - newest.time).total_seconds()) if local_time else None
         rows.append(ComponentCopy(name, newest.time, newest.point, lag))
     now = datetime.now(timezone.utc)
-    for kind, label in (("mirror", "minio"), ("config_repo", "config history")):
+    for kind, label in (("mirror", "minio"), ("config_repo", "config history"), ("binlog", "mysql binlog")):
         ofkind = [s for s in snaps if s.kind == kind]
         if ofkind:
             rows.append(ComponentCopy(label, ofkind[-1].time, None, (now - ofkind[-1].time).total_seconds()))

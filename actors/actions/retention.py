@@ -19,11 +19,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal, Protocol
 
+from actors.binlog.retention import prune_archive
 from core import audit, locks
 from core.atomic import TEMP_MARK, fsync_dir, private_dir
 from core.component import PermanentError
 from core.config import Settings
-from core.layout import LOCKS
+from core.layout import BINLOG_ARCHIVE, LOCKS
 from core.manifest import MANIFEST, write_manifest
 from core.manifest import now as utc_now
 from core.points import TIERS, Point, Storage
@@ -294,18 +295,42 @@ def prune(storage: Storage, settings: Settings, dry_run: bool = True, now: datet
     decisions (in dry run too)."""
     moment = now or utc_now()
     if dry_run:
-        return select([point_info(p) for p in _real_points(storage)], settings.retention, moment) + _unsafe(storage)
+        decisions = select([point_info(p) for p in _real_points(storage)], settings.retention, moment)
+        return decisions + _binlog_files(storage, settings, decisions, True) + _unsafe(storage)
     with _lock(storage):
         _finish_leftovers(storage)
         decisions = select([point_info(p) for p in _real_points(storage)], settings.retention, moment)
         for decision in decisions:
             if decision.delete:
                 _delete(storage, decision)
+        decisions += _binlog_files(storage, settings, decisions, False)
         decisions += _unsafe(storage)
 
     audit.record(storage.root, "prune", None, "done", deleted=[d.ref for d in decisions if d.delete],
                  kept=sum(1 for d in decisions if not d.delete))
     return decisions
+
+
+def _binlog_files(storage: Storage, settings: Settings, decisions: list[Decision], dry_run: bool) -> list[Decision]:
+    """The archived binlog files older than a replay from the oldest kept daily point needs (actors/binlog/):
+    they go, each listed like a point. Nothing goes while no kept daily point has binlog coordinates."""
+    starts = []
+    for decision in decisions:
+        if decision.delete or decision.point.tier != "daily" or decision.point.status != "complete":
+            continue
+        try:
+            record = storage.point(decision.ref).manifest().components.get("mysql")
+        except Exception:  # noqa: BLE001 - an unreadable point gives no coordinates; it keeps nothing from going
+            continue
+        coordinates = record.details.get("binlog") if record is not None and record.status == "ok" else None
+        if isinstance(coordinates, dict) and isinstance(coordinates.get("file"), str):
+            starts.append((_aware(decision.point.created_at), decision.ref, coordinates["file"]))
+    if not starts:
+        return []
+    _, ref, keep_from = min(starts)
+    why = f"older than {keep_from}, where a replay from {ref} (the oldest kept daily point) starts"
+    return [Decision(PointInfo(BINLOG_ARCHIVE, entry.name, "binlog", entry.first_event or utc_now()), "delete",
+                     f"delete: {why}") for entry in prune_archive(settings, keep_from, why, dry_run)]
 
 
 def _unsafe(storage: Storage) -> list[Decision]:

@@ -130,7 +130,7 @@ class ArchiveIndex(BaseModel):
         """The restorable stretches of time, oldest first; the time between two spans is a gap."""
         spans = []
         for run in self.runs():
-            span = _span_of(run)
+            span = span_of(run)
             if span is not None:
                 spans.append(span)
         return spans
@@ -140,7 +140,9 @@ class ArchiveIndex(BaseModel):
         re-checked on disk against this index; ArchiveGap naming the nearest restorable moments otherwise."""
         stop_at = _aware(stop_at)
         name = plain_name(start.file, "binlog file name of the point's coordinates")
-        run = next((run for run in self.runs() if any(entry.name == name for entry in run)), None)
+        runs = self.runs()
+        at = next((i for i, run in enumerate(runs) if any(entry.name == name for entry in run)), None)
+        run = runs[at] if at is not None else None
         if run is None:
             before, after = self._nearest(stop_at)
             raise ArchiveGap(f"the binlog file {name} the point starts from is not in the archive at {folder} "
@@ -157,8 +159,8 @@ class ArchiveIndex(BaseModel):
             if reaches is not None and reaches >= stop_at:
                 break
         else:
-            span = _span_of(run)
-            later = [s for s in self.spans() if span is None or s.start > span.end]
+            span = span_of(run)
+            later = [found for other in runs[at + 1:] if (found := span_of(other)) is not None]
             after = later[0].start if later else None
             end = span.end if span else None
             raise ArchiveGap(f"{stop_at.isoformat()} is past what the archive can replay from {name}: it reaches "
@@ -192,7 +194,8 @@ class ArchiveIndex(BaseModel):
         return True
 
 
-def _span_of(run: list[ArchivedFile]) -> Span | None:
+def span_of(run: list[ArchivedFile]) -> Span | None:
+    """The stretch of time one run of files (see ArchiveIndex.runs) covers; None before its first event."""
     firsts = [entry.first_event for entry in run if entry.first_event is not None]
     ends = [moment for entry in run if (moment := entry.reaches()) is not None]
     if not firsts or not ends:

@@ -11,6 +11,7 @@ from actors.minio.checks import mirror_rpo
 from agent.agent import scheduled_jobs
 from agent.commands.common import console, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, emit, status_view
+from agent.commands.timeline import build_timeline, timeline_lines
 from agent.health import collect
 from agent.mirror_stats import mirror_stats
 from agent.scheduler import Scheduler
@@ -71,11 +72,14 @@ def status(as_json: JsonOption = False) -> None:
     console.print(_ragflow_line(settings, storage), soft_wrap=True, markup=False, highlight=False)
     if settings.minio.enabled:
         console.print(f"mirror RPO: {mirror_rpo(settings)}", soft_wrap=True, markup=False, highlight=False)
+    found = build_timeline(settings)
+    for line in timeline_lines(found):  # what can be restored, per component (`timeline` has the details)
+        console.print(f"timeline: {line}", soft_wrap=True, markup=False, highlight=False)
     alerts = report.alerts(settings)
     for alert in alerts:
         console.print(f"{styled('warn')} {alert.title}")
     if as_json:
-        emit("status", status_view(report, alerts, ticks))
+        emit("status", {**status_view(report, alerts, ticks), "timeline": found})
 
 
 def _ragflow_line(settings, storage) -> str:

@@ -18,9 +18,9 @@ def test_every_registered_component_has_the_whole_face_under_its_own_name():
         assert isinstance(component.in_points, bool) and isinstance(component.per_kb, bool)
 
 
-def test_the_mirror_is_no_part_of_a_point_and_every_other_component_is():
+def test_the_mirror_and_the_binlog_archive_are_no_part_of_a_point_and_every_other_component_is():
     assert IN_POINTS == ["mysql", "search", "redis", "config"]
-    assert not COMPONENTS["minio"].in_points
+    assert not COMPONENTS["minio"].in_points and not COMPONENTS["binlog"].in_points
 
 
 def test_a_config_runs_the_enabled_components_in_the_registry_order_and_config_only_with_a_ragflow_dir(tmp_path):
