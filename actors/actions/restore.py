@@ -306,10 +306,15 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
                                 f"the safety point {safety.ref if safety else '-'} still holds the data before") from exc
         raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
                             f"(safety point {safety.ref if safety else '-'})") from exc
-    changed = changed_since_snapshot(settings, plan, results)
+    try:  # the data is restored by now: a failure to list (or mark) is said, not rolled back
+        changed, listing_error = changed_since_snapshot(settings, plan, results), None
+    except Exception as exc:  # noqa: BLE001 - reported with the result
+        changed, listing_error = [], describe(exc)
+        log.warning("could not list the documents changed after the search snapshot: %s", listing_error)
     seconds = time.monotonic() - started
     audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
-    return {"results": results, "seconds": seconds, "safety": safety, "changed_documents": changed}
+    return {"results": results, "seconds": seconds, "safety": safety, "changed_documents": changed,
+            "changed_documents_error": listing_error}
 
 
 def changed_since_snapshot(settings: Settings, plan: Plan, results: dict[str, Any]) -> list[ChangedDocument]:

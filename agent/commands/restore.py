@@ -169,6 +169,10 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     for name, result in report["results"].items():  # one line each, never folded: numbers stay readable
         console.print(f"  {name}: {in_words(name, result)}", soft_wrap=True, highlight=False, markup=False)
     changed = report.get("changed_documents") or []
+    if report.get("changed_documents_error"):
+        console.print(f"{styled('warn')} the documents changed after the search snapshot could not be listed"
+                      f"{' or marked' if plan.reparse_changed else ''} ({escape(report['changed_documents_error'])}): "
+                      "re-parse the knowledge bases' recently changed documents in RAGFlow", soft_wrap=True)
     if changed:
         marked = "marked for RAGFlow to parse again" if plan.reparse_changed else \
             "parse them again in RAGFlow, or restore with --reparse-changed to mark them"
