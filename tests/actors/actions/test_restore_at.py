@@ -27,7 +27,7 @@ from core.pitr import BinlogCoordinates
 from core.points import Storage
 from testbed import settings as tb
 from testbed.seed import remove, seed
-from tests.actors.mysql.binlog_copy import copy_binlog
+from tests.actors.mysql.binlog_copy import copy_binlog, remove_binlog_copies
 
 SECONDS = (-2, -1, 0, 1, 2)
 
@@ -68,6 +68,12 @@ class Scene:
     def objects(self) -> set[str]:
         client = clients.minio_client(self.services["minio"])
         return {item.object_name for item in client.list_objects(self.bucket, prefix="pitr/", recursive=True)}
+
+
+@pytest.fixture(autouse=True)
+def no_binlog_copies_left(tmp_path):
+    yield
+    remove_binlog_copies(tmp_path)
 
 
 @pytest.fixture

@@ -37,3 +37,11 @@ def copy_binlog(cfg: MySQLSettings, start: BinlogCoordinates, folder: Path) -> t
     finally:
         options.unlink()
     return tuple(folder / name for name in wanted)
+
+
+def remove_binlog_copies(folder: Path) -> None:
+    """Delete the copies under `folder`: each is a whole file of the shared server's log (hundreds of MB), and
+    the test bed's disk is shared with Elasticsearch, which stops restoring shards near its disk watermark."""
+    for path in folder.rglob("binlog.[0-9]*"):
+        if path.is_file():
+            path.unlink()

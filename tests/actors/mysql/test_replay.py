@@ -17,7 +17,7 @@ from core.component import PermanentError
 from core.config import Settings
 from core.pitr import ReplayPlan
 from testbed import settings as testbed_settings
-from tests.actors.mysql.binlog_copy import coordinates, copy_binlog
+from tests.actors.mysql.binlog_copy import coordinates, copy_binlog, remove_binlog_copies
 from tests.conftest import unique
 
 # An hour ago: the binlog is the test bed's, shared, and an event stamped in the future would look to every
@@ -29,6 +29,12 @@ def write_at(cur, moment: datetime, sql: str) -> None:
     cur.execute("SET TIMESTAMP = %s", (int(moment.timestamp()),))
     cur.execute(sql)
     cur.execute("SET TIMESTAMP = DEFAULT")
+
+
+@pytest.fixture(autouse=True)
+def no_binlog_copies_left(tmp_path):
+    yield
+    remove_binlog_copies(tmp_path)
 
 
 @pytest.fixture

@@ -12,8 +12,14 @@ from actors.mysql.restore import restore, restore_kb
 from core import clients
 from core.component import PermanentError
 from core.pitr import BinlogCoordinates, ReplayPlan
-from tests.actors.mysql.binlog_copy import copy_binlog
+from tests.actors.mysql.binlog_copy import copy_binlog, remove_binlog_copies
 from tests.actors.mysql.test_restore import Live, backup, checksums, execute, make_live, scratch_left
+
+
+@pytest.fixture(autouse=True)
+def no_binlog_copies_left(tmp_path):
+    yield
+    remove_binlog_copies(tmp_path)
 
 
 @pytest.fixture
