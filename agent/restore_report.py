@@ -42,6 +42,8 @@ def _mysql(result: MySQLRestoreResult) -> str:
     rows = sum(result.found.values())
     text = (f"database {result.target}: {_plural(rows, 'row')} in {_plural(len(result.found), 'table')}, "
             f"{_counted(result.found, result.expected, 'rows')}")
+    if result.replayed_to is not None:  # expected = the scratch database's rows after the replay, not the manifest's
+        text += f" (the point's dump + the archived binlog to {result.replayed_to.astimezone().isoformat(timespec='seconds')})"
     if result.stored_code:
         text += f"; {_plural(len(result.stored_code), 'trigger/routine/view', 'triggers/routines/views')} re-created"
     if result.previous_database:

@@ -16,9 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.restore_at import choose
 from actors.actions.restore_checks import check_before_restore
 from actors.actions.runs import describe, run_component
 from actors.components import COMPONENTS, IN_POINTS
+from actors.config import restore as config_restore
+from actors.search.changed_documents import ChangedDocument, changed_documents, mark_for_reparse
 from core import audit as audit_log
 from core import locks, ragflow_version
 from core.atomic import write_bytes_atomic
@@ -27,6 +30,7 @@ from core.config import Settings
 from core.encryption import IdentityNeeded, decrypted
 from core.face import RestoreRequest
 from core.locks import Busy
+from core.pitr import ReplayPlan
 from core.points import SAFETY, Point, Storage
 from core.safe_paths import UnsafePath
 
@@ -55,6 +59,11 @@ class Plan:
     # From another installation's root (core/source_root.py): the config as written, whose own mirror (not the
     # source's) says what this MinIO held before, should the restore have to be rolled back.
     rollback_settings: Settings | None = None
+    # restore --at (actors/actions/restore_at.py): the binlog replay, the config commit, each component's moment
+    replay: ReplayPlan | None = None
+    config_commit: str | None = None
+    moments: dict[str, str] = field(default_factory=dict)
+    reparse_changed: bool = False  # mark the documents changed after the search snapshot for RAGFlow to parse
 
     def lines(self) -> list[str]:
         point = self.point.ref if self.point else "none (objects only)"
@@ -68,6 +77,9 @@ class Plan:
                 if record:
                     out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
                                f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
+        if self.moments:
+            out.append("each component comes back to:")
+            out += [f"  {name}: {self.moments[name]}" for name in self.components if name in self.moments]
         out.append("before anything is replaced, a safety point of the same components is taken")
         if self.exact:
             out.append("exact: Redis keys, RAGFlow's indices and buckets the point does not have are removed "
@@ -98,7 +110,8 @@ def newest_complete(storage: Storage, at: datetime | None = None) -> Point | Non
 
 
 def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | None = None,
-              components: list[str] | None = None, kb: str | None = None, storage: Storage | None = None) -> Plan:
+              components: list[str] | None = None, kb: str | None = None, storage: Storage | None = None,
+              reparse_changed: bool = False) -> Plan:
     """`storage`: where the points are read (another installation's root: core/source_root.py); default ours."""
     storage = storage or Storage(settings.storage_root)
     if at is not None and at > datetime.now(timezone.utc):
@@ -116,7 +129,11 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
         if manifest.status != "complete":
             raise PermanentError(f"{point.ref} is {point.status()}, not complete: choose another point (`ragflow-backup list`)")
     else:
-        point = newest_complete(storage, at)
+        if at is not None:
+            choice = choose(settings, complete_points(storage), at, components or list(ORDER))
+            point = choice.point
+        else:
+            point = newest_complete(storage, at)
         # Without the mirror there is nothing to bring back from before the first point: say which it is.
         first = newest_complete(storage) if at is not None and point is None and not settings.minio.enabled else None
         if first is not None:
@@ -150,7 +167,10 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
     if not chosen:
         raise PermanentError("nothing to restore: no complete point yet, and no mirror; take a backup first")
     moment = at or (point.manifest().created_at if point else datetime.now(timezone.utc))
-    return Plan(point, moment, chosen, kb)
+    plan = Plan(point, moment, chosen, kb, reparse_changed=reparse_changed)
+    if at is not None and not point_ref:
+        plan.replay, plan.config_commit, plan.moments = choice.replay, choice.config_commit, choice.moments
+    return plan
 
 
 def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
@@ -184,9 +204,12 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
     if name not in COMPONENTS:
         raise PermanentError(f"unknown component {name!r}")
     record = point.manifest().components.get(name) if point is not None and COMPONENTS[name].in_points else None
+    ours = point is plan.point  # a rollback restores from its safety point: no replay, no commit
+    if name == "config" and ours and plan.config_commit and not kb:
+        return config_restore.restore(settings, commit=plan.config_commit, target_dir=targets.get(name), log=log)
     return COMPONENTS[name].restore(settings, RestoreRequest(point=point, record=record, kb=kb, target=targets.get(name),
                                                              at=at, log=log, exact=plan.exact and not kb,
-                                                             held_by=held_by))
+                                                             held_by=held_by, replay=plan.replay if ours else None))
 
 
 # ---------------------------------------------------------------- safety, audit, rollback
@@ -301,9 +324,31 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
                             f"(safety point {safety.ref if safety else '-'})") from exc
     readable.close()
+    try:  # the data is restored by now: a failure to list (or mark) is said, not rolled back
+        changed, listing_error = changed_since_snapshot(settings, plan, results), None
+    except Exception as exc:  # noqa: BLE001 - reported with the result
+        changed, listing_error = [], describe(exc)
+        log.warning("could not list the documents changed after the search snapshot: %s", listing_error)
     seconds = time.monotonic() - started
     audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
-    return {"results": results, "seconds": seconds, "safety": safety}
+    return {"results": results, "seconds": seconds, "safety": safety, "changed_documents": changed,
+            "changed_documents_error": listing_error}
+
+
+def changed_since_snapshot(settings: Settings, plan: Plan, results: dict[str, Any]) -> list[ChangedDocument]:
+    """After a restore to a moment with MySQL and search: the documents whose rows changed between the search
+    snapshot and that moment (their chunks may disagree), marked for RAGFlow to parse again when asked."""
+    if not plan.moments or plan.point is None or not {"mysql", "search"} <= set(results):
+        return []
+    snapshot = plan.point.manifest().components["search"].started_at
+    target = plan.targets.get("mysql")
+    changed = changed_documents(settings, snapshot, plan.at, plan.kb, database=target)
+    log.info("%d documents changed between the search snapshot (%s) and %s", len(changed),
+             snapshot.isoformat(timespec="seconds"), plan.at.isoformat(timespec="seconds"))
+    if changed and plan.reparse_changed:
+        marked = mark_for_reparse(settings, [doc.id for doc in changed], database=target)
+        log.info("marked %d changed documents for RAGFlow to parse again", marked)
+    return changed
 
 
 def rollback(settings: Settings, safety: Point | None, began_at: datetime, components: list[str],

@@ -31,6 +31,7 @@ import tarfile
 import time
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from actors.config.backup import ARTIFACT, NAME, collect_files, git_repo_path, required_ragflow_dir
@@ -235,6 +236,25 @@ def _from_commit(settings: Settings, commit: str) -> tuple[str, dict[str, Versio
             raise PermanentError(f"{where}: {name!r} is too big to be a config file; nothing was restored")
         found[name] = VersionFile(name, item.data_stream.read(), None, bool(item.mode & stat.S_IXUSR))
     return f"commit {obj.hexsha}", found
+
+
+def commit_at(settings: Settings, at: datetime) -> tuple[str, datetime] | None:
+    """The config history's newest commit made at or before `at` (its commit time), or None (no history, or
+    nothing that old). For `restore --at`: RAGFlow's docker/ files as they were kept then."""
+    import git  # lazy: GitPython (heavy; needs a git binary): only when config files are kept
+
+    path = git_repo_path(settings)
+    if not (path / ".git").is_dir():
+        return None
+    repo = git.Repo(path)
+    try:
+        commits = repo.iter_commits("HEAD")
+        for commit in commits:
+            if commit.committed_datetime <= at:
+                return commit.hexsha, commit.committed_datetime
+    except (ValueError, git.GitCommandError):  # an empty history has no HEAD
+        return None
+    return None
 
 
 # ---------------------------------------------------------------- what is there now

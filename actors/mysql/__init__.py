@@ -1,5 +1,6 @@
 """MySQL / MariaDB: a streamed, compressed mysqldump (backup.py), restored into a scratch database first
-(restore.py, with objects.py and sandbox.py for views, routines and definers), doctor's checks (checks.py).
+(restore.py, with objects.py and sandbox.py for views, routines and definers; replay.py applies the archived
+binlog up to a second when the restore asks for one), doctor's checks (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors
@@ -38,8 +39,9 @@ class MySQL:
         target = str(request.target) if request.target else None
         if request.kb:
             return restore.restore_kb(settings, request.point, request.record, request.kb, target_database=target,
-                                      log=request.log)
-        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
+                                      log=request.log, replay_plan=request.replay)
+        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log,
+                               replay_plan=request.replay)
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return checks.kb_problems(point, record, kb) if kb is not None else []

@@ -177,6 +177,15 @@ class _DockerLoad:
             self.sock.close()
 
 
+Loader = _LocalLoad | _DockerLoad  # write(data), finish() -> (exit code, stderr), abort(), reap()
+
+
+def open_loader(session: Any, tool: str, account: LoadAccount, options: list[str]) -> Loader:
+    """The client that reads SQL on stdin as `account`: local in tcp mode, in the container in docker mode."""
+    return _DockerLoad(session, tool, account, options) if session.mode == "docker" else \
+        _LocalLoad(session, tool, account, options)
+
+
 def _dump_line(path: Path, number: int) -> str:
     """Line `number` of the dump (the client names the line of a statement it failed on), shortened."""
     with open_compressed(path) as stream:
@@ -243,8 +252,7 @@ def load_dump(settings: Settings, conn: Any, path: Path, scratch: str, account: 
         options = LOAD_OPTIONS + guard_options(session.run(tool, ["--help"], connect=False)[1])
         log.info("loading %s into scratch database %s at %s with %s as temporary account %s", path.name, scratch,
                  session.where, tool, account.user)
-        loader = _DockerLoad(session, tool, account, options) if session.mode == "docker" else \
-            _LocalLoad(session, tool, account, options)
+        loader = open_loader(session, tool, account, options)
         try:
             try:
                 with open_compressed(path) as stream:

@@ -35,6 +35,7 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from actors.mysql.objects import (
     triggers,
     views,
 )
+from actors.mysql.replay import replay
 from actors.mysql.sandbox import (
     Definers,
     account_exists,
@@ -73,6 +75,7 @@ from core.atomic import sha256_of
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
+from core.pitr import ReplayPlan
 from core.points import Point
 
 LOG = logging.getLogger("ragflow_backup.mysql_restore")
@@ -95,11 +98,12 @@ class RestoreCheckFailed(PermanentError):
 class MySQLRestoreResult:
     point: str
     target: str
-    expected: dict[str, int]  # rows per table, from the manifest
+    expected: dict[str, int]  # rows per table, from the manifest (after a replay: in the scratch database)
     found: dict[str, int]  # rows per table in the target after the swap
     seconds: float
     previous_database: str | None = None  # the pre-restore tables, when kept
     stored_code: list[str] = field(default_factory=list)  # "TRIGGER x", "PROCEDURE y", ... re-created
+    replayed_to: datetime | None = None  # the archived binlog was replayed up to this second
 
     @property
     def mismatches(self) -> list[str]:
@@ -155,10 +159,11 @@ def _artifact(point: Point, record: ComponentRecord | None) -> Path:
 
 @contextlib.contextmanager
 def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord, target: str,
-            log: logging.Logger, token: str) -> Iterator[tuple[str, Definers]]:
-    """The dump loaded into a scratch database whose tables match the manifest, and the definers its code named;
-    dropped afterwards, and then the temporary account that loaded it (MySQL 8 refuses to drop an account
-    that objects still name as their definer)."""
+            log: logging.Logger, token: str, plan: ReplayPlan | None = None) -> Iterator[tuple[str, Definers, dict[str, int]]]:
+    """The dump loaded into a scratch database whose tables match the manifest (then, with `plan`, the archived
+    binlog replayed into it), the definers its code named, and its rows per table; dropped afterwards, and then
+    the temporary account that loaded it (MySQL 8 refuses to drop an account that objects still name as their
+    definer)."""
     path = _artifact(point, record)
     scratch = scratch_name(target, "restore", token)
     definers = Definers(current_account(conn), account_exists(conn))
@@ -177,7 +182,17 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
             refuse_file_access(stored_code(conn, scratch))
             log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
                      sum(found.values()))
-            yield scratch, definers
+            if plan is not None:
+                if plan.database != record.details.get("database", plan.database):
+                    raise PermanentError(f"the replay plan is for database {plan.database} but {point.ref} dumped "
+                                         f"{record.details.get('database')}; nothing was restored")
+                replay(settings, conn, plan, scratch, account, log)
+                refuse_file_access(stored_code(conn, scratch))
+                with conn.cursor() as cur:
+                    found = row_counts(cur, scratch, base_tables(cur, scratch))
+                log.info("after the replay to %s, %s holds %d tables, %d rows", plan.stop_at.isoformat(), scratch,
+                         len(found), sum(found.values()))
+            yield scratch, definers, found
         finally:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_name(scratch)}")
@@ -258,11 +273,14 @@ def _unswap(conn: Any, scratch: str, target: str, old: str, renamed: bool, new_t
 
 
 def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
-            log: logging.Logger | None = None, keep_previous: bool = False) -> MySQLRestoreResult:
-    """Make `target_database` (default: mysql.database) hold exactly the tables and rows of the point's dump.
+            log: logging.Logger | None = None, keep_previous: bool = False,
+            replay_plan: ReplayPlan | None = None) -> MySQLRestoreResult:
+    """Make `target_database` (default: mysql.database) hold exactly the tables and rows of the point's dump,
+    or with `replay_plan` of the dump with the archived binlog replayed up to `replay_plan.stop_at`.
 
-    Nothing in the target changes unless the staged copy matches the manifest. With keep_previous the
-    pre-restore tables stay in `result.previous_database` (for a rollback); otherwise they are dropped.
+    Nothing in the target changes unless the staged copy matches the manifest (and the replay succeeded). With
+    keep_previous the pre-restore tables stay in `result.previous_database` (for a rollback); otherwise they are
+    dropped.
     """
     log = log or LOG
     started = time.monotonic()
@@ -272,12 +290,13 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-        with _staged(settings, conn, point, record, target, log, token) as (scratch, definers):
+        with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, definers, staged):
             created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
             found = row_counts(cur, target, base_tables(cur, target))
-        result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
-                                    seconds=0.0, stored_code=code)
+        result = MySQLRestoreResult(point=point.ref, target=target, expected=dict(staged), found=found,
+                                    seconds=0.0, stored_code=code,
+                                    replayed_to=replay_plan.stop_at if replay_plan else None)
         if result.mismatches:
             result.previous_database = old  # kept whatever was asked: the caller will want to roll back
             result.seconds = time.monotonic() - started
@@ -353,7 +372,8 @@ def _kb_columns(cur: Any, scratch: str, target: str, point: Point) -> dict[str, 
 
 
 def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id: str,
-               target_database: str | None = None, log: logging.Logger | None = None) -> KBRestoreResult:
+               target_database: str | None = None, log: logging.Logger | None = None,
+               replay_plan: ReplayPlan | None = None) -> KBRestoreResult:
     """Put one knowledge base's rows back as the point has them, in one transaction; other KBs keep theirs.
 
     The KB's current rows are deleted (by the same links, and by the backup's ids) and the backup's inserted.
@@ -371,7 +391,8 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
             if not database_exists(cur, target):
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-        with _staged(settings, conn, point, record, target, log, token) as (scratch, _), conn.cursor() as cur:
+        with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, _, _), \
+                conn.cursor() as cur:
             columns = _kb_columns(cur, scratch, target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:

@@ -129,6 +129,7 @@ def restore_plan_view(plan, config_diff: str | None) -> dict[str, Any]:
         record = manifest.components.get(name) if manifest else None
         components.append({"component": name,
                            "bytes": sum(a.bytes for a in record.artifacts) if record else None,
-                           "items": sum(record.counts.values()) if record else None})
+                           "items": sum(record.counts.values()) if record else None,
+                           "moment": plan.moments.get(name)})
     return {"dry_run": True, "point": plan.point.ref if plan.point else None, "objects_at": when(plan.at),
             "kb": plan.kb, "components": components, "config_diff": config_diff}

@@ -79,6 +79,8 @@ def restore(
                                                         "installed (unsupported).")] = False,
     as_json: Annotated[bool, typer.Option("--json", callback=quiet_for_json, help="With --dry-run: print the plan "
                                                           "as one JSON document (docs/json.md).")] = False,
+    reparse_changed: Annotated[bool, typer.Option("--reparse-changed", help="With --at: mark the documents whose rows "
+                                                  "changed after the search snapshot for RAGFlow to parse again.")] = False,
 ) -> None:
     """Bring data back from a point (and objects from the mirror), with a safety point and rollback."""
     if as_json and (rollback or not dry_run):
@@ -87,11 +89,15 @@ def restore(
     settings = state.settings()
     if source not in ("local", "offsite"):
         fail(f"--from {source!r}: choose local or offsite", code=2)
+    if reparse_changed and not at:
+        fail("--reparse-changed goes with --at (the documents changed between the search snapshot and that moment)",
+             code=2)
     if from_root is not None:
         if rollback or source != "local":
             fail("--from-root restores from another installation's root: leave out --rollback and --from "
                  "(`restore --rollback` alone undoes it)", code=2)
-        _restore_from_root(settings, from_root, point, at, component, kb, yes, dry_run, identity, force)
+        _restore_from_root(settings, from_root, point, at, component, kb, yes, dry_run, identity, force,
+                           reparse_changed)
         return
     if source == "offsite" and not rollback:
 
@@ -102,15 +108,17 @@ def restore(
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
-                         allow_choice=False, force=force, exact=exact)
+                         allow_choice=False, force=force, exact=exact,
+                         reparse_changed=reparse_changed)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
         return
     _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force,
-             exact=exact)
+             exact=exact, reparse_changed=reparse_changed)
 
 
-def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force) -> None:
+def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force,
+                       reparse_changed=False) -> None:
     """A restore from another installation's storage root, read only (core/source_root.py)."""
     had_minio = settings.minio.enabled
     try:
@@ -120,7 +128,7 @@ def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_
                               "are not restored", soft_wrap=True)
             console.print(f"reading the points of {escape(str(root))} (read only: nothing is written there)")
             _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, allow_choice=False,
-                     force=force, storage=storage)
+                     force=force, storage=storage, reparse_changed=reparse_changed)
     except PermanentError as exc:
         fail(str(exc))
 
@@ -143,7 +151,7 @@ def show_mapping(settings, plan) -> None:
 
 
 def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
-             force=False, exact=False, storage=None) -> None:
+             force=False, exact=False, storage=None, reparse_changed=False) -> None:
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -163,7 +171,8 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         answer = Prompt.ask("Components (comma-separated, empty for all in the point)", default="")
         component = [part.strip() for part in answer.split(",") if part.strip()] or None
     try:
-        plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb, storage=storage)
+        plan = make_plan(settings, point, parse_moment(at) if at else None, component, kb, storage=storage,
+                         reparse_changed=reparse_changed)
         plan.exact = exact and not kb  # a knowledge base's restore touches only it
         warning = refuse_newer_point(settings, plan, force or dry_run)
         if storage is not None:
@@ -196,7 +205,8 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     if "config" in plan.components and plan.point and not plan.kb:
 
 
-        text = diff(settings, point=plan.point, record=plan.point.manifest().components["config"])
+        text = diff(settings, commit=plan.config_commit) if plan.config_commit else \
+            diff(settings, point=plan.point, record=plan.point.manifest().components["config"])
         console.print("config files that would change (secrets masked):" if text else "config files: no change")
         if text:
             console.print(Syntax(text, "diff"))
@@ -219,6 +229,22 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     console.print(f"restore finished in {report['seconds']:.1f}s (safety point {safety}):")
     for name, result in report["results"].items():  # one line each, never folded: numbers stay readable
         console.print(f"  {name}: {in_words(name, result)}", soft_wrap=True, highlight=False, markup=False)
+    changed = report.get("changed_documents") or []
+    if report.get("changed_documents_error"):
+        console.print(f"{styled('warn')} the documents changed after the search snapshot could not be listed"
+                      f"{' or marked' if plan.reparse_changed else ''} ({escape(report['changed_documents_error'])}): "
+                      "re-parse the knowledge bases' recently changed documents in RAGFlow", soft_wrap=True)
+    if changed:
+        marked = "marked for RAGFlow to parse again" if plan.reparse_changed else \
+            "parse them again in RAGFlow, or restore with --reparse-changed to mark them"
+        console.print(f"{len(changed)} document(s) changed between the search snapshot and "
+                      f"{plan.at.isoformat(timespec='seconds')}: their chunks may not match their rows ({marked}):",
+                      soft_wrap=True, highlight=False, markup=False)
+        for doc in changed[:50]:
+            console.print(f"  {doc.id}  kb {doc.kb_id}  {doc.updated_at.isoformat(timespec='seconds')}  {doc.name}",
+                          soft_wrap=True, highlight=False, markup=False)
+        if len(changed) > 50:
+            console.print(f"  ... and {len(changed) - 50} more")
     console.print("undo with `ragflow-backup restore --rollback`")
 
 
