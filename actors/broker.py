@@ -19,6 +19,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Prometheus, Retries, default_middleware
 
+from actors.minio.intake import IntakeMeter
+from actors.minio.mirror import cpu_budget
 from core.config import CONFIG_ENV_VAR, Settings, load_settings
 from core.queues import KeepLastError
 
@@ -83,6 +85,8 @@ def configure(settings: Settings | None = None) -> RedisBroker:
     if settings is not None:
         cfg = settings.broker
         broker = make_broker(cfg.url.get_secret_value(), cfg.namespace, cfg.heartbeat_timeout_ms, cfg.maintenance_chance)
+        # Dramatiq's work around each mirror message is charged to the mirror's CPU budget (actors/minio/intake.py).
+        broker.add_middleware(IntakeMeter(cpu_budget(settings)))
     else:
         broker = make_broker(os.environ.get(BROKER_URL_ENV, DEFAULT_BROKER_URL), os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE))
     for name in PENDING.get_declared_actors():

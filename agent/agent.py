@@ -18,6 +18,7 @@ from dramatiq import Actor
 
 from actors import tasks
 from actors.broker import configure
+from actors.minio.mirror import cpu_budget
 from agent.console.auth import metrics_auth
 from agent.console.history import HistoryStore
 from agent.console.page import StatusPage
@@ -99,8 +100,11 @@ class Agent:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send(self.tasks.reconcile, ())
         if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
+            # Taking events in is charged to the mirror's CPU budget, without ever waiting (core/cpu_budget.py).
+            budget = cpu_budget(settings)
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
-                                                 discovery_seconds=settings.minio.bucket_discovery_seconds)
+                                                 discovery_seconds=settings.minio.bucket_discovery_seconds,
+                                                 charge=lambda: budget.settle(wait=False))
             self.minio_source.start()
         if settings.watch.enabled and settings.config_files.enabled and settings.ragflow_dir:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,

@@ -141,12 +141,17 @@ class MinioEventSource:
     Health: `connected` (the bucket listing works and every listener has its stream open), `reconnects`
     (attempts after losing MinIO), `last_error`, `last_event_at` (time.time() of the last record),
     `dropped` (events given up after their callback kept failing).
+
+    `charge`, when given, is called by the listener and dispatcher threads after each event, so the CPU
+    of taking events in can be charged to the mirror's budget (core/cpu_budget.py settle(wait=False): it
+    must never make them wait).
     """
 
     def __init__(self, settings: MinioSettings, on_object: Callable[[str, str, str], None],
                  on_bucket: Callable[[str], None], discovery_seconds: float | None = None,
-                 events: Iterable[str] = EVENTS):
+                 events: Iterable[str] = EVENTS, charge: Callable[[], object] | None = None):
         self.settings, self.on_object, self.on_bucket = settings, on_object, on_bucket
+        self.charge = charge or (lambda: None)
         self.discovery_seconds = settings.bucket_discovery_seconds if discovery_seconds is None else discovery_seconds
         self.events = tuple(events)
         # RAGFlow's single-bucket mode keeps everything under "<prefix_path>/": listen below exactly that.
@@ -290,6 +295,7 @@ class MinioEventSource:
                                                            events=self.events) as stream:
                         for event in stream:
                             self._queue_records(listener.bucket, event)
+                            self.charge()
                 except Exception as exc:  # noqa: BLE001 - refused, reset, timeout, 5xx: retry
                     listener.connected = False
                     if listener.stopping.is_set():
@@ -335,6 +341,7 @@ class MinioEventSource:
             if item is _STOP:
                 return
             self._deliver(item)
+            self.charge()
 
     def _deliver(self, item: tuple) -> None:
         kind, *args = item

@@ -1,6 +1,7 @@
 """MinioEventSource against real MinIO servers: the test bed's, and a private one for restarts."""
 from __future__ import annotations
 
+import collections
 import socket
 import subprocess
 import threading
@@ -115,6 +116,25 @@ def test_a_put_an_overwrite_and_a_delete_arrive_with_their_keys_as_stored(testbe
     assert source.last_event_at is not None
     # Once attached, a bucket is announced: events before the registration may be lost, reconcile it.
     assert recorder.announcements(bucket) == 1
+
+
+def test_the_listener_and_the_dispatcher_each_charge_their_cpu_after_every_event(testbed_env, minio_client, bucket,
+                                                                                  sources):
+    recorder, charged, lock = Recorder(), collections.Counter(), threading.Lock()
+
+    def charge() -> None:  # what the agent hands in: the mirror budget's settle(wait=False)
+        with lock:
+            charged[threading.current_thread().name.split(":")[0]] += 1
+
+    settings = testbed_settings.minio(testbed_env).model_copy(update={"bucket": bucket})
+    source = sources(settings, recorder, charge=charge)
+    until(lambda: source.connected, "the listener's stream to open", lambda: nudge(minio_client, bucket))
+    for key in KEYS:
+        minio_client.put_object(bucket, key, BytesIO(b"one"), 3)
+    until(lambda: len(recorder.keys(bucket)) >= len(KEYS), "3 object events", lambda: nudge(minio_client, bucket))
+
+    with lock:  # every event (nudges included) is charged once by each thread that handled it
+        assert charged["minio-events"] >= len(KEYS) and charged["minio-events-dispatch"] >= len(KEYS)
 
 
 def test_only_keys_under_prefix_path_arrive_in_single_bucket_mode(testbed_env, minio_client, bucket, sources):
