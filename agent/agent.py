@@ -1,6 +1,6 @@
 """The always-on agent: event sources and timers turned into Dramatiq messages.
 
-    MinIO bucket notifications -> mirror_object(bucket, key)   (seconds of lag)
+    MinIO bucket notifications -> mirror_objects(bucket, keys)  (seconds of lag; a burst in batches)
     a new bucket, a reconnect  -> reconcile([bucket])          (heals what events missed)
     config edits (debounced)   -> commit_config(paths)         (one Git commit per burst)
     cron ticks                 -> backup, verify, reconcile, versions prune
@@ -71,6 +71,9 @@ class Agent:
     def _on_object(self, bucket: str, key: str, event: str) -> None:
         self._send(self.tasks.mirror_object, (bucket, key))
 
+    def _on_objects(self, bucket: str, keys: list[str]) -> None:
+        self._send(self.tasks.mirror_objects, (bucket, keys))
+
     def _on_bucket(self, bucket: str) -> None:
         self._send(self.tasks.reconcile, ([bucket],))
 
@@ -104,7 +107,7 @@ class Agent:
             budget = cpu_budget(settings)
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
                                                  discovery_seconds=settings.minio.bucket_discovery_seconds,
-                                                 charge=lambda: budget.settle(wait=False))
+                                                 charge=lambda: budget.settle(wait=False), on_objects=self._on_objects)
             self.minio_source.start()
         if settings.watch.enabled and settings.config_files.enabled and settings.ragflow_dir:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,

@@ -181,6 +181,33 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
         return "copied" if group_commit(store).commit(store, bucket, key, temp, entry, _now()) else "unchanged"
 
 
+def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: MirrorStore | None = None) -> dict[str, str]:
+    """mirror_object for keys of one bucket whose events were handed over together: each fetched in turn,
+    then all committed at once (one group commit). {key: outcome}. The first failure is raised once the
+    others are committed, so the actor retries the lot (level-triggered: what is done comes back "unchanged")."""
+    store = store or open_store(settings)
+    budget, outcomes, fetched = cpu_budget(settings), {}, []
+    failure: BaseException | None = None
+    for key in dict.fromkeys(keys):
+        try:
+            with budget.metered():
+                outcome, got = _fetch(settings, bucket, key, store)
+        except Exception as exc:  # noqa: BLE001 - the other keys are still mirrored; raised below
+            failure = failure or exc
+            continue
+        if got is None:
+            outcomes[key] = outcome
+        else:
+            fetched.append((key, *got))
+    if fetched:
+        with budget.metered():
+            done = group_commit(store).commit_all(store, bucket, fetched, _now())
+        outcomes.update((key, "copied" if result else "unchanged") for (key, _, _), result in zip(fetched, done))
+    if failure is not None:
+        raise failure
+    return outcomes
+
+
 def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
     One round trip: a GET unless the source still has the ETag the mirror holds."""
@@ -464,5 +491,5 @@ def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | Non
     return problems
 
 
-__all__ = ["ReconcileReport", "in_scope", "mirror_object", "open_store", "prune_versions", "reconcile",
+__all__ = ["ReconcileReport", "in_scope", "mirror_object", "mirror_objects", "open_store", "prune_versions", "reconcile",
            "source_buckets", "verify_sample"]

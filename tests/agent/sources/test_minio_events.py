@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
-from agent.sources.minio_events import MinioEventSource
+from agent.sources.minio_events import BATCH_KEYS, MinioEventSource
 from core.config import MinioSettings
 from testbed import settings as testbed_settings
 
@@ -135,6 +135,41 @@ def test_the_listener_and_the_dispatcher_each_charge_their_cpu_after_every_event
 
     with lock:  # every event (nudges included) is charged once by each thread that handled it
         assert charged["minio-events"] >= len(KEYS) and charged["minio-events-dispatch"] >= len(KEYS)
+
+
+def test_object_events_that_queue_up_are_handed_over_in_batches_of_their_bucket_each_key_once(
+        testbed_env, minio_client, bucket, sources):
+    recorder, batches, first, lock = Recorder(), [], threading.Event(), threading.Lock()
+
+    def on_objects(name: str, keys: list[str]) -> None:
+        first.wait(60)  # the first call holds the dispatcher while the burst queues up
+        with lock:
+            batches.append((name, [key for key in keys if NUDGE not in key]))
+
+    settings = testbed_settings.minio(testbed_env).model_copy(update={"bucket": bucket})
+    source = sources(settings, recorder, on_objects=on_objects)
+    until(lambda: source.connected, "the listener's stream to open", lambda: nudge(minio_client, bucket))
+    keys = [f"burst/{i:03d}" for i in range(40)]
+    for key in keys:
+        minio_client.put_object(bucket, key, BytesIO(b"x"), 1)
+        minio_client.put_object(bucket, key, BytesIO(b"y"), 1)  # two events, one key
+    until(lambda: source.backlog >= 2 * len(keys) - 1, "the burst to queue up behind the held call")
+    first.set()
+
+    def received() -> list[str]:
+        with lock:
+            return [key for _, names in batches for key in names]
+
+    until(lambda: set(keys) <= set(received()), "every key of the burst")
+    with lock:
+        sizes = [len(names) for _, names in batches]
+        assert {name for name, _ in batches} == {bucket}
+    assert max(sizes) == BATCH_KEYS and all(size <= BATCH_KEYS for size in sizes)
+    assert list(dict.fromkeys(key for key in received() if key in keys)) == keys  # in arrival order
+    with lock:
+        later = [key for _, names in batches[1:] for key in names]
+    assert len(later) == len(set(later))  # behind the held call, each key once despite its two events
+    assert recorder.keys(bucket) == []  # on_object is not called when on_objects is given
 
 
 def test_only_keys_under_prefix_path_arrive_in_single_bucket_mode(testbed_env, minio_client, bucket, sources):
