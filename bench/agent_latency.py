@@ -3,7 +3,8 @@ side by side on the same private MinIO and the same stream of puts.
 
 Both are measured the same way: from the moment each put returned to the moment its file is seen, whole,
 at its place in the mirror (a poller stats every pending path every 20 ms). A burst of small puts (8 at
-a time), then a steady 20 puts/s.
+a time), after a steady 20 puts/s: in that order, so the steady phase does not pay back the CPU the burst
+took beyond the mirror's budget (minio.cpu_budget_percent; core/cpu_budget.py), which it then would.
 
     python bench/agent_latency.py [--quick]
 """
@@ -120,16 +121,16 @@ def main() -> int:
                 watcher.put(bucket, key, time.time())
                 return bucket, key
 
-            with ThreadPoolExecutor(8) as pool:
-                items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))
-            burst_lat = watcher.wait(items, 600)
-
             steady: list[tuple[str, str]] = []
             started = time.monotonic()
             for i in range(steady_seconds * 20):
                 steady.append(put("bench-steady", f"steady/{i:05d}.bin"))
                 time.sleep(max(0.0, started + (i + 1) / 20 - time.monotonic()))
             steady_lat = watcher.wait(steady, 300)
+
+            with ThreadPoolExecutor(8) as pool:
+                items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))
+            burst_lat = watcher.wait(items, 600)
             watcher.stop.set()
     finally:
         for proc in (agent, mc_proc):

@@ -31,9 +31,11 @@ class _Commit:
 
 
 class GroupCommit:
-    """One per store (it holds none: items waiting do)."""
+    """One per store (it holds none: items waiting do). synced=True: every temp file handed in is already
+    fsynced (MirrorStore.commit_many's `synced`)."""
 
-    def __init__(self):
+    def __init__(self, synced: bool = False):
+        self.synced = synced
         self._cond = threading.Condition()
         self._queue: list[_Commit] = []
         self._committing = False
@@ -76,7 +78,7 @@ class GroupCommit:
         for group in _groups(batch):
             try:
                 results = group[0].store.commit_many(group[0].bucket, [(c.key, c.temp, c.entry) for c in group],
-                                                 max(c.now for c in group))
+                                                     max(c.now for c in group), synced=self.synced)
             except BaseException as exc:  # noqa: BLE001 - raised in each task it concerns
                 for item in group:
                     item.error = exc

@@ -68,7 +68,7 @@ def group_commit(store: MirrorStore) -> GroupCommit:
     """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
     with _cache_lock:
         if store not in _groups:
-            _groups[store] = GroupCommit()
+            _groups[store] = GroupCommit(synced=True)  # _download fsyncs each temp file
         return _groups[store]
 
 
@@ -142,6 +142,10 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
                 out.write(chunk)
                 md5.update(chunk)
                 got += len(chunk)
+            out.flush()
+            # Durable before any commit indexes it, fsynced here on the downloading thread (in parallel)
+            # rather than in the commit that other threads wait for (commit_many's `synced`).
+            os.fsync(out.fileno())
     finally:
         response.close()
         response.release_conn()
@@ -326,7 +330,7 @@ class _Copies:
 
     def _commit(self, bucket: str, items: list[tuple[str, Path, Entry]]) -> None:
         try:
-            for done in self.store.commit_many(bucket, items, _now()):
+            for done in self.store.commit_many(bucket, items, _now(), synced=True):  # fsynced by _download
                 self.report.count("copied" if done else "unchanged")
         except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
             for key, _, _ in items:

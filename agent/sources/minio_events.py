@@ -43,9 +43,12 @@ CONNECT_TIMEOUT = 10.0
 # MinIO writes a keep-alive byte every 0.5 s on a listen stream: this long a silence is a dead connection.
 READ_TIMEOUT = 60.0
 CALLBACK_RETRY_DELAYS = (0.5, 1.0, 2.0)  # then the event is dropped: the next reconcile covers it
-# With on_objects, object events that queued up meanwhile are handed over together: at most this many
-# keys of a bucket per call (a burst costs one message per batch, and the batches still spread over workers).
+# With on_objects, object events that queued up meanwhile are handed over together: at most BATCH_KEYS
+# keys of a bucket per call (a burst costs one message per batch), and in at least SPREAD calls when there
+# are enough keys, so the batches still spread over the worker threads (`run --threads`) instead of one
+# thread fetching them all in turn while the others wait.
 BATCH_KEYS = 16
+SPREAD = 8
 BATCH_DRAIN = 256  # queued items taken at once
 _STOP = object()
 
@@ -384,9 +387,11 @@ class MinioEventSource:
                 keys.setdefault(item[1], {})[item[2]] = None
             else:
                 others.append(item)
-        batches = [("objects", bucket, names[i:i + BATCH_KEYS])
-                   for bucket, ordered in keys.items() for names in [list(ordered)]
-                   for i in range(0, len(names), BATCH_KEYS)]
+        batches = []
+        for bucket, ordered in keys.items():
+            names = list(ordered)
+            size = max(1, min(BATCH_KEYS, -(-len(names) // SPREAD)))
+            batches += [("objects", bucket, names[i:i + size]) for i in range(0, len(names), size)]
         return others + batches, stop
 
     def _deliver(self, item: tuple) -> None:

@@ -33,10 +33,10 @@ def test_commits_arriving_during_a_commit_go_together_in_the_next_and_each_task_
     release = threading.Event()
     commit_many = store.commit_many
 
-    def counted(bucket, items, now):
+    def counted(bucket, items, now, **options):
         batches.append([key for key, _, _ in items])
         release.wait(30)  # the first commit is slow: the burst queues up behind it
-        return commit_many(bucket, items, now)
+        return commit_many(bucket, items, now, **options)
 
     monkeypatch.setattr(store, "commit_many", counted)
     results: dict[str, bool] = {}
@@ -85,10 +85,10 @@ def test_two_events_of_one_key_queued_in_one_burst_are_committed_one_after_the_o
     release = threading.Event()
     commit_many = store.commit_many
 
-    def counted(bucket, items, now):
+    def counted(bucket, items, now, **options):
         batches.append([key for key, _, _ in items])
         release.wait(30)
-        return commit_many(bucket, items, now)
+        return commit_many(bucket, items, now, **options)
 
     monkeypatch.setattr(store, "commit_many", counted)
     now = datetime.now(timezone.utc)
