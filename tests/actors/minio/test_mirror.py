@@ -304,7 +304,8 @@ def test_a_first_mirror_and_a_large_backlog_run_in_catch_up_mode_and_small_chang
         put(minio_client, bucket, f"doc-{i}", b"missed")
     backlog = reconcile(settings, [bucket], store=store)
     assert backlog.copied == 3 and backlog.catch_up
-    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"], "cpu_percent": 5}
+    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"],
+                                     "cpu_percent": settings.minio.cpu_budget_percent}
 
 
 def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(
