@@ -69,7 +69,7 @@ def group_commit(store: MirrorStore) -> GroupCommit:
     """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
     with _cache_lock:
         if store not in _groups:
-            _groups[store] = GroupCommit(synced=True)  # _download fsyncs each temp file
+            _groups[store] = GroupCommit(synced=True)  # event tasks fsync each temp file (_download's `sync`)
         return _groups[store]
 
 
@@ -121,7 +121,7 @@ def _user_metadata(headers) -> dict[str, str]:
 
 
 def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
-              unless: str | None = None) -> tuple[str, Any]:
+              unless: str | None = None, sync: bool = False) -> tuple[str, Any]:
     """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
     (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
     should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
@@ -143,10 +143,9 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
                 out.write(chunk)
                 md5.update(chunk)
                 got += len(chunk)
-            out.flush()
-            # Durable before any commit indexes it, fsynced here on the downloading thread (in parallel)
-            # rather than in the commit that other threads wait for (commit_many's `synced`).
-            os.fsync(out.fileno())
+            if sync:  # event tasks: fsynced on their own threads, not in the group commit others wait for
+                out.flush()
+                os.fsync(out.fileno())
     finally:
         response.close()
         response.release_conn()
@@ -179,7 +178,7 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
     positive "not found", so the actor retries."""
     store = store or open_store(settings)
     with cpu_budget(settings).metered():
-        outcome, fetched = _fetch(settings, bucket, key, store)
+        outcome, fetched = _fetch(settings, bucket, key, store, sync=True)
         if fetched is None:
             return outcome
         temp, entry = fetched
@@ -196,7 +195,7 @@ def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: Mirr
     for key in dict.fromkeys(keys):
         try:
             with budget.metered():
-                outcome, got = _fetch(settings, bucket, key, store)
+                outcome, got = _fetch(settings, bucket, key, store, sync=True)
         except Exception as exc:  # noqa: BLE001 - the other keys are still mirrored; raised below
             failure = failure or exc
             continue
@@ -213,7 +212,8 @@ def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: Mirr
     return outcomes
 
 
-def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
+           sync: bool = False) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
     One round trip: a GET unless the source still has the ETag the mirror holds."""
     if not in_scope(settings, bucket, key):
@@ -224,7 +224,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tup
     seen = _now()
     temp = store.temp_file(bucket)
     try:
-        md5, headers = _download(client, bucket, key, temp, unless=held)
+        md5, headers = _download(client, bucket, key, temp, unless=held, sync=sync)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -331,7 +331,7 @@ class _Copies:
 
     def _commit(self, bucket: str, items: list[tuple[str, Path, Entry]]) -> None:
         try:
-            for done in self.store.commit_many(bucket, items, _now(), synced=True):  # fsynced by _download
+            for done in self.store.commit_many(bucket, items, _now()):  # fsyncs the batch's temps
                 self.report.count("copied" if done else "unchanged")
         except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
             for key, _, _ in items:
