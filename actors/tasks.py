@@ -20,6 +20,7 @@ from actors.broker import PENDING, on_final_failure
 from actors.components import enabled_components
 from actors.config.backup import commit_config as commit
 from actors.minio.mirror import mirror_object as mirror
+from actors.minio.mirror import mirror_objects as mirror_many
 from actors.minio.mirror import prune_versions
 from actors.minio.mirror import reconcile as run_reconcile
 from core import ragflow_version, runtime
@@ -149,6 +150,13 @@ def mirror_object(bucket: str, key: str) -> None:
     """Make the mirror match the source for one key, whatever the event said (level-triggered)."""
 
     mirror(runtime.settings(), bucket, key)
+
+
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="mirror", max_retries=20, min_backoff=1_000, max_backoff=300_000, time_limit=SIX_HOURS_MS)
+def mirror_objects(bucket: str, keys: list[str]) -> None:
+    """mirror_object for keys whose events arrived together (one message, one index commit for a burst)."""
+
+    mirror_many(runtime.settings(), bucket, keys)
 
 
 @dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=5, min_backoff=10_000, time_limit=SIX_HOURS_MS)

@@ -1,6 +1,6 @@
 """The always-on agent: event sources and timers turned into Dramatiq messages.
 
-    MinIO bucket notifications -> mirror_object(bucket, key)   (seconds of lag)
+    MinIO bucket notifications -> mirror_objects(bucket, keys)  (seconds of lag; a burst in batches)
     a new bucket, a reconnect  -> reconcile([bucket])          (heals what events missed)
     config edits (debounced)   -> commit_config(paths)         (one Git commit per burst)
     cron ticks                 -> backup, verify, reconcile, versions prune
@@ -20,6 +20,7 @@ from actors import tasks
 from actors.binlog.archiver import Archiver
 from actors.binlog.summary import archive_summary
 from actors.broker import configure
+from actors.minio.mirror import cpu_budget
 from agent.console.auth import metrics_auth
 from agent.console.history import HistoryStore
 from agent.console.page import StatusPage
@@ -73,6 +74,9 @@ class Agent:
     def _on_object(self, bucket: str, key: str, event: str) -> None:
         self._send(self.tasks.mirror_object, (bucket, key))
 
+    def _on_objects(self, bucket: str, keys: list[str]) -> None:
+        self._send(self.tasks.mirror_objects, (bucket, keys))
+
     def _on_bucket(self, bucket: str) -> None:
         self._send(self.tasks.reconcile, ([bucket],))
 
@@ -102,8 +106,11 @@ class Agent:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send(self.tasks.reconcile, ())
         if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
+            # Taking events in is charged to the mirror's CPU budget, without ever waiting (core/cpu_budget.py).
+            budget = cpu_budget(settings)
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
-                                                 discovery_seconds=settings.minio.bucket_discovery_seconds)
+                                                 discovery_seconds=settings.minio.bucket_discovery_seconds,
+                                                 charge=lambda: budget.settle(wait=False), on_objects=self._on_objects)
             self.minio_source.start()
         if settings.watch.enabled and settings.config_files.enabled and settings.ragflow_dir:
             self.watcher = ConfigWatcher(settings.ragflow_dir, settings.config_files.patterns, settings.watch.ignore,

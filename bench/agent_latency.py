@@ -3,9 +3,10 @@ side by side on the same private MinIO and the same stream of puts.
 
 Both are measured the same way: from the moment each put returned to the moment its file is seen, whole,
 at its place in the mirror (a poller stats every pending path every 20 ms). A burst of small puts (8 at
-a time), then a steady 20 puts/s.
+a time), after a steady 20 puts/s: in that order, so the steady phase does not pay back the CPU the burst
+took beyond the mirror's budget (minio.cpu_budget_percent; core/cpu_budget.py), which it then would.
 
-    python bench/agent_latency.py [--quick]
+    python bench/agent_latency.py [--quick] [--cpu-budget PERCENT]
 """
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def rows_for(phase: str, lat: dict[str, list[float]], size: str, note: str) -> l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="200 objects in the burst, 10 s of steady puts")
+    parser.add_argument("--cpu-budget", type=float, default=None,
+                        help="minio.cpu_budget_percent for the agent (default: the config's; 0: unpaced)")
     args = parser.parse_args()
     burst, steady_seconds = (200, 10) if args.quick else (1000, 60)
     env = testbed_env.load()
@@ -105,7 +108,8 @@ def main() -> int:
     mc_proc = agent = None
     try:
         with leased_redis_db(env) as db:
-            agent = start_agent(work, redis_url(env, db), minio)
+            agent = start_agent(work, redis_url(env, db), minio,
+                                None if args.cpu_budget is None else {"cpu_budget_percent": args.cpu_budget})
             log = (work / "agent.log").open("ab")
             (work / "mc").mkdir()
             mc_proc = subprocess.Popen([env["MC"], "mirror", "--watch", "--quiet", "bench/", str(work / "mc")],
@@ -120,16 +124,16 @@ def main() -> int:
                 watcher.put(bucket, key, time.time())
                 return bucket, key
 
-            with ThreadPoolExecutor(8) as pool:
-                items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))
-            burst_lat = watcher.wait(items, 600)
-
             steady: list[tuple[str, str]] = []
             started = time.monotonic()
             for i in range(steady_seconds * 20):
                 steady.append(put("bench-steady", f"steady/{i:05d}.bin"))
                 time.sleep(max(0.0, started + (i + 1) / 20 - time.monotonic()))
             steady_lat = watcher.wait(steady, 300)
+
+            with ThreadPoolExecutor(8) as pool:
+                items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))
+            burst_lat = watcher.wait(items, 600)
             watcher.stop.set()
     finally:
         for proc in (agent, mc_proc):
@@ -141,7 +145,8 @@ def main() -> int:
                     os.killpg(proc.pid, signal.SIGKILL)
         minio.kill()
         shutil.rmtree(work, ignore_errors=True)
-    note = "poll of the mirror's files every 20 ms, both mirrors running on the same stream"
+    note = "poll of the mirror's files every 20 ms, both mirrors running on the same stream" + (
+        "" if args.cpu_budget is None else f"; minio.cpu_budget_percent {args.cpu_budget:g}")
     rows = rows_for("burst", burst_lat, f"{burst:,} puts of 4 KiB, 8 at a time", note)
     rows += rows_for("steady", steady_lat, f"20 puts/s of 4 KiB for {steady_seconds} s", note)
     publish("agent_latency", rows)

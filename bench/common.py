@@ -268,9 +268,10 @@ def timeit(fn: Callable[[], Any]) -> tuple[Timing, Any]:
     return timing, value
 
 
-def start_agent(work: Path, broker_url: str, minio: Any) -> subprocess.Popen:
+def start_agent(work: Path, broker_url: str, minio: Any, minio_options: dict | None = None) -> subprocess.Popen:
     """`ragflow-backup run` mirroring a private MinIO into work/backups, with no schedules, in a session
-    of its own (its workers are counted with it, and stopped together); its log is work/agent.log."""
+    of its own (its workers are counted with it, and stopped together); its log is work/agent.log.
+    minio_options: more of the config's minio section (e.g. cpu_budget_percent)."""
     import sys
 
     import yaml
@@ -279,7 +280,8 @@ def start_agent(work: Path, broker_url: str, minio: Any) -> subprocess.Popen:
     config.write_text(yaml.safe_dump({
         "storage_root": str(work / "backups"),
         "broker": {"url": broker_url, "namespace": "bench"},
-        "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key},
+        "minio": {"endpoint": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key,
+                  **(minio_options or {})},
         "mysql": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
         "schedule": {"backup": "", "verify": "", "reconcile": "", "versions_prune": ""},
         "metrics": {"port": 0},

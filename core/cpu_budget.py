@@ -12,6 +12,11 @@ Catch-up (a first mirror, or a reconcile that finds a large backlog after an out
 own share (minio.catch_up_cpu_percent), reported in `status` and metrics (core/mirror_status.py).
 Worker threads share one budget per process; a separate `worker` process paces itself with a budget of
 its own.
+
+Taking events in is charged too (`settle`): the listener and dispatcher threads, and Dramatiq's own work
+around each mirror message (fetching, decoding, acknowledging). Those threads are never made to wait
+(a listener that stalls makes MinIO drop events); their CPU is debt that the copies pay back by sleeping,
+so the share is that of the whole mirror path, not only of the copies.
 """
 from __future__ import annotations
 
@@ -57,8 +62,9 @@ class CpuBudget:
                 self._wall, self._tokens = self.clock(), self.capacity
             return mode
 
-    def pace(self, spent: float) -> float:
-        """Charge `spent` CPU seconds and sleep until the bucket is out of debt; returns the seconds slept."""
+    def pace(self, spent: float, wait: bool = True) -> float:
+        """Charge `spent` CPU seconds and sleep until the bucket is out of debt; returns the seconds slept.
+        wait=False: only charge (a thread that must not stall); the debt is slept off by the next to pace."""
         with self._lock:
             wall = self.clock()
             self._tokens = min(self.capacity, self._tokens + self.rate * (wall - self._wall)) - spent
@@ -66,10 +72,25 @@ class CpuBudget:
             if self.rate <= 0:  # unpaced
                 self._tokens = 0.0
                 return 0.0
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            self.sleep(wait)
-        return wait
+            debt = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if debt > 0 and wait:
+            self.sleep(debt)
+            return debt
+        return 0.0
+
+    def settle(self, wait: bool = True) -> float:
+        """Charge the CPU this thread used since its previous settle() that no metered block charged, then
+        pace (wait=False: charge only). The first call in a thread starts its count and charges nothing."""
+        now, local = self.cpu(), self._local
+        mark, charged = getattr(local, "mark", None), getattr(local, "charged", 0.0)
+        local.mark, local.charged = now, 0.0
+        if mark is None:
+            return 0.0
+        return self.pace(max(0.0, now - mark - charged), wait)
+
+    def forget(self) -> None:
+        """Start this thread's count again without charging (its CPU since went to work of another kind)."""
+        self._local.mark, self._local.charged = self.cpu(), 0.0
 
     @contextmanager
     def metered(self) -> Iterator[None]:
@@ -83,7 +104,9 @@ class CpuBudget:
             yield
         finally:
             self._local.depth = 0
-            self.pace(max(0.0, self.cpu() - start))
+            spent = max(0.0, self.cpu() - start)
+            self._local.charged = getattr(self._local, "charged", 0.0) + spent  # settle() charges the rest
+            self.pace(spent)
 
 
 __all__ = ["CATCH_UP", "STEADY", "CpuBudget"]

@@ -31,9 +31,11 @@ class _Commit:
 
 
 class GroupCommit:
-    """One per store (it holds none: items waiting do)."""
+    """One per store (it holds none: items waiting do). synced=True: every temp file handed in is already
+    fsynced (MirrorStore.commit_many's `synced`)."""
 
-    def __init__(self):
+    def __init__(self, synced: bool = False):
+        self.synced = synced
         self._cond = threading.Condition()
         self._queue: list[_Commit] = []
         self._committing = False
@@ -46,30 +48,37 @@ class GroupCommit:
 
     def commit(self, store: MirrorStore, bucket: str, key: str, temp: Path, entry: Entry, now: datetime) -> bool:
         """store.commit, shared with whatever other threads commit to it at the same time."""
-        mine = _Commit(store, bucket, key, temp, entry, now)
+        return self.commit_all(store, bucket, [(key, temp, entry)], now)[0]
+
+    def commit_all(self, store: MirrorStore, bucket: str, items: list[tuple[str, Path, Entry]],
+                   now: datetime) -> list[bool]:
+        """store.commit_many of several keys of a bucket (events handed over together), shared likewise.
+        Raises the first failure among them, after all of them are settled either way."""
+        mine = [_Commit(store, bucket, key, temp, entry, now) for key, temp, entry in items]
         with self._cond:
-            self._queue.append(mine)
-            while self._committing and not mine.finished:
+            self._queue.extend(mine)  # all at once: one committer takes them all
+            while self._committing and not _finished(mine):
                 self._cond.wait()
-            if not mine.finished:
+            if not _finished(mine):
                 self._committing = True
                 batch, self._queue = self._queue, []
-        if not mine.finished:
+        if not _finished(mine):
             try:
                 self._commit(batch)
             finally:
                 with self._cond:
                     self._committing = False
                     self._cond.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        return mine.result
+        for item in mine:
+            if item.error is not None:
+                raise item.error
+        return [item.result for item in mine]
 
     def _commit(self, batch: list[_Commit]) -> None:
         for group in _groups(batch):
             try:
                 results = group[0].store.commit_many(group[0].bucket, [(c.key, c.temp, c.entry) for c in group],
-                                                 max(c.now for c in group))
+                                                     max(c.now for c in group), synced=self.synced)
             except BaseException as exc:  # noqa: BLE001 - raised in each task it concerns
                 for item in group:
                     item.error = exc
@@ -78,6 +87,10 @@ class GroupCommit:
                     item.result = result
             for item in group:
                 item.finished = True
+
+
+def _finished(items: list[_Commit]) -> bool:
+    return all(item.finished for item in items)
 
 
 def _groups(batch: list[_Commit]) -> list[list[_Commit]]:

@@ -291,12 +291,15 @@ class MirrorStore:
         """
         return self.commit_many(bucket, [(key, temp, entry)], now)[0]
 
-    def commit_many(self, bucket: str, items: list[tuple[str, Path, Entry]], now: datetime) -> list[bool]:
+    def commit_many(self, bucket: str, items: list[tuple[str, Path, Entry]], now: datetime,
+                    synced: bool = False) -> list[bool]:
         """`commit` for several keys of a bucket, each step one transaction for all of them (a reconcile
-        copying thousands of objects pays for two commits per batch instead of two per object)."""
+        copying thousands of objects pays for two commits per batch instead of two per object).
+        synced=True: the caller fsynced every temp file itself (each on the thread that downloaded it, in
+        parallel, instead of here, where other commits wait)."""
         done: list[bool] = []
         try:
-            for _, temp, _ in items:
+            for _, temp, _ in [] if synced else items:
                 with open(temp, "rb") as handle:
                     os.fsync(handle.fileno())
             with self._write() as conn:

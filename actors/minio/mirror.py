@@ -22,6 +22,7 @@ from typing import Any
 from minio.error import S3Error, ServerError
 from minio.time import from_http_header
 
+from actors.minio.listing import list_objects
 from core import clients
 from core.atomic import digest_of
 from core.config import Settings
@@ -70,7 +71,7 @@ def group_commit(store: MirrorStore) -> GroupCommit:
     """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
     with _cache_lock:
         if store not in _groups:
-            _groups[store] = GroupCommit()
+            _groups[store] = GroupCommit(synced=True)  # event tasks fsync each temp file (_download's `sync`)
         return _groups[store]
 
 
@@ -122,7 +123,7 @@ def _user_metadata(headers) -> dict[str, str]:
 
 
 def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
-              unless: str | None = None) -> tuple[str, Any]:
+              unless: str | None = None, sync: bool = False) -> tuple[str, Any]:
     """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
     (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
     should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
@@ -144,6 +145,9 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
                 out.write(chunk)
                 md5.update(chunk)
                 got += len(chunk)
+            if sync:  # event tasks: fsynced on their own threads, not in the group commit others wait for
+                out.flush()
+                os.fsync(out.fileno())
     finally:
         response.close()
         response.release_conn()
@@ -176,14 +180,42 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
     positive "not found", so the actor retries."""
     store = store or open_store(settings)
     with cpu_budget(settings).metered():
-        outcome, fetched = _fetch(settings, bucket, key, store)
+        outcome, fetched = _fetch(settings, bucket, key, store, sync=True)
         if fetched is None:
             return outcome
         temp, entry = fetched
         return "copied" if group_commit(store).commit(store, bucket, key, temp, entry, _now()) else "unchanged"
 
 
-def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: MirrorStore | None = None) -> dict[str, str]:
+    """mirror_object for keys of one bucket whose events were handed over together: each fetched in turn,
+    then all committed at once (one group commit). {key: outcome}. The first failure is raised once the
+    others are committed, so the actor retries the lot (level-triggered: what is done comes back "unchanged")."""
+    store = store or open_store(settings)
+    budget, outcomes, fetched = cpu_budget(settings), {}, []
+    failure: BaseException | None = None
+    for key in dict.fromkeys(keys):
+        try:
+            with budget.metered():
+                outcome, got = _fetch(settings, bucket, key, store, sync=True)
+        except Exception as exc:  # noqa: BLE001 - the other keys are still mirrored; raised below
+            failure = failure or exc
+            continue
+        if got is None:
+            outcomes[key] = outcome
+        else:
+            fetched.append((key, *got))
+    if fetched:
+        with budget.metered():
+            done = group_commit(store).commit_all(store, bucket, fetched, _now())
+        outcomes.update((key, "copied" if result else "unchanged") for (key, _, _), result in zip(fetched, done))
+    if failure is not None:
+        raise failure
+    return outcomes
+
+
+def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
+           sync: bool = False) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
     One round trip: a GET unless the source still has the ETag the mirror holds."""
     if not in_scope(settings, bucket, key):
@@ -194,7 +226,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tup
     seen = _now()
     temp = store.temp_file(bucket)
     try:
-        md5, headers = _download(client, bucket, key, temp, unless=held)
+        md5, headers = _download(client, bucket, key, temp, unless=held, sync=sync)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -301,7 +333,7 @@ class _Copies:
 
     def _commit(self, bucket: str, items: list[tuple[str, Path, Entry]]) -> None:
         try:
-            for done in self.store.commit_many(bucket, items, _now()):
+            for done in self.store.commit_many(bucket, items, _now()):  # fsyncs the batch's temps
                 self.report.count("copied" if done else "unchanged")
         except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
             for key, _, _ in items:
@@ -355,7 +387,7 @@ def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, repor
                       copies: _Copies) -> None:
     listed: set[str] = set()
     try:
-        listing = _client(settings).list_objects(bucket, prefix=_prefix(settings) or None, recursive=True)
+        listing = list_objects(_client(settings), bucket, _prefix(settings) or None)  # listing.py: cheaper
         budget, pages = cpu_budget(settings), _pages(listing)
         while True:
             with budget.metered():  # a page of listing (HTTP, XML) and its index query cost CPU too
@@ -466,5 +498,5 @@ def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | Non
     return problems
 
 
-__all__ = ["ReconcileReport", "in_scope", "mirror_object", "open_store", "prune_versions", "reconcile",
+__all__ = ["ReconcileReport", "in_scope", "mirror_object", "mirror_objects", "open_store", "prune_versions", "reconcile",
            "source_buckets", "verify_sample"]

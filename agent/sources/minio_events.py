@@ -43,6 +43,13 @@ CONNECT_TIMEOUT = 10.0
 # MinIO writes a keep-alive byte every 0.5 s on a listen stream: this long a silence is a dead connection.
 READ_TIMEOUT = 60.0
 CALLBACK_RETRY_DELAYS = (0.5, 1.0, 2.0)  # then the event is dropped: the next reconcile covers it
+# With on_objects, object events that queued up meanwhile are handed over together: at most BATCH_KEYS
+# keys of a bucket per call (a burst costs one message per batch), and in at least SPREAD calls when there
+# are enough keys, so the batches still spread over the worker threads (`run --threads`) instead of one
+# thread fetching them all in turn while the others wait.
+BATCH_KEYS = 16
+SPREAD = 8
+BATCH_DRAIN = 256  # queued items taken at once
 _STOP = object()
 
 # The listener that owns the current thread, so its connections can record their sockets.
@@ -141,12 +148,23 @@ class MinioEventSource:
     Health: `connected` (the bucket listing works and every listener has its stream open), `reconnects`
     (attempts after losing MinIO), `last_error`, `last_event_at` (time.time() of the last record),
     `dropped` (events given up after their callback kept failing).
+
+    `on_objects(bucket, keys)`, when given, replaces on_object for events that queued up while the
+    dispatcher was busy (a burst): their keys, in order and each once, per bucket (the mirror is
+    level-triggered, so the event's kind does not matter).
+
+    `charge`, when given, is called by the listener and dispatcher threads after each event, so the CPU
+    of taking events in can be charged to the mirror's budget (core/cpu_budget.py settle(wait=False): it
+    must never make them wait).
     """
 
     def __init__(self, settings: MinioSettings, on_object: Callable[[str, str, str], None],
                  on_bucket: Callable[[str], None], discovery_seconds: float | None = None,
-                 events: Iterable[str] = EVENTS):
+                 events: Iterable[str] = EVENTS, charge: Callable[[], object] | None = None,
+                 on_objects: Callable[[str, list[str]], None] | None = None):
         self.settings, self.on_object, self.on_bucket = settings, on_object, on_bucket
+        self.on_objects = on_objects
+        self.charge = charge or (lambda: None)
         self.discovery_seconds = settings.bucket_discovery_seconds if discovery_seconds is None else discovery_seconds
         self.events = tuple(events)
         # RAGFlow's single-bucket mode keeps everything under "<prefix_path>/": listen below exactly that.
@@ -171,6 +189,11 @@ class MinioEventSource:
         with self._lock:
             listeners = list(self._listeners.values())
         return self._listing_ok and all(listener.connected for listener in listeners)
+
+    @property
+    def backlog(self) -> int:
+        """Events received and not yet handed over (a burst queues up while the dispatcher is busy)."""
+        return self._queue.qsize()
 
     def buckets(self) -> set[str]:
         """The buckets being listened to now."""
@@ -290,6 +313,7 @@ class MinioEventSource:
                                                            events=self.events) as stream:
                         for event in stream:
                             self._queue_records(listener.bucket, event)
+                            self.charge()
                 except Exception as exc:  # noqa: BLE001 - refused, reset, timeout, 5xx: retry
                     listener.connected = False
                     if listener.stopping.is_set():
@@ -331,14 +355,49 @@ class MinioEventSource:
 
     def _dispatch(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            items, stop = self._take()
+            for item in items:
+                self._deliver(item)
+                self.charge()
+            if stop:
                 return
-            self._deliver(item)
+
+    def _take(self) -> tuple[list[tuple], bool]:
+        """The next item, and with on_objects whatever else is queued, object events grouped by bucket.
+        True when _STOP was met (what came before it is still delivered)."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        if self.on_objects is None:
+            return [first], False
+        taken, stop = [first], False
+        while len(taken) < BATCH_DRAIN:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            taken.append(item)
+        keys: dict[str, dict[str, None]] = {}  # bucket -> keys in arrival order, each once
+        others = []
+        for item in taken:
+            if item[0] == "object":
+                keys.setdefault(item[1], {})[item[2]] = None
+            else:
+                others.append(item)
+        batches = []
+        for bucket, ordered in keys.items():
+            names = list(ordered)
+            size = max(1, min(BATCH_KEYS, -(-len(names) // SPREAD)))
+            batches += [("objects", bucket, names[i:i + size]) for i in range(0, len(names), size)]
+        return others + batches, stop
 
     def _deliver(self, item: tuple) -> None:
         kind, *args = item
-        callback: Callable[..., None] = self.on_object if kind == "object" else self.on_bucket
+        callbacks: dict[str, Callable[..., None]] = {"object": self.on_object, "bucket": self.on_bucket}
+        callback = self.on_objects if kind == "objects" else callbacks[kind]
         for attempt, delay in enumerate((0.0, *CALLBACK_RETRY_DELAYS)):
             if delay and self._stopping.wait(delay):  # stopping: one attempt only
                 break

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from actors.broker import MIRROR_POLL_MS, make_broker
+from tests.conftest import unique
+
 
 def test_importing_the_actors_builds_no_broker_and_configure_sets_a_redis_broker_from_the_environment(redis_url):
     code = (
@@ -66,3 +69,10 @@ def test_the_final_failure_hook_runs_once_after_the_last_retry_and_at_once_for_a
     assert sorted(item.decode() for item in client.lrange(finals, 0, -1)) == [
         "permanent: permanent failed", "transient: transient failed"]
     assert tried.count("transient") == 3 and tried.count("permanent") == 1  # the first try and max_retries=2
+
+
+def test_an_idle_mirror_queue_is_polled_often_and_the_other_queues_at_the_workers_timeout(redis_url):
+    broker = make_broker(redis_url, namespace=unique("poll-"))
+    # The first events of a burst no longer wait out a consumer that slowed down while idle.
+    assert broker.consume("mirror", timeout=1000).timeout == MIRROR_POLL_MS
+    assert broker.consume("backup", timeout=1000).timeout == 1000

@@ -77,3 +77,26 @@ def test_a_block_inside_another_is_charged_once():
         with pacer.metered():
             machine.work(1.5)
     assert abs(machine.slept - (1.5 - 1.0) / 0.2) < 1e-9  # 0.5 CPU s of debt at 0.2 CPU s per second
+
+
+def test_cpu_charged_by_a_thread_that_must_not_wait_is_slept_off_by_the_next_metered_work():
+    machine = Machine()
+    pacer = budget(machine)
+    pacer.settle(wait=False)  # a listener's count starts
+    machine.work(3.0, wall_seconds=0)  # taking events in (no time passes: exact figures)
+    assert pacer.settle(wait=False) == 0 and machine.slept == 0  # the listener never waits
+    with pacer.metered():
+        machine.work(0.1, wall_seconds=0)  # a copy: pays for both
+    assert abs(machine.slept - (3.1 - 1.0) / 0.2) < 1e-9
+
+
+def test_settle_charges_only_what_metered_blocks_of_its_thread_did_not():
+    machine = Machine()
+    pacer = budget(machine)
+    pacer.forget()
+    machine.work(0.5, wall_seconds=0)  # Dramatiq decoding a message
+    with pacer.metered():
+        machine.work(1.0, wall_seconds=0)  # the copy, charged by its block (empties the bucket exactly: no sleep)
+    assert machine.slept == 0
+    pacer.settle()  # charges the 0.5 s outside the block only
+    assert abs(machine.slept - 0.5 / 0.2) < 1e-9

@@ -33,10 +33,10 @@ def test_commits_arriving_during_a_commit_go_together_in_the_next_and_each_task_
     release = threading.Event()
     commit_many = store.commit_many
 
-    def counted(bucket, items, now):
+    def counted(bucket, items, now, **options):
         batches.append([key for key, _, _ in items])
         release.wait(30)  # the first commit is slow: the burst queues up behind it
-        return commit_many(bucket, items, now)
+        return commit_many(bucket, items, now, **options)
 
     monkeypatch.setattr(store, "commit_many", counted)
     results: dict[str, bool] = {}
@@ -85,10 +85,10 @@ def test_two_events_of_one_key_queued_in_one_burst_are_committed_one_after_the_o
     release = threading.Event()
     commit_many = store.commit_many
 
-    def counted(bucket, items, now):
+    def counted(bucket, items, now, **options):
         batches.append([key for key, _, _ in items])
         release.wait(30)
-        return commit_many(bucket, items, now)
+        return commit_many(bucket, items, now, **options)
 
     monkeypatch.setattr(store, "commit_many", counted)
     now = datetime.now(timezone.utc)
@@ -106,3 +106,16 @@ def test_two_events_of_one_key_queued_in_one_burst_are_committed_one_after_the_o
     assert batches == [["other"], ["k"], ["k"]]
     assert store.entry("bkt", "k").path.read_bytes() == b"newer"
     assert [v.path.read_bytes() for v in store.versions("bkt", "k")] == [b"older"]
+
+
+def test_keys_committed_together_are_all_indexed_and_a_failure_among_them_indexes_none_and_is_raised(tmp_path):
+    store, group = MirrorStore(tmp_path / "m"), GroupCommit()
+    now = datetime.now(timezone.utc)
+    assert group.commit_all(store, "bkt", [("a", *fetched(store, b"1")), ("b", *fetched(store, b"2"))], now) == [True, True]
+    assert {key: store.entry("bkt", key).path.read_bytes() for key in ("a", "b")} == {"a": b"1", "b": b"2"}
+
+    temp, entry = fetched(store, b"gone")
+    temp.unlink()
+    with pytest.raises(FileNotFoundError):  # one transaction for the lot: none of it is indexed
+        group.commit_all(store, "bkt", [("c", *fetched(store, b"3")), ("lost", temp, entry)], now)
+    assert store.entry("bkt", "c") is None and store.entry("bkt", "lost") is None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from minio.error import S3Error
 
-from actors.minio.mirror import mirror_object, prune_versions, reconcile, verify_sample
+from actors.minio.mirror import mirror_object, mirror_objects, prune_versions, reconcile, verify_sample
 from core import mirror_store
 from core.config import Settings
 from core.mirror_paths import decode_key
@@ -110,6 +110,34 @@ def test_duplicate_late_and_reordered_calls_are_harmless(settings, store, minio_
     assert [v.path.read_bytes() for v in store.versions(bucket, "k")] == [b"v1"]
     assert mirror_object(settings, bucket, "never-existed", store) == "absent"
     assert mirror_object(settings, unique("no-such-bucket-"), "x", store) == "absent"
+
+
+def test_keys_handed_over_together_are_each_brought_in_line_and_committed_at_once(settings, store, minio_client,
+                                                                                 bucket):
+    put(minio_client, bucket, "kept", b"same")
+    assert mirror_object(settings, bucket, "kept", store) == "copied"
+    put(minio_client, bucket, "new-1", b"one")
+    put(minio_client, bucket, "new-2", b"two")
+    put(minio_client, bucket, "changed", b"old")
+    assert mirror_object(settings, bucket, "changed", store) == "copied"
+    put(minio_client, bucket, "changed", b"newer")
+    minio_client.remove_object(bucket, "kept")
+    put(minio_client, bucket, "kept", b"same")  # re-created, same bytes: nothing to do
+
+    outcomes = mirror_objects(settings, bucket, ["new-1", "changed", "kept", "new-2", "new-1", "never-existed"], store)
+
+    assert outcomes == {"new-1": "copied", "changed": "copied", "kept": "unchanged", "new-2": "copied",
+                        "never-existed": "absent"}
+    assert contents(store, bucket) == {"kept": b"same", "new-1": b"one", "new-2": b"two", "changed": b"newer"}
+    assert [v.path.read_bytes() for v in store.versions(bucket, "changed")] == [b"old"]
+
+
+def test_one_key_failing_in_a_batch_still_mirrors_the_others_and_fails_the_batch_for_a_retry(
+        settings, store, minio_client, bucket):
+    put(minio_client, bucket, "good", b"fine")
+    with pytest.raises(ValueError):  # a key the client refuses to ask for: a failure, not "gone"
+        mirror_objects(settings, bucket, ["kb/../escape", "good"], store)
+    assert contents(store, bucket) == {"good": b"fine"}
 
 
 def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(settings, store, minio_client, bucket):
@@ -276,7 +304,8 @@ def test_a_first_mirror_and_a_large_backlog_run_in_catch_up_mode_and_small_chang
         put(minio_client, bucket, f"doc-{i}", b"missed")
     backlog = reconcile(settings, [bucket], store=store)
     assert backlog.copied == 3 and backlog.catch_up
-    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"], "cpu_percent": 5}
+    assert mirror_mode(settings) == {"mode": "steady", "since": mirror_mode(settings)["since"],
+                                     "cpu_percent": settings.minio.cpu_budget_percent}
 
 
 def test_a_crash_between_versioning_and_renaming_loses_nothing_and_a_rerun_fixes_it(

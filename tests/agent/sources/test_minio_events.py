@@ -1,6 +1,7 @@
 """MinioEventSource against real MinIO servers: the test bed's, and a private one for restarts."""
 from __future__ import annotations
 
+import collections
 import socket
 import subprocess
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
-from agent.sources.minio_events import MinioEventSource
+from agent.sources.minio_events import BATCH_KEYS, SPREAD, MinioEventSource
 from core.config import MinioSettings
 from testbed import settings as testbed_settings
 
@@ -115,6 +116,62 @@ def test_a_put_an_overwrite_and_a_delete_arrive_with_their_keys_as_stored(testbe
     assert source.last_event_at is not None
     # Once attached, a bucket is announced: events before the registration may be lost, reconcile it.
     assert recorder.announcements(bucket) == 1
+
+
+def test_the_listener_and_the_dispatcher_each_charge_their_cpu_after_every_event(testbed_env, minio_client, bucket,
+                                                                                  sources):
+    recorder, charged, lock = Recorder(), collections.Counter(), threading.Lock()
+
+    def charge() -> None:  # what the agent hands in: the mirror budget's settle(wait=False)
+        with lock:
+            charged[threading.current_thread().name.split(":")[0]] += 1
+
+    settings = testbed_settings.minio(testbed_env).model_copy(update={"bucket": bucket})
+    source = sources(settings, recorder, charge=charge)
+    until(lambda: source.connected, "the listener's stream to open", lambda: nudge(minio_client, bucket))
+    for key in KEYS:
+        minio_client.put_object(bucket, key, BytesIO(b"one"), 3)
+    until(lambda: len(recorder.keys(bucket)) >= len(KEYS), "3 object events", lambda: nudge(minio_client, bucket))
+
+    with lock:  # every event (nudges included) is charged once by each thread that handled it
+        assert charged["minio-events"] >= len(KEYS) and charged["minio-events-dispatch"] >= len(KEYS)
+
+
+def test_object_events_that_queue_up_are_handed_over_in_batches_of_their_bucket_each_key_once_spread_over_workers(
+        testbed_env, minio_client, bucket, sources):
+    recorder, batches, first, lock = Recorder(), [], threading.Event(), threading.Lock()
+
+    def on_objects(name: str, keys: list[str]) -> None:
+        first.wait(60)  # the first call holds the dispatcher while the burst queues up
+        with lock:
+            batches.append((name, [key for key in keys if NUDGE not in key]))
+
+    settings = testbed_settings.minio(testbed_env).model_copy(update={"bucket": bucket})
+    source = sources(settings, recorder, on_objects=on_objects)
+    until(lambda: source.connected, "the listener's stream to open", lambda: nudge(minio_client, bucket))
+    keys = [f"burst/{i:03d}" for i in range(SPREAD * BATCH_KEYS)]  # SPREAD full batches
+    again = keys[1:11]
+    for key in keys + again:  # two events for some keys
+        minio_client.put_object(bucket, key, BytesIO(b"x"), 1)
+    until(lambda: source.backlog >= len(keys) + len(again) - 1, "the burst to queue up behind the held call")
+    first.set()
+
+    def received() -> list[str]:
+        with lock:
+            return [key for _, names in batches for key in names]
+
+    until(lambda: set(keys) <= set(received()), "every key of the burst")
+    with lock:
+        sizes = [len(names) for _, names in batches]
+        assert {name for name, _ in batches} == {bucket}
+    assert max(sizes) == BATCH_KEYS and all(size <= BATCH_KEYS for size in sizes)
+    assert len(sizes) - 1 >= SPREAD  # behind the held call, spread over at least SPREAD calls
+    assert list(dict.fromkeys(key for key in received() if key in keys)) == keys  # in arrival order
+    with lock:
+        assert all(len(names) == len(set(names)) for _, names in batches)  # a key at most once in a call
+        later = [key for _, names in batches[1:] for key in names]
+    assert len(later) < len(keys) + len(again)  # keys with two events queued: mostly handed over once
+    assert recorder.keys(bucket) == []  # on_object is not called when on_objects is given
 
 
 def test_only_keys_under_prefix_path_arrive_in_single_bucket_mode(testbed_env, minio_client, bucket, sources):
