@@ -56,7 +56,7 @@ class Postgres:
         try:
             result = restore.restore(settings, point, record, target_database=target)
         finally:
-            load.drop_database(settings, target)
+            load.drop_database(settings, target, missing_ok=True)
         return (result.ok, f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
 
     def checks(self, settings: Settings) -> list[Check]:

@@ -38,11 +38,11 @@ _PG_VARIABLES = ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGHO
 
 
 def connect(cfg: PostgresSettings, database: str | None = None, user: str | None = None,
-            password: str | None = None) -> psycopg.Connection:
+            password: str | None = None, connect_timeout: int = CONNECT_TIMEOUT) -> psycopg.Connection:
     """A psycopg connection (autocommit) to `database` (default: postgres.database)."""
     return psycopg.connect(host=cfg.host, port=cfg.port, user=user or cfg.user,
                            password=password if password is not None else clients.secret(cfg.password) or "",
-                           dbname=database or cfg.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                           dbname=database or cfg.database, autocommit=True, connect_timeout=connect_timeout,
                            application_name="ragflow-backup")
 
 
@@ -104,7 +104,8 @@ def failure(what: str, code: int | None, stderr: str, where: str, cfg: PostgresS
     if code is not None and code < 0:
         return RuntimeError(f"{what} at {where} was killed by signal {-code}. {said}")
     if "could not connect" in stderr or "Connection refused" in stderr or "server closed the connection" in stderr \
-            or "timeout expired" in stderr or "terminating connection" in stderr:
+            or "timeout expired" in stderr or "terminating connection" in stderr \
+            or "the database system is shutting down" in stderr or "the database system is starting up" in stderr:
         return ConnectionError(f"cannot reach PostgreSQL at {where} (will retry). {said}")
     return RuntimeError(f"{what} failed at {where} (exit code {code}). {said}")
 
@@ -171,6 +172,12 @@ class LocalTools(ToolSession):
             raise TimeoutError(f"{tool} got no answer from PostgreSQL at {self.where} within {timeout}s "
                                f"(is the server hung?)") from None
         return done.returncode, done.stdout, done.stderr
+
+    def start(self, tool: str, args: list[str], stderr: Any) -> subprocess.Popen:
+        """The tool started with its output discarded and its stderr to `stderr` (a file), for a caller that
+        watches it (actors/postgres/watchdog.py)."""
+        return subprocess.Popen(self._argv(tool, args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=self.env)
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
