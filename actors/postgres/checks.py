@@ -61,7 +61,11 @@ def check_postgres(settings: Settings) -> list[Check]:
         return [*checks, failed_check(f"{NAME} pg_dump", exc, "start RAGFlow's postgres service, or set "
                                                               "postgres.compose_project / docker.host")]
     server = major(version)
-    for tool, found, place in (("pg_dump", dump_version, where), ("pg_restore", _local_version("pg_restore"), "PATH")):
+    # Even in docker mode the archive is read here: the backup's read-back check, verify and restore run the
+    # local pg_restore (actors/postgres/load.py), so it must read what the server's pg_dump writes.
+    local = "PATH" if cfg.mode != "docker" else ("PATH (the read-back check, verify and restore run this local "
+                                                 "pg_restore, not the container's)")
+    for tool, found, place in (("pg_dump", dump_version, where), ("pg_restore", _local_version("pg_restore"), local)):
         client = major(found) if found else None
         if found is None:
             checks.append(Check(f"{NAME} {tool}", "fail", f"no {tool} runs in {place}",

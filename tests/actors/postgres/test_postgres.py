@@ -306,3 +306,12 @@ def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_cha
     assert COMPONENT.restore_problems(point, record, live.dataset.kb_ids[0]) == []
     [problem] = COMPONENT.restore_problems(point, record, "f" * 32)
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
+
+
+def test_doctor_in_docker_mode_says_the_archive_is_read_by_the_local_pg_restore(docker_live):
+    checks = {c.name: c for c in COMPONENT.checks(docker_live.settings)}
+
+    assert checks["postgres pg_dump"].status == "ok" and "in container rbtb-postgres-1" in checks["postgres pg_dump"].detail
+    assert checks["postgres pg_restore"].status == "ok"
+    assert checks["postgres pg_restore"].detail.endswith(
+        "in PATH (the read-back check, verify and restore run this local pg_restore, not the container's)")
