@@ -224,3 +224,21 @@ def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it
     assert again.returncode == 0, again.stdout + again.stderr
     assert first_body(private_postgres) != "after the backup"
     assert leftovers(private_postgres) == []
+
+
+@pytest.mark.fault("PostgreSQL: wrong password at restore time",
+                   "the restore is refused before its safety point, saying the server refused the user and to check "
+                   "postgres.password / POSTGRES_PASSWORD; no traceback, nothing changed")
+def test_a_restore_with_a_wrong_postgres_password_says_which_setting_to_fix(tmp_path, private_postgres, inbox):
+    target = postgres_target(private_postgres)
+    config = config_for(tmp_path, target, inbox)
+    assert backup(config, "postgres").returncode == 0
+    target.section["password"] = "not-the-password"
+    wrong = config_for(tmp_path, target, inbox)
+
+    done = cli(wrong, "restore", "--yes")
+
+    assert done.returncode != 0
+    assert "refused user 'rag_flow' (wrong password?)" in done.stderr and "POSTGRES_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "not-the-password" not in done.stdout + done.stderr
+    assert first_body(private_postgres).endswith("c4ca4238a0b923820dcc509a6f75849b")  # md5('1'): as before
