@@ -14,9 +14,10 @@ from actors.actions.restore import execute, make_plan, rollback_last
 from actors.actions.runs import run_component
 from actors.components import COMPONENTS
 from actors.postgres import COMPONENT
-from actors.postgres.backup import ARTIFACT
+from actors.postgres.backup import ARTIFACT, archive_rows
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
-from actors.postgres.session import connect
+from actors.postgres.session import connect, dump_tools
+from core.checks import CorruptArtifact
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
@@ -132,6 +133,21 @@ def test_a_docker_mode_backup_dumps_with_the_containers_own_pg_dump(docker_live)
     assert record.details["mode"] == "docker"
     assert record.counts == docker_live.dataset.row_counts
     assert COMPONENT.verify(docker_live.settings, point, record) == []
+
+
+def test_a_docker_mode_backup_and_verify_read_the_archive_with_the_containers_pg_restore(docker_live, monkeypatch,
+                                                                                        tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # no local pg_restore to fall back on
+    point, record = backup(docker_live)
+
+    assert record.counts == docker_live.dataset.row_counts
+    assert COMPONENT.verify(docker_live.settings, point, record) == []
+    path = point.path("postgres_dump.pgdump")
+    with open(path, "r+b") as archive:  # a cut-off archive is caught by the container's pg_restore too
+        archive.truncate(archive.seek(0, 2) // 2)
+    with dump_tools(docker_live.settings) as tools, pytest.raises(CorruptArtifact) as cut:
+        archive_rows(path, docker_live.settings.postgres, tools)
+    assert "pg_restore in container rbtb-postgres-1 cannot read it" in str(cut.value)
 
 
 # ---------------------------------------------------------------- restore
@@ -308,10 +324,10 @@ def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_cha
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
 
 
-def test_doctor_in_docker_mode_says_the_archive_is_read_by_the_local_pg_restore(docker_live):
+def test_doctor_in_docker_mode_says_a_restore_loads_with_the_local_pg_restore(docker_live):
     checks = {c.name: c for c in COMPONENT.checks(docker_live.settings)}
 
     assert checks["postgres pg_dump"].status == "ok" and "in container rbtb-postgres-1" in checks["postgres pg_dump"].detail
     assert checks["postgres pg_restore"].status == "ok"
     assert checks["postgres pg_restore"].detail.endswith(
-        "in PATH (the read-back check, verify and restore run this local pg_restore, not the container's)")
+        "in PATH (a restore loads with this local pg_restore, not the container's)")
