@@ -151,7 +151,7 @@ def sweep_leftovers(admin: psycopg.Connection, target: str, log: logging.Logger)
     needs the server): its scratch databases `<target>__restore_<token>`, their loading roles, and the target
     refusing connections (a swap cut off after ALLOW_CONNECTIONS false). Called under the restore lock
     (actors/actions/restore.py one_at_a_time), so nothing of the kind is in use."""
-    prefix = scratch_name(target, "restore", "")
+    prefix = scratch_name(target, "restore", "0" * 6)[:-6]  # cut as a real token's name is
     for (name,) in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
                                  (prefix,)).fetchall():
         token = name[len(prefix):]

@@ -2,6 +2,8 @@
 database of the test's own, backed up with run_component, verified, damaged and restored."""
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from actors.actions.runs import run_component
 from actors.components import COMPONENTS
 from actors.postgres import COMPONENT
 from actors.postgres.backup import ARTIFACT, archive_rows
+from actors.postgres.load import scratch_name, sweep_leftovers
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
 from actors.postgres.session import connect, dump_tools
 from core.checks import CorruptArtifact
@@ -331,3 +334,20 @@ def test_doctor_in_docker_mode_says_a_restore_loads_with_the_local_pg_restore(do
     assert checks["postgres pg_restore"].status == "ok"
     assert checks["postgres pg_restore"].detail.endswith(
         "in PATH (a restore loads with this local pg_restore, not the container's)")
+
+
+def test_what_a_cut_off_restore_left_is_swept_by_the_next_one_even_for_a_long_database_name(live):
+    long_target = live.database + "_" + "x" * 50  # cut to fit 63 bytes with the suffix
+    token = uuid.uuid4().hex[:6]
+    scratch, loader = scratch_name(long_target, "restore", token), f"ragflow_backup_load_{token}"
+    execute_sql(live, f'CREATE DATABASE "{scratch}"', f"CREATE ROLE {loader} LOGIN",
+                f'ALTER DATABASE "{live.database}" WITH ALLOW_CONNECTIONS false', database="postgres")
+
+    with closing(connect(live.settings.postgres, "postgres")) as admin:
+        sweep_leftovers(admin, long_target, logging.getLogger("test"))
+        sweep_leftovers(admin, live.database, logging.getLogger("test"))
+        left = admin.execute("SELECT datname FROM pg_database WHERE datname = %s UNION ALL SELECT rolname FROM "
+                             "pg_roles WHERE rolname = %s", (scratch, loader)).fetchall()
+        allowed = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                                (live.database,)).fetchone()[0]
+    assert left == [] and allowed is True
