@@ -21,8 +21,8 @@ from actors.components import enabled_components
 from actors.config.backup import commit_config as commit
 from actors.minio.mirror import mirror_object as mirror
 from actors.minio.mirror import mirror_objects as mirror_many
-from actors.minio.mirror import prune_versions
 from actors.minio.mirror import reconcile as run_reconcile
+from actors.minio.upkeep import prune_versions
 from core import ragflow_version, runtime
 from core.component import PermanentError
 from core.config import Settings

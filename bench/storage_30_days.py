@@ -67,6 +67,7 @@ def main() -> int:
     from actors.actions.retention import prune
     from actors.actions.runs import run_component
     from actors.minio import mirror as minio_mirror
+    from actors.minio import upkeep as minio_upkeep
     from core.config import Settings
     from core.points import Storage
 
@@ -94,7 +95,7 @@ def main() -> int:
             if record is None or record.status != "ok":
                 raise RuntimeError(f"the MySQL backup failed on day {day}: {record and record.error}")
             prune(storage, settings, dry_run=False, now=clock[0])
-            minio_mirror.prune_versions(settings, now=clock[0])
+            minio_upkeep.prune_versions(settings, now=clock[0])
             if day % 5 == 4 or day == args.days - 1:
                 print(f"  day {day + 1}: {du_bytes(settings.storage_root) / MiB:,.1f} MiB of backups, "
                       f"{len(storage.points())} points", flush=True)

@@ -188,6 +188,9 @@ def test_the_image_runs_as_the_stacks_user_backs_up_mirrors_and_stops_cleanly_on
     assert {(row[1], row[2]) for row in processes} == {(str(PUID), str(PGID))}, processes
     assert any("ragflow-backup" in row[3] for row in processes), processes
     assert run(container, "date", "+%Z").strip() in ("CET", "CEST"), "TZ from the stack's environment"
+    # RAGFlow on PostgreSQL (DB_TYPE=postgres) in TCP mode needs PostgreSQL's client in the image.
+    assert run(container, "pg_dump", "--version").startswith("pg_dump (PostgreSQL) ")
+    assert run(container, "pg_restore", "--version").startswith("pg_restore (PostgreSQL) ")
 
     client = clients.minio_client(private_minio.settings())
     client.make_bucket("kb-image")

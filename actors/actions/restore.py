@@ -77,6 +77,9 @@ class Plan:
                 if record:
                     out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
                                f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
+                if record and name == "postgres" and self.at != manifest.created_at:  # no WAL archive to replay
+                    out.append(f"  postgres comes back as it was at the point's time "
+                               f"{manifest.created_at.isoformat(timespec='seconds')}, not at --at (no WAL archive)")
         if self.moments:
             out.append("each component comes back to:")
             out += [f"  {name}: {self.moments[name]}" for name in self.components if name in self.moments]

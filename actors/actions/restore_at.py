@@ -113,6 +113,9 @@ def choose(settings: Settings, candidates: list[tuple[datetime, Point]], at: dat
             choice.moments["config"] = f"{_when(found[1])} (commit {found[0][:12]} at {_when(found[1])})"
         elif manifest and "config" in manifest.components:
             choice.moments["config"] = f"{_when(manifest.created_at)} (point {point.ref}: no commit at or before it)"
+    if "postgres" in wanted and manifest and "postgres" in manifest.components:  # no WAL archive to replay
+        choice.moments["postgres"] = (f"{_when(manifest.components['postgres'].finished_at)} (point {point.ref}: "
+                                      f"no WAL archive, so PostgreSQL comes back to the point's time, not {_when(at)})")
     if "redis" in wanted and manifest and "redis" in manifest.components:
         choice.moments["redis"] = f"{_when(manifest.components['redis'].finished_at)} (point {point.ref})"
     return choice

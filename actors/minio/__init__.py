@@ -1,6 +1,7 @@
-"""MinIO: a continuous mirror of every object with its versions (mirror.py: mirror_object, reconcile,
-versions), restored to any moment from the mirror (restore.py), doctor's check (checks.py). The mirror
-is kept by events and reconciles, not by backup runs: it is no part of a point (`in_points`).
+"""MinIO: a continuous mirror of every object with its versions (mirror.py: mirror_object, reconcile;
+upkeep.py: versions pruned, a sample verified), restored to any moment from the mirror (restore.py),
+doctor's check (checks.py). The mirror is kept by events and reconciles, not by backup runs: it is no part
+of a point (`in_points`).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors.minio import checks, mirror, restore
+from actors.minio import checks, restore, upkeep
 from core.component import Check, ComponentResult, PermanentError
 from core.config import Settings
 from core.face import RestoreRequest
@@ -34,7 +35,7 @@ class Minio:
         raise PermanentError("the MinIO mirror is kept by events and reconciles, not by a backup run")
 
     def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
-        return mirror.verify_sample(settings, sample=SAMPLE)
+        return upkeep.verify_sample(settings, sample=SAMPLE)
 
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
         """The buckets as they were at `request.at`, into buckets prefixed with `request.target` if given."""
@@ -50,7 +51,7 @@ class Minio:
         return True
 
     def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
-        problems = mirror.verify_sample(settings, sample=SAMPLE)
+        problems = upkeep.verify_sample(settings, sample=SAMPLE)
         return not problems, "; ".join(problems) or f"{SAMPLE} sampled mirror objects match the source and their MD5"
 
     def checks(self, settings: Settings) -> list[Check]:

@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from minio.time import from_http_header
 
 from actors.minio.listing import list_objects
 from core import clients
-from core.atomic import digest_of
 from core.config import Settings
 from core.cpu_budget import CpuBudget
 from core.group_commit import GroupCommit
@@ -48,7 +47,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _client(settings: Settings):
+def source_client(settings: Settings):
     """One client (one connection pool) per process and endpoint: a task per event must stay cheap."""
     m = settings.minio
     key = ("client", m.endpoint, m.access_key, clients.secret(m.secret_key), m.secure)
@@ -114,7 +113,7 @@ def in_scope(settings: Settings, bucket: str, key: str) -> bool:
 def source_buckets(settings: Settings) -> list[str]:
     if settings.minio.bucket:
         return [settings.minio.bucket]
-    return sorted(b.name for b in _client(settings).list_buckets())
+    return sorted(b.name for b in source_client(settings).list_buckets())
 
 
 def _user_metadata(headers) -> dict[str, str]:
@@ -220,7 +219,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
     One round trip: a GET unless the source still has the ETag the mirror holds."""
     if not in_scope(settings, bucket, key):
         return "skipped", None
-    client = _client(settings)
+    client = source_client(settings)
     mirrored = store.entry(bucket, key)
     held = mirrored.etag if mirrored is not None and mirrored.path is not None and mirrored.path.is_file() else None
     seen = _now()
@@ -244,7 +243,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
 def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
     """Fetch a key a listing just described (If-Match the listed ETag). Should the object have changed or
     gone since, `_fetch` looks again."""
-    client, seen = _client(settings), _now()
+    client, seen = source_client(settings), _now()
     temp = store.temp_file(bucket)
     try:
         md5, headers = _download(client, bucket, obj.object_name, temp, etag=obj.etag, size=obj.size)
@@ -387,7 +386,7 @@ def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, repor
                       copies: _Copies) -> None:
     listed: set[str] = set()
     try:
-        listing = list_objects(_client(settings), bucket, _prefix(settings) or None)  # listing.py: cheaper
+        listing = list_objects(source_client(settings), bucket, _prefix(settings) or None)  # listing.py: cheaper
         budget, pages = cpu_budget(settings), _pages(listing)
         while True:
             with budget.metered():  # a page of listing (HTTP, XML) and its index query cost CPU too
@@ -449,54 +448,5 @@ def _reconcile(settings: Settings, buckets: list[str] | None, store: MirrorStore
         copies.drain()
 
 
-def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:
-    """Drop mirror versions superseded more than version_retention_days ago, then the oldest until the
-    rest fit in version_budget_percent of the mirror's current bytes."""
-    store = store or open_store(settings)
-    percent = settings.minio.version_budget_percent
-    budget = None if percent is None else int(store.stats()["bytes"] * percent / 100)
-    return store.prune_versions((now or _now()) - timedelta(days=settings.minio.version_retention_days), budget)
-
-
-def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | None = None) -> list[str]:
-    """Compare a random sample of mirrored objects with the source and re-hash their files.
-
-    A key changed or deleted at the source is reported as lag (only when older than
-    notify.mirror_lag_seconds: newer changes are normal lag); a file that no longer matches the
-    MD5 recorded when it was copied is corruption.
-    """
-    store = store or open_store(settings)
-    client, problems = _client(settings), []
-    lag_limit = _now() - timedelta(seconds=settings.notify.mirror_lag_seconds)
-    for bucket, key in store.sample(sample) if sample > 0 else []:
-        entry, where = store.entry(bucket, key), f"s3://{bucket}/{key}"
-        if entry is None:
-            continue  # removed meanwhile
-        if entry.path is None or not entry.path.is_file():
-            problems.append(f"the mirror file of {where} is missing ({entry.path}); run a reconcile to fetch it again")
-            continue
-        if entry.path.stat().st_size != entry.size:
-            problems.append(f"the mirror file of {where} has {entry.path.stat().st_size} bytes, {entry.size} expected "
-                            "(corruption); delete it and run a reconcile")
-        elif entry.md5 and digest_of(entry.path, "md5", CHUNK) != entry.md5:
-            problems.append(f"the mirror file of {where} no longer matches the MD5 it was copied with (corruption); "
-                            "delete it and run a reconcile")
-        try:
-            stat = client.stat_object(bucket, key)
-        except S3Error as exc:
-            if exc.code in GONE:
-                problems.append(f"{where} was deleted at the source but is still current in the mirror (lag)")
-                continue
-            problems.append(f"MinIO could not stat {where} ({exc.code}: {exc.message})")
-            continue
-        except Exception as exc:  # noqa: BLE001 - the source is unreachable: one sentence is enough
-            problems.append(f"MinIO at {settings.minio.endpoint} could not be reached ({type(exc).__name__}: {exc})")
-            break
-        if (stat.etag, stat.size) != (entry.etag, entry.size) and stat.last_modified and stat.last_modified < lag_limit:
-            problems.append(f"{where} changed at the source at {stat.last_modified:%Y-%m-%d %H:%M:%S} UTC and the "
-                            "mirror still has the older copy (lag, not corruption)")
-    return problems
-
-
-__all__ = ["ReconcileReport", "in_scope", "mirror_object", "mirror_objects", "open_store", "prune_versions", "reconcile",
-           "source_buckets", "verify_sample"]
+__all__ = ["ReconcileReport", "in_scope", "mirror_object", "mirror_objects", "open_store", "reconcile", "source_buckets",
+           "source_client"]

@@ -21,6 +21,8 @@ CHUNK = 1 << 20
 def unsupported_reason(settings: Settings) -> str:
     """Why RAGFlow's .env puts MySQL out of our reach ('' when it does not)."""
     found = read_deployment(settings.ragflow_env())
+    if found.postgres_supported:  # the postgres component backs it up
+        return "RAGFlow uses PostgreSQL (the postgres component backs it up)"
     return "" if found.mysql_supported else f"DB_TYPE={found.db_type} is not supported (MySQL is): back it up with its own tools"
 
 

@@ -11,8 +11,10 @@ import logging
 from contextlib import closing
 from typing import Any
 
+import psycopg
+
 from actors.postgres import backup, checks, load, restore
-from actors.postgres.session import connect
+from actors.postgres.session import connect, connect_failure
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -47,7 +49,11 @@ class Postgres:
 
     def has_data(self, settings: Settings) -> bool:
         """A dropped database has nothing to lose."""
-        with closing(connect(settings.postgres, load.MAINTENANCE_DB)) as conn:
+        try:
+            conn = connect(settings.postgres, load.MAINTENANCE_DB)
+        except psycopg.Error as exc:  # said as what to fix, not as a traceback
+            raise connect_failure(exc, settings.postgres) from None
+        with closing(conn):
             return load.database_exists(conn, settings.postgres.database)
 
     def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
@@ -56,7 +62,7 @@ class Postgres:
         try:
             result = restore.restore(settings, point, record, target_database=target)
         finally:
-            load.drop_database(settings, target)
+            load.drop_database(settings, target, missing_ok=True)
         return (result.ok, f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
 
     def checks(self, settings: Settings) -> list[Check]:

@@ -2,8 +2,9 @@
 
 Rows are counted per table inside one exported snapshot (REPEATABLE READ, `pg_export_snapshot()`) and
 pg_dump dumps that very snapshot (`--snapshot`), so the manifest's counts are exactly the archive's. Before
-the archive gets its final name it is read back with the local pg_restore (`--list`, then its data as COPY
-text) and recounted: nothing is kept unless every table's rows are there.
+the archive gets its final name it is read back with pg_restore (its data as COPY text; the container's own
+pg_restore in docker mode, else the local one after a `--list`) and recounted: nothing is kept unless every
+table's rows are there.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import psycopg
 from actors.postgres.session import (
     CHUNK,
     STDERR_KEEP,
+    DockerTools,
+    ToolSession,
     clean_stderr,
     connect,
     connect_failure,
@@ -97,20 +100,24 @@ class CopyCounter:
         return self.counts
 
 
-def archive_rows(path: Path, cfg: PostgresSettings) -> dict[str, int]:
-    """Rows per table in a custom-format archive, counted from its data as the local pg_restore prints it
-    (nothing is executed: `-f -` only writes text). CorruptArtifact when pg_restore cannot read it."""
+def archive_rows(path: Path, cfg: PostgresSettings, tools: ToolSession | None = None) -> dict[str, int]:
+    """Rows per table in a custom-format archive, counted from its data as pg_restore prints it (nothing is
+    executed: `-f -` only writes text): the container's own pg_restore, fed the archive on stdin, when `tools`
+    runs in docker mode (so no local client of the server's version is needed), else the local one.
+    CorruptArtifact when pg_restore cannot read it."""
+    if isinstance(tools, DockerTools):
+        return _container_archive_rows(path, tools)
     counter = CopyCounter()
-    with local_tools(cfg) as tools:
-        code, _, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
+    with local_tools(cfg) as local:
+        code, _, err = local.run("pg_restore", ["--list", str(path)], connect=False)
         if code == 127:
             raise PermanentError("no pg_restore on PATH: install PostgreSQL's client (apt-get install "
                                  "postgresql-client) of the server's major version or newer")
         if code != 0:
             raise CorruptArtifact(f"{path.name}: pg_restore cannot read it ({clean_stderr(err, '')})")
-        with open(tools.folder / "stderr", "w+b") as errors:  # a file: a full stderr pipe would block pg_restore
+        with open(local.folder / "stderr", "w+b") as errors:  # a file: a full stderr pipe would block pg_restore
             proc = subprocess.Popen(["pg_restore", "--data-only", "-f", "-", str(path)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=errors, env=tools.env)
+                                    stdout=subprocess.PIPE, stderr=errors, env=local.env)
             assert proc.stdout is not None
             with closing(proc.stdout):
                 while block := proc.stdout.read(CHUNK):
@@ -120,6 +127,20 @@ def archive_rows(path: Path, cfg: PostgresSettings) -> dict[str, int]:
             err = errors.read(STDERR_KEEP)
         if code != 0:
             raise CorruptArtifact(f"{path.name}: pg_restore stopped reading its data ({clean_stderr(err, '')})")
+    return counter.finish()
+
+
+def _container_archive_rows(path: Path, tools: DockerTools) -> dict[str, int]:
+    counter = CopyCounter()
+    with closing(tools.fed("pg_restore", ["--data-only", "-f", "-"], path)) as blocks:
+        for block in blocks:
+            counter.feed(block)
+    if tools.exit_code in (126, 127):
+        raise PermanentError(f"no pg_restore runs in {tools.where}: use postgres.mode: tcp with a local "
+                             f"postgresql-client of the server's major version")
+    if tools.exit_code != 0:
+        raise CorruptArtifact(f"{path.name}: pg_restore in {tools.where} cannot read it "
+                              f"({clean_stderr(tools.stderr, '')})")
     return counter.finish()
 
 
@@ -175,7 +196,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
                 raise failure("pg_dump", tools.exit_code, stderr, tools.where, cfg)
             if stderr:
                 log.warning("pg_dump stderr: %s", stderr)
-            found = archive_rows(temp, cfg)
+            found = archive_rows(temp, cfg, tools)
             if found != counts:
                 raise CorruptArtifact(f"{ARTIFACT} reads back with rows {_differences(found, counts)}; nothing "
                                       f"was kept")
@@ -210,7 +231,14 @@ def verify(settings: Settings, point: Point, record: ComponentRecord) -> list[st
     if problems or not path.is_file():
         return problems
     try:
-        found = archive_rows(path, settings.postgres)
+        if settings.postgres.mode == "docker":
+            try:
+                with dump_tools(settings) as tools:
+                    found = archive_rows(path, settings.postgres, tools)
+            except PermanentError:  # no container here (RAGFlow stopped, an offsite copy): the local client
+                found = archive_rows(path, settings.postgres)
+        else:
+            found = archive_rows(path, settings.postgres)
     except CorruptArtifact as exc:
         return [str(exc)]
     if found != record.counts:

@@ -1,5 +1,5 @@
-"""doctor's checks of PostgreSQL: the connection, the account's privileges, and a pg_dump (and, for verify and
-restore, a local pg_restore) of the server's major version or newer; and whether a point holds a knowledge base,
+"""doctor's checks of PostgreSQL: the connection, the account's privileges, and a pg_dump (and, for a restore,
+a local pg_restore) of the server's major version or newer; and whether a point holds a knowledge base,
 before a restore of it."""
 from __future__ import annotations
 
@@ -61,7 +61,10 @@ def check_postgres(settings: Settings) -> list[Check]:
         return [*checks, failed_check(f"{NAME} pg_dump", exc, "start RAGFlow's postgres service, or set "
                                                               "postgres.compose_project / docker.host")]
     server = major(version)
-    for tool, found, place in (("pg_dump", dump_version, where), ("pg_restore", _local_version("pg_restore"), "PATH")):
+    # In docker mode the backup's read-back check and verify use the container's pg_restore, but a restore loads
+    # with the local one (actors/postgres/load.py), so it must read what the server's pg_dump writes.
+    local = "PATH" if cfg.mode != "docker" else "PATH (a restore loads with this local pg_restore, not the container's)"
+    for tool, found, place in (("pg_dump", dump_version, where), ("pg_restore", _local_version("pg_restore"), local)):
         client = major(found) if found else None
         if found is None:
             checks.append(Check(f"{NAME} {tool}", "fail", f"no {tool} runs in {place}",

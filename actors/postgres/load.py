@@ -28,6 +28,7 @@ from psycopg import sql
 
 from actors.postgres.backup import ARTIFACT, NAME, SYSTEM_SCHEMAS, table_key
 from actors.postgres.session import clean_stderr, connect, connect_failure, failure, local_tools
+from actors.postgres.watchdog import Watchdog
 from core.atomic import sha256_of
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
@@ -40,6 +41,8 @@ ALLOWED_ENTRIES = ("SEQUENCE OWNED BY", "FK CONSTRAINT", "SEQUENCE SET", "TABLE 
                    "DEFAULT", "INDEX", "TABLE")
 _ENTRY = re.compile(r"^(\d+); \d+ \d+ (.*)$")
 _SAFE_NAME = re.compile(r"[^\x00]{1,63}")
+LOADER_PREFIX = "ragflow_backup_load_"
+_TOKEN = re.compile(r"[0-9a-f]{6}")
 _FOREIGN_OBJECTS = {
     "function": "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                 "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
@@ -73,9 +76,17 @@ def database_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def drop_database(settings: Settings, name: str) -> None:
-    with closing(connect(settings.postgres, MAINTENANCE_DB)) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def drop_database(settings: Settings, name: str, missing_ok: bool = False) -> None:
+    """Drop `name`; with `missing_ok`, a server that cannot be reached (hung, restarting) only logs it, so the
+    failure that brought us here is the one reported."""
+    try:
+        with closing(connect(settings.postgres, MAINTENANCE_DB)) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        if not missing_ok:
+            raise
+        logging.getLogger("ragflow_backup.postgres_restore").warning(
+            "could not drop %s now (%s): drop it by hand once the server answers", name, str(exc).strip()[:200])
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -135,9 +146,42 @@ def foreign_objects(conn: psycopg.Connection) -> list[str]:
     return found
 
 
+def sweep_leftovers(admin: psycopg.Connection, target: str, log: logging.Logger) -> None:
+    """What an earlier restore into `target` left when its server hung or restarted under it (its own cleanup
+    needs the server): its scratch databases `<target>__restore_<token>`, their loading roles, and the target
+    refusing connections (a swap cut off after ALLOW_CONNECTIONS false). Called under the restore lock
+    (actors/actions/restore.py one_at_a_time), so nothing of the kind is in use."""
+    prefix = scratch_name(target, "restore", "0" * 6)[:-6]  # cut as a real token's name is
+    for (name,) in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                 (prefix,)).fetchall():
+        token = name[len(prefix):]
+        if not _TOKEN.fullmatch(token):
+            continue
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(LOADER_PREFIX + token)))
+        log.warning("dropped %s and its loading role, left by a restore that was cut off", name)
+    row = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (target,)).fetchone()
+    if row is not None and not row[0]:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(target)))
+        log.warning("%s took no connections (a restore's swap was cut off): it takes them again", target)
+
+
+def clean_up(cfg: PostgresSettings, scratch: str, loader: str, log: logging.Logger) -> None:
+    """Drop the scratch database and the loading role over a fresh connection (the restore's own may have
+    been cut); when the server cannot do it now, the next restore into the same database does
+    (sweep_leftovers)."""
+    try:
+        with closing(connect(cfg, MAINTENANCE_DB)) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(loader)))
+    except psycopg.Error as exc:
+        log.warning("could not drop the scratch database %s and role %s now (%s): the next restore into the "
+                    "same database drops them", scratch, loader, str(exc).strip()[:200])
+
+
 @contextmanager
 def staged(settings: Settings, point: Point, record: ComponentRecord, target: str, token: str,
-           log: logging.Logger) -> Iterator[str]:
+           log: logging.Logger, watch: Watchdog) -> Iterator[str]:
     """The archive loaded into `<target>__restore_<token>` whose tables match the manifest; it and its tables
     belong to the target's owner (RAGFlow's account, which may not be the configured one), or to the configured
     account for a new target, and PUBLIC may connect as to any new database. The scratch database (if still
@@ -145,12 +189,13 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
     cfg = settings.postgres
     path = artifact(point, record)
     scratch = scratch_name(target, "restore", token)
-    loader, password = f"ragflow_backup_load_{token}", secrets.token_urlsafe(24)
+    loader, password = LOADER_PREFIX + token, secrets.token_urlsafe(24)
     try:
-        admin = connect(cfg, MAINTENANCE_DB)
+        admin = watch.connect(MAINTENANCE_DB)
     except psycopg.Error as exc:
         raise connect_failure(exc, cfg) from None
     with closing(admin), local_tools(cfg) as tools:
+        sweep_leftovers(admin, target, log)
         code, out, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
         if code == 127:
             raise PermanentError("no pg_restore on PATH: install PostgreSQL's client (apt-get install "
@@ -167,55 +212,52 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
         list_file.write_text(listing)
         # Hashed here (libpq's PQencryptPasswordConn): the statement, which a server may log, holds no password.
         verifier = admin.pgconn.encrypt_password(password.encode(), loader.encode(), b"scram-sha-256").decode()
-        try:
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION "
-                                  "NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
-                sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(verifier)))
-        except psycopg.errors.InsufficientPrivilege:
-            raise _lacks(cfg.user, "CREATEROLE") from None
-        try:
+        try:  # from here on, whatever exists is dropped at the end (or by the next restore)
+            try:
+                admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
+                                      "NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}").format(
+                    sql.Identifier(loader), sql.Literal(cfg.restore_jobs + 2), sql.Literal(verifier)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise _lacks(cfg.user, "CREATEROLE") from None
             admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(loader)))  # to take its tables
             try:
                 admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
                     sql.Identifier(scratch)))
             except psycopg.errors.InsufficientPrivilege:
                 raise _lacks(cfg.user, "CREATEDB") from None
-            try:
-                admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(scratch)))
-                admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(scratch),
-                                                                                  sql.Identifier(loader)))
-                with closing(connect(cfg, scratch)) as conn:
-                    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(loader)))
-                _load(cfg, path, list_file, scratch, loader, password)
-                with closing(connect(cfg, scratch)) as conn:
-                    foreign = foreign_objects(conn)
-                    if foreign:
-                        raise PermanentError(f"the archive of {point.ref} holds what RAGFlow's schema does not have "
-                                             f"({', '.join(foreign[:10])}), so nothing was restored: choose another "
-                                             f"point, and find out who changed this one")
-                    try:
-                        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(loader), owner))
-                        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch), owner))
-                    except psycopg.errors.InsufficientPrivilege:
-                        raise PermanentError(f"PostgreSQL user '{cfg.user}' may not hand tables to {target}'s owner "
-                                             f"({row[0] if row else cfg.user}): restore as that account, or GRANT "
-                                             f"it to '{cfg.user}'; nothing was changed") from None
-                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(loader)))
-                    admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(
-                        sql.Identifier(scratch)))  # PostgreSQL's default, revoked for the load
-                    found = row_counts(conn)
-                problems = mismatches(found, record.counts)
-                if problems:
-                    raise PermanentError(f"the archive of {point.ref} does not hold the rows its manifest records, "
-                                         f"so nothing was restored: {'; '.join(problems)}. Run `ragflow-backup "
-                                         f"verify` and choose another point")
-                log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
-                         sum(found.values()))
-                yield scratch
-            finally:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+            admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(scratch)))
+            admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(scratch),
+                                                                              sql.Identifier(loader)))
+            with closing(watch.connect(scratch)) as conn:
+                conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(loader)))
+            _load(cfg, path, list_file, scratch, loader, password, watch)
+            with closing(watch.connect(scratch)) as conn:
+                foreign = foreign_objects(conn)
+                if foreign:
+                    raise PermanentError(f"the archive of {point.ref} holds what RAGFlow's schema does not have "
+                                         f"({', '.join(foreign[:10])}), so nothing was restored: choose another "
+                                         f"point, and find out who changed this one")
+                try:
+                    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(loader), owner))
+                    admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch), owner))
+                except psycopg.errors.InsufficientPrivilege:
+                    raise PermanentError(f"PostgreSQL user '{cfg.user}' may not hand tables to {target}'s owner "
+                                         f"({row[0] if row else cfg.user}): restore as that account, or GRANT "
+                                         f"it to '{cfg.user}'; nothing was changed") from None
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(loader)))
+                admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(
+                    sql.Identifier(scratch)))  # PostgreSQL's default, revoked for the load
+                found = row_counts(conn)
+            problems = mismatches(found, record.counts)
+            if problems:
+                raise PermanentError(f"the archive of {point.ref} does not hold the rows its manifest records, "
+                                     f"so nothing was restored: {'; '.join(problems)}. Run `ragflow-backup "
+                                     f"verify` and choose another point")
+            log.info("scratch database %s holds %d tables, %d rows, as the manifest says", scratch, len(found),
+                     sum(found.values()))
+            yield scratch
         finally:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(loader)))
+            clean_up(cfg, scratch, loader, log)
 
 
 def _lacks(user: str, what: str) -> PermanentError:
@@ -224,13 +266,19 @@ def _lacks(user: str, what: str) -> PermanentError:
                           f"ALTER ROLE {user} {what}, or restore as RAGFlow's superuser account; nothing was changed")
 
 
-def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str) -> None:
+def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str,
+          watch: Watchdog) -> None:
     with local_tools(cfg, user=loader, password=password) as as_loader:
         parallel = ["--jobs", str(cfg.restore_jobs)] if cfg.restore_jobs > 1 else ["--single-transaction"]
         args = ["--no-owner", "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
                 "--no-security-labels", "--no-tablespaces", "--exit-on-error", *parallel,
                 "--use-list", str(list_file), *as_loader.connection_args(scratch), str(path)]
-        code, _, err = as_loader.run("pg_restore", args, timeout=None)  # as long as the data takes
+        with open(as_loader.folder / "pg_restore.err", "w+b") as errors:
+            proc = as_loader.start("pg_restore", args, errors)
+            watch.process(proc)  # as long as the data takes, while the server answers
+            code = proc.wait()
+            errors.seek(0)
+            err = errors.read()
         if code != 0:
             stderr = clean_stderr(err, password)
             if "permission denied" in stderr or "must be" in stderr:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ from actors.postgres.load import (
     staged,
 )
 from actors.postgres.session import connect
+from actors.postgres.watchdog import Watchdog
 from core.component import PermanentError
-from core.config import Settings
+from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
 
@@ -104,7 +106,30 @@ def _disconnect(admin: psycopg.Connection, database: str) -> None:
         time.sleep(0.2)
 
 
-def swap(admin: psycopg.Connection, scratch: str, target: str, old: str, log: logging.Logger) -> bool:
+def _reopen(cfg: PostgresSettings, admin: psycopg.Connection, target: str, log: logging.Logger) -> None:
+    """Let the target take connections again after a failed swap, over a fresh connection when `admin` was cut
+    (a restarted server); a hung one leaves that to the next restore (load.sweep_leftovers)."""
+    statement = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(_ident(target))
+    for conn in (admin, None):
+        try:
+            if conn is None:
+                with closing(connect(cfg, MAINTENANCE_DB)) as fresh:
+                    fresh.execute(statement)
+            elif not conn.closed and not conn.broken:
+                conn.execute(statement)
+            else:
+                continue
+            return
+        except psycopg.errors.InvalidCatalogName:  # the target was never there
+            return
+        except psycopg.Error:
+            continue
+    log.warning("%s may refuse connections until the next restore into it (or: ALTER DATABASE %s WITH "
+                "ALLOW_CONNECTIONS true)", target, target)
+
+
+def swap(cfg: PostgresSettings, admin: psycopg.Connection, scratch: str, target: str, old: str,
+         log: logging.Logger) -> bool:
     """Put `scratch` in the place of `target` (moved to `old`); True when the target did not exist. On failure
     the target is left as it was, taking connections again."""
     if not database_exists(admin, target):
@@ -116,12 +141,28 @@ def swap(admin: psycopg.Connection, scratch: str, target: str, old: str, log: lo
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(target), _ident(old)))
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(scratch), _ident(target)))
     except BaseException:
-        if database_exists(admin, target):
-            admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(_ident(target)))
+        _reopen(cfg, admin, target, log)
         raise
     admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(_ident(old)))
     log.info("swapped the restored database into %s (the previous one is %s)", target, old)
     return False
+
+
+@contextmanager
+def guarded(cfg: PostgresSettings, target: str, what: str) -> Iterator[Watchdog]:
+    """The block's connections and pg_restore under a watchdog (actors/postgres/watchdog.py); whatever a hang
+    broke comes out as one message saying what became of the live database."""
+    with Watchdog(cfg) as watch:
+        try:
+            yield watch
+        except Exception:
+            if not watch.fired.is_set():
+                raise
+            raise TimeoutError(f"{watch.hang_message(what)}. The swap into {target} is one transaction, so it "
+                               f"holds either its data from before or the restored, checked copy; the scratch "
+                               f"database and the loading role are dropped by the next restore into {target}. Find "
+                               f"out why the server hung (stopped process, frozen VM, full disk), then restore "
+                               f"again") from None
 
 
 def restore(settings: Settings, point: Point, record: ComponentRecord, target_database: str | None = None,
@@ -134,11 +175,12 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     target = checked_name(target_database or cfg.database, "target database")
     token = secrets.token_hex(3)
     old = scratch_name(target, "old", token)
-    with staged(settings, point, record, target, token, log) as scratch, \
-            closing(connect(cfg, MAINTENANCE_DB)) as admin:
-        created = swap(admin, scratch, target, old, log)
-    with closing(connect(cfg, target)) as conn:
-        found = row_counts(conn)
+    with guarded(cfg, target, "a restore") as watch:
+        with staged(settings, point, record, target, token, log, watch) as scratch, \
+                closing(watch.connect(MAINTENANCE_DB)) as admin:
+            created = swap(cfg, admin, scratch, target, old, log)
+        with closing(watch.connect(target)) as conn:
+            found = row_counts(conn)
     result = PostgresRestoreResult(point=point.ref, target=target, expected=dict(record.counts), found=found,
                                    seconds=0.0, previous_database=None if created else old)
     result.seconds = time.monotonic() - started
@@ -225,11 +267,13 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     target = checked_name(target_database or cfg.database, "target database")
     if not isinstance(kb_id, str) or not kb_id.strip():
         raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
-    with closing(connect(cfg, MAINTENANCE_DB)) as admin:
+    with guarded(cfg, target, "a knowledge base's restore") as watch, \
+            closing(watch.connect(MAINTENANCE_DB)) as admin:
         if not database_exists(admin, target):
             raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-    with staged(settings, point, record, target, secrets.token_hex(3), log) as scratch, \
-            closing(connect(cfg, scratch)) as source, closing(connect(cfg, target)) as live:
+    with guarded(cfg, target, "a knowledge base's restore") as watch, \
+            staged(settings, point, record, target, secrets.token_hex(3), log, watch) as scratch, \
+            closing(watch.connect(scratch)) as source, closing(watch.connect(target)) as live:
         columns = _kb_columns(source, live, target, point)
         wanted = kb_rows(source, kb_id)
         if not wanted["knowledgebase"]:

@@ -3,11 +3,13 @@
 `tcp` mode runs the local pg_dump / pg_restore against postgres.host:port with the password in a 0600
 PGPASSFILE inside a private temp dir; `docker` mode runs the server's own pg_dump inside the compose-labelled
 postgres container through the Docker API, connecting over the container's own socket, with the password in
-the exec's environment (PGPASSWORD). Either way the password never reaches an argv or a log. The statements
+the exec's environment (PGPASSWORD), and its own pg_restore fed an archive on stdin (`DockerTools.fed`) to read
+it back. Either way the password never reaches an argv or a log. The statements
 that inspect, count and swap go over psycopg to postgres.host:port (in docker mode: the published port).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from docker.utils.socket import frames_iter
 
 from core import clients
 from core.component import PermanentError
@@ -38,11 +41,11 @@ _PG_VARIABLES = ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGHO
 
 
 def connect(cfg: PostgresSettings, database: str | None = None, user: str | None = None,
-            password: str | None = None) -> psycopg.Connection:
+            password: str | None = None, connect_timeout: int = CONNECT_TIMEOUT) -> psycopg.Connection:
     """A psycopg connection (autocommit) to `database` (default: postgres.database)."""
     return psycopg.connect(host=cfg.host, port=cfg.port, user=user or cfg.user,
                            password=password if password is not None else clients.secret(cfg.password) or "",
-                           dbname=database or cfg.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                           dbname=database or cfg.database, autocommit=True, connect_timeout=connect_timeout,
                            application_name="ragflow-backup")
 
 
@@ -104,7 +107,8 @@ def failure(what: str, code: int | None, stderr: str, where: str, cfg: PostgresS
     if code is not None and code < 0:
         return RuntimeError(f"{what} at {where} was killed by signal {-code}. {said}")
     if "could not connect" in stderr or "Connection refused" in stderr or "server closed the connection" in stderr \
-            or "timeout expired" in stderr or "terminating connection" in stderr:
+            or "timeout expired" in stderr or "terminating connection" in stderr \
+            or "the database system is shutting down" in stderr or "the database system is starting up" in stderr:
         return ConnectionError(f"cannot reach PostgreSQL at {where} (will retry). {said}")
     return RuntimeError(f"{what} failed at {where} (exit code {code}). {said}")
 
@@ -171,6 +175,12 @@ class LocalTools(ToolSession):
             raise TimeoutError(f"{tool} got no answer from PostgreSQL at {self.where} within {timeout}s "
                                f"(is the server hung?)") from None
         return done.returncode, done.stdout, done.stderr
+
+    def start(self, tool: str, args: list[str], stderr: Any) -> subprocess.Popen:
+        """The tool started with its output discarded and its stderr to `stderr` (a file), for a caller that
+        watches it (actors/postgres/watchdog.py)."""
+        return subprocess.Popen(self._argv(tool, args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=self.env)
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
@@ -252,6 +262,45 @@ class DockerTools(ToolSession):
                 yield bytes(buffer)
         finally:
             frames.close()  # abandoned mid-dump: closing the stream ends pg_dump with a broken pipe
+            self.stderr = bytes(errors)
+            self.exit_code = self._exit_code(exec_id)
+
+
+    def fed(self, tool: str, args: list[str], path: Path) -> Iterator[bytes]:
+        """Run `tool` (no connection) with the file at `path` as its stdin, streamed through the exec's socket
+        as actors/mysql/load.py feeds its client; yield its stdout. Afterwards `exit_code` and `stderr` are set."""
+        self.exit_code, self.stderr = None, b""
+        exec_id = self.api.exec_create(self.container.id, [tool, *args], stdin=True, stdout=True, stderr=True)["Id"]
+        sock = self.api.exec_start(exec_id, socket=True)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        errors = bytearray()
+
+        def feed() -> None:
+            try:
+                with open(path, "rb") as source:
+                    while block := source.read(CHUNK):
+                        raw.sendall(block)
+            except OSError:
+                pass  # the tool stopped reading (a broken archive): its exit code says so
+            finally:
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_WR)  # the tool's stdin ends
+
+        feeder = threading.Thread(target=feed, name="postgres-exec-stdin", daemon=True)
+        feeder.start()
+        try:
+            for stream, data in frames_iter(sock, tty=False):
+                if stream == 1:
+                    yield data
+                elif stream == 2:
+                    errors += data
+                    del errors[:-STDERR_KEEP]
+        finally:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+            feeder.join()
+            with contextlib.suppress(OSError):
+                sock.close()
             self.stderr = bytes(errors)
             self.exit_code = self._exit_code(exec_id)
 

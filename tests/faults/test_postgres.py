@@ -153,3 +153,92 @@ def test_a_query_to_a_postgres_hung_after_connecting_ends_at_its_deadline(privat
         private_postgres.resume()
         conn.close()
     assert f"PostgreSQL at 127.0.0.1:{cfg.port} did not answer the row counts within 2s" in str(ended.value)
+
+
+def leftovers(server: PrivatePostgres) -> list[str]:
+    """Scratch databases and loading roles of restores into rag_flow, and rag_flow refusing connections."""
+    with server.connection() as conn:
+        found = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'rag\\_flow\\_\\_restore\\_%' "
+            "UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'ragflow\\_backup\\_load\\_%' "
+            "UNION ALL SELECT datname || ' refuses connections' FROM pg_database "
+            "WHERE datname = 'rag_flow' AND NOT datallowconn").fetchall()]
+    return found
+
+
+def restoring(server: PrivatePostgres) -> bool:
+    with server.connection() as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore' "
+                            "AND datname LIKE 'rag\\_flow\\_\\_restore\\_%'").fetchone()[0] > 0
+
+
+def first_body(server: PrivatePostgres) -> str:
+    with server.connection("rag_flow") as conn:
+        return conn.execute("SELECT body FROM chunk WHERE id = 1").fetchone()[0]
+
+
+@pytest.mark.fault("PostgreSQL hung (SIGSTOP) in the middle of a restore",
+                   "a watchdog asks the server SELECT 1 every few seconds; no answer within "
+                   "postgres.stall_timeout_seconds kills pg_restore and cuts the restore's connections: the restore "
+                   "fails saying the server gave no answer, the live database is as before (the swap is one "
+                   "transaction); the scratch database and loading role are dropped by the next restore")
+@pytest.mark.fault("PostgreSQL restarted in the middle of a restore",
+                   "pg_restore loses its connection: the restore fails naming host:port and is rolled back from its "
+                   "safety point, the live database holds its data from before; what the cut-off load left is "
+                   "dropped at once or by the next restore")
+@pytest.mark.parametrize("fault", ["hung", "restarted"])
+def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it_was(tmp_path, private_postgres,
+                                                                                     fault, inbox):
+    config = config_for(tmp_path, postgres_target(private_postgres), inbox)
+    assert backup(config, "postgres").returncode == 0
+    with private_postgres.connection("rag_flow") as conn:
+        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
+    runner.start()
+    try:
+        wait_for(lambda: restoring(private_postgres) or "done" in result, "pg_restore to be loading", timeout=120,
+                 interval=0.01)
+        (private_postgres.pause if fault == "hung" else private_postgres.restart)()
+        runner.join(300)
+    finally:
+        private_postgres.resume()
+        runner.join(300)
+        private_postgres.wait_ready()
+    done = result["done"]
+    said = done.stdout + done.stderr
+
+    if done.returncode == 0:  # the load had ended when the restart struck: the restore is whole
+        assert fault == "restarted", said
+        assert first_body(private_postgres) != "after the backup"
+    else:
+        if fault == "hung":
+            assert f"PostgreSQL at 127.0.0.1:{private_postgres.port} gave no answer for 5s in the middle of a " \
+                   f"restore (is the server hung?)" in said, said
+        else:
+            assert f"127.0.0.1:{private_postgres.port}" in said, said
+        assert first_body(private_postgres) == "after the backup"
+
+    again = cli(config, "restore", "--yes", timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert first_body(private_postgres) != "after the backup"
+    assert leftovers(private_postgres) == []
+
+
+@pytest.mark.fault("PostgreSQL: wrong password at restore time",
+                   "the restore is refused before its safety point, saying the server refused the user and to check "
+                   "postgres.password / POSTGRES_PASSWORD; no traceback, nothing changed")
+def test_a_restore_with_a_wrong_postgres_password_says_which_setting_to_fix(tmp_path, private_postgres, inbox):
+    target = postgres_target(private_postgres)
+    config = config_for(tmp_path, target, inbox)
+    assert backup(config, "postgres").returncode == 0
+    target.section["password"] = "not-the-password"
+    wrong = config_for(tmp_path, target, inbox)
+
+    done = cli(wrong, "restore", "--yes")
+
+    assert done.returncode != 0
+    assert "refused user 'rag_flow' (wrong password?)" in done.stderr and "POSTGRES_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "not-the-password" not in done.stdout + done.stderr
+    assert first_body(private_postgres).endswith("c4ca4238a0b923820dcc509a6f75849b")  # md5('1'): as before

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from minio.error import S3Error
 
-from actors.minio.mirror import mirror_object, mirror_objects, prune_versions, reconcile, verify_sample
+from actors.minio.mirror import mirror_object, mirror_objects, reconcile
+from actors.minio.upkeep import prune_versions, verify_sample
 from core import mirror_store
 from core.config import Settings
 from core.mirror_paths import decode_key

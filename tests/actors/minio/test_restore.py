@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from actors.minio import restore as minio_restore
-from actors.minio.mirror import mirror_object, prune_versions, reconcile
+from actors.minio.mirror import mirror_object, reconcile
 from actors.minio.restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
+from actors.minio.upkeep import prune_versions
 from core.component import PermanentError
 from core.config import Settings
 from core.mirror_store import MirrorStore

@@ -3,6 +3,7 @@ knowledge base's restore, a whole restore and its rollback."""
 from __future__ import annotations
 
 from contextlib import closing
+from datetime import datetime, timezone
 
 from actors.postgres.restore import kb_rows
 from actors.postgres.session import connect
@@ -44,3 +45,20 @@ def test_backup_verify_drill_and_restores_run_from_the_command_line(tmp_path, te
     assert undo.returncode == 0, undo.stdout + undo.stderr
     with closing(connect(cfg)) as conn:
         assert conn.execute("SELECT count(*) FROM knowledgebase WHERE name <> 'after the backup'").fetchone()[0] == 0
+
+
+def test_a_restore_at_a_moment_says_postgresql_comes_back_to_the_points_time(tmp_path, testbed_env, pg_dataset):
+    cfg = testbed_settings.postgres(testbed_env, database=pg_dataset.database)
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(tmp_path / "backups"), "minio": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False},
+        "postgres": {"enabled": True, "host": cfg.host, "port": cfg.port, "user": cfg.user,
+                     "password": cfg.password.get_secret_value(), "database": cfg.database}})
+    assert cli(config, "backup", "--local").returncode == 0
+    later = datetime.now(timezone.utc).isoformat()
+
+    plan = cli(config, "restore", "--at", later, "--dry-run")
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "postgres comes back as it was at the point's time" in plan.stdout
+    assert "not at --at (no WAL archive)" in plan.stdout

@@ -63,3 +63,14 @@ def test_doctor_says_a_wrong_password_is_refused_and_how_to_fix_it(tmp_path, tes
 
     assert check.status == "fail" and "password authentication failed" in check.detail
     assert "POSTGRES_PASSWORD" in check.fix and "not-the-password" not in check.detail
+
+
+def test_doctor_says_mysql_is_off_because_ragflow_uses_postgresql(tmp_path, testbed_env):
+    folder = ragflow_on_postgres(tmp_path, testbed_env)
+    target = tmp_path / "config.yml"
+    run("init", "--ragflow-dir", str(folder), "--storage-root", str(tmp_path / "b"), "-o", str(target))
+
+    mysql = next(c for c in run_checks(load_settings(target)) if c.name == "mysql")
+
+    assert (mysql.status, mysql.detail) == ("off", "RAGFlow uses PostgreSQL (the postgres component backs it up)")
+    assert "not supported" not in mysql.detail

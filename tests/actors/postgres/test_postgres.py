@@ -2,6 +2,8 @@
 database of the test's own, backed up with run_component, verified, damaged and restored."""
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -14,9 +16,11 @@ from actors.actions.restore import execute, make_plan, rollback_last
 from actors.actions.runs import run_component
 from actors.components import COMPONENTS
 from actors.postgres import COMPONENT
-from actors.postgres.backup import ARTIFACT
+from actors.postgres.backup import ARTIFACT, archive_rows
+from actors.postgres.load import scratch_name, sweep_leftovers
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
-from actors.postgres.session import connect
+from actors.postgres.session import connect, dump_tools
+from core.checks import CorruptArtifact
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
@@ -132,6 +136,21 @@ def test_a_docker_mode_backup_dumps_with_the_containers_own_pg_dump(docker_live)
     assert record.details["mode"] == "docker"
     assert record.counts == docker_live.dataset.row_counts
     assert COMPONENT.verify(docker_live.settings, point, record) == []
+
+
+def test_a_docker_mode_backup_and_verify_read_the_archive_with_the_containers_pg_restore(docker_live, monkeypatch,
+                                                                                        tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # no local pg_restore to fall back on
+    point, record = backup(docker_live)
+
+    assert record.counts == docker_live.dataset.row_counts
+    assert COMPONENT.verify(docker_live.settings, point, record) == []
+    path = point.path("postgres_dump.pgdump")
+    with open(path, "r+b") as archive:  # a cut-off archive is caught by the container's pg_restore too
+        archive.truncate(archive.seek(0, 2) // 2)
+    with dump_tools(docker_live.settings) as tools, pytest.raises(CorruptArtifact) as cut:
+        archive_rows(path, docker_live.settings.postgres, tools)
+    assert "pg_restore in container rbtb-postgres-1 cannot read it" in str(cut.value)
 
 
 # ---------------------------------------------------------------- restore
@@ -306,3 +325,29 @@ def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_cha
     assert COMPONENT.restore_problems(point, record, live.dataset.kb_ids[0]) == []
     [problem] = COMPONENT.restore_problems(point, record, "f" * 32)
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
+
+
+def test_doctor_in_docker_mode_says_a_restore_loads_with_the_local_pg_restore(docker_live):
+    checks = {c.name: c for c in COMPONENT.checks(docker_live.settings)}
+
+    assert checks["postgres pg_dump"].status == "ok" and "in container rbtb-postgres-1" in checks["postgres pg_dump"].detail
+    assert checks["postgres pg_restore"].status == "ok"
+    assert checks["postgres pg_restore"].detail.endswith(
+        "in PATH (a restore loads with this local pg_restore, not the container's)")
+
+
+def test_what_a_cut_off_restore_left_is_swept_by_the_next_one_even_for_a_long_database_name(live):
+    long_target = live.database + "_" + "x" * 50  # cut to fit 63 bytes with the suffix
+    token = uuid.uuid4().hex[:6]
+    scratch, loader = scratch_name(long_target, "restore", token), f"ragflow_backup_load_{token}"
+    execute_sql(live, f'CREATE DATABASE "{scratch}"', f"CREATE ROLE {loader} LOGIN",
+                f'ALTER DATABASE "{live.database}" WITH ALLOW_CONNECTIONS false', database="postgres")
+
+    with closing(connect(live.settings.postgres, "postgres")) as admin:
+        sweep_leftovers(admin, long_target, logging.getLogger("test"))
+        sweep_leftovers(admin, live.database, logging.getLogger("test"))
+        left = admin.execute("SELECT datname FROM pg_database WHERE datname = %s UNION ALL SELECT rolname FROM "
+                             "pg_roles WHERE rolname = %s", (scratch, loader)).fetchall()
+        allowed = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                                (live.database,)).fetchone()[0]
+    assert left == [] and allowed is True
