@@ -113,8 +113,8 @@ class LocalSource(BinlogSource):
         self.where = f"{cfg.host}:{cfg.port}"
         self.password = clients.secret(cfg.password) or ""
         self.folder = Path(tempfile.mkdtemp(prefix="ragflow-backup-binlog-"))  # 0700
-        self.staging = self.folder / "staging"
-        self.staging.mkdir(mode=0o700)
+        # Beside the option file in the private temp folder (not under the storage root): what the client writes
+        self.staging = Path(tempfile.mkdtemp(prefix="staging-", dir=self.folder))  # 0700
         self.option_file = self.folder / "client.cnf"
         text = (f"[client]\nuser={option_value(cfg.user, 'mysql.user')}\n"
                 f"password={option_value(self.password, 'mysql.password')}\n"
