@@ -294,3 +294,30 @@ def test_an_offsite_copy_leaves_out_an_unreadable_search_repository_and_says_why
     assert "the search snapshot repository is NOT copied offsite" in shown, status.stdout + status.stderr
     assert elsewhere in shown
     assert [s for s in Restic(load_settings(first)).snapshots() if s.kind == "search_repo"] == []
+
+
+def test_a_restore_from_the_offsite_repository_shows_the_names_it_maps_and_brings_the_chunks(
+        tmp_path, lone_ragflow, first_ragflow):
+    dataset, first, services = first_ragflow
+    offsite = offsite_section(tmp_path)
+    write_config(first, {**yaml.safe_load(first.read_text()), "offsite": offsite})
+    copied = cli(first, "offsite", "copy")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    staging_db = f"staging_{uuid.uuid4().hex[:8]}"
+    second = second_config(tmp_path, lone_ragflow, staging_db, f"repo_{uuid.uuid4().hex[:8]}")
+    write_config(second, {**yaml.safe_load(second.read_text()), "offsite": offsite})
+
+    result = cli(second, "restore", "--from", "offsite", "--yes", "-C", "mysql", "-C", "search", timeout=900)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "names mapped from the source installation to this one" in said
+    assert dataset.database in said and staging_db in said and "mapped" in said
+    es = clients.search_client(load_settings(second).search)
+    source_es = clients.search_client(services["search"])
+    for index, count in dataset.doc_counts.items():
+        es.indices.refresh(index=index)
+        assert es.count(index=index)["count"] == count
+        assert chunk_ids(es, index) == chunk_ids(source_es, index)
+    assert table_checksums(lone_ragflow.mariadb.connection(staging_db)) == \
+        table_checksums(clients.mysql_connection(load_settings(first).mysql))
