@@ -9,9 +9,10 @@ What goes there, each as restic snapshots tagged so they can be found without th
     kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
     kind=binlog       MySQL's binlog archive (a frozen view: the files its index lists, and the index)
     kind=search_repo  Elasticsearch/OpenSearch's snapshot repository (search.repository_path), when the agent
-                      can read it (same host): the chunks a point's search record only names. Taken while
-                      the search component's lock is held, so no snapshot is written mid-copy (its files are
-                      immutable; index-N / index.latest name the state); restic stores only new segments.
+                      can read it (same host): the chunks a point's search record only names. A frozen view
+                      (hard links) made while the search component's lock is held, so no snapshot is written
+                      mid-copy (its files are immutable; index-N / index.latest name the state); restic
+                      stores only new segments.
                       Tagged repository=<search.repository>. When it cannot be read, the copy is skipped and
                       the reason kept in state/offsite.json (`status`, `offsite status` say it).
 
@@ -234,10 +235,19 @@ def copy_search_repo(settings: Settings, restic: Restic) -> str | None:
         log.warning("the search snapshot repository is not copied offsite: %s", problem)
         _remember(settings, "offsite-search-repo", settings.search.repository_path, "skipped", problem)
         return None
-    what = "an offsite copy of the search snapshot repository"
-    with locks.exclusive(settings.layout.made_lock(settings.layout.component_lock("search").name), what, wait=True):
-        snapshot = restic.backup(Path(settings.search.repository_path),
-                                 {"kind": "search_repo", "repository": settings.search.repository})
+    # A frozen view (hard links: moments; a copy across file systems) made while the search lock is held, so
+    # no backup writes a snapshot meanwhile; backups go on while restic sends it (a blob the repository's
+    # own retention deletes meanwhile lives on in its link).
+    frozen = settings.layout.offsite_frozen_search()
+    shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
+    private_dir(frozen)
+    try:
+        what = "an offsite copy of the search snapshot repository"
+        with locks.exclusive(settings.layout.made_lock(settings.layout.component_lock("search").name), what, wait=True):
+            _link_tree(Path(settings.search.repository_path), frozen)
+        snapshot = restic.backup(frozen, {"kind": "search_repo", "repository": settings.search.repository})
+    finally:
+        shutil.rmtree(frozen, ignore_errors=True)
     _forget_skip(settings)
     log.info("search snapshot repository %s copied offsite as snapshot %s", settings.search.repository_path,
              snapshot[:8])
