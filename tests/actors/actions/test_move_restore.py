@@ -188,8 +188,9 @@ def test_a_second_ragflow_is_restored_from_the_first_ones_root_which_stays_uncha
         # The running agent rewrites its console history, and its lock files carry its pid: those are its own.
         # It also opens and closes its mirror index (health, console): the last one out folds the -wal into
         # the file, so the index is compared by what it holds; its files are compared by
-        # tests/core/test_source_root.py, where nobody else is at work.
-        own = ("state/console-history.sqlite", "locks/", f"minio_mirror/{INDEX_FILE}")
+        # tests/core/test_source_root.py, where nobody else is at work. Its binlog archiver (actors/binlog/)
+        # adds the server's binlogs to its mysql_binlog/ as they appear.
+        own = ("state/console-history.sqlite", "locks/", f"minio_mirror/{INDEX_FILE}", "mysql_binlog/")
         before, held_before = tree_digest(root, own), index_rows(root / "minio_mirror", tmp_path / "before")
         stack = second_ragflow
         staging_db, staging_repo = f"staging_{uuid.uuid4().hex[:8]}", f"repo_{uuid.uuid4().hex[:8]}"
