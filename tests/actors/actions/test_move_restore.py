@@ -6,6 +6,7 @@ travels there)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -278,7 +279,7 @@ def chunk_ids(client, index: str) -> list[str]:
     return sorted(hit["_id"] for hit in hits)
 
 
-def test_an_offsite_copy_leaves_out_an_unreadable_search_repository_and_says_why(tmp_path, first_ragflow):
+def test_an_offsite_copy_leaves_out_an_unreadable_search_repository_and_status_and_doctor_say_why(tmp_path, first_ragflow):
     dataset, first, services = first_ragflow
     elsewhere = "/usr/share/elasticsearch/backups/only-in-the-container"  # the search server's path, not ours
     settings = yaml.safe_load(first.read_text())
@@ -294,6 +295,11 @@ def test_an_offsite_copy_leaves_out_an_unreadable_search_repository_and_says_why
     assert f"{elsewhere} is not a folder on this machine" in said
     assert "the search snapshot repository is NOT copied offsite" in shown, status.stdout + status.stderr
     assert elsewhere in shown
+    [offsite_check] = [check for check in json.loads(cli(first, "doctor", "--json").stdout)["checks"]
+                       if check["name"] == "offsite"]
+    assert offsite_check["status"] == "warn"
+    assert "the search snapshot repository is not copied there" in offsite_check["detail"]
+    assert elsewhere in offsite_check["detail"]
     assert [s for s in Restic(load_settings(first)).snapshots() if s.kind == "search_repo"] == []
 
 
