@@ -86,7 +86,7 @@ def _copy_checked(source: Path, target: Path) -> int:
     search server runs as another user), refusing anything but plain folders and regular files; the files copied."""
     if source.is_symlink() or not source.is_dir():
         raise PermanentError(f"the search repository fetched from the offsite repository ({source}) is not a "
-                             "folder; nothing was changed")
+                             "folder; no search index was touched")
     copied = 0
     for folder, dirs, files in os.walk(source):  # os.walk never descends into a symlinked folder
         here = Path(folder)
@@ -96,7 +96,7 @@ def _copy_checked(source: Path, target: Path) -> int:
             if problem:
                 raise PermanentError(f"the search repository fetched from the offsite repository holds "
                                      f"{shown(rel / name)}, which {problem}: a snapshot repository holds only "
-                                     "folders and files; nothing was changed")
+                                     "folders and files; no search index was touched")
         for name in dirs:
             (target / rel / name).mkdir(mode=0o755)
             os.chmod(target / rel / name, 0o755)
@@ -137,7 +137,7 @@ def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> I
         raise PermanentError(f"the offsite repository holds no copy of the search snapshot repository (kind "
                              f"search_repo) for {point.ref}: the source's agent could not read it (its `status` "
                              "says why). Copy the source's search.repository_path folder here and use `restore "
-                             "--from-root`, or leave search out (-C mysql -C minio ...); nothing was changed")
+                             "--from-root`, or leave search out (-C mysql -C minio ...); no search index was touched")
     token = secrets.token_hex(4)
     name = f"offsite_{token}"
     place = Path(search.repository_path).parent / f"ragflow-backup-{name}"
@@ -146,7 +146,7 @@ def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> I
     except OSError as exc:
         raise PermanentError(f"cannot make {place} for the fetched search repository ({exc.strerror}): the folder "
                              f"holding search.repository_path must be writable by the agent and in the search "
-                             "server's path.repo; nothing was changed") from None
+                             "server's path.repo; no search index was touched") from None
     repo = SnapshotRepo(client, search.engine, name)
     registered = False
     try:
@@ -161,7 +161,7 @@ def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> I
         except Exception as exc:  # noqa: BLE001 - said with what to do; nothing was restored yet
             raise PermanentError(f"cannot register the fetched search repository at {place} on {search.engine} "
                                  f"({type(exc).__name__}: {shown(exc)}): its folder {place.parent} must be in this "
-                                 "server's path.repo; nothing was changed") from None
+                                 "server's path.repo; no search index was touched") from None
         registered = True
         REGISTERED_AS[source_name] = name
         yield (f"fetched the source's search snapshot repository ({files} files) into {place}, registered as {name} "

@@ -36,6 +36,10 @@ def settings_and_point(tmp_path: Path, testbed_env: dict) -> tuple:
     return load_settings(config), point
 
 
+@pytest.mark.fault("hostile offsite repository: the copy of the search snapshot repository a restore fetched holds a "
+                   "symlink (to /etc/passwd)",
+                   "refused before any search server sees it, naming the entry; the folder made beside "
+                   "search.repository_path removed; nothing registered, nothing restored")
 def test_a_fetched_search_repository_holding_a_symlink_is_refused_and_nothing_is_left(tmp_path, testbed_env):
     settings, point = settings_and_point(tmp_path, testbed_env)
     fetched = tmp_path / "fetched"
@@ -50,6 +54,10 @@ def test_a_fetched_search_repository_holding_a_symlink_is_refused_and_nothing_is
     assert list((tmp_path / "es-repos").iterdir()) == []
 
 
+@pytest.mark.fault("a restore from the offsite repository whose source agent could not copy its search snapshot "
+                   "repository",
+                   "refused before any search index or safety point is touched, saying why (the source's `status` says it) and what to do "
+                   "(copy the folder and use --from-root, or leave search out)")
 def test_a_point_whose_search_repository_never_went_offsite_is_refused_saying_what_to_do(tmp_path, testbed_env):
     settings, point = settings_and_point(tmp_path, testbed_env)
 
@@ -57,4 +65,4 @@ def test_a_point_whose_search_repository_never_went_offsite_is_refused_saying_wh
         with fetched_repository(settings, point, None):
             pass
 
-    assert "--from-root" in str(refused.value) and "nothing was changed" in str(refused.value)
+    assert "--from-root" in str(refused.value) and "no search index was touched" in str(refused.value)
