@@ -84,7 +84,7 @@ def _recorded_repository(point: Point) -> str | None:
 def _copy_checked(source: Path, target: Path) -> int:
     """Copy the fetched repository `source` into the new folder `target`: folders 0755 and files 0644 (the
     search server runs as another user), refusing anything but plain folders and regular files; the files copied."""
-    if source.is_symlink() or not source.is_dir():
+    if source.is_symlink() or not source.is_dir():  # a link on the way there is refused by offsite.py's fetched
         raise PermanentError(f"the search repository fetched from the offsite repository ({source}) is not a "
                              "folder; no search index was touched")
     copied = 0

@@ -395,7 +395,11 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
         if repo_copy is not None:
             search_root = restic.restore(repo_copy, staging / "search")
             try:
-                relative_parts(staging / "search", search_root, "offsite snapshot path")
+                walked = staging / "search"
+                for part in relative_parts(staging / "search", search_root, "offsite snapshot path"):
+                    walked = walked / part
+                    if walked.is_symlink():  # restic restores links as links: never followed
+                        raise UnsafePath(walked, "a symbolic link on the way to the search repository's copy")
             except UnsafePath as exc:
                 raise OffsitePermanent(f"snapshot {repo_copy.id[:8]} of the offsite repository is not a usable "
                                        f"search repository: {exc}") from None
