@@ -245,7 +245,11 @@ def copy_search_repo(settings: Settings, restic: Restic) -> str | None:
         what = "an offsite copy of the search snapshot repository"
         with locks.exclusive(settings.layout.made_lock(settings.layout.component_lock("search").name), what, wait=True):
             _link_tree(Path(settings.search.repository_path), frozen)
-        snapshot = restic.backup(frozen, {"kind": "search_repo", "repository": settings.search.repository})
+            newest = newest_complete(Storage(settings.storage_root))  # its search snapshot is in the view
+        tags = {"kind": "search_repo", "repository": settings.search.repository}
+        if newest is not None:  # when the newest point it holds was taken (restic splits tags at commas only)
+            tags["newest_point_at"] = newest.manifest().created_at.astimezone(timezone.utc).strftime(STAMP)
+        snapshot = restic.backup(frozen, tags)
     finally:
         shutil.rmtree(frozen, ignore_errors=True)
     _forget_skip(settings)
@@ -351,11 +355,23 @@ def choose_point(snaps: list[Snapshot], ref: str | None) -> Snapshot:
     return found[-1]
 
 
+STAMP = "%Y%m%dT%H%M%SZ"  # a search_repo copy's newest_point_at tag
+
+
+def _newest_point_at(copy: Snapshot) -> datetime | None:
+    try:  # read back from the repository: a tag that does not parse counts as none
+        return datetime.strptime(copy.tags.get("newest_point_at", [""])[0], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
 def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | None:
-    """The first copy of the search snapshot repository taken after the point (it holds the point's snapshot;
-    a later one may have lost it to the repository's own retention), else the newest."""
+    """The first copy of the search snapshot repository made once the point was complete (its newest_point_at
+    is the point's time or later: it holds the point's snapshot; a later copy may have lost it to the
+    repository's own retention), else the newest."""
     copies = [s for s in snaps if s.kind == "search_repo"]
-    after = [s for s in copies if s.time >= point.time]
+    since = point.time.replace(microsecond=0)
+    after = [s for s in copies if (at := _newest_point_at(s)) is not None and at >= since]
     return after[0] if after else (copies[-1] if copies else None)
 
 
