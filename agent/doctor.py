@@ -9,7 +9,7 @@ import shutil
 
 import redis
 
-from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic
+from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic, search_repo_problem
 from actors.components import COMPONENTS
 from core.component import Check, PermanentError, failed_check
 from core.config import Settings
@@ -75,6 +75,11 @@ def check_offsite(settings: Settings) -> Check:
     if not found:
         return Check("offsite", "warn", f"no repository at {settings.offsite.repository} yet",
                      "`ragflow-backup offsite init` (the first copy also creates it)")
+    problem = search_repo_problem(settings) if settings.search.enabled else None
+    if problem:  # the chunks would not travel: a move from the offsite copy alone could not bring them back
+        return Check("offsite", "warn", f"restic repository {settings.offsite.repository}, but the search snapshot "
+                                        f"repository is not copied there: {problem}",
+                     "see README, \"The offsite copy\" (search chunks)")
     return Check("offsite", "ok", f"restic repository {settings.offsite.repository} (password from "
                                   f"{restic.password_source})")
 

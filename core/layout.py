@@ -70,6 +70,10 @@ class Layout:
         """The frozen view of the mirror an offsite copy sends (in the staging folder, made first)."""
         return self.offsite_staging() / FROZEN_MIRROR
 
+    def offsite_frozen_search(self) -> Path:
+        """The frozen view of the search snapshot repository an offsite copy sends (in the staging folder)."""
+        return self.offsite_staging() / "search_repository"
+
     def offsite_frozen_binlog(self) -> Path:
         """The frozen view of the binlog archive an offsite copy sends (in the staging folder, made first)."""
         return self.offsite_staging() / BINLOG_ARCHIVE

@@ -8,6 +8,13 @@ What goes there, each as restic snapshots tagged so they can be found without th
     kind=mirror       the MinIO mirror (objects, versions, a consistent copy of its index)
     kind=config_repo  the Git history of RAGFlow's config files (.env included: it leaves only encrypted)
     kind=binlog       MySQL's binlog archive (a frozen view: the files its index lists, and the index)
+    kind=search_repo  Elasticsearch/OpenSearch's snapshot repository (search.repository_path), when the agent
+                      can read it (same host): the chunks a point's search record only names. A frozen view
+                      (hard links) made while the search component's lock is held, so no snapshot is written
+                      mid-copy (its files are immutable; index-N / index.latest name the state); restic
+                      stores only new segments.
+                      Tagged repository=<search.repository>. When it cannot be read, the copy is skipped and
+                      the reason kept in state/offsite.json (`status`, `offsite status` say it).
 
 Every job is audited and its last result kept in state/offsite.json; our jobs take turns on the
 repository (a local lock), so a forget --prune never meets our own backup.
@@ -42,11 +49,12 @@ from core.restic import OffsiteError, OffsitePermanent, Restic, Snapshot
 from core.safe_paths import UnsafePath, entry_problem, opened, relative_parts
 
 __all__ = ["OffsiteError", "OffsitePermanent", "Restic", "Snapshot", "copy_point", "copy_mirror", "forget", "check",
-           "fetched", "status", "last_runs"]
+           "fetched", "status", "last_runs", "search_repo_skipped"]
 
 log = logging.getLogger("ragflow_backup.offsite")
 
-KINDS = ("point", "mirror", "config_repo", "binlog")
+KINDS = ("point", "mirror", "config_repo", "binlog", "search_repo")
+SEARCH_REPO_SKIPPED = "offsite-search-repo:skipped"  # state/offsite.json: why the last copy left it out
 
 
 @contextmanager
@@ -197,7 +205,70 @@ def copy_mirror(settings: Settings) -> list[str]:
                 done.append(restic.backup(frozen, {"kind": "binlog"}))
             finally:
                 shutil.rmtree(frozen, ignore_errors=True)
+        if settings.search.enabled:
+            snapshot = copy_search_repo(settings, restic)
+            if snapshot:
+                done.append(snapshot)
     return done
+
+
+def search_repo_problem(settings: Settings) -> str | None:
+    """Why this agent cannot copy the search server's snapshot repository offsite (None: it can)."""
+    path = Path(settings.search.repository_path)
+    if not path.is_dir() or path.is_symlink():
+        return (f"search.repository_path {path} is not a folder on this machine (the search server's own path, "
+                "e.g. inside its container): mount that folder at the same path where the agent runs, or copy it "
+                "yourself; until then an offsite copy alone cannot bring the chunks back")
+    if not os.access(path, os.R_OK | os.X_OK):
+        return (f"search.repository_path {path} is not readable by the agent (uid {os.getuid()}): give it read "
+                "access (e.g. a group both share)")
+    if not any(path.glob("index-*")):
+        return f"search.repository_path {path} holds no snapshot yet (no index-N file): the next backup makes one"
+    return None
+
+
+def copy_search_repo(settings: Settings, restic: Restic) -> str | None:
+    """The snapshot repository as a snapshot of its own (kind=search_repo), while no search backup runs; None
+    (and the reason kept for `status`) when the agent cannot read it."""
+    problem = search_repo_problem(settings)
+    if problem:
+        log.warning("the search snapshot repository is not copied offsite: %s", problem)
+        _remember(settings, "offsite-search-repo", settings.search.repository_path, "skipped", problem)
+        return None
+    # A frozen view (hard links: moments; a copy across file systems) made while the search lock is held, so
+    # no backup writes a snapshot meanwhile; backups go on while restic sends it (a blob the repository's
+    # own retention deletes meanwhile lives on in its link).
+    frozen = settings.layout.offsite_frozen_search()
+    shutil.rmtree(frozen, ignore_errors=True)  # what a killed copy left
+    private_dir(frozen)
+    try:
+        what = "an offsite copy of the search snapshot repository"
+        with locks.exclusive(settings.layout.made_lock(settings.layout.component_lock("search").name), what, wait=True):
+            _link_tree(Path(settings.search.repository_path), frozen)
+            newest = newest_complete(Storage(settings.storage_root))  # its search snapshot is in the view
+        tags = {"kind": "search_repo", "repository": settings.search.repository}
+        if newest is not None:  # when the newest point it holds was taken (restic splits tags at commas only)
+            tags["newest_point_at"] = newest.manifest().created_at.astimezone(timezone.utc).strftime(STAMP)
+        snapshot = restic.backup(frozen, tags)
+    finally:
+        shutil.rmtree(frozen, ignore_errors=True)
+    _forget_skip(settings)
+    log.info("search snapshot repository %s copied offsite as snapshot %s", settings.search.repository_path,
+             snapshot[:8])
+    return snapshot
+
+
+def _forget_skip(settings: Settings) -> None:
+    path = settings.layout.state_file(STATE_FILE)
+    state = last_runs(settings)
+    if state.pop(SEARCH_REPO_SKIPPED, None) is not None:
+        write_bytes_atomic(path, json.dumps(state, indent=2).encode())
+
+
+def search_repo_skipped(settings: Settings) -> str | None:
+    """The reason the last offsite copy left the search snapshot repository out (None: it did not)."""
+    entry = last_runs(settings).get(SEARCH_REPO_SKIPPED)
+    return entry.get("error") if isinstance(entry, dict) else None
 
 
 @contextmanager
@@ -284,11 +355,34 @@ def choose_point(snaps: list[Snapshot], ref: str | None) -> Snapshot:
     return found[-1]
 
 
+STAMP = "%Y%m%dT%H%M%SZ"  # a search_repo copy's newest_point_at tag
+
+
+def _newest_point_at(copy: Snapshot) -> datetime | None:
+    try:  # read back from the repository: a tag that does not parse counts as none
+        return datetime.strptime(copy.tags.get("newest_point_at", [""])[0], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | None:
+    """The first copy of the search snapshot repository made once the point was complete (its newest_point_at
+    is the point's time or later: it holds the point's snapshot; a later copy may have lost it to the
+    repository's own retention), else the newest."""
+    copies = [s for s in snaps if s.kind == "search_repo"]
+    since = point.time.replace(microsecond=0)
+    after = [s for s in copies if (at := _newest_point_at(s)) is not None and at >= since]
+    return after[0] if after else (copies[-1] if copies else None)
+
+
 @contextmanager
-def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> Iterator[tuple[Path, Path | None]]:
-    """Bring a point (and the newest copy of the MinIO mirror) back from the repository into a private
-    folder under the storage root (created if it is gone), yield (point folder, mirror folder), and
-    remove them afterwards."""
+def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
+            search_repo: bool = True) -> Iterator[tuple[Path, Path | None, Path | None]]:
+    """Bring a point (the newest copy of the MinIO mirror, and the copy of the search snapshot repository that
+    holds the point's snapshot) back from the repository into a private folder under the storage root (created
+    if it is gone), yield (point folder, mirror folder, search repository folder), and remove them afterwards.
+    The search repository's copy is untrusted like the rest: actors/actions/foreign.py checks it before any
+    search server sees it."""
 
     restic = Restic(settings)
     snaps = restic.snapshots()
@@ -311,9 +405,23 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True) -> I
         mirrors = [s for s in snaps if s.kind == "mirror"]
         if mirror and mirrors:
             mirror_root = restic.restore(mirrors[-1], staging / "mirror")
+        search_root = None
+        repo_copy = choose_search_repo(snaps, chosen) if search_repo and "search" in chosen.tags.get("component", []) \
+            else None
+        if repo_copy is not None:
+            search_root = restic.restore(repo_copy, staging / "search")
+            try:
+                walked = staging / "search"
+                for part in relative_parts(staging / "search", search_root, "offsite snapshot path"):
+                    walked = walked / part
+                    if walked.is_symlink():  # restic restores links as links: never followed
+                        raise UnsafePath(walked, "a symbolic link on the way to the search repository's copy")
+            except UnsafePath as exc:
+                raise OffsitePermanent(f"snapshot {repo_copy.id[:8]} of the offsite repository is not a usable "
+                                       f"search repository: {exc}") from None
         privatise(staging)
         log.info("fetched %s (snapshot %s) from the offsite repository", chosen.point, chosen.id[:8])
-        yield folder, mirror_root
+        yield folder, mirror_root, search_root
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -356,7 +464,8 @@ def status(settings: Settings) -> tuple[list[ComponentCopy], dict[str, Any], int
         lag = max(0.0, (local_time - newest.time).total_seconds()) if local_time else None
         rows.append(ComponentCopy(name, newest.time, newest.point, lag))
     now = datetime.now(timezone.utc)
-    for kind, label in (("mirror", "minio"), ("config_repo", "config history"), ("binlog", "mysql binlog")):
+    for kind, label in (("mirror", "minio"), ("config_repo", "config history"), ("binlog", "mysql binlog"),
+                        ("search_repo", "search snapshot repository")):
         ofkind = [s for s in snaps if s.kind == kind]
         if ofkind:
             rows.append(ComponentCopy(label, ofkind[-1].time, None, (now - ofkind[-1].time).total_seconds()))

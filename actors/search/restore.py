@@ -45,6 +45,9 @@ from core.points import Point
 TEMP_PREFIX = "restore_"  # staging indices of live and per-KB restores: restore_<hex6>_<index>
 URL_BUDGET = 3000  # comma-joined index names per request line (servers refuse lines over 4 KiB)
 _BAD_NAME = re.compile(r'[\\/*?"<>| ,#:]')
+# A point's repository registered here under another name for one restore (actors/actions/foreign.py: a copy
+# fetched from the offsite repository): the name the point records -> the name it is registered under.
+REGISTERED_AS: dict[str, str] = {}
 
 
 @dataclass
@@ -254,6 +257,7 @@ def _open(search: SearchSettings, point: Point, record: ComponentRecord,
         raise PermanentError(f"{point.ref} holds a snapshot of {recorded_engine}, but search.engine is "
                              f"{search.engine} ({public_url(search)}): it restores only into {recorded_engine}")
     repo_name = record.details.get("repository") or search.repository
+    repo_name = REGISTERED_AS.get(repo_name, repo_name)
     api = RestoreApi(clients.search_client(search), search.engine, repo_name)
     if not name:
         return api, None

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from actors.actions.drill import OBJECTIVE_SECONDS
-from actors.actions.foreign import register_source_repository
+from actors.actions.foreign import fetched_repository, register_source_repository
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import ORDER, Plan, RestoreFailed, execute, make_plan
 from agent.commands.common import console, fail, state, styled
@@ -105,18 +105,20 @@ def wait_for_services(settings: Settings, names: list[str], minutes: float) -> f
 
 
 @contextmanager
-def _source(settings: Settings, root: Path | None, point: str | None) -> Iterator[tuple[Storage | None, str | None]]:
-    """(where the points are, the point): another root read in place, or one fetched from the offsite repository."""
+def _source(settings: Settings, root: Path | None,
+            point: str | None) -> Iterator[tuple[Storage | None, str | None, Path | None]]:
+    """(where the points are, the point, the fetched copy of the search snapshot repository): another root read
+    in place, or a point fetched from the offsite repository."""
     if root is not None:
         with opened(settings, root) as storage:
-            yield storage, point
+            yield storage, point, None
         return
-    with fetched(settings, point) as (folder, mirror):
+    with fetched(settings, point) as (folder, mirror, search_copy):
         if mirror is not None:
             settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
         else:
             settings.minio.enabled = False
-        yield None, str(folder)
+        yield None, str(folder), search_copy
 
 
 def _run(settings: Settings, plan: Plan, identity: Path | None) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def move(
     started = time.monotonic()
     results: dict[str, Any] = {}
     try:
-        with _source(settings, from_root, point) as (storage, ref):
+        with _source(settings, from_root, point) as (storage, ref, search_copy):
             config = make_plan(settings, ref, components=None, storage=storage)
             pinned = config.point.ref if storage is not None and config.point else ref  # the same point throughout
             if "config" in config.components:
@@ -174,10 +176,11 @@ def move(
             console.print(f"[bold]3/3[/bold] restoring {', '.join(rest)}")
             plan = make_plan(fresh, pinned, components=rest, storage=storage)
             show_mapping(fresh, plan)
-            line = register_source_repository(fresh, plan.point) if "search" in rest else None
-            if line:
-                console.print(line)
-            results.update(_run(fresh, plan, identity)["results"])
+            with fetched_repository(fresh, plan.point, search_copy) if from_root is None and "search" in rest \
+                    else nullcontext(register_source_repository(fresh, plan.point) if "search" in rest else None) as line:
+                if line:
+                    console.print(line)
+                results.update(_run(fresh, plan, identity)["results"])
     except (OffsiteError, OffsitePermanent, PermanentError, RestoreFailed, LookupError) as exc:
         fail(f"{exc}; `ragflow-backup restore --rollback` undoes the last step that finished")
     _report(results, time.monotonic() - started, waited)

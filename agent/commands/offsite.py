@@ -5,14 +5,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic, copy_mirror, copy_point
+from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic, copy_mirror, copy_point, search_repo_skipped
 from actors.actions.offsite import check as offsite_check
 from actors.actions.offsite import forget as offsite_forget
 from actors.actions.offsite import status as offsite_status
 from actors.actions.restore import newest_complete
-from agent.commands.common import console, fail, human_age, human_bytes, state
+from agent.commands.common import console, fail, human_age, human_bytes, state, styled
 from agent.commands.json_views import JsonOption, emit, offsite_status_view
 from core.points import Storage
 
@@ -60,6 +61,10 @@ def status(as_json: JsonOption = False) -> None:
     console.print(f"repository size: {human_bytes(stats.get('total_size', 0))} in {count} snapshot(s)")
     if as_json:
         emit("offsite status", offsite_status_view(settings.offsite.repository, rows, stats, count))
+    skipped = search_repo_skipped(settings) if settings.search.enabled else None
+    if skipped:
+        console.print(f"{styled('warn')} the search snapshot repository is not copied offsite: {escape(skipped)}",
+                      soft_wrap=True)
     if not rows:
         fail("nothing has been copied offsite yet (`ragflow-backup offsite copy`)")
 
@@ -92,7 +97,11 @@ def copy(
     console.print(f"{chosen.ref}: " + (f"copied as snapshot {snapshot[:8]}" if snapshot else "already offsite"))
     if mirror:
         done = _call(lambda: copy_mirror(settings))
-        console.print(f"mirror and config history: {len(done)} snapshot(s)")
+        console.print(f"mirror, config history, binlog archive and search snapshot repository: {len(done)} snapshot(s)")
+        skipped = search_repo_skipped(settings) if settings.search.enabled else None
+        if skipped:
+            console.print(f"{styled('warn')} the search snapshot repository was not copied: {escape(skipped)}",
+                          soft_wrap=True)
 
 
 @offsite_app.command()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +14,12 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from actors.actions.drill import run_drill
-from actors.actions.foreign import refuse_other_prefix, refuse_unknown_buckets, register_source_repository
+from actors.actions.foreign import (
+    fetched_repository,
+    refuse_other_prefix,
+    refuse_unknown_buckets,
+    register_source_repository,
+)
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_checks import check_before_restore
@@ -102,13 +107,15 @@ def restore(
     if source == "offsite" and not rollback:
 
         try:
-            with fetched(settings, point) as (folder, mirror):
+            with fetched(settings, point, search_repo=not component or "search" in component) \
+                    as (folder, mirror, search_copy):
                 if mirror is not None:
                     settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
-                              + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)"))
+                              + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)")
+                              + (" and the search snapshot repository" if search_copy else ""))
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
-                         allow_choice=False, force=force, exact=exact,
+                         allow_choice=False, force=force, exact=exact, offsite=(search_copy,),
                          reparse_changed=reparse_changed)
         except (OffsiteError, OffsitePermanent) as exc:
             fail(str(exc))
@@ -151,7 +158,8 @@ def show_mapping(settings, plan) -> None:
 
 
 def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, rollback=False, allow_choice=True,
-             force=False, exact=False, storage=None, reparse_changed=False) -> None:
+             force=False, exact=False, storage=None, offsite=None, reparse_changed=False) -> None:
+    """`offsite`: (the fetched copy of the search snapshot repository or None,) for a restore from offsite."""
 
     interactive = sys.stdin.isatty() and not yes
     if rollback:
@@ -182,6 +190,8 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
                 and plan.point else None
             if line:
                 console.print(line)
+        elif offsite is not None:
+            show_mapping(settings, plan)
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
     if warning:
@@ -189,7 +199,12 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         console.print(f"{styled('warn')} {escape(warning)}; {then}", soft_wrap=True)
 
     try:
-        with decrypted(settings, plan.point, identity) if plan.point else nullcontext(None) as plain:
+        with ExitStack() as held:
+            if offsite is not None and not dry_run and "search" in plan.components and plan.point:
+                line = held.enter_context(fetched_repository(settings, plan.point, offsite[0]))
+                if line:
+                    console.print(line)
+            plain = held.enter_context(decrypted(settings, plan.point, identity) if plan.point else nullcontext(None))
             plan.point = plain
             _show_and_run(settings, plan, interactive, dry_run, identity)
     except PermanentError as exc:

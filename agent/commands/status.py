@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from rich.markup import escape
 from rich.table import Table
 
-from actors.actions.offsite import last_runs
+from actors.actions.offsite import last_runs, search_repo_skipped
 from actors.broker import configure
 from actors.minio.checks import mirror_rpo
 from agent.agent import scheduled_jobs
@@ -126,6 +126,9 @@ def _offsite_line(settings) -> str:
     text = f"offsite: last copy {ago(last_ok) if last_ok else 'never'}"
     if last_failed and (not last_ok or last_failed["time"] > last_ok["time"]):
         text += f"; last attempt FAILED {ago(last_failed)}: {str(last_failed.get('error') or '')[:200]}"
+    skipped = search_repo_skipped(settings)
+    if skipped:  # the offsite copy alone would bring back no search chunks
+        text += f"; the search snapshot repository is NOT copied offsite: {skipped}"
     return text + " (details: `ragflow-backup offsite status`)"
 
 

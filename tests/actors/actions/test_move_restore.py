@@ -1,9 +1,12 @@
 """A second RAGFlow (its own MariaDB, MinIO, Elasticsearch and Redis) restored from the storage root of a
 first one on the shared test bed, read only: `restore --from-root`. The first installation's root stays
-byte-identical and its agent keeps running with its lock held."""
+byte-identical and its agent keeps running with its lock held. A third one, whose Elasticsearch sees no folder
+of the first's, is brought up by `move` from the offsite repository alone (the search snapshot repository
+travels there)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from actors.actions.offsite import Restic
 from actors.minio.mirror import reconcile
 from actors.search.backup import SnapshotRepo
 from core import clients, locks
@@ -42,6 +46,21 @@ def second_ragflow(testbed_env) -> Iterator[PrivateStack]:
     stack = PrivateStack(folder, testbed_env, es_also_repo=(testbed_env["SNAPSHOT_ROOT"],))
     try:
         reach("the second installation's MariaDB, MinIO, Elasticsearch and Redis (private servers)", stack.start)
+        yield stack
+    finally:
+        stack.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lone_ragflow(testbed_env) -> Iterator[PrivateStack]:
+    """A new machine's services: its Elasticsearch's path.repo is its own folder only (it never sees the
+    shared test bed's snapshot folder), so search chunks can reach it only from the offsite repository."""
+    folder = Path(tempfile.mkdtemp(prefix="ragflow-backup-lone-", dir="/var/tmp"))
+    folder.chmod(0o711)
+    stack = PrivateStack(folder, testbed_env)
+    try:
+        reach("the new machine's MariaDB, MinIO, Elasticsearch and Redis (private servers)", stack.start)
         yield stack
     finally:
         stack.kill()
@@ -170,8 +189,9 @@ def test_a_second_ragflow_is_restored_from_the_first_ones_root_which_stays_uncha
         # The running agent rewrites its console history, and its lock files carry its pid: those are its own.
         # It also opens and closes its mirror index (health, console): the last one out folds the -wal into
         # the file, so the index is compared by what it holds; its files are compared by
-        # tests/core/test_source_root.py, where nobody else is at work.
-        own = ("state/console-history.sqlite", "locks/", f"minio_mirror/{INDEX_FILE}")
+        # tests/core/test_source_root.py, where nobody else is at work. Its binlog archiver (actors/binlog/)
+        # adds the server's binlogs to its mysql_binlog/ as they appear.
+        own = ("state/console-history.sqlite", "locks/", f"minio_mirror/{INDEX_FILE}", "mysql_binlog/")
         before, held_before = tree_digest(root, own), index_rows(root / "minio_mirror", tmp_path / "before")
         stack = second_ragflow
         staging_db, staging_repo = f"staging_{uuid.uuid4().hex[:8]}", f"repo_{uuid.uuid4().hex[:8]}"
@@ -204,16 +224,21 @@ def test_a_second_ragflow_is_restored_from_the_first_ones_root_which_stays_uncha
     assert not (root / "state" / "last_restore.json").exists()
 
 
-def test_a_move_from_the_offsite_repository_alone_brings_up_a_working_copy(tmp_path, second_ragflow, first_ragflow):
-    dataset, first, services = first_ragflow
+def offsite_section(tmp_path: Path) -> dict:
     password = tmp_path / "offsite.pass"
     password.write_text("correct horse battery staple\n")
     password.chmod(0o600)
-    offsite = {"enabled": True, "repository": str(tmp_path / "usb" / "ragflow"), "password_file": str(password)}
+    return {"enabled": True, "repository": str(tmp_path / "usb" / "ragflow"), "password_file": str(password)}
+
+
+def test_a_move_from_the_offsite_repository_alone_brings_up_a_working_copy(tmp_path, lone_ragflow, first_ragflow):
+    dataset, first, services = first_ragflow
+    offsite = offsite_section(tmp_path)
     write_config(first, {**yaml.safe_load(first.read_text()), "offsite": offsite})
     copied = cli(first, "offsite", "copy")
     assert copied.returncode == 0, copied.stdout + copied.stderr
-    stack = second_ragflow
+    assert "not copied" not in copied.stdout
+    stack = lone_ragflow
     new_db = f"moved_{uuid.uuid4().hex[:8]}"
     second = second_config(tmp_path, stack, new_db, f"repo_{uuid.uuid4().hex[:8]}")
     write_config(second, {**yaml.safe_load(second.read_text()), "offsite": offsite})
@@ -230,14 +255,76 @@ def test_a_move_from_the_offsite_repository_alone_brings_up_a_working_copy(tmp_p
     output = text_of(log)
     assert moving.returncode == 0, output
     assert "30-minute objective" in output
+    assert "fetched the source's search snapshot repository" in output  # the chunks came from the offsite copy
     first_docker, second_docker = Path(yaml.safe_load(first.read_text())["ragflow_dir"]), tmp_path / "second" / "docker"
     assert (second_docker / ".env").read_bytes() == (first_docker / ".env").read_bytes()
     assert table_checksums(stack.mariadb.connection(new_db)) == \
         table_checksums(clients.mysql_connection(load_settings(first).mysql))
     assert bucket_digests(stack.minio.client(), dataset.buckets) == dataset.objects
     es = clients.search_client(load_settings(second).search)
+    source_es = clients.search_client(services["search"])
     for index, count in dataset.doc_counts.items():
         es.indices.refresh(index=index)
         assert es.count(index=index)["count"] == count
+        assert chunk_ids(es, index) == chunk_ids(source_es, index)
     restored = redis_content(stack.redis.client(3), dataset.redis_keys)
     assert None not in restored.values()
+    # The fetched copy of the repository was registered for the move only, and is gone.
+    assert [name for name in es.snapshot.get_repository() if name.startswith("offsite_")] == []
+    assert not list(stack.elasticsearch.repo_root.glob("ragflow-backup-offsite_*"))
+
+
+def chunk_ids(client, index: str) -> list[str]:
+    hits = client.search(index=index, query={"match_all": {}}, size=10000, source=False)["hits"]["hits"]
+    return sorted(hit["_id"] for hit in hits)
+
+
+def test_an_offsite_copy_leaves_out_an_unreadable_search_repository_and_status_and_doctor_say_why(tmp_path, first_ragflow):
+    dataset, first, services = first_ragflow
+    elsewhere = "/usr/share/elasticsearch/backups/only-in-the-container"  # the search server's path, not ours
+    settings = yaml.safe_load(first.read_text())
+    write_config(first, {**settings, "offsite": offsite_section(tmp_path),
+                         "search": {**settings["search"], "repository_path": elsewhere}})
+
+    copied = cli(first, "offsite", "copy")
+    status = cli(first, "status")
+
+    assert copied.returncode == 0, copied.stdout + copied.stderr  # the point, mirror and config still go
+    said, shown = " ".join(copied.stdout.split()), " ".join(status.stdout.split())  # lines wrap at the width
+    assert "search snapshot repository was not copied" in said
+    assert f"{elsewhere} is not a folder on this machine" in said
+    assert "the search snapshot repository is NOT copied offsite" in shown, status.stdout + status.stderr
+    assert elsewhere in shown
+    [offsite_check] = [check for check in json.loads(cli(first, "doctor", "--json").stdout)["checks"]
+                       if check["name"] == "offsite"]
+    assert offsite_check["status"] == "warn"
+    assert "the search snapshot repository is not copied there" in offsite_check["detail"]
+    assert elsewhere in offsite_check["detail"]
+    assert [s for s in Restic(load_settings(first)).snapshots() if s.kind == "search_repo"] == []
+
+
+def test_a_restore_from_the_offsite_repository_shows_the_names_it_maps_and_brings_the_chunks(
+        tmp_path, lone_ragflow, first_ragflow):
+    dataset, first, services = first_ragflow
+    offsite = offsite_section(tmp_path)
+    write_config(first, {**yaml.safe_load(first.read_text()), "offsite": offsite})
+    copied = cli(first, "offsite", "copy")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    staging_db = f"staging_{uuid.uuid4().hex[:8]}"
+    second = second_config(tmp_path, lone_ragflow, staging_db, f"repo_{uuid.uuid4().hex[:8]}")
+    write_config(second, {**yaml.safe_load(second.read_text()), "offsite": offsite})
+
+    result = cli(second, "restore", "--from", "offsite", "--yes", "-C", "mysql", "-C", "search", timeout=900)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "names mapped from the source installation to this one" in said
+    assert dataset.database in said and staging_db in said and "mapped" in said
+    es = clients.search_client(load_settings(second).search)
+    source_es = clients.search_client(services["search"])
+    for index, count in dataset.doc_counts.items():
+        es.indices.refresh(index=index)
+        assert es.count(index=index)["count"] == count
+        assert chunk_ids(es, index) == chunk_ids(source_es, index)
+    assert table_checksums(lone_ragflow.mariadb.connection(staging_db)) == \
+        table_checksums(clients.mysql_connection(load_settings(first).mysql))

@@ -15,13 +15,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actors.actions.offsite import Restic, copy_point, forget
+from actors.actions.offsite import Restic, choose_search_repo, copy_point, forget
 from actors.actions.runs import run_component
 from actors.minio.mirror import reconcile
 from agent.cli import app
 from core import audit, clients
 from core.config import ConfigError, load_settings
 from core.points import Storage
+from core.restic import Snapshot
 from testbed import settings as tb
 from testbed.seed import Dataset, remove, seed
 
@@ -427,3 +428,20 @@ def test_a_point_pinned_while_the_repository_is_away_is_tagged_before_offsite_re
     forget(settings)
     kept = sorted(s.point for s in Restic(settings).snapshots("point"))
     assert kept == ["daily/2026-11-01", "daily/2026-11-03"]
+
+
+def test_a_restore_fetches_the_first_search_repository_copy_made_once_its_point_was_complete():
+    day = datetime(2026, 11, 24, 2, 0, 0, 123456, tzinfo=timezone.utc)
+
+    def snap(name: str, at: datetime, **tags: str) -> Snapshot:
+        return Snapshot(name, at, ["/x"], {key: [value] for key, value in tags.items()}, "nas")
+
+    point = snap("p", day, kind="point", point="daily/2026-11-24")
+    during = snap("a", day + timedelta(minutes=3), kind="search_repo", newest_point_at="20261123T020000Z")
+    after = snap("b", day + timedelta(hours=1), kind="search_repo", newest_point_at="20261124T020000Z")
+    later = snap("c", day + timedelta(days=1), kind="search_repo", newest_point_at="20261125T020000Z")
+    hostile = snap("d", day + timedelta(minutes=5), kind="search_repo", newest_point_at="tomorrow,../x")
+
+    assert choose_search_repo([point, during, hostile, after, later], point).id == "b"
+    assert choose_search_repo([point, during], point).id == "a"  # none made since: the newest there is
+    assert choose_search_repo([point], point) is None
