@@ -17,6 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from actors.actions.restore import Plan, changed_since_snapshot
+from actors.actions.restore_at import SearchFrom
 from actors.binlog.index import ArchivedFile, ArchiveIndex, RecordedGap, ServerIdentity, save_index
 from actors.minio.mirror import reconcile
 from actors.search.backup import SnapshotRepo
@@ -258,3 +260,14 @@ def test_restore_at_t_brings_search_back_as_the_interval_snapshot_taken_between_
     assert not es.exists(index=index, id="added-after-t")
     timeline = json.loads(cli(scene.config, "timeline", "--json").output)
     assert [item["snapshot"] for item in timeline["components"]["search"]["intervals"]] == [taken.name]
+
+
+def test_the_changed_documents_window_starts_at_the_interval_snapshot_restored_not_at_the_point(scene):
+    point = Storage(scene.settings.storage_root).points()[0]
+    record = point.manifest().components["search"]
+    after_the_point = SearchFrom(point, record, scene.t - timedelta(seconds=1))  # as if taken at T - 1
+    plan = Plan(point, scene.t, ["mysql", "search"], moments={"search": "-"}, search_from=after_the_point)
+
+    changed = changed_since_snapshot(scene.settings, plan, {"mysql": None, "search": None})
+
+    assert [doc.id for doc in changed] == [scene.dataset.doc_ids[2]]  # renamed at T; those at T-2, T-1 are in it
