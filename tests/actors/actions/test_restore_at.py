@@ -271,3 +271,20 @@ def test_the_changed_documents_window_starts_at_the_interval_snapshot_restored_n
     changed = changed_since_snapshot(scene.settings, plan, {"mysql": None, "search": None})
 
     assert [doc.id for doc in changed] == [scene.dataset.doc_ids[2]]  # renamed at T; those at T-2, T-1 are in it
+
+
+def test_restore_of_one_knowledge_base_at_t_takes_its_chunks_from_the_interval_snapshot_before_t(scene):
+    es = clients.search_client(scene.services["search"])
+    index, kb = scene.dataset.indices[0], scene.dataset.kb_ids[0]
+    es.index(index=index, id="kb-chunk-after-the-point", document={"kb_id": kb, "content_with_weight": "a"},
+             refresh=True)
+    assert take_interval_snapshot(scene.settings, logging.getLogger("test.restore_at")) is not None
+    moment = (datetime.now(timezone.utc) + timedelta(seconds=1)).replace(microsecond=0)
+    wait_for_second(moment + timedelta(seconds=1))
+    es.index(index=index, id="kb-chunk-after-t", document={"kb_id": kb, "content_with_weight": "b"}, refresh=True)
+
+    result = cli(scene.config, "restore", "--kb", kb, "--at", moment.isoformat(), "--component", "search", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert es.exists(index=index, id="kb-chunk-after-the-point")
+    assert not es.exists(index=index, id="kb-chunk-after-t")
