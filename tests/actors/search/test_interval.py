@@ -98,3 +98,17 @@ def test_the_agent_ticks_interval_snapshots_every_configured_minutes_and_not_at_
     assert jobs(0)["search_interval"] == ""
     with pytest.raises(ValidationError, match="cannot be a cron tick"):
         Settings(storage_root=tmp_path, search={"snapshot_interval_minutes": 45})
+
+
+def test_a_points_backup_deletes_expired_interval_snapshots_even_with_interval_snapshots_off(search_cfg, seeded,
+                                                                                              tmp_path):
+    expired = interval.take(settings_for(search_cfg, tmp_path), log, now=datetime.now(timezone.utc) - timedelta(hours=2))
+    # Then the operator turned interval snapshots off and shortened their window to an hour.
+    settings = settings_for(search_cfg.model_copy(update={"snapshot_interval_minutes": 0, "interval_keep_hours": 1}),
+                            tmp_path)
+
+    point = run_component(settings, Storage(settings.storage_root).new_point([search.NAME]), search.NAME)
+
+    assert point.status == "ok", point.error
+    assert point.details["deleted_interval_snapshots"] == [expired.name]
+    assert interval.interval_snapshots(settings) == [] and expired.name not in snapshot_names(search_cfg)
