@@ -38,9 +38,10 @@ from core.atomic import atomic_file
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
-from core.safe_paths import UnsafePath, plain_name, private_folder
+from core.safe_paths import UnsafePath, opened, plain_name, private_folder
 
 INFIX = "interval-"
+RECORD_MAX = 64 << 20  # a record names every index and its aliases; more than this is not ours
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def interval_name(settings: Settings, at: datetime) -> str:
 def _checked(folder: Path) -> IntervalSnapshot:
     """The record in `folder`, its fields type-checked (it comes back from the storage root)."""
     name = plain_name(folder.name, "interval snapshot name", folder)
-    doc = json.loads((folder / ARTIFACT).read_text())
+    with opened(folder.parent, (name, ARTIFACT), "interval snapshot record") as handle:  # no symlink followed
+        doc = json.loads(handle.read(RECORD_MAX))
     counts, repo = doc.get("doc_counts"), doc.get("repository")
     if not (isinstance(doc, dict) and doc.get("snapshot") == name and isinstance(counts, dict)
             and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in counts.items())

@@ -112,3 +112,18 @@ def test_a_points_backup_deletes_expired_interval_snapshots_even_with_interval_s
     assert point.status == "ok", point.error
     assert point.details["deleted_interval_snapshots"] == [expired.name]
     assert interval.interval_snapshots(settings) == [] and expired.name not in snapshot_names(search_cfg)
+
+
+def test_a_planted_or_edited_interval_record_is_left_out_and_never_restored_from(tmp_path, caplog):
+    settings = Settings(storage_root=tmp_path / "backups")
+    folder = settings.layout.search_intervals
+    (folder / "ragflow-backup-interval-20261130t010000z").mkdir(parents=True)
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"snapshot": "ragflow-backup-interval-20261130t010000z"}))
+    (folder / "ragflow-backup-interval-20261130t010000z" / search.ARTIFACT).symlink_to(tmp_path / "elsewhere.json")
+    (folder / "ragflow-backup-interval-20261130t020000z").mkdir()
+    (folder / "ragflow-backup-interval-20261130t020000z" / search.ARTIFACT).write_text(json.dumps(
+        {"snapshot": "another-name", "doc_counts": {}, "repository": {"name": "r"}, "taken_at": "2026-11-30T02:00:00+00:00"}))
+
+    assert interval.interval_snapshots(settings) == []
+    assert interval.newest_at_or_before(settings, datetime.now(timezone.utc)) is None
+    assert "unreadable" in caplog.text and "it is not used" in caplog.text
