@@ -6,6 +6,9 @@ record, what a restore needs (the documents each index held, the aliases), is a 
 point's, in `<root>/search_intervals/<snapshot name>/` (core/layout.py), written atomically; the folder reads as
 a point's for the restore (actors/search/restore.py), and its record is read back as untrusted.
 
+It serves `restore --at T` when it was done by T (`done_at`: nothing later is in it); the documents changed after
+it was begun (`taken_at`) are the ones listed as possibly out of step.
+
 Retention: an interval snapshot older than `search.interval_keep_hours`, or than the oldest point, is deleted
 (its record first: an unrecorded snapshot is one the point retention in actors/search/backup.py deletes, while
 a recorded one it keeps). A point's backup or another interval snapshot holding the search lock skips this one.
@@ -47,9 +50,10 @@ RECORD_MAX = 64 << 20  # a record names every index and its aliases; more than t
 @dataclass(frozen=True)
 class IntervalSnapshot:
     name: str
-    taken_at: datetime  # when the snapshot started: what it holds is at most as new as this
+    taken_at: datetime  # when it was begun: every change after this may be missing from it
     folder: Path
     document: dict[str, Any]
+    done_at: datetime  # when it was done: nothing after this is in it, so it serves any moment from here
 
     def as_point(self, storage: Storage) -> Point:
         """The record's folder as the search restore reads a point's (search_snapshot.json in it)."""
@@ -58,7 +62,7 @@ class IntervalSnapshot:
     def record(self) -> ComponentRecord:
         """A component record as a point's manifest would hold it, from the (untrusted, checked) document."""
         doc = self.document
-        return ComponentRecord(component=NAME, status="ok", started_at=self.taken_at, finished_at=self.taken_at,
+        return ComponentRecord(component=NAME, status="ok", started_at=self.taken_at, finished_at=self.done_at,
                                counts=doc["doc_counts"],
                                details={"snapshot": self.name, "uuid": doc.get("uuid"), "engine": doc.get("engine"),
                                         "repository": doc["repository"]["name"],
@@ -79,10 +83,10 @@ def _checked(folder: Path) -> IntervalSnapshot:
             and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in counts.items())
             and isinstance(repo, dict) and isinstance(repo.get("name"), str)):
         raise ValueError("not an interval snapshot record (fields missing or of the wrong type)")
-    taken = datetime.fromisoformat(str(doc.get("taken_at")))
-    if taken.tzinfo is None:
-        raise ValueError("taken_at has no time zone")
-    return IntervalSnapshot(name, taken, folder, doc)
+    taken, done = datetime.fromisoformat(str(doc.get("taken_at"))), datetime.fromisoformat(str(doc.get("done_at")))
+    if taken.tzinfo is None or done.tzinfo is None or done < taken:
+        raise ValueError("taken_at / done_at without a time zone, or out of order")
+    return IntervalSnapshot(name, taken, folder, doc, done)
 
 
 def interval_snapshots(settings: Settings, log: logging.Logger | None = None) -> list[IntervalSnapshot]:
@@ -103,8 +107,8 @@ def interval_snapshots(settings: Settings, log: logging.Logger | None = None) ->
 
 
 def newest_at_or_before(settings: Settings, at: datetime, after: datetime | None = None) -> IntervalSnapshot | None:
-    """The newest recorded interval snapshot taken at or before `at` (and after `after`, when given)."""
-    fits = [item for item in interval_snapshots(settings) if item.taken_at <= at and (after is None or item.taken_at > after)]
+    """The newest recorded interval snapshot done at or before `at` (and begun after `after`, when given)."""
+    fits = [item for item in interval_snapshots(settings) if item.done_at <= at and (after is None or item.taken_at > after)]
     return fits[-1] if fits else None
 
 
@@ -114,7 +118,7 @@ def take(settings: Settings, log: logging.Logger, now: datetime | None = None) -
     storage = Storage(settings.storage_root).prepare()
     try:
         with locks.exclusive(storage.component_lock(NAME), "a search backup"):
-            taken = _take(settings, storage, log, now or datetime.now(timezone.utc))
+            taken = _take(settings, storage, log, now)
             prune(settings, log)
             return taken
     except locks.Busy as exc:
@@ -122,8 +126,10 @@ def take(settings: Settings, log: logging.Logger, now: datetime | None = None) -
         return None
 
 
-def _take(settings: Settings, storage: Storage, log: logging.Logger, now: datetime) -> IntervalSnapshot | None:
+def _take(settings: Settings, storage: Storage, log: logging.Logger, at: datetime | None) -> IntervalSnapshot | None:
+    """`at` (tests, the bench): the moment to record as both begun and done, instead of the clock's."""
     search = settings.search
+    now = at or datetime.now(timezone.utc)
     with classified(search):
         client = clients.search_client(search)
         repo = SnapshotRepo(client, search.engine, search.repository)
@@ -141,17 +147,19 @@ def _take(settings: Settings, storage: Storage, log: logging.Logger, now: dateti
         if info.get("state") != "SUCCESS" or set(counts) - set(info.get("indices") or []):
             repo.delete(name)  # not a usable snapshot: never recorded, never kept
             raise RuntimeError(f"interval snapshot {name} ended {info.get('state')} or lacks indices; deleted")
+    done = at or datetime.now(timezone.utc)
     document = {"format": FORMAT, "kind": "interval", "engine": search.engine, "url": public_url(search),
                 "repository": {"name": repo.name, "type": "fs", "location": search.repository_path},
                 "patterns": search.indices, "doc_counts": counts, "indices": sorted(counts), "aliases": aliases,
                 "snapshot": name, "uuid": info.get("uuid"), "state": info.get("state"), "taken_at": now.isoformat(),
+                "done_at": done.isoformat(),
                 "start_time": info.get("start_time"), "end_time": info.get("end_time"),
                 "duration_in_millis": info.get("duration_in_millis"), "shards": info.get("shards")}
     folder = private_folder(storage.root, (settings.layout.search_intervals.name, name))
     with atomic_file(folder / ARTIFACT, check=lambda path: json.loads(path.read_bytes())) as out:
         out.write(json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
     log.info("interval search snapshot %s of %d indices: %s", name, len(counts), info.get("state"))
-    return IntervalSnapshot(name, now, folder, document)
+    return IntervalSnapshot(name, now, folder, document, done)
 
 
 def _oldest_daily(storage: Storage) -> datetime | None:
