@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
+from actors import tasks
 from actors.actions.runs import run_component
 from actors.search import backup as search
 from actors.search import interval
-from agent.agent import scheduled_jobs
+from agent.agent import Agent, scheduled_jobs
 from core import clients, locks
 from core.config import Settings
 from core.points import Storage
@@ -127,3 +128,12 @@ def test_a_planted_or_edited_interval_record_is_left_out_and_never_restored_from
     assert interval.interval_snapshots(settings) == []
     assert interval.newest_at_or_before(settings, datetime.now(timezone.utc)) is None
     assert "unreadable" in caplog.text and "it is not used" in caplog.text
+
+
+def test_the_agents_interval_tick_sends_the_interval_snapshot_actor(tmp_path):
+    sent = []
+    agent = Agent(Settings(storage_root=tmp_path / "backups"), send=lambda actor, args: sent.append((actor, args)))
+
+    agent._on_tick("search_interval", datetime.now(timezone.utc))
+
+    assert sent == [(tasks.search_interval_snapshot, ())]
