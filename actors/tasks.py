@@ -23,6 +23,7 @@ from actors.minio.mirror import mirror_object as mirror
 from actors.minio.mirror import mirror_objects as mirror_many
 from actors.minio.mirror import reconcile as run_reconcile
 from actors.minio.upkeep import prune_versions
+from actors.search import interval as search_interval
 from core import ragflow_version, runtime
 from core.component import PermanentError
 from core.config import Settings
@@ -176,6 +177,12 @@ def reconcile(buckets: list[str] | None = None) -> None:
 def prune_mirror_versions() -> None:
 
     prune_versions(runtime.settings())
+
+
+@dramatiq.actor(broker=PENDING, throws=PERMANENT, queue_name="maintenance", max_retries=2, time_limit=SIX_HOURS_MS)
+def search_interval_snapshot() -> None:
+    """A search snapshot between points (skipped, not queued, while a search backup holds the lock)."""
+    search_interval.take(runtime.settings(), logging.getLogger("ragflow_backup.search"))
 
 
 # ---------------------------------------------------------------- config watcher

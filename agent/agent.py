@@ -3,7 +3,7 @@
     MinIO bucket notifications -> mirror_objects(bucket, keys)  (seconds of lag; a burst in batches)
     a new bucket, a reconnect  -> reconcile([bucket])          (heals what events missed)
     config edits (debounced)   -> commit_config(paths)         (one Git commit per burst)
-    cron ticks                 -> backup, verify, reconcile, versions prune
+    cron ticks                 -> backup, verify, reconcile, versions prune, search interval snapshots
 
 It does no heavy work itself: workers (`ragflow-backup worker`, or `run` for both in one process) do.
 """
@@ -48,6 +48,10 @@ def scheduled_jobs(settings: Settings) -> dict[str, str]:
         jobs.update(reconcile="", versions_prune="")
     if not settings.offsite.enabled:
         jobs.update(offsite_mirror="", offsite_check="", offsite_check_data="")
+    minutes = settings.search.snapshot_interval_minutes if settings.search.enabled else 0
+    # Between points (actors/search/interval.py); the config's validator allows only minutes cron can tick.
+    jobs["search_interval"] = ("" if not minutes else f"*/{minutes} * * * *" if minutes < 60
+                               else f"0 */{minutes // 60} * * *")
     return jobs
 
 
@@ -89,7 +93,8 @@ class Agent:
                        "reconcile": (tasks.reconcile, ()), "versions_prune": (tasks.prune_mirror_versions, ()),
                        "drill": (tasks.drill, ()), "offsite_mirror": (tasks.offsite_mirror, ()),
                        "offsite_check": (tasks.offsite_check, (False,)),
-                       "offsite_check_data": (tasks.offsite_check, (True,))}[job]
+                       "offsite_check_data": (tasks.offsite_check, (True,)),
+                       "search_interval": (tasks.search_interval_snapshot, ())}[job]
         log.info("tick %s at %s -> %s", job, when.isoformat(timespec="minutes"), actor.actor_name)
         self._send(actor, args)
 

@@ -23,7 +23,8 @@ PARTS = BENCH_DIR / "parts"
 RESULTS = BENCH_DIR / "results.json"
 # The order of the table: one script per figure.
 SCRIPTS = ("mirror_initial", "reconcile_nochange", "agent_latency", "mysql_dump", "storage_30_days",
-           "verify_restore", "agent_footprint", "postgres_dump", "binlog_lag", "binlog_replay")
+           "verify_restore", "agent_footprint", "postgres_dump", "binlog_lag", "binlog_replay",
+           "search_interval")
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 
 

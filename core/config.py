@@ -167,6 +167,18 @@ class SearchSettings(Section):
     keep_snapshots: int = Field(7, ge=1)
     snapshot_prefix: str = "ragflow-backup-"
     snapshot_timeout_seconds: int = Field(3600, ge=10)
+    # Snapshots between points (actors/search/interval.py), so `restore --at` finds one near T; 0 = off.
+    # A divisor of 60, or whole hours dividing 24, as the agent's cron ticks take them.
+    snapshot_interval_minutes: int = Field(60, ge=0)
+    interval_keep_hours: int = Field(48, ge=1)  # and never older than the oldest point
+
+    @field_validator("snapshot_interval_minutes")
+    @classmethod
+    def _interval(cls, value: int) -> int:
+        if value and not (60 % value == 0 or (value % 60 == 0 and 1440 % value == 0)):
+            raise ValueError(f"{value} minutes cannot be a cron tick: use a divisor of 60 (15, 30, 60) "
+                             f"or whole hours dividing 24 (120, 180, 240, 360, 720, 1440), or 0 for none")
+        return value
 
 
 class RedisSettings(Section):

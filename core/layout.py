@@ -10,6 +10,7 @@
     <root>/minio_mirror/                the MinIO mirror (minio.mirror_dir)
     <root>/config_repo/                 the config files' git history (config_files.git_repo)
     <root>/mysql_binlog/                MySQL's binary log as archived (actors/binlog/), with its index
+    <root>/search_intervals/<snapshot>/ search snapshots between points, each with its record (actors/search/interval.py)
 
 Folders are created where they are used, through core/safe_paths.py (never through a symlink).
 """
@@ -34,6 +35,7 @@ FOREIGN = "foreign"  # foreign/<token>/: a restore from another installation's s
 MIRROR_DIR = "minio_mirror"  # minio.mirror_dir's default
 CONFIG_REPO = "config_repo"  # config_files.git_repo's default
 BINLOG_ARCHIVE = "mysql_binlog"  # the binlog archive (core/pitr.py)
+SEARCH_INTERVALS = "search_intervals"  # interval search snapshots' records (actors/search/interval.py)
 
 
 class Layout:
@@ -122,6 +124,10 @@ class Layout:
     def binlog_archive(self) -> Path:
         """MySQL's binary log as archived: the server's files under their own names, and the index."""
         return self.root / BINLOG_ARCHIVE
+
+    @property
+    def search_intervals(self) -> Path:
+        return self.root / SEARCH_INTERVALS
 
     # ------------------------------------------------------------ files
 

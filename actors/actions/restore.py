@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from actors.actions.restore_at import choose
+from actors.actions.restore_at import SearchFrom, choose
 from actors.actions.restore_checks import check_before_restore
 from actors.actions.runs import describe, run_component
 from actors.components import COMPONENTS, IN_POINTS
@@ -64,6 +64,7 @@ class Plan:
     config_commit: str | None = None
     moments: dict[str, str] = field(default_factory=dict)
     reparse_changed: bool = False  # mark the documents changed after the search snapshot for RAGFlow to parse
+    search_from: SearchFrom | None = None  # restore --at: an interval snapshot newer than the point's
 
     def lines(self) -> list[str]:
         point = self.point.ref if self.point else "none (objects only)"
@@ -173,6 +174,7 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
     plan = Plan(point, moment, chosen, kb, reparse_changed=reparse_changed)
     if at is not None and not point_ref:
         plan.replay, plan.config_commit, plan.moments = choice.replay, choice.config_commit, choice.moments
+        plan.search_from = choice.search_from
     return plan
 
 
@@ -210,6 +212,8 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
     ours = point is plan.point  # a rollback restores from its safety point: no replay, no commit
     if name == "config" and ours and plan.config_commit and not kb:
         return config_restore.restore(settings, commit=plan.config_commit, target_dir=targets.get(name), log=log)
+    if name == "search" and ours and plan.search_from:
+        point, record = plan.search_from.point, plan.search_from.record
     return COMPONENTS[name].restore(settings, RestoreRequest(point=point, record=record, kb=kb, target=targets.get(name),
                                                              at=at, log=log, exact=plan.exact and not kb,
                                                              held_by=held_by, replay=plan.replay if ours else None))
@@ -343,7 +347,8 @@ def changed_since_snapshot(settings: Settings, plan: Plan, results: dict[str, An
     snapshot and that moment (their chunks may disagree), marked for RAGFlow to parse again when asked."""
     if not plan.moments or plan.point is None or not {"mysql", "search"} <= set(results):
         return []
-    snapshot = plan.point.manifest().components["search"].started_at
+    snapshot = (plan.search_from.taken_at if plan.search_from else
+                plan.point.manifest().components["search"].started_at)
     target = plan.targets.get("mysql")
     changed = changed_documents(settings, snapshot, plan.at, plan.kb, database=target)
     log.info("%d documents changed between the search snapshot (%s) and %s", len(changed),

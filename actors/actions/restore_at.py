@@ -4,7 +4,8 @@ MySQL: the newest complete point whose dump finished at or before T and whose bi
 (actors/binlog/index.py) continues without a gap up to T; its dump is loaded, then the archive replayed to T
 (actors/mysql/replay.py). A gap on the way is refused, naming the nearest moments the archive can reach. With
 no archive (not enabled, or nothing archived yet) MySQL comes back to the point's time, and that is said.
-Search: the point's snapshot, and the documents changed between it and T are listed after the restore
+Search: the newest snapshot at or before T, the point's or an interval one taken after it (actors/search/
+interval.py), and the documents changed between it and T are listed after the restore
 (actors/search/changed_documents.py). MinIO: the mirror as at T. Config: the history's commit at or before T.
 """
 from __future__ import annotations
@@ -14,10 +15,20 @@ from datetime import datetime
 
 from actors.binlog.index import load_index
 from actors.config.restore import commit_at
+from actors.search.interval import newest_at_or_before
 from core.component import PermanentError
 from core.config import Settings
+from core.manifest import ComponentRecord
 from core.pitr import ArchiveGap, BinlogCoordinates, ReplayPlan
 from core.points import Point
+
+
+@dataclass(frozen=True)
+class SearchFrom:
+    """An interval snapshot newer than the point's, restored for search in its stead."""
+    point: Point  # its record's folder, read as a point's
+    record: ComponentRecord
+    taken_at: datetime
 
 
 @dataclass
@@ -25,6 +36,7 @@ class AtChoice:
     point: Point | None
     replay: ReplayPlan | None = None
     config_commit: str | None = None
+    search_from: SearchFrom | None = None
     moments: dict[str, str] = field(default_factory=dict)  # component -> "<moment> (<why>)"
 
 
@@ -102,8 +114,15 @@ def choose(settings: Settings, candidates: list[tuple[datetime, Point]], at: dat
                                    f"{_when(dumped)} (point {point.ref}: no binlog archive, so MySQL comes back to "
                                    f"the point's time, not {_when(at)})")
     if "search" in wanted and manifest and "search" in manifest.components:
-        choice.moments["search"] = (f"{_when(manifest.components['search'].started_at)} (snapshot of point "
-                                    f"{point.ref}; documents changed after it are listed)")
+        taken = manifest.components["search"].started_at
+        later = newest_at_or_before(settings, at, after=taken)
+        if later is not None:
+            choice.search_from = SearchFrom(later.as_point(point.storage), later.record(), later.taken_at)
+            choice.moments["search"] = (f"{_when(later.taken_at)} (interval snapshot at {_when(later.taken_at)}, "
+                                        f"{later.name}; documents changed after it are listed)")
+        else:
+            choice.moments["search"] = (f"{_when(taken)} (snapshot of point {point.ref}; documents changed after "
+                                        f"it are listed)")
     if "minio" in wanted:
         choice.moments["minio"] = f"{_when(at)} (mirror at {_when(at)})"
     if "config" in wanted and settings.config_files.enabled and settings.ragflow_dir is not None:

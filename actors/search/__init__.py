@@ -1,5 +1,6 @@
 """Elasticsearch / OpenSearch: a snapshot into a filesystem repository (backup.py), restored through
-staged copies (restore.py, restore_api.py), an exact restore's removals (exact.py), doctor's check (checks.py).
+staged copies (restore.py, restore_api.py), an exact restore's removals (exact.py), doctor's check (checks.py),
+snapshots between points for `restore --at` (interval.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors.search import backup, checks, exact, restore
+from actors.search import backup, checks, exact, interval, restore
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -28,7 +29,14 @@ class Search:
         return settings.search.enabled
 
     def backup(self, settings: Settings, point: Point, log: logging.Logger) -> ComponentResult:
-        return backup.backup(settings, point, log)
+        result = backup.backup(settings, point, log)
+        # Interval snapshots past their window go nightly too (with snapshot_interval_minutes 0 nothing else
+        # would delete them); trouble here must not fail a good backup.
+        try:
+            result.details["deleted_interval_snapshots"] = interval.prune(settings, log)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("interval snapshot retention skipped: %s", exc)
+        return result
 
     def verify(self, settings: Settings, point: Point, record: ComponentRecord) -> list[str]:
         return backup.verify(settings, point, record)

@@ -6,7 +6,7 @@ is what a restore must find again. Both engines speak the same snapshot REST API
 clients spell some calls differently: those differences live in `SnapshotRepo` and nowhere else.
 
 Retention happens in the repository after a good snapshot: the newest `keep_snapshots` good ones
-stay, and so does every snapshot a point still on disk names.
+stay, and so does every snapshot a point still on disk names or an interval record names (interval.py).
 """
 from __future__ import annotations
 
@@ -323,6 +323,14 @@ def referenced_snapshots(storage: Storage) -> set[str]:
     return names
 
 
+def recorded_interval_snapshots(storage: Storage) -> set[str]:
+    """Interval snapshots whose record is still under the storage root (actors/search/interval.py): kept."""
+    folder = storage.layout.search_intervals
+    if not folder.is_dir():
+        return set()
+    return {entry.name for entry in folder.iterdir() if (entry / ARTIFACT).is_file()}
+
+
 def prune_snapshots(settings: Settings | SearchSettings, keep: int, protected: set[str], client: Any = None,
                     log: logging.Logger | None = None) -> list[str]:
     """Delete our old snapshots; return the names deleted.
@@ -414,7 +422,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
 
         # Retention trouble must not fail a good backup: it is logged and tried again next time.
         try:
-            protected = referenced_snapshots(point.storage) | {name}
+            protected = referenced_snapshots(point.storage) | recorded_interval_snapshots(point.storage) | {name}
             details["deleted_snapshots"] = prune_snapshots(search, search.keep_snapshots, protected, client, log)
         except Exception as exc:  # noqa: BLE001
             log.warning("snapshot retention skipped: %s", exc)

@@ -1,7 +1,7 @@
 """`timeline`: per component, the stretches that can be restored (earliest and latest second), the gaps, and the
 points. MySQL's stretch runs from the oldest point whose binlog coordinates the archive continues to the newest
-archived event (actors/binlog/summary.py); MinIO's is the mirror's history; search, Redis and config have their
-points only."""
+archived event (actors/binlog/summary.py); MinIO's is the mirror's history; search has its points and the
+interval snapshots between them (actors/search/interval.py); Redis and config have their points only."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,6 +12,7 @@ from rich.table import Table
 from actors.binlog.index import load_index
 from actors.binlog.summary import archive_summary, mysql_spans
 from actors.components import COMPONENTS
+from actors.search.interval import interval_snapshots
 from agent.commands.common import console, state
 from agent.commands.json_views import JsonOption, emit
 from agent.mirror_stats import mirror_stats
@@ -67,6 +68,9 @@ def build_timeline(settings: Settings) -> dict[str, Any]:
             if since:
                 entry["spans"] = [{"start": _moment(datetime.fromisoformat(since)),
                                    "end": _moment(datetime.now(timezone.utc))}]
+        elif name == "search":
+            entry["intervals"] = [{"snapshot": item.name, "at": _moment(item.taken_at)}
+                                  for item in interval_snapshots(settings)]
         components[name] = entry
     return {"components": components}
 
@@ -78,6 +82,8 @@ def timeline_lines(timeline: dict[str, Any]) -> list[str]:
         spans = ", ".join(f"{span['start']} .. {span['end']}" for span in entry["spans"])
         text = f"{name}: " + (f"any second in {spans}" if spans else "its points only")
         text += f"; {len(entry['points'])} points"
+        if entry.get("intervals"):
+            text += f", {len(entry['intervals'])} interval snapshots (newest {entry['intervals'][-1]['at']})"
         if entry["gaps"]:
             text += f"; {len(entry['gaps'])} GAP(S) in the binlog archive (see `ragflow-backup timeline`)"
         lines.append(text)
@@ -97,6 +103,9 @@ def timeline(as_json: JsonOption = False) -> None:
     for name, entry in found["components"].items():
         points = entry["points"]
         listed = f"{len(points)}: {points[0]['at']} .. {points[-1]['at']}" if points else "none"
+        intervals = entry.get("intervals") or []
+        if intervals:
+            listed += f"; {len(intervals)} interval snapshots: {intervals[0]['at']} .. {intervals[-1]['at']}"
         if not entry["spans"]:
             table.add_row(name, "-", "-", listed)
         for span in entry["spans"]:

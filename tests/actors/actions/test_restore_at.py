@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from actors.actions.restore import Plan, changed_since_snapshot
+from actors.actions.restore_at import SearchFrom
 from actors.binlog.index import ArchivedFile, ArchiveIndex, RecordedGap, ServerIdentity, save_index
 from actors.minio.mirror import reconcile
 from actors.search.backup import SnapshotRepo
+from actors.search.interval import take as take_interval_snapshot
 from agent.cli import app
 from core import clients
 from core.atomic import sha256_of
@@ -234,3 +238,53 @@ def test_without_an_archive_restore_at_says_mysql_comes_back_to_the_points_time_
     output = " ".join(result.output.split())
     assert "no binlog archive, so MySQL comes back to the point's time, not" in output
     assert scene.probe() == []  # the point's: the probe rows were all written after it
+
+
+def test_restore_at_t_brings_search_back_as_the_interval_snapshot_taken_between_the_point_and_t(scene):
+    es = clients.search_client(scene.services["search"])
+    index, kb = scene.dataset.indices[0], scene.dataset.kb_ids[0]
+    es.index(index=index, id="added-after-the-point", document={"kb_id": kb, "content_with_weight": "a"}, refresh=True)
+    taken = take_interval_snapshot(scene.settings, logging.getLogger("test.restore_at"))
+    moment = (datetime.now(timezone.utc) + timedelta(seconds=1)).replace(microsecond=0)
+    wait_for_second(moment + timedelta(seconds=1))
+    es.index(index=index, id="added-after-t", document={"kb_id": kb, "content_with_weight": "b"}, refresh=True)
+
+    dry = cli(scene.config, "restore", "--at", moment.isoformat(), "--component", "search", "--dry-run")
+    result = cli(scene.config, "restore", "--at", moment.isoformat(), "--component", "search", "--yes")
+
+    assert taken is not None and dry.exit_code == 0, dry.output
+    when = taken.taken_at.astimezone().isoformat(timespec="seconds")
+    assert f"search: {when} (interval snapshot at {when}" in " ".join(dry.output.split())
+    assert result.exit_code == 0, result.output
+    assert es.exists(index=index, id="added-after-the-point")
+    assert not es.exists(index=index, id="added-after-t")
+    timeline = json.loads(cli(scene.config, "timeline", "--json").output)
+    assert [item["snapshot"] for item in timeline["components"]["search"]["intervals"]] == [taken.name]
+
+
+def test_the_changed_documents_window_starts_at_the_interval_snapshot_restored_not_at_the_point(scene):
+    point = Storage(scene.settings.storage_root).points()[0]
+    record = point.manifest().components["search"]
+    after_the_point = SearchFrom(point, record, scene.t - timedelta(seconds=1))  # as if taken at T - 1
+    plan = Plan(point, scene.t, ["mysql", "search"], moments={"search": "-"}, search_from=after_the_point)
+
+    changed = changed_since_snapshot(scene.settings, plan, {"mysql": None, "search": None})
+
+    assert [doc.id for doc in changed] == [scene.dataset.doc_ids[2]]  # renamed at T; those at T-2, T-1 are in it
+
+
+def test_restore_of_one_knowledge_base_at_t_takes_its_chunks_from_the_interval_snapshot_before_t(scene):
+    es = clients.search_client(scene.services["search"])
+    index, kb = scene.dataset.indices[0], scene.dataset.kb_ids[0]
+    es.index(index=index, id="kb-chunk-after-the-point", document={"kb_id": kb, "content_with_weight": "a"},
+             refresh=True)
+    assert take_interval_snapshot(scene.settings, logging.getLogger("test.restore_at")) is not None
+    moment = (datetime.now(timezone.utc) + timedelta(seconds=1)).replace(microsecond=0)
+    wait_for_second(moment + timedelta(seconds=1))
+    es.index(index=index, id="kb-chunk-after-t", document={"kb_id": kb, "content_with_weight": "b"}, refresh=True)
+
+    result = cli(scene.config, "restore", "--kb", kb, "--at", moment.isoformat(), "--component", "search", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert es.exists(index=index, id="kb-chunk-after-the-point")
+    assert not es.exists(index=index, id="kb-chunk-after-t")
