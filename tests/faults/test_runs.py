@@ -277,9 +277,9 @@ def test_unknown_components_and_impossible_moments_are_refused_naming_them(tmp_p
     before = sorted(p.ref for p in Storage(root).points())
 
     backup = cli(config, "backup", "--local", "-C", "nosuch")
-    assert backup.returncode == 2 and "unknown component(s) nosuch; choose from mysql, search, redis, config" in said(backup)
+    assert backup.returncode == 2 and "unknown component(s) nosuch; choose from mysql, postgres, search, redis, config" in said(backup)
     restore = cli(config, "restore", "-C", "nosuch", "--yes")
-    assert restore.returncode == 2 and "unknown component(s) nosuch; choose from config, mysql, search, minio, redis" in said(restore)
+    assert restore.returncode == 2 and "unknown component(s) nosuch; choose from config, mysql, postgres, search, binlog, minio, redis" in said(restore)
     future = cli(config, "restore", "--at", "2999-01-01T00:00:00+00:00", "-C", "config", "--yes")
     assert future.returncode == 2 and "--at 2999-01-01T00:00:00+00:00 is in the future" in said(future)
     early = cli(config, "restore", "--at", "2000-01-01T00:00:00+00:00", "-C", "config", "--yes")
