@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import subprocess
 import tempfile
@@ -15,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from core import clients
+from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
 from core.clients import find_mysql_container
 from core.component import PermanentError
 from core.config import MySQLSettings, Settings
 
-CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10  # seconds the query client waits for a server's greeting
 RUN_TIMEOUT = 120  # seconds for a query client run (version, row counts)
-STDERR_KEEP = 64 * 1024
 
 # ---------------------------------------------------------------- errors
 
@@ -143,30 +141,15 @@ class _Local(ClientSession):
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
-        with open(self.folder / "stderr", "w+b") as errors:
-            proc = subprocess.Popen(self._argv(tool, args, True), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=errors, env=self.env)
-            try:
-                assert proc.stdout is not None
-                fd = proc.stdout.fileno()
-                while True:
-                    # A server hung mid-dump leaves mysqldump blocked forever: give up after a stall.
-                    if not select.select([fd], [], [], self.stall)[0]:
-                        raise TimeoutError(f"MySQL at {self.where} sent nothing for {self.stall}s in the middle "
-                                           f"of the dump (is the server hung?); mysqldump was stopped "
-                                           f"(mysql.stall_timeout_seconds)")
-                    block = os.read(fd, CHUNK)
-                    if not block:
-                        break
-                    yield block
-                proc.wait()
-            finally:
-                if proc.poll() is None:  # abandoned mid-dump: don't leave mysqldump running
-                    proc.kill()
-                    proc.wait()
-                proc.stdout.close()  # type: ignore[union-attr]
-                errors.seek(max(0, errors.tell() - STDERR_KEEP))
-                self.exit_code, self.stderr = proc.returncode, errors.read()
+
+        def stalled() -> Exception:
+            return TimeoutError(f"MySQL at {self.where} sent nothing for {self.stall}s in the middle of the dump "
+                                f"(is the server hung?); mysqldump was stopped (mysql.stall_timeout_seconds)")
+
+        def finished(exit_code: int | None, stderr: bytes) -> None:
+            self.exit_code, self.stderr = exit_code, stderr
+
+        yield from stdout_blocks(self._argv(tool, args, True), self.env, self.folder / "stderr", self.stall, stalled, finished)
 
 
 class _Docker(ClientSession):

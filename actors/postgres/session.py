@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
@@ -28,13 +27,12 @@ import psycopg
 from docker.utils.socket import frames_iter
 
 from core import clients
+from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 
-CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10  # seconds a client waits for the server
 RUN_TIMEOUT = 120  # seconds for a short tool run (versions, --list)
-STDERR_KEEP = 64 * 1024
 # Variables a child must not inherit: they would override what we hand it.
 _PG_VARIABLES = ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGHOST", "PGPORT", "PGUSER",
                  "PGDATABASE", "PGOPTIONS")
@@ -184,30 +182,15 @@ class LocalTools(ToolSession):
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
-        with open(self.folder / "stderr", "w+b") as errors:
-            proc = subprocess.Popen(self._argv(tool, args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=errors, env=self.env)
-            try:
-                assert proc.stdout is not None
-                fd = proc.stdout.fileno()
-                while True:
-                    # A server hung mid-dump leaves pg_dump blocked forever: give up after a stall.
-                    if not select.select([fd], [], [], self.stall)[0]:
-                        raise TimeoutError(f"PostgreSQL at {self.where} sent nothing for {self.stall}s in the middle "
-                                           f"of the dump (is the server hung?); {tool} was stopped "
-                                           f"(postgres.stall_timeout_seconds)")
-                    block = os.read(fd, CHUNK)
-                    if not block:
-                        break
-                    yield block
-                proc.wait()
-            finally:
-                if proc.poll() is None:  # abandoned mid-dump: don't leave pg_dump running
-                    proc.kill()
-                    proc.wait()
-                proc.stdout.close()  # type: ignore[union-attr]
-                errors.seek(max(0, errors.tell() - STDERR_KEEP))
-                self.exit_code, self.stderr = proc.returncode, errors.read()
+
+        def stalled() -> Exception:
+            return TimeoutError(f"PostgreSQL at {self.where} sent nothing for {self.stall}s in the middle of the dump "
+                                f"(is the server hung?); {tool} was stopped (postgres.stall_timeout_seconds)")
+
+        def finished(exit_code: int | None, stderr: bytes) -> None:
+            self.exit_code, self.stderr = exit_code, stderr
+
+        yield from stdout_blocks(self._argv(tool, args), self.env, self.folder / "stderr", self.stall, stalled, finished)
 
 
 class DockerTools(ToolSession):
