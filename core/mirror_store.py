@@ -159,7 +159,7 @@ class MirrorStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never reuse a connection across fork()
             conn = sqlite3.connect(self.index, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")  # a committed step must survive power loss (see commit)
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn, self._local.pid = conn, os.getpid()
@@ -496,3 +496,17 @@ class MirrorStore:
                     f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
                 per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
+
+
+def _enable_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch the index to WAL. SQLite answers 'database is locked' here at once, without its busy handler,
+    while another process holds the file (two processes opening a new or converting mirror together)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

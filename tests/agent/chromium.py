@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,13 +31,14 @@ class Chromium:
     def __init__(self, width: int = 1280, height: int = 2000):
         binary = shutil.which("chromium")
         assert binary, "Debian's chromium package is missing: apt-get install -y chromium (scripts/testbed installs it)"
-        self.profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+        # Chromium's helpers (crashpad, renderers) can outlive the browser by a moment and still write here.
+        self.profile = tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True)
         # --no-sandbox: the test bed runs as root, where Chromium's sandbox cannot start.
         self.process = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--disable-background-networking", "--remote-debugging-port=0", "--remote-allow-origins=*",
              f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         browser_url = self._listening_url()
         port = int(browser_url.split(":")[2].split("/")[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=WAIT) as answer:
@@ -118,13 +122,26 @@ class Chromium:
         return path
 
     def close(self) -> None:
+        """Stop the browser and every helper process it started (its own session), then drop the profile."""
         try:
             self.socket.close()
         finally:
-            self.process.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+            deadline = time.monotonic() + 10
+            while self._signal_group(0) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self._signal_group(signal.SIGKILL)
             self.profile.cleanup()
+
+    def _signal_group(self, signum: int) -> bool:
+        """Send `signum` to the browser's process group; False once no process of it is left."""
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
