@@ -28,6 +28,7 @@ from pathlib import Path
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.sqlite_index import open_index
 
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 STALE_TEMP_SECONDS = 86_400
@@ -158,10 +159,7 @@ class MirrorStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never reuse a connection across fork()
-            conn = sqlite3.connect(self.index, timeout=30, isolation_level=None)
-            _enable_wal(conn)
-            conn.execute("PRAGMA synchronous=FULL")  # a committed step must survive power loss (see commit)
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = open_index(self.index)  # WAL, synchronous=FULL: a committed step survives power loss
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -497,16 +495,3 @@ class MirrorStore:
                 per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
 
-
-def _enable_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
-    """Switch the index to WAL. SQLite answers 'database is locked' here at once, without its busy handler,
-    while another process holds the file (two processes opening a new or converting mirror together)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
