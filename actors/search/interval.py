@@ -95,10 +95,12 @@ def _checked(folder: Path) -> IntervalSnapshot:
     return IntervalSnapshot(name, taken, folder, doc, done)
 
 
-def interval_snapshots(settings: Settings, log: logging.Logger | None = None) -> list[IntervalSnapshot]:
-    """The recorded interval snapshots, oldest first; an unreadable record is logged and left out."""
-    root = settings.layout.search_intervals
-    if not root.is_dir():
+def interval_snapshots(settings: Settings, log: logging.Logger | None = None,
+                       root: Path | None = None) -> list[IntervalSnapshot]:
+    """The recorded interval snapshots, oldest first; an unreadable record is logged and left out. `root`: the
+    records' folder when not this storage root's (a copy fetched from the offsite repository)."""
+    root = root or settings.layout.search_intervals
+    if not root.is_dir() or root.is_symlink():
         return []
     found = []
     for folder in sorted(root.iterdir()):
@@ -112,9 +114,11 @@ def interval_snapshots(settings: Settings, log: logging.Logger | None = None) ->
     return sorted(found, key=lambda item: item.taken_at)
 
 
-def newest_at_or_before(settings: Settings, at: datetime, after: datetime | None = None) -> IntervalSnapshot | None:
+def newest_at_or_before(settings: Settings, at: datetime, after: datetime | None = None,
+                        root: Path | None = None) -> IntervalSnapshot | None:
     """The newest recorded interval snapshot done at or before `at` (and begun after `after`, when given)."""
-    fits = [item for item in interval_snapshots(settings) if item.done_at <= at and (after is None or item.taken_at > after)]
+    fits = [item for item in interval_snapshots(settings, root=root)
+            if item.done_at <= at and (after is None or item.taken_at > after)]
     return fits[-1] if fits else None
 
 
