@@ -6,14 +6,21 @@ covers that moment) or failed, the failures in a row and in all. A small JSON fi
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+from core import locks
 from core.atomic import write_bytes_atomic
 from core.config import Settings
 
 STATE_FILE = "search_intervals.json"
+STATE_LOCK = "search-intervals-state.lock"
 ERROR_MAX = 500  # characters of an error kept
+
+log = logging.getLogger("ragflow_backup.search")
 
 
 def load(settings: Settings) -> dict[str, Any]:
@@ -25,8 +32,19 @@ def load(settings: Settings) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def _save(settings: Settings, state: dict[str, Any]) -> None:
-    write_bytes_atomic(settings.layout.made_state_file(STATE_FILE), json.dumps(state, indent=2).encode())
+@contextmanager
+def _updating(settings: Settings) -> Iterator[dict[str, Any]]:
+    """The state to change in place, saved after; one writer at a time (a skipped tick writes while the
+    interval snapshot that holds the search lock may be writing its own outcome). A storage root that cannot
+    take it (full, read-only) is logged: the snapshot's own outcome must not turn on its bookkeeping."""
+    try:
+        with locks.exclusive(settings.layout.made_lock(STATE_LOCK), "an update of the interval snapshots' state",
+                             wait=True):
+            state = load(settings)
+            yield state
+            write_bytes_atomic(settings.layout.made_state_file(STATE_FILE), json.dumps(state, indent=2).encode())
+    except OSError as exc:
+        log.warning("the interval snapshots' state (for status, metrics and alerts) cannot be written: %s", exc)
 
 
 def _count(state: dict[str, Any], key: str) -> int:
@@ -39,24 +57,21 @@ def _now() -> str:
 
 
 def record_taken(settings: Settings, name: str) -> None:
-    state = load(settings)
-    state.update(last_taken={"time": _now(), "snapshot": name}, failures_in_a_row=0)
-    _save(settings, state)
+    with _updating(settings) as state:
+        state.update(last_taken={"time": _now(), "snapshot": name}, failures_in_a_row=0)
 
 
 def record_skipped(settings: Settings, reason: str) -> None:
     """A skip is neither a failure nor a success: the failures in a row stay as they were."""
-    state = load(settings)
-    state["last_skipped"] = {"time": _now(), "reason": reason[:ERROR_MAX]}
-    _save(settings, state)
+    with _updating(settings) as state:
+        state["last_skipped"] = {"time": _now(), "reason": reason[:ERROR_MAX]}
 
 
 def record_failed(settings: Settings, error: str) -> None:
-    state = load(settings)
-    state.update(last_failed={"time": _now(), "error": error[:ERROR_MAX]},
-                 failures_in_a_row=_count(state, "failures_in_a_row") + 1,
-                 failures_total=_count(state, "failures_total") + 1)
-    _save(settings, state)
+    with _updating(settings) as state:
+        state.update(last_failed={"time": _now(), "error": error[:ERROR_MAX]},
+                     failures_in_a_row=_count(state, "failures_in_a_row") + 1,
+                     failures_total=_count(state, "failures_total") + 1)
 
 
 def _event(state: dict[str, Any], key: str, text_key: str) -> dict[str, Any] | None:
