@@ -2,6 +2,7 @@
 keep failing: the lock taken by another real process orders every step; the test bed's Elasticsearch."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -115,6 +116,7 @@ def test_an_interval_snapshot_skips_while_a_backup_holds_the_lock_and_status_say
         try:
             assert interval.take(settings, log) is None
             status = cli(config, "status")
+            as_json = cli(config, "status", "--json")
         finally:
             os.killpg(backup.pid, signal.SIGCONT)
         assert backup.wait(300) == 0, text_of(tmp_path / "backup.log")
@@ -125,6 +127,8 @@ def test_an_interval_snapshot_skips_while_a_backup_holds_the_lock_and_status_say
     assert f"last skipped {datetime.now(timezone.utc):%Y-%m-%d}" in text
     assert f"a search backup is already running (pid {backup.pid}) - the backup into daily/" in text
     assert "the point's own search snapshot covers that moment" in text
+    skipped = json.loads(as_json.stdout)["search_intervals"]["last_skipped"]
+    assert f"(pid {backup.pid}) - the backup into daily/" in skipped["reason"]
     assert interval.interval_snapshots(settings) == []
     assert Storage(root).points("daily")[0].manifest().status == "complete"
 
