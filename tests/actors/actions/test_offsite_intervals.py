@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from actors.actions.offsite import Restic
+from actors.actions.offsite import OffsitePermanent, Restic, point_at, search_repo_for_moment
 from actors.search import backup as search
 from actors.search import interval
 from core import clients
 from core.config import load_settings
 from core.layout import SEARCH_INTERVALS_IN_REPO_COPY
+from core.restic import Snapshot
 from tests.actors.actions.test_offsite import cli, config_only, password_file, write_config  # noqa: F401 - fixture
 from tests.actors.search.test_backup import search_cfg, seeded  # noqa: F401 - fixtures used by name
 
@@ -70,3 +71,26 @@ def test_restore_at_from_offsite_brings_search_back_from_an_interval_snapshot_th
     client = clients.search_client(search_cfg)
     client.indices.refresh(index=index)
     assert client.count(index=index)["count"] == seeded[index] + 4
+
+
+def test_restore_at_from_offsite_takes_the_point_before_the_moment_and_the_first_repository_copy_after_it():
+    day = datetime(2026, 11, 24, 2, 0, 0, 123456, tzinfo=timezone.utc)
+
+    def snap(name: str, at: datetime, **tags: str) -> Snapshot:
+        return Snapshot(name, at, ["/x"], {key: [value] for key, value in tags.items()}, "nas")
+
+    monday = snap("p1", day, kind="point", point="daily/2026-11-24")
+    tuesday = snap("p2", day + timedelta(days=1), kind="point", point="daily/2026-11-25")
+    morning = snap("a", day + timedelta(hours=6), kind="search_repo", newest_point_at="20261124T020000Z")
+    evening = snap("b", day + timedelta(hours=18), kind="search_repo", newest_point_at="20261124T020000Z")
+    night = snap("c", day + timedelta(hours=23), kind="search_repo", newest_point_at="20261124T020000Z")
+    before_the_point = snap("d", day + timedelta(hours=12), kind="search_repo", newest_point_at="20261123T020000Z")
+    snaps = [monday, morning, before_the_point, evening, night, tuesday]
+    noon = day + timedelta(hours=12)
+
+    assert point_at(snaps, noon) is monday  # not the newest point: it was made after the moment
+    assert search_repo_for_moment(snaps, monday, noon) is evening  # holds the interval records up to noon
+    assert search_repo_for_moment(snaps, monday, day + timedelta(days=3)) is morning  # none after: as without --at
+    assert search_repo_for_moment(snaps, monday, None) is morning
+    with pytest.raises(OffsitePermanent, match="no point made at or before"):
+        point_at(snaps, day - timedelta(hours=1))
