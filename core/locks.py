@@ -20,8 +20,8 @@ class Busy(RuntimeError):
 
 
 def holder(fd: int) -> tuple[str, str]:
-    """(pid, note) the holder wrote into the lock file; ("unknown", "") when it wrote nothing yet. The note is
-    shown as written: the file lies in the storage root, so it is cut short and kept to printable text."""
+    """(pid, note) the holder wrote into the lock file; ("unknown", "") when it wrote nothing yet. The file lies
+    in the storage root (untrusted): the note is cut short and kept to printable text."""
     text = os.pread(fd, 512, 0).decode(errors="replace").strip()
     pid, _, note = text.partition(" ")
     return (pid if pid.isdigit() else "unknown"), "".join(c for c in note[:200] if c.isprintable())
