@@ -22,6 +22,8 @@ from actors.actions.retention import storage_bytes
 from actors.actions.runs import describe
 from actors.binlog.summary import archive_summary
 from actors.components import enabled_components
+from actors.search import interval_state
+from actors.search.interval import interval_snapshots
 from core.config import Settings
 from core.points import Point, Storage
 
@@ -77,6 +79,7 @@ class HealthReport:
     problems: list[str] = field(default_factory=list)  # probes that failed
     offsite: dict[str, Any] | None = None  # last offsite runs (actors.actions.offsite.last_runs) when offsite is on
     binlog: dict[str, Any] | None = None  # the binlog archive (actors/binlog/summary.py; the agent adds its lag)
+    search_intervals: dict[str, Any] | None = None  # interval search snapshots (actors/search/interval_state.py)
 
     def component(self, name: str) -> ComponentHealth | None:
         return next((item for item in self.components if item.component == name), None)
@@ -140,6 +143,7 @@ class HealthReport:
                                 f"(minio.min_pitr_hours: {floor:g}): minio.version_budget_percent dropped older "
                                 "versions. Raise the budget (and make room), or expect less churn."))
         alerts += self.binlog_alerts(settings)
+        alerts += _search_interval_alerts(self, settings)
         reconcile = (self.mirror or {}).get("last_reconcile")
         if isinstance(reconcile, dict) and reconcile.get("complete") is False:
             errors = reconcile.get("errors") or []
@@ -177,6 +181,37 @@ def _binlog_alerts(report: HealthReport, settings: Settings) -> list[Alert]:
                             f"The newest archived event is {lag:.0f} s older than the server's (threshold "
                             f"{settings.binlog.lag_alert_seconds:g} s, binlog.lag_alert_seconds): restores to the last "
                             "moments cannot be exact until it catches up."))
+    return alerts
+
+
+def _search_interval_alerts(report: HealthReport, settings: Settings) -> list[Alert]:
+    """Interval search snapshots failing search.interval_alert_failures times in a row, or no search snapshot
+    (interval or a point's: either covers its moment) for twice search.snapshot_interval_minutes."""
+    state = report.search_intervals
+    if not state:
+        return []
+    alerts = []
+    failed, limit = state["failures_in_a_row"], settings.search.interval_alert_failures
+    if failed >= limit:
+        last = state.get("last_failed") or {}
+        alerts.append(Alert(f"{ALERT_PREFIX}search interval snapshots", "failure",
+                            f"ragflow-backup: {failed} interval search snapshots failed in a row",
+                            f"The last one ({last['time'].isoformat(timespec='minutes') if last else '?'}): "
+                            f"{last.get('error', '?')}. `restore --at` falls back to the point's search snapshot "
+                            f"until one succeeds (search.interval_alert_failures: {limit})."))
+    # Once one was ever taken (its record, or the state once retention removed the records): before that, the
+    # component's own alert speaks for search.
+    taken = state.get("newest_at") or (state.get("last_taken") or {}).get("time")
+    item = report.component("search")
+    newest = max([m for m in (taken, item.last_success_at if item else None) if m], default=None)
+    limit_seconds = 2 * state["interval_minutes"] * 60
+    if taken is not None and newest is not None and (report.generated_at - newest).total_seconds() > limit_seconds:
+        age = (report.generated_at - newest).total_seconds()
+        alerts.append(Alert(f"{ALERT_PREFIX}search interval age", "warning",
+                            f"ragflow-backup: the newest search snapshot is {age / 3600:.1f} h old",
+                            f"No interval search snapshot nor point since {newest.isoformat(timespec='minutes')}, "
+                            f"twice search.snapshot_interval_minutes ({state['interval_minutes']}) ago: is the "
+                            "agent's scheduler running, and do the workers take the maintenance queue?"))
     return alerts
 
 
@@ -265,8 +300,12 @@ def collect(settings: Settings, storage: Storage, queue_depth: Callable[[], dict
     binlog = None
     if settings.mysql.enabled and settings.binlog.enabled:
         binlog = _probe("binlog archive", binlog_stats or (lambda: archive_summary(settings)), problems)
+    intervals = None
+    if settings.search.enabled and settings.search.snapshot_interval_minutes:
+        intervals = _probe("interval search snapshots", lambda: interval_state.summary(
+            settings, max((item.done_at for item in interval_snapshots(settings)), default=None), now), problems)
     return HealthReport(
-        binlog=binlog,
+        binlog=binlog, search_intervals=intervals,
         offsite=offsite, generated_at=now, components=list(health.values()), newest_point=newest, storage_root=storage.root,
         storage_used_bytes=_storage_bytes(storage), storage_used_ratio=used_ratio(storage.root),
         queues=_probe("queue depth", queue_depth, problems), mirror=_probe("mirror stats", mirror_stats, problems),

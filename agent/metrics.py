@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from actors.actions.runs import describe
 from agent.console.auth import REALM, TokenAuth
@@ -87,6 +87,8 @@ def report_metrics(report: HealthReport) -> Iterator[Metric]:
                                     "When the last full reconcile ran.", value=reconciled.timestamp())
     if report.binlog is not None:
         yield from binlog_metrics(report.binlog)
+    if report.search_intervals is not None:
+        yield from search_interval_metrics(report.search_intervals)
     if report.queues is not None:
         depth = _gauge("queue_depth", "Messages waiting per queue (ready and delayed).", ["queue"])
         for queue in sorted({*KNOWN_QUEUES, *report.queues}):  # an empty queue is 0, not a missing series
@@ -121,6 +123,17 @@ def binlog_metrics(binlog: dict[str, Any]) -> Iterator[Metric]:
     if "streaming" in binlog:
         yield GaugeMetricFamily(PREFIX + "binlog_streaming", "1 while the agent streams the binary log.",
                                 value=1.0 if binlog["streaming"] else 0.0)
+
+
+def search_interval_metrics(state: dict[str, Any]) -> Iterator[Metric]:
+    """Interval search snapshots (actors/search/interval_state.py): the newest one's age, the failures."""
+    age = state.get("age_seconds")
+    yield GaugeMetricFamily(PREFIX + "search_interval_age_seconds", "Age of the newest interval search snapshot "
+                            "(+Inf: none yet).", value=float(age) if age is not None else math.inf)
+    yield GaugeMetricFamily(PREFIX + "search_interval_failures_in_a_row", "Interval search snapshots failed since "
+                            "the last good one.", value=float(state.get("failures_in_a_row") or 0))
+    yield CounterMetricFamily(PREFIX + "search_interval_failures", "Interval search snapshots that failed.",
+                              value=float(state.get("failures_total") or 0))
 
 
 class _Collector:

@@ -167,10 +167,11 @@ class SearchSettings(Section):
     keep_snapshots: int = Field(7, ge=1)
     snapshot_prefix: str = "ragflow-backup-"
     snapshot_timeout_seconds: int = Field(3600, ge=10)
-    # Snapshots between points (actors/search/interval.py), so `restore --at` finds one near T; 0 = off.
-    # A divisor of 60, or whole hours dividing 24, as the agent's cron ticks take them.
+    # Snapshots between points (actors/search/interval.py) for `restore --at`; 0 = off; a cron tick (validator).
     snapshot_interval_minutes: int = Field(60, ge=0)
     interval_keep_hours: int = Field(48, ge=1)  # and never older than the oldest point
+    lock_wait_seconds: int = Field(600, ge=0)  # a backup's wait for an interval snapshot's lock (README, PITR)
+    interval_alert_failures: int = Field(3, ge=1)  # interval snapshots failed in a row before an alert
 
     @field_validator("snapshot_interval_minutes")
     @classmethod

@@ -3,7 +3,8 @@
     <root>/daily/YYYY-MM-DD[_HHMMSS]/   a point (core/points.py); weekly/, monthly/, safety/ likewise
     <root>/logs/                        backup_history.log, audit.log
     <root>/locks/                       one lock per component, the backup run, restore, offsite, ...
-    <root>/state/                       small JSON states: scheduler, notifications, reconcile, last restore, offsite
+    <root>/state/                       small JSON states: scheduler, notifications, reconcile, last restore, offsite,
+                                        interval search snapshots
     <root>/decrypted/                   decrypted copies of encrypted points, swept when stale
     <root>/offsite/                     restic's cache and state, staging for copies and restores
     <root>/foreign/                     copies of another installation's mirror index (core/source_root.py)
@@ -36,6 +37,9 @@ MIRROR_DIR = "minio_mirror"  # minio.mirror_dir's default
 CONFIG_REPO = "config_repo"  # config_files.git_repo's default
 BINLOG_ARCHIVE = "mysql_binlog"  # the binlog archive (core/pitr.py)
 SEARCH_INTERVALS = "search_intervals"  # interval search snapshots' records (actors/search/interval.py)
+# Offsite: the interval records travel inside the search repository's copy (kind=search_repo) in this folder
+# (a name no snapshot repository uses), so a copy's records always name snapshots that copy holds.
+SEARCH_INTERVALS_IN_REPO_COPY = "ragflow-backup-search-intervals"
 
 
 class Layout:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,9 +12,35 @@ from pathlib import Path
 
 from core.atomic import FILE_MODE
 
+POLL_SECONDS = 0.2  # how often a bounded wait tries the lock again (flock itself has no deadline)
+
 
 class Busy(RuntimeError):
     """Someone else holds the lock."""
+
+
+def holder(fd: int) -> tuple[str, str]:
+    """(pid, note) the holder wrote into the lock file; ("unknown", "") when it wrote nothing yet. The file lies
+    in the storage root (untrusted): the note is cut short and kept to printable text."""
+    text = os.pread(fd, 512, 0).decode(errors="replace").strip()
+    pid, _, note = text.partition(" ")
+    return (pid if pid.isdigit() else "unknown"), "".join(c for c in note[:200] if c.isprintable())
+
+
+def _take(fd: int, wait: bool, wait_seconds: float) -> bool:
+    """Try for the lock: blocking (`wait`), for up to `wait_seconds`, or once. True when taken."""
+    if wait:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+        time.sleep(POLL_SECONDS)
 
 
 @dataclass
@@ -29,15 +56,16 @@ class Held:
 
 
 @contextmanager
-def exclusive(path: Path, what: str, wait: bool = False) -> Iterator[Held]:
-    """Hold an exclusive lock on `path`; raise Busy naming `what` and the holder's pid if taken."""
+def exclusive(path: Path, what: str, wait: bool = False, wait_seconds: float = 0) -> Iterator[Held]:
+    """Hold an exclusive lock on `path`: at once, after waiting as long as it takes (`wait`), or after waiting
+    up to `wait_seconds`; else raise Busy naming `what`, the holder's pid and what it noted it is doing."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = (os.pread(fd, 32, 0).decode(errors="replace").split() or ["unknown"])[0]
-            raise Busy(f"{what} is already running (pid {holder}); wait for it to finish") from None
+        if not _take(fd, wait, wait_seconds):
+            pid, note = holder(fd)
+            waited = f" after waiting {wait_seconds:g}s" if wait_seconds else ""
+            raise Busy(f"{what} is already running (pid {pid}){f' - {note}' if note else ''}{waited}; "
+                       "wait for it to finish")
         previous = os.pread(fd, 512, 0).decode(errors="replace").strip()
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -12,7 +12,7 @@ What goes there, each as restic snapshots tagged so they can be found without th
                       can read it (same host): the chunks a point's search record only names. A frozen view
                       (hard links) made while the search component's lock is held, so no snapshot is written
                       mid-copy (its files are immutable; index-N / index.latest name the state); restic
-                      stores only new segments.
+                      stores only new segments. With the interval snapshots' records (search_intervals/).
                       Tagged repository=<search.repository>. When it cannot be read, the copy is skipped and
                       the reason kept in state/offsite.json (`status`, `offsite status` say it).
 
@@ -41,7 +41,7 @@ from actors.binlog.index import load_index
 from core import audit, locks
 from core.atomic import private_dir, sweep_stale, write_bytes_atomic
 from core.config import Settings
-from core.layout import OFFSITE_RESTORE
+from core.layout import OFFSITE_RESTORE, SEARCH_INTERVALS_IN_REPO_COPY
 from core.manifest import MANIFEST
 from core.mirror_paths import INDEX_FILE
 from core.points import Point, Storage
@@ -245,6 +245,7 @@ def copy_search_repo(settings: Settings, restic: Restic) -> str | None:
         what = "an offsite copy of the search snapshot repository"
         with locks.exclusive(settings.layout.made_lock(settings.layout.component_lock("search").name), what, wait=True):
             _link_tree(Path(settings.search.repository_path), frozen)
+            _link_interval_records(settings, frozen)
             newest = newest_complete(Storage(settings.storage_root))  # its search snapshot is in the view
         tags = {"kind": "search_repo", "repository": settings.search.repository}
         if newest is not None:  # when the newest point it holds was taken (restic splits tags at commas only)
@@ -256,6 +257,14 @@ def copy_search_repo(settings: Settings, restic: Restic) -> str | None:
     log.info("search snapshot repository %s copied offsite as snapshot %s", settings.search.repository_path,
              snapshot[:8])
     return snapshot
+
+
+def _link_interval_records(settings: Settings, frozen: Path) -> None:
+    """The interval records (search_intervals/) into the repository's frozen view (core/layout.py): under the same
+    lock, each names a snapshot the view holds (a record goes before its snapshot), for restore --at from offsite."""
+    records = settings.layout.search_intervals
+    if records.is_dir() and not records.is_symlink():
+        _link_tree(records, frozen / SEARCH_INTERVALS_IN_REPO_COPY)
 
 
 def _forget_skip(settings: Settings) -> None:
@@ -365,6 +374,25 @@ def _newest_point_at(copy: Snapshot) -> datetime | None:
         return None
 
 
+def point_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
+    """`restore --at T --from offsite` without --point: the newest point made at or before T."""
+    points = [s for s in snaps if s.kind == "point" and s.time <= at]
+    if not points:
+        raise OffsitePermanent(f"the offsite repository holds no point made at or before {at.isoformat()}")
+    return points[-1]
+
+
+def search_repo_for_moment(snaps: list[Snapshot], point: Snapshot, at: datetime | None) -> Snapshot | None:
+    """The first copy made at or after T holding the point's snapshot, so also the interval snapshots up to T
+    (their records ride in it); without T, or no such copy, choose_search_repo's."""
+    if at is not None:
+        fits = [s for s in snaps if s.kind == "search_repo" and s.time >= at and (made := _newest_point_at(s))
+                is not None and made >= point.time.replace(microsecond=0)]
+        if fits:
+            return fits[0]
+    return choose_search_repo(snaps, point)
+
+
 def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | None:
     """The first copy of the search snapshot repository made once the point was complete (its newest_point_at
     is the point's time or later: it holds the point's snapshot; a later copy may have lost it to the
@@ -376,17 +404,17 @@ def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | Non
 
 
 @contextmanager
-def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
-            search_repo: bool = True) -> Iterator[tuple[Path, Path | None, Path | None]]:
+def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, search_repo: bool = True,
+            at: datetime | None = None) -> Iterator[tuple[Path, Path | None, Path | None]]:
     """Bring a point (the newest copy of the MinIO mirror, and the copy of the search snapshot repository that
     holds the point's snapshot) back from the repository into a private folder under the storage root (created
     if it is gone), yield (point folder, mirror folder, search repository folder), and remove them afterwards.
-    The search repository's copy is untrusted like the rest: actors/actions/foreign.py checks it before any
-    search server sees it."""
+    `at`: see point_at. The search repository's copy is untrusted like the rest: actors/actions/foreign.py checks
+    it before any search server sees it."""
 
     restic = Restic(settings)
     snaps = restic.snapshots()
-    chosen = choose_point(snaps, point_ref)
+    chosen = point_at(snaps, at) if at is not None and point_ref in (None, "", "latest") else choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
     sweep_stale(settings.layout.offsite, f"{OFFSITE_RESTORE}*")
     staging = settings.layout.offsite_restore_staging(secrets.token_hex(4))
@@ -406,8 +434,8 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
         if mirror and mirrors:
             mirror_root = restic.restore(mirrors[-1], staging / "mirror")
         search_root = None
-        repo_copy = choose_search_repo(snaps, chosen) if search_repo and "search" in chosen.tags.get("component", []) \
-            else None
+        repo_copy = search_repo_for_moment(snaps, chosen, at) if search_repo and "search" in chosen.tags.get(
+            "component", []) else None
         if repo_copy is not None:
             search_root = restic.restore(repo_copy, staging / "search")
             try:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from actors.binlog.index import load_index
 from actors.config.restore import commit_at
-from actors.search.interval import newest_at_or_before
+from actors.search.interval import interval_snapshots, newest_at_or_before
 from core.component import PermanentError
 from core.config import Settings
+from core.layout import SEARCH_INTERVALS_IN_REPO_COPY
 from core.manifest import ComponentRecord
 from core.pitr import ArchiveGap, BinlogCoordinates, ReplayPlan
 from core.points import Point
@@ -97,6 +99,26 @@ def mysql_at(settings: Settings, candidates: list[tuple[datetime, Point]], at: d
 def _mysql_finished(point: Point) -> datetime | None:
     record = point.manifest().components.get("mysql")
     return record.finished_at if record is not None and record.status == "ok" else None
+
+
+def search_from_copy(settings: Settings, point: Point, copy: Path, at: datetime) -> tuple[SearchFrom, str] | None:
+    """`restore --at T --from offsite`: the newest interval snapshot whose record came in the fetched copy of the
+    search repository (actors/actions/offsite.py) begun after the point's snapshot and done by T, as SearchFrom and
+    the plan's line for search; None when there is none. The records are untrusted: one naming another
+    repository than the point's (which the restore would ask the server for) is passed over."""
+    record = point.manifest().components.get("search")
+    if record is None or record.status != "ok":
+        return None
+    same = {"repository": record.details.get("repository"), "repository_path": record.details.get("repository_path")}
+    fits = [item for item in interval_snapshots(settings, root=copy / SEARCH_INTERVALS_IN_REPO_COPY)
+            if item.taken_at > record.started_at and item.done_at <= at
+            and {key: item.record().details.get(key) for key in same} == same]
+    if not fits:
+        return None
+    later = fits[-1]
+    return (SearchFrom(later.as_point(point.storage), later.record(), later.taken_at),
+            f"{_when(later.taken_at)} (interval snapshot at {_when(later.taken_at)}, {later.name}, from the offsite "
+            "copy; documents changed after it are listed)")
 
 
 def choose(settings: Settings, candidates: list[tuple[datetime, Point]], at: datetime, wanted: list[str]) -> AtChoice:

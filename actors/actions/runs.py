@@ -5,6 +5,7 @@ Both ways of running share it: in-process (`backup --local`, tests) and the Dram
 from __future__ import annotations
 
 import errno
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -134,7 +135,8 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
     started = now()
     with point.working():
         try:
-            with locks.exclusive(point.storage.component_lock(name), f"a {name} backup"):
+            with component_lock(settings, point, name, log) as held:
+                held.note(f"the backup into {point.ref}")  # named to whoever finds the lock taken
                 log.info("backup of %s into %s started", name, point.ref)
                 result = module.backup(settings, point, log)
                 if settings.encryption.enabled and result.artifacts:
@@ -153,6 +155,30 @@ def run_component(settings: Settings, point: Point, name: str, final_attempt: bo
                                  artifacts=result.artifacts, counts=result.counts, details=result.details)
         log.info("backup of %s finished in %.1fs", name, record.seconds)
         return save_outcome(settings, point, record)
+
+
+@contextmanager
+def component_lock(settings: Settings, point: Point, name: str, log: logging.Logger) -> Iterator[locks.Held]:
+    """The component's lock for its backup. Search's is also held for moments between points, by an interval
+    snapshot (actors/search/interval.py) or the offsite copy's frozen view: a backup waits for it up to
+    search.lock_wait_seconds (saying so in its log), then fails naming the holder. Any other holder is another
+    backup: refused at once."""
+    path, what = point.storage.component_lock(name), f"a {name} backup"
+    wait = float(settings.search.lock_wait_seconds) if name == "search" else 0.0
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(locks.exclusive(path, what))
+        except locks.Busy as exc:
+            if not wait:
+                raise
+            log.warning("%s; waiting up to %gs for it (search.lock_wait_seconds)", exc, wait)
+            try:
+                held = stack.enter_context(locks.exclusive(path, what, wait_seconds=wait))
+            except locks.Busy as again:
+                raise locks.Busy(f"{again}: if it is an interval snapshot still at work, raise "
+                                 "search.lock_wait_seconds; if it is stuck, look at that process (`ps -p PID`) and "
+                                 "its log") from None
+        yield held
 
 
 def save_outcome(settings: Settings, point: Point, record: ComponentRecord) -> ComponentRecord:

@@ -68,7 +68,7 @@ class Search:
         return result.ok, f"{sum(result.found.values())} docs in {len(result.found)} indices as {prefix}* (deleted)"
 
     def checks(self, settings: Settings) -> list[Check]:
-        return [checks.check_search(settings)]
+        return [checks.check_search(settings), *checks.check_intervals(settings)]
 
 
 COMPONENT = Search()

@@ -1,5 +1,9 @@
-"""doctor's check of Elasticsearch / OpenSearch: reachable, and the repository inside path.repo."""
+"""doctor's checks of Elasticsearch / OpenSearch: reachable, and the repository inside path.repo; interval
+snapshots' repository readable here (for the offsite copy)."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from core import clients
 from core.clients import compose_override
@@ -37,3 +41,23 @@ def check_search(settings: Settings) -> Check:
         return Check(name, "fail", f"{version}: path.repo {repo_paths or 'is not set'}; "
                      f"{cfg.repository_path} is outside it", compose_override(cfg.engine))
     return Check(name, "ok", f"{version} at {cfg.url}, path.repo {repo_paths}")
+
+
+def check_intervals(settings: Settings) -> list[Check]:
+    """Interval snapshots on while the agent cannot read search.repository_path: they are taken (the server
+    writes them), but the offsite copy of the repository (kind=search_repo) cannot carry them, nor the points'
+    snapshots. One warning line then; none otherwise."""
+    cfg = settings.search
+    if not cfg.enabled or not cfg.snapshot_interval_minutes:
+        return []
+    path = Path(cfg.repository_path)
+    if path.is_dir() and not path.is_symlink() and os.access(path, os.R_OK | os.X_OK):
+        return [Check("search intervals", "ok", f"every {cfg.snapshot_interval_minutes} min into {path}, readable "
+                      "here (the offsite copy carries them)")]
+    why = "is not a folder on this machine" if not path.is_dir() or path.is_symlink() else \
+        f"is not readable by the agent (uid {os.getuid()})"
+    return [Check("search intervals", "warn",
+                  f"interval snapshots are on (every {cfg.snapshot_interval_minutes} min) but search.repository_path "
+                  f"{path} {why}: neither they nor the points' snapshots can go offsite",
+                  "mount the search server's repository folder at the same path where the agent runs and give the "
+                  "agent read access (e.g. a group both share), or set search.snapshot_interval_minutes: 0")]

@@ -11,18 +11,23 @@ it was begun (`taken_at`) are the ones listed as possibly out of step.
 
 Retention: an interval snapshot older than `search.interval_keep_hours`, or than the oldest point, is deleted
 (its record first: an unrecorded snapshot is one the point retention in actors/search/backup.py deletes, while
-a recorded one it keeps). A point's backup or another interval snapshot holding the search lock skips this one.
+a recorded one it keeps). A point's backup or another interval snapshot holding the search lock skips this one
+(the point's own snapshot covers that moment; `status` says so); a point's backup that finds an interval snapshot
+holding it waits (search.lock_wait_seconds, actors/actions/runs.py).
 """
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.search import interval_state
 from actors.search.backup import (
     ARTIFACT,
     FORMAT,
@@ -41,6 +46,7 @@ from core.atomic import atomic_file
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
+from core.redact import redact
 from core.safe_paths import UnsafePath, opened, plain_name, private_folder
 
 INFIX = "interval-"
@@ -89,10 +95,12 @@ def _checked(folder: Path) -> IntervalSnapshot:
     return IntervalSnapshot(name, taken, folder, doc, done)
 
 
-def interval_snapshots(settings: Settings, log: logging.Logger | None = None) -> list[IntervalSnapshot]:
-    """The recorded interval snapshots, oldest first; an unreadable record is logged and left out."""
-    root = settings.layout.search_intervals
-    if not root.is_dir():
+def interval_snapshots(settings: Settings, log: logging.Logger | None = None,
+                       root: Path | None = None) -> list[IntervalSnapshot]:
+    """The recorded interval snapshots, oldest first; an unreadable record is logged and left out. `root`: the
+    records' folder when not this storage root's (a copy fetched from the offsite repository)."""
+    root = root or settings.layout.search_intervals
+    if not root.is_dir() or root.is_symlink():
         return []
     found = []
     for folder in sorted(root.iterdir()):
@@ -106,23 +114,43 @@ def interval_snapshots(settings: Settings, log: logging.Logger | None = None) ->
     return sorted(found, key=lambda item: item.taken_at)
 
 
-def newest_at_or_before(settings: Settings, at: datetime, after: datetime | None = None) -> IntervalSnapshot | None:
+def newest_at_or_before(settings: Settings, at: datetime, after: datetime | None = None,
+                        root: Path | None = None) -> IntervalSnapshot | None:
     """The newest recorded interval snapshot done at or before `at` (and begun after `after`, when given)."""
-    fits = [item for item in interval_snapshots(settings) if item.done_at <= at and (after is None or item.taken_at > after)]
+    fits = [item for item in interval_snapshots(settings, root=root)
+            if item.done_at <= at and (after is None or item.taken_at > after)]
     return fits[-1] if fits else None
+
+
+@contextmanager
+def holding_lock(storage: Storage) -> Iterator[locks.Held]:
+    """The search lock, noted as an interval snapshot's (a backup that finds it taken names it); Busy when a
+    point's backup or another interval snapshot holds it."""
+    with locks.exclusive(storage.component_lock(NAME), "a search backup") as held:
+        held.note(f"an interval search snapshot begun {datetime.now(timezone.utc):%H:%M:%S} UTC")
+        yield held
 
 
 def take(settings: Settings, log: logging.Logger, now: datetime | None = None) -> IntervalSnapshot | None:
     """Take one interval snapshot and record it, then apply interval retention; None when skipped (the search
-    lock is held by a point's backup or another interval snapshot) or when no index exists yet."""
+    lock is held by a point's backup or another interval snapshot) or when no index exists yet. Each outcome
+    is kept for status, metrics and alerts (actors/search/interval_state.py); a failure is raised after."""
     storage = Storage(settings.storage_root).prepare()
     try:
-        with locks.exclusive(storage.component_lock(NAME), "a search backup"):
-            taken = _take(settings, storage, log, now)
+        with holding_lock(storage):
+            try:
+                taken = _take(settings, storage, log, now)
+            except Exception as exc:
+                interval_state.record_failed(settings, f"{type(exc).__name__}: {redact(str(exc))}")
+                raise
+            if taken is not None:
+                interval_state.record_taken(settings, taken.name)
             prune(settings, log)
             return taken
     except locks.Busy as exc:
-        log.info("interval search snapshot skipped: %s", exc)
+        reason = f"{exc}; the point's own snapshot covers this moment"
+        log.info("interval search snapshot skipped: %s", reason)
+        interval_state.record_skipped(settings, str(exc))
         return None
 
 

@@ -72,10 +72,20 @@ def status_view(report, alerts: list, ticks: dict[str, datetime]) -> dict[str, A
                     "used_ratio": report.storage_used_ratio},
         "queues": report.queues,
         "offsite": report.offsite,
+        "search_intervals": interval_view(report.search_intervals),
         "next_runs": {name: when(moment) for name, moment in sorted(ticks.items())},
         "alerts": [{"key": alert.key, "level": alert.level, "title": alert.title} for alert in alerts],
         "problems": list(report.problems),
     }
+
+
+def interval_view(intervals: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Interval search snapshots (actors/search/interval_state.py's summary), times as ISO text."""
+    if intervals is None:
+        return None
+    events = {key: intervals[key] for key in ("last_taken", "last_failed", "last_skipped")}
+    return {**intervals, "newest_at": when(intervals["newest_at"]),
+            **{key: {**event, "time": when(event["time"])} if event else None for key, event in events.items()}}
 
 
 def point_row(point, manifest, size_bytes: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from actors.actions.foreign import (
 )
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
+from actors.actions.restore_at import search_from_copy
 from actors.actions.restore_checks import check_before_restore
 from actors.config.restore import diff
 from actors.minio.mirror import open_store
@@ -107,8 +108,8 @@ def restore(
     if source == "offsite" and not rollback:
 
         try:
-            with fetched(settings, point, search_repo=not component or "search" in component) \
-                    as (folder, mirror, search_copy):
+            with fetched(settings, point, search_repo=not component or "search" in component,
+                         at=parse_moment(at) if at else None) as (folder, mirror, search_copy):
                 if mirror is not None:
                     settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
@@ -192,6 +193,8 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
                 console.print(line)
         elif offsite is not None:
             show_mapping(settings, plan)
+            if at:
+                _interval_from_copy(settings, plan, offsite[0])
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
     if warning:
@@ -209,6 +212,16 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
             _show_and_run(settings, plan, interactive, dry_run, identity)
     except PermanentError as exc:
         fail(str(exc))
+
+
+def _interval_from_copy(settings, plan, search_copy: Path | None) -> None:
+    """restore --at from offsite: search from an interval snapshot the fetched repository copy holds, when one
+    is newer than the point's and done by --at (the moments line says which)."""
+    if search_copy is None or plan.point is None or "search" not in plan.components:
+        return
+    found = search_from_copy(settings, plan.point, search_copy, plan.at)
+    if found is not None:
+        plan.search_from, plan.moments["search"] = found
 
 
 def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Path | None) -> None:

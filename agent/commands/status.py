@@ -66,6 +66,8 @@ def status(as_json: JsonOption = False) -> None:
     )
     if settings.offsite.enabled:
         console.print(_offsite_line(settings))
+    if report.search_intervals is not None:
+        console.print(_interval_line(report.search_intervals), soft_wrap=True, markup=False, highlight=False)
     console.print(f"storage: {human_bytes(report.storage_used_bytes)} in backups; file system "
                   f"{report.storage_used_ratio:.0%} used")
     console.print("queues: " + (", ".join(f"{name} {depth}" for name, depth in sorted((report.queues or {}).items())) or "empty"))
@@ -90,6 +92,23 @@ def status(as_json: JsonOption = False) -> None:
         console.print(f"{styled('warn')} {escape(line)}", soft_wrap=True)
     if as_json:
         emit("status", {**status_view(report, alerts, ticks), "old_pins": pins, "timeline": found})
+
+
+def _interval_line(intervals) -> str:
+    """Interval search snapshots: the newest one's age, failures, and the last skip (a point's backup held the
+    search lock: its own snapshot covers that moment)."""
+    newest = intervals["newest_at"]
+    text = (f"search interval snapshots (every {intervals['interval_minutes']} min): "
+            + (f"newest {newest.isoformat(timespec='seconds')} ({_age(intervals['age_seconds'])} ago)" if newest
+               else "none yet"))
+    if intervals["failures_in_a_row"]:
+        failed = intervals["last_failed"] or {}
+        text += f"; {intervals['failures_in_a_row']} failed in a row, the last: {failed.get('error', '?')}"
+    skipped = intervals["last_skipped"]
+    if skipped:
+        text += (f"; last skipped {skipped['time'].isoformat(timespec='seconds')}: {skipped['reason']} "
+                 "(the point's own search snapshot covers that moment)")
+    return text
 
 
 def _ragflow_line(settings, storage) -> str:

@@ -141,3 +141,18 @@ def test_doctor_fails_an_amazon_s3_endpoint_left_waiting_for_bucket_notification
     assert result.exit_code == 1 and state == "FAIL"
     assert "not supported in Amazon S3" in found and "minio.events: false" in fix
     assert "not-a-real-secret-55" not in result.output
+
+
+def test_doctor_warns_when_interval_snapshots_are_on_but_the_agent_cannot_read_the_repository(tmp_path, testbed_env,
+                                                                                               redis_url):
+    elsewhere = f"{testbed_env['SNAPSHOT_ROOT']}/not-mounted-here-{tmp_path.name}"
+    result = doctor(write_config(tmp_path, testbed_env, redis_url, search={"repository_path": elsewhere}))
+    status, found, fix = rows(result.output)["search intervals"]
+    assert result.exit_code == 0, result.output  # a warning: interval snapshots are still taken
+    assert status == "warn" and "is not a folder on this machine" in found and "go offsite" in found
+    assert "read access" in fix
+
+
+def test_doctor_says_nothing_of_interval_snapshots_when_they_are_off(tmp_path, testbed_env, redis_url):
+    result = doctor(write_config(tmp_path, testbed_env, redis_url, search={"snapshot_interval_minutes": 0}))
+    assert "search intervals" not in rows(result.output)
