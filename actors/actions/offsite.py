@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.offsite_pins import release_gone
 from actors.actions.restore import newest_complete
 from actors.actions.retention import UNREADABLE_PIN, pin_of
 from actors.binlog.frozen import freeze
@@ -159,20 +160,24 @@ def _retag(restic: Restic, snap: Snapshot, point: Point) -> bool:
 
 def sync_pins(settings: Settings, restic: Restic, refs: list[str] | None = None) -> int:
     """Re-tag the snapshots of the points here whose pin changed since they were copied (all, or `refs`); the
-    number re-tagged. A point no longer here keeps its tags (retention deletes a point only once it is unpinned,
-    and its snapshot is re-tagged at that `unpin` or at the next offsite job while the point still exists)."""
+    number re-tagged. A point no longer here (unpinned while the repository was away, then taken by local
+    retention) is let go offsite only when this root's audit log says it was unpinned (actors/actions/offsite_pins.py)."""
     storage = Storage(settings.storage_root)
     changed = 0
+    gone = []
     for snap in restic.snapshots("point"):
         if not snap.point or (refs is not None and snap.point not in refs):
             continue
         try:
             point = storage.point(snap.point)  # the tag is read back from the repository: checked like any name
-        except (LookupError, UnsafePath):
+        except UnsafePath:
+            continue
+        except LookupError:
+            gone.append(snap)
             continue
         if point.folder.is_dir():
             changed += _retag(restic, snap, point)
-    return changed
+    return changed + len(release_gone(settings.storage_root, restic, gone))
 
 
 def retag_point(settings: Settings, point: Point) -> None:
