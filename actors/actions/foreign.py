@@ -119,6 +119,22 @@ def _holds_snapshot(repo: SnapshotRepo, point: Point) -> bool:
     return info is not None and info.get("state") == "SUCCESS" and info.get("uuid") == details.get("uuid")
 
 
+def snapshot_is_here(settings: Settings, point: Point) -> bool:
+    """True when this config's search server already has the point's very snapshot (a restore from offsite into
+    the installation that took it): the offsite copy of the snapshot repository would go unused, so a restore
+    does not fetch it. Checked on the server (registered, state SUCCESS, the recorded uuid), never assumed from
+    names; anything unclear is False (the copy is fetched)."""
+    search = settings.search
+    if not search.enabled:
+        return False
+    try:
+        name = _recorded_repository(point)
+        return name is not None and _holds_snapshot(SnapshotRepo(clients.search_client(search), search.engine, name),
+                                                    point)
+    except Exception:  # noqa: BLE001 - an unusable record or an unreachable server: fetched, and said later
+        return False
+
+
 @contextmanager
 def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> Iterator[str | None]:
     """The source's snapshot repository, fetched from the offsite repository into `copy` (this root's staging),

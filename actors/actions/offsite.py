@@ -27,7 +27,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -381,13 +381,14 @@ def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | Non
 
 
 @contextmanager
-def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
-            search_repo: bool = True) -> Iterator[tuple[Path, Path | None, Path | None]]:
+def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, search_repo: bool = True,
+            search_here: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, Path | None, Path | None]]:
     """Bring a point (the newest copy of the MinIO mirror, and the copy of the search snapshot repository that
     holds the point's snapshot) back from the repository into a private folder under the storage root (created
     if it is gone), yield (point folder, mirror folder, search repository folder), and remove them afterwards.
     The search repository's copy is untrusted like the rest: actors/actions/foreign.py checks it before any
-    search server sees it."""
+    search server sees it. `search_here(point folder)`: True when this search server holds the point's snapshot
+    already, so the repository's copy is not fetched (a restore into the installation that took it)."""
 
     restic = Restic(settings)
     snaps = restic.snapshots()
@@ -412,7 +413,7 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True,
             mirror_root = restic.restore(mirrors[-1], staging / "mirror")
         search_root = None
         repo_copy = choose_search_repo(snaps, chosen) if search_repo and "search" in chosen.tags.get("component", []) \
-            else None
+            and not (search_here is not None and search_here(folder)) else None
         if repo_copy is not None:
             search_root = restic.restore(repo_copy, staging / "search")
             try:

@@ -19,6 +19,7 @@ from actors.actions.foreign import (
     refuse_other_prefix,
     refuse_unknown_buckets,
     register_source_repository,
+    snapshot_is_here,
 )
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
@@ -34,6 +35,7 @@ from core.component import PermanentError
 from core.encryption import decrypted
 from core.layout import MIRROR_DIR
 from core.points import Storage
+from core.safe_paths import UnsafePath
 from core.source_root import name_mapping, opened, refuse_unmappable
 
 
@@ -106,14 +108,25 @@ def restore(
         return
     if source == "offsite" and not rollback:
 
+        here: list[bool] = []  # the answer of search_here below, for the line saying why nothing was fetched
+
+        def search_here(folder: Path) -> bool:
+            try:
+                here.append(snapshot_is_here(settings, Storage(settings.storage_root).point(str(folder))))
+            except (LookupError, UnsafePath):
+                here.append(False)
+            return here[-1]
+
         try:
-            with fetched(settings, point, search_repo=not component or "search" in component) \
-                    as (folder, mirror, search_copy):
+            with fetched(settings, point, search_repo=not component or "search" in component,
+                         search_here=search_here) as (folder, mirror, search_copy):
                 if mirror is not None:
                     settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)")
-                              + (" and the search snapshot repository" if search_copy else ""))
+                              + (" and the search snapshot repository" if search_copy else "")
+                              + ("; the search snapshot repository is not fetched: this search server holds the "
+                                 "point's snapshot" if any(here) else ""), soft_wrap=True)
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
                          allow_choice=False, force=force, exact=exact, offsite=(search_copy,),
                          reparse_changed=reparse_changed)
