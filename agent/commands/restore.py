@@ -22,6 +22,7 @@ from actors.actions.foreign import (
     snapshot_is_here,
 )
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
+from actors.actions.offsite_leftovers import remove_leftovers
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_checks import check_before_restore
 from actors.config.restore import diff
@@ -99,6 +100,8 @@ def restore(
     if reparse_changed and not at:
         fail("--reparse-changed goes with --at (the documents changed between the search snapshot and that moment)",
              code=2)
+    if not dry_run:
+        clean_leftovers(settings)
     if from_root is not None:
         if rollback or source != "local":
             fail("--from-root restores from another installation's root: leave out --rollback and --from "
@@ -135,6 +138,20 @@ def restore(
         return
     _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force,
              exact=exact, reparse_changed=reparse_changed)
+
+
+def clean_leftovers(settings) -> None:
+    """What a killed restore from offsite left on the search server's side (a folder, a registration), removed
+    unless in use, and said (actors/actions/offsite_leftovers.py)."""
+    if not settings.search.enabled:
+        return
+    try:
+        for line in remove_leftovers(settings):
+            console.print(escape(line), soft_wrap=True, highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the restore goes on; a search restore says what is wrong itself
+        console.print(f"{styled('warn')} " + escape(f"could not look for what a killed restore from offsite left on "
+                                                    f"{settings.search.engine} ({type(exc).__name__})"),
+                      soft_wrap=True, highlight=False)
 
 
 def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force,
