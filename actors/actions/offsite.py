@@ -28,12 +28,13 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.offsite_leftovers import claimed_fetch
 from actors.actions.offsite_pins import release_gone
 from actors.actions.restore import newest_complete
 from actors.actions.retention import UNREADABLE_PIN, pin_of
@@ -395,7 +396,13 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, sear
     chosen = choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
     sweep_stale(settings.layout.offsite, f"{OFFSITE_RESTORE}*")
-    staging = settings.layout.offsite_restore_staging(secrets.token_hex(4))
+    token, held = secrets.token_hex(4), ExitStack()  # claimed first: the next restore removes it once killed
+    held.enter_context(claimed_fetch(settings.layout, token))
+    try:
+        staging = settings.layout.offsite_restore_staging(token)
+    except BaseException:
+        held.close()
+        raise
     try:
         folder = restic.restore(chosen, staging / "point")
         # The snapshot's path comes from the repository: it must name a real folder beneath the staging
@@ -430,6 +437,7 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, sear
         yield folder, mirror_root, search_root
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        held.close()
 
 
 def privatise(root: Path) -> None:

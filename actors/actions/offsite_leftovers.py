@@ -27,9 +27,13 @@ from actors.search.backup import SnapshotRepo, response_body
 from core import clients, locks
 from core.component import Check
 from core.config import Settings
+from core.layout import OFFSITE_RESTORE, Layout
 from core.locks import Busy
+from core.safe_paths import UnsafePath
+from core.source_root import shown
 
 FOLDER_PREFIX = "ragflow-backup-"  # + the registration's name
+TOKEN = re.compile(r"[0-9a-f]{8}")
 REGISTERED = re.compile(r"offsite_[0-9a-f]{8}")
 LOCK_SUFFIX = ".lock"
 ORPHAN_LOCK_SECONDS = 3600
@@ -59,6 +63,37 @@ def claimed(place: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)  # still held: a cleaner that opened it meanwhile finds it busy
 
 
+@contextmanager
+def claimed_fetch(layout: Layout, token: str) -> Iterator[None]:
+    """Held by an offsite fetch (actors/actions/offsite.py `fetched`) from before its staging folder 'restore-<token>'
+    exists until it is removed: a killed fetch's (the point in the clear) is then removed by the next restore."""
+    lock = layout.offsite_restore_lock(token)
+    with locks.exclusive(lock, "an offsite fetch"):
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def remove_fetched(layout: Layout) -> list[str]:
+    """The staging folders of killed offsite fetches under the storage root, removed unless their lock is held."""
+    said = []
+    for entry in sorted(layout.offsite.glob(f"{OFFSITE_RESTORE}*")) if layout.offsite.is_dir() else []:
+        token = entry.name.removeprefix(OFFSITE_RESTORE)
+        if not TOKEN.fullmatch(token) or entry.is_symlink() or not entry.is_dir():
+            continue  # lock files, and anything not ours by name (swept after a day: core/atomic.py sweep_stale)
+        try:
+            with claimed_fetch(layout, token):
+                shutil.rmtree(entry)
+            said.append(f"removed {entry}, the copy of a point a killed restore from offsite fetched")
+        except Busy:
+            continue  # a restore from offsite is fetching into it
+        except (OSError, UnsafePath) as exc:
+            said.append(f"could not remove {entry}, the copy of a point a killed restore from offsite fetched "
+                        f"({exc}); remove it by hand")
+    return said
+
+
 def _ours(name: str) -> bool:
     return REGISTERED.fullmatch(name) is not None
 
@@ -73,20 +108,18 @@ def leftover_names(settings: Settings) -> tuple[set[str], dict[str, str]]:
             if entry.name.startswith(FOLDER_PREFIX) and _ours(name) and entry.is_dir() and not entry.is_symlink():
                 folders.add(name)
     registered = {}
-    if settings.search.enabled:
-        client = clients.search_client(settings.search)
-        every = response_body(client.snapshot.get_repository())
-        for name, entry in every.items():
-            location = (entry.get("settings") or {}).get("location") if isinstance(entry, dict) else None
-            if _ours(name) and entry.get("type") == "fs" and isinstance(location, str) \
-                    and os.path.normpath(location) == os.path.normpath(place_of(settings, name)):
-                registered[name] = location
+    every = response_body(clients.search_client(settings.search).snapshot.get_repository())
+    for name, entry in every.items():
+        location = (entry.get("settings") or {}).get("location") if isinstance(entry, dict) else None
+        if _ours(name) and entry.get("type") == "fs" and isinstance(location, str) \
+                and os.path.normpath(location) == os.path.normpath(place_of(settings, name)):
+            registered[name] = location
     return folders, registered
 
 
-def remove_leftovers(settings: Settings) -> list[str]:
-    """Remove what killed restores from offsite left (folders, registrations, orphan lock files) and is not in use;
-    a line per thing removed or left in use. Raises what listing the search server's repositories raises."""
+def remove_search_leftovers(settings: Settings) -> list[str]:
+    """The folders, registrations and orphan lock files beside search.repository_path that killed restores left,
+    removed unless in use; a line per thing removed or left in use. Raises what the search server raises."""
     folders, registered = leftover_names(settings)
     said = []
     for name in sorted(folders | set(registered)):
@@ -116,13 +149,23 @@ def remove_leftovers(settings: Settings) -> list[str]:
     return said
 
 
-def leftover_checks(settings: Settings) -> list[Check]:
-    """doctor's row: what killed restores from offsite left, removed now (none: no row; the search server
-    unreachable: no row either, its own check says so)."""
+def remove_leftovers(settings: Settings) -> tuple[list[str], str | None]:
+    """Everything killed restores from offsite left and no restore uses, removed: (a line per thing removed or left
+    in use, why the search server's side could not be looked at or None)."""
+    said = remove_fetched(settings.layout)
     if not settings.search.enabled:
-        return []
+        return said, None
     try:
-        said = remove_leftovers(settings)
-    except Exception:  # noqa: BLE001 - reachability is the search check's to report
-        return []
+        return said + remove_search_leftovers(settings), None
+    except Exception as exc:  # noqa: BLE001 - said; a search restore reports the server itself
+        return said, (f"could not look for what a killed restore from offsite left on {settings.search.engine} "
+                      f"({type(exc).__name__}: {shown(exc)})")
+
+
+def leftover_checks(settings: Settings) -> list[Check]:
+    """doctor's row: what killed restores from offsite left, removed now (nothing found: no row)."""
+    said, problem = remove_leftovers(settings)
+    if problem:
+        return [Check("offsite restore leftovers", "warn", "; ".join([*said, problem]),
+                      "make the search server reachable; the next restore or doctor removes them")]
     return [Check("offsite restore leftovers", "ok", "; ".join(said))] if said else []

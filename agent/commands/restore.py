@@ -141,17 +141,13 @@ def restore(
 
 
 def clean_leftovers(settings) -> None:
-    """What a killed restore from offsite left on the search server's side (a folder, a registration), removed
-    unless in use, and said (actors/actions/offsite_leftovers.py)."""
-    if not settings.search.enabled:
-        return
-    try:
-        for line in remove_leftovers(settings):
-            console.print(escape(line), soft_wrap=True, highlight=False)
-    except Exception as exc:  # noqa: BLE001 - the restore goes on; a search restore says what is wrong itself
-        console.print(f"{styled('warn')} " + escape(f"could not look for what a killed restore from offsite left on "
-                                                    f"{settings.search.engine} ({type(exc).__name__})"),
-                      soft_wrap=True, highlight=False)
+    """What a killed restore from offsite left (a fetched point; a search repository folder and registration),
+    removed unless in use, and said (actors/actions/offsite_leftovers.py)."""
+    said, problem = remove_leftovers(settings)
+    for line in said:
+        console.print(escape(line), soft_wrap=True, highlight=False)
+    if problem:
+        console.print(f"{styled('warn')} {escape(problem)}", soft_wrap=True, highlight=False)
 
 
 def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force,

@@ -82,8 +82,9 @@ def installation(tmp_path, testbed_env, config_only) -> Iterator[tuple[Path, Pat
 
 @pytest.mark.fault("a restore from the offsite repository SIGKILLed while its fetched search repository is copied "
                    "beside search.repository_path and registered on the search server",
-                   "the next restore unregisters the `offsite_<token>` repository and removes its "
-                   "`ragflow-backup-offsite_<token>` folder, saying each, then restores as usual")
+                   "the next restore unregisters the `offsite_<token>` repository, removes its "
+                   "`ragflow-backup-offsite_<token>` folder and the point it fetched under the storage root, saying "
+                   "each, then restores as usual")
 def test_the_restore_after_a_killed_offsite_restore_removes_what_it_left_and_says_so(tmp_path, installation):
     config, parent, index = installation
     settings = load_settings(config)
@@ -106,12 +107,16 @@ def test_the_restore_after_a_killed_offsite_restore_removes_what_it_left_and_say
         os.close(leader)
     [left] = ours_registered(client, parent)
     assert folders(parent) == [f"ragflow-backup-{left}", f"ragflow-backup-{left}.lock"]  # its lock is free
+    [fetch] = (settings.storage_root / "offsite").glob("restore-*[!k]")  # not its .lock
+    assert (fetch / "point").is_dir()  # the point it fetched, in the clear
 
     restored = cli(config, "restore", "--from", "offsite", "-C", "search", "--yes", timeout=600)
 
     assert restored.returncode == 0, said(restored)
     assert f"unregistered the search repository {left} a killed restore from offsite left" in said(restored)
     assert f"removed {parent / f'ragflow-backup-{left}'}, the search repository copy" in said(restored)
+    assert f"removed {fetch}, the copy of a point a killed restore from offsite fetched" in said(restored)
+    assert not fetch.exists()
     assert left not in ours_registered(client, parent)
     assert folders(parent) == []  # this restore's own copy and lock are gone too, as always
     client.indices.refresh(index=index)
