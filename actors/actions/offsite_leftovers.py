@@ -84,6 +84,8 @@ def remove_fetched(layout: Layout) -> list[str]:
             continue  # lock files, and anything not ours by name (swept after a day: core/atomic.py sweep_stale)
         try:
             with claimed_fetch(layout, token):
+                if not entry.is_dir():  # its own restore removed it as we took the lock
+                    continue
                 shutil.rmtree(entry)
             said.append(f"removed {entry}, the copy of a point a killed restore from offsite fetched")
         except Busy:
@@ -125,11 +127,12 @@ def remove_search_leftovers(settings: Settings) -> list[str]:
     for name in sorted(folders | set(registered)):
         place = place_of(settings, name)
         try:
-            with claimed(place):
-                if name in registered:
-                    SnapshotRepo(clients.search_client(settings.search), settings.search.engine, name).unregister()
+            with claimed(place):  # re-checked once held: its own restore may have just removed both
+                repo = SnapshotRepo(clients.search_client(settings.search), settings.search.engine, name)
+                if name in registered and repo.location() is not None:
+                    repo.unregister()
                     said.append(f"unregistered the search repository {name} a killed restore from offsite left")
-                if name in folders:
+                if name in folders and place.is_dir() and not place.is_symlink():
                     shutil.rmtree(place)
                     said.append(f"removed {place}, the search repository copy a killed restore from offsite left")
         except Busy:
