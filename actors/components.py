@@ -13,6 +13,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     binlog.COMPONENT,
 )}
 IN_POINTS = [name for name, c in COMPONENTS.items() if c.in_points]  # what a backup run can be asked for
+RESTORABLE = [name for name, c in COMPONENTS.items() if c.restorable]  # what a restore (or a drill) restores
 
 
 def component(name: str) -> Component:

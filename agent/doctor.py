@@ -10,6 +10,7 @@ import shutil
 import redis
 
 from actors.actions.offsite import OffsiteError, OffsitePermanent, Restic, search_repo_problem
+from actors.actions.offsite_leftovers import leftover_checks
 from actors.components import COMPONENTS
 from core.component import Check, PermanentError, failed_check
 from core.config import Settings
@@ -98,7 +99,8 @@ def check_encryption(settings: Settings) -> Check:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    """The storage root and the broker, each component's own checks (actors/components.py), offsite, encryption."""
+    """The storage root and the broker, each component's own checks (actors/components.py), offsite, encryption;
+    and what killed restores from offsite left on the search server's side, removed (offsite_leftovers.py)."""
     return [check_storage(settings), check_broker(settings),
             *(check for component in COMPONENTS.values() for check in component.checks(settings)),
-            check_offsite(settings), check_encryption(settings)]
+            check_offsite(settings), check_encryption(settings), *leftover_checks(settings)]

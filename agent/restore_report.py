@@ -97,7 +97,7 @@ def in_words(component: str, result: Any) -> str:
     for kind, words in WORDS:
         if isinstance(result, kind):
             return words(result) + exact
-    if isinstance(result, str):  # a component that says it in words (the binlog archive)
+    if isinstance(result, str):  # a component that says it in words
         return result
     if component == "redis" and isinstance(result, int):
         return f"{_plural(result, 'key')} restored with their TTLs" + exact

@@ -44,6 +44,9 @@ class RestoreRequest:
 class Component(Protocol):
     name: str
     in_points: bool  # False for the MinIO mirror: kept continuously, restored from the mirror, not a point
+    # False for the binlog archive: kept continuously like the mirror (so not `in_points`), but never restored by
+    # itself: a MySQL restore replays it (`restore --at`). Whole plans, `restore -C` and the drill leave it out.
+    restorable: bool
     restore_rank: int  # restores run in ascending rank
     per_kb: bool  # holds a knowledge base's own part (restore --kb)
 

@@ -88,6 +88,11 @@ class Layout:
         """Where one offsite fetch unpacks ('restore-<token>', swept when stale)."""
         return self.private(OFFSITE, f"{OFFSITE_RESTORE}{token}")
 
+    def offsite_restore_lock(self, token: str) -> Path:
+        """Held by the offsite fetch into 'restore-<token>' while it is there: a killed one's is free
+        (actors/actions/offsite_leftovers.py)."""
+        return self.private(OFFSITE) / f"{OFFSITE_RESTORE}{token}.lock"
+
     def foreign_staging(self, token: str) -> Path:
         """Where a restore from another installation's root keeps its copy of that mirror's index."""
         return self.private(FOREIGN, token)

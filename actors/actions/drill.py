@@ -30,6 +30,7 @@ from core.staging import staged_services, staging_settings
 
 OBJECTIVE_SECONDS = 30 * 60
 SCRATCH = "scratch names on production"
+CHECKED = "checked, not restored"  # what is never restored by itself (the binlog archive): its own drill checks it
 STAGING = "staging"
 log = logging.getLogger("ragflow_backup.drill")
 
@@ -104,7 +105,9 @@ def _drill(settings: Settings, point: Point, staged: Settings | None = None) -> 
                          tool_version=manifest.tool.get("version"))
     started = time.monotonic()
     into_staging = staged_services(staged) if staged is not None else []
-    # What the point holds, then what is kept outside points (the MinIO mirror) when enabled.
+    # What the point holds, then what is kept outside points (the MinIO mirror) when enabled. The binlog archive is
+    # never restored by itself (a MySQL restore replays it), but its drill is the one scheduled check of its files
+    # against its index: it stays, said as checked rather than restored.
     names = [name for name in manifest.components if name in COMPONENTS and COMPONENTS[name].in_points]
     names += [name for name, c in COMPONENTS.items() if not c.in_points and c.enabled(settings)]
     for name in names:
@@ -116,8 +119,8 @@ def _drill(settings: Settings, point: Point, staged: Settings | None = None) -> 
             ok, detail = COMPONENTS[name].drill(settings, point, token)
         except Exception as exc:  # noqa: BLE001 - a drill reports every failure
             ok, detail = False, describe(exc)
-        report.components.append(DrillItem(name, ok, time.monotonic() - began, detail,
-                                           STAGING if name in into_staging else SCRATCH))
+        where = STAGING if name in into_staging else SCRATCH if COMPONENTS[name].restorable else CHECKED
+        report.components.append(DrillItem(name, ok, time.monotonic() - began, detail, where))
     report.seconds = time.monotonic() - started
     audit(settings, "drill", "ok" if report.ok else "failed", point=point.ref, seconds=round(report.seconds, 1),
           staging=into_staging, failures={item.component: item.detail for item in report.components if not item.ok})

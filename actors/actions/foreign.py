@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from actors.actions.offsite_leftovers import claimed, new_name, place_of
 from actors.minio.plan import scope_prefix
 from actors.search.backup import SnapshotRepo
 from actors.search.restore import REGISTERED_AS
@@ -119,6 +119,22 @@ def _holds_snapshot(repo: SnapshotRepo, point: Point) -> bool:
     return info is not None and info.get("state") == "SUCCESS" and info.get("uuid") == details.get("uuid")
 
 
+def snapshot_is_here(settings: Settings, point: Point) -> bool:
+    """True when this config's search server already has the point's very snapshot (a restore from offsite into
+    the installation that took it): the offsite copy of the snapshot repository would go unused, so a restore
+    does not fetch it. Checked on the server (registered, state SUCCESS, the recorded uuid), never assumed from
+    names; anything unclear is False (the copy is fetched)."""
+    search = settings.search
+    if not search.enabled:
+        return False
+    try:
+        name = _recorded_repository(point)
+        return name is not None and _holds_snapshot(SnapshotRepo(clients.search_client(search), search.engine, name),
+                                                    point)
+    except Exception:  # noqa: BLE001 - an unusable record or an unreachable server: fetched, and said later
+        return False
+
+
 @contextmanager
 def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> Iterator[str | None]:
     """The source's snapshot repository, fetched from the offsite repository into `copy` (this root's staging),
@@ -138,15 +154,23 @@ def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> I
                              f"search_repo) for {point.ref}: the source's agent could not read it (its `status` "
                              "says why). Copy the source's search.repository_path folder here and use `restore "
                              "--from-root`, or leave search out (-C mysql -C minio ...); no search index was touched")
-    token = secrets.token_hex(4)
-    name = f"offsite_{token}"
-    place = Path(search.repository_path).parent / f"ragflow-backup-{name}"
-    try:
-        place.mkdir(mode=0o755)
-    except OSError as exc:
-        raise PermanentError(f"cannot make {place} for the fetched search repository ({exc.strerror}): the folder "
-                             f"holding search.repository_path must be writable by the agent and in the search "
-                             "server's path.repo; no search index was touched") from None
+    name = new_name()
+    place = place_of(settings, name)
+    with ExitStack() as held:
+        try:  # claimed before the folder exists, so the next restore's cleanup (offsite_leftovers.py) never takes it
+            held.enter_context(claimed(place))
+            place.mkdir(mode=0o755)
+        except OSError as exc:
+            raise PermanentError(f"cannot make {place} for the fetched search repository ({exc.strerror}): the "
+                                 f"folder holding search.repository_path must be writable by the agent and in the "
+                                 "search server's path.repo; no search index was touched") from None
+        yield from _registered_copy(settings, client, copy, source_name, name, place)
+
+
+def _registered_copy(settings: Settings, client, copy: Path, source_name: str, name: str,
+                     place: Path) -> Iterator[str]:
+    """`copy` checked into `place`, registered as `name` for the restore's length (the one yield), then neither."""
+    search = settings.search
     repo = SnapshotRepo(client, search.engine, name)
     registered = False
     try:
@@ -171,7 +195,7 @@ def fetched_repository(settings: Settings, point: Point, copy: Path | None) -> I
         if registered:
             try:
                 repo.unregister()
-            except Exception:  # noqa: BLE001 - a leftover registration is harmless; the folder goes anyway
+            except Exception:  # noqa: BLE001 - the next restore (or doctor) unregisters it: offsite_leftovers.py
                 pass
         shutil.rmtree(place, ignore_errors=True)
 

@@ -27,13 +27,16 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.offsite_choice import STAMP, choose_point, point_at, search_repo_for_moment
+from actors.actions.offsite_leftovers import claimed_fetch
+from actors.actions.offsite_pins import release_gone
 from actors.actions.restore import newest_complete
 from actors.actions.retention import UNREADABLE_PIN, pin_of
 from actors.binlog.frozen import freeze
@@ -159,20 +162,24 @@ def _retag(restic: Restic, snap: Snapshot, point: Point) -> bool:
 
 def sync_pins(settings: Settings, restic: Restic, refs: list[str] | None = None) -> int:
     """Re-tag the snapshots of the points here whose pin changed since they were copied (all, or `refs`); the
-    number re-tagged. A point no longer here keeps its tags (retention deletes a point only once it is unpinned,
-    and its snapshot is re-tagged at that `unpin` or at the next offsite job while the point still exists)."""
+    number re-tagged. A point no longer here (unpinned while the repository was away, then taken by local
+    retention) is let go offsite only when this root's audit log says it was unpinned (actors/actions/offsite_pins.py)."""
     storage = Storage(settings.storage_root)
     changed = 0
+    gone = []
     for snap in restic.snapshots("point"):
         if not snap.point or (refs is not None and snap.point not in refs):
             continue
         try:
             point = storage.point(snap.point)  # the tag is read back from the repository: checked like any name
-        except (LookupError, UnsafePath):
+        except UnsafePath:
+            continue
+        except LookupError:
+            gone.append(snap)
             continue
         if point.folder.is_dir():
             changed += _retag(restic, snap, point)
-    return changed
+    return changed + len(release_gone(settings.storage_root, restic, gone))
 
 
 def retag_point(settings: Settings, point: Point) -> None:
@@ -350,74 +357,30 @@ def check(settings: Settings, read_data: bool = False) -> str:
 # ---------------------------------------------------------------- restore
 
 
-def choose_point(snaps: list[Snapshot], ref: str | None) -> Snapshot:
-    points = [s for s in snaps if s.kind == "point"]
-    if not points:
-        raise OffsitePermanent("the offsite repository holds no backup point yet (`ragflow-backup offsite snapshots`)")
-    if ref in (None, "", "latest"):
-        return points[-1]
-    wanted = {ref, f"daily/{ref}"}
-    found = [s for s in points if s.point in wanted]
-    if not found:
-        names = ", ".join(sorted({s.point or "?" for s in points})[-10:])
-        raise OffsitePermanent(f"no point {ref!r} in the offsite repository; it holds {names}")
-    return found[-1]
-
-
-STAMP = "%Y%m%dT%H%M%SZ"  # a search_repo copy's newest_point_at tag
-
-
-def _newest_point_at(copy: Snapshot) -> datetime | None:
-    try:  # read back from the repository: a tag that does not parse counts as none
-        return datetime.strptime(copy.tags.get("newest_point_at", [""])[0], STAMP).replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def point_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
-    """`restore --at T --from offsite` without --point: the newest point made at or before T."""
-    points = [s for s in snaps if s.kind == "point" and s.time <= at]
-    if not points:
-        raise OffsitePermanent(f"the offsite repository holds no point made at or before {at.isoformat()}")
-    return points[-1]
-
-
-def search_repo_for_moment(snaps: list[Snapshot], point: Snapshot, at: datetime | None) -> Snapshot | None:
-    """The first copy made at or after T holding the point's snapshot, so also the interval snapshots up to T
-    (their records ride in it); without T, or no such copy, choose_search_repo's."""
-    if at is not None:
-        fits = [s for s in snaps if s.kind == "search_repo" and s.time >= at and (made := _newest_point_at(s))
-                is not None and made >= point.time.replace(microsecond=0)]
-        if fits:
-            return fits[0]
-    return choose_search_repo(snaps, point)
-
-
-def choose_search_repo(snaps: list[Snapshot], point: Snapshot) -> Snapshot | None:
-    """The first copy of the search snapshot repository made once the point was complete (its newest_point_at
-    is the point's time or later: it holds the point's snapshot; a later copy may have lost it to the
-    repository's own retention), else the newest."""
-    copies = [s for s in snaps if s.kind == "search_repo"]
-    since = point.time.replace(microsecond=0)
-    after = [s for s in copies if (at := _newest_point_at(s)) is not None and at >= since]
-    return after[0] if after else (copies[-1] if copies else None)
-
-
 @contextmanager
 def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, search_repo: bool = True,
-            at: datetime | None = None) -> Iterator[tuple[Path, Path | None, Path | None]]:
+            at: datetime | None = None, search_here: Callable[[Path], bool] | None = None,
+            ) -> Iterator[tuple[Path, Path | None, Path | None]]:
     """Bring a point (the newest copy of the MinIO mirror, and the copy of the search snapshot repository that
     holds the point's snapshot) back from the repository into a private folder under the storage root (created
     if it is gone), yield (point folder, mirror folder, search repository folder), and remove them afterwards.
     `at`: see point_at. The search repository's copy is untrusted like the rest: actors/actions/foreign.py checks
-    it before any search server sees it."""
+    it before any search server sees it. `search_here(point folder)`: True when this search server holds the
+    point's snapshot already, so the repository's copy is not fetched (a restore into the installation that
+    took it)."""
 
     restic = Restic(settings)
     snaps = restic.snapshots()
     chosen = point_at(snaps, at) if at is not None and point_ref in (None, "", "latest") else choose_point(snaps, point_ref)
     Storage(settings.storage_root).prepare()
     sweep_stale(settings.layout.offsite, f"{OFFSITE_RESTORE}*")
-    staging = settings.layout.offsite_restore_staging(secrets.token_hex(4))
+    token, held = secrets.token_hex(4), ExitStack()  # claimed first: the next restore removes it once killed
+    held.enter_context(claimed_fetch(settings.layout, token))
+    try:
+        staging = settings.layout.offsite_restore_staging(token)
+    except BaseException:
+        held.close()
+        raise
     try:
         folder = restic.restore(chosen, staging / "point")
         # The snapshot's path comes from the repository: it must name a real folder beneath the staging
@@ -434,8 +397,9 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, sear
         if mirror and mirrors:
             mirror_root = restic.restore(mirrors[-1], staging / "mirror")
         search_root = None
-        repo_copy = search_repo_for_moment(snaps, chosen, at) if search_repo and "search" in chosen.tags.get(
-            "component", []) else None
+        wanted = search_repo and "search" in chosen.tags.get("component", []) \
+            and not (search_here is not None and search_here(folder))
+        repo_copy = search_repo_for_moment(snaps, chosen, at) if wanted else None
         if repo_copy is not None:
             search_root = restic.restore(repo_copy, staging / "search")
             try:
@@ -452,6 +416,7 @@ def fetched(settings: Settings, point_ref: str | None, mirror: bool = True, sear
         yield folder, mirror_root, search_root
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        held.close()
 
 
 def privatise(root: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from actors.actions.restore_at import SearchFrom, choose
 from actors.actions.restore_checks import check_before_restore
 from actors.actions.runs import describe, run_component
-from actors.components import COMPONENTS, IN_POINTS
+from actors.components import COMPONENTS, IN_POINTS, RESTORABLE
 from actors.config import restore as config_restore
 from actors.search.changed_documents import ChangedDocument, changed_documents, mark_for_reparse
 from core import audit as audit_log
@@ -37,7 +37,8 @@ from core.safe_paths import UnsafePath
 log = logging.getLogger("ragflow_backup.restore")
 
 # Config first (RAGFlow's settings), then the database, the chunks, the objects, Redis last (each one's restore_rank).
-ORDER = tuple(sorted(COMPONENTS, key=lambda name: COMPONENTS[name].restore_rank))
+# Only what is restored by itself: the binlog archive is replayed by the MySQL restore (core/face.py `restorable`).
+ORDER = tuple(sorted(RESTORABLE, key=lambda name: COMPONENTS[name].restore_rank))
 PER_KB = tuple(name for name in ORDER if COMPONENTS[name].per_kb)  # what a knowledge base has
 
 
@@ -118,6 +119,7 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
               reparse_changed: bool = False) -> Plan:
     """`storage`: where the points are read (another installation's root: core/source_root.py); default ours."""
     storage = storage or Storage(settings.storage_root)
+    refuse_not_restorable(components or [])
     if at is not None and at > datetime.now(timezone.utc):
         raise PermanentError(f"--at {at.isoformat(timespec='seconds')} is in the future: give a moment that has been "
                              "(the newest complete point at or before it is restored)")
@@ -178,6 +180,15 @@ def make_plan(settings: Settings, point_ref: str | None = None, at: datetime | N
     return plan
 
 
+def refuse_not_restorable(names: list[str]) -> None:
+    """A component asked for by name that is never restored by itself (the binlog archive): what to do instead."""
+    kept = sorted(name for name in set(names) if name in COMPONENTS and not COMPONENTS[name].restorable)
+    if kept:
+        raise PermanentError(f"{', '.join(kept)} is not restored by itself: a MySQL restore replays the binlog "
+                             "archive to reach a moment; use `ragflow-backup restore --at T` (with -C mysql for the "
+                             f"database alone). Components a restore takes: {', '.join(ORDER)}")
+
+
 def refuse_newer_point(settings: Settings, plan: Plan, force: bool) -> str:
     """A point taken under a newer RAGFlow than the one installed is unsupported (its database has columns the
     older RAGFlow does not know): raise unless `force`; return the warning to show ('' when there is none)."""
@@ -206,8 +217,8 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
     point = point or plan.point
     at = at or plan.at
     targets = plan.targets if targets is None else targets
-    if name not in COMPONENTS:
-        raise PermanentError(f"unknown component {name!r}")
+    if name not in ORDER:
+        raise PermanentError(f"unknown component {name!r}; choose from {', '.join(ORDER)}")
     record = point.manifest().components.get(name) if point is not None and COMPONENTS[name].in_points else None
     ours = point is plan.point  # a rollback restores from its safety point: no replay, no commit
     if name == "config" and ours and plan.config_commit and not kb:
@@ -263,7 +274,7 @@ def last_restore(settings: Settings) -> dict[str, Any] | None:
         state = json.loads(data) if len(data) <= MAX_STATE else None
         ok = (isinstance(state, dict) and isinstance(state.get("safety"), (str, type(None)))
               and isinstance(state.get("kb"), (str, type(None))) and isinstance(state.get("components"), list)
-              and all(name in ORDER for name in state["components"])
+              and all(name in COMPONENTS for name in state["components"])
               and datetime.fromisoformat(state["began_at"]) is not None)
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
@@ -373,6 +384,8 @@ def rollback(settings: Settings, safety: Point | None, began_at: datetime, compo
         plan = Plan(plain, began_at, components, kb, exact=held_by is not None)
         saved = set(plain.manifest().components) if plain else set()
         for name in reversed(components):
+            if not COMPONENTS[name].restorable:  # named by a restore of an earlier version: nothing of it changed
+                continue
             if COMPONENTS[name].in_points and name not in saved:
                 continue  # nothing of it existed before the restore: nothing to put back
             restore_component(settings, plan, name, point=plain, at=began_at, kb=kb, targets={}, held_by=held)

@@ -25,6 +25,7 @@ from core.points import Point
 class Binlog:
     name = "binlog"
     in_points = False
+    restorable = False  # the archive a MySQL restore replays (restore --at): never restored by itself
     restore_rank = 2  # never restored by itself: a MySQL restore (rank 1) replays it
     per_kb = False
 
@@ -38,8 +39,9 @@ class Binlog:
         return checks.archive_problems(settings.layout)
 
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
-        # A whole-stack restore lists every enabled component: nothing of the archive changes in place.
-        return "nothing restored by itself: a MySQL restore replays the archive (restore --at)"
+        # Never asked (`restorable` is False: restore plans leave it out); said should anything ask.
+        raise PermanentError("the binlog archive is not restored by itself: a MySQL restore replays it "
+                             "(`ragflow-backup restore --at T`)")
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return []

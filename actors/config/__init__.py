@@ -24,6 +24,7 @@ from core.points import Point
 class ConfigFiles:
     name = backup.NAME
     in_points = True
+    restorable = True
     restore_rank = 0  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
     per_kb = False  # holds a knowledge base's own part
 

@@ -25,6 +25,7 @@ SAMPLE = 50  # objects the drill compares with the source
 class Minio:
     name = "minio"
     in_points = False
+    restorable = True
     restore_rank = 3  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
     per_kb = True  # holds a knowledge base's own part
 

@@ -23,6 +23,7 @@ from core.points import Point
 class MySQL:
     name = backup.NAME
     in_points = True
+    restorable = True
     restore_rank = 1  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
     per_kb = True  # holds a knowledge base's own part
 

@@ -25,6 +25,7 @@ from core.points import Point
 class Postgres:
     name = backup.NAME
     in_points = True
+    restorable = True
     restore_rank = 1  # with mysql: after config, before search, minio and redis
     per_kb = True
 

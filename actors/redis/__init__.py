@@ -20,6 +20,7 @@ from core.points import Point
 class Redis:
     name = keys.NAME
     in_points = True
+    restorable = True
     restore_rank = 4  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
     per_kb = False  # holds a knowledge base's own part
 

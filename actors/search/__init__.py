@@ -22,6 +22,7 @@ from core.points import Point
 class Search:
     name = backup.NAME
     in_points = True
+    restorable = True
     restore_rank = 2  # restore order: config, mysql, search, minio, redis (RAGFlow's settings first, Redis last)
     per_kb = True  # holds a knowledge base's own part
 

@@ -19,8 +19,10 @@ from actors.actions.foreign import (
     refuse_other_prefix,
     refuse_unknown_buckets,
     register_source_repository,
+    snapshot_is_here,
 )
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
+from actors.actions.offsite_leftovers import remove_leftovers
 from actors.actions.restore import RestoreFailed, execute, make_plan, refuse_newer_point, rollback_last
 from actors.actions.restore_at import search_from_copy
 from actors.actions.restore_checks import check_before_restore
@@ -35,6 +37,7 @@ from core.component import PermanentError
 from core.encryption import decrypted
 from core.layout import MIRROR_DIR
 from core.points import Storage
+from core.safe_paths import UnsafePath
 from core.source_root import name_mapping, opened, refuse_unmappable
 
 
@@ -98,6 +101,8 @@ def restore(
     if reparse_changed and not at:
         fail("--reparse-changed goes with --at (the documents changed between the search snapshot and that moment)",
              code=2)
+    if not dry_run:
+        clean_leftovers(settings)
     if from_root is not None:
         if rollback or source != "local":
             fail("--from-root restores from another installation's root: leave out --rollback and --from "
@@ -107,14 +112,27 @@ def restore(
         return
     if source == "offsite" and not rollback:
 
+        here: list[bool] = []  # the answer of search_here below, for the line saying why nothing was fetched
+
+        def search_here(folder: Path) -> bool:
+            try:
+                here.append(snapshot_is_here(settings, Storage(settings.storage_root).point(str(folder))))
+            except (LookupError, UnsafePath):
+                here.append(False)
+            return here[-1]
+
         try:
             with fetched(settings, point, search_repo=not component or "search" in component,
-                         at=parse_moment(at) if at else None) as (folder, mirror, search_copy):
+                         at=parse_moment(at) if at else None,
+                         # --at may need an interval snapshot that only the copy made after T holds: fetched then
+                         search_here=None if at else search_here) as (folder, mirror, search_copy):
                 if mirror is not None:
                     settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
                 console.print(f"fetched {folder.parent.name}/{folder.name} from the offsite repository"
                               + (" with the MinIO mirror" if mirror else " (no MinIO mirror copy there)")
-                              + (" and the search snapshot repository" if search_copy else ""))
+                              + (" and the search snapshot repository" if search_copy else "")
+                              + ("; the search snapshot repository is not fetched: this search server holds the "
+                                 "point's snapshot" if any(here) else ""), soft_wrap=True)
                 _restore(settings, str(folder), at, component, kb, yes, dry_run, identity=identity,
                          allow_choice=False, force=force, exact=exact, offsite=(search_copy,),
                          reparse_changed=reparse_changed)
@@ -123,6 +141,16 @@ def restore(
         return
     _restore(settings, point, at, component, kb, yes, dry_run, identity=identity, rollback=rollback, force=force,
              exact=exact, reparse_changed=reparse_changed)
+
+
+def clean_leftovers(settings) -> None:
+    """What a killed restore from offsite left (a fetched point; a search repository folder and registration),
+    removed unless in use, and said (actors/actions/offsite_leftovers.py)."""
+    said, problem = remove_leftovers(settings)
+    for line in said:
+        console.print(escape(line), soft_wrap=True, highlight=False)
+    if problem:
+        console.print(f"{styled('warn')} {escape(problem)}", soft_wrap=True, highlight=False)
 
 
 def _restore_from_root(settings, root: Path, point, at, component, kb, yes, dry_run, identity, force,

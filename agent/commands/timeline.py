@@ -53,7 +53,7 @@ def build_timeline(settings: Settings) -> dict[str, Any]:
     points = point_moments(settings)
     components: dict[str, Any] = {}
     for name, component in COMPONENTS.items():
-        if name == "binlog" or not component.enabled(settings):
+        if not component.restorable or not component.enabled(settings):  # the binlog archive: mysql's spans
             continue
         own = points.get(name, [])
         entry: dict[str, Any] = {"spans": [], "gaps": [],

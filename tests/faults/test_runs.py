@@ -13,13 +13,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core import locks
 from core.points import Storage
 from testbed import settings as tb
 from testbed.polling import wait_for
 from testbed.seed import remove, seed
-from tests.faults.harness import cli, kill, start_cli, text_of, write_config
+from tests.faults.harness import cli, fingerprint, kill, start_cli, text_of, write_config
 from tests.faults.test_concurrency import ragflow_dir
 from tests.faults.test_storage import small_root  # noqa: F401 - the 8 MiB tmpfs fixture
 
@@ -279,7 +280,7 @@ def test_unknown_components_and_impossible_moments_are_refused_naming_them(tmp_p
     backup = cli(config, "backup", "--local", "-C", "nosuch")
     assert backup.returncode == 2 and "unknown component(s) nosuch; choose from mysql, postgres, search, redis, config" in said(backup)
     restore = cli(config, "restore", "-C", "nosuch", "--yes")
-    assert restore.returncode == 2 and "unknown component(s) nosuch; choose from config, mysql, postgres, search, binlog, minio, redis" in said(restore)
+    assert restore.returncode == 2 and "unknown component(s) nosuch; choose from config, mysql, postgres, search, minio, redis" in said(restore)
     future = cli(config, "restore", "--at", "2999-01-01T00:00:00+00:00", "-C", "config", "--yes")
     assert future.returncode == 2 and "--at 2999-01-01T00:00:00+00:00 is in the future" in said(future)
     early = cli(config, "restore", "--at", "2000-01-01T00:00:00+00:00", "-C", "config", "--yes")
@@ -288,6 +289,31 @@ def test_unknown_components_and_impossible_moments_are_refused_naming_them(tmp_p
     for done in (backup, restore, future, early):
         assert "Traceback" not in done.stdout + done.stderr
     assert sorted(p.ref for p in Storage(root).points()) == before
+
+
+@pytest.mark.fault("`restore -C binlog` (the binlog archive, which is only replayed by a MySQL restore)",
+                   "refused before anything is changed, saying a MySQL restore replays the archive and to use "
+                   "`restore --at T` (exit 2); a whole restore's plan never lists binlog")
+def test_the_binlog_archive_is_never_planned_nor_chosen_as_a_restore_of_its_own(tmp_path, config_point, testbed_env):
+    config, point = config_point
+    root = tmp_path / "backups"
+    with_binlog = write_config(tmp_path / "binlog.yml", {
+        **yaml.safe_load(config.read_text()), "redis": {"enabled": False}, "binlog": {"enabled": True},
+        "mysql": {"host": testbed_env["MYSQL_HOST"], "port": int(testbed_env["MYSQL_PORT"]),
+                  "database": f"t_{uuid.uuid4().hex[:10]}", "password": testbed_env["MYSQL_PASSWORD"]}})
+    before = fingerprint(root)
+
+    chosen = cli(with_binlog, "restore", "-C", "binlog", "--yes")
+    assert chosen.returncode == 2, said(chosen)
+    assert "binlog is not restored by itself: a MySQL restore replays the binlog archive" in said(chosen)
+    assert "use `ragflow-backup restore --at T`" in said(chosen)
+    whole = cli(with_binlog, "restore", "--dry-run", "--yes")
+    assert whole.returncode == 0, said(whole)
+    assert f"from point {point.ref}" in said(whole) and "components: config (everything they hold)" in said(whole)
+    assert "binlog" not in said(whole)
+    for done in (chosen, whole):
+        assert "Traceback" not in done.stdout + done.stderr
+    assert fingerprint(root) == before
     assert not (root / "safety").is_dir() or not list((root / "safety").iterdir())
 
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actors.actions.offsite import Restic, choose_search_repo, copy_point, forget
+from actors.actions.offsite import Restic, copy_point, forget
+from actors.actions.offsite_choice import choose_search_repo
 from actors.actions.runs import run_component
 from actors.minio.mirror import reconcile
 from agent.cli import app

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.actions.offsite import OffsitePermanent, Restic, point_at, search_repo_for_moment
+from actors.actions.offsite import OffsitePermanent, Restic
+from actors.actions.offsite_choice import point_at, search_repo_for_moment
 from actors.search import backup as search
 from actors.search import interval
 from core import clients

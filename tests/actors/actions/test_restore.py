@@ -183,6 +183,8 @@ def test_the_restore_drill_restores_into_scratch_targets_compares_and_cleans_up(
     assert "30-minute objective" in result.output
     for component in ("mysql", "search", "config", "minio"):
         assert component in result.output
+    [binlog] = [line for line in result.output.splitlines() if "binlog" in line]
+    assert "checked, not restored" in binlog  # the archive's files against its index; a MySQL restore replays it
     assert table_checksums(settings) == before
     with clients.mysql_connection(settings.mysql, database="") as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE %s", (f"{dataset.database}__drill%",))
