@@ -7,14 +7,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core import clients
-from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
+from core import clients, docker_exec
+from core.child_output import stdout_blocks
 from core.clients import find_mysql_container
 from core.component import PermanentError
 from core.config import MySQLSettings, Settings
@@ -23,16 +22,6 @@ CONNECT_TIMEOUT = 10  # seconds the query client waits for a server's greeting
 RUN_TIMEOUT = 120  # seconds for a query client run (version, row counts)
 
 # ---------------------------------------------------------------- errors
-
-
-def clean_stderr(raw: bytes, password: str) -> str:
-    """Client stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
-    text = raw.decode("utf-8", "replace")
-    if password:
-        text = text.replace(password, "***")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    text = " | ".join(lines[-10:])
-    return text if len(text) <= 1000 else "..." + text[-1000:]
 
 
 def client_failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSettings) -> Exception:
@@ -172,13 +161,7 @@ class _Docker(ClientSession):
         return self.api.exec_create(self.container.id, cmd, environment=env, stdout=True, stderr=True)["Id"]
 
     def exec_exit_code(self, exec_id: str) -> int | None:
-        # The output can end a moment before the daemon notes the exit; a dropped stream also ends it.
-        for _ in range(100):
-            state = self.api.exec_inspect(exec_id)
-            if not state.get("Running"):
-                return state.get("ExitCode")
-            time.sleep(0.1)
-        return None
+        return docker_exec.exit_code(self.api, exec_id)
 
     def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
         exec_id = self._exec(tool, args, connect)
@@ -186,27 +169,12 @@ class _Docker(ClientSession):
         code = self.exec_exit_code(exec_id)
         return (code if code is not None else -1), out or b"", err or b""
 
+    def _finished(self, exit_code: int | None, stderr: bytes) -> None:
+        self.exit_code, self.stderr = exit_code, stderr
+
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
-        exec_id = self._exec(tool, args, True)
-        frames = self.api.exec_start(exec_id, stream=True, demux=True)
-        buffer, errors = bytearray(), bytearray()
-        try:
-            for out, err in frames:
-                if err:
-                    errors += err
-                    del errors[:-STDERR_KEEP]
-                if out:
-                    buffer += out
-                    if len(buffer) >= CHUNK:  # frames are small; compress and count in big pieces
-                        yield bytes(buffer)
-                        buffer.clear()
-            if buffer:
-                yield bytes(buffer)
-        finally:
-            frames.close()  # abandoned mid-dump: closing the stream ends mysqldump with a broken pipe
-            self.stderr = bytes(errors)
-            self.exit_code = self.exec_exit_code(exec_id)
+        yield from docker_exec.stdout_blocks(self.api, self._exec(tool, args, True), self._finished)
 
 
 @contextmanager

@@ -17,11 +17,8 @@ from pathlib import Path
 import psycopg
 
 from actors.postgres.session import (
-    CHUNK,
-    STDERR_KEEP,
     DockerTools,
     ToolSession,
-    clean_stderr,
     connect,
     connect_failure,
     deadline,
@@ -32,6 +29,7 @@ from actors.postgres.session import (
 from core import clients
 from core.atomic import atomic_file
 from core.checks import CorruptArtifact, verify_artifacts
+from core.child_output import CHUNK, STDERR_KEEP, clean_stderr
 from core.component import ComponentResult, PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import Artifact, ComponentRecord

@@ -27,13 +27,14 @@ import psycopg
 from psycopg import sql
 
 from actors.postgres.backup import ARTIFACT, NAME, SYSTEM_SCHEMAS, table_key
-from actors.postgres.session import clean_stderr, connect, connect_failure, failure, local_tools
+from actors.postgres.session import connect, connect_failure, failure, local_tools
 from actors.postgres.watchdog import Watchdog
-from core.atomic import sha256_of
+from core.child_output import clean_stderr
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
+from core.scratch_restore import checked_dump
 
 MAINTENANCE_DB = "postgres"  # where the statements that create, rename and drop databases run
 # Entry types (pg_restore --list) that RAGFlow's peewee schema consists of; longest first for matching.
@@ -101,27 +102,6 @@ def mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
             for t in sorted(set(found) | set(expected)) if found.get(t) != expected.get(t)]
 
 
-def artifact(point: Point, record: ComponentRecord | None) -> Path:
-    """The archive, checked against the record before anything is touched."""
-    where = f"backup point {point.ref}"
-    if record is None:
-        raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
-    if record.component != NAME:
-        raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
-    if record.status != "ok":
-        raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
-    entry = next((a for a in record.artifacts if a.name == ARTIFACT), None)
-    if entry is None:
-        raise PermanentError(f"the {NAME} record of {where} names no {ARTIFACT}; choose another point")
-    path = point.path(ARTIFACT)
-    if not path.is_file():
-        raise PermanentError(f"{path} is missing; choose another point")
-    if path.stat().st_size != entry.bytes or sha256_of(path) != entry.sha256:
-        raise PermanentError(f"{path} differs from the manifest (size or SHA-256): it changed after the backup; "
-                             f"run `ragflow-backup verify` and choose another point")
-    return path
-
-
 def filtered_list(listing: str) -> tuple[str, list[str]]:
     """pg_restore's `--list` cut to RAGFlow's kind of entries in `public`: (the list to restore, what was left
     out). pg_restore reads only each line's leading entry id from the list we hand back."""
@@ -187,7 +167,7 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
     account for a new target, and PUBLIC may connect as to any new database. The scratch database (if still
     there: a swap renames it) and the loading role are dropped afterwards."""
     cfg = settings.postgres
-    path = artifact(point, record)
+    path = checked_dump(point, record, NAME, lambda _: ARTIFACT)
     scratch = scratch_name(target, "restore", token)
     loader, password = LOADER_PREFIX + token, secrets.token_urlsafe(24)
     try:

@@ -9,7 +9,6 @@ that inspect, count and swap go over psycopg to postgres.host:port (in docker mo
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -17,17 +16,15 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from docker.utils.socket import frames_iter
 
-from core import clients
-from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
+from core import clients, docker_exec
+from core.child_output import clean_stderr, stdout_blocks
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 
@@ -73,16 +70,6 @@ def deadline(conn: psycopg.Connection, seconds: float, what: str, where: str) ->
         raise
     finally:
         timer.cancel()
-
-
-def clean_stderr(raw: bytes, password: str) -> str:
-    """Tool stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
-    text = raw.decode("utf-8", "replace")
-    if password:
-        text = text.replace(password, "***")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    text = " | ".join(lines[-10:])
-    return text if len(text) <= 1000 else "..." + text[-1000:]
 
 
 def failure(what: str, code: int | None, stderr: str, where: str, cfg: PostgresSettings) -> Exception:
@@ -212,80 +199,25 @@ class DockerTools(ToolSession):
         env = {"PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT)} if connect else None
         return self.api.exec_create(self.container.id, [tool, *args], environment=env, stdout=True, stderr=True)["Id"]
 
-    def _exit_code(self, exec_id: str) -> int | None:
-        for _ in range(100):  # the output can end a moment before the daemon notes the exit
-            state = self.api.exec_inspect(exec_id)
-            if not state.get("Running"):
-                return state.get("ExitCode")
-            time.sleep(0.1)
-        return None
-
     def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
         exec_id = self._exec(tool, args, connect)
         out, err = self.api.exec_start(exec_id, demux=True)
-        code = self._exit_code(exec_id)
+        code = docker_exec.exit_code(self.api, exec_id)
         return (code if code is not None else -1), out or b"", err or b""
+
+    def _finished(self, exit_code: int | None, stderr: bytes) -> None:
+        self.exit_code, self.stderr = exit_code, stderr
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
         self.exit_code, self.stderr = None, b""
-        exec_id = self._exec(tool, args, True)
-        frames = self.api.exec_start(exec_id, stream=True, demux=True)
-        buffer, errors = bytearray(), bytearray()
-        try:
-            for out, err in frames:
-                if err:
-                    errors += err
-                    del errors[:-STDERR_KEEP]
-                if out:
-                    buffer += out
-                    if len(buffer) >= CHUNK:
-                        yield bytes(buffer)
-                        buffer.clear()
-            if buffer:
-                yield bytes(buffer)
-        finally:
-            frames.close()  # abandoned mid-dump: closing the stream ends pg_dump with a broken pipe
-            self.stderr = bytes(errors)
-            self.exit_code = self._exit_code(exec_id)
-
+        yield from docker_exec.stdout_blocks(self.api, self._exec(tool, args, True), self._finished)
 
     def fed(self, tool: str, args: list[str], path: Path) -> Iterator[bytes]:
-        """Run `tool` (no connection) with the file at `path` as its stdin, streamed through the exec's socket
-        as actors/mysql/load.py feeds its client; yield its stdout. Afterwards `exit_code` and `stderr` are set."""
+        """Run `tool` (no connection) with the file at `path` as its stdin; yield its stdout. Afterwards
+        `exit_code` and `stderr` are set."""
         self.exit_code, self.stderr = None, b""
         exec_id = self.api.exec_create(self.container.id, [tool, *args], stdin=True, stdout=True, stderr=True)["Id"]
-        sock = self.api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
-        errors = bytearray()
-
-        def feed() -> None:
-            try:
-                with open(path, "rb") as source:
-                    while block := source.read(CHUNK):
-                        raw.sendall(block)
-            except OSError:
-                pass  # the tool stopped reading (a broken archive): its exit code says so
-            finally:
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_WR)  # the tool's stdin ends
-
-        feeder = threading.Thread(target=feed, name="postgres-exec-stdin", daemon=True)
-        feeder.start()
-        try:
-            for stream, data in frames_iter(sock, tty=False):
-                if stream == 1:
-                    yield data
-                elif stream == 2:
-                    errors += data
-                    del errors[:-STDERR_KEEP]
-        finally:
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-            feeder.join()
-            with contextlib.suppress(OSError):
-                sock.close()
-            self.stderr = bytes(errors)
-            self.exit_code = self._exit_code(exec_id)
+        yield from docker_exec.fed_stdout(self.api, exec_id, path, "postgres-exec-stdin", self._finished)
 
 
 def find_container(settings: Settings) -> Any:
