@@ -1,7 +1,7 @@
 """A tool run inside a container through the Docker API (`docker exec`), as the docker-mode clients of
-actors/mysql/ and actors/postgres/ run theirs: its output read in blocks with the end of its stderr kept, a
-file fed to its stdin, and its exit code once the daemon has noted it. core/child_output.py is the same for a
-child on this host."""
+actors/mysql/ and actors/postgres/ run theirs (ContainerTools): its output read in blocks with the end of its
+stderr kept, a file fed to its stdin, and its exit code once the daemon has noted it. core/child_output.py is
+the same for a child on this host."""
 from __future__ import annotations
 
 import contextlib
@@ -9,12 +9,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from docker.utils.socket import frames_iter
 
 from core.child_output import CHUNK, STDERR_KEEP
+from core.clients import find_compose_container
+from core.component import PermanentError
+from core.tool_session import ToolSession
 
 STDOUT, STDERR = 1, 2  # the stream numbers of the exec's multiplexed frames
 
@@ -95,14 +99,22 @@ def close(sock: Any, raw: socket.socket) -> None:
         sock.close()
 
 
-def fed_stdout(api: Any, exec_id: str, path: Path, thread_name: str,
-               finished: Callable[[int | None, bytes], None]) -> Iterator[bytes]:
+def fed_stdout(api: Any, exec_id: str, path: Path, thread_name: str, finished: Callable[[int | None, bytes], None],
+               cut_by: Callable[[Callable[[], None]], None] | None = None) -> Iterator[bytes]:
     """Start the exec (created with stdin, stdout and stderr), stream the file at `path` to its stdin from a
     thread (the file is on this host, not in the container) and yield its stdout frames. However it ends,
-    `finished` gets its exit code and the last STDERR_KEEP bytes of its stderr."""
+    `finished` gets its exit code and the last STDERR_KEEP bytes of its stderr. `cut_by`, if given, is handed a
+    function that ends the exec's connection from another thread (a watchdog's), which ends the reading here."""
     sock = api.exec_start(exec_id, socket=True)
     raw = raw_socket(sock)
     errors = bytearray()
+
+    def cut() -> None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+
+    if cut_by is not None:
+        cut_by(cut)
 
     def feed() -> None:
         try:
@@ -120,8 +132,53 @@ def fed_stdout(api: Any, exec_id: str, path: Path, thread_name: str,
     try:
         yield from stdout_frames(sock, errors)
     finally:
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_RDWR)  # ends the feeder's send; closed once it is done with the socket
+        cut()  # ends the feeder's send; the socket is closed once it is done with it
         feeder.join(10)
         close(sock, raw)
         finished(exit_code(api, exec_id), bytes(errors))
+
+
+@contextmanager
+def compose_container(docker_host: str | None, service: str, project: str | None, engine: str,
+                      section: str) -> Iterator[Any]:
+    """The running container of RAGFlow's compose `service` (of `engine`, set in the config's `section`), its
+    Docker client closed afterwards; an error saying which settings to fix when there is not exactly one."""
+    try:
+        container = find_compose_container(docker_host, service, project)
+    except LookupError as exc:
+        raise PermanentError(f"no {engine} container to run the client tools in: {exc}. Start RAGFlow's {section} "
+                             f"service, or set {section}.compose_service / {section}.compose_project (and "
+                             f"docker.host) to match its compose labels") from None
+    try:
+        yield container
+    finally:
+        container.client.close()
+
+
+class ContainerTools(ToolSession):
+    """docker mode: the tools inside the server's container, through the Docker API. A subclass creates the
+    exec of a tool with the connection's user and password (`create_exec`), which never reach an argv."""
+
+    mode = "docker"
+
+    def __init__(self, container: Any):
+        self.container = container
+        self.api = container.client.api
+        self.where = f"container {container.name}"
+
+    def create_exec(self, tool: str, args: list[str], connect: bool) -> str:
+        """The id of an exec of `tool` with stdout and stderr; with `connect`, set to reach the server."""
+        raise NotImplementedError
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        return exit_code(self.api, exec_id)
+
+    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
+        exec_id = self.create_exec(tool, args, connect)
+        out, err = self.api.exec_start(exec_id, demux=True)
+        code = self.exec_exit_code(exec_id)
+        return (code if code is not None else -1), out or b"", err or b""
+
+    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
+        self.exit_code, self.stderr = None, b""
+        yield from stdout_blocks(self.api, self.create_exec(tool, args, True), self.finished)

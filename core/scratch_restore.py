@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core.atomic import sha256_of
 from core.component import PermanentError
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point
 
@@ -152,3 +153,23 @@ def log_restored(log: logging.Logger, result: DatabaseRestoreResult, created: bo
     log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", result.target,
              " (created)" if created else "", result.point, len(result.found), sum(result.found.values()),
              result.seconds)
+
+
+def requested(request: RestoreRequest, whole: Callable[..., Any], one_kb: Callable[..., Any], **extra: Any) -> Any:
+    """A component's restore as the face asks for it: one knowledge base (`one_kb`) or the whole database
+    (`whole`), into `request.target` or the configured database; `extra` goes to either."""
+    target = str(request.target) if request.target else None
+    if request.kb:
+        return one_kb(request.point, request.record, request.kb, target_database=target, log=request.log, **extra)
+    return whole(request.point, request.record, target_database=target, log=request.log, **extra)
+
+
+def drilled(target: str, restore: Callable[[str], DatabaseRestoreResult],
+            drop: Callable[[str], None]) -> tuple[bool, str]:
+    """A drill: the point restored into the scratch database `target`, which is dropped whatever happened;
+    (ok, what was done), as the face's drill returns it."""
+    try:
+        result = restore(target)
+    finally:
+        drop(target)
+    return result.ok, f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)"

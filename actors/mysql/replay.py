@@ -40,12 +40,13 @@ from typing import Any
 
 from actors.mysql.load import LOAD_OPTIONS, LOAD_TOOLS, Loader, kill_sessions, open_loader
 from actors.mysql.sandbox import LoadAccount, allow_replay, guard_options
-from actors.mysql.session import ClientSession, client_session
+from actors.mysql.session import client_session
 from core import clients, docker_exec
 from core.child_output import CHUNK, STDERR_KEEP, clean_stderr
 from core.component import PermanentError
 from core.config import Settings
 from core.pitr import ReplayPlan
+from core.tool_session import ToolSession
 
 LOG = logging.getLogger("ragflow_backup.mysql_replay")
 DECODE_TOOLS = ("mariadb-binlog", "mysqlbinlog")
@@ -231,7 +232,7 @@ def _decode_args(plan: ReplayPlan, scratch: str) -> list[str]:
     return ["--verify-binlog-checksum", f"--database={plan.database}", f"--rewrite-db={plan.database}->{scratch}"]
 
 
-def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch: str,
+def _local_decoded(session: ToolSession, tool: str, plan: ReplayPlan, scratch: str,
                    extra: list[str]) -> Iterator[bytes]:
     argv = [shutil.which(tool) or tool, "--no-defaults", *_decode_args(plan, scratch), *extra,
             f"--start-position={plan.start.position}", "--", *(str(path) for path in plan.files)]

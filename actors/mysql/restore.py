@@ -70,26 +70,13 @@ from actors.mysql.sandbox import (
     current_account,
     load_account,
 )
-from core import clients
+from core import clients, scratch_restore
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.pitr import ReplayPlan
 from core.points import Point
-from core.scratch_restore import (
-    BATCH,
-    KB_TABLES,
-    DatabaseRestoreResult,
-    KBRestoreResult,
-    checked_dump,
-    checked_kb_id,
-    kb_columns,
-    kb_differs,
-    kb_not_in_backup,
-    kb_restored,
-    log_restored,
-    recount_differs,
-)
+from core.scratch_restore import BATCH, KB_TABLES, DatabaseRestoreResult, KBRestoreResult
 
 LOG = logging.getLogger("ragflow_backup.mysql_restore")
 NAME = "mysql"
@@ -117,7 +104,7 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
     the temporary account that loaded it (MySQL 8 refuses to drop an account that objects still name as their
     definer)."""
     # .gz, or .zst (mysql.compression: zstd)
-    path = checked_dump(point, record, NAME, lambda found: mysql.dump_artifact(found) or mysql.ARTIFACT)
+    path = scratch_restore.checked_dump(point, record, NAME, lambda found: mysql.dump_artifact(found) or mysql.ARTIFACT)
     scratch = scratch_name(target, "restore", token)
     definers = Definers(current_account(conn), account_exists(conn))
     # The docker-mode client connects through the server's socket inside the container: 'localhost'.
@@ -253,14 +240,14 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
         if result.mismatches:
             result.previous_database = old  # kept whatever was asked: the caller will want to roll back
             result.seconds = time.monotonic() - started
-            raise recount_differs(result, point, f"The previous tables are kept in {old}")
+            raise scratch_restore.recount_differs(result, point, f"The previous tables are kept in {old}")
         if keep_previous:
             result.previous_database = old
         else:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_name(old)}")
     result.seconds = time.monotonic() - started
-    log_restored(log, result, created)
+    scratch_restore.log_restored(log, result, created)
     return result
 
 
@@ -314,7 +301,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     log = log or LOG
     started = time.monotonic()
     target = checked_name(target_database or settings.mysql.database, "target database")
-    kb_id = checked_kb_id(kb_id)
+    kb_id = scratch_restore.checked_kb_id(kb_id)
     token = secrets.token_hex(3)
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
@@ -323,21 +310,21 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
         with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, _, _), \
                 conn.cursor() as cur:
-            columns = kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
+            columns = scratch_restore.kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:
-                raise kb_not_in_backup(kb_id, point)
+                raise scratch_restore.kb_not_in_backup(kb_id, point)
             conn.begin()
             try:
                 removed = _replace_kb(cur, scratch, target, kb_id, wanted, columns)
                 now = _kb_rows(cur, target, kb_id)
                 if now != wanted:
-                    raise kb_differs(kb_id, target, now, wanted)
+                    raise scratch_restore.kb_differs(kb_id, target, now, wanted)
                 conn.commit()
             except BaseException:
                 conn.rollback()
                 raise
-    return kb_restored(point, target, kb_id, wanted, now, removed, started, log)
+    return scratch_restore.kb_restored(point, target, kb_id, wanted, now, removed, started, log)
 
 
 def _replace_kb(cur: Any, scratch: str, target: str, kb_id: str, wanted: dict[str, set[str]],

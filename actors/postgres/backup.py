@@ -18,7 +18,6 @@ import psycopg
 
 from actors.postgres.session import (
     DockerTools,
-    ToolSession,
     connect,
     connect_failure,
     deadline,
@@ -34,6 +33,7 @@ from core.component import ComponentResult, PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import Artifact, ComponentRecord
 from core.points import Point
+from core.tool_session import ToolSession
 
 NAME = "postgres"
 ARTIFACT = "postgres_dump.pgdump"  # pg_dump --format=custom

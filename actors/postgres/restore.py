@@ -36,23 +36,12 @@ from actors.postgres.load import (
 )
 from actors.postgres.session import connect
 from actors.postgres.watchdog import Watchdog
+from core import scratch_restore
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
-from core.scratch_restore import (
-    BATCH,
-    KB_TABLES,
-    DatabaseRestoreResult,
-    KBRestoreResult,
-    checked_kb_id,
-    kb_columns,
-    kb_differs,
-    kb_not_in_backup,
-    kb_restored,
-    log_restored,
-    recount_differs,
-)
+from core.scratch_restore import BATCH, KB_TABLES, DatabaseRestoreResult, KBRestoreResult
 
 LOG = logging.getLogger("ragflow_backup.postgres_restore")
 DISCONNECT_WAIT_SECONDS = 60
@@ -164,12 +153,12 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
                                    seconds=0.0, previous_database=None if created else old)
     result.seconds = time.monotonic() - started
     if result.mismatches:
-        raise recount_differs(result, point, f"The previous database is kept as {old}")
+        raise scratch_restore.recount_differs(result, point, f"The previous database is kept as {old}")
     if not keep_previous and not created:
         with closing(connect(cfg, MAINTENANCE_DB)) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(old)))
         result.previous_database = None
-    log_restored(log, result, created)
+    scratch_restore.log_restored(log, result, created)
     return result
 
 
@@ -223,7 +212,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     started = time.monotonic()
     cfg = settings.postgres
     target = checked_name(target_database or cfg.database, "target database")
-    kb_id = checked_kb_id(kb_id)
+    kb_id = scratch_restore.checked_kb_id(kb_id)
     with guarded(cfg, target, "a knowledge base's restore") as watch, \
             closing(watch.connect(MAINTENANCE_DB)) as admin:
         if not database_exists(admin, target):
@@ -231,17 +220,17 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     with guarded(cfg, target, "a knowledge base's restore") as watch, \
             staged(settings, point, record, target, secrets.token_hex(3), log, watch) as scratch, \
             closing(watch.connect(scratch)) as source, closing(watch.connect(target)) as live:
-        columns = kb_columns(partial(_columns, source), partial(_columns, live), target, point)
+        columns = scratch_restore.kb_columns(partial(_columns, source), partial(_columns, live), target, point)
         wanted = kb_rows(source, kb_id)
         if not wanted["knowledgebase"]:
-            raise kb_not_in_backup(kb_id, point)
+            raise scratch_restore.kb_not_in_backup(kb_id, point)
         rows = {table: _fetch(source, table, columns[table], wanted[table]) for table in KB_TABLES}
         with live.transaction():
             removed = _replace_kb(live, kb_id, wanted, columns, rows)
             now = kb_rows(live, kb_id)
             if now != wanted:
-                raise kb_differs(kb_id, target, now, wanted)
-    return kb_restored(point, target, kb_id, wanted, now, removed, started, log)
+                raise scratch_restore.kb_differs(kb_id, target, now, wanted)
+    return scratch_restore.kb_restored(point, target, kb_id, wanted, now, removed, started, log)
 
 
 def _replace_kb(live: psycopg.Connection, kb_id: str, wanted: dict[str, set[str]], columns: dict[str, list[str]],
