@@ -16,20 +16,20 @@ Then the rows are counted against the manifest, and the tables handed to the con
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from actors.postgres.backup import ARTIFACT, NAME, SYSTEM_SCHEMAS, table_key
-from actors.postgres.session import connect, connect_failure, failure, local_tools
+from actors.postgres.loader import archive_list, load_entries
+from actors.postgres.session import connect, connect_failure, dump_tools
 from actors.postgres.watchdog import Watchdog
-from core.child_output import clean_stderr
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
@@ -174,22 +174,14 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
         admin = watch.connect(MAINTENANCE_DB)
     except psycopg.Error as exc:
         raise connect_failure(exc, cfg) from None
-    with closing(admin), local_tools(cfg) as tools:
+    with closing(admin), dump_tools(settings) as tools:
         sweep_leftovers(admin, target, log)
-        code, out, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
-        if code == 127:
-            raise PermanentError("no pg_restore on PATH: install PostgreSQL's client (apt-get install "
-                                 "postgresql-client) of the server's major version or newer")
-        if code != 0:
-            raise PermanentError(f"pg_restore cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
-                                 f"run `ragflow-backup verify` and choose another point")
-        listing, skipped = filtered_list(out.decode("utf-8", "replace"))
+        listing, skipped = filtered_list(archive_list(tools, path, point))
         row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target,)).fetchone()
         owner = sql.Identifier(row[0]) if row else sql.SQL("CURRENT_USER")
         if skipped:
             log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
-        list_file = tools.folder / "restore.list"
-        list_file.write_text(listing)
+        list_file = tools.put_file(f"ragflow-backup-restore-{token}.list", listing.encode())  # entry ids only
         # Hashed here (libpq's PQencryptPasswordConn): the statement, which a server may log, holds no password.
         verifier = admin.pgconn.encrypt_password(password.encode(), loader.encode(), b"scram-sha-256").decode()
         try:  # from here on, whatever exists is dropped at the end (or by the next restore)
@@ -210,7 +202,7 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
                                                                               sql.Identifier(loader)))
             with closing(watch.connect(scratch)) as conn:
                 conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(loader)))
-            _load(cfg, path, list_file, scratch, loader, password, watch)
+            load_entries(cfg, tools, path, list_file, scratch, loader, password, watch)
             with closing(watch.connect(scratch)) as conn:
                 foreign = foreign_objects(conn)
                 if foreign:
@@ -238,30 +230,11 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
             yield scratch
         finally:
             clean_up(cfg, scratch, loader, log)
+            with contextlib.suppress(Exception):  # in the container's /tmp: nothing secret, and tiny
+                tools.remove_file(list_file)
 
 
 def _lacks(user: str, what: str) -> PermanentError:
     return PermanentError(f"PostgreSQL user '{user}' may not {'create roles' if what == 'CREATEROLE' else 'create databases'}"
                           f", which a restore needs (a loading role of least power, a scratch database): "
                           f"ALTER ROLE {user} {what}, or restore as RAGFlow's superuser account; nothing was changed")
-
-
-def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str,
-          watch: Watchdog) -> None:
-    with local_tools(cfg, user=loader, password=password) as as_loader:
-        parallel = ["--jobs", str(cfg.restore_jobs)] if cfg.restore_jobs > 1 else ["--single-transaction"]
-        args = ["--no-owner", "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
-                "--no-security-labels", "--no-tablespaces", "--exit-on-error", *parallel,
-                "--use-list", str(list_file), *as_loader.connection_args(scratch), str(path)]
-        with open(as_loader.folder / "pg_restore.err", "w+b") as errors:
-            proc = as_loader.start("pg_restore", args, errors)
-            watch.process(proc)  # as long as the data takes, while the server answers
-            code = proc.wait()
-            errors.seek(0)
-            err = errors.read()
-        if code != 0:
-            stderr = clean_stderr(err, password)
-            if "permission denied" in stderr or "must be" in stderr:
-                raise PermanentError(f"the archive asked for more than loading RAGFlow's tables ({stderr}), so "
-                                     f"nothing was restored: choose another point")
-            raise failure("pg_restore", code, stderr, as_loader.where, cfg)
