@@ -28,18 +28,18 @@ def archive_list(tools: LocalTools | DockerTools, path: Path, point: Point) -> s
         with closing(tools.fed("pg_restore", ["--list"], path)) as blocks:
             out = b"".join(blocks)
         code, err = tools.exit_code, tools.stderr
-        missing = code in (126, 127)
+        missing, tool = code in (126, 127), f"pg_restore in {tools.where}"
         hint = (f"{tools.where} has no pg_restore: use postgres.mode: tcp with a local client (apt-get install "
                 f"postgresql-client) of the server's major version or newer")
     else:
         code, out, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
-        missing = code == 127
+        missing, tool = code == 127, "pg_restore"
         hint = ("no pg_restore on PATH: install PostgreSQL's client (apt-get install postgresql-client) of the "
                 "server's major version or newer")
     if missing:
         raise PermanentError(hint)
     if code != 0:
-        raise PermanentError(f"pg_restore cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
+        raise PermanentError(f"{tool} cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
                              f"run `ragflow-backup verify` and choose another point")
     return out.decode("utf-8", "replace")
 

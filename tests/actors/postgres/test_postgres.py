@@ -20,6 +20,7 @@ from actors.postgres.backup import ARTIFACT, archive_rows
 from actors.postgres.load import scratch_name, sweep_leftovers
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
 from actors.postgres.session import connect, dump_tools
+from core.atomic import sha256_of
 from core.checks import CorruptArtifact
 from core.component import PermanentError
 from core.config import Settings
@@ -294,6 +295,21 @@ def test_a_docker_mode_restore_loads_with_the_containers_pg_restore_and_only_rag
         assert conn.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                             "WHERE n.nspname = 'public'").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_views WHERE schemaname = 'public'").fetchone()[0] == 0
+    assert databases_like(docker_live, "__restore_") == [] and loading_roles(docker_live) == []
+
+
+def test_an_archive_the_containers_pg_restore_cannot_read_is_refused_before_anything_changes(docker_live):
+    point, record = backup(docker_live)
+    before = checksums(docker_live)
+    path = point.path(ARTIFACT)
+    path.write_bytes(b"PGDMP" + b"\xff" * 4096)  # as if written so, checksums and all
+    [artifact] = record.artifacts
+    artifact.bytes, artifact.sha256 = path.stat().st_size, sha256_of(path)
+
+    with pytest.raises(PermanentError, match=f"pg_restore in container rbtb-postgres-1 cannot read {ARTIFACT} of {point.ref}"):
+        restore(docker_live.settings, point, record)
+
+    assert checksums(docker_live) == before
     assert databases_like(docker_live, "__restore_") == [] and loading_roles(docker_live) == []
 
 
