@@ -3,9 +3,10 @@ on a server of the test's own: the run fails naming the server, no point is mark
 existing points stay byte-identical, and the next run completes."""
 from __future__ import annotations
 
+import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,36 @@ def first_body(server: PrivatePostgres) -> str:
         return conn.execute("SELECT body FROM chunk WHERE id = 1").fetchone()[0]
 
 
+def backed_up_then_changed(config: Path, server: PrivatePostgres) -> None:
+    assert backup(config, "postgres").returncode == 0
+    with server.connection("rag_flow") as conn:
+        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+
+
+def restore_while(config: Path, server: PrivatePostgres, strike: Callable[[], None]) -> subprocess.CompletedProcess:
+    """`restore --yes`, struck (the server paused or restarted) once pg_restore loads; the server answers again
+    before this returns."""
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
+    runner.start()
+    try:
+        wait_for(lambda: restoring(server) or "done" in result, "pg_restore to be loading", timeout=120, interval=0.01)
+        strike()
+        runner.join(300)
+    finally:
+        server.resume()
+        runner.join(300)
+        server.wait_ready()
+    return result["done"]
+
+
+def assert_the_next_restore_completes(config: Path, server: PrivatePostgres) -> None:
+    again = cli(config, "restore", "--yes", timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert first_body(server) != "after the backup"
+    assert leftovers(server) == []
+
+
 @pytest.mark.fault("PostgreSQL hung (SIGSTOP) in the middle of a restore",
                    "a watchdog asks the server SELECT 1 every few seconds; no answer within "
                    "postgres.stall_timeout_seconds kills pg_restore and cuts the restore's connections: the restore "
@@ -192,23 +223,9 @@ def first_body(server: PrivatePostgres) -> str:
 def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it_was(tmp_path, private_postgres,
                                                                                      fault, inbox):
     config = config_for(tmp_path, postgres_target(private_postgres), inbox)
-    assert backup(config, "postgres").returncode == 0
-    with private_postgres.connection("rag_flow") as conn:
-        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+    backed_up_then_changed(config, private_postgres)
 
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
-    runner.start()
-    try:
-        wait_for(lambda: restoring(private_postgres) or "done" in result, "pg_restore to be loading", timeout=120,
-                 interval=0.01)
-        (private_postgres.pause if fault == "hung" else private_postgres.restart)()
-        runner.join(300)
-    finally:
-        private_postgres.resume()
-        runner.join(300)
-        private_postgres.wait_ready()
-    done = result["done"]
+    done = restore_while(config, private_postgres, private_postgres.pause if fault == "hung" else private_postgres.restart)
     said = done.stdout + done.stderr
 
     if done.returncode == 0:  # the load had ended when the restart struck: the restore is whole
@@ -221,11 +238,7 @@ def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it
         else:
             assert f"127.0.0.1:{private_postgres.port}" in said, said
         assert first_body(private_postgres) == "after the backup"
-
-    again = cli(config, "restore", "--yes", timeout=400)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert first_body(private_postgres) != "after the backup"
-    assert leftovers(private_postgres) == []
+    assert_the_next_restore_completes(config, private_postgres)
 
 
 @pytest.fixture
@@ -257,32 +270,15 @@ def test_a_postgres_hung_mid_docker_mode_restore_leaves_the_live_database_as_it_
     target = postgres_target(private_postgres)
     target.section.update(mode="docker", compose_project=postgres_container)
     config = config_for(tmp_path, target, inbox, docker={"host": testbed_env["DOCKER_HOST"]})
-    assert backup(config, "postgres").returncode == 0
-    with private_postgres.connection("rag_flow") as conn:
-        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+    backed_up_then_changed(config, private_postgres)
 
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
-    runner.start()
-    try:
-        wait_for(lambda: restoring(private_postgres) or "done" in result, "pg_restore to be loading", timeout=120,
-                 interval=0.01)
-        private_postgres.pause()
-        runner.join(300)
-    finally:
-        private_postgres.resume()
-        runner.join(300)
-        private_postgres.wait_ready()
-    done = result["done"]
+    done = restore_while(config, private_postgres, private_postgres.pause)
     said = done.stdout + done.stderr
 
     assert done.returncode != 0, said
     assert f"PostgreSQL at 127.0.0.1:{private_postgres.port} gave no answer for 5s in the middle of a restore" in said
     assert first_body(private_postgres) == "after the backup"
-    again = cli(config, "restore", "--yes", timeout=400)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert first_body(private_postgres) != "after the backup"
-    assert leftovers(private_postgres) == []
+    assert_the_next_restore_completes(config, private_postgres)
 
 
 @pytest.mark.fault("PostgreSQL: wrong password at restore time",
