@@ -1,8 +1,9 @@
 """What the two SQL engines' restores (actors/mysql/restore.py, actors/postgres/restore.py) share: both load a
 point's dump into a scratch database, check it against the manifest, and swap it in or copy one knowledge base's
 rows from it. Here: the dump checked against its record before anything is touched, the results, the error of
-a swap whose recount differs, and the knowledge base's tables with the check that the target can take their
-columns. How each engine loads, counts and swaps stays in its own package."""
+a swap whose recount differs, the knowledge base's tables with the check that the target can take their
+columns, and the faces' glue (a restore request dispatched, a drill into a scratch database dropped after). How
+each engine loads, counts and swaps stays in its own package."""
 from __future__ import annotations
 
 import logging
