@@ -6,14 +6,13 @@ from typing import Any
 
 from actors.config.restore import ConfigRestoreResult
 from actors.minio.restore import MinioRestoreResult
-from actors.mysql.restore import KBRestoreResult as MySQLKBResult
 from actors.mysql.restore import MySQLRestoreResult
-from actors.postgres.restore import KBRestoreResult as PostgresKBResult
 from actors.postgres.restore import PostgresRestoreResult
 from actors.search.restore import KBRestoreResult as SearchKBResult
 from actors.search.restore import SearchRestoreResult
 from agent.commands.common import human_bytes
 from agent.upgrade_report import removals
+from core.scratch_restore import KBRestoreResult as DatabaseKBResult
 
 
 def _plural(count: int, word: str, many: str | None = None) -> str:
@@ -51,7 +50,7 @@ def _mysql(result: MySQLRestoreResult) -> str:
     return text
 
 
-def _mysql_kb(result: MySQLKBResult) -> str:
+def _database_kb(result: DatabaseKBResult) -> str:
     rows = ", ".join(f"{table} {count}" for table, count in result.found.items())
     return (f"knowledge base {result.kb_id} in {result.target}: rows {rows}; "
             f"{sum(result.removed.values())} removed first; {_counted(result.found, result.expected, 'rows')}")
@@ -85,8 +84,8 @@ def _minio(result: MinioRestoreResult) -> str:
     return text + (f"; problems: {'; '.join(result.problems[:5])}" if result.problems else "")
 
 
-WORDS = [(ConfigRestoreResult, _config), (MySQLRestoreResult, _mysql), (MySQLKBResult, _mysql_kb),
-         (PostgresRestoreResult, _postgres), (PostgresKBResult, _mysql_kb),  # a KB's rows: the same words
+WORDS = [(ConfigRestoreResult, _config), (MySQLRestoreResult, _mysql), (PostgresRestoreResult, _postgres),
+         (DatabaseKBResult, _database_kb),  # a KB's rows, from MySQL or PostgreSQL (core/scratch_restore.py)
          (SearchRestoreResult, _search), (SearchKBResult, _search_kb), (MinioRestoreResult, _minio)]
 
 

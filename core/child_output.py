@@ -1,5 +1,6 @@
 """A child process's standard output read in blocks, given up when it stalls: how a dump tool running
-beside a server (mysqldump, pg_dump) is read, since a server hung mid-dump leaves its tool blocked forever."""
+beside a server (mysqldump, pg_dump) is read, since a server hung mid-dump leaves its tool blocked forever;
+and what the end of its stderr says, made fit for a message."""
 from __future__ import annotations
 
 import os
@@ -37,3 +38,13 @@ def stdout_blocks(argv: list[str], env: dict[str, str], stderr_file: Path, stall
             proc.stdout.close()  # type: ignore[union-attr]
             errors.seek(max(0, errors.tell() - STDERR_KEEP))
             finished(proc.returncode, errors.read())
+
+
+def clean_stderr(raw: bytes, password: str) -> str:
+    """A tool's stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
+    text = raw.decode("utf-8", "replace")
+    if password:
+        text = text.replace(password, "***")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    text = " | ".join(lines[-10:])
+    return text if len(text) <= 1000 else "..." + text[-1000:]

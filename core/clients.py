@@ -92,16 +92,21 @@ def docker_client(host: str | None = None, timeout: int = 60):
     return docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
 
 
-def find_mysql_container(settings: Settings):
-    """The running container of RAGFlow's mysql service, found by its compose labels (names vary)."""
-    labels = [f"com.docker.compose.service={settings.mysql.compose_service}"]
-    if settings.mysql.compose_project:
-        labels.append(f"com.docker.compose.project={settings.mysql.compose_project}")
-    found = docker_client(settings.docker.host).containers.list(filters={"label": labels})
+def find_compose_container(docker_host: str | None, service: str, project: str | None):
+    """The running container of a compose service, found by its labels (names vary)."""
+    labels = [f"com.docker.compose.service={service}"]
+    if project:
+        labels.append(f"com.docker.compose.project={project}")
+    found = docker_client(docker_host).containers.list(filters={"label": labels})
     if len(found) != 1:
         where = ", ".join(labels)
         raise LookupError(f"{len(found)} running containers carry {where}; expected exactly one")
     return found[0]
+
+
+def find_mysql_container(settings: Settings):
+    """The running container of RAGFlow's mysql service."""
+    return find_compose_container(settings.docker.host, settings.mysql.compose_service, settings.mysql.compose_project)
 
 
 def compose_override(engine: str) -> str:

@@ -48,25 +48,35 @@ def wait_until(ready: Callable[[], Any], what: str, timeout: float, log: Path | 
 
 
 class Signals:
-    """Stop, hang and restart for a server whose main process is `self.process` (or `self.pid()`)."""
+    """Stop, hang and restart for a server whose main process is `self.process` (or `self.pid()`); a server of
+    several processes names them all in `processes()`, and one that stops on another signal sets `stop_signal`."""
 
     process: subprocess.Popen | None = None
     paused = False
+    stop_signal = signal.SIGTERM
 
     def pid(self) -> int | None:
         return self.process.pid if self.process and self.process.poll() is None else None
 
+    def processes(self) -> list[int]:
+        """What pause() stops and resume() continues, the main process first."""
+        pid = self.pid()
+        return [pid] if pid else []
+
     def pause(self) -> None:
         """Hang the server: it keeps its sockets open but answers nothing (SIGSTOP)."""
-        pid = self.pid()
-        assert pid, "the server is not running"
-        os.kill(pid, signal.SIGSTOP)
+        processes = self.processes()
+        assert processes, "the server is not running"
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
-        pid = self.pid()
-        if pid and self.paused:
-            os.kill(pid, signal.SIGCONT)
+        if self.paused:
+            for pid in self.processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         self.paused = False
 
     def stop(self, timeout: float = 30) -> None:
@@ -74,7 +84,7 @@ class Signals:
         pid = self.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, self.stop_signal)
         try:
             self._wait(timeout)
         except subprocess.TimeoutExpired:
@@ -334,7 +344,10 @@ PG_USER = "postgres"  # the Debian package's system user: PostgreSQL refuses to 
 class PrivatePostgres(Signals):
     """A PostgreSQL server of its own on a free port, run as the postgres user; RAGFlow-shaped account
     `rag_flow` (CREATEDB, CREATEROLE, no superuser) with a password. Its folder is under /tmp, not pytest's
-    tmp_path, which the postgres user cannot reach; `cleanup()` removes it."""
+    tmp_path, which the postgres user cannot reach; `cleanup()` removes it. stop() is a fast shutdown (SIGINT):
+    clients are disconnected, as when the operator stops the service."""
+
+    stop_signal = signal.SIGINT
 
     def __init__(self, password: str = "fault-pg-pw", user: str = "rag_flow"):
         self.folder = Path(tempfile.mkdtemp(prefix="rbtb-private-pg-"))
@@ -344,8 +357,9 @@ class PrivatePostgres(Signals):
         self.port = free_port()
         self.log = self.folder / "postgres.log"
 
-    def _server_processes(self) -> list[int]:
-        """The postmaster and its children (each backend calls setsid(), so no process group holds them all)."""
+    def processes(self) -> list[int]:
+        """The postmaster and its children (each backend calls setsid(), so no process group holds them all):
+        the postmaster is paused first, so no new backend starts."""
         pid = self.pid()
         if pid is None:
             return []
@@ -358,34 +372,6 @@ class PrivatePostgres(Signals):
             if fields[1] == str(pid):
                 children.append(int(stat.parent.name))
         return [pid, *children]
-
-    def pause(self) -> None:
-        """Hang the whole server, the postmaster first (so no new backend starts), then every backend."""
-        processes = self._server_processes()
-        assert processes, "the server is not running"
-        for pid in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        if self.paused:
-            for pid in self._server_processes():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
-        self.paused = False
-
-    def stop(self, timeout: float = 30) -> None:
-        """Fast shutdown (SIGINT): clients are disconnected, as when the operator stops the service."""
-        self.resume()
-        pid = self.pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGINT)
-        try:
-            self._wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
     def _as_postgres(self, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess:
         return subprocess.run(["setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups", *argv],

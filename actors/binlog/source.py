@@ -25,6 +25,7 @@ from core import clients
 from core.clients import find_mysql_container
 from core.component import PermanentError
 from core.config import Settings
+from core.mysql_option_file import option_value
 
 TOOLS = ("mariadb-binlog", "mysqlbinlog")
 QUERY_TOOLS = ("mariadb", "mysql")
@@ -36,17 +37,6 @@ def replica_id(settings: Settings) -> int:
     """The server_id the streamer announces: stable for one storage root, unlike any real server's small id
     (two replicas with one id make the server drop the older connection)."""
     return 1_000_000_000 + zlib.crc32(str(settings.storage_root).encode()) % 1_000_000_000
-
-
-def option_value(value: str, setting: str) -> str:
-    """A value for a MySQL option file: quoted so '#' and spaces survive, backslash escapes for the rest."""
-    escaped = (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-               .replace("\b", "\\b"))
-    quote = '"' if '"' not in value else "'"
-    if quote in value and "#" in value:
-        raise PermanentError(f"{setting} holds both kinds of quote and a '#', which a MySQL option file cannot "
-                             f"carry safely: change it or use mysql.mode: docker")
-    return f"{quote}{escaped}{quote}"
 
 
 def stream_args(tool_version: str, settings: Settings, first_file: str, prefix: str) -> list[str]:

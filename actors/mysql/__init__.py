@@ -9,10 +9,11 @@ Imports: `core` and this package's own modules; never another component, the act
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from actors.mysql import backup, checks, load, restore
-from core import clients
+from core import clients, scratch_restore
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -37,12 +38,8 @@ class MySQL:
         return backup.verify(settings, point, record)
 
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
-        target = str(request.target) if request.target else None
-        if request.kb:
-            return restore.restore_kb(settings, request.point, request.record, request.kb, target_database=target,
-                                      log=request.log, replay_plan=request.replay)
-        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log,
-                               replay_plan=request.replay)
+        return scratch_restore.requested(request, partial(restore.restore, settings),
+                                         partial(restore.restore_kb, settings), replay_plan=request.replay)
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return checks.kb_problems(point, record, kb) if kb is not None else []
@@ -55,13 +52,9 @@ class MySQL:
 
     def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
         record = point.manifest().components[self.name]
-        target = load.scratch_name(settings.mysql.database, "drill", token)
-        try:
-            result = restore.restore(settings, point, record, target_database=target)
-        finally:
-            load.drop_database(settings, target)
-        return (result.expected == result.found,
-                f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
+        return scratch_restore.drilled(load.scratch_name(settings.mysql.database, "drill", token),
+                                       lambda target: restore.restore(settings, point, record, target_database=target),
+                                       partial(load.drop_database, settings))
 
     def checks(self, settings: Settings) -> list[Check]:
         return [checks.check_mysql(settings)]

@@ -21,10 +21,11 @@ from typing import Any
 
 import zstandard
 
-from actors.mysql.session import CHUNK, clean_stderr, client_failure, client_session
+from actors.mysql.session import client_failure, client_session
 from core import clients
 from core.atomic import atomic_file
 from core.checks import DECODE_ERRORS, CorruptArtifact, check_gzip, check_zstd, open_compressed, verify_artifacts
+from core.child_output import CHUNK, clean_stderr
 from core.component import ComponentResult, PermanentError
 from core.config import Settings
 from core.manifest import Artifact, ComponentRecord

@@ -29,9 +29,10 @@ from actors.mysql.sandbox import (
     create_stored_code,
     guard_options,
 )
-from actors.mysql.session import CHUNK, STDERR_KEEP, clean_stderr, client_session
-from core import clients
+from actors.mysql.session import client_session
+from core import clients, docker_exec
 from core.checks import open_compressed
+from core.child_output import CHUNK, STDERR_KEEP, clean_stderr
 from core.component import PermanentError
 from core.config import Settings
 
@@ -129,22 +130,18 @@ class _DockerLoad:
     """The client inside the container (`docker exec -i`), fed through the exec's hijacked API socket."""
 
     def __init__(self, session: Any, tool: str, account: LoadAccount, options: list[str]):
-        from docker.utils.socket import frames_iter  # lazy: docker SDK (heavy): only for a restore through the container
-
         self.session = session
         cmd = [tool, f"--user={account.user}", *options]
         self.exec_id = session.api.exec_create(session.container.id, cmd, stdin=True, stdout=True, stderr=True,
                                                environment={"MYSQL_PWD": account.password})["Id"]
         self.sock = session.api.exec_start(self.exec_id, socket=True)
-        self.raw: socket.socket = getattr(self.sock, "_sock", self.sock)
+        self.raw: socket.socket = docker_exec.raw_socket(self.sock)
         self.errors = bytearray()
 
         def drain() -> None:  # output must be read or the client would block on a full pipe
             with contextlib.suppress(Exception):
-                for stream, data in frames_iter(self.sock, tty=False):
-                    if stream == 2:
-                        self.errors += data
-                        del self.errors[:-STDERR_KEEP]
+                for _ in docker_exec.stdout_frames(self.sock, self.errors):
+                    pass
 
         self.reader = threading.Thread(target=drain, name="mysql-restore-exec", daemon=True)
         self.reader.start()
@@ -157,24 +154,15 @@ class _DockerLoad:
             self.raw.shutdown(socket.SHUT_WR)  # the client's stdin ends
         self.reader.join()
         code = self.session.exec_exit_code(self.exec_id)
-        self._close()
+        docker_exec.close(self.sock, self.raw)
         return code, bytes(self.errors)
 
     def abort(self) -> None:
-        self._close()  # the client sees the end of its input; the caller kills its server connection
+        docker_exec.close(self.sock, self.raw)  # the client sees the end of its input; the caller kills its server connection
 
     def reap(self) -> None:
         self.reader.join(10)
         self.session.exec_exit_code(self.exec_id)  # waits up to 10 s for the client to end
-
-    def _close(self) -> None:
-        # shutdown, not just close: it ends the connection even while the reader thread is blocked on it.
-        with contextlib.suppress(OSError):
-            self.raw.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.raw.close()
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 Loader = _LocalLoad | _DockerLoad  # write(data), finish() -> (exit code, stderr), abort(), reap()

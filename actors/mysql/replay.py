@@ -31,9 +31,7 @@ import contextlib
 import logging
 import re
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,11 +40,13 @@ from typing import Any
 
 from actors.mysql.load import LOAD_OPTIONS, LOAD_TOOLS, Loader, kill_sessions, open_loader
 from actors.mysql.sandbox import LoadAccount, allow_replay, guard_options
-from actors.mysql.session import CHUNK, STDERR_KEEP, ClientSession, clean_stderr, client_session
-from core import clients
+from actors.mysql.session import client_session
+from core import clients, docker_exec
+from core.child_output import CHUNK, STDERR_KEEP, clean_stderr
 from core.component import PermanentError
 from core.config import Settings
 from core.pitr import ReplayPlan
+from core.tool_session import ToolSession
 
 LOG = logging.getLogger("ragflow_backup.mysql_replay")
 DECODE_TOOLS = ("mariadb-binlog", "mysqlbinlog")
@@ -232,7 +232,7 @@ def _decode_args(plan: ReplayPlan, scratch: str) -> list[str]:
     return ["--verify-binlog-checksum", f"--database={plan.database}", f"--rewrite-db={plan.database}->{scratch}"]
 
 
-def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch: str,
+def _local_decoded(session: ToolSession, tool: str, plan: ReplayPlan, scratch: str,
                    extra: list[str]) -> Iterator[bytes]:
     argv = [shutil.which(tool) or tool, "--no-defaults", *_decode_args(plan, scratch), *extra,
             f"--start-position={plan.start.position}", "--", *(str(path) for path in plan.files)]
@@ -256,40 +256,14 @@ def _local_decoded(session: ClientSession, tool: str, plan: ReplayPlan, scratch:
 
 def _docker_decoded(session: Any, tool: str, plan: ReplayPlan, scratch: str, extra: list[str]) -> Iterator[bytes]:
     """The container's decoder, one file at a time on stdin (the archive is on this host, not in there)."""
-    from docker.utils.socket import frames_iter  # lazy: docker SDK (heavy): only for a restore through the container
-
     for index, path in enumerate(plan.files):
         start = [f"--start-position={plan.start.position}"] if index == 0 else []
         exec_id = session.api.exec_create(session.container.id, [tool, *_decode_args(plan, scratch), *extra, *start, "-"],
                                           stdin=True, stdout=True, stderr=True, environment={"TZ": "UTC"})["Id"]
-        sock = session.api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
-
-        def send(source: Path = path, out: socket.socket = raw) -> None:
-            with contextlib.suppress(OSError), open(source, "rb") as handle:
-                while block := handle.read(CHUNK):
-                    out.sendall(block)
-                out.shutdown(socket.SHUT_WR)
-
-        writer = threading.Thread(target=send, name="mysql-replay-feed", daemon=True)
-        writer.start()
-        errors = bytearray()
-        try:
-            for stream, data in frames_iter(sock, tty=False):
-                if stream == 2:
-                    errors += data
-                    del errors[:-STDERR_KEEP]
-                else:
-                    yield data
-        finally:
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-            writer.join(10)
-        code = session.exec_exit_code(exec_id)
-        if code != 0:
-            raise _decode_failure(tool, code, bytes(errors), session.where)
+        ended = docker_exec.Ended()
+        yield from docker_exec.fed_stdout(session.api, exec_id, path, "mysql-replay-feed", ended)
+        if ended.code != 0:
+            raise _decode_failure(tool, ended.code, ended.stderr, session.where)
 
 
 def _decode_failure(tool: str, code: int | None, stderr: bytes, where: str) -> PermanentError:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from actors.mysql import backup as mysql
@@ -70,88 +70,27 @@ from actors.mysql.sandbox import (
     current_account,
     load_account,
 )
-from core import clients
-from core.atomic import sha256_of
+from core import clients, scratch_restore
 from core.component import PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.pitr import ReplayPlan
 from core.points import Point
+from core.scratch_restore import BATCH, KB_TABLES, DatabaseRestoreResult, KBRestoreResult
 
 LOG = logging.getLogger("ragflow_backup.mysql_restore")
 NAME = "mysql"
 LOCK_WAIT_SECONDS = 60
-KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")
-BATCH = 500
-
-
-class RestoreCheckFailed(PermanentError):
-    """The swap was done but the target's recount differs from the manifest; `.result` has both, and the
-    previous tables are kept in `.result.previous_database` for a rollback."""
-
-    def __init__(self, message: str, result: MySQLRestoreResult):
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass
-class MySQLRestoreResult:
-    point: str
-    target: str
-    expected: dict[str, int]  # rows per table, from the manifest (after a replay: in the scratch database)
-    found: dict[str, int]  # rows per table in the target after the swap
-    seconds: float
-    previous_database: str | None = None  # the pre-restore tables, when kept
+class MySQLRestoreResult(DatabaseRestoreResult):
+    """A whole MySQL database restored (core/scratch_restore.py), with what MySQL adds."""
+
+    compare = staticmethod(mismatches)
+
     stored_code: list[str] = field(default_factory=list)  # "TRIGGER x", "PROCEDURE y", ... re-created
     replayed_to: datetime | None = None  # the archived binlog was replayed up to this second
-
-    @property
-    def mismatches(self) -> list[str]:
-        return mismatches(self.found, self.expected)
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches
-
-
-@dataclass
-class KBRestoreResult:
-    point: str
-    target: str
-    kb_id: str
-    expected: dict[str, int]  # the knowledge base's rows per table in the backup
-    found: dict[str, int]  # ... in the target after the restore
-    removed: dict[str, int]  # rows deleted from the target before the backup's went in
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.found == self.expected
-
-
-# ---------------------------------------------------------------- the artifact
-
-
-def _artifact(point: Point, record: ComponentRecord | None) -> Path:
-    """The dump, checked against the record before anything is touched."""
-    where = f"backup point {point.ref}"
-    if record is None:
-        raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
-    if record.component != NAME:
-        raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
-    if record.status != "ok":
-        raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
-    artifact_name = mysql.dump_artifact(record) or mysql.ARTIFACT  # .gz, or .zst (mysql.compression: zstd)
-    artifact = next((a for a in record.artifacts if a.name == artifact_name), None)
-    if artifact is None:
-        raise PermanentError(f"the {NAME} record of {where} names no {artifact_name}; choose another point")
-    path = point.path(artifact_name)
-    if not path.is_file():
-        raise PermanentError(f"{path} is missing; choose another point")
-    if path.stat().st_size != artifact.bytes or sha256_of(path) != artifact.sha256:
-        raise PermanentError(f"{path} differs from the manifest (size or SHA-256): it changed after the backup; "
-                             f"run `ragflow-backup verify` and choose another point")
-    return path
 
 
 # ---------------------------------------------------------------- staging
@@ -164,7 +103,8 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
     binlog replayed into it), the definers its code named, and its rows per table; dropped afterwards, and then
     the temporary account that loaded it (MySQL 8 refuses to drop an account that objects still name as their
     definer)."""
-    path = _artifact(point, record)
+    # .gz, or .zst (mysql.compression: zstd)
+    path = scratch_restore.checked_dump(point, record, NAME, lambda found: mysql.dump_artifact(found) or mysql.ARTIFACT)
     scratch = scratch_name(target, "restore", token)
     definers = Definers(current_account(conn), account_exists(conn))
     # The docker-mode client connects through the server's socket inside the container: 'localhost'.
@@ -300,17 +240,14 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
         if result.mismatches:
             result.previous_database = old  # kept whatever was asked: the caller will want to roll back
             result.seconds = time.monotonic() - started
-            raise RestoreCheckFailed(f"{target} was restored from {point.ref} but its rows differ from the manifest "
-                                     f"(is RAGFlow writing to it?): {'; '.join(result.mismatches)}. The previous "
-                                     f"tables are kept in {old}", result)
+            raise scratch_restore.recount_differs(result, point, f"The previous tables are kept in {old}")
         if keep_previous:
             result.previous_database = old
         else:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_name(old)}")
     result.seconds = time.monotonic() - started
-    log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", target,
-             " (created)" if created else "", point.ref, len(found), sum(found.values()), result.seconds)
+    scratch_restore.log_restored(log, result, created)
     return result
 
 
@@ -352,25 +289,6 @@ def _columns(cur: Any, db: str, table: str) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def _kb_columns(cur: Any, scratch: str, target: str, point: Point) -> dict[str, list[str]]:
-    """The columns to copy per table; refuses when the target lacks a table or a column the backup has."""
-    columns = {}
-    for table in KB_TABLES:
-        source, present = _columns(cur, scratch, table), set(_columns(cur, target, table))
-        if not source:
-            raise PermanentError(f"the backup {point.ref} has no table `{table}`: it is not a RAGFlow database")
-        if not present:
-            raise PermanentError(f"database {target} has no table `{table}`: restore the whole database instead")
-        missing = [c for c in source if c not in present]
-        if missing:
-            raise PermanentError(f"`{target}`.`{table}` lacks column(s) {', '.join(missing)} that the backup "
-                                 f"{point.ref} has (RAGFlow's schema changed?): restore the whole database instead")
-        if "id" not in source:
-            raise PermanentError(f"`{table}` of the backup {point.ref} has no `id` column")
-        columns[table] = source
-    return columns
-
-
 def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id: str,
                target_database: str | None = None, log: logging.Logger | None = None,
                replay_plan: ReplayPlan | None = None) -> KBRestoreResult:
@@ -383,8 +301,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     log = log or LOG
     started = time.monotonic()
     target = checked_name(target_database or settings.mysql.database, "target database")
-    if not isinstance(kb_id, str) or not kb_id.strip():
-        raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
+    kb_id = scratch_restore.checked_kb_id(kb_id)
     token = secrets.token_hex(3)
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
@@ -393,31 +310,21 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
         with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, _, _), \
                 conn.cursor() as cur:
-            columns = _kb_columns(cur, scratch, target, point)
+            columns = scratch_restore.kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:
-                raise PermanentError(f"knowledge base {kb_id} is not in the backup {point.ref}: check the id, or "
-                                     f"choose a point made while it existed")
+                raise scratch_restore.kb_not_in_backup(kb_id, point)
             conn.begin()
             try:
                 removed = _replace_kb(cur, scratch, target, kb_id, wanted, columns)
                 now = _kb_rows(cur, target, kb_id)
                 if now != wanted:
-                    raise PermanentError(
-                        f"after restoring knowledge base {kb_id} into {target} its rows differ from the backup "
-                        f"({'; '.join(f'{t}: {len(now[t])} found, {len(wanted[t])} expected' for t in KB_TABLES)}); "
-                        f"nothing was changed")
+                    raise scratch_restore.kb_differs(kb_id, target, now, wanted)
                 conn.commit()
             except BaseException:
                 conn.rollback()
                 raise
-    result = KBRestoreResult(point=point.ref, target=target, kb_id=kb_id,
-                             expected={t: len(wanted[t]) for t in KB_TABLES},
-                             found={t: len(now[t]) for t in KB_TABLES}, removed=removed,
-                             seconds=time.monotonic() - started)
-    log.info("restored knowledge base %s into %s from %s: %s (removed first: %s) in %.1fs", kb_id, target,
-             point.ref, result.found, removed, result.seconds)
-    return result
+    return scratch_restore.kb_restored(point, target, kb_id, wanted, now, removed, started, log)
 
 
 def _replace_kb(cur: Any, scratch: str, target: str, kb_id: str, wanted: dict[str, set[str]],

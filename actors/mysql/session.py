@@ -7,32 +7,22 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from core import clients
-from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
-from core.clients import find_mysql_container
 from core.component import PermanentError
 from core.config import MySQLSettings, Settings
+from core.docker_exec import ContainerTools, compose_container
+from core.mysql_option_file import option_value
+from core.tool_session import ToolSession
 
 CONNECT_TIMEOUT = 10  # seconds the query client waits for a server's greeting
 RUN_TIMEOUT = 120  # seconds for a query client run (version, row counts)
 
 # ---------------------------------------------------------------- errors
-
-
-def clean_stderr(raw: bytes, password: str) -> str:
-    """Client stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
-    text = raw.decode("utf-8", "replace")
-    if password:
-        text = text.replace(password, "***")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    text = " | ".join(lines[-10:])
-    return text if len(text) <= 1000 else "..." + text[-1000:]
 
 
 def client_failure(what: str, code: int | None, stderr: str, where: str, cfg: MySQLSettings) -> Exception:
@@ -62,43 +52,7 @@ def client_failure(what: str, code: int | None, stderr: str, where: str, cfg: My
 # ---------------------------------------------------------------- where the clients run
 
 
-class ClientSession:
-    """Runs MySQL client tools somewhere; `connect=True` adds the connection (and secret) settings."""
-
-    mode = ""
-    where = ""
-    exit_code: int | None = None
-    stderr = b""
-
-    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        raise NotImplementedError
-
-    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
-        """Yield stdout in ~CHUNK pieces; afterwards `exit_code` and `stderr` are set."""
-        raise NotImplementedError
-
-    def find(self, tools: tuple[str, ...]) -> tuple[str, str] | None:
-        """The first of `tools` that runs here, and its --version line."""
-        for tool in tools:
-            code, out, _ = self.run(tool, ["--version"], connect=False)
-            if code == 0:
-                return tool, out.decode("utf-8", "replace").strip()
-        return None
-
-
-def _option_value(value: str, setting: str) -> str:
-    """A value for a MySQL option file: quoted so '#' and spaces survive, backslash escapes for the rest."""
-    escaped = (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-               .replace("\b", "\\b"))
-    quote = '"' if '"' not in value else "'"
-    if quote in value and "#" in value:
-        # The option-file parser would take what follows '#' for a comment.
-        raise PermanentError(f"{setting} holds both kinds of quote and a '#', which a MySQL option file cannot "
-                             f"carry safely: change it or use mysql.mode: docker")
-    return f"{quote}{escaped}{quote}"
-
-
-class _Local(ClientSession):
+class _Local(ToolSession):
     """tcp mode: the local client, connection settings in a 0600 option file in a private temp dir."""
 
     mode = "tcp"
@@ -109,9 +63,9 @@ class _Local(ClientSession):
         self.stall = cfg.stall_timeout_seconds
         self.option_file = folder / "client.cnf"
         password = clients.secret(cfg.password) or ""
-        text = (f"[client]\nuser={_option_value(cfg.user, 'mysql.user')}\n"
-                f"password={_option_value(password, 'mysql.password')}\n"
-                f"host={_option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n"
+        text = (f"[client]\nuser={option_value(cfg.user, 'mysql.user')}\n"
+                f"password={option_value(password, 'mysql.password')}\n"
+                f"host={option_value(cfg.host, 'mysql.host')}\nport={cfg.port}\nprotocol=TCP\n"
                 # A hung server (accepting, never answering) fails the query client in seconds; mysqldump
                 # has no such option: stream() watches it for stalls instead.
                 f"[mysql]\nconnect-timeout={CONNECT_TIMEOUT}\n")
@@ -140,90 +94,33 @@ class _Local(ClientSession):
         return done.returncode, done.stdout, done.stderr
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
-        self.exit_code, self.stderr = None, b""
-
-        def stalled() -> Exception:
-            return TimeoutError(f"MySQL at {self.where} sent nothing for {self.stall}s in the middle of the dump "
-                                f"(is the server hung?); mysqldump was stopped (mysql.stall_timeout_seconds)")
-
-        def finished(exit_code: int | None, stderr: bytes) -> None:
-            self.exit_code, self.stderr = exit_code, stderr
-
-        yield from stdout_blocks(self._argv(tool, args, True), self.env, self.folder / "stderr", self.stall, stalled, finished)
+        yield from self.child_blocks(self._argv(tool, args, True), self.env, self.folder / "stderr", self.stall,
+                                     "MySQL", "mysql.stall_timeout_seconds")
 
 
-class _Docker(ClientSession):
+class _Docker(ContainerTools):
     """docker mode: the client inside the mysql container via the Docker API, password in the exec's env.
 
     It connects through the server's own socket (no host/port: those are the published ones)."""
 
-    mode = "docker"
-
     def __init__(self, cfg: MySQLSettings, container: Any):
-        self.container = container
-        self.api = container.client.api
-        self.where = f"container {container.name}"
+        super().__init__(container)
         self.user = cfg.user
         self.password = clients.secret(cfg.password) or ""
 
-    def _exec(self, tool: str, args: list[str], connect: bool) -> str:
+    def create_exec(self, tool: str, args: list[str], connect: bool) -> str:
         cmd = [tool, f"--user={self.user}", *args] if connect else [tool, *args]
         env = {"MYSQL_PWD": self.password} if connect else None
         return self.api.exec_create(self.container.id, cmd, environment=env, stdout=True, stderr=True)["Id"]
 
-    def exec_exit_code(self, exec_id: str) -> int | None:
-        # The output can end a moment before the daemon notes the exit; a dropped stream also ends it.
-        for _ in range(100):
-            state = self.api.exec_inspect(exec_id)
-            if not state.get("Running"):
-                return state.get("ExitCode")
-            time.sleep(0.1)
-        return None
-
-    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        exec_id = self._exec(tool, args, connect)
-        out, err = self.api.exec_start(exec_id, demux=True)
-        code = self.exec_exit_code(exec_id)
-        return (code if code is not None else -1), out or b"", err or b""
-
-    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
-        self.exit_code, self.stderr = None, b""
-        exec_id = self._exec(tool, args, True)
-        frames = self.api.exec_start(exec_id, stream=True, demux=True)
-        buffer, errors = bytearray(), bytearray()
-        try:
-            for out, err in frames:
-                if err:
-                    errors += err
-                    del errors[:-STDERR_KEEP]
-                if out:
-                    buffer += out
-                    if len(buffer) >= CHUNK:  # frames are small; compress and count in big pieces
-                        yield bytes(buffer)
-                        buffer.clear()
-            if buffer:
-                yield bytes(buffer)
-        finally:
-            frames.close()  # abandoned mid-dump: closing the stream ends mysqldump with a broken pipe
-            self.stderr = bytes(errors)
-            self.exit_code = self.exec_exit_code(exec_id)
-
 
 @contextmanager
-def client_session(settings: Settings) -> Iterator[ClientSession]:
+def client_session(settings: Settings) -> Iterator[ToolSession]:
     cfg = settings.mysql
     if cfg.mode == "docker":
-
-        try:
-            container = find_mysql_container(settings)
-        except LookupError as exc:
-            raise PermanentError(f"no MySQL container to dump: {exc}. Start RAGFlow's mysql service, or set "
-                                 f"mysql.compose_service / mysql.compose_project (and docker.host) to match "
-                                 f"its compose labels") from None
-        try:
+        with compose_container(settings.docker.host, cfg.compose_service, cfg.compose_project, "MySQL",
+                               "mysql") as container:
             yield _Docker(cfg, container)
-        finally:
-            container.client.close()
         return
     folder = Path(tempfile.mkdtemp(prefix="ragflow-backup-mysql-"))  # 0700
     try:

@@ -1,6 +1,7 @@
 """PostgreSQL (RAGFlow's metadata database when DB_TYPE=postgres): pg_dump's custom format with rows counted in
-the dump's own snapshot (backup.py), loaded as untrusted input into a scratch database (load.py), swapped in by a
-database rename or one knowledge base copied back (restore.py), doctor's checks (checks.py).
+the dump's own snapshot (backup.py), loaded as untrusted input into a scratch database (load.py; pg_restore here or
+in the container: loader.py), swapped in by a database rename or one knowledge base copied back (restore.py),
+doctor's checks (checks.py).
 
 `COMPONENT` is the face every component shares (core/face.py); actors/components.py lists it.
 Imports: `core` and this package's own modules; never another component, the actions or the actors.
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
+from functools import partial
 from typing import Any
 
 import psycopg
 
 from actors.postgres import backup, checks, load, restore
 from actors.postgres.session import connect, connect_failure
+from core import scratch_restore
 from core.component import Check, ComponentResult
 from core.config import Settings
 from core.face import RestoreRequest
@@ -39,11 +42,8 @@ class Postgres:
         return backup.verify(settings, point, record)
 
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
-        target = str(request.target) if request.target else None
-        if request.kb:
-            return restore.restore_kb(settings, request.point, request.record, request.kb, target_database=target,
-                                      log=request.log)
-        return restore.restore(settings, request.point, request.record, target_database=target, log=request.log)
+        return scratch_restore.requested(request, partial(restore.restore, settings),
+                                         partial(restore.restore_kb, settings))
 
     def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return checks.kb_problems(point, record, kb) if kb is not None else []
@@ -59,12 +59,9 @@ class Postgres:
 
     def drill(self, settings: Settings, point: Point, token: str) -> tuple[bool, str]:
         record = point.manifest().components[self.name]
-        target = load.scratch_name(settings.postgres.database, "drill", token)
-        try:
-            result = restore.restore(settings, point, record, target_database=target)
-        finally:
-            load.drop_database(settings, target, missing_ok=True)
-        return (result.ok, f"{sum(result.found.values())} rows in {len(result.found)} tables into {target} (dropped)")
+        return scratch_restore.drilled(load.scratch_name(settings.postgres.database, "drill", token),
+                                       lambda target: restore.restore(settings, point, record, target_database=target),
+                                       partial(load.drop_database, settings, missing_ok=True))
 
     def checks(self, settings: Settings) -> list[Check]:
         return checks.check_postgres(settings)

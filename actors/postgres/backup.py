@@ -17,11 +17,7 @@ from pathlib import Path
 import psycopg
 
 from actors.postgres.session import (
-    CHUNK,
-    STDERR_KEEP,
     DockerTools,
-    ToolSession,
-    clean_stderr,
     connect,
     connect_failure,
     deadline,
@@ -32,10 +28,12 @@ from actors.postgres.session import (
 from core import clients
 from core.atomic import atomic_file
 from core.checks import CorruptArtifact, verify_artifacts
+from core.child_output import CHUNK, STDERR_KEEP, clean_stderr
 from core.component import ComponentResult, PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import Artifact, ComponentRecord
 from core.points import Point
+from core.tool_session import ToolSession
 
 NAME = "postgres"
 ARTIFACT = "postgres_dump.pgdump"  # pg_dump --format=custom

@@ -1,6 +1,6 @@
-"""doctor's checks of PostgreSQL: the connection, the account's privileges, and a pg_dump (and, for a restore,
-a local pg_restore) of the server's major version or newer; and whether a point holds a knowledge base,
-before a restore of it."""
+"""doctor's checks of PostgreSQL: the connection, the account's privileges, and a pg_dump and (for a restore) a
+pg_restore of the server's major version or newer, where they run (here, or in the container in docker mode);
+and whether a point holds a knowledge base, before a restore of it."""
 from __future__ import annotations
 
 import shutil
@@ -54,36 +54,26 @@ def check_postgres(settings: Settings) -> list[Check]:
                     + (f"; {lacks}" if lacks else f"; the account {can}"),
                     "use RAGFlow's own account (POSTGRES_USER), the owner of its database" if lacks else "")]
     try:
-        with dump_tools(settings) as tools:
-            dump_version = tools.version("pg_dump")
+        with dump_tools(settings) as tools:  # a restore loads where the dump is made (actors/postgres/loader.py)
+            dump_version, restore_version = tools.version("pg_dump"), tools.version("pg_restore")
             where = tools.where
     except Exception as exc:  # noqa: BLE001
         return [*checks, failed_check(f"{NAME} pg_dump", exc, "start RAGFlow's postgres service, or set "
                                                               "postgres.compose_project / docker.host")]
     server = major(version)
-    # In docker mode the backup's read-back check and verify use the container's pg_restore, but a restore loads
-    # with the local one (actors/postgres/load.py), so it must read what the server's pg_dump writes.
-    local = "PATH" if cfg.mode != "docker" else "PATH (a restore loads with this local pg_restore, not the container's)"
-    for tool, found, place in (("pg_dump", dump_version, where), ("pg_restore", _local_version("pg_restore"), local)):
+    for tool, found, place in (("pg_dump", dump_version, where),
+                               ("pg_restore", restore_version, where if cfg.mode == "docker" else "PATH")):
         client = major(found) if found else None
         if found is None:
             checks.append(Check(f"{NAME} {tool}", "fail", f"no {tool} runs in {place}",
-                                "apt-get install postgresql-client" + ("" if tool == "pg_restore" else
-                                                                       ", or use postgres.mode: docker")))
+                                "apt-get install postgresql-client, or use postgres.mode: docker"
+                                if cfg.mode != "docker" else "use postgres.mode: tcp with a local postgresql-client"))
         elif client is not None and server is not None and client < server:
             checks.append(Check(f"{NAME} {tool}", "fail", f"{found} in {place} is older than the server ({version})",
                                 f"install postgresql-client-{server} or newer"))
         else:
             checks.append(Check(f"{NAME} {tool}", "ok", f"{found} in {place}"))
     return checks
-
-
-def _local_version(tool: str) -> str | None:
-    path = shutil.which(tool)
-    if path is None:
-        return None
-    done = subprocess.run([path, "--version"], capture_output=True, timeout=30)
-    return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
 
 
 # ---------------------------------------------------------------- before a restore of one knowledge base

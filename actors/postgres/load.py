@@ -16,24 +16,25 @@ Then the rows are counted against the manifest, and the tables handed to the con
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from actors.postgres.backup import ARTIFACT, NAME, SYSTEM_SCHEMAS, table_key
-from actors.postgres.session import clean_stderr, connect, connect_failure, failure, local_tools
+from actors.postgres.loader import archive_list, load_entries
+from actors.postgres.session import connect, connect_failure, dump_tools
 from actors.postgres.watchdog import Watchdog
-from core.atomic import sha256_of
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
+from core.scratch_restore import checked_dump
 
 MAINTENANCE_DB = "postgres"  # where the statements that create, rename and drop databases run
 # Entry types (pg_restore --list) that RAGFlow's peewee schema consists of; longest first for matching.
@@ -101,27 +102,6 @@ def mismatches(found: dict[str, int], expected: dict[str, int]) -> list[str]:
             for t in sorted(set(found) | set(expected)) if found.get(t) != expected.get(t)]
 
 
-def artifact(point: Point, record: ComponentRecord | None) -> Path:
-    """The archive, checked against the record before anything is touched."""
-    where = f"backup point {point.ref}"
-    if record is None:
-        raise PermanentError(f"{where} has no {NAME} record; choose a point that has it (`ragflow-backup list`)")
-    if record.component != NAME:
-        raise PermanentError(f"the record given is of component '{record.component}', not {NAME}")
-    if record.status != "ok":
-        raise PermanentError(f"the {NAME} backup in {where} failed ({record.error}); choose another point")
-    entry = next((a for a in record.artifacts if a.name == ARTIFACT), None)
-    if entry is None:
-        raise PermanentError(f"the {NAME} record of {where} names no {ARTIFACT}; choose another point")
-    path = point.path(ARTIFACT)
-    if not path.is_file():
-        raise PermanentError(f"{path} is missing; choose another point")
-    if path.stat().st_size != entry.bytes or sha256_of(path) != entry.sha256:
-        raise PermanentError(f"{path} differs from the manifest (size or SHA-256): it changed after the backup; "
-                             f"run `ragflow-backup verify` and choose another point")
-    return path
-
-
 def filtered_list(listing: str) -> tuple[str, list[str]]:
     """pg_restore's `--list` cut to RAGFlow's kind of entries in `public`: (the list to restore, what was left
     out). pg_restore reads only each line's leading entry id from the list we hand back."""
@@ -187,29 +167,21 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
     account for a new target, and PUBLIC may connect as to any new database. The scratch database (if still
     there: a swap renames it) and the loading role are dropped afterwards."""
     cfg = settings.postgres
-    path = artifact(point, record)
+    path = checked_dump(point, record, NAME, lambda _: ARTIFACT)
     scratch = scratch_name(target, "restore", token)
     loader, password = LOADER_PREFIX + token, secrets.token_urlsafe(24)
     try:
         admin = watch.connect(MAINTENANCE_DB)
     except psycopg.Error as exc:
         raise connect_failure(exc, cfg) from None
-    with closing(admin), local_tools(cfg) as tools:
+    with closing(admin), dump_tools(settings) as tools:
         sweep_leftovers(admin, target, log)
-        code, out, err = tools.run("pg_restore", ["--list", str(path)], connect=False)
-        if code == 127:
-            raise PermanentError("no pg_restore on PATH: install PostgreSQL's client (apt-get install "
-                                 "postgresql-client) of the server's major version or newer")
-        if code != 0:
-            raise PermanentError(f"pg_restore cannot read {path.name} of {point.ref} ({clean_stderr(err, '')}); "
-                                 f"run `ragflow-backup verify` and choose another point")
-        listing, skipped = filtered_list(out.decode("utf-8", "replace"))
+        listing, skipped = filtered_list(archive_list(tools, path, point))
         row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target,)).fetchone()
         owner = sql.Identifier(row[0]) if row else sql.SQL("CURRENT_USER")
         if skipped:
             log.warning("left out of the restore (not part of RAGFlow's schema): %s", "; ".join(skipped[:20]))
-        list_file = tools.folder / "restore.list"
-        list_file.write_text(listing)
+        list_file = tools.put_file(f"ragflow-backup-restore-{token}.list", listing.encode())  # entry ids only
         # Hashed here (libpq's PQencryptPasswordConn): the statement, which a server may log, holds no password.
         verifier = admin.pgconn.encrypt_password(password.encode(), loader.encode(), b"scram-sha-256").decode()
         try:  # from here on, whatever exists is dropped at the end (or by the next restore)
@@ -230,7 +202,7 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
                                                                               sql.Identifier(loader)))
             with closing(watch.connect(scratch)) as conn:
                 conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(loader)))
-            _load(cfg, path, list_file, scratch, loader, password, watch)
+            load_entries(cfg, tools, path, list_file, scratch, loader, password, watch)
             with closing(watch.connect(scratch)) as conn:
                 foreign = foreign_objects(conn)
                 if foreign:
@@ -258,30 +230,11 @@ def staged(settings: Settings, point: Point, record: ComponentRecord, target: st
             yield scratch
         finally:
             clean_up(cfg, scratch, loader, log)
+            with contextlib.suppress(Exception):  # in the container's /tmp: nothing secret, and tiny
+                tools.remove_file(list_file)
 
 
 def _lacks(user: str, what: str) -> PermanentError:
     return PermanentError(f"PostgreSQL user '{user}' may not {'create roles' if what == 'CREATEROLE' else 'create databases'}"
                           f", which a restore needs (a loading role of least power, a scratch database): "
                           f"ALTER ROLE {user} {what}, or restore as RAGFlow's superuser account; nothing was changed")
-
-
-def _load(cfg: PostgresSettings, path: Path, list_file: Path, scratch: str, loader: str, password: str,
-          watch: Watchdog) -> None:
-    with local_tools(cfg, user=loader, password=password) as as_loader:
-        parallel = ["--jobs", str(cfg.restore_jobs)] if cfg.restore_jobs > 1 else ["--single-transaction"]
-        args = ["--no-owner", "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
-                "--no-security-labels", "--no-tablespaces", "--exit-on-error", *parallel,
-                "--use-list", str(list_file), *as_loader.connection_args(scratch), str(path)]
-        with open(as_loader.folder / "pg_restore.err", "w+b") as errors:
-            proc = as_loader.start("pg_restore", args, errors)
-            watch.process(proc)  # as long as the data takes, while the server answers
-            code = proc.wait()
-            errors.seek(0)
-            err = errors.read()
-        if code != 0:
-            stderr = clean_stderr(err, password)
-            if "permission denied" in stderr or "must be" in stderr:
-                raise PermanentError(f"the archive asked for more than loading RAGFlow's tables ({stderr}), so "
-                                     f"nothing was restored: choose another point")
-            raise failure("pg_restore", code, stderr, as_loader.where, cfg)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -35,56 +36,23 @@ from actors.postgres.load import (
 )
 from actors.postgres.session import connect
 from actors.postgres.watchdog import Watchdog
+from core import scratch_restore
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
+from core.scratch_restore import BATCH, KB_TABLES, DatabaseRestoreResult, KBRestoreResult
 
 LOG = logging.getLogger("ragflow_backup.postgres_restore")
 DISCONNECT_WAIT_SECONDS = 60
-KB_TABLES = ("knowledgebase", "document", "file2document", "file", "task")  # as actors/mysql/restore.py's
-BATCH = 500
-
-
-class RestoreCheckFailed(PermanentError):
-    """The swap was done but the target's recount differs from the manifest; the previous database is kept."""
-
-    def __init__(self, message: str, result: PostgresRestoreResult):
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass
-class PostgresRestoreResult:
-    point: str
-    target: str
-    expected: dict[str, int]
-    found: dict[str, int]
-    seconds: float
-    previous_database: str | None = None
+class PostgresRestoreResult(DatabaseRestoreResult):
+    """A whole PostgreSQL database restored (core/scratch_restore.py); `previous_database` is the old one when
+    kept."""
 
-    @property
-    def mismatches(self) -> list[str]:
-        return mismatches(self.found, self.expected)
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches
-
-
-@dataclass
-class KBRestoreResult:
-    point: str
-    target: str
-    kb_id: str
-    expected: dict[str, int]
-    found: dict[str, int]
-    removed: dict[str, int]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.found == self.expected
+    compare = staticmethod(mismatches)
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -185,15 +153,12 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
                                    seconds=0.0, previous_database=None if created else old)
     result.seconds = time.monotonic() - started
     if result.mismatches:
-        raise RestoreCheckFailed(f"{target} was restored from {point.ref} but its rows differ from the manifest "
-                                 f"(is RAGFlow writing to it?): {'; '.join(result.mismatches)}. The previous "
-                                 f"database is kept as {old}", result)
+        raise scratch_restore.recount_differs(result, point, f"The previous database is kept as {old}")
     if not keep_previous and not created:
         with closing(connect(cfg, MAINTENANCE_DB)) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(old)))
         result.previous_database = None
-    log.info("restored %s%s from %s: %d tables, %d rows as in the manifest, in %.1fs", target,
-             " (created)" if created else "", point.ref, len(found), sum(found.values()), result.seconds)
+    scratch_restore.log_restored(log, result, created)
     return result
 
 
@@ -225,24 +190,6 @@ def _columns(conn: psycopg.Connection, table: str) -> list[str]:
         "AND is_generated = 'NEVER' ORDER BY ordinal_position", (table,)).fetchall()]
 
 
-def _kb_columns(source: psycopg.Connection, live: psycopg.Connection, target: str, point: Point) -> dict[str, list[str]]:
-    columns = {}
-    for table in KB_TABLES:
-        have, present = _columns(source, table), set(_columns(live, table))
-        if not have:
-            raise PermanentError(f"the backup {point.ref} has no table {table}: it is not a RAGFlow database")
-        if not present:
-            raise PermanentError(f"database {target} has no table {table}: restore the whole database instead")
-        missing = [c for c in have if c not in present]
-        if missing:
-            raise PermanentError(f"{target}.{table} lacks column(s) {', '.join(missing)} that the backup {point.ref} "
-                                 f"has (RAGFlow's schema changed?): restore the whole database instead")
-        if "id" not in have:
-            raise PermanentError(f"{table} of the backup {point.ref} has no id column")
-        columns[table] = have
-    return columns
-
-
 def _batches(items: set[str]) -> list[list[str]]:
     ordered = sorted(items)
     return [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
@@ -265,8 +212,7 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     started = time.monotonic()
     cfg = settings.postgres
     target = checked_name(target_database or cfg.database, "target database")
-    if not isinstance(kb_id, str) or not kb_id.strip():
-        raise PermanentError(f"knowledge base id {kb_id!r} is empty; give the 32-hex id RAGFlow shows")
+    kb_id = scratch_restore.checked_kb_id(kb_id)
     with guarded(cfg, target, "a knowledge base's restore") as watch, \
             closing(watch.connect(MAINTENANCE_DB)) as admin:
         if not database_exists(admin, target):
@@ -274,26 +220,17 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     with guarded(cfg, target, "a knowledge base's restore") as watch, \
             staged(settings, point, record, target, secrets.token_hex(3), log, watch) as scratch, \
             closing(watch.connect(scratch)) as source, closing(watch.connect(target)) as live:
-        columns = _kb_columns(source, live, target, point)
+        columns = scratch_restore.kb_columns(partial(_columns, source), partial(_columns, live), target, point)
         wanted = kb_rows(source, kb_id)
         if not wanted["knowledgebase"]:
-            raise PermanentError(f"knowledge base {kb_id} is not in the backup {point.ref}: check the id, or choose "
-                                 f"a point made while it existed")
+            raise scratch_restore.kb_not_in_backup(kb_id, point)
         rows = {table: _fetch(source, table, columns[table], wanted[table]) for table in KB_TABLES}
         with live.transaction():
             removed = _replace_kb(live, kb_id, wanted, columns, rows)
             now = kb_rows(live, kb_id)
             if now != wanted:
-                raise PermanentError(
-                    f"after restoring knowledge base {kb_id} into {target} its rows differ from the backup "
-                    f"({'; '.join(f'{t}: {len(now[t])} found, {len(wanted[t])} expected' for t in KB_TABLES)}); "
-                    f"nothing was changed")
-    result = KBRestoreResult(point=point.ref, target=target, kb_id=kb_id,
-                             expected={t: len(wanted[t]) for t in KB_TABLES}, found={t: len(now[t]) for t in KB_TABLES},
-                             removed=removed, seconds=time.monotonic() - started)
-    log.info("restored knowledge base %s into %s from %s: %s (removed first: %s) in %.1fs", kb_id, target, point.ref,
-             result.found, removed, result.seconds)
-    return result
+                raise scratch_restore.kb_differs(kb_id, target, now, wanted)
+    return scratch_restore.kb_restored(point, target, kb_id, wanted, now, removed, started, log)
 
 
 def _replace_kb(live: psycopg.Connection, kb_id: str, wanted: dict[str, set[str]], columns: dict[str, list[str]],

@@ -4,35 +4,38 @@
 PGPASSFILE inside a private temp dir; `docker` mode runs the server's own pg_dump inside the compose-labelled
 postgres container through the Docker API, connecting over the container's own socket, with the password in
 the exec's environment (PGPASSWORD), and its own pg_restore fed an archive on stdin (`DockerTools.fed`) to read
-it back. Either way the password never reaches an argv or a log. The statements
-that inspect, count and swap go over psycopg to postgres.host:port (in docker mode: the published port).
+it back or to load it (actors/postgres/load.py). Either way the password never reaches an argv or a log. The
+statements that inspect, count and swap go over psycopg to postgres.host:port (in docker mode: the published
+port).
 """
 from __future__ import annotations
 
-import contextlib
+import io
 import os
 import re
 import shutil
 import socket
 import subprocess
+import tarfile
 import tempfile
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from docker.utils.socket import frames_iter
 
-from core import clients
-from core.child_output import CHUNK, STDERR_KEEP, stdout_blocks
+from core import clients, docker_exec
+from core.child_output import clean_stderr
 from core.component import PermanentError
 from core.config import PostgresSettings, Settings
+from core.docker_exec import ContainerTools, compose_container
+from core.tool_session import ToolSession
 
 CONNECT_TIMEOUT = 10  # seconds a client waits for the server
 RUN_TIMEOUT = 120  # seconds for a short tool run (versions, --list)
+CONTAINER_TMP = "/tmp"  # where a file for the container's tools goes (a restore's list of entries)
 # Variables a child must not inherit: they would override what we hand it.
 _PG_VARIABLES = ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE", "PGHOST", "PGPORT", "PGUSER",
                  "PGDATABASE", "PGOPTIONS")
@@ -75,16 +78,6 @@ def deadline(conn: psycopg.Connection, seconds: float, what: str, where: str) ->
         timer.cancel()
 
 
-def clean_stderr(raw: bytes, password: str) -> str:
-    """Tool stderr for a message: scrubbed of the password, blank lines dropped, kept short."""
-    text = raw.decode("utf-8", "replace")
-    if password:
-        text = text.replace(password, "***")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    text = " | ".join(lines[-10:])
-    return text if len(text) <= 1000 else "..." + text[-1000:]
-
-
 def failure(what: str, code: int | None, stderr: str, where: str, cfg: PostgresSettings) -> Exception:
     """PermanentError for what a person must fix, else a retryable error."""
     said = f"{what} said: {stderr}" if stderr else f"{what} said nothing"
@@ -115,26 +108,6 @@ def connect_failure(exc: Exception, cfg: PostgresSettings) -> Exception:
     """A psycopg connection error, classified like a tool's."""
     return failure("the connection", None, clean_stderr(str(exc).encode(), clients.secret(cfg.password) or ""),
                    f"{cfg.host}:{cfg.port}", cfg)
-
-
-class ToolSession:
-    """Runs PostgreSQL client tools somewhere; `connect=True` adds the connection settings and secret."""
-
-    mode = ""
-    where = ""
-    exit_code: int | None = None
-    stderr = b""
-
-    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        raise NotImplementedError
-
-    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
-        """Yield stdout in pieces; afterwards `exit_code` and `stderr` are set."""
-        raise NotImplementedError
-
-    def version(self, tool: str) -> str | None:
-        code, out, _ = self.run(tool, ["--version"], connect=False)
-        return out.decode("utf-8", "replace").strip() if code == 0 else None
 
 
 class LocalTools(ToolSession):
@@ -174,6 +147,15 @@ class LocalTools(ToolSession):
                                f"(is the server hung?)") from None
         return done.returncode, done.stdout, done.stderr
 
+    def put_file(self, name: str, data: bytes) -> str:
+        """Write a file the tools here read (in the private temp dir, removed with it); its path."""
+        path = self.folder / name
+        path.write_bytes(data)
+        return str(path)
+
+    def remove_file(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
+
     def start(self, tool: str, args: list[str], stderr: Any) -> subprocess.Popen:
         """The tool started with its output discarded and its stderr to `stderr` (a file), for a caller that
         watches it (actors/postgres/watchdog.py)."""
@@ -181,123 +163,49 @@ class LocalTools(ToolSession):
                                 stderr=stderr, env=self.env)
 
     def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
-        self.exit_code, self.stderr = None, b""
-
-        def stalled() -> Exception:
-            return TimeoutError(f"PostgreSQL at {self.where} sent nothing for {self.stall}s in the middle of the dump "
-                                f"(is the server hung?); {tool} was stopped (postgres.stall_timeout_seconds)")
-
-        def finished(exit_code: int | None, stderr: bytes) -> None:
-            self.exit_code, self.stderr = exit_code, stderr
-
-        yield from stdout_blocks(self._argv(tool, args), self.env, self.folder / "stderr", self.stall, stalled, finished)
+        yield from self.child_blocks(self._argv(tool, args), self.env, self.folder / "stderr", self.stall,
+                                     "PostgreSQL", "postgres.stall_timeout_seconds")
 
 
-class DockerTools(ToolSession):
+class DockerTools(ContainerTools):
     """docker mode: the server's own tools inside its container, over the container's socket, the password in
     the exec's environment."""
 
-    mode = "docker"
-
     def __init__(self, cfg: PostgresSettings, container: Any):
-        self.cfg, self.container = cfg, container
-        self.api = container.client.api
-        self.where = f"container {container.name}"
+        super().__init__(container)
+        self.cfg = cfg
         self.password = clients.secret(cfg.password) or ""
 
     def connection_args(self, database: str) -> list[str]:
         return ["-U", self.cfg.user, "-d", database, "-w"]
 
-    def _exec(self, tool: str, args: list[str], connect: bool) -> str:
+    def create_exec(self, tool: str, args: list[str], connect: bool) -> str:
         env = {"PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT)} if connect else None
         return self.api.exec_create(self.container.id, [tool, *args], environment=env, stdout=True, stderr=True)["Id"]
 
-    def _exit_code(self, exec_id: str) -> int | None:
-        for _ in range(100):  # the output can end a moment before the daemon notes the exit
-            state = self.api.exec_inspect(exec_id)
-            if not state.get("Running"):
-                return state.get("ExitCode")
-            time.sleep(0.1)
-        return None
-
-    def run(self, tool: str, args: list[str], connect: bool = True) -> tuple[int, bytes, bytes]:
-        exec_id = self._exec(tool, args, connect)
-        out, err = self.api.exec_start(exec_id, demux=True)
-        code = self._exit_code(exec_id)
-        return (code if code is not None else -1), out or b"", err or b""
-
-    def stream(self, tool: str, args: list[str]) -> Iterator[bytes]:
+    def fed(self, tool: str, args: list[str], path: Path, environment: dict[str, str] | None = None,
+            cut_by: Callable[[Callable[[], None]], None] | None = None) -> Iterator[bytes]:
+        """Run `tool` with the file at `path` as its stdin (and `environment`: with none, it does not connect);
+        yield its stdout. Afterwards `exit_code` and `stderr` are set. `cut_by`: as core/docker_exec.py's."""
         self.exit_code, self.stderr = None, b""
-        exec_id = self._exec(tool, args, True)
-        frames = self.api.exec_start(exec_id, stream=True, demux=True)
-        buffer, errors = bytearray(), bytearray()
-        try:
-            for out, err in frames:
-                if err:
-                    errors += err
-                    del errors[:-STDERR_KEEP]
-                if out:
-                    buffer += out
-                    if len(buffer) >= CHUNK:
-                        yield bytes(buffer)
-                        buffer.clear()
-            if buffer:
-                yield bytes(buffer)
-        finally:
-            frames.close()  # abandoned mid-dump: closing the stream ends pg_dump with a broken pipe
-            self.stderr = bytes(errors)
-            self.exit_code = self._exit_code(exec_id)
+        exec_id = self.api.exec_create(self.container.id, [tool, *args], stdin=True, stdout=True, stderr=True,
+                                       environment=environment)["Id"]
+        yield from docker_exec.fed_stdout(self.api, exec_id, path, "postgres-exec-stdin", self.finished, cut_by)
 
+    def put_file(self, name: str, data: bytes) -> str:
+        """Write a file the tools in the container read, into its CONTAINER_TMP; its path there. Readable by
+        whichever user the exec runs as: it must hold nothing secret."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mode = len(data), 0o644
+            tar.addfile(entry, io.BytesIO(data))
+        if not self.container.put_archive(CONTAINER_TMP, buffer.getvalue()):
+            raise RuntimeError(f"could not write {name} into {CONTAINER_TMP} of {self.where}")
+        return f"{CONTAINER_TMP}/{name}"
 
-    def fed(self, tool: str, args: list[str], path: Path) -> Iterator[bytes]:
-        """Run `tool` (no connection) with the file at `path` as its stdin, streamed through the exec's socket
-        as actors/mysql/load.py feeds its client; yield its stdout. Afterwards `exit_code` and `stderr` are set."""
-        self.exit_code, self.stderr = None, b""
-        exec_id = self.api.exec_create(self.container.id, [tool, *args], stdin=True, stdout=True, stderr=True)["Id"]
-        sock = self.api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
-        errors = bytearray()
-
-        def feed() -> None:
-            try:
-                with open(path, "rb") as source:
-                    while block := source.read(CHUNK):
-                        raw.sendall(block)
-            except OSError:
-                pass  # the tool stopped reading (a broken archive): its exit code says so
-            finally:
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_WR)  # the tool's stdin ends
-
-        feeder = threading.Thread(target=feed, name="postgres-exec-stdin", daemon=True)
-        feeder.start()
-        try:
-            for stream, data in frames_iter(sock, tty=False):
-                if stream == 1:
-                    yield data
-                elif stream == 2:
-                    errors += data
-                    del errors[:-STDERR_KEEP]
-        finally:
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-            feeder.join()
-            with contextlib.suppress(OSError):
-                sock.close()
-            self.stderr = bytes(errors)
-            self.exit_code = self._exit_code(exec_id)
-
-
-def find_container(settings: Settings) -> Any:
-    """The running container of RAGFlow's postgres service, found by its compose labels."""
-    cfg = settings.postgres
-    labels = [f"com.docker.compose.service={cfg.compose_service}"]
-    if cfg.compose_project:
-        labels.append(f"com.docker.compose.project={cfg.compose_project}")
-    found = clients.docker_client(settings.docker.host).containers.list(filters={"label": labels})
-    if len(found) != 1:
-        raise LookupError(f"{len(found)} running containers carry {', '.join(labels)}; expected exactly one")
-    return found[0]
+    def remove_file(self, path: str) -> None:
+        self.run("rm", ["-f", path], connect=False)
 
 
 @contextmanager
@@ -310,19 +218,13 @@ def local_tools(cfg: PostgresSettings, user: str | None = None, password: str | 
 
 
 @contextmanager
-def dump_tools(settings: Settings) -> Iterator[ToolSession]:
-    """Where pg_dump runs: the container's own (docker mode) or the local one (tcp mode)."""
-    if settings.postgres.mode == "docker":
-        try:
-            container = find_container(settings)
-        except LookupError as exc:
-            raise PermanentError(f"no PostgreSQL container to dump: {exc}. Start RAGFlow's postgres service, or set "
-                                 f"postgres.compose_service / postgres.compose_project (and docker.host) to match "
-                                 f"its compose labels") from None
-        try:
-            yield DockerTools(settings.postgres, container)
-        finally:
-            container.client.close()
+def dump_tools(settings: Settings) -> Iterator[LocalTools | DockerTools]:
+    """Where pg_dump and pg_restore run: in the container (docker mode) or here (tcp mode)."""
+    cfg = settings.postgres
+    if cfg.mode == "docker":
+        with compose_container(settings.docker.host, cfg.compose_service, cfg.compose_project, "PostgreSQL",
+                               "postgres") as container:
+            yield DockerTools(cfg, container)
         return
     with local_tools(settings.postgres) as tools:
         yield tools

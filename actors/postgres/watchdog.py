@@ -3,7 +3,7 @@
 A hung server still acknowledges TCP, so pg_restore and psycopg would wait on it forever, and pg_restore sends
 no output while it loads, so its silence says nothing. Instead the watchdog asks the server `SELECT 1` every
 few seconds over a connection of its own; a server that gives no answer within postgres.stall_timeout_seconds
-is hung, however busy the restore keeps it. Then the watchdog kills pg_restore and shuts the sockets of the
+is hung, however busy the restore keeps it. Then the watchdog stops pg_restore and shuts the sockets of the
 restore's connections, so each wait ends with an error that `fired` explains. A server that restarts is no
 hang: the restore's connections break by themselves.
 """
@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
@@ -33,7 +34,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection] = []
-        self._processes: list[subprocess.Popen] = []
+        self._stoppers: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._watch, name="postgres-restore-watchdog", daemon=True)
 
     def __enter__(self) -> Watchdog:
@@ -55,8 +56,14 @@ class Watchdog:
 
     def process(self, proc: subprocess.Popen) -> None:
         """A client tool the watchdog kills if the server hangs."""
+        self.on_hang(lambda: proc.kill() if proc.poll() is None else None)
+
+    def on_hang(self, stop: Callable[[], None]) -> None:
+        """What stops a client tool if the server hangs: for one in the server's container, a function that ends
+        the exec's connection (core/docker_exec.py fed_stdout); the tool there waits on the server until it
+        answers again."""
         with self._lock:
-            self._processes.append(proc)
+            self._stoppers.append(stop)
         if self.fired.is_set():
             self._cut()
 
@@ -93,10 +100,9 @@ class Watchdog:
 
     def _cut(self) -> None:
         with self._lock:
-            processes, connections = list(self._processes), list(self._connections)
-        for proc in processes:
-            if proc.poll() is None:
-                proc.kill()
+            stoppers, connections = list(self._stoppers), list(self._connections)
+        for stop in stoppers:
+            stop()
         for conn in connections:
             try:
                 with socket.socket(fileno=os.dup(conn.fileno())) as sock:

@@ -3,13 +3,16 @@ on a server of the test's own: the run fails naming the server, no point is mark
 existing points stay byte-identical, and the next run completes."""
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from actors.postgres.session import connect, deadline
+from core import clients
 from core.points import Storage
 from testbed.polling import wait_for
 from testbed.private_servers import PrivatePostgres
@@ -50,11 +53,11 @@ def dumping(server: PrivatePostgres) -> bool:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'").fetchone()[0] > 0
 
 
-def config_for(tmp_path: Path, target: Target, inbox) -> Path:
+def config_for(tmp_path: Path, target: Target, inbox, **more: dict) -> Path:
     return write_config(tmp_path / "config.yml", {
         "storage_root": str(tmp_path / "backups"), "minio": {"enabled": False}, "config_files": {"enabled": False},
         "search": {"enabled": False}, "mysql": {"enabled": False}, "postgres": target.section,
-        "notify": {"urls": [inbox.url], "min_interval_seconds": 0}})
+        "notify": {"urls": [inbox.url], "min_interval_seconds": 0}, **more})
 
 
 @pytest.mark.fault("PostgreSQL stopped during a run",
@@ -177,6 +180,36 @@ def first_body(server: PrivatePostgres) -> str:
         return conn.execute("SELECT body FROM chunk WHERE id = 1").fetchone()[0]
 
 
+def backed_up_then_changed(config: Path, server: PrivatePostgres) -> None:
+    assert backup(config, "postgres").returncode == 0
+    with server.connection("rag_flow") as conn:
+        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+
+
+def restore_while(config: Path, server: PrivatePostgres, strike: Callable[[], None]) -> subprocess.CompletedProcess:
+    """`restore --yes`, struck (the server paused or restarted) once pg_restore loads; the server answers again
+    before this returns."""
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
+    runner.start()
+    try:
+        wait_for(lambda: restoring(server) or "done" in result, "pg_restore to be loading", timeout=120, interval=0.01)
+        strike()
+        runner.join(300)
+    finally:
+        server.resume()
+        runner.join(300)
+        server.wait_ready()
+    return result["done"]
+
+
+def assert_the_next_restore_completes(config: Path, server: PrivatePostgres) -> None:
+    again = cli(config, "restore", "--yes", timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert first_body(server) != "after the backup"
+    assert leftovers(server) == []
+
+
 @pytest.mark.fault("PostgreSQL hung (SIGSTOP) in the middle of a restore",
                    "a watchdog asks the server SELECT 1 every few seconds; no answer within "
                    "postgres.stall_timeout_seconds kills pg_restore and cuts the restore's connections: the restore "
@@ -190,23 +223,9 @@ def first_body(server: PrivatePostgres) -> str:
 def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it_was(tmp_path, private_postgres,
                                                                                      fault, inbox):
     config = config_for(tmp_path, postgres_target(private_postgres), inbox)
-    assert backup(config, "postgres").returncode == 0
-    with private_postgres.connection("rag_flow") as conn:
-        conn.execute("UPDATE chunk SET body = 'after the backup' WHERE id = 1")
+    backed_up_then_changed(config, private_postgres)
 
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.setdefault("done", cli(config, "restore", "--yes", timeout=400)))
-    runner.start()
-    try:
-        wait_for(lambda: restoring(private_postgres) or "done" in result, "pg_restore to be loading", timeout=120,
-                 interval=0.01)
-        (private_postgres.pause if fault == "hung" else private_postgres.restart)()
-        runner.join(300)
-    finally:
-        private_postgres.resume()
-        runner.join(300)
-        private_postgres.wait_ready()
-    done = result["done"]
+    done = restore_while(config, private_postgres, private_postgres.pause if fault == "hung" else private_postgres.restart)
     said = done.stdout + done.stderr
 
     if done.returncode == 0:  # the load had ended when the restart struck: the restore is whole
@@ -219,11 +238,47 @@ def test_a_postgres_hung_or_restarted_mid_restore_leaves_the_live_database_as_it
         else:
             assert f"127.0.0.1:{private_postgres.port}" in said, said
         assert first_body(private_postgres) == "after the backup"
+    assert_the_next_restore_completes(config, private_postgres)
 
-    again = cli(config, "restore", "--yes", timeout=400)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert first_body(private_postgres) != "after the backup"
-    assert leftovers(private_postgres) == []
+
+@pytest.fixture
+def postgres_container(private_postgres, testbed_env) -> Iterator[str]:
+    """A container of the test's own, from the test bed's PostgreSQL image, labelled as RAGFlow's postgres service
+    of a compose project of its own (returned); its tools reach the private server (PGHOST/PGPORT in its
+    environment), which the test can hang without touching the test bed's."""
+    project = f"rbtb-fault-pg-{uuid.uuid4().hex[:8]}"
+    engine = reach("the test bed's Docker engine (DOCKER_HOST)", lambda: clients.docker_client(testbed_env["DOCKER_HOST"]))
+    image = reach("the test bed's PostgreSQL container", lambda: engine.containers.get(testbed_env["DOCKER_PG_CONTAINER"]).image)
+    container = engine.containers.run(image, ["sleep", "infinity"], detach=True, name=project, network_mode="host",
+                                      labels={"com.docker.compose.service": "postgres",
+                                              "com.docker.compose.project": project},
+                                      environment={"PGHOST": "127.0.0.1", "PGPORT": str(private_postgres.port)})
+    try:
+        yield project
+    finally:
+        container.remove(force=True)
+        engine.close()
+
+
+@pytest.mark.fault("PostgreSQL hung (SIGSTOP) in the middle of a docker-mode restore",
+                   "the watchdog cuts the exec that streams the archive to the container's pg_restore and the "
+                   "restore's connections: the restore fails saying the server gave no answer, the live database "
+                   "is as before; the next restore drops what the cut-off one left and completes")
+def test_a_postgres_hung_mid_docker_mode_restore_leaves_the_live_database_as_it_was(tmp_path, private_postgres,
+                                                                                    postgres_container, inbox,
+                                                                                    testbed_env):
+    target = postgres_target(private_postgres)
+    target.section.update(mode="docker", compose_project=postgres_container)
+    config = config_for(tmp_path, target, inbox, docker={"host": testbed_env["DOCKER_HOST"]})
+    backed_up_then_changed(config, private_postgres)
+
+    done = restore_while(config, private_postgres, private_postgres.pause)
+    said = done.stdout + done.stderr
+
+    assert done.returncode != 0, said
+    assert f"PostgreSQL at 127.0.0.1:{private_postgres.port} gave no answer for 5s in the middle of a restore" in said
+    assert first_body(private_postgres) == "after the backup"
+    assert_the_next_restore_completes(config, private_postgres)
 
 
 @pytest.mark.fault("PostgreSQL: wrong password at restore time",

@@ -20,6 +20,7 @@ from actors.postgres.backup import ARTIFACT, archive_rows
 from actors.postgres.load import scratch_name, sweep_leftovers
 from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
 from actors.postgres.session import connect, dump_tools
+from core.atomic import sha256_of
 from core.checks import CorruptArtifact
 from core.component import PermanentError
 from core.config import Settings
@@ -278,6 +279,52 @@ def test_a_docker_mode_point_restores_with_the_same_data(docker_live):
     assert result.ok and checksums(docker_live) == before
 
 
+def test_a_docker_mode_restore_loads_with_the_containers_pg_restore_and_only_ragflows_entries(docker_live, monkeypatch,
+                                                                                             tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # no local pg_restore to fall back on
+    execute_sql(docker_live, "CREATE FUNCTION stamp() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                "CREATE VIEW document_ids AS SELECT id FROM document")
+    point, record = backup(docker_live)
+    before = checksums(docker_live)
+    execute_sql(docker_live, "DELETE FROM file2document")
+
+    result = restore(docker_live.settings, point, record)
+
+    assert result.ok and checksums(docker_live) == before
+    with closing(connect(docker_live.settings.postgres)) as conn:  # the filtered list was read in the container
+        assert conn.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                            "WHERE n.nspname = 'public'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_views WHERE schemaname = 'public'").fetchone()[0] == 0
+    assert databases_like(docker_live, "__restore_") == [] and loading_roles(docker_live) == []
+
+
+def test_an_archive_the_containers_pg_restore_cannot_read_is_refused_before_anything_changes(docker_live):
+    point, record = backup(docker_live)
+    before = checksums(docker_live)
+    path = point.path(ARTIFACT)
+    path.write_bytes(b"PGDMP" + b"\xff" * 4096)  # as if written so, checksums and all
+    [artifact] = record.artifacts
+    artifact.bytes, artifact.sha256 = path.stat().st_size, sha256_of(path)
+
+    with pytest.raises(PermanentError, match=f"pg_restore in container rbtb-postgres-1 cannot read {ARTIFACT} of {point.ref}"):
+        restore(docker_live.settings, point, record)
+
+    assert checksums(docker_live) == before
+    assert databases_like(docker_live, "__restore_") == [] and loading_roles(docker_live) == []
+
+
+def test_a_docker_mode_restore_of_one_knowledge_base_needs_no_local_client(docker_live, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))
+    point, record = backup(docker_live)
+    before = checksums(docker_live)
+    kb = docker_live.dataset.kb_ids[0]
+    execute_sql(docker_live, f"DELETE FROM task WHERE doc_id IN (SELECT id FROM document WHERE kb_id = '{kb}')")
+
+    result = restore_kb(docker_live.settings, point, record, kb)
+
+    assert result.ok and checksums(docker_live) == before
+
+
 def test_an_account_that_may_not_create_roles_is_told_what_a_restore_needs_and_nothing_changes(live):
     point, record = backup(live)
     execute_sql(live, "DELETE FROM task")
@@ -327,13 +374,13 @@ def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_cha
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
 
 
-def test_doctor_in_docker_mode_says_a_restore_loads_with_the_local_pg_restore(docker_live):
+def test_doctor_in_docker_mode_checks_the_containers_pg_dump_and_pg_restore(docker_live, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # a local client is not needed
     checks = {c.name: c for c in COMPONENT.checks(docker_live.settings)}
 
-    assert checks["postgres pg_dump"].status == "ok" and "in container rbtb-postgres-1" in checks["postgres pg_dump"].detail
-    assert checks["postgres pg_restore"].status == "ok"
-    assert checks["postgres pg_restore"].detail.endswith(
-        "in PATH (a restore loads with this local pg_restore, not the container's)")
+    for tool in ("pg_dump", "pg_restore"):
+        assert checks[f"postgres {tool}"].status == "ok"
+        assert checks[f"postgres {tool}"].detail.endswith("in container rbtb-postgres-1")
 
 
 def test_what_a_cut_off_restore_left_is_swept_by_the_next_one_even_for_a_long_database_name(live):
