@@ -90,8 +90,7 @@ class PostgresSettings(Section):
     compose_project: str | None = None
     # pg_dump's own compression of its custom format (0-9).
     compression_level: int = Field(6, ge=0, le=9)
-    # pg_restore's parallel jobs when loading a point in tcp mode (each a connection of its own; docker mode
-    # streams the archive to the container's pg_restore, which cannot read a pipe in parallel).
+    # pg_restore's parallel jobs loading a point in tcp mode (docker mode streams into one: no jobs from a pipe).
     restore_jobs: int = Field(2, ge=1, le=32)
     # A dump that receives nothing for this long is given up (a hung server would block it forever).
     stall_timeout_seconds: int = Field(600, ge=1)
