@@ -28,6 +28,7 @@ from pathlib import Path
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.mirror_schema import SCHEMA, enable_wal
 
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 STALE_TEMP_SECONDS = 86_400
@@ -88,20 +89,6 @@ class Version(ObjectRef):
     reason: str  # 'overwritten' | 'deleted'
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
-    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
-    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
-CREATE INDEX IF NOT EXISTS objects_pending ON objects (pending) WHERE pending IS NOT NULL;
-CREATE TABLE IF NOT EXISTS versions (
-    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
-    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
-CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
-CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
-CREATE TABLE IF NOT EXISTS pruned (id INTEGER PRIMARY KEY CHECK (id = 1), horizon TEXT NOT NULL);
-"""
 # `pruned.horizon`: when the newest version a prune dropped was superseded. Restores as of any moment since
 # are whole (every version superseded later is kept); earlier ones are not (see `pitr_since`).
 COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
@@ -159,7 +146,7 @@ class MirrorStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never reuse a connection across fork()
             conn = sqlite3.connect(self.index, timeout=30, isolation_level=None)
-            _enable_wal(conn)
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")  # a committed step must survive power loss (see commit)
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn, self._local.pid = conn, os.getpid()
@@ -496,17 +483,3 @@ class MirrorStore:
                     f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
                 per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
-
-
-def _enable_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
-    """Switch the index to WAL. SQLite answers 'database is locked' here at once, without its busy handler,
-    while another process holds the file (two processes opening a new or converting mirror together)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

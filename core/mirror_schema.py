@@ -1,0 +1,36 @@
+"""The mirror index's tables (core/mirror_store.py) and the switch of a new index to WAL."""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
+    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
+CREATE INDEX IF NOT EXISTS objects_pending ON objects (pending) WHERE pending IS NOT NULL;
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
+    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
+CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
+CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
+CREATE TABLE IF NOT EXISTS pruned (id INTEGER PRIMARY KEY CHECK (id = 1), horizon TEXT NOT NULL);
+"""
+
+def enable_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch the index to WAL. SQLite answers 'database is locked' here at once, without its busy handler,
+    while another process holds the file (two processes opening a new or converting mirror together)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+__all__ = ["SCHEMA", "enable_wal"]
