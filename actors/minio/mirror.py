@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from minio.error import S3Error, ServerError
-from minio.time import from_http_header
 
 from actors.minio.copies import Copies
+from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
 from core import clients
 from core.config import Settings
@@ -33,7 +33,6 @@ from core.source_root import read_only_mirror
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
 PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
 CHUNK = 1 << 20
-META_PREFIX = "x-amz-meta-"
 LIST_PAGE = 500  # listing entries compared with the index per query
 
 _cache: dict[tuple, object] = {}
@@ -114,11 +113,6 @@ def source_buckets(settings: Settings) -> list[str]:
     return sorted(b.name for b in source_client(settings).list_buckets())
 
 
-def _user_metadata(headers) -> dict[str, str]:
-    return {name.lower()[len(META_PREFIX):]: value for name, value in headers.items()
-            if name.lower().startswith(META_PREFIX)}
-
-
 def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
               unless: str | None = None) -> tuple[str, Any]:
     """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
@@ -168,8 +162,8 @@ def _entry(headers, md5: str, seen: datetime) -> Entry:
     """What the mirror records of an object, from the headers of the GET that fetched it."""
     modified = headers.get("last-modified")
     return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
-                 content_type=headers.get("content-type"), metadata=_user_metadata(headers),
-                 last_modified=from_http_header(modified) if modified else None, md5=md5, seen_at=seen)
+                 content_type=headers.get("content-type"), metadata=user_metadata(headers),
+                 last_modified=http_date(modified) if modified else None, md5=md5, seen_at=seen)
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
