@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 from dramatiq import Actor
+from dramatiq.broker import Consumer
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, Prometheus, Retries, default_middleware
@@ -61,15 +63,59 @@ class FinalFailure(Middleware):
 
 # An idle consumer polls Redis less and less often, up to the worker's timeout (1 s in `run`): the first
 # events of a burst waited up to that long before a worker saw them. The mirror queue's consumer polls at
-# least this often (about 20 cheap Redis calls a second when idle); the other queues keep the timeout.
+# least every MIRROR_POLL_MS while work comes in, and for BRISK_SECONDS after its last message (events
+# come in bursts); a queue quiet for longer goes back to the worker's timeout, so an idle agent does not
+# make 20 Redis calls a second per worker process (figure 7's idle row, docs/benchmarks.md). The other
+# queues keep the timeout.
 MIRROR_POLL_MS = 50
+BRISK_SECONDS = 30.0
+
+
+class BriskAfterActivity(Consumer):
+    """A consumer (Dramatiq's Redis one, whose `timeout` caps its idle backoff) that polls every
+    `brisk_ms` until `brisk_seconds` have passed without a message, then at most every `idle_ms`."""
+
+    def __init__(self, consumer: Any, brisk_ms: int, idle_ms: int, brisk_seconds: float = BRISK_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.consumer, self.brisk_ms, self.idle_ms = consumer, brisk_ms, idle_ms
+        self.brisk_seconds, self.clock = brisk_seconds, clock
+        self.last_message = clock()  # a worker that just started is brisk (a backlog may be waiting)
+        consumer.timeout = brisk_ms
+
+    @property
+    def timeout(self) -> int:
+        return self.consumer.timeout
+
+    def __next__(self) -> Any:
+        message = next(self.consumer)
+        now = self.clock()
+        if message is not None:
+            self.last_message = now
+        self.consumer.timeout = self.brisk_ms if now - self.last_message < self.brisk_seconds else self.idle_ms
+        return message
+
+    def ack(self, message: Any) -> None:
+        self.consumer.ack(message)
+
+    def nack(self, message: Any) -> None:
+        self.consumer.nack(message)
+
+    def requeue(self, messages: Any) -> None:
+        self.consumer.requeue(messages)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __getattr__(self, name: str) -> Any:  # anything else Dramatiq reads of its consumer
+        return getattr(self.consumer, name)
 
 
 class _RedisBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        if queue_name == MIRROR_QUEUE:
-            timeout = min(timeout, MIRROR_POLL_MS)
-        return super().consume(queue_name, prefetch, timeout)
+        consumer = super().consume(queue_name, prefetch, timeout)
+        if queue_name == MIRROR_QUEUE and timeout > MIRROR_POLL_MS:
+            return BriskAfterActivity(consumer, MIRROR_POLL_MS, timeout)
+        return consumer
 
 
 def make_broker(url: str, namespace: str = DEFAULT_NAMESPACE, heartbeat_timeout_ms: int = 60_000,

@@ -4,13 +4,21 @@
     python bench/mirror_initial.py [--quick] [--runs N]
 
 (a) many small objects (1-64 KiB) in 20 buckets, (b) a few 50 MiB objects; each in its own MinIO.
+
+Two more anchors per data set, so the figure says how close to the machine's limits it is: the disk
+(the same files, same sizes, written in 1 MiB blocks and each fsynced, on 8 threads as our reconcile,
+into the same file system: what this disk can do for write+fsync with no network, no hashing, no index),
+and the MinIO server's own CPU during each client's runs (read from /proc: the server is the other half
+of every request, on the same two cores).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -46,6 +54,33 @@ def mc(minio: PrivateMinio, target: Path, mc_bin: str) -> None:
     run_quiet([mc_bin, "mirror", "--quiet", "bench/", str(target)], env=mc_env(minio))
 
 
+WRITERS = 8  # as minio.reconcile_workers' default
+
+
+def disk_write_fsync(items: list[tuple[str, str, int]], target: Path) -> None:
+    """Write files of the items' sizes in 1 MiB blocks, each fsynced, on WRITERS threads: the disk's part
+    of a mirror alone."""
+    target.mkdir(parents=True)
+    block = os.urandom(MiB)
+
+    def write(numbered: tuple[int, tuple[str, str, int]]) -> None:
+        number, (_, _, size) = numbered
+        with open(target / f"{number}.bin", "wb") as out:
+            for start in range(0, size, MiB):
+                out.write(block[:min(MiB, size - start)])
+            out.flush()
+            os.fsync(out.fileno())
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(write, enumerate(items)))
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[str, str], work: Path,
             label: str) -> list[Row]:
     (work / name).mkdir()
@@ -54,21 +89,28 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
     minio.start()
     try:
         total = put_objects(minio.client(), items)
-        times: dict[str, list[float]] = {"ours": [], "mc": []}
-        cpus: dict[str, list[float]] = {"ours": [], "mc": []}
+        times: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
+        cpus: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
+        server: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
         for run in range(runs):
-            order = ("ours", "mc") if run % 2 == 0 else ("mc", "ours")  # alternate: neither always goes first
+            order = ("ours", "mc", "disk") if run % 2 == 0 else ("mc", "ours", "disk")  # neither always first
             for who in order:
                 target = work / name / f"{who}-{run}"
+                served = process_cpu(minio.process.pid)
                 with timed() as timing:
                     if who == "ours":
                         ours(minio, target)
-                    else:
+                    elif who == "mc":
                         mc(minio, target, env["MC"])
+                    else:
+                        disk_write_fsync(items, target)
+                served = process_cpu(minio.process.pid) - served
                 times[who].append(timing.wall)
                 cpus[who].append(timing.cpu)
+                server[who].append(served)
                 shutil.rmtree(target)
-                print(f"  {name} run {run + 1} {who}: {timing.wall:.2f} s wall, {timing.cpu:.2f} s CPU", flush=True)
+                print(f"  {name} run {run + 1} {who}: {timing.wall:.2f} s wall, {timing.cpu:.2f} s CPU, "
+                      f"MinIO server {served:.2f} s CPU", flush=True)
     finally:
         minio.kill()
     ours_s, mc_s = median(times["ours"]), median(times["mc"])
@@ -79,7 +121,13 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
             Row(f"1{name[0]} initial mirror {label} MiB/s", total / MiB / ours_s, total / MiB / mc_s, "MiB/s", "higher",
                 size, "mc mirror", note),
             Row(f"1{name[0]} initial mirror {label} CPU", median(cpus["ours"]), median(cpus["mc"]), "CPU s", "lower",
-                size, "mc mirror", note + "; client process only (the MinIO server's CPU is not counted)")]
+                size, "mc mirror", note + "; client process only (the MinIO server's CPU is not counted)"),
+            Row(f"1{name[0]} initial mirror {label} MinIO server CPU", median(server["ours"]), median(server["mc"]),
+                "CPU s", "lower", size, "mc mirror", note + "; the private MinIO server's CPU during each client's run"),
+            Row(f"1{name[0]} initial mirror {label} MiB/s against the disk", total / MiB / median(times["ours"]),
+                total / MiB / median(times["disk"]), "MiB/s", "higher", size,
+                f"write+fsync of the same files ({WRITERS} threads)",
+                note + "; the anchor is this disk's limit for these files, so 1.0 is the physical ceiling")]
     return rows
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.mirror_schema import SCHEMA
 from core.sqlite_index import open_index
 
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
@@ -89,20 +90,6 @@ class Version(ObjectRef):
     reason: str  # 'overwritten' | 'deleted'
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
-    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
-    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
-CREATE INDEX IF NOT EXISTS objects_pending ON objects (pending) WHERE pending IS NOT NULL;
-CREATE TABLE IF NOT EXISTS versions (
-    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
-    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
-CREATE INDEX IF NOT EXISTS versions_key ON versions (bucket, key, superseded_at);
-CREATE INDEX IF NOT EXISTS versions_superseded ON versions (superseded_at);
-CREATE TABLE IF NOT EXISTS pruned (id INTEGER PRIMARY KEY CHECK (id = 1), horizon TEXT NOT NULL);
-"""
 # `pruned.horizon`: when the newest version a prune dropped was superseded. Restores as of any moment since
 # are whole (every version superseded later is kept); earlier ones are not (see `pitr_since`).
 COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
@@ -169,16 +156,25 @@ class MirrorStore:
             self._local.conn = None
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction. durable=False: its COMMIT does not fsync the WAL; the next durable commit's
+        fsync covers it (WAL frames are appended in order), and until then a crash may lose it, so only
+        a transaction whose loss is repaired on opening may use it (a commit's step 2, see commit_many)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
 
     # ---------------------------------------------------------------- paths
     def path_of(self, bucket: str, key: str) -> Path:
@@ -307,7 +303,10 @@ class MirrorStore:
             for _, temp, _ in items:
                 temp.unlink(missing_ok=True)  # step 1 did not commit: the temps are nobody's
             raise
-        with self._write() as conn:
+        # Step 2 clears the pending marks. Its loss in a crash is repaired on opening (the marks are rolled
+        # forward, `_settle`), and each object is already durable (step 1 committed, its rename fsynced
+        # below): one WAL fsync per commit instead of two, in the commit a burst's events wait for.
+        with self._write(durable=False) as conn:
             unsynced: set[Path] = set()
             for (key, _, _), staged in zip(items, done):
                 if staged:
@@ -494,4 +493,3 @@ class MirrorStore:
                     f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
                 per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
-

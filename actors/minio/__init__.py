@@ -1,4 +1,5 @@
-"""MinIO: a continuous mirror of every object with its versions (mirror.py: mirror_object, reconcile;
+"""MinIO: a continuous mirror of every object with its versions (mirror.py: mirror_object, reconcile, whose
+copies run in copies.py and read a GET's headers with headers.py;
 upkeep.py: versions pruned, a sample verified), restored to any moment from the mirror (restore.py),
 doctor's check (checks.py). The mirror is kept by events and reconciles, not by backup runs: it is no part
 of a point (`in_points`).

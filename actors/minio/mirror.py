@@ -12,16 +12,15 @@ import os
 import re
 import threading
 import weakref
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from minio.error import S3Error, ServerError
-from minio.time import from_http_header
 
+from actors.minio.copies import Copies
+from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
 from core import clients
 from core.config import Settings
@@ -34,9 +33,7 @@ from core.source_root import read_only_mirror
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
 PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
 CHUNK = 1 << 20
-META_PREFIX = "x-amz-meta-"
 LIST_PAGE = 500  # listing entries compared with the index per query
-COMMIT_BATCH = 64  # objects a reconcile commits to the index in one transaction
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
@@ -70,7 +67,7 @@ def group_commit(store: MirrorStore) -> GroupCommit:
     """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
     with _cache_lock:
         if store not in _groups:
-            _groups[store] = GroupCommit(synced=True)  # event tasks fsync each temp file (_download's `sync`)
+            _groups[store] = GroupCommit(synced=True)  # every download fsyncs its temp file (_download)
         return _groups[store]
 
 
@@ -116,17 +113,14 @@ def source_buckets(settings: Settings) -> list[str]:
     return sorted(b.name for b in source_client(settings).list_buckets())
 
 
-def _user_metadata(headers) -> dict[str, str]:
-    return {name.lower()[len(META_PREFIX):]: value for name, value in headers.items()
-            if name.lower().startswith(META_PREFIX)}
-
-
 def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
-              unless: str | None = None, sync: bool = False) -> tuple[str, Any]:
+              unless: str | None = None) -> tuple[str, Any]:
     """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
     (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
     should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
-    the mirror holds (If-None-Match: an unchanged object costs one round trip and no bytes; NotModified)."""
+    the mirror holds (If-None-Match: an unchanged object costs one round trip and no bytes; NotModified).
+    The temp file is fsynced here, on the downloading thread (threads in parallel: the journal takes
+    several in one commit), not in the index commit that others wait for."""
     md5, got = hashlib.md5(), 0
     conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
     try:
@@ -144,9 +138,8 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
                 out.write(chunk)
                 md5.update(chunk)
                 got += len(chunk)
-            if sync:  # event tasks: fsynced on their own threads, not in the group commit others wait for
-                out.flush()
-                os.fsync(out.fileno())
+            out.flush()
+            os.fsync(out.fileno())
     finally:
         response.close()
         response.release_conn()
@@ -169,8 +162,8 @@ def _entry(headers, md5: str, seen: datetime) -> Entry:
     """What the mirror records of an object, from the headers of the GET that fetched it."""
     modified = headers.get("last-modified")
     return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
-                 content_type=headers.get("content-type"), metadata=_user_metadata(headers),
-                 last_modified=from_http_header(modified) if modified else None, md5=md5, seen_at=seen)
+                 content_type=headers.get("content-type"), metadata=user_metadata(headers),
+                 last_modified=http_date(modified) if modified else None, md5=md5, seen_at=seen)
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
@@ -179,7 +172,7 @@ def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore 
     positive "not found", so the actor retries."""
     store = store or open_store(settings)
     with cpu_budget(settings).metered():
-        outcome, fetched = _fetch(settings, bucket, key, store, sync=True)
+        outcome, fetched = _fetch(settings, bucket, key, store)
         if fetched is None:
             return outcome
         temp, entry = fetched
@@ -196,7 +189,7 @@ def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: Mirr
     for key in dict.fromkeys(keys):
         try:
             with budget.metered():
-                outcome, got = _fetch(settings, bucket, key, store, sync=True)
+                outcome, got = _fetch(settings, bucket, key, store)
         except Exception as exc:  # noqa: BLE001 - the other keys are still mirrored; raised below
             failure = failure or exc
             continue
@@ -213,8 +206,7 @@ def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: Mirr
     return outcomes
 
 
-def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
-           sync: bool = False) -> tuple[str, tuple[Path, Entry] | None]:
+def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
     One round trip: a GET unless the source still has the ETag the mirror holds."""
     if not in_scope(settings, bucket, key):
@@ -225,7 +217,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
     seen = _now()
     temp = store.temp_file(bucket)
     try:
-        md5, headers = _download(client, bucket, key, temp, unless=held, sync=sync)
+        md5, headers = _download(client, bucket, key, temp, unless=held)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -282,75 +274,18 @@ class ReconcileReport:
             self.errors.append(message)
 
 
-class _Copies:
-    """A reconcile's per-key syncs, on a few threads (each object is a round trip or two: done one after
-    the other, the latency adds up), at most `limit` in flight so memory stays flat. Fetched objects are
-    committed in batches (two index transactions per batch instead of two per object)."""
+def _copies(settings: Settings, store: MirrorStore, report: ReconcileReport) -> Copies:
+    """A reconcile's copies (actors/minio/copies.py): listed keys fetched If-Match their listed ETag,
+    others looked at afresh; batches committed with their temps already fsynced by `_download`."""
+    def fetch(bucket: str, key: str, listed: Any) -> tuple[str, tuple[Path, Entry] | None]:
+        if listed is not None:
+            return _fetch_listed(settings, bucket, listed, store)
+        return _fetch(settings, bucket, key, store)
 
-    def __init__(self, settings: Settings, store: MirrorStore, report: ReconcileReport):
-        self.settings, self.store, self.report = settings, store, report
-        workers = settings.minio.reconcile_workers
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="reconcile") if workers > 1 else None
-        self.window: deque[Future] = deque()
-        self.limit = workers * 4
-        self.batch: dict[str, list[tuple[str, Path, Entry]]] = {}
-        self.lock = threading.Lock()
+    def commit(bucket: str, items: list[tuple[str, Path, Entry]]) -> list[bool]:
+        return store.commit_many(bucket, items, _now(), synced=True)
 
-    def submit(self, bucket: str, key: str, listed: Any = None) -> None:
-        """Sync one key; `listed`: its entry in a listing just made (fetched If-Match its ETag)."""
-        if self.pool is None:
-            self._sync(bucket, key, listed)
-            return
-        self.window.append(self.pool.submit(self._sync, bucket, key, listed))
-        while len(self.window) > self.limit or (self.window and self.window[0].done()):
-            self.window.popleft().result()
-
-    def _sync(self, bucket: str, key: str, listed: Any) -> None:
-        with cpu_budget(self.settings).metered():  # each object: the pool's threads share the budget
-            self._fetch_and_batch(bucket, key, listed)
-
-    def _fetch_and_batch(self, bucket: str, key: str, listed: Any) -> None:
-        try:
-            if listed is not None:
-                outcome, fetched = _fetch_listed(self.settings, bucket, listed, self.store)
-            else:
-                outcome, fetched = _fetch(self.settings, bucket, key, self.store)
-        except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others
-            self.report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
-            return
-        if fetched is None:
-            self.report.count(outcome)
-            return
-        with self.lock:
-            waiting = self.batch.setdefault(bucket, [])
-            waiting.append((key, *fetched))
-            full = len(waiting) >= COMMIT_BATCH
-            if full:
-                self.batch[bucket] = []
-        if full:
-            self._commit(bucket, waiting)
-
-    def _commit(self, bucket: str, items: list[tuple[str, Path, Entry]]) -> None:
-        try:
-            for done in self.store.commit_many(bucket, items, _now()):  # fsyncs the batch's temps
-                self.report.count("copied" if done else "unchanged")
-        except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
-            for key, _, _ in items:
-                self.report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")
-
-    def drain(self) -> None:
-        while self.window:
-            self.window.popleft().result()
-        with self.lock:
-            waiting, self.batch = self.batch, {}
-        for bucket, items in waiting.items():
-            if items:
-                self._commit(bucket, items)
-
-    def close(self) -> None:
-        self.drain()
-        if self.pool is not None:
-            self.pool.shutdown()
+    return Copies(fetch, commit, report, settings.minio.reconcile_workers, cpu_budget(settings).metered)
 
 
 def _pages(listing, size: int = LIST_PAGE):
@@ -365,7 +300,7 @@ def _pages(listing, size: int = LIST_PAGE):
 
 
 def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStore, report: ReconcileReport,
-                  copies: _Copies, listed: set[str]) -> None:
+                  copies: Copies, listed: set[str]) -> None:
     # One index query per page of the listing instead of one per key.
     known = store.brief(bucket, [obj.object_name for obj in page])
     for obj in page:
@@ -383,7 +318,7 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
 
 
 def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,
-                      copies: _Copies) -> None:
+                      copies: Copies) -> None:
     listed: set[str] = set()
     try:
         listing = list_objects(source_client(settings), bucket, _prefix(settings) or None)  # listing.py: cheaper
@@ -402,11 +337,10 @@ def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, repor
         report.fail(f"listing bucket {bucket} failed ({type(exc).__name__}: {exc}); nothing was removed from it")
         return
     finally:
-        copies.drain()
+        copies.flush()  # the bucket's last batch is committed while the next bucket is listed
     for key in store.keys(bucket):
         if key not in listed and in_scope(settings, bucket, key):
             copies.submit(bucket, key)  # re-stats the key: removes only on "no such key"
-    copies.drain()
 
 
 def reconcile(settings: Settings, buckets: list[str] | None = None,
@@ -414,7 +348,7 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
     """List every source bucket completely and make the mirror match; see the module docstring."""
     store = store or open_store(settings)
     report = ReconcileReport()
-    copies = _Copies(settings, store, report)
+    copies = _copies(settings, store, report)
     if store.empty():
         _catching_up(settings, report, True)  # a first mirror
     try:
@@ -428,7 +362,7 @@ def reconcile(settings: Settings, buckets: list[str] | None = None,
 
 
 def _reconcile(settings: Settings, buckets: list[str] | None, store: MirrorStore, report: ReconcileReport,
-               copies: _Copies) -> None:
+               copies: Copies) -> None:
     gone: list[str] = []
     if buckets is not None and settings.minio.bucket:
         buckets = [b for b in buckets if b == settings.minio.bucket]

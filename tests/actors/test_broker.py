@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from actors.broker import MIRROR_POLL_MS, make_broker
+from dramatiq import Message
+
+from actors.broker import BRISK_SECONDS, MIRROR_POLL_MS, make_broker
 from tests.conftest import unique
 
 
@@ -71,8 +73,28 @@ def test_the_final_failure_hook_runs_once_after_the_last_retry_and_at_once_for_a
     assert tried.count("transient") == 3 and tried.count("permanent") == 1  # the first try and max_retries=2
 
 
-def test_an_idle_mirror_queue_is_polled_often_and_the_other_queues_at_the_workers_timeout(redis_url):
+def test_a_fresh_mirror_queue_is_polled_often_and_the_other_queues_at_the_workers_timeout(redis_url):
     broker = make_broker(redis_url, namespace=unique("poll-"))
     # The first events of a burst no longer wait out a consumer that slowed down while idle.
     assert broker.consume("mirror", timeout=1000).timeout == MIRROR_POLL_MS
     assert broker.consume("backup", timeout=1000).timeout == 1000
+
+
+def test_the_mirror_queue_is_polled_often_until_it_has_been_quiet_for_a_while_and_again_once_a_message_comes(redis_url):
+    broker = make_broker(redis_url, namespace=unique("brisk-"))
+    broker.declare_queue("mirror")
+    consumer = broker.consume("mirror", timeout=1000)
+    now = [0.0]
+    consumer.clock, consumer.last_message = (lambda: now[0]), 0.0
+
+    assert next(consumer) is None and consumer.timeout == MIRROR_POLL_MS  # quiet, but not for long
+    now[0] = BRISK_SECONDS + 1
+    assert next(consumer) is None and consumer.timeout == 1000  # quiet for a while: the worker's timeout
+
+    broker.enqueue(Message(queue_name="mirror", actor_name="mirror_object", args=("kb", "doc"), kwargs={}, options={}))
+    message = None
+    while message is None:
+        message = next(consumer)
+    assert list(message.args) == ["kb", "doc"] and consumer.timeout == MIRROR_POLL_MS
+    consumer.ack(message)
+    consumer.close()

@@ -446,3 +446,32 @@ def test_a_symlink_planted_where_a_folder_goes_is_replaced_by_a_real_folder(tmp_
     put(store, "docs/report.pdf", b"report", T0)
     assert not (store.root / "bkt" / "docs").is_symlink() and not list(outside.iterdir())
     assert (store.root / "bkt" / "docs" / "report.pdf").read_bytes() == b"report"
+
+
+def test_a_commit_whose_marks_are_cleared_without_a_wal_fsync_leaves_every_later_transaction_durable(tmp_path):
+    # Step 2 of a commit runs at synchronous=NORMAL (its loss is rolled forward on opening); the
+    # connection must be back at FULL afterwards, even when step 2 failed.
+    store = MirrorStore(tmp_path / "m")
+    assert put(store, "a", b"one", T0)
+    full = 2
+    assert sqlite_synchronous(store) == full
+    temp = write_temp(store, b"two")
+    entry = Entry(size=3, etag=hashlib.md5(b"two").hexdigest(), last_modified=T0 + timedelta(minutes=1))
+    failing = mirror_store.fsync_dir
+    try:
+        def refuse(folder):  # the renamed file's folder only: step 2
+            if Path(folder) == store.root / "bkt":
+                raise OSError("the disk went away")
+            failing(folder)
+        mirror_store.fsync_dir = refuse
+        with pytest.raises(OSError):
+            store.commit_many("bkt", [("a", temp, entry)], T0 + timedelta(minutes=1))
+    finally:
+        mirror_store.fsync_dir = failing
+    assert sqlite_synchronous(store) == full
+    assert store.entry("bkt", "a").path.read_bytes() == b"two"  # the next access finished the job
+
+
+def sqlite_synchronous(store: MirrorStore) -> int:
+    """The index connection's current `synchronous` level of this thread (2 = FULL)."""
+    return store._conn().execute("PRAGMA synchronous").fetchone()[0]
