@@ -77,6 +77,9 @@ def test_a_staging_drill_restores_the_indices_into_the_staging_search_server_und
     assert {index: documents(production, index) for index in seeded} == before  # production untouched
     registered = on_staging.snapshot.get_repository(name=search_cfg.repository)[search_cfg.repository]
     assert registered["settings"]["readonly"] in ("true", True)  # staging never writes production's repository
+    again = cli(config, "drill", "--staging", "--json")  # next month's: over staging's indices, the repository known
+    assert again.exit_code == 0, again.output
+    assert {index: documents(on_staging, index) for index in seeded} == before
 
 
 @pytest.mark.fault("a `staging:` section naming production's own search server (the same host and port)",
