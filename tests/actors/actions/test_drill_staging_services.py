@@ -21,7 +21,7 @@ from testbed import settings as tb
 from testbed.postgres_seed import PgDataset, drop_database
 from testbed.private_servers import PrivateElasticsearch
 from tests.actors.actions.test_offsite import cli, config_only  # noqa: F401 - a fixture
-from tests.actors.postgres.conftest import pg_dataset  # noqa: F401 - a fixture
+from tests.actors.postgres.conftest import docker_pg_dataset, pg_dataset  # noqa: F401 - fixtures
 from tests.actors.search.test_backup import search_cfg, seeded  # noqa: F401 - fixtures used by name
 from tests.conftest import reach
 from tests.faults.harness import write_config
@@ -110,12 +110,12 @@ def table_rows(cfg, database: str) -> dict[str, list[str]]:
                 for table in tables}
 
 
-def postgres_only(tmp_path: Path, cfg, staging: dict) -> Path:
+def postgres_only(tmp_path: Path, cfg, staging: dict, docker_host: str | None = None) -> Path:
     section = {**cfg.model_dump(mode="json"), "password": cfg.password.get_secret_value()}
     return write_config(tmp_path / "config.yml", {
         "storage_root": str(tmp_path / "backups"), "mysql": {"enabled": False}, "postgres": section,
         "minio": {"enabled": False}, "search": {"enabled": False}, "config_files": {"enabled": False},
-        "staging": {"postgres": {**section, **staging}}})
+        "docker": {"host": docker_host}, "staging": {"postgres": {**section, **staging}}})
 
 
 def test_a_staging_drill_restores_the_rows_into_the_staging_postgres_database(
@@ -137,6 +137,26 @@ def test_a_staging_drill_restores_the_rows_into_the_staging_postgres_database(
         assert table_rows(production, pg_dataset.database) == before  # production untouched
     finally:
         drop_database(staging_database, testbed_env)
+
+
+def test_a_staging_drill_in_docker_mode_loads_the_rows_into_another_database_of_the_container(
+        testbed_env, tmp_path, docker_pg_dataset: PgDataset):  # noqa: F811 - a fixture imported above
+    production = tb.postgres(testbed_env, database=docker_pg_dataset.database, docker=True)
+    staging_database = f"{docker_pg_dataset.database}_staging"  # the same container, another database
+    config = postgres_only(tmp_path, production, {"database": staging_database}, testbed_env["DOCKER_HOST"])
+    try:
+        assert cli(config, "backup", "--local").exit_code == 0
+        before = table_rows(production, docker_pg_dataset.database)
+
+        result = cli(config, "drill", "--staging", "--json")
+
+        assert result.exit_code == 0, result.output
+        [item] = json.loads(result.stdout)["components"]
+        assert item["restored_into"] == "staging" and item["expected"] == item["found"] > 0
+        assert table_rows(production, staging_database) == before
+        assert table_rows(production, docker_pg_dataset.database) == before  # production untouched
+    finally:
+        drop_database(staging_database, testbed_env, "DOCKER_PG_PORT")
 
 
 @pytest.mark.fault("a `staging:` section naming production's own PostgreSQL server and database",
