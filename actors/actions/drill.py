@@ -5,7 +5,8 @@ time against the requirements' 30-minute restore objective.
 With `staging`, the services the config's `staging:` section names (core/staging.py) receive the point instead,
 under their live names, and keep it (a staging RAGFlow to look at); each one's recovery time is recorded with
 what the manifest expected and what was found. A staging search server restores from production's snapshot
-repository, registered there read only (actors/actions/foreign.py): it must list that folder in its path.repo. The others are drilled on production under scratch names.
+repository, registered there read only (actors/actions/foreign.py): it must list that folder in its path.repo.
+The others are drilled on production under scratch names.
 The config files are always checked in a scratch folder: a staging RAGFlow keeps its own docker/ settings.
 """
 from __future__ import annotations
