@@ -184,7 +184,7 @@ def move(
             show_mapping(fresh, plan)
             if moment is not None and from_root is None:
                 interval_from_copy(fresh, plan, search_copy)
-            for name, said in plan.moments.items():  # what each component brings back of --at (restore's plan says so too)
+            for name, said in plan.moments.items():  # each one's moment, as restore's plan says
                 console.print(f"  {name}: {escape(str(said))}", soft_wrap=True, highlight=False)
             with fetched_repository(fresh, plan.point, search_copy) if from_root is None and "search" in rest \
                     else nullcontext(register_source_repository(fresh, plan.point) if "search" in rest else None) as line:
