@@ -323,11 +323,11 @@ class DockerSettings(Section):
 
 
 class StagingSettings(Section):
-    """A second RAGFlow's services, which `drill --staging` restores the newest point into instead of scratch names
-    on production (core/staging.py). Their data is REPLACED by each drill. A service left out is drilled on
-    production under scratch names. Secrets go here: nothing is taken from production's .env."""
-
+    """A second RAGFlow's services `drill --staging` restores the newest point into (core/staging.py), REPLACING their
+    data; one left out is drilled on production under scratch names. Secrets go here, not from production's .env."""
     mysql: MySQLSettings | None = None
+    postgres: PostgresSettings | None = None
+    search: SearchSettings | None = None
     minio: MinioSettings | None = None
     redis: RedisSettings | None = None
 

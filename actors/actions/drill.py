@@ -4,7 +4,9 @@ time against the requirements' 30-minute restore objective.
 
 With `staging`, the services the config's `staging:` section names (core/staging.py) receive the point instead,
 under their live names, and keep it (a staging RAGFlow to look at); each one's recovery time is recorded with
-what the manifest expected and what was found. The others are drilled on production under scratch names.
+what the manifest expected and what was found. A staging search server restores from production's snapshot
+repository, registered there read only (actors/actions/foreign.py): it must list that folder in its path.repo.
+The others are drilled on production under scratch names.
 The config files are always checked in a scratch folder: a staging RAGFlow keeps its own docker/ settings.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from actors.actions.foreign import register_source_repository
 from actors.actions.restore import audit, newest_complete
 from actors.actions.runs import describe
 from actors.components import COMPONENTS
@@ -91,6 +94,8 @@ def _into_staging(staged: Settings, point: Point, name: str) -> DrillItem:
     manifest = point.manifest()
     record = manifest.components.get(name) if COMPONENTS[name].in_points else None
     began = time.monotonic()
+    if name == "search":  # production's repository, read only: the staging server never writes into it
+        register_source_repository(staged, point)
     result = COMPONENTS[name].restore(staged, RestoreRequest(point=point, record=record, at=manifest.created_at,
                                                              log=log))
     ok, expected, found = _tally(result, record)

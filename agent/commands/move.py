@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -28,7 +29,7 @@ from actors.actions.foreign import fetched_repository, register_source_repositor
 from actors.actions.offsite import OffsiteError, OffsitePermanent, fetched
 from actors.actions.restore import ORDER, Plan, RestoreFailed, execute, make_plan
 from agent.commands.common import console, fail, state, styled
-from agent.commands.restore import show_mapping
+from agent.commands.restore import clean_leftovers, interval_from_copy, parse_moment, show_mapping
 from agent.restore_report import in_words
 from core import clients
 from core.component import PermanentError
@@ -105,15 +106,16 @@ def wait_for_services(settings: Settings, names: list[str], minutes: float) -> f
 
 
 @contextmanager
-def _source(settings: Settings, root: Path | None,
-            point: str | None) -> Iterator[tuple[Storage | None, str | None, Path | None]]:
+def _source(settings: Settings, root: Path | None, point: str | None,
+            at: datetime | None) -> Iterator[tuple[Storage | None, str | None, Path | None]]:
     """(where the points are, the point, the fetched copy of the search snapshot repository): another root read
-    in place, or a point fetched from the offsite repository."""
+    in place, or a point fetched from the offsite repository (`at`: the newest one at or before it, and the
+    repository copy made after it, as `restore --from offsite --at` fetches)."""
     if root is not None:
         with opened(settings, root) as storage:
             yield storage, point, None
         return
-    with fetched(settings, point) as (folder, mirror, search_copy):
+    with fetched(settings, point, at=at) as (folder, mirror, search_copy):
         if mirror is not None:
             settings.minio.mirror_dir = str(mirror)  # an absolute path: the fetched copy
         else:
@@ -133,6 +135,8 @@ def move(
                                                                           "here (read only).")] = None,
     from_offsite: Annotated[bool, typer.Option("--from-offsite", help="The offsite repository this config names.")] = False,
     point: Annotated[Optional[str], typer.Option(help="daily/2026-11-24, ... (default: the newest complete).")] = None,
+    at: Annotated[Optional[str], typer.Option(help="A moment: the newest complete point at or before it, and "
+                                                   "objects and search as they were then (as `restore --at`).")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="age identity file, for encrypted points.")] = None,
     wait_minutes: Annotated[float, typer.Option(help="How long to wait for the data services to start.")] = 30,
     start: Annotated[bool, typer.Option("--start-containers", help="Start their existing containers through the "
@@ -146,18 +150,20 @@ def move(
              code=2)
     if not yes and not sys.stdin.isatty():
         fail("refusing to move without a terminal to confirm on: pass --yes", code=2)
+    moment = parse_moment(at) if at else None  # refused before anything is asked or changed
     if not yes and not typer.confirm("Restore RAGFlow's docker/ folder and .env, then its data, on this machine?"):
         fail("not confirmed; nothing was changed", code=1)
     settings = state.settings()
+    clean_leftovers(settings)  # what a killed restore or move from offsite left, as `restore` does first
     started = time.monotonic()
     results: dict[str, Any] = {}
     try:
-        with _source(settings, from_root, point) as (storage, ref, search_copy):
-            config = make_plan(settings, ref, components=None, storage=storage)
+        with _source(settings, from_root, point, moment) as (storage, ref, search_copy):
+            config = make_plan(settings, ref, moment, components=None, storage=storage)
             pinned = config.point.ref if storage is not None and config.point else ref  # the same point throughout
             if "config" in config.components:
                 console.print(f"[bold]1/3[/bold] RAGFlow's docker/ folder and .env into {settings.ragflow_dir}")
-                results.update(_run(settings, make_plan(settings, pinned, components=["config"], storage=storage),
+                results.update(_run(settings, make_plan(settings, pinned, moment, ["config"], storage=storage),
                                     identity)["results"])
             else:
                 console.print(f"{styled('warn')} the point holds no RAGFlow config: start the services with your own .env")
@@ -174,8 +180,12 @@ def move(
                               f"{escape(str(fresh.ragflow_dir))} && docker compose -f docker-compose-base.yml up -d`")
             waited = wait_for_services(fresh, rest, wait_minutes)
             console.print(f"[bold]3/3[/bold] restoring {', '.join(rest)}")
-            plan = make_plan(fresh, pinned, components=rest, storage=storage)
+            plan = make_plan(fresh, pinned, moment, components=rest, storage=storage)
             show_mapping(fresh, plan)
+            if moment is not None and from_root is None:
+                interval_from_copy(fresh, plan, search_copy)
+            for name, said in plan.moments.items():  # each one's moment, as restore's plan says
+                console.print(f"  {name}: {escape(str(said))}", soft_wrap=True, highlight=False)
             with fetched_repository(fresh, plan.point, search_copy) if from_root is None and "search" in rest \
                     else nullcontext(register_source_repository(fresh, plan.point) if "search" in rest else None) as line:
                 if line:

@@ -222,7 +222,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         elif offsite is not None:
             show_mapping(settings, plan)
             if at:
-                _interval_from_copy(settings, plan, offsite[0])
+                interval_from_copy(settings, plan, offsite[0])
     except (PermanentError, LookupError) as exc:
         fail(str(exc), code=2)
     if warning:
@@ -242,7 +242,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
         fail(str(exc))
 
 
-def _interval_from_copy(settings, plan, search_copy: Path | None) -> None:
+def interval_from_copy(settings, plan, search_copy: Path | None) -> None:
     """restore --at from offsite: search from an interval snapshot the fetched repository copy holds, when one
     is newer than the point's and done by --at (the moments line says which)."""
     if search_copy is None or plan.point is None or "search" not in plan.components:
