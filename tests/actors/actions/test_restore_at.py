@@ -239,6 +239,26 @@ def test_a_whole_restore_of_a_point_whose_dump_lacks_a_document_its_snapshot_has
     assert f"kb {kb}: {chunks + also} chunk(s) of 2 document(s)" in " ".join(result.output.split())
 
 
+@pytest.mark.fault("the restored MySQL's documents cannot be read after a restore of MySQL and search",
+                   "no chunk is removed; the report says so and why, and the restore stands")
+def test_when_the_restored_mysql_cannot_be_read_no_chunk_is_removed_and_the_report_says_so(scene):
+    chunks = chunks_of(scene, scene.dataset.doc_ids[5])
+    point = Storage(scene.settings.storage_root).new_point(["search", "mysql"])
+    assert run_component(scene.settings, point, "search").status == "ok"
+    with clients.mysql_connection(scene.settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("RENAME TABLE document TO document_elsewhere")  # the point's dump has no document table
+    assert run_component(scene.settings, point, "mysql").status == "ok"
+
+    result = cli(scene.config, "restore", "--point", point.ref, "--component", "mysql", "--component", "search",
+                 "--yes")
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "nothing was removed of the chunks whose documents the restored MySQL does not have" in output
+    assert "document' doesn't exist" in output
+    assert chunks > 0 and chunks_of(scene, scene.dataset.doc_ids[5]) == chunks
+
+
 def test_a_restore_of_search_alone_at_t_leaves_every_chunk_in_place(scene):
     chunks = chunks_of(scene, scene.dataset.doc_ids[5])
 
