@@ -357,7 +357,8 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         changed, listing_error = [], describe(exc)
         log.warning("could not list the documents changed after the search snapshot: %s", listing_error)
     seconds = time.monotonic() - started
-    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
+    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident,
+          **({"removed_chunks": stray.per_kb} if stray and stray.total else {}))
     return {"results": results, "seconds": seconds, "safety": safety, "changed_documents": changed,
             "changed_documents_error": listing_error, "stray_chunks": stray, "stray_chunks_error": stray_error}
 

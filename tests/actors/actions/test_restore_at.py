@@ -217,6 +217,8 @@ def test_restore_at_t_removes_the_chunks_of_a_document_deleted_between_the_searc
     output = " ".join(result.output.split())
     assert f"removed {chunks} chunk(s) of documents the restored MySQL does not have" in output
     assert f"kb {kb}: {chunks} chunk(s) of 1 document(s)" in output
+    audit = (scene.settings.storage_root / "logs" / "audit.log").read_text().splitlines()
+    assert json.loads(audit[-1])["removed_chunks"] == {kb: chunks}
 
 
 def test_a_whole_restore_of_a_point_whose_dump_lacks_a_document_its_snapshot_has_removes_its_chunks(scene):
