@@ -335,7 +335,10 @@ class Point:
         except (OSError, ValueError, UnicodeDecodeError):
             pass
         began = now()
-        write_bytes_atomic(self.records_folder() / name, began.isoformat().encode())
+        try:
+            write_bytes_atomic(self.records_folder() / name, began.isoformat().encode())
+        except OSError:
+            pass  # a storage root that cannot take the note (full) is met when the outcome is saved (actors/actions/runs.py)
         return began
 
     def forget_record(self, component: str) -> None:
