@@ -180,6 +180,8 @@ def test_dry_run_says_the_moment_each_component_comes_back_to_and_why(scene):
     assert f"minio: {when} (mirror at {when})" in output
     assert "search: " in output and "(snapshot of point daily/" in output
     assert "config: " in output and "(commit " in output
+    assert "then the chunks of documents the restored MySQL does not have are removed from the restored indices" \
+        in output
     as_json = json.loads(cli(scene.config, "restore", "--at", scene.t.isoformat(), "--dry-run", "--json").output)
     moments = {item["component"]: item["moment"] for item in as_json["components"]}
     assert moments["mysql"].endswith(f"+ binlog to {when})") and moments["minio"] == f"{when} (mirror at {when})"
