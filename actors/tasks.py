@@ -13,7 +13,7 @@ import dramatiq
 from actors.actions.drill import run_drill
 from actors.actions.offsite import OffsitePermanent, check, copy_mirror, copy_point, forget
 from actors.actions.retention import prune as apply_retention
-from actors.actions.runs import backup_run, failure_text, notify_outcome, run_component, save_outcome
+from actors.actions.runs import backup_run, notify_outcome, record_final_failure, run_component_attempt
 from actors.actions.verify import newest_point
 from actors.actions.verify import verify_point as verify
 from actors.broker import PENDING, on_final_failure
@@ -28,7 +28,7 @@ from core import ragflow_version, runtime
 from core.component import PermanentError
 from core.config import Settings
 from core.locks import Busy
-from core.manifest import ComponentRecord, now
+from core.manifest import ComponentRecord
 from core.mirror_status import record_reconcile
 from core.notify import Notifier
 from core.ping import ping
@@ -70,7 +70,7 @@ def backup_component(point_ref: str, component: str) -> None:
     settings = runtime.settings()
     point = Storage(settings.storage_root).point(point_ref)
     # A transient failure is raised for Dramatiq's Retries; the last one is recorded by backup_failed.
-    record = run_component(settings, point, component, final_attempt=False)
+    record = run_component_attempt(settings, point, component)
     component_done(settings, point, component, record)
 
 
@@ -81,9 +81,7 @@ def backup_failed(point_ref: str, component: str, exc: BaseException) -> None:
     point = Storage(settings.storage_root).point(point_ref)
     if component in point.manifest().components:
         return  # its outcome was recorded; what failed came after (finishing the point): already reported
-    record = save_outcome(settings, point, ComponentRecord(
-        component=component, status="failed", started_at=now(), finished_at=now(),
-        error=failure_text(exc, settings.storage_root)))
+    record = record_final_failure(settings, point, component, exc)
     component_done(settings, point, component, record)
 
 

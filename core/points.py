@@ -323,6 +323,24 @@ class Point:
             if path.is_file() and not path.is_symlink() and not path.name.startswith(".") and path.name not in keep:
                 path.unlink(missing_ok=True)
 
+    def first_attempt(self, component: str) -> datetime:
+        """When the first attempt at backing up `component` into this point began: noted in `.records/` by that
+        attempt, read back by the worker's retries, so that a final failure's record starts when the work did.
+        The note is untrusted (the storage root): one that is not a moment with a zone is noted afresh."""
+        name = f"{component}.first-attempt"
+        try:
+            noted = datetime.fromisoformat(read_bounded(*self.anchor(RECORDS, name), 64, "note").decode("ascii"))
+            if noted.tzinfo is not None:
+                return noted
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+        began = now()
+        try:
+            write_bytes_atomic(self.records_folder() / name, began.isoformat().encode())
+        except OSError:
+            pass  # a storage root that cannot take the note (full) is met when the outcome is saved (actors/actions/runs.py)
+        return began
+
     def forget_record(self, component: str) -> None:
         """Remove a component's saved outcome (one that could not be completed: storage full)."""
         (self.folder / RECORDS / f"{component}.json").unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.actions.restore_at import SearchFrom, choose
 from actors.actions.restore_checks import check_before_restore
+from actors.actions.restore_stray import remove_after_restore
 from actors.actions.runs import describe, run_component
 from actors.components import COMPONENTS, IN_POINTS, RESTORABLE
 from actors.config import restore as config_restore
@@ -85,6 +86,9 @@ class Plan:
         if self.moments:
             out.append("each component comes back to:")
             out += [f"  {name}: {self.moments[name]}" for name in self.components if name in self.moments]
+        if {"mysql", "search"} <= set(self.components) and not self.targets:
+            out.append("then the chunks of documents the restored MySQL does not have are removed from the restored "
+                       "indices (counted per knowledge base in the report)")
         out.append("before anything is replaced, a safety point of the same components is taken")
         if self.exact:
             out.append("exact: Redis keys, RAGFlow's indices and buckets the point does not have are removed "
@@ -342,15 +346,21 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         raise RestoreFailed(f"restore failed ({failure}); rolled back to the state before it "
                             f"(safety point {safety.ref if safety else '-'})") from exc
     readable.close()
-    try:  # the data is restored by now: a failure to list (or mark) is said, not rolled back
+    try:  # the data is restored by now: a failure to remove stray chunks is said, not rolled back
+        stray, stray_error = remove_after_restore(settings, results, plan.kb, plan.targets), None
+    except Exception as exc:  # noqa: BLE001 - reported with the result
+        stray, stray_error = None, describe(exc)
+        log.warning("the chunks of documents the restored MySQL does not have were not removed: %s", stray_error)
+    try:  # likewise a failure to list (or mark) the changed documents
         changed, listing_error = changed_since_snapshot(settings, plan, results), None
     except Exception as exc:  # noqa: BLE001 - reported with the result
         changed, listing_error = [], describe(exc)
         log.warning("could not list the documents changed after the search snapshot: %s", listing_error)
     seconds = time.monotonic() - started
-    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident)
+    audit(settings, "restore", "finished", seconds=round(seconds, 1), safety=safety.ref if safety else None, **ident,
+          **({"removed_chunks": stray.per_kb} if stray and stray.total else {}))
     return {"results": results, "seconds": seconds, "safety": safety, "changed_documents": changed,
-            "changed_documents_error": listing_error}
+            "changed_documents_error": listing_error, "stray_chunks": stray, "stray_chunks_error": stray_error}
 
 
 def changed_since_snapshot(settings: Settings, plan: Plan, results: dict[str, Any]) -> list[ChangedDocument]:

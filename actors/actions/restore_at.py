@@ -6,7 +6,8 @@ MySQL: the newest complete point whose dump finished at or before T and whose bi
 no archive (not enabled, or nothing archived yet) MySQL comes back to the point's time, and that is said.
 Search: the newest snapshot at or before T, the point's or an interval one taken after it (actors/search/
 interval.py), and the documents changed between it and T are listed after the restore
-(actors/search/changed_documents.py). MinIO: the mirror as at T. Config: the history's commit at or before T.
+(actors/search/changed_documents.py); the chunks of documents deleted in between are removed from the restored
+indices (actors/actions/restore_stray.py). MinIO: the mirror as at T. Config: the history's commit at or before T.
 """
 from __future__ import annotations
 

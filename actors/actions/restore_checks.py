@@ -52,7 +52,7 @@ def problems_before_restore(settings: Settings, point: Point | None, components:
         problems += [f"{name}: {problem}" for problem in found]
         if found:
             continue
-        problems += COMPONENTS[name].restore_problems(point, record, kb if kb is None or KB_ID.fullmatch(kb) else None)
+        problems += COMPONENTS[name].restore_problems(settings, point, record, kb if kb is None or KB_ID.fullmatch(kb) else None)
     return problems
 
 

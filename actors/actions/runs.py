@@ -9,12 +9,13 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from actors.actions.retention import promote
 from actors.components import component
 from core import locks
-from core.component import PermanentError
+from core.component import ComponentResult, PermanentError
 from core.config import Settings
 from core.encryption import encrypt_artifacts
 from core.manifest import ComponentRecord, now
@@ -123,38 +124,69 @@ def catch_up_history(storage: Storage) -> None:
             continue  # an unreadable manifest is verify's to report, not the history's
 
 
-def run_component(settings: Settings, point: Point, name: str, final_attempt: bool = True) -> ComponentRecord | None:
-    """Back up one component into `point` and record the outcome.
+def run_component(settings: Settings, point: Point, name: str) -> ComponentRecord:
+    """Back up one component into `point` in one attempt (`backup --local`, safety points) and record the
+    outcome: any failure is recorded as failed at once, there being no retry to wait for."""
+    started = now()
+    with point.working():  # held until the outcome is saved: the point never reads as interrupted meanwhile
+        try:
+            result = back_up(settings, point, name)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded
+            return record_failure(settings, point, name, exc, started)
+        return record_success(settings, point, name, result, started)
 
-    A transient failure on a non-final attempt is raised (and nothing recorded) so the caller can
-    retry; a permanent failure, or any failure on the final attempt, is recorded as failed.
-    Returns the record, or raises.
-    """
-    module = component(name)
-    log = point.logger(name)
+
+def run_component_attempt(settings: Settings, point: Point, name: str) -> ComponentRecord:
+    """One of the worker's attempts at backing up one component (actors/tasks.py): a transient failure is
+    raised for Dramatiq's retries and nothing is recorded (the retries spent, `record_final_failure` records
+    it); success, or a permanent failure, is recorded."""
+    first = point.first_attempt(name)
     started = now()
     with point.working():
         try:
-            with component_lock(settings, point, name, log) as held:
-                held.note(f"the backup into {point.ref}")  # named to whoever finds the lock taken
-                log.info("backup of %s into %s started", name, point.ref)
-                result = module.backup(settings, point, log)
-                if settings.encryption.enabled and result.artifacts:
+            result = back_up(settings, point, name)
+        except PermanentError as exc:
+            return record_failure(settings, point, name, exc, first)
+        return record_success(settings, point, name, result, started)
 
-                    result.artifacts = encrypt_artifacts(settings, point, result.artifacts)
-                    log.info("%s: %d artifact(s) encrypted with age", name, len(result.artifacts))
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
-            permanent = isinstance(exc, PermanentError)
-            log.error("backup of %s failed (%s): %s", name, "permanent" if permanent else "transient", describe(exc))
-            if not permanent and not final_attempt:
-                raise
-            record = ComponentRecord(component=name, status="failed", started_at=started, finished_at=now(),
-                                     error=failure_text(exc, settings.storage_root))
-            return save_outcome(settings, point, record)
-        record = ComponentRecord(component=name, status="ok", started_at=started, finished_at=now(),
-                                 artifacts=result.artifacts, counts=result.counts, details=result.details)
-        log.info("backup of %s finished in %.1fs", name, record.seconds)
-        return save_outcome(settings, point, record)
+
+def record_final_failure(settings: Settings, point: Point, name: str, exc: BaseException) -> ComponentRecord:
+    """The worker's retries are spent: the last failure recorded, started when the first attempt began."""
+    return record_failure(settings, point, name, exc, point.first_attempt(name))
+
+
+def back_up(settings: Settings, point: Point, name: str) -> ComponentResult:
+    """Back up one component into `point` under its lock, encrypting its artifacts when asked (the caller holds
+    `point.working()`); raises on failure, having logged it as permanent or transient."""
+    module = component(name)
+    log = point.logger(name)
+    try:
+        with component_lock(settings, point, name, log) as held:
+            held.note(f"the backup into {point.ref}")  # named to whoever finds the lock taken
+            log.info("backup of %s into %s started", name, point.ref)
+            result = module.backup(settings, point, log)
+            if settings.encryption.enabled and result.artifacts:
+                result.artifacts = encrypt_artifacts(settings, point, result.artifacts)
+                log.info("%s: %d artifact(s) encrypted with age", name, len(result.artifacts))
+    except Exception as exc:
+        kind = "permanent" if isinstance(exc, PermanentError) else "transient"
+        log.error("backup of %s failed (%s): %s", name, kind, describe(exc))
+        raise
+    return result
+
+
+def record_failure(settings: Settings, point: Point, name: str, exc: BaseException,
+                   started: datetime) -> ComponentRecord:
+    return save_outcome(settings, point, ComponentRecord(component=name, status="failed", started_at=started,
+                                                         finished_at=now(), error=failure_text(exc, settings.storage_root)))
+
+
+def record_success(settings: Settings, point: Point, name: str, result: ComponentResult,
+                   started: datetime) -> ComponentRecord:
+    record = ComponentRecord(component=name, status="ok", started_at=started, finished_at=now(),
+                             artifacts=result.artifacts, counts=result.counts, details=result.details)
+    point.logger(name).info("backup of %s finished in %.1fs", name, record.seconds)
+    return save_outcome(settings, point, record)
 
 
 @contextmanager

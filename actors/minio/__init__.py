@@ -46,7 +46,7 @@ class Minio:
         return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log,
                                exact=request.exact)
 
-    def restore_problems(self, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
         return []
 
     def has_data(self, settings: Settings) -> bool:

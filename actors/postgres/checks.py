@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from actors.postgres.backup import ARTIFACT, major
 from actors.postgres.session import connect, dump_tools
 from core.component import Check, failed_check, off_check
 from core.config import Settings
-from core.manifest import ComponentRecord
 from core.points import Point
 
 NAME = "postgres"
@@ -79,40 +79,67 @@ def check_postgres(settings: Settings) -> list[Check]:
 # ---------------------------------------------------------------- before a restore of one knowledge base
 
 
-def kb_in_archive(path: Path, kb_id: str) -> bool | None:
-    """Does the archive's knowledgebase table hold this id? Read with the local pg_restore as COPY text (nothing
-    runs); None when it cannot be told here (no pg_restore, no such table)."""
+KB_ROWS = ["--data-only", "--schema=public", "--table=knowledgebase", "-f", "-"]  # COPY text: nothing runs
+
+
+def kb_in_copy(lines: Iterable[bytes], kb_id: str) -> bool | None:
+    """Does pg_restore's COPY text of the knowledgebase table hold this id? None when there is no such table."""
+    wanted, column = kb_id.encode(), None
+    for line in lines:  # one row a line: newlines inside values are escaped
+        if column is None:
+            if line.startswith(b"COPY ") and b" (" in line:
+                names = line.split(b" (", 1)[1].split(b")", 1)[0].split(b", ")
+                column = names.index(b"id") if b"id" in names else -1
+            continue
+        if line == b"\\.\n" or column < 0:
+            break
+        fields = line.rstrip(b"\n").split(b"\t")
+        if column < len(fields) and fields[column] == wanted:
+            return True
+    return False if column is not None and column >= 0 else None
+
+
+def lines_of(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines (each with its newline) of a stream of blocks."""
+    rest = b""
+    for block in blocks:
+        rest += block
+        *whole, rest = rest.split(b"\n")
+        for line in whole:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def kb_in_archive(settings: Settings, path: Path, kb_id: str) -> bool | None:
+    """Does the archive's knowledgebase table hold this id? Read where the restore would load it
+    (actors/postgres/loader.py): with the local pg_restore, or in docker mode the container's, fed the archive on
+    its stdin. None when it cannot be told there (no pg_restore, no container, no such table)."""
+    if settings.postgres.mode == "docker":
+        try:
+            with dump_tools(settings) as tools, closing(tools.fed("pg_restore", KB_ROWS, path)) as blocks:
+                return kb_in_copy(lines_of(blocks), kb_id)
+        except Exception:  # noqa: BLE001 - the restore itself says what is wrong with the container
+            return None
     tool = shutil.which("pg_restore")
     if tool is None:
         return None
-    proc = subprocess.Popen([tool, "--data-only", "--schema=public", "--table=knowledgebase", "-f", "-", str(path)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([tool, *KB_ROWS, str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
-    wanted, column = kb_id.encode(), None
     try:
-        for line in proc.stdout:  # one row a line: newlines inside values are escaped
-            if column is None:
-                if line.startswith(b"COPY ") and b" (" in line:
-                    names = line.split(b" (", 1)[1].split(b")", 1)[0].split(b", ")
-                    column = names.index(b"id") if b"id" in names else -1
-                continue
-            if line == b"\\.\n" or column < 0:
-                break
-            fields = line.rstrip(b"\n").split(b"\t")
-            if column < len(fields) and fields[column] == wanted:
-                return True
+        return kb_in_copy(proc.stdout, kb_id)
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    return False if column is not None and column >= 0 else None
 
 
-def kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
+def kb_problems(settings: Settings, point: Point, kb_id: str) -> list[str]:
     path = point.folder / ARTIFACT
     if not path.is_file():  # encrypted: the restore decrypts it and says so if the KB is not there
         return []
-    if kb_in_archive(path, kb_id) is False:
+    if kb_in_archive(settings, path, kb_id) is False:
         return [f"knowledge base {kb_id} is not in {point.ref} (its PostgreSQL archive has no such knowledgebase "
                 "row): check the id (RAGFlow's knowledgebase table), or choose a point made while it existed "
                 "(`ragflow-backup list`)"]

@@ -4,7 +4,8 @@ them from the restored MySQL (RAGFlow's `document.update_time`, milliseconds sin
 update through its models; see RAGFlow's api/db/db_models.py) and, when asked, marks them for RAGFlow to
 parse again.
 
-Not listed: a document deleted between the snapshot and T (its row is gone, its chunks are in the snapshot).
+Not listed: a document deleted between the snapshot and T (its row is gone, its chunks are in the snapshot):
+its chunks are removed after the restore instead (actors/search/stray_chunks.py).
 """
 from __future__ import annotations
 

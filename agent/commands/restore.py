@@ -285,6 +285,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
     console.print(f"restore finished in {report['seconds']:.1f}s (safety point {safety}):")
     for name, result in report["results"].items():  # one line each, never folded: numbers stay readable
         console.print(f"  {name}: {in_words(name, result)}", soft_wrap=True, highlight=False, markup=False)
+    stray_chunks_report(report)
     changed = report.get("changed_documents") or []
     if report.get("changed_documents_error"):
         console.print(f"{styled('warn')} the documents changed after the search snapshot could not be listed"
@@ -302,6 +303,21 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
         if len(changed) > 50:
             console.print(f"  ... and {len(changed) - 50} more")
     console.print("undo with `ragflow-backup restore --rollback`")
+
+
+def stray_chunks_report(report: dict) -> None:
+    """The chunks removed because the restored MySQL does not have their documents, per knowledge base."""
+    stray = report.get("stray_chunks")
+    if report.get("stray_chunks_error"):
+        console.print(f"{styled('warn')} nothing was removed of the chunks whose documents the restored MySQL does "
+                      f"not have ({escape(report['stray_chunks_error'])}): retrieval may find chunks of deleted "
+                      "documents; restore again once MySQL and search answer", soft_wrap=True)
+    elif stray is not None and stray.total:
+        console.print(f"removed {stray.total} chunk(s) of documents the restored MySQL does not have (deleted "
+                      "between the search snapshot and MySQL's moment):", soft_wrap=True, highlight=False, markup=False)
+        for kb_id, chunks in sorted(stray.per_kb.items()):
+            console.print(f"  kb {kb_id}: {chunks} chunk(s) of {len(stray.documents[kb_id])} document(s)",
+                          soft_wrap=True, highlight=False, markup=False)
 
 
 def drill(

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from actors.actions.restore import Plan, changed_since_snapshot
 from actors.actions.restore_at import SearchFrom
+from actors.actions.runs import run_component
 from actors.binlog.index import ArchivedFile, ArchiveIndex, RecordedGap, ServerIdentity, save_index
 from actors.minio.mirror import reconcile
 from actors.search.backup import SnapshotRepo
@@ -121,6 +122,8 @@ def scene(tmp_path, testbed_env, private_minio) -> Iterator[Scene]:
             at_second(cur, when, "INSERT INTO pitr_probe VALUES (%s, %s)", (second, kb))
             at_second(cur, when, "UPDATE document SET name = %s, update_time = %s WHERE id = %s",
                       (f"renamed at {second:+d}", int(when.timestamp() * 1000), doc))
+            if second == -1:  # deleted after the search snapshot, before T: chunks in the snapshot, no row
+                at_second(cur, when, "DELETE FROM document WHERE id = %s", (dataset.doc_ids[5],))
         conn.commit()
     wait_for_second(moment + timedelta(seconds=3))
     assert reconcile(settings).complete
@@ -177,6 +180,8 @@ def test_dry_run_says_the_moment_each_component_comes_back_to_and_why(scene):
     assert f"minio: {when} (mirror at {when})" in output
     assert "search: " in output and "(snapshot of point daily/" in output
     assert "config: " in output and "(commit " in output
+    assert "then the chunks of documents the restored MySQL does not have are removed from the restored indices" \
+        in output
     as_json = json.loads(cli(scene.config, "restore", "--at", scene.t.isoformat(), "--dry-run", "--json").output)
     moments = {item["component"]: item["moment"] for item in as_json["components"]}
     assert moments["mysql"].endswith(f"+ binlog to {when})") and moments["minio"] == f"{when} (mirror at {when})"
@@ -193,6 +198,79 @@ def test_restore_at_t_lists_and_marks_the_documents_changed_after_the_search_sna
     with clients.mysql_connection(scene.settings.mysql) as conn, conn.cursor() as cur:
         cur.execute("SELECT id, run, progress FROM document WHERE progress_msg LIKE 'ragflow-backup restore --at%%'")
         assert sorted(cur.fetchall()) == sorted((doc, "0", 0.0) for doc in scene.dataset.doc_ids[:3])
+
+
+def chunks_of(scene: Scene, doc: str) -> int:
+    es = clients.search_client(scene.services["search"])
+    es.indices.refresh(index=scene.dataset.indices)
+    return int(es.count(index=scene.dataset.indices, query={"term": {"doc_id": doc}})["count"])
+
+
+def test_restore_at_t_removes_the_chunks_of_a_document_deleted_between_the_search_snapshot_and_t(scene):
+    deleted, kept, kb = scene.dataset.doc_ids[5], scene.dataset.doc_ids[3], scene.dataset.kb_ids[1]
+    chunks = chunks_of(scene, deleted)
+
+    result = cli(scene.config, "restore", "--at", scene.t.isoformat(), "--component", "mysql", "--component",
+                 "search", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert chunks > 0 and chunks_of(scene, deleted) == 0, result.output
+    assert chunks_of(scene, kept) == chunks  # the knowledge base's other documents keep theirs
+    output = " ".join(result.output.split())
+    assert f"removed {chunks} chunk(s) of documents the restored MySQL does not have" in output
+    assert f"kb {kb}: {chunks} chunk(s) of 1 document(s)" in output
+    audit = (scene.settings.storage_root / "logs" / "audit.log").read_text().splitlines()
+    assert json.loads(audit[-1])["removed_chunks"] == {kb: chunks}
+
+
+def test_a_whole_restore_of_a_point_whose_dump_lacks_a_document_its_snapshot_has_removes_its_chunks(scene):
+    # The components of a point are taken one after the other: a document deleted between the search snapshot
+    # and the dump is in the one and not the other.
+    deleted, kb = scene.dataset.doc_ids[4], scene.dataset.kb_ids[1]
+    chunks, also = chunks_of(scene, deleted), chunks_of(scene, scene.dataset.doc_ids[5])  # deleted by the scene
+    point = Storage(scene.settings.storage_root).new_point(["search", "mysql"])
+    assert run_component(scene.settings, point, "search").status == "ok"
+    with clients.mysql_connection(scene.settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM document WHERE id = %s", (deleted,))
+        conn.commit()
+    assert run_component(scene.settings, point, "mysql").status == "ok"
+
+    result = cli(scene.config, "restore", "--point", point.ref, "--component", "mysql", "--component", "search",
+                 "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert chunks > 0 and chunks_of(scene, deleted) == 0 and chunks_of(scene, scene.dataset.doc_ids[5]) == 0
+    assert f"kb {kb}: {chunks + also} chunk(s) of 2 document(s)" in " ".join(result.output.split())
+
+
+@pytest.mark.fault("the restored MySQL's documents cannot be read after a restore of MySQL and search",
+                   "no chunk is removed; the report says so and why, and the restore stands")
+def test_when_the_restored_mysql_cannot_be_read_no_chunk_is_removed_and_the_report_says_so(scene):
+    chunks = chunks_of(scene, scene.dataset.doc_ids[5])
+    point = Storage(scene.settings.storage_root).new_point(["search", "mysql"])
+    assert run_component(scene.settings, point, "search").status == "ok"
+    with clients.mysql_connection(scene.settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("RENAME TABLE document TO document_elsewhere")  # the point's dump has no document table
+    assert run_component(scene.settings, point, "mysql").status == "ok"
+
+    result = cli(scene.config, "restore", "--point", point.ref, "--component", "mysql", "--component", "search",
+                 "--yes")
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "nothing was removed of the chunks whose documents the restored MySQL does not have" in output
+    assert "document' doesn't exist" in output
+    assert chunks > 0 and chunks_of(scene, scene.dataset.doc_ids[5]) == chunks
+
+
+def test_a_restore_of_search_alone_at_t_leaves_every_chunk_in_place(scene):
+    chunks = chunks_of(scene, scene.dataset.doc_ids[5])
+
+    result = cli(scene.config, "restore", "--at", scene.t.isoformat(), "--component", "search", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert chunks_of(scene, scene.dataset.doc_ids[5]) == chunks
+    assert "chunk(s) of documents the restored MySQL does not have" not in result.output
 
 
 def test_restore_of_one_knowledge_base_at_t_brings_back_its_rows_as_at_t(scene):

@@ -20,7 +20,7 @@ import pytest
 import zstandard
 
 import actors.mysql.backup as mysql
-from actors.actions.runs import run_component
+from actors.actions.runs import record_final_failure, run_component, run_component_attempt
 from core import clients
 from core.component import PermanentError
 from core.config import MySQLSettings, Settings
@@ -361,19 +361,24 @@ def test_a_wrong_password_fails_the_point_saying_access_was_denied(tmp_path, tes
 
 
 @pytest.mark.fault('MySQL server down at the start of a run',
-                   'a transient error naming host:port, retried by the worker with backoff')
+                   'a transient error naming host:port, retried by the worker with backoff; once the retries are '
+                   'spent it is recorded as failed, started when the first attempt began')
 def test_a_server_that_is_down_is_a_transient_error(tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database, port=1)
     point = new_point(settings)
 
     with pytest.raises(Exception) as caught:
-        run_component(settings, point, mysql.NAME, final_attempt=False)
+        run_component_attempt(settings, point, mysql.NAME)
     assert not isinstance(caught.value, PermanentError)
     assert "127.0.0.1:1" in str(caught.value)
-    assert point.manifest().status == "running"  # nothing recorded: the caller retries
+    assert point.manifest().status == "running"  # nothing recorded: the worker retries
+    first_began = point.first_attempt(mysql.NAME)
+    with pytest.raises(Exception, match="127.0.0.1:1"):
+        run_component_attempt(settings, point, mysql.NAME)  # the retry fails the same way
 
-    record = run_component(settings, point, mysql.NAME, final_attempt=True)
-    assert record is not None and record.status == "failed" and "127.0.0.1:1" in record.error
+    record = record_final_failure(settings, point, mysql.NAME, caught.value)  # the retries are spent
+    assert record.status == "failed" and "127.0.0.1:1" in record.error
+    assert record.started_at == first_began  # when the work began, not when it was given up
     assert leftovers(point) == []
 
 

@@ -369,8 +369,18 @@ def test_a_database_owned_by_ragflows_own_account_comes_back_owned_by_it_and_rea
 def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_changes(live):
     point, record = backup(live)
 
-    assert COMPONENT.restore_problems(point, record, live.dataset.kb_ids[0]) == []
-    [problem] = COMPONENT.restore_problems(point, record, "f" * 32)
+    assert COMPONENT.restore_problems(live.settings, point, record, live.dataset.kb_ids[0]) == []
+    [problem] = COMPONENT.restore_problems(live.settings, point, record, "f" * 32)
+    assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
+
+
+def test_in_docker_mode_the_knowledge_base_check_reads_the_point_with_the_containers_pg_restore(docker_live, monkeypatch,
+                                                                                               tmp_path):
+    point, record = backup(docker_live)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # no local pg_restore to fall back on
+
+    assert COMPONENT.restore_problems(docker_live.settings, point, record, docker_live.dataset.kb_ids[0]) == []
+    [problem] = COMPONENT.restore_problems(docker_live.settings, point, record, "f" * 32)
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
 
 

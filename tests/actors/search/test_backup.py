@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from actors.actions.runs import run_component
+from actors.actions.runs import record_final_failure, run_component, run_component_attempt
 from actors.search import backup as search
 from core import clients
 from core.component import PermanentError
@@ -215,7 +215,7 @@ def test_a_wrong_elasticsearch_password_is_permanent_and_not_repeated(search_cfg
 
     with pytest.raises(PermanentError):
         search.backup(settings, point, point.logger(search.NAME))
-    record = run_component(settings, point, search.NAME, final_attempt=False)
+    record = run_component_attempt(settings, point, search.NAME)  # a worker's first attempt: recorded at once
 
     assert record.status == "failed"
     assert "authentication failed" in record.error
@@ -230,10 +230,10 @@ def test_a_server_that_is_not_listening_is_a_transient_failure(search_cfg, tmp_p
     point = new_point(settings)
 
     with pytest.raises(Exception) as caught:
-        run_component(settings, point, search.NAME, final_attempt=False)
+        run_component_attempt(settings, point, search.NAME)
 
     assert not isinstance(caught.value, PermanentError)
     assert point.manifest().components == {}
-    # On the final attempt the same failure is recorded.
-    record = run_component(settings, point, search.NAME, final_attempt=True)
+    # Once the worker's retries are spent the same failure is recorded.
+    record = record_final_failure(settings, point, search.NAME, caught.value)
     assert record.status == "failed" and "Connection" in record.error
