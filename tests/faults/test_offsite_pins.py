@@ -3,16 +3,19 @@ restic repository in a folder standing in for a USB disk."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta, timezone
 
 import pytest
-import yaml
 
-from actors.actions.offsite import Restic, copy_point, forget
-from actors.actions.runs import run_component
+from actors.actions.offsite import Restic, forget
 from core.config import load_settings
-from core.points import Storage
-from tests.actors.actions.test_offsite import cli, config_only, folder_config, password_file  # noqa: F401 - fixture
+from tests.actors.actions.test_offsite import (  # noqa: F401 - config_only is a fixture
+    cli,
+    config_only,
+    copied_daily_points,
+    folder_config,
+    keep,
+    password_file,
+)
 
 
 def pinned_offsite(settings) -> dict[str, list[str]]:
@@ -26,18 +29,9 @@ def pinned_offsite(settings) -> dict[str, list[str]]:
                    "(removed by hand while pinned) stays pinned offsite")
 def test_a_point_unpinned_while_the_repository_was_away_and_then_pruned_is_let_go_offsite(tmp_path, config_only):
     repository = tmp_path / "usb" / "ragflow"
-    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path))
-    raw = yaml.safe_load(config.read_text())
-    raw["offsite"]["retention"] = {"daily": 1, "weekly": 0, "monthly": 0}
-    raw["retention"] = {"daily": 1, "weekly": 0, "monthly": 0}
-    config.write_text(yaml.safe_dump(raw))
+    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path), offsite_retention=keep(1), retention=keep(1))
     settings = load_settings(config)
-    storage = Storage(settings.storage_root)
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-    for day in range(4):
-        point = storage.new_point(["config"], at=start + timedelta(days=day))
-        run_component(settings, point, "config")
-        copy_point(settings, point)
+    storage = copied_daily_points(settings, 4)
     assert cli(config, "pin", "daily/2026-11-01", "for-a-while").exit_code == 0
     assert cli(config, "pin", "daily/2026-11-02", "kept-for-ever").exit_code == 0
     assert pinned_offsite(settings) == {"daily/2026-11-01": ["for-a-while"], "daily/2026-11-02": ["kept-for-ever"]}
@@ -61,19 +55,9 @@ def test_a_fresh_storage_root_lets_no_pinned_snapshot_go(tmp_path, config_only):
     """After a disaster the agent may start on an empty storage root with the same repository: with no audit log
     saying otherwise, every pinned snapshot keeps its pin, and the offsite job changes nothing else."""
     repository = tmp_path / "usb" / "ragflow"
-    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path))
-    raw = yaml.safe_load(config.read_text())
-    raw["offsite"]["retention"] = {"daily": 1, "weekly": 0, "monthly": 0}
-    config.write_text(yaml.safe_dump(raw))
+    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path), offsite_retention=keep(1))
     settings = load_settings(config)
-    storage = Storage(settings.storage_root)
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-    for day in range(3):
-        point = storage.new_point(["config"], at=start + timedelta(days=day))
-        run_component(settings, point, "config")
-        if day == 0:
-            point.pin("audit-2026")
-        copy_point(settings, point)
+    copied_daily_points(settings, 3, pins={0: "audit-2026"})
     shutil.rmtree(settings.storage_root)  # the server lost; the repository survives
 
     forget(settings)

@@ -21,7 +21,7 @@ from actors.actions.runs import run_component
 from actors.minio.mirror import reconcile
 from agent.cli import app
 from core import audit, clients
-from core.config import ConfigError, load_settings
+from core.config import ConfigError, Settings, load_settings
 from core.points import Storage
 from core.restic import Snapshot
 from testbed import settings as tb
@@ -56,11 +56,34 @@ def config_only(tmp_path) -> Path:
     return docker
 
 
-def folder_config(tmp_path: Path, docker: Path, repository: Path, password: Path) -> Path:
+def folder_config(tmp_path: Path, docker: Path, repository: Path, password: Path,
+                  offsite_retention: dict[str, int] | None = None, **sections) -> Path:
+    """A config whose offsite repository is a folder; `sections` (e.g. retention=keep(1)) are added to it."""
+    offsite = {"enabled": True, "repository": str(repository), "password_file": str(password)}
+    if offsite_retention is not None:
+        offsite["retention"] = offsite_retention
     return write_config(
         tmp_path / "config.yml", storage_root=str(tmp_path / "backups"), ragflow_dir=str(docker),
-        mysql={"enabled": False}, minio={"enabled": False}, search={"enabled": False},
-        offsite={"enabled": True, "repository": str(repository), "password_file": str(password)})
+        mysql={"enabled": False}, minio={"enabled": False}, search={"enabled": False}, offsite=offsite, **sections)
+
+
+def keep(daily: int) -> dict[str, int]:
+    """A retention policy of `daily` daily points and nothing else."""
+    return {"daily": daily, "weekly": 0, "monthly": 0}
+
+
+def copied_daily_points(settings: Settings, days: int, pins: dict[int, str] | None = None) -> Storage:
+    """`days` daily points of the config files from 2026-11-01 02:00 UTC, each copied offsite; the point of day
+    `d` in `pins` is pinned with its label before its copy."""
+    storage = Storage(settings.storage_root)
+    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+    for day in range(days):
+        point = storage.new_point(["config"], at=start + timedelta(days=day))
+        run_component(settings, point, "config")
+        if pins and day in pins:
+            point.pin(pins[day])
+        copy_point(settings, point)
+    return storage
 
 
 def test_a_point_reaches_a_folder_repository_and_status_shows_it(tmp_path, config_only):
@@ -162,23 +185,9 @@ def test_a_password_in_the_config_file_is_refused(tmp_path):
 
 def test_offsite_retention_keeps_the_policy(tmp_path, config_only):
     """Ten daily points copied with their own times; keep 3 daily leaves the newest three."""
-    from datetime import datetime, timedelta, timezone
-
-    from actors.actions.offsite import copy_point, forget
-    from actors.actions.runs import run_component
-    from core.points import Storage
-
-    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
-    raw = yaml.safe_load(config.read_text())
-    raw["offsite"]["retention"] = {"daily": 3, "weekly": 0, "monthly": 0}
-    config.write_text(yaml.safe_dump(raw))
+    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path), offsite_retention=keep(3))
     settings = load_settings(config)
-    storage = Storage(settings.storage_root)
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-    for day in range(10):
-        point = storage.new_point(["config"], at=start + timedelta(days=day))
-        run_component(settings, point, "config")
-        copy_point(settings, point)
+    copied_daily_points(settings, 10)
 
     forget(settings)
 
@@ -379,19 +388,9 @@ def test_a_stale_lock_from_a_killed_restic_does_not_block_later_jobs_but_a_live_
 def test_a_pinned_point_is_tagged_offsite_and_offsite_retention_keeps_it(tmp_path, config_only):
     """Ten daily points copied; one pinned before its copy, one pinned after (`pin` re-tags it), one pinned and
     unpinned after; keep 3 daily leaves the newest three and the two pinned."""
-    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path))
-    raw = yaml.safe_load(config.read_text())
-    raw["offsite"]["retention"] = {"daily": 3, "weekly": 0, "monthly": 0}
-    config.write_text(yaml.safe_dump(raw))
+    config = folder_config(tmp_path, config_only, tmp_path / "usb", password_file(tmp_path), offsite_retention=keep(3))
     settings = load_settings(config)
-    storage = Storage(settings.storage_root)
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-    for day in range(10):
-        point = storage.new_point(["config"], at=start + timedelta(days=day))
-        run_component(settings, point, "config")
-        if day == 1:
-            point.pin("before-migration")
-        copy_point(settings, point)
+    copied_daily_points(settings, 10, pins={1: "before-migration"})
 
     assert cli(config, "pin", "daily/2026-11-04", "quarter-end").exit_code == 0
     assert cli(config, "pin", "daily/2026-11-05", "for-a-while").exit_code == 0
@@ -407,17 +406,9 @@ def test_a_pinned_point_is_tagged_offsite_and_offsite_retention_keeps_it(tmp_pat
 
 def test_a_point_pinned_while_the_repository_is_away_is_tagged_before_offsite_retention_runs(tmp_path, config_only):
     repository = tmp_path / "usb" / "ragflow"
-    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path))
-    raw = yaml.safe_load(config.read_text())
-    raw["offsite"]["retention"] = {"daily": 1, "weekly": 0, "monthly": 0}
-    config.write_text(yaml.safe_dump(raw))
+    config = folder_config(tmp_path, config_only, repository, password_file(tmp_path), offsite_retention=keep(1))
     settings = load_settings(config)
-    storage = Storage(settings.storage_root)
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-    for day in range(3):
-        point = storage.new_point(["config"], at=start + timedelta(days=day))
-        run_component(settings, point, "config")
-        copy_point(settings, point)
+    copied_daily_points(settings, 3)
     away = repository.with_name("unplugged")
     repository.rename(away)  # the USB disk unplugged
 
