@@ -57,13 +57,17 @@ STATEMENT_BYTES = 4 << 20  # events per BINLOG statement fed to the client (see 
 HEADER = 19  # a v4 event's common header: timestamp 4, type 1, server id 4, size 4, next position 4, flags 2
 _GTID_LINE = re.compile(rb"^/\*M!100001 SET @@session\.(?:gtid_seq_no|server_id|gtid_domain_id)=\d+\*//\*!\*/;$")
 _CHUNK = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
-# The decoder's own lines that name the binlog: the start event's comment and its closing ROLLBACK.
+# The decoder's own lines that name the binlog: the start event's comment and its closing ROLLBACK, and where a
+# replay crosses from one file to the next, the rotate event's and MariaDB's checkpoint event's comments (each a
+# '#' comment to the client), naming a file by a plain name.
 # The decoder's comment line heading an event of the kept database, with its time (UTC under TZ=UTC), e.g.
 # "#261130  2:30:13 server id 1  end_log_pos 1300 CRC32 0x..\tTable_map: ...". GTID, Xid and the file's own
 # events are printed for every database, so they never decide the stop.
 _EVENT_TIME = re.compile(rb"^#(\d\d)(\d\d)(\d\d) +(\d{1,2}):(\d\d):(\d\d) server id \d+ [^\t]*\t"
                          rb"(?:Table_map|Write_rows|Update_rows|Delete_rows|Query)")
 _DECODER_LINES = re.compile(rb"^(?:#\d{6} +\d+:\d\d:\d\d server id \d+ .*Start: binlog v 4, server v [^\n]*"
+                            rb"|#\d{6} +\d+:\d\d:\d\d server id \d+ +end_log_pos \d+ (?:CRC32 0x[0-9a-f]+ )?\t"
+                            rb"(?:Rotate to [A-Za-z0-9._-]+ +pos: \d+|Binlog checkpoint [A-Za-z0-9._-]+)"
                             rb"|ROLLBACK /\* added by mysqlbinlog \*/;)$")
 
 

@@ -49,9 +49,15 @@ def written_in_docker(testbed_env, docker_mysql_database, tmp_path):
                                                  docker={"host": testbed_env["DOCKER_HOST"]}))
 
 
-def write_rows(cfg, tmp_path, settings: Settings | None = None):
+@pytest.fixture
+def written_across_files(testbed_env, mysql_database, tmp_path):
+    yield from write_rows(testbed_settings.mysql(testbed_env, database=mysql_database), tmp_path, rotate=True)
+
+
+def write_rows(cfg, tmp_path, settings: Settings | None = None, rotate: bool = False):
     """Rows 1..3 written at T-1, T and T+1 in the test's database (and one in another database meanwhile);
-    a scratch database holding the table as it was before them; the binlog copied from before the writes."""
+    a scratch database holding the table as it was before them; the binlog copied from before the writes.
+    `rotate`: the server starts a new binlog file after each second's writes, so the replay crosses files."""
     mysql_database = cfg.database
     other, scratch = unique("t_oth_"), mysql_database + "__restore_abc123"
     with clients.mysql_connection(cfg, database="") as conn, conn.cursor() as cur:
@@ -70,6 +76,8 @@ def write_rows(cfg, tmp_path, settings: Settings | None = None):
             conn.select_db(mysql_database)
             if second == 0:
                 write_at(cur, T, "UPDATE t SET v = 'changed at T' WHERE id = 1")
+            if rotate:
+                cur.execute("FLUSH BINARY LOGS")
     files = copy_binlog(cfg, start, tmp_path / "archive")
     settings = settings or Settings(storage_root=tmp_path / "b", mysql=cfg)
     yield settings, ReplayPlan(files, start, T, mysql_database), scratch, other
@@ -103,6 +111,14 @@ def test_replay_applies_every_row_committed_at_or_before_t_and_none_after(writte
     # The live database and the other database are as they were: nothing replayed into them twice.
     assert rows(settings.mysql, plan.database) == [(1, "changed at T"), (2, "at +0"), (3, "at +1")]
     assert rows(settings.mysql, other, "x") == [(1,), (2,), (3,)]
+
+
+def test_a_replay_that_crosses_from_one_binlog_file_to_the_next_applies_the_rows_up_to_t(written_across_files):
+    """The decoder's rotate and checkpoint comments name the next file ('binlog.0000NN'): they pass the guard."""
+    settings, plan, scratch, _ = written_across_files
+    assert len(plan.files) >= 3
+    run_replay(settings, plan, scratch)
+    assert rows(settings.mysql, scratch) == [(1, "changed at T"), (2, "at +0")]
 
 
 def test_in_docker_mode_the_containers_own_decoder_and_client_replay_the_archive(written_in_docker):
