@@ -18,12 +18,10 @@ from actors.actions.offsite_leftovers import claimed
 from actors.search.backup import SnapshotRepo
 from core import clients
 from core.config import load_settings
-from testbed import settings as tb
 from testbed.polling import wait_for
-from tests.actors.actions.test_offsite import config_only, password_file  # noqa: F401 - fixture
-from tests.actors.search.test_backup import put_docs
-from tests.conftest import reach, unique
-from tests.faults.harness import CLI, cli, kill, text_of, write_config
+from tests.actors.actions.test_offsite import config_only  # noqa: F401 - fixture
+from tests.actors.actions.test_offsite_same_installation import indexed_installation
+from tests.faults.harness import CLI, cli, kill, text_of
 
 
 def said(done: subprocess.CompletedProcess) -> str:
@@ -51,32 +49,15 @@ def installation(tmp_path, testbed_env, config_only) -> Iterator[tuple[Path, Pat
     parent.mkdir()
     owner = root.stat()
     os.chown(parent, owner.st_uid, owner.st_gid)  # the search server (another user) makes its repository there
-    search = tb.search("elasticsearch", testbed_env, repository=unique("repo_"))
-    client = clients.search_client(search)
-    reach("Elasticsearch", lambda: clients.search_server_version(client))
-    prefix = unique("test_")
-    index = f"{prefix}ragflow_a"
-    put_docs(client, "elasticsearch", index, 3)
-    config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(config_only),
-        "mysql": {"enabled": False}, "minio": {"enabled": False}, "redis": {"enabled": False},
-        "search": {"url": search.url, "user": search.user, "password": search.password.get_secret_value(),
-                   "repository": search.repository, "repository_path": str(parent / search.repository),
-                   "indices": [f"{prefix}*"]},
-        "offsite": {"enabled": True, "repository": str(tmp_path / "usb"),
-                    "password_file": str(password_file(tmp_path))}})
     try:
-        yield config, parent, index
+        with indexed_installation(tmp_path, testbed_env, config_only, repository_parent=parent) as (config, index,
+                                                                                                  client):
+            try:
+                yield config, parent, index
+            finally:
+                for name in ours_registered(client, parent):  # what a failed test left
+                    SnapshotRepo(client, "elasticsearch", name).unregister()
     finally:
-        for name in ours_registered(client, parent):  # what a failed test left
-            SnapshotRepo(client, "elasticsearch", name).unregister()
-        repo = SnapshotRepo(client, "elasticsearch", search.repository)
-        if repo.location() is not None:
-            for snap in repo.snapshots():
-                repo.delete(snap["snapshot"])
-            repo.unregister()
-        for name in client.indices.get(index=f"{prefix}*", allow_no_indices=True, expand_wildcards="all"):
-            client.indices.delete(index=name)
         shutil.rmtree(parent, ignore_errors=True)
 
 

@@ -4,7 +4,9 @@ never assumed); once that snapshot is gone from the server, the copy is fetched 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,30 +26,30 @@ def said(done) -> str:
     return " ".join((done.stdout + done.stderr).split())
 
 
-@pytest.fixture
-def search_installation(tmp_path, testbed_env, config_only) -> Iterator[tuple[Path, str]]:  # noqa: F811
-    """A config backing up RAGFlow's config files and one index of its own on the test bed's Elasticsearch, with
-    an offsite repository in a folder; a complete point of both copied offsite. Yields (config, index)."""
+@contextmanager
+def indexed_installation(tmp_path: Path, testbed_env, docker: Path,
+                         repository_parent: Path | None = None) -> Iterator[tuple[Path, str, Any]]:
+    """A config backing up RAGFlow's config files (in `docker`) and one index of its own (3 documents) on the test
+    bed's Elasticsearch, with an offsite repository in a folder; the snapshot repository under `repository_parent`
+    when given. Yields (config, index, search client); afterwards the repository's snapshots, its registration
+    and the indices are removed."""
     search = tb.search("elasticsearch", testbed_env, repository=unique("repo_"))
     client = clients.search_client(search)
     reach("Elasticsearch", lambda: clients.search_server_version(client))
     prefix = unique("test_")
     index = f"{prefix}ragflow_a"
     put_docs(client, "elasticsearch", index, 3)
+    repository_path = search.repository_path if repository_parent is None else str(repository_parent / search.repository)
     config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(config_only),
+        "storage_root": str(tmp_path / "backups"), "ragflow_dir": str(docker),
         "mysql": {"enabled": False}, "minio": {"enabled": False}, "redis": {"enabled": False},
         "search": {"url": search.url, "user": search.user, "password": search.password.get_secret_value(),
-                   "repository": search.repository, "repository_path": search.repository_path,
+                   "repository": search.repository, "repository_path": repository_path,
                    "indices": [f"{prefix}*"]},
         "offsite": {"enabled": True, "repository": str(tmp_path / "usb"),
                     "password_file": str(password_file(tmp_path))}})
     try:
-        backup = cli(config, "backup", "--local")
-        assert backup.returncode == 0, said(backup)
-        copied = cli(config, "offsite", "copy")
-        assert copied.returncode == 0 and "not copied" not in copied.stdout, said(copied)
-        yield config, index
+        yield config, index, client
     finally:
         repo = SnapshotRepo(client, "elasticsearch", search.repository)
         if repo.location() is not None:
@@ -56,6 +58,17 @@ def search_installation(tmp_path, testbed_env, config_only) -> Iterator[tuple[Pa
             repo.unregister()
         for name in client.indices.get(index=f"{prefix}*", allow_no_indices=True, expand_wildcards="all"):
             client.indices.delete(index=name)
+
+
+@pytest.fixture
+def search_installation(tmp_path, testbed_env, config_only) -> Iterator[tuple[Path, str]]:  # noqa: F811
+    """indexed_installation's, with a complete point of both copied offsite. Yields (config, index)."""
+    with indexed_installation(tmp_path, testbed_env, config_only) as (config, index, _):
+        backup = cli(config, "backup", "--local")
+        assert backup.returncode == 0, said(backup)
+        copied = cli(config, "offsite", "copy")
+        assert copied.returncode == 0 and "not copied" not in copied.stdout, said(copied)
+        yield config, index
 
 
 def test_a_restore_from_offsite_into_the_same_installation_uses_its_own_snapshot_and_fetches_no_copy(
