@@ -7,6 +7,7 @@ import hashlib
 import logging
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import actors.mysql.backup as mysql
@@ -15,8 +16,10 @@ from actors.mysql.restore import restore
 from core import clients
 from core.config import MySQLSettings, Settings
 from core.manifest import ComponentRecord
+from core.pitr import BinlogCoordinates, ReplayPlan
 from core.points import Point, Storage
 from testbed import settings as testbed_settings
+from tests.actors.mysql.binlog_copy import copy_binlog, remove_binlog_copies
 from tests.actors.mysql.test_backup import option_file
 from tests.conftest import unique
 
@@ -203,4 +206,28 @@ def test_a_change_point_whose_base_point_was_pruned_still_restores(tmp_path, tes
         result = restore(settings, point, record, target_database=restored, log=log)
         assert result.ok and rows(settings.mysql, restored) == rows(settings.mysql, mysql_database)
     finally:
+        drop(settings.mysql, restored)
+
+
+def test_a_restore_at_a_moment_after_a_change_point_loads_base_and_changes_then_replays_the_binlog(
+        tmp_path, testbed_env, mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database)
+    seed(settings.mysql)
+    backed_up(settings)
+    change(settings.mysql)
+    point, record = backed_up(settings)
+    assert artifact_names(record) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
+    execute(settings.mysql, "UPDATE doc SET title = 'after the change point' WHERE id LIKE '0%'",
+            "DELETE FROM counter WHERE id < 5", "INSERT INTO loose VALUES ('after', 9)")
+    wanted = rows(settings.mysql, mysql_database)
+    start = BinlogCoordinates(record.details["binlog"]["file"], record.details["binlog"]["position"])
+    restored = unique("t_at_")
+    try:
+        files = copy_binlog(settings.mysql, start, tmp_path / "archive")
+        plan = ReplayPlan(files, start, datetime.now(UTC) + timedelta(seconds=1), mysql_database)
+        result = restore(settings, point, record, target_database=restored, log=log, replay_plan=plan)
+        assert result.ok and result.replayed_to == plan.stop_at
+        assert rows(settings.mysql, restored) == wanted
+    finally:
+        remove_binlog_copies(tmp_path)
         drop(settings.mysql, restored)
