@@ -70,7 +70,7 @@ class MySQLSettings(Section):
     compression: Literal["gzip", "zstd"] = "gzip"
     compression_level: int = Field(6, ge=1, le=9)  # gzip's
     zstd_level: int = Field(3, ge=1, le=19)
-    full_every_days: int = Field(0, ge=0, le=366)  # >0: change points of a younger full point (README); 0: all full
+    full_every_days: int = Field(7, ge=0, le=366)  # >0: change points of a younger full point (README); 0: all full
     # A dump that receives nothing for this long is given up (a hung server would block it forever).
     stall_timeout_seconds: int = Field(600, ge=1)
 

@@ -231,3 +231,15 @@ def test_a_restore_at_a_moment_after_a_change_point_loads_base_and_changes_then_
     finally:
         remove_binlog_copies(tmp_path)
         drop(settings.mysql, restored)
+
+
+def test_a_table_whose_keys_sort_otherwise_than_byte_by_byte_makes_a_full_point(tmp_path, testbed_env,
+                                                                                 mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database)
+    seed(settings.mysql)
+    execute(settings.mysql, "INSERT INTO doc (id, title) VALUES ('B', 'upper'), ('a', 'lower')")  # _ci: a < B
+    backed_up(settings)
+    change(settings.mysql)
+    point, record = backed_up(settings)
+    assert artifact_names(record) == ["mysql_dump.sql.gz"]
+    assert "do not rise strictly in byte order" in (point.folder / "backup.log").read_text()
