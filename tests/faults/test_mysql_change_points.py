@@ -18,6 +18,13 @@ from tests.conftest import reach, unique
 from tests.faults.harness import cli, write_config
 
 
+def password_file(folder: Path) -> Path:
+    path = folder / "offsite.pass"
+    path.write_text(unique("pass-"))
+    path.chmod(0o600)
+    return path
+
+
 @dataclass
 class Bed:
     cfg: MySQLSettings
@@ -41,7 +48,7 @@ class Bed:
 
 @pytest.fixture
 def bed(testbed_env, tmp_path) -> Iterator[Bed]:
-    """A full point, rows changed, then a change point of it."""
+    """A full point, rows changed, then a change point of it; a folder offsite repository configured."""
     name = unique("t_changes_")
     cfg = testbed_settings.mysql(testbed_env, database=name)
     reach("MariaDB", lambda: clients.mysql_connection(cfg, database="").close())
@@ -49,7 +56,9 @@ def bed(testbed_env, tmp_path) -> Iterator[Bed]:
              "database": name, "full_every_days": 7}
     config = write_config(tmp_path / "config.yml", {
         "storage_root": str(tmp_path / "backups"), "mysql": mysql, "minio": {"enabled": False},
-        "search": {"enabled": False}, "config_files": {"enabled": False}, "retention": {"weekly": 0, "monthly": 0}})
+        "search": {"enabled": False}, "config_files": {"enabled": False}, "retention": {"weekly": 0, "monthly": 0},
+        "offsite": {"enabled": True, "repository": str(tmp_path / "usb" / "ragflow"),
+                    "password_file": str(password_file(tmp_path))}})
     with clients.mysql_connection(cfg, database="") as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}`")
     try:
@@ -97,3 +106,15 @@ def test_a_change_point_whose_changes_are_cut_short_fails_verify_and_restores_no
     assert done.returncode != 0 and "mysql_changes.sql.gz" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert bed.rows() == live
+
+
+@pytest.mark.fault("change point restored from offsite with the storage root gone",
+                   "restore --from offsite brings back its rows: both files travel in the point's folder")
+def test_a_change_point_comes_back_from_offsite_with_the_storage_root_gone(bed):
+    copied = cli(bed.config, "offsite", "copy")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    shutil.rmtree(bed.point.storage.root)
+    bed.sql("DELETE FROM t")
+    done = cli(bed.config, "restore", "--from", "offsite", "--point", "latest", "-C", "mysql", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert bed.rows() == bed.at_point
