@@ -320,6 +320,9 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             if schema.sha256 != base.record.details.get("schema_sha256"):
                 log.info("a full MySQL point: the schema differs from that of the newest full point %s",
                          base.point.ref)
+            elif schema.triggers:
+                log.info("a full MySQL point: the database has triggers, which would fire as a change point's "
+                         "rows load by hand")
             else:
                 try:
                     result = dump.changes(point, base, schema)
@@ -395,7 +398,7 @@ class _Dump:
     def changes(self, point: Point, base: change_point.Base, schema: rows.Schema) -> ComponentResult:
         """The live rows that differ from the base's dump, as the point's CHANGES, with the base linked in."""
         live, written_back = DumpCounter(), DumpCounter()  # the live dump's text; the changes file
-        writer = ChangeWriter(on_live_text=live.feed)
+        writer = ChangeWriter(point.folder, on_live_text=live.feed)  # rows spooled in unlinked files there
 
         def check(temp: Path) -> None:
             self._failed()

@@ -4,8 +4,8 @@ live database, so that `gunzip -c mysql_base.sql.gz mysql_changes.sql.gz | mysql
 Both sides stream in primary-key order (the base as written by actors/mysql/rows.py, the live one from
 mysqldump `--skip-extended-insert --order-by-primary`) and are merged row by row in constant memory: a base row
 whose key is gone or whose values differ is deleted (`DELETE FROM t WHERE pk IN (` then one key per line), a
-live row that is new or changed is inserted (row-per-line INSERTs), in batches of about BATCH_BYTES so that a
-key's DELETE always comes before its INSERT. A table whose primary key is not exactly its first column, or
+live row that is new or changed is inserted (row-per-line INSERTs). A table's DELETEs (statements of about
+BATCH_BYTES) all come before its INSERTs, whose rows wait in an unlinked temp file meanwhile. A table whose primary key is not exactly its first column, or
 whose keys did not rise strictly in the base, is written whole (`DELETE FROM t;` and all its rows).
 
 The text around the rows (schema, views, routines, triggers, events) must be the same on both sides, but for
@@ -14,9 +14,11 @@ and the backup makes a full point instead.
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from actors.mysql.rows import PACK_BYTES, Packer, Row, Schema, auto_increment, row_key, same_but_auto_increment
 
@@ -45,7 +47,7 @@ class ChangeWriter:
     After the run: `counts` (live rows per table, what a restore must find), `deleted` / `inserted` per table,
     and `live_text` (the live dump's text lines, for its binlog coordinates and completeness)."""
 
-    def __init__(self, on_live_text: Any = None):
+    def __init__(self, spool_dir: Path, on_live_text: Any = None):
         self.whole: set[bytes] = set()  # tables written whole
         self.on_live_text = on_live_text
         self.counts: dict[bytes, int] = {}
@@ -53,8 +55,9 @@ class ChangeWriter:
         self.inserted: dict[bytes, int] = {}
         self.packer = Packer()
         self.pending_keys: list[bytes] = []  # base keys to delete before the pending rows go in
-        self.pending_rows: list[Row] = []
         self.pending_size = 0
+        self.spool: BinaryIO | None = None  # the current table's rows to insert, one per line
+        self.spool_dir = spool_dir
         self.table: bytes | None = None  # the table whose rows are being merged
         self.key_column: dict[bytes, bytes] = {}
         self.last_keys: tuple[object, object] = (None, None)
@@ -71,10 +74,12 @@ class ChangeWriter:
                 table = (o if isinstance(o, Row) else n).table  # type: ignore[union-attr]
                 if isinstance(o, Row) and isinstance(n, Row) and o.table != n.table:
                     raise NotAChangePoint(f"rows of {o.table!r} in the base meet rows of {n.table!r} in the live dump")
-                self._enter(table)
+                if table != self.table:
+                    yield from self._leave()
+                    self._enter(table)
                 self._merge_step(old, new)
             else:
-                self._leave()
+                yield from self._leave()
                 old.take()
                 new.take()
                 if o is _END or n is _END:
@@ -82,7 +87,7 @@ class ChangeWriter:
                 self._text(o, n)  # type: ignore[arg-type]
             if block := self.packer.take():
                 yield block
-        self._leave()
+        yield from self._leave()
         self.packer.text(CHANGES_COMPLETED + b" on " +
                          datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S").encode() + b"\n")
         yield self.packer.take(force=True)
@@ -112,9 +117,6 @@ class ChangeWriter:
     # ---------------------------------------------------------------- rows
 
     def _enter(self, table: bytes) -> None:
-        if table == self.table:
-            return
-        self._leave()
         self.table = table
         self.last_keys = (None, None)
         self.counts.setdefault(table, 0)
@@ -168,29 +170,36 @@ class ChangeWriter:
         self.pending_keys.append(key)
         self.pending_size += len(key)
         self.deleted[row.table] = self.deleted.get(row.table, 0) + 1
-        self._maybe_flush()
+        if self.pending_size >= BATCH_BYTES:
+            self._flush_deletes()
 
     def _insert(self, row: Row) -> None:
-        self.pending_rows.append(row)
-        self.pending_size += len(row.values)
+        """Spooled until the table's DELETEs are all out: a unique value that moves from a deleted row to an
+        inserted one must be gone before it comes back."""
+        if self.spool is None:
+            self.spool = tempfile.TemporaryFile(dir=self.spool_dir)
+        self.spool.write(row.values + b"\n")  # a row never holds a raw newline (mysqldump escapes them)
         self.inserted[row.table] = self.inserted.get(row.table, 0) + 1
-        self._maybe_flush()
 
-    def _maybe_flush(self) -> None:
-        if self.pending_size >= BATCH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
+    def _flush_deletes(self) -> None:
         if self.pending_keys:
             column = self.key_column[self.table]  # type: ignore[index]
             self.packer.text(b"DELETE FROM " + self.table + b" WHERE " + column + b" IN (\n" +  # type: ignore[operator]
                              b",\n".join(self.pending_keys) + b");\n")
-        for row in self.pending_rows:
-            self.packer.row(row)
-        self.packer.close()
-        self.pending_keys, self.pending_rows, self.pending_size = [], [], 0
+        self.pending_keys, self.pending_size = [], 0
 
-    def _leave(self) -> None:
-        if self.table is not None:
-            self._flush()
-            self.table = None
+    def _leave(self) -> Iterator[bytes]:
+        """The table's last DELETE, then its spooled rows as INSERTs, in blocks."""
+        if self.table is None:
+            return
+        self._flush_deletes()
+        if self.spool is not None:
+            self.spool.seek(0)
+            for line in self.spool:
+                self.packer.row(Row(self.table, line[:-1]))
+                if block := self.packer.take():
+                    yield block
+            self.spool.close()
+            self.spool = None
+        self.packer.close()
+        self.table = None

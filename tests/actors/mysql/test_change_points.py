@@ -20,7 +20,8 @@ from core.pitr import BinlogCoordinates, ReplayPlan
 from core.points import Point, Storage
 from testbed import settings as testbed_settings
 from tests.actors.mysql.binlog_copy import copy_binlog, remove_binlog_copies
-from tests.actors.mysql.test_backup import option_file
+from tests.actors.mysql.test_backup import option_file, table_rows
+from tests.actors.mysql.test_backup import seed as tricky_seed
 from tests.conftest import unique
 
 log = logging.getLogger("test_change_points")
@@ -243,3 +244,32 @@ def test_a_table_whose_keys_sort_otherwise_than_byte_by_byte_makes_a_full_point(
     point, record = backed_up(settings)
     assert artifact_names(record) == ["mysql_dump.sql.gz"]
     assert "do not rise strictly in byte order" in (point.folder / "backup.log").read_text()
+
+
+def test_a_database_with_a_routine_and_an_event_gets_change_points_one_with_a_trigger_full_points(
+        tmp_path, testbed_env, mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database)
+    tricky_seed(settings.mysql)
+    backed_up(settings)
+    with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO docs (id, title) VALUES (100, 'after the full point')")  # the trigger adds to audit
+        conn.commit()
+    point, record = backed_up(settings)
+    assert artifact_names(record) == ["mysql_dump.sql.gz"]  # the trigger would fire again as the changes load
+    assert "the database has triggers" in (point.folder / "backup.log").read_text()
+
+    execute(settings.mysql, "DROP TRIGGER docs_audit")
+    backed_up(settings)
+    with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("CALL add_tag('later')")
+        cur.execute("UPDATE docs SET title = 'edited' WHERE id = 1")
+        conn.commit()
+    point, record = backed_up(settings)
+    assert artifact_names(record) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
+    restored = unique("t_ours_")
+    try:
+        result = restore(settings, point, record, target_database=restored, log=log)
+        assert result.ok and table_rows(settings.mysql, restored) == table_rows(settings.mysql, mysql_database)
+        assert sorted(result.stored_code) == ["EVENT purge_audit", "PROCEDURE add_tag"]
+    finally:
+        drop(settings.mysql, restored)

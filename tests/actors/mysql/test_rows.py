@@ -1,6 +1,7 @@
 """actors/mysql/rows.py: a dump's rows read from either layout and packed again, on tricky text."""
 from __future__ import annotations
 
+from actors.mysql import changes
 from actors.mysql.backup import DumpCounter
 from actors.mysql.rows import Row, items, lines, packed, row_key, schema_of
 
@@ -48,3 +49,21 @@ def test_keys_compare_as_numbers_or_as_quoted_bytes():
     assert row_key(b"(9,'x')") < row_key(b"(10,'x')")
     assert row_key(b"('a\\'b',1)") == (1, b"'a\\'b'")
     assert row_key(b"('B',1)") < row_key(b"('a',1)")  # byte order: a _ci collation sorts them the other way
+
+
+def test_a_tables_deletes_all_come_before_its_inserts_however_many_statements_they_take(tmp_path, monkeypatch):
+    monkeypatch.setattr(changes, "BATCH_BYTES", 8)  # a DELETE statement every few keys
+    head = b"CREATE TABLE `u` (\n  `id` int NOT NULL,\n  `mail` varchar(9),\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
+    base = head + b"".join(b"INSERT INTO `u` VALUES (%d,'m%d');\n" % (i, i) for i in range(1, 40)) + b"-- Dump completed\n"
+    # The mail of row 39 moves to a new row 0; every odd row is gone.
+    live = head + b"INSERT INTO `u` VALUES (0,'m39');\n" + b"".join(
+        b"INSERT INTO `u` VALUES (%d,'m%d');\n" % (i, i) for i in range(2, 39, 2)) + b"-- Dump completed\n"
+    writer = changes.ChangeWriter(tmp_path)
+    out = b"".join(writer.run(items(lines([base])), items(lines([live])), schema_of([head])))
+    assert out.count(b"DELETE FROM `u`") > 3
+    assert out.rindex(b"DELETE FROM `u`") < out.index(b"INSERT INTO `u` VALUES\n(0,'m39');\n")
+    counter = DumpCounter()
+    counter.feed(out)
+    counter.finish()
+    assert counter.changes_completed and counter.deleted == {"u": 20} and counter.counts == {"u": 1}
+    assert writer.counts == {b"`u`": 20} and list(tmp_path.iterdir()) == []
