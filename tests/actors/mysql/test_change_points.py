@@ -28,9 +28,10 @@ log = logging.getLogger("test_change_points")
 TABLES = ("doc", "counter", "loose")
 
 
-def settings_for(env: dict[str, str], tmp_path: Path, database: str, **mysql_changes) -> Settings:
-    cfg = testbed_settings.mysql(env, database=database).model_copy(update={"full_every_days": 7, **mysql_changes})
-    return Settings(storage_root=tmp_path / "backups", mysql=cfg)
+def settings_for(env: dict[str, str], tmp_path: Path, database: str, docker: bool = False, **mysql_changes) -> Settings:
+    cfg = testbed_settings.mysql(env, database=database, docker=docker).model_copy(
+        update={"full_every_days": 7, **mysql_changes})
+    return Settings(storage_root=tmp_path / "backups", mysql=cfg, docker={"host": env["DOCKER_HOST"]})
 
 
 def execute(cfg: MySQLSettings, *statements: str, args: list | None = None) -> None:
@@ -271,5 +272,22 @@ def test_a_database_with_a_routine_and_an_event_gets_change_points_one_with_a_tr
         result = restore(settings, point, record, target_database=restored, log=log)
         assert result.ok and table_rows(settings.mysql, restored) == table_rows(settings.mysql, mysql_database)
         assert sorted(result.stored_code) == ["EVENT purge_audit", "PROCEDURE add_tag"]
+    finally:
+        drop(settings.mysql, restored)
+
+
+def test_a_docker_mode_change_point_is_made_and_restored_through_the_container(tmp_path, testbed_env,
+                                                                                docker_mysql_database):
+    settings = settings_for(testbed_env, tmp_path, docker_mysql_database, docker=True)
+    seed(settings.mysql)
+    backed_up(settings)
+    change(settings.mysql)
+    point, record = backed_up(settings)
+    assert artifact_names(record) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
+    assert record.details["mode"] == "docker" and mysql.verify(settings, point, record) == []
+    restored = unique("t_ours_")
+    try:
+        result = restore(settings, point, record, target_database=restored, log=log)
+        assert result.ok and rows(settings.mysql, restored) == rows(settings.mysql, docker_mysql_database)
     finally:
         drop(settings.mysql, restored)
