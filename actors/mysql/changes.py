@@ -5,8 +5,9 @@ Both sides stream in primary-key order (the base as written by actors/mysql/rows
 mysqldump `--skip-extended-insert --order-by-primary`) and are merged row by row in constant memory: a base row
 whose key is gone or whose values differ is deleted (`DELETE FROM t WHERE pk IN (` then one key per line), a
 live row that is new or changed is inserted (row-per-line INSERTs). A table's DELETEs (statements of about
-BATCH_BYTES) all come before its INSERTs, whose rows wait in an unlinked temp file meanwhile. A table whose primary key is not exactly its first column, or
-whose keys did not rise strictly in the base, is written whole (`DELETE FROM t;` and all its rows).
+BATCH_BYTES) all come before its INSERTs, whose rows wait in an unlinked temp file meanwhile. A table whose
+primary key is not exactly its first column is written whole (`DELETE FROM t;` and all its rows); keys that do
+not rise strictly (a collation that sorts otherwise than byte by byte) raise NotAChangePoint.
 
 The text around the rows (schema, views, routines, triggers, events) must be the same on both sides, but for
 comments and AUTO_INCREMENT counters (carried over with ALTER TABLE); anything else raises NotAChangePoint,
@@ -28,7 +29,8 @@ _END = object()
 
 
 class NotAChangePoint(Exception):
-    """The live dump cannot be written as changes of the base (its schema differs); make a full point."""
+    """The live dump cannot be written as changes of the base (its text differs, or keys out of order); make a
+    full point."""
 
 
 class _Peek:
@@ -44,8 +46,9 @@ class _Peek:
 class ChangeWriter:
     """Merges a base dump's items with the live dump's and yields the changes file in blocks.
 
-    After the run: `counts` (live rows per table, what a restore must find), `deleted` / `inserted` per table,
-    and `live_text` (the live dump's text lines, for its binlog coordinates and completeness)."""
+    After the run: `counts` (live rows per table, what a restore must find) and `deleted` / `inserted` per
+    table; `on_live_text` is given each text line of the live dump (its binlog coordinates, its last line).
+    Rows to insert are spooled in unlinked files in `spool_dir`."""
 
     def __init__(self, spool_dir: Path, on_live_text: Any = None):
         self.whole: set[bytes] = set()  # tables written whole
@@ -54,7 +57,7 @@ class ChangeWriter:
         self.deleted: dict[bytes, int] = {}
         self.inserted: dict[bytes, int] = {}
         self.packer = Packer()
-        self.pending_keys: list[bytes] = []  # base keys to delete before the pending rows go in
+        self.pending_keys: list[bytes] = []  # base keys of the next DELETE statement
         self.pending_size = 0
         self.spool: BinaryIO | None = None  # the current table's rows to insert, one per line
         self.spool_dir = spool_dir
