@@ -7,6 +7,11 @@ links), retention prunes with the 7/4/12 policy and the mirror's versions prune 
 (older than 30 days dropped, then the oldest until the rest fit in minio.version_budget_percent of the
 mirror), all on a simulated clock. Backup bytes count each hard-linked file once (du semantics: st_size per inode).
 
+The MySQL points use the defaults: a full dump every mysql.full_every_days (7), change points between
+(the base hard-linked, plus the rows changed since it). The churn is the worst case for them: rows rewritten
+at random places with incompressible text, so every day's changes are new bytes and a change point holds
+everything changed since its base (a real RAGFlow mostly appends documents and updates recent ones).
+
     python bench/storage_30_days.py [--quick] [--days 30]
 """
 from __future__ import annotations
@@ -125,7 +130,8 @@ def main() -> int:
                 "current + the version budget", "mirror incl. its index and versions"),
             Row("5 MySQL points / InnoDB bytes", (total - mirror_bytes) / rows_bytes, 7 * 0.1 + 4 + 1 + 1, "x",
                 "lower", size, "plan at 30 days: 7 x 10 % + 4 weekly + 1-2 monthly full",
-                "gzipped dumps, promotions hard-linked")]
+                f"full dumps every {settings.mysql.full_every_days} days, change points between; promotions "
+                "hard-linked")]
     publish("storage_30_days", rows)
     print_table(rows, "figure 5: storage over 30 days")
     return 0

@@ -66,11 +66,11 @@ class MySQLSettings(Section):
     database: str = "rag_flow"
     compose_service: str = "mysql"  # docker mode: the container is found by this compose label
     compose_project: str | None = None
-    # gzip (the default: readable everywhere) or zstd (mysql_dump.sql.zst: in our benchmark about 2x
-    # faster than gzip -6 and 15 % smaller; restore and verify read either).
+    # gzip (readable everywhere; change points need it) or zstd (mysql_dump.sql.zst: ~2x faster, 15 % smaller).
     compression: Literal["gzip", "zstd"] = "gzip"
     compression_level: int = Field(6, ge=1, le=9)  # gzip's
     zstd_level: int = Field(3, ge=1, le=19)
+    full_every_days: int = Field(7, ge=0, le=366)  # >0: change points of a younger full point (README); 0: all full
     # A dump that receives nothing for this long is given up (a hung server would block it forever).
     stall_timeout_seconds: int = Field(600, ge=1)
 

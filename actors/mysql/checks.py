@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from actors.mysql.backup import dump_artifact
+from actors.mysql.backup import dump_files
 from core import clients
 from core.checks import CorruptArtifact, open_compressed
 from core.clients import find_mysql_container
@@ -77,13 +77,14 @@ def kb_in_dump(path: Path, kb_id: str) -> bool:
 
 
 def kb_problems(point: Point, record: ComponentRecord, kb_id: str) -> list[str]:
-    name = dump_artifact(record)
-    if name is None:
+    names = dump_files(record)
+    if not names:
         return []
-    try:
-        if kb_in_dump(point.folder / name, kb_id):
-            return []
-    except (OSError, EOFError, ValueError, CorruptArtifact) as exc:
-        return [f"{name} cannot be read ({exc})"]
+    for name in names:  # a change point: in its base or in its changes (one it deletes is found after the load)
+        try:
+            if kb_in_dump(point.folder / name, kb_id):
+                return []
+        except (OSError, EOFError, ValueError, CorruptArtifact) as exc:
+            return [f"{name} cannot be read ({exc})"]
     return [f"knowledge base {kb_id} is not in {point.ref} (its MySQL dump has no such knowledgebase row): check "
             "the id (RAGFlow's knowledgebase table), or choose a point made while it existed (`ragflow-backup list`)"]

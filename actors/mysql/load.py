@@ -19,6 +19,7 @@ from typing import Any
 import zstandard
 
 from actors.mysql.backup import DumpCounter
+from actors.mysql.change_point import expected_counts
 from actors.mysql.objects import (
     mismatches,
 )
@@ -174,18 +175,22 @@ def open_loader(session: Any, tool: str, account: LoadAccount, options: list[str
         _LocalLoad(session, tool, account, options)
 
 
-def _dump_line(path: Path, number: int) -> str:
-    """Line `number` of the dump (the client names the line of a statement it failed on), shortened."""
-    with open_compressed(path) as stream:
-        for index, line in enumerate(stream, start=1):
-            if index == number:
-                text = line.decode("utf-8", "replace").strip()
-                return text if len(text) <= 300 else text[:300] + "..."
+def _dump_line(paths: list[Path], number: int) -> str:
+    """Line `number` of the dump's files read in order (the client names the line of a statement it failed
+    on), shortened."""
+    index = 0
+    for path in paths:
+        with open_compressed(path) as stream:
+            for line in stream:
+                index += 1
+                if index == number:
+                    text = line.decode("utf-8", "replace").strip()
+                    return text if len(text) <= 300 else text[:300] + "..."
     return ""
 
 
 def _load_failure(tool: str, code: int | None, stderr: str, where: str, account: LoadAccount,
-                  path: Path) -> Exception:
+                  paths: list[Path]) -> Exception:
     said = f"{tool} said: {stderr}" if stderr else f"{tool} said nothing"
     if code is not None and code < 0:
         return RuntimeError(f"{tool} loading the dump at {where} was killed by signal {-code}; nothing was "
@@ -200,7 +205,7 @@ def _load_failure(tool: str, code: int | None, stderr: str, where: str, account:
     if at_line is not None:
         number = int(at_line[1] or at_line[2])
         with contextlib.suppress(Exception):
-            said += f" (line {number} of the dump: {_dump_line(path, number)!r})"
+            said += f" (line {number} of the dump: {_dump_line(paths, number)!r})"
         if re.search(r"\b(1044|1045|1142|1143|1227|1370|4166)\b|Access denied|Unknown command|not allowed", stderr):
             return PermanentError(f"the dump holds a statement that reaches beyond its scratch database (another "
                                   f"database, accounts, server settings, files or client commands), which the server "
@@ -221,15 +226,17 @@ def kill_sessions(conn: Any, database: str) -> None:
                 cur.execute(f"KILL CONNECTION {int(thread_id)}")
 
 
-def load_dump(settings: Settings, conn: Any, path: Path, scratch: str, account: LoadAccount, definers: Definers,
-          expected: dict[str, int], log: logging.Logger) -> None:
+def load_dump(settings: Settings, conn: Any, paths: list[Path], scratch: str, account: LoadAccount,
+              definers: Definers, expected: dict[str, int], log: logging.Logger) -> None:
     """Stream the (gzip or zstd) dump into a new database `scratch` as `account`, which has no power beyond it
-    (actors/mysql/sandbox.py). On any failure the scratch database is dropped."""
+    (actors/mysql/sandbox.py): its one file, or a change point's base then its changes, one session. On any
+    failure the scratch database is dropped."""
     with conn.cursor() as cur:
         if database_exists(cur, scratch):
             raise PermanentError(f"the scratch database {scratch} already exists; drop it or try again")
     password = clients.secret(settings.mysql.password) or ""
-    counter, rewriter = DumpCounter(), DumpRewriter(scratch, definers)
+    counters, rewriter = [DumpCounter() for _ in paths], DumpRewriter(scratch, definers)
+    path = paths[-1]  # named in errors: the last file read
     with client_session(settings) as session:
         found = session.find(LOAD_TOOLS)
         if found is None:
@@ -238,37 +245,43 @@ def load_dump(settings: Settings, conn: Any, path: Path, scratch: str, account: 
             raise PermanentError(f"no MySQL client to load the dump with at {session.where}: {hint}")
         tool = found[0]
         options = LOAD_OPTIONS + guard_options(session.run(tool, ["--help"], connect=False)[1])
-        log.info("loading %s into scratch database %s at %s with %s as temporary account %s", path.name, scratch,
-                 session.where, tool, account.user)
+        log.info("loading %s into scratch database %s at %s with %s as temporary account %s",
+                 " then ".join(p.name for p in paths), scratch, session.where, tool, account.user)
         loader = open_loader(session, tool, account, options)
         try:
             try:
-                with open_compressed(path) as stream:
-                    while block := stream.read(CHUNK):
-                        counter.feed(block)
-                        if data := rewriter.feed(block):
-                            loader.write(data)
+                for path, counter in zip(paths, counters, strict=True):
+                    with open_compressed(path) as stream:
+                        while block := stream.read(CHUNK):
+                            counter.feed(block)
+                            if data := rewriter.feed(block):
+                                loader.write(data)
+                    counter.finish()
                 if data := rewriter.finish():
                     loader.write(data)
-                counter.finish()
             except (BrokenPipeError, ConnectionError) as exc:
                 code, err = loader.finish()  # the client stopped early: its stderr says why
                 raise _load_failure(tool, code, clean_stderr(err, password), session.where, account,
-                                    path) from exc
+                                    paths) from exc
             except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
                 raise PermanentError(f"{path} is corrupt after {counter.plain_bytes} bytes ({exc}); nothing was "
                                      f"restored: run `ragflow-backup verify` and choose another point") from None
             code, err = loader.finish()
             if code != 0:
-                raise _load_failure(tool, code, clean_stderr(err, password), session.where, account, path)
-            if not counter.completed:
-                raise PermanentError(f"{path} does not end with '-- Dump completed' (cut short); nothing was "
+                raise _load_failure(tool, code, clean_stderr(err, password), session.where, account, paths)
+            if not counters[0].completed:
+                raise PermanentError(f"{paths[0]} does not end with '-- Dump completed' (cut short); nothing was "
                                      f"restored: choose another point")
+            if len(counters) > 1 and not counters[1].changes_completed:
+                raise PermanentError(f"{paths[1]} does not end with '-- Changes completed' (cut short); nothing "
+                                     f"was restored: choose another point")
+            counts = counters[0].counts if len(counters) == 1 else \
+                expected_counts(counters[0].counts, counters[1].deleted, counters[1].counts)
             if not rewriter.rewritten:
                 raise PermanentError(f"{path} has no CREATE DATABASE / USE line (not made with --databases); "
                                      f"restore cannot stage it")
             create_stored_code(conn, scratch, rewriter.code, account)
-            problems = mismatches(counter.counts, expected)  # as `verify` counts the dump's INSERTs
+            problems = mismatches(counts, expected)  # as `verify` counts the dump's INSERTs
             if problems:
                 raise PermanentError(f"{path} does not hold the rows its manifest records, so nothing was "
                                      f"restored: {'; '.join(problems)}. Run `ragflow-backup verify` and choose "
@@ -285,5 +298,6 @@ def load_dump(settings: Settings, conn: Any, path: Path, scratch: str, account: 
                 with contextlib.suppress(Exception), conn.cursor() as cur:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote_name(scratch)}")
             raise
-    log.info("loaded %d bytes of dump (source database %s) into %s", counter.plain_bytes, rewriter.source, scratch)
+    log.info("loaded %d bytes of dump (source database %s) into %s", sum(c.plain_bytes for c in counters),
+             rewriter.source, scratch)
 

@@ -1,4 +1,4 @@
-"""MySQL / MariaDB restore from a point's mysql_dump.sql.gz: staged in a scratch database, checked, then swapped in.
+"""MySQL / MariaDB restore from a point's mysql_dump.sql.gz (or a change point's base and changes): staged in a scratch database, checked, then swapped in.
 
 `restore` loads the dump into `<target>__restore_<hex6>` (the dump's `CREATE DATABASE` / `USE` / `ALTER DATABASE`
 lines are rewritten to that name as the dump streams, so the source database is never touched), compares every
@@ -103,14 +103,15 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
     binlog replayed into it), the definers its code named, and its rows per table; dropped afterwards, and then
     the temporary account that loaded it (MySQL 8 refuses to drop an account that objects still name as their
     definer)."""
-    # .gz, or .zst (mysql.compression: zstd)
-    path = scratch_restore.checked_dump(point, record, NAME, lambda found: mysql.dump_artifact(found) or mysql.ARTIFACT)
+    # .gz, or .zst (mysql.compression: zstd), or a change point's base then its changes
+    names = (mysql.dump_files(record) or [mysql.ARTIFACT]) if record is not None else [mysql.ARTIFACT]
+    paths = [scratch_restore.checked_dump(point, record, NAME, lambda _, name=name: name) for name in names]
     scratch = scratch_name(target, "restore", token)
     definers = Definers(current_account(conn), account_exists(conn))
     # The docker-mode client connects through the server's socket inside the container: 'localhost'.
     host = "localhost" if settings.mysql.mode == "docker" else client_host(conn)
     with load_account(conn, scratch, host) as account:
-        load_dump(settings, conn, path, scratch, account, definers, record.counts, log)
+        load_dump(settings, conn, paths, scratch, account, definers, record.counts, log)
         try:
             with conn.cursor() as cur:
                 found = row_counts(cur, scratch, base_tables(cur, scratch))

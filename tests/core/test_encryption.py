@@ -143,3 +143,17 @@ def test_an_encrypted_point_comes_back_from_offsite_with_the_identity_and_the_lo
     with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM document")
         assert cur.fetchone()[0] == 25
+
+
+def test_with_encryption_every_mysql_point_is_a_full_one(encrypted, testbed_env):
+    config, key = encrypted
+    settings = load_settings(config)
+    with clients.mysql_connection(settings.mysql) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE document SET name = 'changed' WHERE id < 5")
+        conn.commit()
+    assert cli(config, "backup", "--local").exit_code == 0
+    newest = Storage(settings.storage_root).points("daily")[-1]
+    record = newest.manifest().components["mysql"]
+    # The newest full point's dump is ciphertext: there is no base to compare the rows with.
+    assert [a.name for a in record.artifacts] == ["mysql_dump.sql.gz"] and record.artifacts[0].encrypted is not None
+    assert "its dump is encrypted" in (newest.folder / "backup.log").read_text()

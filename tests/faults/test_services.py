@@ -41,7 +41,8 @@ def mysql_target(server) -> Target:
             for _ in range(17):
                 cur.execute("INSERT INTO rag_flow.chunk (body) SELECT REPEAT(MD5(RAND()), 8) FROM rag_flow.chunk")
     section = {"host": "127.0.0.1", "port": server.port, "user": "root", "password": server.password,
-               "database": "rag_flow", "stall_timeout_seconds": 10}
+               "database": "rag_flow", "stall_timeout_seconds": 10,
+               "full_every_days": 0}  # full dumps: their temp file grows as mysqldump streams (`busy` below)
     return Target("mysql", server, section, f"127.0.0.1:{server.port}", "mysql_dump.sql.gz",
                   lambda folder: any(p.stat().st_size > 0 for p in folder.glob(".mysql_dump.sql.gz.tmp-*")))
 
