@@ -33,6 +33,7 @@ from core.component import ComponentResult, PermanentError
 from core.config import MySQLSettings, Settings
 from core.manifest import Artifact, ComponentRecord
 from core.points import Point
+from core.safe_paths import UnsafePath
 
 NAME = "mysql"
 ARTIFACT = "mysql_dump.sql.gz"
@@ -326,7 +327,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             else:
                 try:
                     result = dump.changes(point, base, schema)
-                except (NotAChangePoint, ValueError, EOFError, zlib.error) as exc:
+                except (NotAChangePoint, ValueError, EOFError, zlib.error, UnsafePath) as exc:
                     log.warning("a full MySQL point instead of the changes of %s: %s", base.point.ref, exc)
         if result is None:
             result = dump.full(point)

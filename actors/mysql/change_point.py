@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from core import safe_paths
 from core.atomic import atomic_file, fsync_dir
 from core.config import Settings
 from core.manifest import Artifact, ComponentRecord
@@ -85,7 +86,8 @@ def newest_full(settings: Settings, point: Point, log: logging.Logger) -> Base |
 def opened(base: Base) -> Iterator[BinaryIO]:
     """The base's dump, open, checked against the SHA-256 of its record (ValueError if it differs); reads of
     the handle and a link made from it (`link_into`) are of the file that was checked."""
-    with open(base.path, "rb") as handle:
+    # Untrusted storage root: never a symlink, FIFO or device (core/safe_paths.py), only the regular file itself.
+    with safe_paths.opened(base.point.folder, [base.artifact.name], "MySQL dump") as handle:
         digest = hashlib.sha256()
         size = 0
         while block := handle.read(1 << 20):

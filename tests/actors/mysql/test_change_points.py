@@ -211,6 +211,24 @@ def test_a_change_point_whose_base_point_was_pruned_still_restores(tmp_path, tes
         drop(settings.mysql, restored)
 
 
+def test_a_full_dump_replaced_by_a_symlink_is_never_a_base_and_the_next_point_is_full(tmp_path, testbed_env,
+                                                                                      mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database)
+    seed(settings.mysql)
+    full, _ = backed_up(settings)
+    dump = full.path("mysql_dump.sql.gz")
+    elsewhere = tmp_path / "elsewhere.sql.gz"
+    dump.rename(elsewhere)
+    dump.symlink_to(elsewhere)  # same bytes, so the record's SHA-256 would match if the link were followed
+    change(settings.mysql)
+
+    point, record = backed_up(settings)
+
+    assert artifact_names(record) == ["mysql_dump.sql.gz"]
+    assert not point.path("mysql_base.sql.gz").exists()
+    assert mysql.verify(settings, point, record) == []
+
+
 def test_a_restore_at_a_moment_after_a_change_point_loads_base_and_changes_then_replays_the_binlog(
         tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
