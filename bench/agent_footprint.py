@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 
 from actors.broker import BRISK_SECONDS  # noqa: E402
 from bench.common import GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, start_agent, tree_usage  # noqa: E402
+from core.cpu_budget import WINDOW_SECONDS  # noqa: E402
 from core.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> int:
     count, idle_seconds = (2_000, 15) if args.quick else (10_000, 60)
     # Steady state: more events than a minute of paced copying can take, measured over that minute
     # (the requirement's average), then drained.
-    steady, steady_window = (1_000, 20) if args.quick else (3_000, 60)
+    steady, steady_window = (1_000, WINDOW_SECONDS) if args.quick else (3_000, WINDOW_SECONDS)  # the budget's minute
     env = testbed_env.load()
     work = Path(tempfile.mkdtemp(prefix="rb-bench-footprint-"))
     (work / "minio").mkdir()
