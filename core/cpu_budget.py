@@ -2,13 +2,14 @@
 
 Steady state is held to its share averaged over a minute, as the requirement says: a sliding window of
 the last WINDOW_SECONDS of wall time, in which the mirror's charged CPU may reach `percent` of the
-machine (percent / 100 x cores x WINDOW_SECONDS CPU seconds). A burst that fits in a minute's share goes
-at full speed; once the window is full, work waits until enough of the oldest spending has left it, so
-no minute spends more than the share, whatever the load. (A bucket of capacity C refilled at rate r lets
-a minute spend C + 60 r: with only a few seconds of capacity, a burst that a minute could easily hold was
-paced from its sixth second; with a minute of capacity, a minute after a quiet one could spend twice
-the share.) Spending is charged when a unit ends, so a window may exceed the share by the units in
-flight when it filled up (one per worker thread, a few ms each for events).
+machine (percent / 100 x cores x WINDOW_SECONDS CPU seconds). A burst within three quarters of a
+minute's share goes at full speed; the last quarter is a trickle that goes on while the window is full
+(else work would wait up to a minute, until the oldest spending left it), so no minute spends more than
+the share, whatever the load. (A bucket of capacity C refilled at rate r lets a minute spend C + 60 r:
+with only a few seconds of capacity, a burst that a minute could easily hold was paced from its sixth
+second; with a minute of capacity, a minute after a quiet one could spend twice the share.) Spending
+is charged when a unit ends, so a window may exceed the share by the units in flight when it filled
+up (one per worker thread, a few ms each for events).
 
 Each unit of mirror work (an object copied, a page of a listing) is charged the CPU time its thread
 spent on it (time.thread_time: the downloads, hashing and index writes it did, not a backup running in
@@ -37,48 +38,69 @@ from contextlib import contextmanager
 STEADY, CATCH_UP = "steady", "catch-up"
 WINDOW_SECONDS = 60.0  # steady state: the requirement's "averaged over a minute"
 SLOT_SECONDS = 0.25  # the window sums charges per slot: at most 240 of them, whatever the rate of charges
+TRICKLE = 0.25  # the steady share's part that goes on while the window is full (MinuteWindow)
 BURST_SECONDS = 5.0  # catch-up's bucket holds this many seconds of its share
 
 
-class MinuteWindow:
-    """Charges of the last WINDOW_SECONDS, in slots of SLOT_SECONDS; `limit` CPU seconds in all."""
+class TokenBucket:
+    """CPU seconds filling at `rate` up to `seconds` of it; a charge beyond them is slept off."""
 
-    def __init__(self, rate: float):
-        self.limit = rate * WINDOW_SECONDS
+    def __init__(self, rate: float, now: float, seconds: float = BURST_SECONDS):
+        self.rate, self.capacity = rate, rate * seconds
+        self.tokens, self.wall = self.capacity, now
+
+    def wait(self, spent: float, now: float) -> float:
+        """How long a charge of `spent` now would wait (nothing is charged)."""
+        self.tokens = min(self.capacity, self.tokens + self.rate * (now - self.wall))
+        self.wall = now
+        return max(0.0, spent - self.tokens) / self.rate
+
+    def charge(self, spent: float, now: float) -> float:
+        wait = self.wait(spent, now)
+        self.tokens -= spent
+        return wait
+
+
+class MinuteWindow:
+    """Steady pacing: `rate` x WINDOW_SECONDS CPU seconds in any window of WINDOW_SECONDS. Three quarters at
+    any pace (charges of the last minute in slots of SLOT_SECONDS, up to `limit`), and a quarter as a trickle
+    (a bucket of one slot) that goes on while those are spent, so a full window delays work by seconds, not
+    by the minute its oldest spending needs to leave it. Worst minute: limit + the trickle's bucket and
+    its minute = the share, plus the units in flight."""
+
+    def __init__(self, rate: float, now: float):
+        self.trickle = TokenBucket(rate * TRICKLE, now, seconds=SLOT_SECONDS)
+        self.limit = rate * (1 - TRICKLE) * WINDOW_SECONDS - self.trickle.capacity
         self.slots: collections.deque[list[float]] = collections.deque()  # [slot's end, CPU seconds]
         self.total = 0.0
 
     def charge(self, spent: float, now: float) -> float:
-        """Add `spent` at `now`; returns how long to wait until the window holds no more than the limit."""
+        """Charge `spent` at `now` to the window, or to the trickle when the window is full and the trickle
+        pays sooner; returns how long to wait. A window over its limit (a charge that did not wait) is paid
+        back before the trickle is used again."""
         while self.slots and self.slots[0][0] + WINDOW_SECONDS <= now:
             self.total -= self.slots.popleft()[1]
+        by_window = self._wait(self.total + spent - self.limit, now)
+        if by_window > 0 and self.total <= self.limit and self.trickle.wait(spent, now) <= by_window:
+            return self.trickle.charge(spent, now)
         end = (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS  # a slot leaves the window a minute after it ends
         if self.slots and self.slots[-1][0] == end:
             self.slots[-1][1] += spent
         else:
             self.slots.append([end, spent])
         self.total += spent
-        excess, freed = self.total - self.limit, 0.0
+        return by_window
+
+    def _wait(self, excess: float, now: float) -> float:
+        """How long until `excess` CPU seconds of the oldest slots have left the window."""
         if excess <= 0:
             return 0.0
-        for slot_end, slot_spent in self.slots:  # the oldest first: wait until enough of them have left
+        freed = 0.0
+        for slot_end, slot_spent in self.slots:
             freed += slot_spent
             if freed >= excess:
                 return max(0.0, slot_end + WINDOW_SECONDS - now)
-        return WINDOW_SECONDS  # not reached: the slots sum to more than the excess
-
-
-class TokenBucket:
-    """CPU seconds filling at `rate` up to BURST_SECONDS of it; a charge beyond them is slept off."""
-
-    def __init__(self, rate: float, now: float):
-        self.rate, self.capacity = rate, rate * BURST_SECONDS
-        self.tokens, self.wall = self.capacity, now
-
-    def charge(self, spent: float, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + self.rate * (now - self.wall)) - spent
-        self.wall = now
-        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+        return (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS + WINDOW_SECONDS - now  # the new charge's own slot
 
 
 class CpuBudget:
@@ -101,7 +123,7 @@ class CpuBudget:
     def _fresh_pacer(self) -> MinuteWindow | TokenBucket | None:
         if self.rate <= 0:
             return None
-        return MinuteWindow(self.rate) if self.mode == STEADY else TokenBucket(self.rate, self.clock())
+        return MinuteWindow(self.rate, self.clock()) if self.mode == STEADY else TokenBucket(self.rate, self.clock())
 
     def catching_up(self, starts: bool) -> str:
         """A catch-up starts (True) or ends (False); returns the mode now. Catch-up lasts while any runs
