@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 
 from actors.broker import BRISK_SECONDS  # noqa: E402
 from bench.common import GiB, MiB, Row, machine, print_table, publish, put_objects, small_objects, start_agent, tree_usage  # noqa: E402
+from core.cpu_budget import WINDOW_SECONDS  # noqa: E402
 from core.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> int:
     count, idle_seconds = (2_000, 15) if args.quick else (10_000, 60)
     # Steady state: more events than a minute of paced copying can take, measured over that minute
     # (the requirement's average), then drained.
-    steady, steady_window = (1_000, 20) if args.quick else (3_000, 60)
+    steady, steady_window = (1_000, WINDOW_SECONDS) if args.quick else (3_000, WINDOW_SECONDS)  # the budget's minute
     env = testbed_env.load()
     work = Path(tempfile.mkdtemp(prefix="rb-bench-footprint-"))
     (work / "minio").mkdir()
@@ -84,12 +85,23 @@ def main() -> int:
                 raise RuntimeError(f"the agent did not mirror {count} objects within {busy_seconds:.0f} s")
             time.sleep(3)
             late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(steady, 20, seed=7)]
+            began, drained_after = time.monotonic(), []
+
+            def note_drained() -> None:  # when the last event is mirrored, within the window or after it
+                while not mirrored(count + steady) and time.monotonic() - began < 1800:
+                    time.sleep(0.5)
+                drained_after.append(time.monotonic() - began)
+
             threading.Thread(target=put_objects, args=(minio.client(), late), daemon=True).start()
+            drain_watch = threading.Thread(target=note_drained, daemon=True)
+            drain_watch.start()
             steady_cpu, _, steady_seconds = sample(agent.pid, steady_window)
             drained = mirrored(count + steady)
             _, _, rest = sample(agent.pid, None, lambda: mirrored(count + steady))
             if not mirrored(count + steady):
                 raise RuntimeError(f"the agent did not mirror {steady} new objects within {steady_seconds + rest:.0f} s")
+            drain_watch.join(5)
+            drain = drained_after[0] if drained_after else steady_seconds + rest
             time.sleep(BRISK_SECONDS + 3)  # the mirror queue's brisk polling after its last message is over
             idle_cpu, idle_rss, _ = sample(agent.pid, idle_seconds)
     finally:
@@ -109,7 +121,7 @@ def main() -> int:
                 "default, may exceed it by design); agent + 8 worker threads; MinIO's own CPU not counted"),
             Row("7 agent CPU, steady state (events)", steady_cpu, LIMIT, "% of machine", "lower",
                 f"the first {steady_seconds:.0f} s of {steady:,} objects put at once (all mirrored "
-                f"{steady_seconds + rest:.0f} s after the first put)", "requirement: < 10 %",
+                f"{drain:.0f} s after the first put)", "requirement: < 10 %",
                 "the mirror path (copies and intake) paced by minio.cpu_budget_percent (6 %)" + ("" if not drained else "; the backlog drained within the window, so the average includes idle time")),
             Row("7 agent RSS during reconcile (peak)", busy_rss / memory * 100, LIMIT, "% of RAM", "lower", busy,
                 "requirement: < 10 %", f"{busy_rss:,.0f} MiB"),

@@ -3,8 +3,10 @@ side by side on the same private MinIO and the same stream of puts.
 
 Both are measured the same way: from the moment each put returned to the moment its file is seen, whole,
 at its place in the mirror (a poller stats every pending path every 20 ms). A burst of small puts (8 at
-a time), after a steady 20 puts/s: in that order, so the steady phase does not pay back the CPU the burst
-took beyond the mirror's budget (minio.cpu_budget_percent; core/cpu_budget.py), which it then would.
+a time), after a steady 20 puts/s and a quiet minute (not in --quick, whose phases fit one minute's share
+together): the mirror's budget (minio.cpu_budget_percent; core/cpu_budget.py) is a share of any minute,
+so the burst meets a window clear of the steady phase's spending, and the steady phase does not pay back
+what the burst took (in the other order it would).
 
     python bench/agent_latency.py [--quick] [--cpu-budget PERCENT]
 """
@@ -27,6 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Row, mc_env, percentile, print_table, publish, start_agent  # noqa: E402
+from core.cpu_budget import WINDOW_SECONDS  # noqa: E402
 from core.mirror_store import MirrorStore  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
 from testbed.leases import leased_redis_db, redis_url  # noqa: E402
@@ -130,6 +133,8 @@ def main() -> int:
                 steady.append(put("bench-steady", f"steady/{i:05d}.bin"))
                 time.sleep(max(0.0, started + (i + 1) / 20 - time.monotonic()))
             steady_lat = watcher.wait(steady, 300)
+            if not args.quick:
+                time.sleep(WINDOW_SECONDS)
 
             with ThreadPoolExecutor(8) as pool:
                 items = list(pool.map(lambda i: put("bench-burst", f"burst/{i:05d}.bin"), range(burst)))

@@ -41,6 +41,12 @@ def mirrored(index: Path) -> int:
         store.close()
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process, e.g. the MinIO server taking the puts."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def top(stacks: Path, count: int) -> list[tuple[int, str]]:
     """Samples per frame, a frame counted once per stack (inclusive)."""
     frames: collections.Counter[str] = collections.Counter()
@@ -84,15 +90,18 @@ def main() -> int:
             time.sleep(1)
             late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(args.events, 20, seed=7)]
             cpu0, _ = tree_usage(agent.pid)
+            server0 = process_cpu(minio.process.pid)
             began = time.monotonic()
             put_objects(minio.client(), late)
+            puts_took = time.monotonic() - began
             while mirrored(index) < 20 + args.events and time.monotonic() - began < 900:
                 time.sleep(0.2)
             cpu1, _ = tree_usage(agent.pid)
-            took = time.monotonic() - began
+            took, server = time.monotonic() - began, process_cpu(minio.process.pid) - server0
             spy.wait()
         print(f"{args.events} events mirrored {took:.1f} s after the first put; agent CPU {cpu1 - cpu0:.2f} s, "
-              f"{(cpu1 - cpu0) / args.events * 1000:.2f} ms per event")
+              f"{(cpu1 - cpu0) / args.events * 1000:.2f} ms per event; the puts took {puts_took:.1f} s, "
+              f"the MinIO server {server:.2f} CPU s meanwhile (puts, events and our GETs)")
         if stacks.exists():
             for samples, frame in top(stacks, args.top):
                 print(f"{samples:7d}  {frame}")

@@ -1,17 +1,24 @@
 """The agent's own pacing of mirror work, so steady state stays inside the requirement's "< 10 % CPU".
 
-A token bucket of CPU seconds: it fills at `percent` of the machine (percent / 100 x cores CPU seconds per
-second of wall time) up to a few seconds' worth, and each unit of mirror work (an object copied, a page
-of a listing) is charged the CPU time its thread spent on it (time.thread_time: the downloads, hashing
-and index writes it did, not a backup running in another thread of the process). When the bucket is in
-debt the unit's thread sleeps until it is paid back, so averaged over a minute mirror work uses no more
-than its share, whatever the load. `nice` alone would not do that: it yields only to others'
-demand.
+Steady state is held to its share averaged over a minute, as the requirement says: a sliding window of
+the last WINDOW_SECONDS of wall time, in which the mirror's charged CPU may reach `percent` of the
+machine (percent / 100 x cores x WINDOW_SECONDS CPU seconds). A burst within three quarters of a
+minute's share goes at full speed; the last quarter is a trickle that goes on while the window is full
+(else work would wait up to a minute, until the oldest spending left it), so no minute spends more than
+the share, whatever the load. (A bucket of capacity C refilled at rate r lets a minute spend C + 60 r:
+with only a few seconds of capacity, a burst that a minute could easily hold was paced from its sixth
+second; with a minute of capacity, a minute after a quiet one could spend twice the share.) Spending
+is charged when a unit ends, so a window may exceed the share by the units in flight when it filled
+up (one per worker thread, a few ms each for events).
+
+Each unit of mirror work (an object copied, a page of a listing) is charged the CPU time its thread
+spent on it (time.thread_time: the downloads, hashing and index writes it did, not a backup running in
+another thread of the process). `nice` alone would not do that: it yields only to others' demand.
 
 Catch-up (a first mirror, or a reconcile that finds a large backlog after an outage) may use more: its
-own share (minio.catch_up_cpu_percent), reported in `status` and metrics (core/mirror_status.py).
-Worker threads share one budget per process; a separate `worker` process paces itself with a budget of
-its own.
+own share (minio.catch_up_cpu_percent), paced smoothly by a token bucket holding BURST_SECONDS of it,
+and reported in `status` and metrics (core/mirror_status.py). Worker threads share one budget per
+process; a separate `worker` process paces itself with a budget of its own.
 
 Taking events in is charged too (`settle`): the listener and dispatcher threads, and Dramatiq's own work
 around each mirror message (fetching, decoding, acknowledging). Those threads are never made to wait
@@ -20,6 +27,8 @@ so the share is that of the whole mirror path, not only of the copies.
 """
 from __future__ import annotations
 
+import collections
+import math
 import os
 import threading
 import time
@@ -27,7 +36,71 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 STEADY, CATCH_UP = "steady", "catch-up"
-BURST_SECONDS = 5.0  # the bucket holds this many seconds of the share: short bursts are not slowed
+WINDOW_SECONDS = 60.0  # steady state: the requirement's "averaged over a minute"
+SLOT_SECONDS = 0.25  # the window sums charges per slot: at most 240 of them, whatever the rate of charges
+TRICKLE = 0.25  # the steady share's part that goes on while the window is full (MinuteWindow)
+BURST_SECONDS = 5.0  # catch-up's bucket holds this many seconds of its share
+
+
+class TokenBucket:
+    """CPU seconds filling at `rate` up to `seconds` of it; a charge beyond them is slept off."""
+
+    def __init__(self, rate: float, now: float, seconds: float = BURST_SECONDS):
+        self.rate, self.capacity = rate, rate * seconds
+        self.tokens, self.wall = self.capacity, now
+
+    def wait(self, spent: float, now: float) -> float:
+        """How long a charge of `spent` now would wait (nothing is charged)."""
+        self.tokens = min(self.capacity, self.tokens + self.rate * (now - self.wall))
+        self.wall = now
+        return max(0.0, spent - self.tokens) / self.rate
+
+    def charge(self, spent: float, now: float) -> float:
+        wait = self.wait(spent, now)
+        self.tokens -= spent
+        return wait
+
+
+class MinuteWindow:
+    """Steady pacing: `rate` x WINDOW_SECONDS CPU seconds in any window of WINDOW_SECONDS. Three quarters at
+    any pace (charges of the last minute in slots of SLOT_SECONDS, up to `limit`), and a quarter as a trickle
+    (a bucket of one slot) that goes on while those are spent, so a full window delays work by seconds, not
+    by the minute its oldest spending needs to leave it. Worst minute: limit + the trickle's bucket and
+    its minute = the share, plus the units in flight."""
+
+    def __init__(self, rate: float, now: float):
+        self.trickle = TokenBucket(rate * TRICKLE, now, seconds=SLOT_SECONDS)
+        self.limit = rate * (1 - TRICKLE) * WINDOW_SECONDS - self.trickle.capacity
+        self.slots: collections.deque[list[float]] = collections.deque()  # [slot's end, CPU seconds]
+        self.total = 0.0
+
+    def charge(self, spent: float, now: float) -> float:
+        """Charge `spent` at `now` to the window, or to the trickle when the window is full and the trickle
+        pays sooner; returns how long to wait. A window over its limit (a charge that did not wait) is paid
+        back before the trickle is used again."""
+        while self.slots and self.slots[0][0] + WINDOW_SECONDS <= now:
+            self.total -= self.slots.popleft()[1]
+        by_window = self._wait(self.total + spent - self.limit, now)
+        if by_window > 0 and self.total <= self.limit and self.trickle.wait(spent, now) <= by_window:
+            return self.trickle.charge(spent, now)
+        end = (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS  # a slot leaves the window a minute after it ends
+        if self.slots and self.slots[-1][0] == end:
+            self.slots[-1][1] += spent
+        else:
+            self.slots.append([end, spent])
+        self.total += spent
+        return by_window
+
+    def _wait(self, excess: float, now: float) -> float:
+        """How long until `excess` CPU seconds of the oldest slots have left the window."""
+        if excess <= 0:
+            return 0.0
+        freed = 0.0
+        for slot_end, slot_spent in self.slots:
+            freed += slot_spent
+            if freed >= excess:
+                return max(0.0, slot_end + WINDOW_SECONDS - now)
+        return (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS + WINDOW_SECONDS - now  # the new charge's own slot
 
 
 class CpuBudget:
@@ -40,39 +113,36 @@ class CpuBudget:
         self.mode, self._holders = STEADY, 0
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._wall, self._tokens = clock(), self.capacity
+        self._pacer = self._fresh_pacer()
 
     @property
     def rate(self) -> float:
         """CPU seconds per wall-clock second the current mode allows (0: unpaced)."""
         return self.shares[self.mode] / 100 * self.cores
 
-    @property
-    def capacity(self) -> float:
-        return self.rate * BURST_SECONDS
+    def _fresh_pacer(self) -> MinuteWindow | TokenBucket | None:
+        if self.rate <= 0:
+            return None
+        return MinuteWindow(self.rate, self.clock()) if self.mode == STEADY else TokenBucket(self.rate, self.clock())
 
     def catching_up(self, starts: bool) -> str:
         """A catch-up starts (True) or ends (False); returns the mode now. Catch-up lasts while any runs
-        (two reconciles may overlap). A new mode starts with a full bucket: catch-up's use is no debt."""
+        (two reconciles may overlap). A new mode starts afresh: catch-up's use is no debt of steady state."""
         with self._lock:
             self._holders = max(0, self._holders + (1 if starts else -1))
             mode = CATCH_UP if self._holders else STEADY
             if mode != self.mode:
                 self.mode = mode
-                self._wall, self._tokens = self.clock(), self.capacity
+                self._pacer = self._fresh_pacer()
             return mode
 
     def pace(self, spent: float, wait: bool = True) -> float:
-        """Charge `spent` CPU seconds and sleep until the bucket is out of debt; returns the seconds slept.
-        wait=False: only charge (a thread that must not stall); the debt is slept off by the next to pace."""
+        """Charge `spent` CPU seconds and sleep until the mode's share allows more; returns the seconds slept.
+        wait=False: only charge (a thread that must not stall); the excess is slept off by the next to pace."""
         with self._lock:
-            wall = self.clock()
-            self._tokens = min(self.capacity, self._tokens + self.rate * (wall - self._wall)) - spent
-            self._wall = wall
-            if self.rate <= 0:  # unpaced
-                self._tokens = 0.0
+            if self._pacer is None:  # unpaced
                 return 0.0
-            debt = -self._tokens / self.rate if self._tokens < 0 else 0.0
+            debt = self._pacer.charge(spent, self.clock())
         if debt > 0 and wait:
             self.sleep(debt)
             return debt
@@ -109,4 +179,4 @@ class CpuBudget:
             self.pace(spent)
 
 
-__all__ = ["CATCH_UP", "STEADY", "CpuBudget"]
+__all__ = ["CATCH_UP", "STEADY", "WINDOW_SECONDS", "CpuBudget", "MinuteWindow", "TokenBucket"]
