@@ -2,10 +2,10 @@
 of their own, so fetching never waits for a commit (actors/minio/mirror.py's `reconcile` drives it).
 
 Each object is a round trip or two: done one after the other, the latency adds up, so `workers` threads
-fetch, at most `4 x workers` in flight so memory stays flat. Every fetched temp file is fsynced by the
-thread that downloaded it (in parallel: the file system's journal takes several in one commit) before
-it joins a batch; a batch of a bucket's objects is committed in two index transactions
-(`MirrorStore.commit_many(synced=True)`). Commits run one at a time on the committer thread while the
+fetch, at most `4 x workers` in flight so memory stays flat. A batch of a bucket's objects is fsynced
+together (one syncfs, then each temp's fsync finds nothing left to write: core/batch_sync.py; an fsync
+per file on the fetching threads cost more CPU than the copy's write) and committed in two index
+transactions (`MirrorStore.commit_many`). Commits run one at a time on the committer thread while the
 fetches go on; at most `PENDING_COMMITS` batches wait for it, so temp files do not pile up on disk when
 the index is the slower side. Before, the last batch of each bucket was committed by the listing's
 thread after every fetch had finished, with the temps fsynced one by one, and nothing else ran meanwhile
