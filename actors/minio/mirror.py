@@ -17,11 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minio.error import S3Error, ServerError
+from minio.error import S3Error
 
 from actors.minio.copies import Copies
 from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
+from actors.minio.object_get import NotModified, ObjectGets
 from core import clients
 from core.config import Settings
 from core.cpu_budget import CpuBudget
@@ -52,6 +53,16 @@ def source_client(settings: Settings):
         if key not in _cache:
             _cache[key] = clients.minio_client(m)
         return _cache[key]
+
+
+def object_gets(settings: Settings) -> ObjectGets:
+    """The mirror's lean GETs (actors/minio/object_get.py), one connection pool per process and endpoint."""
+    client, m = source_client(settings), settings.minio
+    key = ("gets", m.endpoint, m.access_key, clients.secret(m.secret_key), m.secure)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = ObjectGets(client, m)
+        return _cache[key]  # type: ignore[return-value]
 
 
 def open_store(settings: Settings) -> MirrorStore:
@@ -113,7 +124,7 @@ def source_buckets(settings: Settings) -> list[str]:
     return sorted(b.name for b in source_client(settings).list_buckets())
 
 
-def _download(client, bucket: str, key: str, temp: Path, fd: int, etag: str | None = None, size: int | None = None,
+def _download(gets: ObjectGets, bucket: str, key: str, temp: Path, fd: int, etag: str | None = None, size: int | None = None,
               unless: str | None = None, sync: bool = True) -> tuple[str, Any]:
     """Fetch the object into `temp` through `fd` (open for writing; closed here); return its MD5, after
     checking size and ETag, and the response headers (they describe the served bytes as a stat would).
@@ -126,12 +137,7 @@ def _download(client, bucket: str, key: str, temp: Path, fd: int, etag: str | No
     md5, got = hashlib.md5(), 0
     conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
     try:
-        try:
-            response = client.get_object(bucket, key, request_headers=conditions)
-        except ServerError as exc:
-            if exc.status_code == 304:
-                raise NotModified() from None
-            raise
+        response = gets.get(bucket, key, conditions)  # NotModified on a 304
         try:
             headers = response.headers  # case-insensitive
             served = (headers.get("etag") or "").strip('"')
@@ -157,10 +163,6 @@ def _download(client, bucket: str, key: str, temp: Path, fd: int, etag: str | No
     if PLAIN_ETAG.match(etag) and md5.hexdigest() != etag:
         raise RuntimeError(f"{where}: the MD5 of the copied bytes ({md5.hexdigest()}) differs from its ETag")
     return md5.hexdigest(), headers
-
-
-class NotModified(Exception):
-    """The source still has the ETag the mirror holds."""
 
 
 def _entry(headers, md5: str, seen: datetime) -> Entry:
@@ -218,13 +220,13 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
     not fsynced (the caller's commit does it, see `_download`)."""
     if not in_scope(settings, bucket, key):
         return "skipped", None
-    client = source_client(settings)
+    gets = object_gets(settings)
     mirrored = store.entry(bucket, key)
     held = mirrored.etag if mirrored is not None and mirrored.path is not None and mirrored.path.is_file() else None
     seen = _now()
     temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(client, bucket, key, temp, fd, unless=held, sync=sync)
+        md5, headers = _download(gets, bucket, key, temp, fd, unless=held, sync=sync)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -243,10 +245,10 @@ def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore,
                   sync: bool = True) -> tuple[str, tuple[Path, Entry] | None]:
     """Fetch a key a listing just described (If-Match the listed ETag). Should the object have changed or
     gone since, `_fetch` looks again."""
-    client, seen = source_client(settings), _now()
+    gets, seen = object_gets(settings), _now()
     temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(client, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
+        md5, headers = _download(gets, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
     except S3Error as exc:
         temp.unlink(missing_ok=True)
         if exc.code in (*GONE, "PreconditionFailed"):
