@@ -24,6 +24,7 @@ from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
 from actors.minio.object_get import NotModified, ObjectGets
 from core import clients
+from core.batch_sync import fsync_files
 from core.config import Settings
 from core.cpu_budget import CpuBudget
 from core.group_commit import GroupCommit
@@ -286,17 +287,25 @@ class ReconcileReport:
 
 def _copies(settings: Settings, store: MirrorStore, report: ReconcileReport) -> Copies:
     """A reconcile's copies (actors/minio/copies.py): listed keys fetched If-Match their listed ETag,
-    others looked at afresh; each batch's temps fsynced together by its commit (one syncfs, then an fsync
-    each that finds nothing left to write: core/batch_sync.py), before the transaction that indexes them."""
+    others looked at afresh; each batch's temps fsynced together (one syncfs, then an fsync each that finds
+    nothing left to write: core/batch_sync.py) before the transaction that indexes them."""
     def fetch(bucket: str, key: str, listed: Any) -> tuple[str, tuple[Path, Entry] | None]:
         if listed is not None:
             return _fetch_listed(settings, bucket, listed, store, sync=False)
         return _fetch(settings, bucket, key, store, sync=False)
 
-    def commit(bucket: str, items: list[tuple[str, Path, Entry]]) -> list[bool]:
-        return store.commit_many(bucket, items, _now())
+    def sync(items: list[tuple[str, Path, Entry]]) -> None:
+        try:
+            fsync_files(temp for _, temp, _ in items)
+        except BaseException:
+            for _, temp, _ in items:
+                temp.unlink(missing_ok=True)  # never committed: nobody's
+            raise
 
-    return Copies(fetch, commit, report, settings.minio.reconcile_workers, cpu_budget(settings).metered)
+    def commit(bucket: str, items: list[tuple[str, Path, Entry]]) -> list[bool]:
+        return store.commit_many(bucket, items, _now(), synced=True)
+
+    return Copies(fetch, commit, report, settings.minio.reconcile_workers, cpu_budget(settings).metered, sync)
 
 
 def _pages(listing, size: int = LIST_PAGE):
