@@ -11,7 +11,8 @@ core/clients.py like minio-py's own (timeouts, retries, TLS).
 Only the answers the mirror expects are read here: 200 (the bytes) and 304 (unchanged). Any other
 (404, 412, an error) is asked again through minio-py's `get_object`, so it is raised as before (S3Error
 with its code, ServerError): one more request, only on that rare path. Keys with `.` or `..` segments,
-and a minio release without the region lookup this uses, always go through `get_object`.
+an Amazon S3 endpoint (minio-py addresses it by virtual host, not by path as here), and a minio release
+without the region lookup this uses always go through `get_object`.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class ObjectGets:
         self.credentials = Credentials(settings.access_key, clients.secret(settings.secret_key))
         self.payload = "UNSIGNED-PAYLOAD" if settings.secure else sha256_hash(b"")  # as minio-py: no body
         self.region = getattr(client, "_get_region", None)  # minio-py's cached GetBucketLocation
+        if self.host.split(":")[0].lower().endswith(".amazonaws.com"):
+            self.region = None
 
     def get(self, bucket: str, key: str, conditions: dict[str, str]) -> Any:
         """The response of a 200 (streamed: the caller closes and releases it); NotModified on a 304;
