@@ -5,15 +5,18 @@
 
 (a) many small objects (1-64 KiB) in 20 buckets, (b) a few 50 MiB objects; each in its own MinIO.
 
-Two more anchors per data set, so the figure says how close to the machine's limits it is: the disk
-(the same files, same sizes, written in 1 MiB blocks and each fsynced, on 8 threads as our reconcile,
-into the same file system: what this disk can do for write+fsync with no network, no hashing, no index),
-and the MinIO server's own CPU during each client's runs (read from /proc: the server is the other half
-of every request, on the same two cores).
+More anchors per data set, so the figure says how close to the machine's limits it is: the disk (the
+same files, same sizes, written in 1 MiB blocks and each fsynced, on 8 threads as our reconcile, into
+the same file system: what this disk can do for write+fsync with no network, no hashing, no index);
+the MD5 of as many bytes (hashlib, 1 MiB blocks, on 8 threads as our reconcile: what checking every
+byte against its ETag costs at best on this machine, the ceiling of any client that does); and the
+MinIO server's own CPU during each client's runs (read from /proc: the server is the other half of
+every request, on the same two cores).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -75,6 +78,21 @@ def disk_write_fsync(items: list[tuple[str, str, int]], target: Path) -> None:
         list(pool.map(write, enumerate(items)))
 
 
+def md5_same_bytes(items: list[tuple[str, str, int]]) -> None:
+    """hashlib MD5 over as many bytes as the items hold, in 1 MiB blocks, one digest per item, on WRITERS
+    threads (hashlib lets go of the GIL for blocks this size): the hashing part of a mirror alone."""
+    block = os.urandom(MiB)
+
+    def digest(item: tuple[str, str, int]) -> str:
+        md5 = hashlib.md5()
+        for start in range(0, item[2], MiB):
+            md5.update(block[:min(MiB, item[2] - start)])
+        return md5.hexdigest()
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(digest, items))
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds (user + system) a live process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -89,11 +107,12 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
     minio.start()
     try:
         total = put_objects(minio.client(), items)
-        times: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
-        cpus: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
-        server: dict[str, list[float]] = {"ours": [], "mc": [], "disk": []}
+        runners = ("ours", "mc", "disk", "md5")
+        times: dict[str, list[float]] = {who: [] for who in runners}
+        cpus: dict[str, list[float]] = {who: [] for who in runners}
+        server: dict[str, list[float]] = {who: [] for who in runners}
         for run in range(runs):
-            order = ("ours", "mc", "disk") if run % 2 == 0 else ("mc", "ours", "disk")  # neither always first
+            order = ("ours", "mc", "disk", "md5") if run % 2 == 0 else ("mc", "ours", "disk", "md5")  # neither first always
             for who in order:
                 target = work / name / f"{who}-{run}"
                 served = process_cpu(minio.process.pid)
@@ -102,13 +121,15 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
                         ours(minio, target)
                     elif who == "mc":
                         mc(minio, target, env["MC"])
-                    else:
+                    elif who == "disk":
                         disk_write_fsync(items, target)
+                    else:
+                        md5_same_bytes(items)
                 served = process_cpu(minio.process.pid) - served
                 times[who].append(timing.wall)
                 cpus[who].append(timing.cpu)
                 server[who].append(served)
-                shutil.rmtree(target)
+                shutil.rmtree(target, ignore_errors=who == "md5")  # the MD5 anchor writes nothing
                 print(f"  {name} run {run + 1} {who}: {timing.wall:.2f} s wall, {timing.cpu:.2f} s CPU, "
                       f"MinIO server {served:.2f} s CPU", flush=True)
     finally:
@@ -127,7 +148,13 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
             Row(f"1{name[0]} initial mirror {label} MiB/s against the disk", total / MiB / median(times["ours"]),
                 total / MiB / median(times["disk"]), "MiB/s", "higher", size,
                 f"write+fsync of the same files ({WRITERS} threads)",
-                note + "; the anchor is this disk's limit for these files, so 1.0 is the physical ceiling")]
+                note + "; the anchor is this disk's limit for these files, so 1.0 is the physical ceiling"),
+            Row(f"1{name[0]} initial mirror {label} MiB/s against MD5 of the same bytes", total / MiB / median(times["ours"]),
+                total / MiB / median(times["md5"]), "MiB/s", "higher", size,
+                f"hashlib MD5 of as many bytes ({WRITERS} threads)",
+                note + "; MD5 on this machine: the ceiling of a client that checks every byte against its ETag"),
+            Row(f"1{name[0]} MD5 of the same bytes, CPU", median(cpus["ours"]), median(cpus["md5"]), "CPU s", "lower",
+                size, f"hashlib MD5 of as many bytes ({WRITERS} threads)", note + "; our client's CPU against the hashing's")]
     return rows
 
 

@@ -33,26 +33,30 @@ def mysql_connection(settings: MySQLSettings, database: str | None = None, **kwa
     )
 
 
-def minio_client(settings: MinioSettings):
-
+def minio_http(settings: MinioSettings):
+    """The urllib3 pool manager of minio's client (and of the mirror's own GETs, actors/minio/object_get.py)."""
     import certifi  # lazy: service clients load on first use (the CLI starts without them)
     import urllib3  # lazy: service clients load on first use (the CLI starts without them)
-    from minio import Minio  # lazy: service clients load on first use (the CLI starts without them)
 
     # minio's own defaults wait 5 minutes per read and retry 5 times: a hung server would stall a
     # reconcile for half an hour. A read that gets no byte for timeout_seconds fails instead.
-    http = urllib3.PoolManager(
+    return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10, read=settings.timeout_seconds),
         maxsize=max(10, settings.reconcile_workers + 2),  # a connection per reconcile thread
         retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
+
+
+def minio_client(settings: MinioSettings):
+    from minio import Minio  # lazy: service clients load on first use (the CLI starts without them)
+
     return Minio(
         settings.endpoint,
         access_key=settings.access_key,
         secret_key=secret(settings.secret_key),
         secure=settings.secure,
-        http_client=http,
+        http_client=minio_http(settings),
     )
 
 

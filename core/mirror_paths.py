@@ -16,7 +16,9 @@ so no bucket can take the mirror's own names (.index.sqlite, .tmp, .versions, .c
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 INDEX_FILE = ".index.sqlite"  # the mirror's index, at its root
@@ -30,6 +32,7 @@ MAX_NAME = 255  # bytes per name on the usual file systems
 MAX_SEGMENT, KEEP_PREFIX = MAX_NAME - len(FILE_MARK), 170  # room for FILE_MARK; a hash form is 212 bytes at most
 MAX_PATH = 3000  # bytes of the relative path; leaves PATH_MAX (4096) room for the storage root
 _HEX = frozenset("0123456789ABCDEF")
+_MAY_ESCAPE = re.compile("[\x00%\ud800-\udfff]")  # a text without these is its own escaped form
 
 
 def _raw(text: str) -> bytes:
@@ -43,6 +46,8 @@ def _reads_as_escape(text: str, at: int) -> bool:
 
 
 def _escaped(text: str) -> str:
+    if _MAY_ESCAPE.search(text) is None:  # most keys: nothing to escape (a commit encodes each key several times)
+        return text
     out = []
     for at, char in enumerate(text):
         if char == "\x00" or "\ud800" <= char <= "\udfff":
@@ -73,6 +78,7 @@ def _shortened(name: str, identity: bytes) -> str:
     return prefix + MARK + hashlib.sha256(identity).hexdigest()[:HASH_CHARS]
 
 
+@lru_cache(maxsize=4096)  # a commit asks for the same key's path several times (core/mirror_store.py)
 def encode_key(key: str) -> PurePosixPath:
     """The key's path relative to its bucket's folder (before the store's `%~file`, see the docstring)."""
     names = [segment(part) for part in key.split("/")]
@@ -113,6 +119,7 @@ def decode_key(relative: str | PurePosixPath) -> str | None:
     return None if None in decoded else "/".join(decoded)  # type: ignore[arg-type]
 
 
+@lru_cache(maxsize=1024)
 def bucket_dir(bucket: str) -> PurePosixPath:
     return PurePosixPath(segment(bucket, top=True))
 

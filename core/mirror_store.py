@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.atomic import FILE_MODE, fsync_dir, private_dir
+from core.batch_sync import fsync_files
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
 from core.mirror_schema import SCHEMA
@@ -184,9 +185,14 @@ class MirrorStore:
 
     def temp_file(self, bucket: str) -> Path:
         """A new empty private file on the mirror's file system, so the final rename is atomic."""
-        path = self.tmp / f"{bucket_dir(bucket)}.{secrets.token_hex(8)}.part"
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        path, fd = self.open_temp(bucket)
+        os.close(fd)
         return path
+
+    def open_temp(self, bucket: str) -> tuple[Path, int]:
+        """`temp_file` and a descriptor open for writing it (the caller closes it): no second open."""
+        path = self.tmp / f"{bucket_dir(bucket)}.{secrets.token_hex(8)}.part"
+        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
 
     def _version_path(self, bucket: str, key: str, when: datetime) -> Path:
         return self.root / version_path(bucket, key, _utc(when).strftime("%Y%m%dT%H%M%S%fZ"), secrets.token_hex(4))
@@ -293,9 +299,8 @@ class MirrorStore:
         parallel, instead of here, where other commits wait)."""
         done: list[bool] = []
         try:
-            for _, temp, _ in [] if synced else items:
-                with open(temp, "rb") as handle:
-                    os.fsync(handle.fileno())
+            if not synced:
+                fsync_files(temp for _, temp, _ in items)  # one syncfs, then each fsync is cheap
             with self._write() as conn:
                 for key, temp, entry in items:
                     done.append(self._stage(conn, bucket, key, temp, entry, now))

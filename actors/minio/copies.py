@@ -2,11 +2,12 @@
 of their own, so fetching never waits for a commit (actors/minio/mirror.py's `reconcile` drives it).
 
 Each object is a round trip or two: done one after the other, the latency adds up, so `workers` threads
-fetch, at most `4 x workers` in flight so memory stays flat. Every fetched temp file is fsynced by the
-thread that downloaded it (in parallel: the file system's journal takes several in one commit) before
-it joins a batch; a batch of a bucket's objects is committed in two index transactions
-(`MirrorStore.commit_many(synced=True)`). Commits run one at a time on the committer thread while the
-fetches go on; at most `PENDING_COMMITS` batches wait for it, so temp files do not pile up on disk when
+fetch, at most `4 x workers` in flight so memory stays flat. A batch of a bucket's objects is fsynced
+together (one syncfs, then each temp's fsync finds nothing left to write: core/batch_sync.py; an fsync
+per file on the fetching threads cost more CPU than the copy's write) and committed in two index
+transactions (`MirrorStore.commit_many`). Batches go to `COMMITTERS` committer threads: one batch's
+files are synced while another's index transactions run, and the index commits run one at a time, while the
+fetches go on; at most `PENDING_COMMITS` batches wait for them, so temp files do not pile up on disk when
 the index is the slower side. Before, the last batch of each bucket was committed by the listing's
 thread after every fetch had finished, with the temps fsynced one by one, and nothing else ran meanwhile
 (docs/benchmarks.md, "Issue 16: the per-object path").
@@ -21,11 +22,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 COMMIT_BATCH = 64  # objects a reconcile commits to the index in one transaction
-PENDING_COMMITS = 2  # batches waiting for the committer before a fetching thread waits too
+PENDING_COMMITS = 3  # batches waiting for the committers before a fetching thread waits too
+COMMITTERS = 2  # a batch's sync (disk) overlaps the previous batch's index commit
 
 Fetched = tuple[Path, Any]  # (temp file, its index entry)
 FetchFn = Callable[[str, str, Any], tuple[str, Fetched | None]]  # (bucket, key, listed) -> (outcome, fetched)
 CommitFn = Callable[[str, list[tuple[str, Path, Any]]], list[bool]]  # (bucket, items) -> committed per item
+SyncFn = Callable[[list[tuple[str, Path, Any]]], None]  # make a batch's temp files durable (before its commit)
 
 
 class Report(Protocol):
@@ -36,13 +39,16 @@ class Report(Protocol):
 class Copies:
     """`submit` a key (or a listed object) to sync; `drain` waits until everything submitted is fetched
     and committed; `close` drains and stops the threads. `metered` wraps each unit of work (the CPU
-    budget's `metered`, actors/minio/mirror.py)."""
+    budget's `metered`, actors/minio/mirror.py). `sync`: run on a batch before its commit, on a committer
+    thread, not one at a time."""
 
     def __init__(self, fetch: FetchFn, commit: CommitFn, report: Report, workers: int,
-                 metered: Callable[[], Any]):
+                 metered: Callable[[], Any], sync: SyncFn | None = None):
         self.fetch, self.commit_batch, self.report, self.metered = fetch, commit, report, metered
+        self.sync_batch = sync
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="reconcile") if workers > 1 else None
-        self.committer = ThreadPoolExecutor(1, thread_name_prefix="reconcile-commit") if workers > 1 else None
+        self.committer = ThreadPoolExecutor(COMMITTERS, thread_name_prefix="reconcile-commit") if workers > 1 else None
+        self.committing = threading.Lock()  # the index commits, one at a time
         self.window: deque[Future] = deque()
         self.limit = workers * 4
         self.batch: dict[str, list[tuple[str, Path, Any]]] = {}
@@ -94,7 +100,10 @@ class Copies:
     def _commit(self, bucket: str, items: list[tuple[str, Path, Any]]) -> None:
         try:
             with self.metered():
-                done = self.commit_batch(bucket, items)
+                if self.sync_batch is not None:
+                    self.sync_batch(items)
+                with self.committing:
+                    done = self.commit_batch(bucket, items)
         except Exception as exc:  # noqa: BLE001 - the next reconcile fetches them again
             for key, _, _ in items:
                 self.report.fail(f"s3://{bucket}/{key} could not be mirrored: {type(exc).__name__}: {exc}")

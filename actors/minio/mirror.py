@@ -17,12 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minio.error import S3Error, ServerError
+from minio.error import S3Error
 
 from actors.minio.copies import Copies
 from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
+from actors.minio.object_get import NotModified, ObjectGets
 from core import clients
+from core.batch_sync import fsync_files
 from core.config import Settings
 from core.cpu_budget import CpuBudget
 from core.group_commit import GroupCommit
@@ -52,6 +54,16 @@ def source_client(settings: Settings):
         if key not in _cache:
             _cache[key] = clients.minio_client(m)
         return _cache[key]
+
+
+def object_gets(settings: Settings) -> ObjectGets:
+    """The mirror's lean GETs (actors/minio/object_get.py), one connection pool per process and endpoint."""
+    client, m = source_client(settings), settings.minio
+    key = ("gets", m.endpoint, m.access_key, clients.secret(m.secret_key), m.secure)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = ObjectGets(client, m)
+        return _cache[key]  # type: ignore[return-value]
 
 
 def open_store(settings: Settings) -> MirrorStore:
@@ -113,36 +125,36 @@ def source_buckets(settings: Settings) -> list[str]:
     return sorted(b.name for b in source_client(settings).list_buckets())
 
 
-def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None, size: int | None = None,
-              unless: str | None = None) -> tuple[str, Any]:
-    """Fetch the object into `temp`; return its MD5, after checking size and ETag, and the response headers
-    (they describe the served bytes as a stat would). `etag`/`size`: exactly that object (If-Match:
-    should it change meanwhile, the server refuses instead of sending other bytes). `unless`: the ETag
-    the mirror holds (If-None-Match: an unchanged object costs one round trip and no bytes; NotModified).
-    The temp file is fsynced here, on the downloading thread (threads in parallel: the journal takes
-    several in one commit), not in the index commit that others wait for."""
+def _download(gets: ObjectGets, bucket: str, key: str, temp: Path, fd: int, etag: str | None = None, size: int | None = None,
+              unless: str | None = None, sync: bool = True) -> tuple[str, Any]:
+    """Fetch the object into `temp` through `fd` (open for writing; closed here); return its MD5, after
+    checking size and ETag, and the response headers (they describe the served bytes as a stat would).
+    `etag`/`size`: exactly that object (If-Match: should it change meanwhile, the server refuses instead of
+    sending other bytes). `unless`: the ETag the mirror holds (If-None-Match: an unchanged object costs one
+    round trip and no bytes; NotModified). sync=True: the temp file is fsynced here, on the downloading
+    thread (threads in parallel: the journal takes several in one commit), not in the index commit that
+    others wait for; a reconcile passes False and its batches are fsynced together before their commit
+    (core/batch_sync.py). Written with os.write: a buffered file object costs three more system calls."""
     md5, got = hashlib.md5(), 0
     conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
     try:
-        response = client.get_object(bucket, key, request_headers=conditions)
-    except ServerError as exc:
-        if exc.status_code == 304:
-            raise NotModified() from None
-        raise
-    try:
-        headers = response.headers  # case-insensitive
-        served = (headers.get("etag") or "").strip('"')
-        # "r+b": temp_file made it empty; truncating it again would make ext4 flush it on close.
-        with open(temp, "r+b") as out:
+        response = gets.get(bucket, key, conditions)  # NotModified on a 304
+        try:
+            headers = response.headers  # case-insensitive
+            served = (headers.get("etag") or "").strip('"')
             for chunk in response.stream(CHUNK):
-                out.write(chunk)
                 md5.update(chunk)
                 got += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                view = memoryview(chunk)
+                while view:  # a write may take only part of a chunk
+                    view = view[os.write(fd, view):]
+            if sync:
+                os.fsync(fd)
+        finally:
+            response.close()
+            response.release_conn()
     finally:
-        response.close()
-        response.release_conn()
+        os.close(fd)
     where, etag = f"s3://{bucket}/{key}", etag or served
     size = size if size is not None else int(headers.get("content-length", "-1"))
     if served != etag:
@@ -152,10 +164,6 @@ def _download(client, bucket: str, key: str, temp: Path, etag: str | None = None
     if PLAIN_ETAG.match(etag) and md5.hexdigest() != etag:
         raise RuntimeError(f"{where}: the MD5 of the copied bytes ({md5.hexdigest()}) differs from its ETag")
     return md5.hexdigest(), headers
-
-
-class NotModified(Exception):
-    """The source still has the ETag the mirror holds."""
 
 
 def _entry(headers, md5: str, seen: datetime) -> Entry:
@@ -206,18 +214,20 @@ def mirror_objects(settings: Settings, bucket: str, keys: list[str], store: Mirr
     return outcomes
 
 
-def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
+           sync: bool = True) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
-    One round trip: a GET unless the source still has the ETag the mirror holds."""
+    One round trip: a GET unless the source still has the ETag the mirror holds. sync=False: the temp is
+    not fsynced (the caller's commit does it, see `_download`)."""
     if not in_scope(settings, bucket, key):
         return "skipped", None
-    client = source_client(settings)
+    gets = object_gets(settings)
     mirrored = store.entry(bucket, key)
     held = mirrored.etag if mirrored is not None and mirrored.path is not None and mirrored.path.is_file() else None
     seen = _now()
-    temp = store.temp_file(bucket)
+    temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(client, bucket, key, temp, unless=held)
+        md5, headers = _download(gets, bucket, key, temp, fd, unless=held, sync=sync)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -232,17 +242,18 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore) -> tup
     return "fetched", (temp, _entry(headers, md5, seen))
 
 
-def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore) -> tuple[str, tuple[Path, Entry] | None]:
+def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore,
+                  sync: bool = True) -> tuple[str, tuple[Path, Entry] | None]:
     """Fetch a key a listing just described (If-Match the listed ETag). Should the object have changed or
     gone since, `_fetch` looks again."""
-    client, seen = source_client(settings), _now()
-    temp = store.temp_file(bucket)
+    gets, seen = object_gets(settings), _now()
+    temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(client, bucket, obj.object_name, temp, etag=obj.etag, size=obj.size)
+        md5, headers = _download(gets, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
     except S3Error as exc:
         temp.unlink(missing_ok=True)
         if exc.code in (*GONE, "PreconditionFailed"):
-            return _fetch(settings, bucket, obj.object_name, store)
+            return _fetch(settings, bucket, obj.object_name, store, sync)
         raise
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -276,16 +287,25 @@ class ReconcileReport:
 
 def _copies(settings: Settings, store: MirrorStore, report: ReconcileReport) -> Copies:
     """A reconcile's copies (actors/minio/copies.py): listed keys fetched If-Match their listed ETag,
-    others looked at afresh; batches committed with their temps already fsynced by `_download`."""
+    others looked at afresh; each batch's temps fsynced together (one syncfs, then an fsync each that finds
+    nothing left to write: core/batch_sync.py) before the transaction that indexes them."""
     def fetch(bucket: str, key: str, listed: Any) -> tuple[str, tuple[Path, Entry] | None]:
         if listed is not None:
-            return _fetch_listed(settings, bucket, listed, store)
-        return _fetch(settings, bucket, key, store)
+            return _fetch_listed(settings, bucket, listed, store, sync=False)
+        return _fetch(settings, bucket, key, store, sync=False)
+
+    def sync(items: list[tuple[str, Path, Entry]]) -> None:
+        try:
+            fsync_files(temp for _, temp, _ in items)
+        except BaseException:
+            for _, temp, _ in items:
+                temp.unlink(missing_ok=True)  # never committed: nobody's
+            raise
 
     def commit(bucket: str, items: list[tuple[str, Path, Entry]]) -> list[bool]:
         return store.commit_many(bucket, items, _now(), synced=True)
 
-    return Copies(fetch, commit, report, settings.minio.reconcile_workers, cpu_budget(settings).metered)
+    return Copies(fetch, commit, report, settings.minio.reconcile_workers, cpu_budget(settings).metered, sync)
 
 
 def _pages(listing, size: int = LIST_PAGE):

@@ -1,0 +1,80 @@
+"""The mirror's GET of one object, lean: minio-py's SigV4 signer and the same urllib3 connection settings,
+without minio-py's general request path.
+
+For small objects the GET was half of a copying thread's interpreter time, and a quarter of that was
+minio-py around the request (argument checks, building and re-copying headers into an HTTPHeaderDict,
+the pool manager finding the pool by URL for every request: py-spy, docs/benchmarks.md "Issue 16: the
+per-object path, again"). Here the request is signed as minio-py signs it (`minio.signer.sign_v4_s3`, the
+bucket's region from the client) and sent straight to the endpoint's connection pool, built by
+core/clients.py like minio-py's own (timeouts, retries, TLS).
+
+Only the answers the mirror expects are read here: 200 (the bytes) and 304 (unchanged). Any other
+(404, 412, an error) is asked again through minio-py's `get_object`, so it is raised as before (S3Error
+with its code, ServerError): one more request, only on that rare path. Keys with `.` or `..` segments,
+an Amazon S3 endpoint (minio-py addresses it by virtual host, not by path as here), and a minio release
+without the region lookup this uses always go through `get_object`.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import SplitResult
+
+from minio import Minio
+from minio.credentials import Credentials
+from minio.error import ServerError
+from minio.helpers import quote, sha256_hash
+from minio.signer import sign_v4_s3
+from minio.time import to_amz_date, utcnow
+
+from core import clients
+from core.config import MinioSettings
+
+USER_AGENT = "ragflow-backup (mirror)"
+
+
+class NotModified(Exception):
+    """The source still has the ETag the mirror holds (304 to If-None-Match)."""
+
+
+class ObjectGets:
+    def __init__(self, client: Minio, settings: MinioSettings):
+        self.client = client
+        self.host, self.scheme = settings.endpoint, "https" if settings.secure else "http"
+        self.pool = clients.minio_http(settings).connection_from_url(f"{self.scheme}://{self.host}")
+        self.credentials = Credentials(settings.access_key, clients.secret(settings.secret_key))
+        self.payload = "UNSIGNED-PAYLOAD" if settings.secure else sha256_hash(b"")  # as minio-py: no body
+        self.region = getattr(client, "_get_region", None)  # minio-py's cached GetBucketLocation
+        if self.host.split(":")[0].lower().endswith(".amazonaws.com"):
+            self.region = None
+
+    def get(self, bucket: str, key: str, conditions: dict[str, str]) -> Any:
+        """The response of a 200 (streamed: the caller closes and releases it); NotModified on a 304;
+        anything else raised as minio-py's get_object raises it."""
+        if self.region is None or "/./" in f"/{key}/" or "/../" in f"/{key}/":
+            return self._minio_get(bucket, key, conditions)
+        path = f"/{bucket}/{quote(key)}"
+        date = utcnow()
+        headers = {"Host": self.host, "User-Agent": USER_AGENT, "x-amz-content-sha256": self.payload,
+                   "x-amz-date": to_amz_date(date), **conditions}
+        signed = sign_v4_s3(method="GET", url=SplitResult(self.scheme, self.host, path, "", ""),
+                            region=self.region(bucket), headers=headers, credentials=self.credentials,
+                            content_sha256=self.payload, date=date)
+        response = self.pool.urlopen("GET", path, headers=signed, preload_content=False, redirect=False)
+        if response.status == 200:
+            return response
+        response.drain_conn()
+        response.release_conn()
+        if response.status == 304:
+            raise NotModified()
+        return self._minio_get(bucket, key, conditions)
+
+    def _minio_get(self, bucket: str, key: str, conditions: dict[str, str]) -> Any:
+        try:
+            return self.client.get_object(bucket, key, request_headers=conditions)
+        except ServerError as exc:
+            if exc.status_code == 304:
+                raise NotModified() from None
+            raise
+
+
+__all__ = ["NotModified", "ObjectGets"]
