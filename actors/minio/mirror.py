@@ -351,10 +351,12 @@ def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, repor
                 _compare_page(settings, bucket, page, store, report, copies, listed)
     except S3Error as exc:
         if exc.code != "NoSuchBucket":  # a bucket deleted at the source: its keys are re-checked below
-            report.fail(f"listing bucket {bucket} failed ({exc.code}: {exc.message}); nothing was removed from it")
+            report.fail(f"listing bucket {bucket} at {settings.minio.endpoint} failed ({exc.code}: {exc.message}); "
+                        f"nothing was removed from it")
             return
     except Exception as exc:  # noqa: BLE001 - an unfinished listing never leads to deletions
-        report.fail(f"listing bucket {bucket} failed ({type(exc).__name__}: {exc}); nothing was removed from it")
+        report.fail(f"listing bucket {bucket} at {settings.minio.endpoint} failed ({type(exc).__name__}: {exc}); "
+                    f"nothing was removed from it")
         return
     finally:
         copies.flush()  # the bucket's last batch is committed while the next bucket is listed
