@@ -71,10 +71,6 @@ _LINE = re.compile(
 )
 
 
-def _ident(raw: bytes) -> str:
-    return raw.replace(b"``", b"`").decode("utf-8", "replace")
-
-
 class DumpCounter:
     """Rows per table, binlog coordinates and completeness of a mysqldump stream fed in arbitrary pieces.
 
@@ -160,7 +156,7 @@ class DumpCounter:
             elif self._delimiter != b";":
                 continue  # the body of a routine, trigger or event
             elif delete is not None:
-                table = _ident(delete)
+                table = rows.unquoted(delete)
                 if delete_how == b";":
                     self.deleted[table] = -1
                 elif self.deleted.get(table, 0) >= 0:
@@ -168,11 +164,11 @@ class DumpCounter:
                     self._table, self._deleting, pos = table, True, pos + 1
             elif insert is not None:
                 self._deleting = False
-                self._table = _ident(insert)
+                self._table = rows.unquoted(insert)
                 self._row_per_line = block[pos:pos + 1] == b"\n"  # `VALUES` ends its line: MariaDB's layout
                 self.counts.setdefault(self._table, 0)
             elif create is not None:
-                self.counts.setdefault(_ident(create), 0)  # tables without rows count too
+                self.counts.setdefault(rows.unquoted(create), 0)  # tables without rows count too
             elif log_file is not None and self.binlog is None:
                 self.binlog = {"file": log_file.decode(), "position": int(log_pos)}
 
@@ -447,7 +443,7 @@ class _Dump:
 def dump_files(record: ComponentRecord) -> list[str]:
     """The point's dump files in the order a restore reads them: a change point's base, then its changes."""
     if change_point.is_change_point(record):
-        return change_point.dump_files(record)
+        return [change_point.BASE, change_point.CHANGES]
     name = dump_artifact(record)
     return [name] if name else []
 

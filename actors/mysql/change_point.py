@@ -123,11 +123,6 @@ def is_change_point(record: ComponentRecord) -> bool:
     return BASE in names and CHANGES in names
 
 
-def dump_files(record: ComponentRecord) -> list[str]:
-    """The point's dump files in the order a restore reads them."""
-    return [BASE, CHANGES] if is_change_point(record) else []
-
-
 def expected_counts(base: dict[str, int], deleted: dict[str, int], inserted: dict[str, int]) -> dict[str, int]:
     """Rows per table after the changes (`deleted` -1: the whole table)."""
     counts = dict(base)

@@ -199,4 +199,10 @@ def auto_increment(line: bytes) -> bytes | None:
 
 
 def ident(quoted: bytes) -> str:
-    return quoted[1:-1].replace(b"``", b"`").decode("utf-8", "replace")
+    """A table's name from its `quoted` form in the dump."""
+    return unquoted(quoted[1:-1])
+
+
+def unquoted(inner: bytes) -> str:
+    """A name from what stands between its backquotes (a backquote in it is doubled)."""
+    return inner.replace(b"``", b"`").decode("utf-8", "replace")
