@@ -2,14 +2,15 @@
 
 Steady state is held to its share averaged over a minute, as the requirement says: a sliding window of
 the last WINDOW_SECONDS of wall time, in which the mirror's charged CPU may reach `percent` of the
-machine (percent / 100 x cores x WINDOW_SECONDS CPU seconds). A burst within three quarters of a
-minute's share goes at full speed; the last quarter is a trickle that goes on while the window is full
-(else work would wait up to a minute, until the oldest spending left it), so no minute spends more than
-the share, whatever the load. (A bucket of capacity C refilled at rate r lets a minute spend C + 60 r:
-with only a few seconds of capacity, a burst that a minute could easily hold was paced from its sixth
-second; with a minute of capacity, a minute after a quiet one could spend twice the share.) Spending
-is charged when a unit ends, so a window may exceed the share by the units in flight when it filled
-up (one per worker thread, a few ms each for events).
+machine (percent / 100 x cores x WINDOW_SECONDS CPU seconds). A quarter of it is a trickle that work
+takes first, so steady work inside the share never fills the window; a burst spends the other three
+quarters at full speed and then goes on at the trickle's pace (not waiting up to a minute for the oldest
+spending to leave the window), so no minute spends more than the share, whatever the load. (A bucket of
+capacity C refilled at rate r lets a minute spend C + 60 r: with only a few seconds of capacity, a burst
+that a minute could easily hold was paced from its sixth second; with a minute of capacity, a minute
+after a quiet one could spend twice the share.) Spending is charged when a unit ends, so a minute may
+exceed the share by the units in flight when the trickle ran dry (one per worker thread, a few ms each
+for events); the next waits pay that back.
 
 Each unit of mirror work (an object copied, a page of a listing) is charged the CPU time its thread
 spent on it (time.thread_time: the downloads, hashing and index writes it did, not a backup running in
@@ -60,13 +61,28 @@ class TokenBucket:
         self.tokens -= spent
         return wait
 
+    def take(self, spent: float, now: float) -> float:
+        """Charge as much of `spent` as the bucket holds (never going into debt); returns how much."""
+        self.wait(0.0, now)
+        taken = min(spent, max(0.0, self.tokens))
+        self.tokens -= taken
+        return taken
+
 
 class MinuteWindow:
-    """Steady pacing: `rate` x WINDOW_SECONDS CPU seconds in any window of WINDOW_SECONDS. Three quarters at
-    any pace (charges of the last minute in slots of SLOT_SECONDS, up to `limit`), and a quarter as a trickle
-    (a bucket of one slot) that goes on while those are spent, so a full window delays work by seconds, not
-    by the minute its oldest spending needs to leave it. Worst minute: limit + the trickle's bucket and
-    its minute = the share, plus the units in flight."""
+    """Steady pacing: `rate` x WINDOW_SECONDS CPU seconds in any window of WINDOW_SECONDS, as a trickle (a
+    quarter of the rate, in a bucket of one slot) and a window (the charges of the last minute in slots of
+    SLOT_SECONDS, up to `limit`: three quarters of the minute's share, spent at any pace). Worst minute:
+    limit + the trickle's bucket and its minute = the share.
+
+    A charge takes what the trickle holds first, then what the window can hold, and waits for the trickle to
+    pay for the rest. So work at a steady pace inside the share never waits (the trickle keeps the window
+    from filling up); a burst spends three quarters of a minute's share at full speed, then goes on at the
+    trickle's pace, never waiting for the oldest spending to leave the window; and the window never holds
+    more than its limit. (It did: charges that did not wait put it over, then every charge went on landing
+    in it and each worker slept until a slot a minute old left, so a steady 20 events/s inside the share
+    saw 13 s waits; docs/benchmarks.md, figure 3.) A trickle in debt (charges that did not wait) is paid
+    back before the next waiting charge goes on."""
 
     def __init__(self, rate: float, now: float):
         self.trickle = TokenBucket(rate * TRICKLE, now, seconds=SLOT_SECONDS)
@@ -75,32 +91,19 @@ class MinuteWindow:
         self.total = 0.0
 
     def charge(self, spent: float, now: float) -> float:
-        """Charge `spent` at `now` to the window, or to the trickle when the window is full and the trickle
-        pays sooner; returns how long to wait. A window over its limit (a charge that did not wait) is paid
-        back before the trickle is used again."""
+        """Charge `spent` CPU seconds at `now`; returns how long to wait."""
         while self.slots and self.slots[0][0] + WINDOW_SECONDS <= now:
             self.total -= self.slots.popleft()[1]
-        by_window = self._wait(self.total + spent - self.limit, now)
-        if by_window > 0 and self.total <= self.limit and self.trickle.wait(spent, now) <= by_window:
-            return self.trickle.charge(spent, now)
-        end = (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS  # a slot leaves the window a minute after it ends
-        if self.slots and self.slots[-1][0] == end:
-            self.slots[-1][1] += spent
-        else:
-            self.slots.append([end, spent])
-        self.total += spent
-        return by_window
-
-    def _wait(self, excess: float, now: float) -> float:
-        """How long until `excess` CPU seconds of the oldest slots have left the window."""
-        if excess <= 0:
-            return 0.0
-        freed = 0.0
-        for slot_end, slot_spent in self.slots:
-            freed += slot_spent
-            if freed >= excess:
-                return max(0.0, slot_end + WINDOW_SECONDS - now)
-        return (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS + WINDOW_SECONDS - now  # the new charge's own slot
+        rest = spent - self.trickle.take(spent, now)
+        into_window = min(rest, max(0.0, self.limit - self.total))
+        if into_window > 0:
+            end = (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS  # a slot leaves a minute after it ends
+            if self.slots and self.slots[-1][0] == end:
+                self.slots[-1][1] += into_window
+            else:
+                self.slots.append([end, into_window])
+            self.total += into_window
+        return self.trickle.charge(rest - into_window, now)
 
 
 class CpuBudget:
