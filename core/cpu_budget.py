@@ -75,14 +75,13 @@ class MinuteWindow:
     SLOT_SECONDS, up to `limit`: three quarters of the minute's share, spent at any pace). Worst minute:
     limit + the trickle's bucket and its minute = the share.
 
-    A charge takes what the trickle holds first, then what the window can hold, and waits for the trickle to
-    pay for the rest. So work at a steady pace inside the share never waits (the trickle keeps the window
-    from filling up); a burst spends three quarters of a minute's share at full speed, then goes on at the
-    trickle's pace, never waiting for the oldest spending to leave the window; and the window never holds
-    more than its limit. (It did: charges that did not wait put it over, then every charge went on landing
-    in it and each worker slept until a slot a minute old left, so a steady 20 events/s inside the share
-    saw 13 s waits; docs/benchmarks.md, figure 3.) A trickle in debt (charges that did not wait) is paid
-    back before the next waiting charge goes on."""
+    A charge takes what the trickle holds first, then what the window can hold, and waits until the trickle
+    has paid for the rest or the window has room for it, whichever is sooner. So work at a steady pace
+    inside the share never waits (the trickle keeps the window from filling up); a burst spends three
+    quarters of a minute's share at full speed, then goes on at the trickle's pace; and the window never
+    holds more than its limit. (It did: once charges that did not wait had put it over, every charge went
+    on landing in it and each worker slept until a slot a minute old left, so a steady 20 events/s inside
+    the share saw 13 s waits; docs/benchmarks.md, figure 3.)"""
 
     def __init__(self, rate: float, now: float):
         self.trickle = TokenBucket(rate * TRICKLE, now, seconds=SLOT_SECONDS)
@@ -91,11 +90,14 @@ class MinuteWindow:
         self.total = 0.0
 
     def charge(self, spent: float, now: float) -> float:
-        """Charge `spent` CPU seconds at `now`; returns how long to wait."""
+        """Charge `spent` CPU seconds at `now`; returns how long to wait: until the trickle has paid what
+        neither held, or until the window has room for it, whichever comes first. What the window gets room
+        for is moved into it by the next charge."""
         while self.slots and self.slots[0][0] + WINDOW_SECONDS <= now:
             self.total -= self.slots.popleft()[1]
         rest = spent - self.trickle.take(spent, now)
-        into_window = min(rest, max(0.0, self.limit - self.total))
+        self.trickle.tokens -= rest  # debt, moved into the window as far as it has room
+        into_window = min(max(0.0, -self.trickle.tokens), max(0.0, self.limit - self.total))
         if into_window > 0:
             end = (math.floor(now / SLOT_SECONDS) + 1) * SLOT_SECONDS  # a slot leaves a minute after it ends
             if self.slots and self.slots[-1][0] == end:
@@ -103,7 +105,18 @@ class MinuteWindow:
             else:
                 self.slots.append([end, into_window])
             self.total += into_window
-        return self.trickle.charge(rest - into_window, now)
+            self.trickle.tokens += into_window
+        owed = max(0.0, -self.trickle.tokens)
+        return min(owed / self.trickle.rate, self._room_in(owed, now)) if owed > 0 else 0.0
+
+    def _room_in(self, owed: float, now: float) -> float:
+        """How long until enough of the oldest slots have left the window to hold `owed` CPU seconds."""
+        freed = self.limit - self.total
+        for slot_end, slot_spent in self.slots:
+            freed += slot_spent
+            if freed >= owed:
+                return max(0.0, slot_end + WINDOW_SECONDS - now)
+        return math.inf  # more than a whole window: only the trickle pays it
 
 
 class CpuBudget:

@@ -1,7 +1,7 @@
 """The mirror's CPU budget on a simulated clock: a share of the machine over any minute, paid back by sleeping."""
 from __future__ import annotations
 
-from core.cpu_budget import CATCH_UP, STEADY, TRICKLE, WINDOW_SECONDS, CpuBudget
+from core.cpu_budget import CATCH_UP, SLOT_SECONDS, STEADY, WINDOW_SECONDS, CpuBudget
 
 
 class Machine:
@@ -125,11 +125,8 @@ def test_cpu_charged_by_a_thread_that_must_not_wait_is_slept_off_by_the_next_met
     machine.work(SHARE, wall_seconds=0)  # taking events in: the whole minute's share (no time passes)
     assert pacer.settle(wait=False) == 0 and machine.slept == 0  # the listener never waits
     with pacer.metered():
-        machine.work(0.1, wall_seconds=0)  # a copy: waits until the trickle has paid for what the window could not hold
-    trickle_rate = 0.2 * TRICKLE
-    owed = SHARE + 0.1 - (1 - TRICKLE) * SHARE  # the window took three quarters of the share; the bucket's slot is in both
-    assert abs(machine.slept - owed / trickle_rate) < 1e-6
-    assert machine.slept > WINDOW_SECONDS  # a minute that spent its share at once: the next work waits a minute or more
+        machine.work(0.1, wall_seconds=0)  # a copy: waits until the window has room for what it could not hold
+    assert WINDOW_SECONDS < machine.slept <= WINDOW_SECONDS + SLOT_SECONDS  # sooner than the trickle would pay it
 
 
 def test_steady_events_inside_the_share_never_queue_even_after_the_window_has_filled_once():
