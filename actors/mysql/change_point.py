@@ -76,6 +76,8 @@ def newest_full(settings: Settings, point: Point, log: logging.Logger) -> Base |
         why = "its dump is encrypted" if artifact.encrypted is not None else "its dump is not gzip"
     elif not isinstance(record.details.get("schema_sha256"), str):
         why = "it was made before change points"
+    elif record.details.get("rows_per_line") is False:
+        why = "its dump has several rows on a line (a dump tool older than MariaDB 10.11.8 writes them so)"
     if why is not None:
         log.info("a full MySQL point: the newest full point %s is no base (%s)", other.ref, why)
         return None
