@@ -112,6 +112,12 @@ class DumpCounter:
             self._pending.append(data[cut + 1:])
         self._lines(block)
 
+    def add_rows(self, plain_bytes: int, counts: dict[str, int]) -> None:
+        """The dump's size and the rows counted elsewhere (rows.TextScan), when only its text was fed."""
+        self.plain_bytes = plain_bytes
+        for table, n in counts.items():
+            self.counts[table] = self.counts.get(table, 0) + n
+
     def finish(self) -> DumpCounter:
         if self._pending:
             self._lines(b"".join(self._pending) + b"\n")
@@ -312,7 +318,9 @@ class _Dump:
     def full(self, point: Point) -> ComponentResult:
         cfg = self.cfg
         counter, schema = DumpCounter(), rows.Schema.new()
-        scan = rows.TextScan(schema) if self.extended else None
+        # MariaDB's own layout is kept as it streams: the scan counts its rows and hands the counter only its text.
+        scan = rows.TextScan(schema, on_text=counter.feed) if self.extended else None
+        plain = 0
         zstd = cfg.compression == "zstd"
         name = ARTIFACT_ZSTD if zstd else ARTIFACT
 
@@ -334,12 +342,15 @@ class _Dump:
                 blocks = without_sandbox_line(chunks) if scan else rows.packed(without_sandbox_line(chunks), schema)
                 for block in blocks:
                     packer.write(block)  # compressed on another thread while this one counts rows
-                    counter.feed(block)
                     if scan:
+                        plain += len(block)
                         scan.feed(block)
+                    else:
+                        counter.feed(block)
+                if scan:
+                    scan.finish()
+                    counter.add_rows(plain, {rows.ident(table): n for table, n in scan.counts.items()})
             counter.finish()
-            if scan:
-                scan.finish()
         written = out_file.result  # type: ignore[attr-defined]
         self.log.info("dumped %d tables, %d rows, %d bytes (%d compressed with %s)", len(counter.counts),
                       sum(counter.counts.values()), counter.plain_bytes, written.bytes, cfg.compression)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,27 +88,31 @@ def one_row(line: bytes) -> bool:
 
 
 class TextScan:
-    """A dump of row-per-line INSERTs fed in blocks of any size: its text lines go to `schema` (and to
-    `on_text`), while its rows are skipped statement by statement (a statement ends at the first line that
-    ends in `);`, as no string holds a raw newline) without splitting them into lines. `rows_per_line` turns
-    False at a one-line INSERT of several rows: such a dump cannot be the base of a change point."""
+    """A dump of row-per-line INSERTs fed in blocks of any size: its text lines go to `schema` and to `on_text`,
+    while its rows are only counted per table (`counts`), statement by statement, without splitting them into
+    lines (a statement ends at the first line that ends in `);`, as no string holds a raw newline).
+    `rows_per_line` turns False at a one-line INSERT of several rows: such a dump cannot be the base of a change
+    point."""
 
-    def __init__(self, schema: Schema):
-        self.schema = schema
+    def __init__(self, schema: Schema, on_text: Callable[[bytes], object]):
+        self.schema, self.on_text = schema, on_text
         self.rows_per_line = True
+        self.counts: dict[bytes, int] = {}  # rows per table (its quoted name)
         self._pending: list[bytes] = []  # the unfinished last text line, in pieces
-        self._in_rows = False  # inside a row-per-line INSERT statement
-        self._tail = b""  # in rows: the last bytes of the previous block (`);\n` may straddle two blocks)
+        self._table: bytes | None = None  # inside a row-per-line INSERT statement of this table
+        self._tail = b""  # in rows: the last bytes before this block (`);\n` may straddle two blocks)
         self._delimiter = b";"
 
     def feed(self, block: bytes) -> None:
-        if self._in_rows:
+        if self._table is not None:
             data = self._tail + block
             stop = data.find(b");\n")
             if stop < 0:
+                self.counts[self._table] += block.count(b"\n")
                 self._tail = data[-2:]
                 return
-            self._in_rows, self._tail = False, b""
+            self.counts[self._table] += block.count(b"\n", 0, stop + 3 - len(self._tail))
+            self._table, self._tail = None, b""
             block = data[stop + 3:]
         cut = block.rfind(b"\n") + 1
         if not cut:
@@ -125,20 +129,27 @@ class TextScan:
             end = block.find(b"\n", pos, cut) + 1 or cut
             line = block[pos:end]
             if line.startswith(b"INSERT INTO `") and self._delimiter == b";":
-                if _OPEN_PACKED.fullmatch(line):
+                if opened := _OPEN_PACKED.fullmatch(line):
+                    table = opened[1]
+                    self.counts.setdefault(table, 0)
                     stop = block.find(b");\n", end)
                     if stop < 0:
-                        self._in_rows, self._tail = True, block[-2:]
+                        self.counts[table] += block.count(b"\n", end)
+                        self._table, self._tail = table, block[-2:]
                         return
+                    self.counts[table] += block.count(b"\n", end, stop + 3)
                     pos = stop + 3
                     continue
-                if line.endswith(b");\n") and _ONE_ROW.match(line):
-                    self.rows_per_line = self.rows_per_line and one_row(line)
+                if line.endswith(b");\n") and (one := _ONE_ROW.match(line)):
+                    several = _STRING.sub(b"", line).count(b"),(")
+                    self.rows_per_line = self.rows_per_line and not several
+                    self.counts[one[1]] = self.counts.get(one[1], 0) + 1 + several
                     pos = end
                     continue
             elif line.startswith(b"DELIMITER ") and (found := _DELIMITER.fullmatch(line)):
                 self._delimiter = found[1]
             self.schema.feed(line)
+            self.on_text(line)
             pos = end
         if cut < len(block):
             self._pending.append(block[cut:])
