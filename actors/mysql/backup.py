@@ -51,9 +51,12 @@ ROW_OPTIONS = ["--skip-extended-insert", "--order-by-primary"]
 MARIADB_ROW_OPTIONS = ["--order-by-primary"]
 
 
-def row_options(client_version: str) -> list[str]:
-    """The row options for this dump tool (its --version line)."""
-    return MARIADB_ROW_OPTIONS if "mariadb" in client_version.lower() else ROW_OPTIONS
+def row_options(client_version: str, point: Point) -> list[str]:
+    """The row options for this dump tool (its --version line): a MariaDB tool's own extended INSERTs, unless a
+    point records that this tool wrote several rows on one line (older MariaDB tools do)."""
+    if "mariadb" in client_version.lower() and not change_point.rows_on_one_line(point, client_version):
+        return MARIADB_ROW_OPTIONS
+    return ROW_OPTIONS
 # MariaDB's dump tools (10.5.25, 10.6.18, 10.11.8 and later) open the dump with this line: MariaDB's client reads
 # `\-` as its sandbox command, Oracle's MySQL 8 client (RAGFlow's server) stops on it as an unknown command.
 SANDBOX_LINE = re.compile(rb"/\*M!999999\\- enable the sandbox mode \*/[ \t]*\r?\n")
@@ -257,7 +260,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             raise client_failure(query[0], code, clean_stderr(err, password), session.where, cfg)
         server_version, _, log_bin = out.decode("utf-8", "replace").strip().partition("\t")
         options = [*_dump_options(session.run(dump_tool, ["--help"], connect=False)[1], log_bin.strip() == "1"),
-                   *row_options(client_version)]
+                   *row_options(client_version, point)]
         dump = _Dump(session, dump_tool, options, password, cfg, log)
         log.info("dumping database %s from %s (%s) with %s %s", cfg.database, session.where, server_version,
                  dump_tool, " ".join(options))

@@ -84,6 +84,23 @@ def newest_full(settings: Settings, point: Point, log: logging.Logger) -> Base |
     return Base(other, record, artifact)
 
 
+def rows_on_one_line(point: Point, client_version: str) -> bool:
+    """A MySQL record of another point says this dump tool (its --version line) wrote its extended INSERTs with
+    several rows on one line (`rows_per_line: false`, actors/mysql/backup.py): such a dump is never a base, so
+    this tool is asked for a statement per row instead. Records are untrusted: a false one costs CPU only."""
+    for other in point.storage.points():
+        if other.folder == point.folder:
+            continue
+        try:
+            record = other.manifest().components.get(NAME)
+        except Exception:  # noqa: BLE001 - an unreadable manifest says nothing
+            continue
+        if record is not None and record.details.get("client_version") == client_version \
+                and record.details.get("rows_per_line") is False:
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def opened(base: Base) -> Iterator[BinaryIO]:
     """The base's dump, open, checked against the SHA-256 of its record (ValueError if it differs); reads of
