@@ -105,15 +105,16 @@ class TextScan:
 
     def feed(self, block: bytes) -> None:
         if self._table is not None:
-            data = self._tail + block
-            stop = data.find(b");\n")
-            if stop < 0:
+            # The statement's end, `);\n`, in this block or across the seam with the last one (no block copied).
+            seam = (self._tail + block[:2]).find(b");\n")
+            stop = seam - len(self._tail) if seam >= 0 else block.find(b");\n")
+            if seam < 0 and stop < 0:
                 self.counts[self._table] += block.count(b"\n")
-                self._tail = data[-2:]
+                self._tail = (self._tail + block[-2:])[-2:]
                 return
-            self.counts[self._table] += block.count(b"\n", 0, stop + 3 - len(self._tail))
+            self.counts[self._table] += block.count(b"\n", 0, stop + 3)
             self._table, self._tail = None, b""
-            block = data[stop + 3:]
+            block = block[stop + 3:]
         cut = block.rfind(b"\n") + 1
         if not cut:
             self._pending.append(block)
