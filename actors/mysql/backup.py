@@ -323,7 +323,7 @@ class _Dump:
         counter, schema = DumpCounter(), rows.Schema.new()
         # MariaDB's own layout is kept as it streams: the scan counts its rows and hands the counter only its text.
         scan = rows.TextScan(schema, on_text=counter.feed) if self.extended else None
-        plain = 0
+        streamed = 0  # bytes of the dump, when the scan reads it
         zstd = cfg.compression == "zstd"
         name = ARTIFACT_ZSTD if zstd else ARTIFACT
 
@@ -346,13 +346,13 @@ class _Dump:
                 for block in blocks:
                     packer.write(block)  # compressed on another thread while this one counts rows
                     if scan:
-                        plain += len(block)
+                        streamed += len(block)
                         scan.feed(block)
                     else:
                         counter.feed(block)
                 if scan:
                     scan.finish()
-                    counter.add_rows(plain, {rows.ident(table): n for table, n in scan.counts.items()})
+                    counter.add_rows(streamed, {rows.ident(table): n for table, n in scan.counts.items()})
             counter.finish()
         written = out_file.result  # type: ignore[attr-defined]
         self.log.info("dumped %d tables, %d rows, %d bytes (%d compressed with %s)", len(counter.counts),
