@@ -63,7 +63,7 @@ def last_durations(storage: Storage) -> tuple[dict[tuple[str, str], float], int 
         except Exception:  # noqa: BLE001 - deleted meanwhile, or unreadable: `verify` and `list` report it
             continue
         if newest is None or manifest.created_at > newest[0]:
-            newest = (manifest.created_at, manifest.total_bytes)
+            newest = (manifest.created_at, manifest.added_bytes)
         for name, record in manifest.components.items():
             key = (name, record.status)
             if key not in durations or record.finished_at > durations[key][0]:
@@ -100,7 +100,7 @@ def run_metrics(storage: Storage) -> Iterator[Metric]:
             seconds.add_metric([component, result], value)
         yield seconds
         if newest_bytes is not None:
-            yield GaugeMetricFamily(PREFIX + "last_point_bytes", "Size of the newest backup point's artifacts.",
+            yield GaugeMetricFamily(PREFIX + "last_point_bytes", "Bytes the newest backup point adds (a change point's base counts with its full point).",
                                     value=float(newest_bytes))
     except Exception as exc:  # noqa: BLE001
         log.warning("metrics: the points are unreadable: %s", describe(exc))

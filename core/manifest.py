@@ -61,6 +61,23 @@ class ComponentRecord(BaseModel):
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
+    @property
+    def base_of(self) -> str | None:
+        """The point whose file this record's base is, for a change point (details.change_of, written by
+        actors/mysql/change_point.py: its base is a hard link to that point's dump); None otherwise."""
+        change_of = self.details.get("change_of")
+        ref = change_of.get("point") if isinstance(change_of, dict) else None
+        return ref if isinstance(ref, str) else None
+
+    @property
+    def added_bytes(self) -> int:
+        """Bytes this record adds to the storage: its artifacts less a change point's base, which is the file of
+        the point it is the changes of (a hard link), counted there."""
+        change_of = self.details.get("change_of")
+        base = change_of.get("sha256") if isinstance(change_of, dict) else None
+        linked = next((a for a in self.artifacts if base is not None and a.sha256 == base), None)
+        return sum(a.bytes for a in self.artifacts if a is not linked)
+
 
 class SchemaShape(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -119,7 +136,13 @@ class Manifest(BaseModel):
 
     @property
     def total_bytes(self) -> int:
+        """Bytes of every artifact, a change point's base included (what a restore of the point reads)."""
         return sum(a.bytes for record in self.components.values() for a in record.artifacts)
+
+    @property
+    def added_bytes(self) -> int:
+        """Bytes the point adds to the storage (ComponentRecord.added_bytes): a change point's base is not its."""
+        return sum(record.added_bytes for record in self.components.values())
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

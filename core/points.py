@@ -380,7 +380,7 @@ class Point:
             "point": self.ref,
             "status": status or manifest.status,
             "seconds": round((manifest.finished_at - manifest.created_at).total_seconds(), 3) if manifest.finished_at else None,
-            "bytes": manifest.total_bytes,
+            "bytes": manifest.added_bytes,
             "components": {name: rec.status for name, rec in manifest.components.items()},
             "errors": {name: rec.error for name, rec in manifest.components.items() if rec.error},
         }

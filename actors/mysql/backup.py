@@ -10,9 +10,7 @@ a restore must find again, and `verify` can recount the file later.
 from __future__ import annotations
 
 import logging
-import queue
 import re
-import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import closing
@@ -20,10 +18,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from actors.mysql import change_point, rows
 from actors.mysql.changes import ChangeWriter, NotAChangePoint
+from actors.mysql.compress import GzipWriter, ZstdWriter
 from actors.mysql.session import client_failure, client_session
 from core import clients
 from core.atomic import atomic_file
@@ -47,9 +44,19 @@ QUERY_TOOLS = ("mysql", "mariadb")
 # RAGFlow's InnoDB tables do not use them.
 BASE_OPTIONS = ["--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--quick",
                 "--default-character-set=utf8mb4", "--no-tablespaces"]
-# One row per INSERT line in primary-key order, which actors/mysql/rows.py packs again into multi-row INSERTs:
-# the rows of a full dump can then be compared with the live ones (a change point, actors/mysql/changes.py).
+# Rows in primary-key order, one a line (actors/mysql/rows.py), so that the rows of a full dump can be compared
+# with the live ones (a change point, actors/mysql/changes.py). MariaDB's tools write extended INSERTs one row a
+# line themselves; other tools are asked for a statement per row, which rows.packed packs again.
 ROW_OPTIONS = ["--skip-extended-insert", "--order-by-primary"]
+MARIADB_ROW_OPTIONS = ["--order-by-primary"]
+
+
+def row_options(client_version: str, point: Point) -> list[str]:
+    """The row options for this dump tool (its --version line): a MariaDB tool's own extended INSERTs, unless a
+    point records that this tool wrote several rows on one line (older MariaDB tools do)."""
+    if "mariadb" in client_version.lower() and not change_point.rows_on_one_line(point, client_version):
+        return MARIADB_ROW_OPTIONS
+    return ROW_OPTIONS
 # MariaDB's dump tools (10.5.25, 10.6.18, 10.11.8 and later) open the dump with this line: MariaDB's client reads
 # `\-` as its sandbox command, Oracle's MySQL 8 client (RAGFlow's server) stops on it as an unknown command.
 SANDBOX_LINE = re.compile(rb"/\*M!999999\\- enable the sandbox mode \*/[ \t]*\r?\n")
@@ -107,6 +114,12 @@ class DumpCounter:
         if cut + 1 < len(data):
             self._pending.append(data[cut + 1:])
         self._lines(block)
+
+    def add_rows(self, plain_bytes: int, counts: dict[str, int]) -> None:
+        """The dump's size and the rows counted elsewhere (rows.TextScan), when only its text was fed."""
+        self.plain_bytes = plain_bytes
+        for table, n in counts.items():
+            self.counts[table] = self.counts.get(table, 0) + n
 
     def finish(self) -> DumpCounter:
         if self._pending:
@@ -223,64 +236,6 @@ def _dump_options(help_text: bytes, log_bin: bool) -> list[str]:
     return options
 
 
-class _GzipWriter:
-    """Gzip-compress into `out` on a thread of its own: zlib lets go of the GIL while it compresses, so
-    compressing, counting rows and reading mysqldump's output overlap instead of taking turns. The
-    writer's error, if any, is raised in the caller (on its next write or at the end)."""
-
-    def __init__(self, out: Any, level: int):
-        self.out, self.error = out, None
-        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip container
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self.thread = threading.Thread(target=self._run, name="mysql-gzip", daemon=True)
-
-    def __enter__(self) -> _GzipWriter:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        ended = False
-        try:
-            while (chunk := self.queue.get()) is not None:
-                if packed := self.compressor.compress(chunk):
-                    self.out.write(packed)
-            ended = True
-            self.out.write(self.compressor.flush())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self.error = exc
-            while not ended and self.queue.get() is not None:  # let the producer finish without blocking
-                pass
-
-    def write(self, chunk: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(chunk)
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None and exc_info[0] is None:
-            raise self.error
-
-
-class _ZstdWriter:
-    """zstd into `out`, compressed on zstd's own threads (it lets go of the GIL), frames checksummed."""
-
-    def __init__(self, out: Any, level: int):
-        compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-        self.stream = compressor.stream_writer(out, closefd=False)
-
-    def __enter__(self) -> _ZstdWriter:
-        return self
-
-    def write(self, chunk: bytes) -> None:
-        self.stream.write(chunk)
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if exc_info[0] is None:
-            self.stream.flush(zstandard.FLUSH_FRAME)
-
-
 def dump_artifact(record: ComponentRecord) -> str | None:
     """The dump's name in a record: mysql_dump.sql.gz, or .zst for a backup made with zstd."""
     return next((a.name for a in record.artifacts if a.name in (ARTIFACT, ARTIFACT_ZSTD)), None)
@@ -305,7 +260,7 @@ def backup(settings: Settings, point: Point, log: logging.Logger) -> ComponentRe
             raise client_failure(query[0], code, clean_stderr(err, password), session.where, cfg)
         server_version, _, log_bin = out.decode("utf-8", "replace").strip().partition("\t")
         options = [*_dump_options(session.run(dump_tool, ["--help"], connect=False)[1], log_bin.strip() == "1"),
-                   *ROW_OPTIONS]
+                   *row_options(client_version, point)]
         dump = _Dump(session, dump_tool, options, password, cfg, log)
         log.info("dumping database %s from %s (%s) with %s %s", cfg.database, session.where, server_version,
                  dump_tool, " ".join(options))
@@ -358,9 +313,17 @@ class _Dump:
         self._failed()
         return schema
 
+    @property
+    def extended(self) -> bool:
+        """mysqldump writes extended INSERTs (one row a line, or so it should: see rows.TextScan)."""
+        return "--skip-extended-insert" not in self.options
+
     def full(self, point: Point) -> ComponentResult:
         cfg = self.cfg
         counter, schema = DumpCounter(), rows.Schema.new()
+        # MariaDB's own layout is kept as it streams: the scan counts its rows and hands the counter only its text.
+        scan = rows.TextScan(schema, on_text=counter.feed) if self.extended else None
+        streamed = 0  # bytes of the dump, when the scan reads it
         zstd = cfg.compression == "zstd"
         name = ARTIFACT_ZSTD if zstd else ARTIFACT
 
@@ -374,13 +337,22 @@ class _Dump:
             if plain != counter.plain_bytes:
                 raise CorruptArtifact(f"{name} reads back as {plain} bytes, {counter.plain_bytes} were written")
 
-        packing = _ZstdWriter if zstd else _GzipWriter
+        packing = ZstdWriter if zstd else GzipWriter
         with atomic_file(point.path(name), check=check) as out_file:
             with self._stream() as chunks, \
                     packing(out_file, cfg.zstd_level if zstd else cfg.compression_level) as packer:
-                for block in rows.packed(without_sandbox_line(chunks), schema):
+                # As it streams (only its text looked at), or packed again from a statement per row.
+                blocks = without_sandbox_line(chunks) if scan else rows.packed(without_sandbox_line(chunks), schema)
+                for block in blocks:
                     packer.write(block)  # compressed on another thread while this one counts rows
-                    counter.feed(block)
+                    if scan:
+                        streamed += len(block)
+                        scan.feed(block)
+                    else:
+                        counter.feed(block)
+                if scan:
+                    scan.finish()
+                    counter.add_rows(streamed, {rows.ident(table): n for table, n in scan.counts.items()})
             counter.finish()
         written = out_file.result  # type: ignore[attr-defined]
         self.log.info("dumped %d tables, %d rows, %d bytes (%d compressed with %s)", len(counter.counts),
@@ -389,7 +361,7 @@ class _Dump:
             artifacts=[Artifact(name=name, bytes=written.bytes, sha256=written.sha256, kind="zst" if zstd else "gzip")],
             counts=dict(counter.counts),
             details={"binlog": counter.binlog, "uncompressed_bytes": counter.plain_bytes,
-                     "schema_sha256": schema.sha256},
+                     "schema_sha256": schema.sha256, "rows_per_line": scan.rows_per_line if scan else True},
         )
 
     def changes(self, point: Point, base: change_point.Base, schema: rows.Schema) -> ComponentResult:
@@ -408,9 +380,9 @@ class _Dump:
         with change_point.opened(base) as handle:
             with atomic_file(point.path(change_point.CHANGES), check=check) as out_file:
                 with self._stream() as chunks, open_compressed(handle) as base_stream, \
-                        _GzipWriter(out_file, self.cfg.compression_level) as packer:
-                    base_items = rows.items(rows.lines(iter(partial(base_stream.read, CHUNK), b"")))
-                    live_items = rows.items(rows.lines(without_sandbox_line(chunks)))
+                        GzipWriter(out_file, self.cfg.compression_level) as packer:
+                    base_items = rows.items(rows.lines(iter(partial(base_stream.read, CHUNK), b"")), strict=True)
+                    live_items = rows.items(rows.lines(without_sandbox_line(chunks)), strict=self.extended)
                     for block in writer.run(base_items, live_items, schema):
                         packer.write(block)
                         written_back.feed(block)

@@ -76,10 +76,29 @@ def newest_full(settings: Settings, point: Point, log: logging.Logger) -> Base |
         why = "its dump is encrypted" if artifact.encrypted is not None else "its dump is not gzip"
     elif not isinstance(record.details.get("schema_sha256"), str):
         why = "it was made before change points"
+    elif record.details.get("rows_per_line") is False:
+        why = "its dump has several rows on a line (a dump tool older than MariaDB 10.11.8 writes them so)"
     if why is not None:
         log.info("a full MySQL point: the newest full point %s is no base (%s)", other.ref, why)
         return None
     return Base(other, record, artifact)
+
+
+def rows_on_one_line(point: Point, client_version: str) -> bool:
+    """A MySQL record of another point says this dump tool (its --version line) wrote its extended INSERTs with
+    several rows on one line (`rows_per_line: false`, actors/mysql/backup.py): such a dump is never a base, so
+    this tool is asked for a statement per row instead. Records are untrusted: a false one costs CPU only."""
+    for other in point.storage.points():
+        if other.folder == point.folder:
+            continue
+        try:
+            record = other.manifest().components.get(NAME)
+        except Exception:  # noqa: BLE001 - an unreadable manifest says nothing
+            continue
+        if record is not None and record.details.get("client_version") == client_version \
+                and record.details.get("rows_per_line") is False:
+            return True
+    return False
 
 
 @contextlib.contextmanager

@@ -1,18 +1,20 @@
 """A mysqldump's rows, one at a time: the dump read as lines and split into rows and the text around them, the
 rows packed back into multi-row INSERTs, a row's key, and a digest of the schema part.
 
-The backup asks mysqldump for one row per statement (`--skip-extended-insert --order-by-primary`: each row is
-one `INSERT INTO `t` VALUES (...);` line, in primary-key order; mysqldump escapes newlines inside strings, so a
-row never spans lines) and packs them again here into MariaDB's row-per-line layout (`INSERT INTO `t` VALUES`,
-then `(...),` lines, the last `(...);`, statements of about PACK_BYTES), which loads as fast as an
-extended-insert dump and which DumpCounter (actors/mysql/backup.py) counts cheaply. Reading rows back one by one
-is what lets a change point (actors/mysql/changes.py) compare a full dump with the live database row by row.
+Every dump is taken in primary-key order (`--order-by-primary`) with one row per line, which is what lets a
+change point (actors/mysql/changes.py) compare a full dump with the live database row by row. MariaDB's dump
+tools (10.11.8 and later, 11.x) write extended INSERTs that way themselves (`INSERT INTO `t` VALUES`, then
+`(...),` lines, the last `(...);`): their dump is kept as it streams and only its text is looked at (TextScan),
+block by block. Other tools (Oracle's mysqldump writes all of a statement's rows on one line) are asked for one
+row per statement (`--skip-extended-insert`), which `packed` packs again into that same layout (statements of
+about PACK_BYTES), which loads as fast as an extended-insert dump. mysqldump escapes newlines inside strings,
+so a row never spans lines, and DumpCounter (actors/mysql/backup.py) counts the rows of this layout cheaply.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +54,10 @@ class Row:
     values: bytes  # b"(...)", without the `,` / `;` that followed it
 
 
-def items(lines_in: Iterable[bytes]) -> Iterator[Row | bytes]:
+def items(lines_in: Iterable[bytes], strict: bool = False) -> Iterator[Row | bytes]:
     """The dump's rows (Row) and its other lines (bytes), from either layout; INSERTs inside stored code
-    (between `DELIMITER ;;` and `DELIMITER ;`) are text."""
+    (between `DELIMITER ;;` and `DELIMITER ;`) are text. `strict`: a one-line INSERT of several rows (a dump tool
+    that writes extended INSERTs on one line) raises ValueError; otherwise such a line is taken as one row."""
     delimiter = b";"
     packed: bytes | None = None  # inside a row-per-line statement of this table
     for line in lines_in:
@@ -65,6 +68,9 @@ def items(lines_in: Iterable[bytes]) -> Iterator[Row | bytes]:
             continue
         if line.startswith(b"INSERT INTO `") and delimiter == b";":
             if line.endswith(b");\n") and (one := _ONE_ROW.match(line)):
+                if strict and not one_row(line):
+                    raise ValueError(f"the dump has several rows on one line ({line[:80]!r}...): the dump tool "
+                                     f"writes extended INSERTs on one line")
                 yield Row(one[1], line[one.end() - 1:-2])
                 continue
             if opened := _OPEN_PACKED.fullmatch(line):
@@ -73,6 +79,87 @@ def items(lines_in: Iterable[bytes]) -> Iterator[Row | bytes]:
         elif line.startswith(b"DELIMITER ") and (found := _DELIMITER.fullmatch(line)):
             delimiter = found[1]
         yield line
+
+
+def one_row(line: bytes) -> bool:
+    """A one-line INSERT holds a single row: once its strings are gone, no `),(` is left (a dump's values are
+    numbers, NULL, hex and strings: no parentheses of their own)."""
+    return b"),(" not in _STRING.sub(b"", line)
+
+
+class TextScan:
+    """A dump of row-per-line INSERTs fed in blocks of any size: its text lines go to `schema` and to `on_text`,
+    while its rows are only counted per table (`counts`), statement by statement, without splitting them into
+    lines (a statement ends at the first line that ends in `);`, as no string holds a raw newline).
+    `rows_per_line` turns False at a one-line INSERT of several rows: such a dump cannot be the base of a change
+    point."""
+
+    def __init__(self, schema: Schema, on_text: Callable[[bytes], object]):
+        self.schema, self.on_text = schema, on_text
+        self.rows_per_line = True
+        self.counts: dict[bytes, int] = {}  # rows per table (its quoted name)
+        self._pending: list[bytes] = []  # the unfinished last text line, in pieces
+        self._table: bytes | None = None  # inside a row-per-line INSERT statement of this table
+        self._tail = b""  # in rows: the last bytes before this block (`);\n` may straddle two blocks)
+        self._delimiter = b";"
+
+    def feed(self, block: bytes) -> None:
+        if self._table is not None:
+            # The statement's end, `);\n`, in this block or across the seam with the last one (no block copied).
+            seam = (self._tail + block[:2]).find(b");\n")
+            stop = seam - len(self._tail) if seam >= 0 else block.find(b");\n")
+            if seam < 0 and stop < 0:
+                self.counts[self._table] += block.count(b"\n")
+                self._tail = (self._tail + block[-2:])[-2:]
+                return
+            self.counts[self._table] += block.count(b"\n", 0, stop + 3)
+            self._table, self._tail = None, b""
+            block = block[stop + 3:]
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            self._pending.append(block)
+            return
+        if self._pending:
+            block, cut = b"".join(self._pending) + block, cut + sum(map(len, self._pending))
+            self._pending = []
+        self._text(block, cut)
+
+    def _text(self, block: bytes, cut: int) -> None:
+        pos = 0
+        while pos < cut:
+            end = block.find(b"\n", pos, cut) + 1 or cut
+            line = block[pos:end]
+            if line.startswith(b"INSERT INTO `") and self._delimiter == b";":
+                if opened := _OPEN_PACKED.fullmatch(line):
+                    table = opened[1]
+                    self.counts.setdefault(table, 0)
+                    stop = block.find(b");\n", end)
+                    if stop < 0:
+                        self.counts[table] += block.count(b"\n", end)
+                        self._table, self._tail = table, block[-2:]
+                        return
+                    self.counts[table] += block.count(b"\n", end, stop + 3)
+                    pos = stop + 3
+                    continue
+                if line.endswith(b");\n") and (one := _ONE_ROW.match(line)):
+                    several = _STRING.sub(b"", line).count(b"),(")
+                    self.rows_per_line = self.rows_per_line and not several
+                    self.counts[one[1]] = self.counts.get(one[1], 0) + 1 + several
+                    pos = end
+                    continue
+            elif line.startswith(b"DELIMITER ") and (found := _DELIMITER.fullmatch(line)):
+                self._delimiter = found[1]
+            self.schema.feed(line)
+            self.on_text(line)
+            pos = end
+        if cut < len(block):
+            self._pending.append(block[cut:])
+
+    def finish(self) -> None:
+        if self._pending:
+            line = b"".join(self._pending)
+            self._pending = []
+            self._text(line, len(line))
 
 
 class Packer:

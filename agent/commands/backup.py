@@ -74,9 +74,9 @@ def _summary(point: Point, manifest: Manifest, unsaved: dict[str, ComponentRecor
         if record is None:
             table.add_row(name, styled("running"), "", "", "", "")
             continue
-        size = sum(a.bytes for a in record.artifacts)
+        size = human_bytes(record.added_bytes) + (f" + base {escape(record.base_of)}" if record.base_of else "")
         counted = f"{sum(record.counts.values())} in {len(record.counts)}" if record.counts else ""
-        table.add_row(name, styled(record.status), f"{record.seconds:.1f}", human_bytes(size), counted, record.error or "")
+        table.add_row(name, styled(record.status), f"{record.seconds:.1f}", size, counted, record.error or "")
     console.print(table)
 
 
@@ -303,6 +303,20 @@ def verify(
         raise typer.Exit(1)
 
 
+def _manifest_or_error(point: Point) -> Manifest | Exception:
+    try:
+        return point.manifest()
+    except Exception as exc:  # noqa: BLE001 - shown by `list`, which goes on with the rest
+        return exc
+
+
+def _oldest_first(item: tuple[Point, Manifest | Exception]) -> tuple[bool, float]:
+    manifest = item[1]
+    if isinstance(manifest, Exception):
+        return True, 0.0
+    return False, manifest.created_at.timestamp()
+
+
 def list_points(as_json: JsonOption = False) -> None:
     """Show the points (daily, weekly, monthly) with status, size and age."""
     rows: list[dict] = []
@@ -311,20 +325,24 @@ def list_points(as_json: JsonOption = False) -> None:
     table = Table(title=f"backup points in {storage.root}")
     for column in ("tier", "point", "status", "size", "age", "RAGFlow", "pin", "components"):
         table.add_column(column, overflow="fold", no_wrap=column == "RAGFlow")  # a tag reads whole or not at all
+    points = [(point, _manifest_or_error(point)) for point in storage.points()]
+    # Oldest first, whatever the tier: a file hard-linked into several points (a promotion, a change point's base)
+    # counts once, with the oldest point that holds it, so a change point shows what it adds on disk.
     seen: set[tuple[int, int]] = set()
-    for point in storage.points():
-        size_bytes = point.du_bytes(seen)  # hard-linked promotions count once
+    sizes = {point.folder: point.du_bytes(seen) for point, manifest in sorted(points, key=_oldest_first)}
+    for point, manifest in points:
+        size_bytes = sizes[point.folder]
         size = human_bytes(size_bytes)
-        try:
-            manifest = point.manifest()
-        except Exception as exc:  # noqa: BLE001 - edited or truncated by hand: say so, list the rest
+        if isinstance(manifest, Exception):  # edited or truncated by hand: say so, list the rest
+            exc = manifest
             why = str(exc) if isinstance(exc, UnsafePath) else f"manifest.json unreadable ({type(exc).__name__})"
             table.add_row(point.tier, point.name, styled("fail"), size, "", "", "", escape(why))
             rows.append({**broken_point_row(point, size_bytes, why), "pin": None})
             continue
         pin = pin_of(point)  # read back: untrusted, printed escaped; why it is unreadable: `prune --dry-run`
         rows.append({**point_row(point, manifest, size_bytes), "pin": pin})
-        parts = ", ".join(f"{name}:{rec.status}" for name, rec in manifest.components.items())
+        parts = ", ".join(f"{name}:{rec.status}" + (f" (base {escape(rec.base_of)})" if rec.base_of else "")
+                          for name, rec in manifest.components.items())
         ragflow = escape(manifest.ragflow.label()) if manifest.ragflow else ""  # read back: untrusted
         table.add_row(point.tier, point.name, styled(point.status()), size, human_age(manifest.created_at), ragflow,
                       escape(UNREADABLE_PIN if pin and pin.startswith(UNREADABLE_PIN) else pin or ""), parts)

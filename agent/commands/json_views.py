@@ -93,12 +93,13 @@ def point_row(point, manifest, size_bytes: int) -> dict[str, Any]:
             "bytes": size_bytes, "created_at": when(manifest.created_at),
             "finished_at": when(manifest.finished_at),
             "components": {name: record.status for name, record in manifest.components.items()},
+            "bases": {name: record.base_of for name, record in manifest.components.items() if record.base_of},
             "problem": None}
 
 
 def broken_point_row(point, size_bytes: int, problem: str) -> dict[str, Any]:
     return {"tier": point.tier, "name": point.name, "ref": point.ref, "status": "unreadable", "bytes": size_bytes,
-            "created_at": None, "finished_at": None, "components": {}, "problem": problem}
+            "created_at": None, "finished_at": None, "components": {}, "bases": {}, "problem": problem}
 
 
 def verify_view(report, encrypted_unchecked: bool) -> dict[str, Any]:

@@ -122,7 +122,7 @@ class HistoryStore:
                 continue  # a promotion repeats its daily point's runs
             for name, record in manifest.components.items():
                 rows.append((point.ref, name, record.finished_at.timestamp(), max(record.seconds, 0.0),
-                             sum(a.bytes for a in record.artifacts), record.status))
+                             record.added_bytes, record.status))
         conn = self._connect(create=True)
         try:
             with conn:

@@ -159,9 +159,10 @@ def _points(page: Page, storage: Storage) -> None:
         if len(page.points) < POINTS:
             page.points.append({
                 "tier": point.tier, "name": text(point.name, 80), "status": text(status, 20),
-                "size": charts.human(manifest.total_bytes), "ragflow": ragflow_label(manifest),
+                "size": charts.human(manifest.added_bytes), "ragflow": ragflow_label(manifest),
                 "created": when(manifest.created_at), "pin": text(pin_of(point), 120),
-                "components": ", ".join(f"{text(n, 40)}: {text(r.status, 20)}" for n, r in manifest.components.items())})
+                "components": ", ".join(f"{text(n, 40)}: {text(r.status, 20)}" + (f" (base {text(r.base_of, 80)})" if r.base_of else "")
+                                       for n, r in manifest.components.items())})
     for name, moments in sorted(restorable.items()):
         page.timeline.append({"component": text(name, 60), "points": str(len(set(moments))),
                               "oldest": when(min(moments)), "newest": when(max(moments))})

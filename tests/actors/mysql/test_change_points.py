@@ -309,3 +309,25 @@ def test_a_docker_mode_change_point_is_made_and_restored_through_the_container(t
         assert result.ok and rows(settings.mysql, restored) == rows(settings.mysql, docker_mysql_database)
     finally:
         drop(settings.mysql, restored)
+
+
+def test_a_dump_tool_recorded_writing_several_rows_on_a_line_is_asked_for_a_row_per_statement_and_change_points_go_on(
+        tmp_path, testbed_env, mysql_database):
+    settings = settings_for(testbed_env, tmp_path, mysql_database)
+    seed(settings.mysql)
+    first, record = backed_up(settings)
+    assert "--skip-extended-insert" not in record.details["options"] and record.details["rows_per_line"] is True
+    record.details["rows_per_line"] = False  # what an older MariaDB tool's one-line extended INSERTs record
+    first.save_record(record)
+    change(settings.mysql)
+
+    full, full_record = backed_up(settings)
+    execute(settings.mysql, "UPDATE counter SET n = n + 1 WHERE id % 5 = 0", "DELETE FROM doc WHERE title LIKE '%7%'")
+    point, changes = backed_up(settings)
+
+    assert artifact_names(full_record) == ["mysql_dump.sql.gz"]  # the first point is no base
+    assert "--skip-extended-insert" in full_record.details["options"] and full_record.details["rows_per_line"]
+    assert artifact_names(changes) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
+    assert changes.details["change_of"]["point"] == full.ref and "--skip-extended-insert" in changes.details["options"]
+    assert mysql.verify(settings, full, full_record) == [] and mysql.verify(settings, point, changes) == []
+    assert changes.counts == {t: len(r) for t, r in rows(settings.mysql, mysql_database).items()}

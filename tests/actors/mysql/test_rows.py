@@ -1,9 +1,11 @@
 """actors/mysql/rows.py: a dump's rows read from either layout and packed again, on tricky text."""
 from __future__ import annotations
 
+import pytest
+
 from actors.mysql import changes
 from actors.mysql.backup import DumpCounter
-from actors.mysql.rows import Row, items, lines, packed, row_key, schema_of
+from actors.mysql.rows import Row, Schema, TextScan, items, lines, packed, row_key, schema_of
 
 ONE_PER_LINE = b"""-- header
 CREATE TABLE `t` (
@@ -34,6 +36,62 @@ def test_rows_packed_again_are_the_same_rows_in_one_statement_and_the_text_is_ke
     counter.feed(out)
     assert counter.finish().counts == {"t": 2} and counter.completed
     assert schema.keyed == {b"`t`": b"`id`"}
+
+
+# MariaDB's own extended INSERTs: one row a line, a statement's last row ending in `);`.
+ROW_PER_LINE = b"""-- header
+CREATE TABLE `t` (
+  `id` varchar(32) NOT NULL,
+  `v` text,
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB AUTO_INCREMENT=9 DEFAULT CHARSET=utf8mb4;
+CREATE TABLE `empty` (
+  `id` int NOT NULL,
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB;
+LOCK TABLES `t` WRITE;
+INSERT INTO `t` VALUES
+('a','x\\ny),(\\'',1),
+('b',');\\nINSERT INTO `t` VALUES (',2),
+('c','CREATE TABLE `x` (',3);
+INSERT INTO `t` VALUES
+('d','',4);
+UNLOCK TABLES;
+DELIMITER ;;
+INSERT INTO `t` VALUES ('in a trigger',3);;
+DELIMITER ;
+-- Dump completed on 2026-11-30
+"""
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 20])
+def test_a_row_per_line_dump_scanned_in_blocks_of_any_size_gives_the_text_rows_and_schema_that_reading_it_line_by_line_gives(
+        size):
+    chunks = [ROW_PER_LINE[i:i + size] for i in range(0, len(ROW_PER_LINE), size)]
+    text, schema = [], Schema.new()
+    scan = TextScan(schema, on_text=text.append)
+    for chunk in chunks:
+        scan.feed(chunk)
+    scan.finish()
+    read = list(items(lines([ROW_PER_LINE]), strict=True))
+    assert text == [item for item in read if not isinstance(item, Row)]
+    assert scan.counts == {b"`t`": 4} and scan.rows_per_line
+    assert schema.sha256 == schema_of([ROW_PER_LINE]).sha256 and schema.keyed == {b"`t`": b"`id`", b"`empty`": b"`id`"}
+    counter = DumpCounter()
+    counter.feed(ROW_PER_LINE)
+    assert counter.finish().counts == {"t": 4, "empty": 0}
+
+
+def test_a_dump_with_several_rows_on_one_line_is_no_row_per_line_dump_and_strict_reading_refuses_it():
+    one_line = b"INSERT INTO `t` VALUES ('a),(',1),('b',2);\nINSERT INTO `t` VALUES ('c),(',3);\n-- Dump completed\n"
+    scan = TextScan(Schema.new(), on_text=lambda line: None)
+    scan.feed(one_line)
+    scan.finish()
+    assert not scan.rows_per_line and scan.counts == {b"`t`": 3}
+    assert [item for item in items(lines([one_line.split(b"\n", 1)[1]]), strict=True) if isinstance(item, Row)] == \
+        [Row(b"`t`", b"('c),(',3)")]
+    with pytest.raises(ValueError, match="several rows on one line"):
+        list(items(lines([one_line]), strict=True))
 
 
 def test_the_schema_digest_ignores_comments_locks_and_auto_increment_counters():
