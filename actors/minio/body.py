@@ -7,7 +7,7 @@ the page-cache writes of every mirrored byte.
 Two things here are for large objects (docs/benchmarks.md, "Issue 16: figure 1b, the body loop"):
 - The body is read as stored (`decode_content=False`): an object stored with a Content-Encoding (gzip)
   was decompressed by urllib3 on the way, so its bytes never matched its size or ETag and it could not
-  be mirrored at all; the ETag covers the stored bytes, and those are what a restore puts back.
+  be mirrored at all. The ETag covers the stored bytes, so those are what the mirror keeps and checks.
 - Write-back starts while the object is still arriving (`WRITE_BACK`): left to the kernel, a large
   object's pages stay dirty until its fsync, which then waits for all of them at once (0.23-0.28 s per
   500 MiB at the end of a reconcile, on a disk writing about 2 GB/s), with the cores idle; asked early,
