@@ -11,7 +11,9 @@ the same file system: what this disk can do for write+fsync with no network, no 
 the MD5 of as many bytes (hashlib, 1 MiB blocks, on 8 threads as our reconcile: what checking every
 byte against its ETag costs at best on this machine, the ceiling of any client that does); and the
 MinIO server's own CPU during each client's runs (read from /proc: the server is the other half of
-every request, on the same two cores).
+every request, on the same two cores). For (b) also a GET of every object with its body discarded (the
+mirror's own signed GET, on 8 threads: what the server and the loopback socket deliver with no hashing
+and no disk).
 """
 from __future__ import annotations
 
@@ -93,6 +95,25 @@ def md5_same_bytes(items: list[tuple[str, str, int]]) -> None:
         list(pool.map(digest, items))
 
 
+def get_discarded(minio: PrivateMinio, items: list[tuple[str, str, int]]) -> None:
+    """GET every item with the mirror's own request (actors/minio/object_get.py), the body read in 1 MiB
+    blocks and dropped, on WRITERS threads: the server's and the socket's part of a mirror alone."""
+    from actors.minio.object_get import ObjectGets
+
+    gets = ObjectGets(minio.client(), minio.settings())
+
+    def fetch(item: tuple[str, str, int]) -> None:
+        response = gets.get(item[0], item[1], {})
+        try:
+            for _ in response.stream(MiB, decode_content=False):
+                pass
+        finally:
+            response.release_conn()
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(fetch, items))
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds (user + system) a live process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -107,12 +128,13 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
     minio.start()
     try:
         total = put_objects(minio.client(), items)
-        runners = ("ours", "mc", "disk", "md5")
+        anchors = ("disk", "md5", "get") if name == "b-large" else ("disk", "md5")  # get: 1b's socket limit
+        runners = ("ours", "mc", *anchors)
         times: dict[str, list[float]] = {who: [] for who in runners}
         cpus: dict[str, list[float]] = {who: [] for who in runners}
         server: dict[str, list[float]] = {who: [] for who in runners}
         for run in range(runs):
-            order = ("ours", "mc", "disk", "md5") if run % 2 == 0 else ("mc", "ours", "disk", "md5")  # neither first always
+            order = ("ours", "mc", *anchors) if run % 2 == 0 else ("mc", "ours", *anchors)  # neither first always
             for who in order:
                 target = work / name / f"{who}-{run}"
                 served = process_cpu(minio.process.pid)
@@ -123,13 +145,15 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
                         mc(minio, target, env["MC"])
                     elif who == "disk":
                         disk_write_fsync(items, target)
+                    elif who == "get":
+                        get_discarded(minio, items)
                     else:
                         md5_same_bytes(items)
                 served = process_cpu(minio.process.pid) - served
                 times[who].append(timing.wall)
                 cpus[who].append(timing.cpu)
                 server[who].append(served)
-                shutil.rmtree(target, ignore_errors=who == "md5")  # the MD5 anchor writes nothing
+                shutil.rmtree(target, ignore_errors=who in ("md5", "get"))  # these anchors write nothing
                 print(f"  {name} run {run + 1} {who}: {timing.wall:.2f} s wall, {timing.cpu:.2f} s CPU, "
                       f"MinIO server {served:.2f} s CPU", flush=True)
     finally:
@@ -155,6 +179,15 @@ def compare(name: str, items: list[tuple[str, str, int]], runs: int, env: dict[s
                 note + "; MD5 on this machine: the ceiling of a client that checks every byte against its ETag"),
             Row(f"1{name[0]} MD5 of the same bytes, CPU", median(cpus["ours"]), median(cpus["md5"]), "CPU s", "lower",
                 size, f"hashlib MD5 of as many bytes ({WRITERS} threads)", note + "; our client's CPU against the hashing's")]
+    if "get" in anchors:
+        get = f"GET of every object, body discarded ({WRITERS} threads)"
+        rows += [Row(f"1{name[0]} initial mirror {label} MiB/s against GET body discarded", total / MiB / ours_s,
+                     total / MiB / median(times["get"]), "MiB/s", "higher", size, get,
+                     note + "; the MinIO server and the loopback socket alone: no hashing, no disk"),
+                 Row(f"1{name[0]} GET body discarded, client CPU", median(cpus["ours"]), median(cpus["get"]), "CPU s",
+                     "lower", size, get, note + "; our client's CPU against the bare GETs'"),
+                 Row(f"1{name[0]} GET body discarded, MinIO server CPU", median(server["ours"]), median(server["get"]),
+                     "CPU s", "lower", size, get, note + "; the server's CPU serving our mirror against the bare GETs")]
     return rows
 
 

@@ -8,6 +8,9 @@ requests sent per object, and the frames with the most samples (inclusive, each 
 `--gil` samples only the thread holding the interpreter (where the CPU goes).
 
     python bench/profile_mirror.py [--objects 1000] [--rounds 2] [--gil] [--native] [--out stacks.txt]
+
+`--large`: objects of 50 MiB as figure 1b's instead (`--objects 10` is 500 MiB); also prints MiB/s and
+the CPU per GiB.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import put_objects, settings_for, small_objects  # noqa: E402
+from bench.common import MiB, put_objects, settings_for, small_objects  # noqa: E402
 from bench.mirror_initial import process_cpu  # noqa: E402
 from bench.profile_events import top  # noqa: E402
 from testbed import env as testbed_env  # noqa: E402
@@ -63,6 +66,7 @@ def main() -> int:
     parser.add_argument("--no-spy", action="store_true", help="only the CPU and request counts")
     parser.add_argument("--strace", action="store_true", help="count system calls (strace -c) instead of py-spy")
     parser.add_argument("--workers", type=int, default=0, help="minio.reconcile_workers (default: the config's)")
+    parser.add_argument("--large", action="store_true", help="50 MiB objects (figure 1b) instead of small ones")
     parser.add_argument("--out", default="")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
@@ -76,7 +80,9 @@ def main() -> int:
     minio.start()
     spy = None
     try:
-        put_objects(minio.client(), small_objects(args.objects, 20))
+        items = [(f"large-{i % 2}", f"video/{i:03d}.bin", 50 * MiB) for i in range(args.objects)] if args.large \
+            else small_objects(args.objects, 20)
+        total = put_objects(minio.client(), items) * args.rounds
         requests = Requests()
         if args.strace:
             spy = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(os.getpid())],
@@ -111,6 +117,11 @@ def main() -> int:
               f"CPU (user {1000 * user / copied:.3f}, system {1000 * system / copied:.3f}), MinIO server "
               f"{1000 * served / copied:.3f} ms; {switches:.1f} voluntary context switches; requests per object: "
               + ", ".join(f"{method} {n / copied:.3f}" for method, n in sorted(requests.counts.items())))
+        if args.large:
+            gib = total / (1 << 30)
+            print(f"{total / MiB / wall:,.0f} MiB/s; per GiB: client {(user + system) / gib:.3f} CPU s (user "
+                  f"{user / gib:.3f}, system {system / gib:.3f}), MinIO server {served / gib:.3f} CPU s; "
+                  f"load average {os.getloadavg()[0]:.2f}")
         if args.strace and out.exists():
             print(out.read_text())
         elif spy is not None and out.exists():

@@ -7,9 +7,7 @@ removes anything from the mirror; any other failure raises (the actor retries) a
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Any
 
 from minio.error import S3Error
 
+from actors.minio.body import PLAIN_ETAG, download  # noqa: F401 - PLAIN_ETAG: plan.py takes it from here
 from actors.minio.copies import Copies
 from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
@@ -33,7 +32,6 @@ from core.mirror_store import Entry, MirrorStore
 from core.source_root import read_only_mirror
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
-PLAIN_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload: the ETag is the MD5 of the bytes
 CHUNK = 1 << 20
 LIST_PAGE = 500  # listing entries compared with the index per query
 
@@ -79,7 +77,7 @@ def group_commit(store: MirrorStore) -> GroupCommit:
     """Event tasks of one store commit together (core/group_commit.py): a burst shares index transactions."""
     with _cache_lock:
         if store not in _groups:
-            _groups[store] = GroupCommit(synced=True)  # every download fsyncs its temp file (_download)
+            _groups[store] = GroupCommit(synced=True)  # every download fsyncs its temp file (actors/minio/body.py)
         return _groups[store]
 
 
@@ -123,47 +121,6 @@ def source_buckets(settings: Settings) -> list[str]:
     if settings.minio.bucket:
         return [settings.minio.bucket]
     return sorted(b.name for b in source_client(settings).list_buckets())
-
-
-def _download(gets: ObjectGets, bucket: str, key: str, temp: Path, fd: int, etag: str | None = None, size: int | None = None,
-              unless: str | None = None, sync: bool = True) -> tuple[str, Any]:
-    """Fetch the object into `temp` through `fd` (open for writing; closed here); return its MD5, after
-    checking size and ETag, and the response headers (they describe the served bytes as a stat would).
-    `etag`/`size`: exactly that object (If-Match: should it change meanwhile, the server refuses instead of
-    sending other bytes). `unless`: the ETag the mirror holds (If-None-Match: an unchanged object costs one
-    round trip and no bytes; NotModified). sync=True: the temp file is fsynced here, on the downloading
-    thread (threads in parallel: the journal takes several in one commit), not in the index commit that
-    others wait for; a reconcile passes False and its batches are fsynced together before their commit
-    (core/batch_sync.py). Written with os.write: a buffered file object costs three more system calls."""
-    md5, got = hashlib.md5(), 0
-    conditions = {"If-Match": f'"{etag}"'} if etag else {"If-None-Match": f'"{unless}"'} if unless else {}
-    try:
-        response = gets.get(bucket, key, conditions)  # NotModified on a 304
-        try:
-            headers = response.headers  # case-insensitive
-            served = (headers.get("etag") or "").strip('"')
-            for chunk in response.stream(CHUNK):
-                md5.update(chunk)
-                got += len(chunk)
-                view = memoryview(chunk)
-                while view:  # a write may take only part of a chunk
-                    view = view[os.write(fd, view):]
-            if sync:
-                os.fsync(fd)
-        finally:
-            response.close()
-            response.release_conn()
-    finally:
-        os.close(fd)
-    where, etag = f"s3://{bucket}/{key}", etag or served
-    size = size if size is not None else int(headers.get("content-length", "-1"))
-    if served != etag:
-        raise RuntimeError(f"{where} changed while being copied (ETag {etag} became {served}); retrying helps")
-    if got != size:
-        raise RuntimeError(f"{where}: got {got} bytes, the source says {size}; the copy was cut short")
-    if PLAIN_ETAG.match(etag) and md5.hexdigest() != etag:
-        raise RuntimeError(f"{where}: the MD5 of the copied bytes ({md5.hexdigest()}) differs from its ETag")
-    return md5.hexdigest(), headers
 
 
 def _entry(headers, md5: str, seen: datetime) -> Entry:
@@ -218,7 +175,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
            sync: bool = True) -> tuple[str, tuple[Path, Entry] | None]:
     """mirror_object up to the commit: ("fetched", (temp, entry)) for new bytes to commit, else the outcome.
     One round trip: a GET unless the source still has the ETag the mirror holds. sync=False: the temp is
-    not fsynced (the caller's commit does it, see `_download`)."""
+    not fsynced (the caller's commit does it, see actors/minio/body.py)."""
     if not in_scope(settings, bucket, key):
         return "skipped", None
     gets = object_gets(settings)
@@ -227,7 +184,7 @@ def _fetch(settings: Settings, bucket: str, key: str, store: MirrorStore,
     seen = _now()
     temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(gets, bucket, key, temp, fd, unless=held, sync=sync)
+        md5, headers = download(gets, bucket, key, temp, fd, unless=held, sync=sync)
     except NotModified:
         temp.unlink(missing_ok=True)
         return "unchanged", None
@@ -249,7 +206,7 @@ def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore,
     gets, seen = object_gets(settings), _now()
     temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = _download(gets, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
+        md5, headers = download(gets, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
     except S3Error as exc:
         temp.unlink(missing_ok=True)
         if exc.code in (*GONE, "PreconditionFailed"):
