@@ -21,12 +21,14 @@ from actors.binlog.archiver import Archiver
 from actors.binlog.summary import archive_summary
 from actors.broker import configure
 from actors.minio.mirror import cpu_budget
+from actors.minio.mirror import mirror_objects as mirror_many
 from agent.console.auth import metrics_auth
 from agent.console.history import HistoryStore
 from agent.console.page import StatusPage
 from agent.console.sampler import history_loop
 from agent.doctor import check_broker
 from agent.health import ALERT_PREFIX, Alert, collect
+from agent.local_mirror import LocalMirror
 from agent.metrics import MetricsServer
 from agent.mirror_stats import mirror_stats
 from agent.scheduler import Scheduler
@@ -69,6 +71,7 @@ class Agent:
         self.scheduler = None
         self.metrics = None
         self.binlog: Archiver | None = None
+        self.local_mirror: LocalMirror | None = None
 
     # ------------------------------------------------------------ wiring
 
@@ -79,7 +82,20 @@ class Agent:
         self._send(self.tasks.mirror_object, (bucket, key))
 
     def _on_objects(self, bucket: str, keys: list[str]) -> None:
+        if self.local_mirror is not None:
+            self.local_mirror.submit(bucket, keys)
+        else:
+            self._send_objects(bucket, keys)
+
+    def _send_objects(self, bucket: str, keys: list[str]) -> None:
         self._send(self.tasks.mirror_objects, (bucket, keys))
+
+    def mirror_events_here(self, threads: int) -> None:
+        """Before start(), when this process runs the workers too (`run`): event batches are mirrored on
+        `threads` threads of its own instead of going through Redis (agent/local_mirror.py)."""
+        budget = cpu_budget(self.settings)
+        self.local_mirror = LocalMirror(lambda bucket, keys: mirror_many(self.settings, bucket, keys),
+                                        self._send_objects, threads, settle=budget.settle, forget=budget.forget)
 
     def _on_bucket(self, bucket: str) -> None:
         self._send(self.tasks.reconcile, ([bucket],))
@@ -111,6 +127,8 @@ class Agent:
             # Whatever happened while we were away is found by a full reconcile first.
             self._send(self.tasks.reconcile, ())
         if settings.minio.enabled and settings.minio.events:  # else the scheduled reconcile alone mirrors
+            if self.local_mirror is not None:
+                self.local_mirror.start()
             # Taking events in is charged to the mirror's CPU budget, without ever waiting (core/cpu_budget.py).
             budget = cpu_budget(settings)
             self.minio_source = MinioEventSource(settings.minio, self._on_object, self._on_bucket,
@@ -159,6 +177,8 @@ class Agent:
         for part in (self.minio_source, self.watcher, self.scheduler, self.metrics):
             if part is not None:
                 part.stop()
+        if self.local_mirror is not None:  # after the events' source: what it handed over is finished or queued
+            self.local_mirror.stop(timeout=60)
         for thread in self._threads:
             thread.join(10)
         if getattr(self, "_held", None) is not None:

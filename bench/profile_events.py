@@ -5,7 +5,7 @@ Prints the agent's CPU per event and how long the burst took to be mirrored, and
 (collapsed) stacks, summed per frame by --top. `--gil` samples only the thread holding the interpreter
 (where the CPU goes); `--idle` every thread, waiting included (where the wall time goes).
 
-    python bench/profile_events.py [--events 600] [--gil | --idle] [--out stacks.txt] [--unpaced]
+    python bench/profile_events.py [--events 600] [--gil | --idle] [--out stacks.txt] [--unpaced] [--buckets 20]
 """
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=30, help="how long py-spy samples")
     parser.add_argument("--out", default="")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--unpaced", action="store_true", help="minio.cpu_budget_percent 0")
+    parser.add_argument("--buckets", type=int, default=20, help="buckets the burst is spread over (figure 3: 1)")
     args = parser.parse_args()
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     env = testbed_env.load()
@@ -85,10 +87,10 @@ def main() -> int:
             time.sleep(3)
             mode = ["--gil"] if args.gil else ["--idle"] if args.idle else []
             spy = subprocess.Popen([spy_bin, "record", "-p", str(agent.pid), "-d", str(args.seconds), "-f", "raw",
-                                    "-o", str(stacks), "-r", "50", "--nonblocking", *mode],
+                                    "-o", str(stacks), "-r", str(args.rate), "--nonblocking", *mode],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-            late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(args.events, 20, seed=7)]
+            late = [(bucket, f"late/{key}", size) for bucket, key, size in small_objects(args.events, args.buckets, seed=7)]
             cpu0, _ = tree_usage(agent.pid)
             server0 = process_cpu(minio.process.pid)
             began = time.monotonic()
@@ -102,6 +104,9 @@ def main() -> int:
         print(f"{args.events} events mirrored {took:.1f} s after the first put; agent CPU {cpu1 - cpu0:.2f} s, "
               f"{(cpu1 - cpu0) / args.events * 1000:.2f} ms per event; the puts took {puts_took:.1f} s, "
               f"the MinIO server {server:.2f} CPU s meanwhile (puts, events and our GETs)")
+        log_text = (work / "agent.log").read_text(errors="replace")
+        handed = log_text.count("queued for the workers")
+        print(f"batches the agent's own pool (run: agent/local_mirror.py) handed to the workers through Redis: {handed}")
         if stacks.exists():
             for samples, frame in top(stacks, args.top):
                 print(f"{samples:7d}  {frame}")

@@ -65,6 +65,7 @@ def run(
     setup_logging()
     audit.set_role("agent")
     runner = _agent()
+    runner.mirror_events_here(threads)  # no Redis round trips for events (agent/local_mirror.py)
     worker = Worker(runner.broker, worker_threads=threads, worker_timeout=1000)
     worker.start()
     try:
