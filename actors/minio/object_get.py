@@ -4,8 +4,8 @@ without minio-py's general request path.
 For small objects the GET was half of a copying thread's interpreter time, and a quarter of that was
 minio-py around the request (argument checks, building and re-copying headers into an HTTPHeaderDict,
 the pool manager finding the pool by URL for every request: py-spy, docs/benchmarks.md "Issue 16: the
-per-object path, again"). Here the request is signed as minio-py signs it (`minio.signer.sign_v4_s3`, the
-bucket's region from the client) and sent straight to the endpoint's connection pool, built by
+per-object path, again"). Here the request is signed as minio-py signs it (actors/minio/sigv4.py, with the
+signing key kept per day; the bucket's region from the client) and sent straight to the endpoint's connection pool, built by
 core/clients.py like minio-py's own (timeouts, retries, TLS).
 
 Only the answers the mirror expects are read here: 200 (the bytes) and 304 (unchanged). Any other
@@ -17,15 +17,12 @@ without the region lookup this uses always go through `get_object`.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import SplitResult
 
 from minio import Minio
-from minio.credentials import Credentials
 from minio.error import ServerError
 from minio.helpers import quote, sha256_hash
-from minio.signer import sign_v4_s3
-from minio.time import to_amz_date, utcnow
 
+from actors.minio.sigv4 import Signer
 from core import clients
 from core.config import MinioSettings
 
@@ -41,7 +38,7 @@ class ObjectGets:
         self.client = client
         self.host, self.scheme = settings.endpoint, "https" if settings.secure else "http"
         self.pool = clients.minio_http(settings).connection_from_url(f"{self.scheme}://{self.host}")
-        self.credentials = Credentials(settings.access_key, clients.secret(settings.secret_key))
+        self.signer = Signer(settings.access_key, clients.secret(settings.secret_key) or "")
         self.payload = "UNSIGNED-PAYLOAD" if settings.secure else sha256_hash(b"")  # as minio-py: no body
         self.region = getattr(client, "_get_region", None)  # minio-py's cached GetBucketLocation
         if self.host.split(":")[0].lower().endswith(".amazonaws.com"):
@@ -53,12 +50,8 @@ class ObjectGets:
         if self.region is None or "/./" in f"/{key}/" or "/../" in f"/{key}/":
             return self._minio_get(bucket, key, conditions)
         path = f"/{bucket}/{quote(key)}"
-        date = utcnow()
-        headers = {"Host": self.host, "User-Agent": USER_AGENT, "x-amz-content-sha256": self.payload,
-                   "x-amz-date": to_amz_date(date), **conditions}
-        signed = sign_v4_s3(method="GET", url=SplitResult(self.scheme, self.host, path, "", ""),
-                            region=self.region(bucket), headers=headers, credentials=self.credentials,
-                            content_sha256=self.payload, date=date)
+        signed = self.signer.sign("GET", path, {"Host": self.host, "User-Agent": USER_AGENT, **conditions},
+                                  self.region(bucket), self.payload)
         response = self.pool.urlopen("GET", path, headers=signed, preload_content=False, redirect=False)
         if response.status == 200:
             return response
