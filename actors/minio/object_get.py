@@ -1,16 +1,18 @@
-"""The mirror's GET of one object, lean: minio-py's SigV4 signer and the same urllib3 connection settings,
-without minio-py's general request path.
+"""The mirror's GET of one object, lean: signed as minio-py signs it, sent and read by libcurl, without
+minio-py's general request path.
 
-For small objects the GET was half of a copying thread's interpreter time, and a quarter of that was
-minio-py around the request (argument checks, building and re-copying headers into an HTTPHeaderDict,
-the pool manager finding the pool by URL for every request: py-spy, docs/benchmarks.md "Issue 16: the
-per-object path, again"). Here the request is signed as minio-py signs it (actors/minio/sigv4.py, with the
-signing key kept per day; the bucket's region from the client) and sent straight to the endpoint's connection pool, built by
-core/clients.py like minio-py's own (timeouts, retries, TLS).
+For small objects the GET was half of a copying thread's interpreter time: minio-py around the request
+(argument checks, building and re-copying headers, the pool manager finding the pool by URL: py-spy,
+docs/benchmarks.md "Issue 16: the per-object path, again"), then urllib3 and `http.client` (sending, the
+status line, headers parsed by the `email` package: "Issue 16: figure 1a, client and server CPU per
+object"). Here the request is signed by actors/minio/sigv4.py (minio-py's algorithm, the signing key kept
+per day; the bucket's region from the client) and sent by actors/minio/curl_get.py (libcurl, one
+connection per thread kept open, minio-py's connect and read timeouts and CA bundle from core/clients.py).
 
 Only the answers the mirror expects are read here: 200 (the bytes) and 304 (unchanged). Any other
-(404, 412, an error) is asked again through minio-py's `get_object`, so it is raised as before (S3Error
-with its code, ServerError): one more request, only on that rare path. Keys with `.` or `..` segments,
+(404, 412, an error), or a request refused or reset before any answer, is asked again through minio-py's
+`get_object`, so it is retried and raised as before (S3Error with its code, ServerError, urllib3's errors):
+one more request, only on that rare path. Keys with `.` or `..` segments,
 an Amazon S3 endpoint (minio-py addresses it by virtual host, not by path as here), and a minio release
 without the region lookup this uses always go through `get_object`.
 """
@@ -22,6 +24,7 @@ from minio import Minio
 from minio.error import ServerError
 from minio.helpers import quote, sha256_hash
 
+from actors.minio.curl_get import CurlGets
 from actors.minio.sigv4 import Signer
 from core import clients
 from core.config import MinioSettings
@@ -37,7 +40,8 @@ class ObjectGets:
     def __init__(self, client: Minio, settings: MinioSettings):
         self.client = client
         self.host, self.scheme = settings.endpoint, "https" if settings.secure else "http"
-        self.pool = clients.minio_http(settings).connection_from_url(f"{self.scheme}://{self.host}")
+        self.curl = CurlGets(f"{self.scheme}://{self.host}", clients.MINIO_CONNECT_SECONDS, settings.timeout_seconds,
+                             clients.ca_file() if settings.secure else None)
         self.signer = Signer(settings.access_key, clients.secret(settings.secret_key) or "")
         self.payload = "UNSIGNED-PAYLOAD" if settings.secure else sha256_hash(b"")  # as minio-py: no body
         self.region = getattr(client, "_get_region", None)  # minio-py's cached GetBucketLocation
@@ -52,11 +56,13 @@ class ObjectGets:
         path = f"/{bucket}/{quote(key)}"
         signed = self.signer.sign("GET", path, {"Host": self.host, "User-Agent": USER_AGENT, **conditions},
                                   self.region(bucket), self.payload)
-        response = self.pool.urlopen("GET", path, headers=signed, preload_content=False, redirect=False)
+        response = self.curl.open(path, signed, f"s3://{bucket}/{key}")
+        if response is None:  # refused or reset before an answer: minio-py's retries and errors
+            return self._minio_get(bucket, key, conditions)
         if response.status == 200:
             return response
-        response.drain_conn()
-        response.release_conn()
+        response.read()  # a short error document: read, so the connection is kept
+        response.close()
         if response.status == 304:
             raise NotModified()
         return self._minio_get(bucket, key, conditions)

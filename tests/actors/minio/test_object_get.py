@@ -1,12 +1,15 @@
-"""The mirror's lean GET (actors/minio/object_get.py) answers as minio-py's get_object does, against the
-test bed's MinIO: the same bytes and headers, 304 as NotModified, errors as S3Error with their codes."""
+"""The mirror's lean GET (actors/minio/object_get.py, over libcurl) answers as minio-py's get_object does,
+against the test bed's MinIO: the same bytes and headers, 304 as NotModified, errors as S3Error with their
+codes; one connection kept per thread, bodies streamed in blocks."""
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from minio.error import S3Error
 
+from actors.minio.curl_get import BUFFER
 from actors.minio.object_get import NotModified, ObjectGets
 from testbed import settings as testbed_settings
 
@@ -63,4 +66,22 @@ def test_a_connection_is_reused_after_each_answer(gets, minio_client, bucket):
         read(gets.get(bucket, "k", {}))
         with pytest.raises(NotModified):
             gets.get(bucket, "k", {"If-None-Match": f'"{etag}"'})
-    assert gets.pool.num_connections == 1
+    assert gets.curl.connects == 1
+
+
+def test_a_body_larger_than_a_block_is_streamed_whole(gets, minio_client, bucket):
+    data = os.urandom(3 * BUFFER + 5)
+    minio_client.put_object(bucket, "big.bin", io.BytesIO(data), len(data))
+    response = gets.get(bucket, "big.bin", {})
+    blocks = list(response.stream(BUFFER))
+    response.close()
+    assert b"".join(blocks) == data and len(blocks) > 1 and max(map(len, blocks)) <= BUFFER
+
+
+def test_a_response_left_midway_does_not_stop_the_next_get(gets, minio_client, bucket):
+    data = os.urandom(3 * BUFFER)
+    minio_client.put_object(bucket, "big.bin", io.BytesIO(data), len(data))
+    response = gets.get(bucket, "big.bin", {})
+    next(response.stream(BUFFER))
+    response.close()
+    assert read(gets.get(bucket, "big.bin", {})) == data
