@@ -8,7 +8,7 @@ the HTTP in C with the GIL released; Python sees only the header lines and the b
 
 Each thread has its own easy and multi handle (libcurl handles are not shared between threads; the
 multi keeps the thread's connection open between requests). The multi is driven step by step, so the
-body is streamed as it arrives (`stream`), never held whole: a 50 MiB object costs one 1 MiB buffer.
+body is streamed as it arrives (`stream`, in blocks of about 1 MiB), never held whole.
 A transfer that fails before the server answered returns None (the caller asks again through minio-py,
 with its retries and errors, as before); a read that gets no byte for `read_timeout` seconds, or a body
 cut short, raises `TransferFailed` naming the endpoint. Answers are untrusted: header lines are read as
@@ -23,7 +23,8 @@ from collections.abc import Iterator
 import pycurl
 from urllib3 import HTTPHeaderDict
 
-BUFFER = 1 << 20  # libcurl's receive buffer: the largest block handed to Python at once
+BUFFER = 1 << 20  # libcurl's receive buffer, and the blocks `stream` hands on
+LARGE = 64 << 10  # blocks this large are handed on as they are (joining them would copy every byte again)
 WAIT = 1.0  # seconds per wait for the socket; libcurl enforces the timeouts itself
 TIMED_OUT = (pycurl.E_OPERATION_TIMEDOUT,)
 
@@ -106,13 +107,14 @@ class CurlResponse:
         it ended (`error`: libcurl's (code, message) if it failed)."""
         if not self.running:
             return False
+        before = len(self.blocks)
         while True:
             code, active = self.multi.perform()
             if code != pycurl.E_CALL_MULTI_PERFORM:
                 break
         if active:
-            if not self.blocks:
-                self.multi.select(WAIT)
+            if len(self.blocks) == before:
+                self.multi.select(WAIT)  # nothing came: wait for the socket
             return True
         _, _, failed = self.multi.info_read()
         self.error = (failed[0][1], failed[0][2]) if failed else None
@@ -134,11 +136,17 @@ class CurlResponse:
                 self.headers.add(name.strip(), value.strip())
 
     def stream(self, amount: int = BUFFER) -> Iterator[bytes]:
-        """The body's blocks as they arrive (each at most BUFFER bytes; `amount` is not used)."""
+        """The body in blocks of `amount` bytes or more (the last one may be shorter), as it arrives:
+        libcurl hands over what each read of the socket got (often 16-64 KiB), and hashing and writing
+        large blocks costs less per byte (hashlib lets go of the GIL only for 2 KiB and more)."""
         while True:
-            while self.blocks:
-                yield self.blocks.pop(0)
-            if not self.pump() and not self.blocks:
+            if self.blocks and (not self.running or sum(map(len, self.blocks)) >= amount):
+                if len(self.blocks) == 1 or len(self.blocks[0]) >= LARGE:
+                    yield from self.blocks  # large already: each is hashed without the GIL
+                else:
+                    yield b"".join(self.blocks)
+                self.blocks.clear()
+            elif not self.pump() and not self.blocks:
                 break
         if self.error is not None:
             raise TransferFailed(f"GET {self.where} from {self.gets.base} was cut short: {self.error[1]}")
