@@ -275,8 +275,10 @@ class MirrorStore:
             for (key, _, _), staged in zip(items, done):
                 if staged:
                     self._settle(conn, bucket, key, unsynced)
-            for folder in unsynced:  # the renames are durable before the marks are cleared
-                fsync_dir(folder)
+            # The renames are durable before the marks are cleared: every folder fsynced, after one syncfs
+            # when there are several (core/batch_sync.py: a batch's keys span many folders, and an fsync
+            # each was most of a reconcile's serial commit time).
+            fsync_files(unsynced)
         return done
 
     def _stage(self, conn: sqlite3.Connection, bucket: str, key: str, temp: Path, entry: Entry,
