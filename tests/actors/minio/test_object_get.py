@@ -91,7 +91,7 @@ def test_an_object_known_to_be_large_is_fetched_through_urllib3_with_the_same_an
     data = os.urandom(LARGE_OBJECT)
     minio_client.put_object(bucket, "large.bin", io.BytesIO(data), len(data))
     large = gets.for_size(len(data))
-    assert gets.for_size(len(data) - 1) is gets and gets.for_size(None) is gets
+    assert gets.for_size(len(data) - 1) is gets and gets.for_size(None) is gets and large.for_size(None) is large
     response = large.get(bucket, "large.bin", {})
     assert response.headers["etag"] == minio_client.stat_object(bucket, "large.bin").etag.join('""')
     assert read(response) == data
