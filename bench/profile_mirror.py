@@ -28,6 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from actors.minio.curl_get import CurlGets  # noqa: E402
 from bench.common import MiB, put_objects, settings_for, small_objects  # noqa: E402
 from bench.mirror_initial import process_cpu  # noqa: E402
 from bench.profile_events import top  # noqa: E402
@@ -36,25 +37,32 @@ from testbed.minio_server import PrivateMinio  # noqa: E402
 
 
 class Requests:
-    """Counts the HTTP requests urllib3 sends, per method (what the MinIO server has to answer)."""
+    """Counts the HTTP requests urllib3 and libcurl (the mirror's GETs, actors/minio/curl_get.py) send,
+    per method (what the MinIO server has to answer)."""
 
     def __init__(self) -> None:
         import urllib3
 
         self.counts: dict[str, int] = {}
-        self.original = urllib3.connectionpool.HTTPConnectionPool.urlopen
-        counts, original = self.counts, self.original
+        self.original, self.original_curl = urllib3.connectionpool.HTTPConnectionPool.urlopen, CurlGets.open
+        counts, original, original_curl = self.counts, self.original, self.original_curl
 
         def urlopen(pool, method, url, *args, **kwargs):
             counts[method] = counts.get(method, 0) + 1
             return original(pool, method, url, *args, **kwargs)
 
+        def curl_open(gets, *args, **kwargs):
+            counts["GET (libcurl)"] = counts.get("GET (libcurl)", 0) + 1
+            return original_curl(gets, *args, **kwargs)
+
         urllib3.connectionpool.HTTPConnectionPool.urlopen = urlopen
+        CurlGets.open = curl_open
 
     def close(self) -> None:
         import urllib3
 
         urllib3.connectionpool.HTTPConnectionPool.urlopen = self.original
+        CurlGets.open = self.original_curl
 
 
 def main() -> int:

@@ -33,18 +33,28 @@ def mysql_connection(settings: MySQLSettings, database: str | None = None, **kwa
     )
 
 
-def minio_http(settings: MinioSettings):
-    """The urllib3 pool manager of minio's client (and of the mirror's own GETs, actors/minio/object_get.py)."""
+MINIO_CONNECT_SECONDS = 10
+
+
+def ca_file() -> str:
+    """The CA bundle TLS connections to MinIO trust: SSL_CERT_FILE, else certifi's."""
     import certifi  # lazy: service clients load on first use (the CLI starts without them)
+
+    return os.environ.get("SSL_CERT_FILE") or certifi.where()
+
+
+def minio_http(settings: MinioSettings):
+    """The urllib3 pool manager of minio's client (the mirror's own GETs, actors/minio/object_get.py, use
+    libcurl with the same timeouts and CA bundle)."""
     import urllib3  # lazy: service clients load on first use (the CLI starts without them)
 
     # minio's own defaults wait 5 minutes per read and retry 5 times: a hung server would stall a
     # reconcile for half an hour. A read that gets no byte for timeout_seconds fails instead.
     return urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=10, read=settings.timeout_seconds),
+        timeout=urllib3.Timeout(connect=MINIO_CONNECT_SECONDS, read=settings.timeout_seconds),
         maxsize=max(10, settings.reconcile_workers + 2),  # a connection per reconcile thread
         retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
-        cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        cert_reqs="CERT_REQUIRED", ca_certs=ca_file(),
     )
 
 

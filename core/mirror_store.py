@@ -21,76 +21,27 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.batch_sync import fsync_files
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.mirror_records import STAMP, Brief, Entry, ObjectRef, Version
+from core.mirror_records import parse_stamp as _dt
+from core.mirror_records import stamp as _ts
+from core.mirror_records import utc as _utc
 from core.mirror_schema import SCHEMA
 from core.sqlite_index import open_index
 
-STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 STALE_TEMP_SECONDS = 86_400
 _replace = os.replace  # the rename that puts new bytes in place (tests inject faults here)
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-
-
-def _ts(when: datetime | None) -> str | None:
-    return None if when is None else _utc(when).strftime(STAMP)
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What the mirror knows of one current object (`path` and `mirrored_at` are filled in by the store)."""
-
-    size: int
-    etag: str
-    content_type: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    last_modified: datetime | None = None
-    md5: str | None = None  # of the mirrored bytes, computed while downloading
-    seen_at: datetime | None = None  # when the source was looked at: older news never overwrites newer
-    mirrored_at: datetime | None = None
-    path: Path | None = None
-
-
-@dataclass(frozen=True)
-class Brief:
-    """Just enough of a current object to tell whether a listing entry is already mirrored."""
-
-    etag: str
-    size: int
-    file: str  # its absolute path, as text: a reconcile checks many per second (os.path.isfile)
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    key: str
-    path: Path  # the file holding the bytes
-    size: int
-    etag: str
-    content_type: str | None
-    metadata: dict[str, str]
-    valid_from: datetime | None  # the source's last_modified
-    md5: str | None
-
-
-@dataclass(frozen=True)
-class Version(ObjectRef):
-    superseded_at: datetime
-    reason: str  # 'overwritten' | 'deleted'
-
-
+# A current row as a commit reads it: HELD's columns first (a version of it takes those), then the rest.
+HELD = "path, size, etag, content_type, metadata, md5, last_modified"
+ROW = f"{HELD}, pending, pending_ino, seen_at"
 # `pruned.horizon`: when the newest version a prune dropped was superseded. Restores as of any moment since
 # are whole (every version superseded later is kept); earlier ones are not (see `pitr_since`).
 COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
@@ -200,15 +151,18 @@ class MirrorStore:
     # ---------------------------------------------------------------- writing
     def _settle(self, conn: sqlite3.Connection, bucket: str, key: str, unsynced: set[Path] | None = None) -> None:
         """Roll a committed-but-unplaced object forward: its temp file is renamed into place (in a write tx).
-        `unsynced`: collect the folder for the caller to fsync (once per folder) before it commits."""
+        `unsynced`: collect the folder for the caller to fsync (once per folder) before it commits; a
+        folder already in it was cleared and made by this pass (nothing in a pass puts a file where a
+        folder goes: `_place`), so it is not looked at again."""
         row = conn.execute("SELECT path, pending, pending_ino FROM objects WHERE bucket=? AND key=?",
                            (bucket, key)).fetchone()
         if row is None or row[1] is None:
             return
         final, temp = self.root / row[0], self.root / row[1]
         if is_regular_file(temp, row[2]):
-            self._make_way(conn, final)
-            make_private_dirs(final.parent)
+            if unsynced is None or final.parent not in unsynced:  # else this pass has made its folders already
+                self._make_way(conn, final)
+                make_private_dirs(final.parent)
             _replace(temp, final)
             if unsynced is None:
                 fsync_dir(final.parent)
@@ -235,16 +189,15 @@ class MirrorStore:
                 if conn.execute("SELECT 1 FROM objects WHERE path=?", (str(folder),)).fetchone() is None:
                     where.unlink()
 
-    def _place(self, conn: sqlite3.Connection, bucket: str, key: str) -> str:
-        """Where (relative to the root) a key's new bytes go: where it is, if current; else its own path,
-        or `<name>%~file` if other keys need that name as a folder. A file in the way of this key's
-        folders is moved aside."""
-        row = conn.execute("SELECT path FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        plain, marked = str(object_path(bucket, key)), str(object_path(bucket, key, file_mark=True))
-        if row is not None and row[0] in (plain, marked):
-            return row[0]
+    def _place(self, conn: sqlite3.Connection, bucket: str, key: str, held: str | None) -> str:
+        """Where (relative to the root) a key's new bytes go: where it is (`held`: its row's path, None
+        without a row), if current; else its own path, or `<name>%~file` if other keys need that name as a
+        folder. A file in the way of this key's folders is moved aside."""
+        plain = str(object_path(bucket, key))
+        if held is not None and held in (plain, str(object_path(bucket, key, file_mark=True))):
+            return held
         if has_subkeys(conn, bucket, key) or (self.root / plain).is_dir():
-            return marked
+            return str(object_path(bucket, key, file_mark=True))
         if not is_flat(encode_key(key)):  # a too-long key, stored flat, needs no folders
             parts = key.split("/")
             for depth in range(1, len(parts)):
@@ -255,8 +208,10 @@ class MirrorStore:
         """If `key` is stored under its plain name, record it under `<name>%~file` with the rename due (the
         same pending mark a commit uses: `_settle` does the rename, a crash in between loses nothing)."""
         row = conn.execute("SELECT path, pending FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is None:
+            return
         plain = str(object_path(bucket, key))
-        if row is None or row[0] != plain:
+        if row[0] != plain:
             return
         marked = str(object_path(bucket, key, file_mark=True))
         if row[1] is not None:  # its new bytes still wait in a temp file: they go to the new name
@@ -270,15 +225,19 @@ class MirrorStore:
     def _supersede(self, conn: sqlite3.Connection, bucket: str, key: str, now: datetime, until: datetime,
                    reason: str) -> bool:
         """Give the current bytes a second name under .versions and index it; False if there is none."""
-        row = conn.execute("SELECT path, size, etag, content_type, metadata, md5, last_modified FROM objects "
-                           "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        if row is None or not (self.root / row[0]).exists():
+        row = conn.execute(f"SELECT {HELD} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return row is not None and self._keep_version(conn, bucket, key, row, now, until, reason)
+
+    def _keep_version(self, conn: sqlite3.Connection, bucket: str, key: str, row: tuple, now: datetime,
+                      until: datetime, reason: str) -> bool:
+        """`_supersede` for the key's row as read (HELD's columns first)."""
+        if not (self.root / row[0]).exists():
             return False
         version = self._version_path(bucket, key, now)
         _link_or_copy(self.root / row[0], version)
         conn.execute("INSERT INTO versions (bucket, key, path, size, etag, content_type, metadata, md5, valid_from, "
                      "superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                     (bucket, key, str(version.relative_to(self.root)), *row[1:], _ts(until), reason))
+                     (bucket, key, str(version.relative_to(self.root)), *row[1:7], _ts(until), reason))
         return True
 
     def commit(self, bucket: str, key: str, temp: Path, entry: Entry, now: datetime) -> bool:
@@ -316,41 +275,49 @@ class MirrorStore:
             for (key, _, _), staged in zip(items, done):
                 if staged:
                     self._settle(conn, bucket, key, unsynced)
-            for folder in unsynced:  # the renames are durable before the marks are cleared
-                fsync_dir(folder)
+            # The renames are durable before the marks are cleared: every folder fsynced, after one syncfs
+            # when there are several (core/batch_sync.py: a batch's keys span many folders, and an fsync
+            # each was most of a reconcile's serial commit time).
+            fsync_files(unsynced)
         return done
 
     def _stage(self, conn: sqlite3.Connection, bucket: str, key: str, temp: Path, entry: Entry,
                now: datetime) -> bool:
-        """Step 1 of a commit, inside the caller's write transaction; False (temp removed) if not needed."""
-        self._settle(conn, bucket, key)
-        row = conn.execute("SELECT etag, size, seen_at, path FROM objects WHERE bucket=? AND key=?",
-                           (bucket, key)).fetchone()
-        present = row is not None and (self.root / row[3]).exists()
-        if (present and (row[0], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry):
+        """Step 1 of a commit, inside the caller's write transaction; False (temp removed) if not needed.
+        The key's row is read once (it was read five times per new key: docs/benchmarks.md, "Issue 16:
+        figure 1a, client and server CPU per object"), and again only after rolling a pending commit forward."""
+        row = conn.execute(f"SELECT {ROW} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        if row is not None and row[7] is not None:
+            self._settle(conn, bucket, key)
+            row = conn.execute(f"SELECT {ROW} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        present = row is not None and (self.root / row[0]).exists()
+        if (present and (row[2], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry, row):
             temp.unlink(missing_ok=True)
             return False
         until = min(_utc(now), _utc(entry.last_modified)) if entry.last_modified else now
-        self._supersede(conn, bucket, key, now, until, "overwritten")
+        if present:
+            self._keep_version(conn, bucket, key, row, now, until, "overwritten")
         conn.execute(
             "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
             "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (bucket, key, self._place(conn, bucket, key), entry.size, entry.etag,
-             entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
+            (bucket, key, self._place(conn, bucket, key, row[0] if row is not None else None), entry.size,
+             entry.etag, entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
              _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
              temp.stat().st_ino))
         return True
 
     @staticmethod
-    def _stale(conn: sqlite3.Connection, bucket: str, key: str, entry: Entry) -> bool:
-        """Was the source seen (present or absent) after `entry` was? Then a late task must not undo that."""
+    def _stale(conn: sqlite3.Connection, bucket: str, key: str, entry: Entry, row: tuple | None) -> bool:
+        """Was the source seen (present or absent) after `entry` was? Then a late task must not undo that.
+        `row`: the key's current row as read (ROW's columns), None if it has none."""
         if entry.seen_at is None:
             return False
-        row = conn.execute("SELECT seen_at FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        if row is None:
-            row = conn.execute("SELECT MAX(superseded_at) FROM versions WHERE bucket=? AND key=? AND "
-                               "reason='deleted'", (bucket, key)).fetchone()
-        return row[0] is not None and _ts(entry.seen_at) < row[0]
+        if row is not None:
+            seen = row[9]
+        else:
+            seen = conn.execute("SELECT MAX(superseded_at) FROM versions WHERE bucket=? AND key=? AND "
+                                "reason='deleted'", (bucket, key)).fetchone()[0]
+        return seen is not None and _ts(entry.seen_at) < seen
 
     def remove(self, bucket: str, key: str, now: datetime, seen_at: datetime | None = None) -> bool:
         """Move the current object into versions (reason 'deleted'); False if the mirror does not have it.
@@ -498,3 +465,6 @@ class MirrorStore:
                     f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
                 per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
+
+
+__all__ = ["STAMP", "Brief", "Entry", "MirrorStore", "ObjectRef", "Version"]

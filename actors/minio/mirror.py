@@ -206,7 +206,8 @@ def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore,
     gets, seen = object_gets(settings), _now()
     temp, fd = store.open_temp(bucket)
     try:
-        md5, headers = download(gets, bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size, sync=sync)
+        md5, headers = download(gets.for_size(obj.size), bucket, obj.object_name, temp, fd, etag=obj.etag, size=obj.size,
+                                sync=sync)
     except S3Error as exc:
         temp.unlink(missing_ok=True)
         if exc.code in (*GONE, "PreconditionFailed"):

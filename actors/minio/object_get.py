@@ -1,31 +1,34 @@
-"""The mirror's GET of one object, lean: minio-py's SigV4 signer and the same urllib3 connection settings,
-without minio-py's general request path.
+"""The mirror's GET of one object, lean: signed as minio-py signs it, sent and read by libcurl, without
+minio-py's general request path.
 
-For small objects the GET was half of a copying thread's interpreter time, and a quarter of that was
-minio-py around the request (argument checks, building and re-copying headers into an HTTPHeaderDict,
-the pool manager finding the pool by URL for every request: py-spy, docs/benchmarks.md "Issue 16: the
-per-object path, again"). Here the request is signed as minio-py signs it (`minio.signer.sign_v4_s3`, the
-bucket's region from the client) and sent straight to the endpoint's connection pool, built by
-core/clients.py like minio-py's own (timeouts, retries, TLS).
+For small objects the GET was half of a copying thread's interpreter time: minio-py around the request
+(argument checks, building and re-copying headers, the pool manager finding the pool by URL: py-spy,
+docs/benchmarks.md "Issue 16: the per-object path, again"), then urllib3 and `http.client` (sending, the
+status line, headers parsed by the `email` package: "Issue 16: figure 1a, client and server CPU per
+object"). Here the request is signed by actors/minio/sigv4.py (minio-py's algorithm, the signing key kept
+per day; the bucket's region from the client) and sent by actors/minio/curl_get.py (libcurl, one
+connection per thread kept open, minio-py's connect and read timeouts and CA bundle from core/clients.py),
+or, for an object known to be large (`for_size`), straight to the endpoint's urllib3 pool (built by
+core/clients.py like minio-py's own).
 
 Only the answers the mirror expects are read here: 200 (the bytes) and 304 (unchanged). Any other
-(404, 412, an error) is asked again through minio-py's `get_object`, so it is raised as before (S3Error
-with its code, ServerError): one more request, only on that rare path. Keys with `.` or `..` segments,
+(404, 412, an error), or a request refused or reset before any answer, is asked again through minio-py's
+`get_object`, so it is retried and raised as before (S3Error with its code, ServerError, urllib3's errors):
+one more request, only on that rare path. Keys with `.` or `..` segments,
 an Amazon S3 endpoint (minio-py addresses it by virtual host, not by path as here), and a minio release
 without the region lookup this uses always go through `get_object`.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
-from urllib.parse import SplitResult
 
 from minio import Minio
-from minio.credentials import Credentials
 from minio.error import ServerError
 from minio.helpers import quote, sha256_hash
-from minio.signer import sign_v4_s3
-from minio.time import to_amz_date, utcnow
 
+from actors.minio.curl_get import CurlGets
+from actors.minio.sigv4 import Signer
 from core import clients
 from core.config import MinioSettings
 
@@ -36,16 +39,30 @@ class NotModified(Exception):
     """The source still has the ETag the mirror holds (304 to If-None-Match)."""
 
 
+LARGE_OBJECT = 512 << 10  # bytes from which a GET known to be this large goes through urllib3 (`for_size`)
+
+
 class ObjectGets:
     def __init__(self, client: Minio, settings: MinioSettings):
         self.client = client
         self.host, self.scheme = settings.endpoint, "https" if settings.secure else "http"
+        self.curl: CurlGets | None = CurlGets(f"{self.scheme}://{self.host}", clients.MINIO_CONNECT_SECONDS,
+                                              settings.timeout_seconds, clients.ca_file() if settings.secure else None)
         self.pool = clients.minio_http(settings).connection_from_url(f"{self.scheme}://{self.host}")
-        self.credentials = Credentials(settings.access_key, clients.secret(settings.secret_key))
+        self.signer = Signer(settings.access_key, clients.secret(settings.secret_key) or "")
         self.payload = "UNSIGNED-PAYLOAD" if settings.secure else sha256_hash(b"")  # as minio-py: no body
         self.region = getattr(client, "_get_region", None)  # minio-py's cached GetBucketLocation
         if self.host.split(":")[0].lower().endswith(".amazonaws.com"):
             self.region = None
+        self.large = copy.copy(self)
+        self.large.curl, self.large.large = None, self.large
+
+    def for_size(self, size: int | None) -> ObjectGets:
+        """These GETs, for an object of `size` bytes (None: not known). libcurl saves about 0.23 ms of
+        CPU per request, but hands each body's bytes to Python with one more copy than urllib3 (about
+        0.4 ms more per MiB: docs/benchmarks.md, "Issue 16: figure 1a, client and server CPU per
+        object"), so an object known to be LARGE_OBJECT or more is fetched through urllib3."""
+        return self.large if size is not None and size >= LARGE_OBJECT else self
 
     def get(self, bucket: str, key: str, conditions: dict[str, str]) -> Any:
         """The response of a 200 (streamed: the caller closes and releases it); NotModified on a 304;
@@ -53,16 +70,18 @@ class ObjectGets:
         if self.region is None or "/./" in f"/{key}/" or "/../" in f"/{key}/":
             return self._minio_get(bucket, key, conditions)
         path = f"/{bucket}/{quote(key)}"
-        date = utcnow()
-        headers = {"Host": self.host, "User-Agent": USER_AGENT, "x-amz-content-sha256": self.payload,
-                   "x-amz-date": to_amz_date(date), **conditions}
-        signed = sign_v4_s3(method="GET", url=SplitResult(self.scheme, self.host, path, "", ""),
-                            region=self.region(bucket), headers=headers, credentials=self.credentials,
-                            content_sha256=self.payload, date=date)
-        response = self.pool.urlopen("GET", path, headers=signed, preload_content=False, redirect=False)
+        signed = self.signer.sign("GET", path, {"Host": self.host, "User-Agent": USER_AGENT, **conditions},
+                                  self.region(bucket), self.payload)
+        if self.curl is None:
+            response = self.pool.urlopen("GET", path, headers=signed, preload_content=False, redirect=False)
+        else:
+            response = self.curl.open(path, signed, f"s3://{bucket}/{key}")
+            if response is None:  # refused or reset before an answer: minio-py's retries and errors
+                return self._minio_get(bucket, key, conditions)
         if response.status == 200:
             return response
-        response.drain_conn()
+        response.read()  # a short error document: read, so the connection is kept
+        response.close()
         response.release_conn()
         if response.status == 304:
             raise NotModified()

@@ -457,17 +457,18 @@ def test_a_commit_whose_marks_are_cleared_without_a_wal_fsync_leaves_every_later
     assert sqlite_synchronous(store) == full
     temp = write_temp(store, b"two")
     entry = Entry(size=3, etag=hashlib.md5(b"two").hexdigest(), last_modified=T0 + timedelta(minutes=1))
-    failing = mirror_store.fsync_dir
+    failing = mirror_store.fsync_files
     try:
-        def refuse(folder):  # the renamed file's folder only: step 2
-            if Path(folder) == store.root / "bkt":
+        def refuse(paths):  # the renamed file's folder only: step 2
+            paths = [Path(path) for path in paths]
+            if store.root / "bkt" in paths:
                 raise OSError("the disk went away")
-            failing(folder)
-        mirror_store.fsync_dir = refuse
+            failing(paths)
+        mirror_store.fsync_files = refuse
         with pytest.raises(OSError):
             store.commit_many("bkt", [("a", temp, entry)], T0 + timedelta(minutes=1))
     finally:
-        mirror_store.fsync_dir = failing
+        mirror_store.fsync_files = failing
     assert sqlite_synchronous(store) == full
     assert store.entry("bkt", "a").path.read_bytes() == b"two"  # the next access finished the job
 
