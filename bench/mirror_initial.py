@@ -103,7 +103,8 @@ def get_discarded(minio: PrivateMinio, items: list[tuple[str, str, int]]) -> Non
     gets = ObjectGets(minio.client(), minio.settings())
 
     def fetch(item: tuple[str, str, int]) -> None:
-        response = gets.get(item[0], item[1], {})
+        # Through the transport the mirror takes for an object of this size (ObjectGets.for_size), as it is listed
+        response = gets.for_size(item[2]).get(item[0], item[1], {})
         try:
             for _ in response.stream(MiB, decode_content=False):
                 pass
