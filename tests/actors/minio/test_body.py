@@ -12,19 +12,7 @@ import pytest
 from actors.minio.body import WRITE_BACK
 from actors.minio.mirror import mirror_object, reconcile
 from actors.minio.upkeep import verify_sample
-from core.config import Settings
 from core.mirror_store import MirrorStore
-from testbed import settings as testbed_settings
-
-
-@pytest.fixture
-def settings(tmp_path, testbed_env) -> Settings:
-    return Settings(storage_root=tmp_path / "b", minio=testbed_settings.minio(testbed_env))
-
-
-@pytest.fixture
-def store(settings) -> MirrorStore:
-    return MirrorStore(settings.storage_root / settings.minio.mirror_dir)
 
 
 def mirrored_bytes(store: MirrorStore, bucket: str, key: str) -> bytes:

@@ -15,22 +15,10 @@ from minio.error import S3Error
 from actors.minio.mirror import mirror_object, mirror_objects, reconcile
 from actors.minio.upkeep import prune_versions, verify_sample
 from core import mirror_store
-from core.config import Settings
 from core.mirror_paths import decode_key
 from core.mirror_status import mirror_mode
 from core.mirror_store import MirrorStore
-from testbed import settings as testbed_settings
 from tests.conftest import remove_bucket, unique
-
-
-@pytest.fixture
-def settings(tmp_path, testbed_env) -> Settings:
-    return Settings(storage_root=tmp_path / "b", minio=testbed_settings.minio(testbed_env))
-
-
-@pytest.fixture
-def store(settings) -> MirrorStore:
-    return MirrorStore(settings.storage_root / settings.minio.mirror_dir)
 
 
 def put(client, bucket: str, key: str, data: bytes, **kwargs) -> None:

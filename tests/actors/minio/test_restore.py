@@ -14,7 +14,6 @@ from actors.minio.restore import RestoreIncomplete, plan_restore, restore, resto
 from actors.minio.upkeep import prune_versions
 from core.component import PermanentError
 from core.config import Settings
-from core.mirror_store import MirrorStore
 
 ALPHA, BETA, GAMMA = "alpha", "beta", "gamma-" + "g" * 54  # 60 chars: "drill-" makes it too long
 MiB = 1 << 20
@@ -23,11 +22,6 @@ MiB = 1 << 20
 @pytest.fixture
 def settings(tmp_path, private_minio) -> Settings:
     return Settings(storage_root=tmp_path / "b", minio=private_minio.settings())
-
-
-@pytest.fixture
-def store(settings) -> MirrorStore:
-    return MirrorStore(settings.storage_root / settings.minio.mirror_dir)
 
 
 @pytest.fixture
