@@ -85,6 +85,15 @@ def backed_up(settings: Settings) -> tuple[Point, ComponentRecord]:
     return point, record
 
 
+def full_then_change_point(settings: Settings) -> tuple[Point, Point, ComponentRecord]:
+    """The database seeded and backed up (a full point), then changed and backed up again (a change point):
+    the full point, the change point and its record."""
+    seed(settings.mysql)
+    full, _ = backed_up(settings)
+    change(settings.mysql)
+    point, record = backed_up(settings)
+    return full, point, record
+
 def artifact_names(record: ComponentRecord) -> list[str]:
     return [a.name for a in record.artifacts]
 
@@ -166,10 +175,7 @@ def test_a_change_point_is_of_the_newest_full_point_never_of_another_change_poin
 def test_verify_catches_changes_cut_short_or_altered_and_a_base_unlike_its_record(tmp_path, testbed_env,
                                                                                    mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
-    seed(settings.mysql)
-    full, _ = backed_up(settings)
-    change(settings.mysql)
-    point, record = backed_up(settings)
+    full, point, record = full_then_change_point(settings)
     changes_path = point.path("mysql_changes.sql.gz")
     good = changes_path.read_bytes()
     text = gzip.decompress(good)
@@ -197,10 +203,7 @@ def test_verify_catches_changes_cut_short_or_altered_and_a_base_unlike_its_recor
 
 def test_a_change_point_whose_base_point_was_pruned_still_restores(tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
-    seed(settings.mysql)
-    full, _ = backed_up(settings)
-    change(settings.mysql)
-    point, record = backed_up(settings)
+    full, point, record = full_then_change_point(settings)
     shutil.rmtree(full.folder)
     restored = unique("t_ours_")
     try:
@@ -232,10 +235,7 @@ def test_a_full_dump_replaced_by_a_symlink_is_never_a_base_and_the_next_point_is
 def test_a_restore_at_a_moment_after_a_change_point_loads_base_and_changes_then_replays_the_binlog(
         tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
-    seed(settings.mysql)
-    backed_up(settings)
-    change(settings.mysql)
-    point, record = backed_up(settings)
+    _, point, record = full_then_change_point(settings)
     assert artifact_names(record) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
     execute(settings.mysql, "UPDATE doc SET title = 'after the change point' WHERE id LIKE '0%'",
             "DELETE FROM counter WHERE id < 5", "INSERT INTO loose VALUES ('after', 9)")
@@ -297,10 +297,7 @@ def test_a_database_with_a_routine_and_an_event_gets_change_points_one_with_a_tr
 def test_a_docker_mode_change_point_is_made_and_restored_through_the_container(tmp_path, testbed_env,
                                                                                 docker_mysql_database):
     settings = settings_for(testbed_env, tmp_path, docker_mysql_database, docker=True)
-    seed(settings.mysql)
-    backed_up(settings)
-    change(settings.mysql)
-    point, record = backed_up(settings)
+    _, point, record = full_then_change_point(settings)
     assert artifact_names(record) == ["mysql_base.sql.gz", "mysql_changes.sql.gz"]
     assert record.details["mode"] == "docker" and mysql.verify(settings, point, record) == []
     restored = unique("t_ours_")

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from core.points import Storage
-from tests.actors.mysql.test_change_points import backed_up, change, seed, settings_for
+from tests.actors.mysql.test_change_points import full_then_change_point, settings_for
 from tests.faults.harness import cli, write_config
 
 
@@ -29,10 +29,7 @@ def disk_bytes(*folders: Path, leave_out: frozenset[str] = frozenset()) -> int:
 def test_a_change_point_is_listed_with_what_it_adds_and_its_base_and_the_sizes_add_up_to_the_disk(
         tmp_path, testbed_env, mysql_database):
     settings = settings_for(testbed_env, tmp_path, mysql_database)
-    seed(settings.mysql)
-    full, _ = backed_up(settings)
-    change(settings.mysql)
-    point, record = backed_up(settings)
+    full, point, record = full_then_change_point(settings)
     # The daily full point pruned: its promotions (hard links) hold the base, in tiers listed after the daily one.
     shutil.rmtree(full.folder)
     storage = Storage(settings.storage_root)
