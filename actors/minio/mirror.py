@@ -17,7 +17,7 @@ from typing import Any
 
 from minio.error import S3Error
 
-from actors.minio.body import PLAIN_ETAG, download  # noqa: F401 - PLAIN_ETAG: plan.py takes it from here
+from actors.minio.body import download
 from actors.minio.copies import Copies
 from actors.minio.headers import http_date, user_metadata
 from actors.minio.listing import list_objects
@@ -32,7 +32,6 @@ from core.mirror_store import Entry, MirrorStore
 from core.source_root import read_only_mirror
 
 GONE = ("NoSuchKey", "NoSuchBucket")  # the source positively says the object is not there
-CHUNK = 1 << 20
 LIST_PAGE = 500  # listing entries compared with the index per query
 
 _cache: dict[tuple, object] = {}

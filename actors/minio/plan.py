@@ -15,7 +15,8 @@ from typing import Any, BinaryIO
 
 from minio.error import S3Error
 
-from actors.minio.mirror import PLAIN_ETAG, in_scope, open_store
+from actors.minio.body import PLAIN_ETAG
+from actors.minio.mirror import in_scope, open_store
 from core import clients
 from core.component import PermanentError
 from core.config import MinioSettings, Settings

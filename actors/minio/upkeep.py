@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from minio.error import S3Error
 
-from actors.minio.mirror import CHUNK, GONE, open_store, source_client
+from actors.minio.body import CHUNK
+from actors.minio.mirror import GONE, open_store, source_client
 from core.atomic import digest_of
 from core.config import Settings
 from core.mirror_store import MirrorStore
