@@ -82,9 +82,14 @@ def items(lines_in: Iterable[bytes], strict: bool = False) -> Iterator[Row | byt
 
 
 def one_row(line: bytes) -> bool:
-    """A one-line INSERT holds a single row: once its strings are gone, no `),(` is left (a dump's values are
-    numbers, NULL, hex and strings: no parentheses of their own)."""
-    return b"),(" not in _STRING.sub(b"", line)
+    """A one-line INSERT holds a single row."""
+    return not rows_beyond_the_first(line)
+
+
+def rows_beyond_the_first(line: bytes) -> int:
+    """The rows of a one-line INSERT after its first: once its strings are gone, each is after a `),(` (a
+    dump's values are numbers, NULL, hex and strings: no parentheses of their own)."""
+    return _STRING.sub(b"", line).count(b"),(")
 
 
 class TextScan:
@@ -142,7 +147,7 @@ class TextScan:
                     pos = stop + 3
                     continue
                 if line.endswith(b");\n") and (one := _ONE_ROW.match(line)):
-                    several = _STRING.sub(b"", line).count(b"),(")
+                    several = rows_beyond_the_first(line)
                     self.rows_per_line = self.rows_per_line and not several
                     self.counts[one[1]] = self.counts.get(one[1], 0) + 1 + several
                     pos = end
