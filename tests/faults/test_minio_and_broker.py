@@ -49,7 +49,7 @@ def test_a_reconcile_against_a_stopped_or_hung_minio_removes_nothing_and_alerts(
         put(minio, "kb-one", f"doc-{n}.txt", f"document {n}".encode())
     settings = Settings(storage_root=tmp_path / "backups", minio=minio_section(private_minio, timeout_seconds=2),
                         mysql={"enabled": False}, search={"enabled": False},
-                        notify={"urls": [inbox.url], "min_interval_seconds": 0})
+                        notify={"urls": [inbox.url], "min_interval_seconds": 0, "storage_threshold": 1.0})
     assert reconcile(settings).complete
     mirror_root = tmp_path / "backups" / "minio_mirror"
     before = mirror_files(mirror_root)

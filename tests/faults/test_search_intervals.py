@@ -159,7 +159,8 @@ def metric(settings: Settings, name: str) -> float:
                    "once one succeeds")
 def test_interval_snapshots_failing_in_a_row_raise_an_alert_that_clears_when_one_succeeds(
         search_cfg, seeded, tmp_path, inbox):
-    notify = NotifySettings(urls=[inbox.url], min_interval_seconds=0, rpo_hours={})
+    # storage_threshold 1.0: how full the host disk is must not add an alert to the ones counted here
+    notify = NotifySettings(urls=[inbox.url], min_interval_seconds=0, rpo_hours={}, storage_threshold=1.0)
     good = Settings(storage_root=tmp_path / "backups", notify=notify,
                     search=search_cfg.model_copy(update={"interval_alert_failures": 2}))
     down = good.model_copy(update={"search": good.search.model_copy(update={"url": f"http://127.0.0.1:{closed_port()}"})})
@@ -183,7 +184,7 @@ def test_interval_snapshots_failing_in_a_row_raise_an_alert_that_clears_when_one
                    "a warning alert says since when no search snapshot was taken and what to look at")
 def test_an_interval_snapshot_older_than_twice_the_interval_raises_an_alert(search_cfg, seeded, tmp_path, inbox):
     settings = Settings(storage_root=tmp_path / "backups", search=search_cfg,
-                        notify=NotifySettings(urls=[inbox.url], min_interval_seconds=0, rpo_hours={}))
+                        notify=NotifySettings(urls=[inbox.url], min_interval_seconds=0, rpo_hours={}, storage_threshold=1.0))
     taken = interval.take(settings, log, now=datetime.now(timezone.utc) - timedelta(hours=3))
 
     assert taken is not None
