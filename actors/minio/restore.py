@@ -53,6 +53,7 @@ from actors.minio.plan import (
     scope_prefix,
     target_bucket_name,
 )
+from actors.minio.put_headers import UnsafeHeaders, put_headers
 from core import clients
 from core.atomic import digest_of_file
 from core.component import PermanentError
@@ -92,11 +93,17 @@ class _CheckedReader:
 
 
 def _check_mirror_files(plan: RestorePlan) -> None:
-    """Every file to upload is there with its size and MD5, before anything is written."""
+    """Every file to upload is there with its size and MD5, and what the index says of its object can be
+    sent back (actors/minio/put_headers.py), before anything is written."""
     bad = []
     for bp in plan.buckets:
         for key in bp.put:
             ref, where = bp.state[key], f"s3://{bp.bucket}/{key}"
+            try:
+                put_headers(ref.content_type, ref.metadata)
+            except UnsafeHeaders as exc:
+                bad.append(f"{where}: the mirror index gives {exc}")
+                continue
             try:
                 with mirror_file(plan.mirror_root, ref) as handle:
                     size = os.fstat(handle.fileno()).st_size
@@ -110,16 +117,16 @@ def _check_mirror_files(plan: RestorePlan) -> None:
                 bad.append(f"{where}: the mirror index names {exc}")
     if bad:
         shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise PermanentError(f"nothing was restored: {len(bad)} mirror file(s) are damaged ({shown}); "
-                             "choose another time or repair the mirror")
+        raise PermanentError(f"nothing was restored: {len(bad)} object(s) cannot be put back as the mirror holds "
+                             f"them ({shown}); choose another time or repair the mirror")
 
 
 def _put(client, bp: BucketPlan, key: str, root: Path) -> int:
     ref = bp.state[key]
     with mirror_file(root, ref) as handle:
+        content_type, headers = put_headers(ref.content_type, ref.metadata)
         client.put_object(bp.target, key, _CheckedReader(handle, ref, f"s3://{bp.bucket}/{key}"), ref.size,
-                          content_type=ref.content_type or "application/octet-stream",
-                          metadata=dict(ref.metadata) or None, part_size=part_size(ref.size))
+                          content_type=content_type, metadata=headers or None, part_size=part_size(ref.size))
     return ref.size
 
 

@@ -166,6 +166,56 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
     assert list(client.list_objects("kb-hostile", recursive=True)) == []
 
 
+@pytest.mark.fault("hostile storage: a mirror index row gives an object user metadata named like S3's own headers "
+                   "(x-amz-tagging, x-amz-website-redirect-location, cache-control), or a value with a line break, "
+                   "or metadata that is not names and values",
+                   "header-like names go back as plain user metadata (x-amz-meta-...): no tags, redirect or "
+                   "Cache-Control are set; a broken value or shape refuses the restore before the first write, "
+                   "naming the object")
+def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path, private_minio):
+    from actors.minio.mirror import reconcile
+    from core.config import Settings
+
+    m = private_minio.settings()
+    root = tmp_path / "backups"
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(root), "mysql": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False},
+        "minio": {"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value()}})
+    client = private_minio.client()
+    client.make_bucket("kb-meta")
+    client.put_object("kb-meta", "doc.txt", io.BytesIO(b"mirrored bytes"), 14, metadata={"origin": "upload"})
+    assert reconcile(Settings(storage_root=root, minio=m)).complete
+    index = root / "minio_mirror" / ".index.sqlite"
+
+    def tamper(metadata) -> None:
+        with sqlite3.connect(index) as conn:
+            conn.execute("UPDATE objects SET metadata=? WHERE bucket='kb-meta' AND key='doc.txt'", (json.dumps(metadata),))
+        for found in client.list_objects("kb-meta", recursive=True):
+            client.remove_object("kb-meta", found.object_name)
+
+    for broken, words in (({"origin": "x\r\nx-amz-tagging: owned=yes"}, "not printable US-ASCII"),
+                          (["x-amz-tagging", "owned=yes"], "is a list, not names and values"),
+                          ({"Cache-Control": "max-age=1"}, "not an HTTP field name in lower case")):
+        tamper(broken)
+        refused = cli(config, "restore", "-C", "minio", "--yes")
+        assert refused.returncode == 1 and "Traceback" not in said(refused)
+        assert "nothing was restored" in said(refused) and "s3://kb-meta/doc.txt" in said(refused)
+        assert words in said(refused), said(refused)
+        assert list(client.list_objects("kb-meta", recursive=True)) == []
+
+    tamper({"origin": "upload", "x-amz-tagging": "owned=yes", "x-amz-website-redirect-location": "/elsewhere",
+            "cache-control": "max-age=31536000"})
+    restored = cli(config, "restore", "-C", "minio", "--yes")
+    assert restored.returncode == 0, said(restored)
+    assert client.get_object("kb-meta", "doc.txt").read() == b"mirrored bytes"
+    headers = {name.lower(): value for name, value in client.stat_object("kb-meta", "doc.txt").metadata.items()}
+    assert headers["x-amz-meta-origin"] == "upload" and headers["x-amz-meta-x-amz-tagging"] == "owned=yes"
+    assert headers["x-amz-meta-cache-control"] == "max-age=31536000"
+    assert "cache-control" not in headers and "x-amz-website-redirect-location" not in headers
+    assert client.get_object_tags("kb-meta", "doc.txt") is None
+
+
 # ---------------------------------------------------------------- symlinks planted in the root
 
 
