@@ -33,6 +33,7 @@ class Entry:
     seen_at: datetime | None = None  # when the source was looked at: older news never overwrites newer
     mirrored_at: datetime | None = None
     path: Path | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # content headers: actors/minio/headers.py
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ObjectRef:
     metadata: dict[str, str]
     valid_from: datetime | None  # the source's last_modified
     md5: str | None
+    headers: dict[str, str]  # content headers (Content-Encoding, ...); {} for rows older than the column
 
 
 @dataclass(frozen=True)

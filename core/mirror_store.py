@@ -32,7 +32,7 @@ from core.mirror_records import STAMP, Brief, Entry, ObjectRef, Version
 from core.mirror_records import parse_stamp as _dt
 from core.mirror_records import stamp as _ts
 from core.mirror_records import utc as _utc
-from core.mirror_schema import SCHEMA
+from core.mirror_schema import SCHEMA, add_missing_columns
 from core.sqlite_index import open_index
 
 STALE_TEMP_SECONDS = 86_400
@@ -40,11 +40,18 @@ _replace = os.replace  # the rename that puts new bytes in place (tests inject f
 
 
 # A current row as a commit reads it: HELD's columns first (a version of it takes those), then the rest.
-HELD = "path, size, etag, content_type, metadata, md5, last_modified"
-ROW = f"{HELD}, pending, pending_ino, seen_at"
+HELD_COLUMNS = ("path", "size", "etag", "content_type", "metadata", "md5", "last_modified", "headers")
+ROW_COLUMNS = (*HELD_COLUMNS, "pending", "pending_ino", "seen_at")
+HELD, ROW = ", ".join(HELD_COLUMNS), ", ".join(ROW_COLUMNS)
+PATH, PENDING, SEEN_AT = (ROW_COLUMNS.index(name) for name in ("path", "pending", "seen_at"))
 # `pruned.horizon`: when the newest version a prune dropped was superseded. Restores as of any moment since
 # are whole (every version superseded later is kept); earlier ones are not (see `pitr_since`).
-COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5"
+COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5, headers"
+
+
+def _names_and_values(text: str | None) -> dict:
+    """A JSON column of names and values (metadata, headers); NULL (a row older than the column) is none."""
+    return {} if text is None else json.loads(text)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -67,7 +74,9 @@ class MirrorStore:
         self.root = Path(root) if self.read_only else private_dir(Path(root))  # nothing there is written
         self.index = Path(snapshot) if snapshot else self.root / INDEX_FILE
         self.tmp = None if self.read_only else private_dir(self.root / ".tmp")
-        if self.read_only:
+        if self.read_only:  # our own copy of the other index: brought up to SCHEMA like ours
+            with self._write() as conn:
+                add_missing_columns(conn)
             return
         # Create the file with our mode (SQLite gives -wal/-shm the same), but never open an existing one
         # ourselves: closing any descriptor of it drops this process's POSIX locks, and another process
@@ -80,6 +89,7 @@ class MirrorStore:
             fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE name='objects'").fetchone() is None
             for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT early
                 conn.execute(statement)
+            add_missing_columns(conn)
             if fresh:
                 conn.execute(f"PRAGMA user_version={FORMAT}")
             current = conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
@@ -231,13 +241,13 @@ class MirrorStore:
     def _keep_version(self, conn: sqlite3.Connection, bucket: str, key: str, row: tuple, now: datetime,
                       until: datetime, reason: str) -> bool:
         """`_supersede` for the key's row as read (HELD's columns first)."""
-        if not (self.root / row[0]).exists():
+        if not (self.root / row[PATH]).exists():
             return False
         version = self._version_path(bucket, key, now)
-        _link_or_copy(self.root / row[0], version)
+        _link_or_copy(self.root / row[PATH], version)
         conn.execute("INSERT INTO versions (bucket, key, path, size, etag, content_type, metadata, md5, valid_from, "
-                     "superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                     (bucket, key, str(version.relative_to(self.root)), *row[1:7], _ts(until), reason))
+                     "headers, superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                     (bucket, key, str(version.relative_to(self.root)), *row[1:len(HELD_COLUMNS)], _ts(until), reason))
         return True
 
     def commit(self, bucket: str, key: str, temp: Path, entry: Entry, now: datetime) -> bool:
@@ -287,10 +297,10 @@ class MirrorStore:
         The key's row is read once (it was read five times per new key: docs/benchmarks.md, "Issue 16:
         figure 1a, client and server CPU per object"), and again only after rolling a pending commit forward."""
         row = conn.execute(f"SELECT {ROW} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        if row is not None and row[7] is not None:
+        if row is not None and row[PENDING] is not None:
             self._settle(conn, bucket, key)
             row = conn.execute(f"SELECT {ROW} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        present = row is not None and (self.root / row[0]).exists()
+        present = row is not None and (self.root / row[PATH]).exists()
         if (present and (row[2], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry, row):
             temp.unlink(missing_ok=True)
             return False
@@ -299,11 +309,11 @@ class MirrorStore:
             self._keep_version(conn, bucket, key, row, now, until, "overwritten")
         conn.execute(
             "INSERT OR REPLACE INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
-            "last_modified, seen_at, mirrored_at, pending, pending_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (bucket, key, self._place(conn, bucket, key, row[0] if row is not None else None), entry.size,
+            "last_modified, seen_at, mirrored_at, pending, pending_ino, headers) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (bucket, key, self._place(conn, bucket, key, row[PATH] if row is not None else None), entry.size,
              entry.etag, entry.content_type, json.dumps(entry.metadata, sort_keys=True), entry.md5,
              _ts(entry.last_modified), _ts(entry.seen_at), _ts(now), str(temp.relative_to(self.root)),
-             temp.stat().st_ino))
+             temp.stat().st_ino, json.dumps(entry.headers, sort_keys=True)))
         return True
 
     @staticmethod
@@ -313,7 +323,7 @@ class MirrorStore:
         if entry.seen_at is None:
             return False
         if row is not None:
-            seen = row[9]
+            seen = row[SEEN_AT]
         else:
             seen = conn.execute("SELECT MAX(superseded_at) FROM versions WHERE bucket=? AND key=? AND "
                                 "reason='deleted'", (bucket, key)).fetchone()[0]
@@ -394,12 +404,12 @@ class MirrorStore:
 
     def entry(self, bucket: str, key: str) -> Entry | None:
         row = self._settled(bucket, key).execute(
-            "SELECT size, etag, content_type, metadata, last_modified, md5, seen_at, mirrored_at, path FROM objects "
-            "WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+            "SELECT size, etag, content_type, metadata, last_modified, md5, seen_at, mirrored_at, path, headers "
+            "FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
         if row is None:
             return None
         return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
-                     self.root / row[8])
+                     self.root / row[8], _names_and_values(row[9]))
 
     def brief(self, bucket: str, keys: list[str]) -> dict[str, Brief]:
         """Etag, size and file of those of `keys` that are current and settled, in one query (reconcile
@@ -413,9 +423,10 @@ class MirrorStore:
         return {row[0]: Brief(row[1], row[2], root + row[3]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
-        key, path, size, etag, ctype, meta, valid_from, md5, *rest = row
+        key, path, size, etag, ctype, meta, valid_from, md5, headers, *rest = row
         extra = (_dt(rest[0]), rest[1]) if rest else ()
-        return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5, *extra)
+        return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5,
+                    _names_and_values(headers), *extra)
 
     def empty(self) -> bool:
         """No current object at all: a first mirror."""

@@ -14,6 +14,9 @@ from typing import Any
 from minio.time import from_http_header
 
 META_PREFIX = "x-amz-meta-"
+# The content headers MinIO keeps with an object and serves back, which a restore can send again
+# (minio-py's put_object sends these names as themselves: actors/minio/put_headers.py).
+CONTENT_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language")
 MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -46,4 +49,14 @@ def user_metadata(headers: Any) -> dict[str, str]:
     return found
 
 
-__all__ = ["META_PREFIX", "http_date", "user_metadata"]
+def content_headers(headers: Any) -> dict[str, str]:
+    """The object's CONTENT_HEADERS among a GET's response headers, names in lower case."""
+    found = {}
+    for name in CONTENT_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            found[name] = value
+    return found
+
+
+__all__ = ["CONTENT_HEADERS", "META_PREFIX", "content_headers", "http_date", "user_metadata"]

@@ -19,7 +19,7 @@ from minio.error import S3Error
 
 from actors.minio.body import download
 from actors.minio.copies import Copies
-from actors.minio.headers import http_date, user_metadata
+from actors.minio.headers import content_headers, http_date, user_metadata
 from actors.minio.listing import list_objects
 from actors.minio.object_get import NotModified, ObjectGets
 from core import clients
@@ -127,7 +127,8 @@ def _entry(headers, md5: str, seen: datetime) -> Entry:
     modified = headers.get("last-modified")
     return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
                  content_type=headers.get("content-type"), metadata=user_metadata(headers),
-                 last_modified=http_date(modified) if modified else None, md5=md5, seen_at=seen)
+                 last_modified=http_date(modified) if modified else None, md5=md5, seen_at=seen,
+                 headers=content_headers(headers))
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:

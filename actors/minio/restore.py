@@ -2,9 +2,9 @@
 
 `plan_restore` compares, bucket by bucket, what the mirror says the store held at `at` with what the
 target holds now (listing: ETag + size) and `restore` applies that diff: each object is put back from
-its mirror file (streamed, with its content type and user metadata, its MD5 checked while it is read
-so a corrupt mirror file is never uploaded), then the keys that did not exist at `at` are removed,
-then the target is listed again and compared with the state at `at`.
+its mirror file (streamed, with its content type, content headers and user metadata, its MD5 checked
+while it is read so a corrupt mirror file is never uploaded), then the keys that did not exist at `at`
+are removed, then the target is listed again and compared with the state at `at`.
 
 Not all-or-nothing across objects: each put and each delete is atomic in S3 and the plan is a diff,
 so a run that stops midway (RestoreIncomplete says how far it got) is completed by running it again.
@@ -100,7 +100,7 @@ def _check_mirror_files(plan: RestorePlan) -> None:
         for key in bp.put:
             ref, where = bp.state[key], f"s3://{bp.bucket}/{key}"
             try:
-                put_headers(ref.content_type, ref.metadata)
+                put_headers(ref.content_type, ref.metadata, ref.headers)
             except UnsafeHeaders as exc:
                 bad.append(f"{where}: the mirror index gives {exc}")
                 continue
@@ -124,7 +124,7 @@ def _check_mirror_files(plan: RestorePlan) -> None:
 def _put(client, bp: BucketPlan, key: str, root: Path) -> int:
     ref = bp.state[key]
     with mirror_file(root, ref) as handle:
-        content_type, headers = put_headers(ref.content_type, ref.metadata)
+        content_type, headers = put_headers(ref.content_type, ref.metadata, ref.headers)
         client.put_object(bp.target, key, _CheckedReader(handle, ref, f"s3://{bp.bucket}/{key}"), ref.size,
                           content_type=content_type, metadata=headers or None, part_size=part_size(ref.size))
     return ref.size

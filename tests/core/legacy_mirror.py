@@ -11,7 +11,21 @@ from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from core.mirror_store import SCHEMA
+# The index's tables as the first layout made them (before the `headers` columns: core/mirror_schema.py).
+SCHEMA = """
+CREATE TABLE objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, last_modified TEXT, seen_at TEXT, mirrored_at TEXT NOT NULL,
+    pending TEXT, pending_ino INTEGER, PRIMARY KEY (bucket, key));
+CREATE INDEX objects_pending ON objects (pending) WHERE pending IS NOT NULL;
+CREATE TABLE versions (
+    id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT, metadata TEXT NOT NULL, md5 TEXT, valid_from TEXT,
+    superseded_at TEXT NOT NULL, reason TEXT NOT NULL CHECK (reason IN ('overwritten', 'deleted')));
+CREATE INDEX versions_key ON versions (bucket, key, superseded_at);
+CREATE INDEX versions_superseded ON versions (superseded_at);
+CREATE TABLE pruned (id INTEGER PRIMARY KEY CHECK (id = 1), horizon TEXT NOT NULL);
+"""
 
 SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -42,8 +42,10 @@ def check_converted(store: MirrorStore) -> None:
         entry = store.entry("bkt", key)
         assert entry.path == store.root / object_path("bkt", key, file_mark=key == "a"), key
         assert entry.path.read_bytes() == data and entry.md5 == hashlib.md5(data).hexdigest()
+        assert entry.headers == {}  # the first layout kept no content headers: none to restore
     for key, datas in OLD.items():
         assert [v.path.read_bytes() for v in store.versions("bkt", key)] == datas
+        assert all(v.headers == {} for v in store.versions("bkt", key))
         assert all(v.path.name.startswith(object_path("bkt", key).name + "%~v") for v in store.versions("bkt", key))
     for _, path in index_rows(store.root):
         assert (store.root / path).is_file() and not path.startswith(".convert")

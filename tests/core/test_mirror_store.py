@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
@@ -16,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import mirror_store
+from core.mirror_convert import FORMAT
 from core.mirror_paths import decode_key, encode_key
 from core.mirror_store import Entry, MirrorStore
+from tests.core.legacy_mirror import SCHEMA as BEFORE_HEADERS
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -109,12 +113,46 @@ def write_temp(store: MirrorStore, data: bytes) -> Path:
 def put(store: MirrorStore, key: str, data: bytes, at: datetime, **extra) -> bool:
     entry = Entry(size=len(data), etag=hashlib.md5(data).hexdigest(), content_type="text/plain",
                   metadata=extra.pop("metadata", {}), last_modified=at, md5=hashlib.md5(data).hexdigest(),
-                  seen_at=extra.pop("seen_at", at))
+                  seen_at=extra.pop("seen_at", at), headers=extra.pop("headers", {}))
     return store.commit("bkt", key, write_temp(store, data), entry, extra.pop("now", at + timedelta(seconds=1)))
 
 
 def bytes_at(store: MirrorStore, when: datetime) -> dict[str, bytes]:
     return {key: ref.path.read_bytes() for key, ref in store.state_at("bkt", when).items()}
+
+
+def test_content_headers_are_kept_with_the_object_and_with_each_version_it_leaves(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    gzip = {"content-encoding": "gzip", "cache-control": "max-age=60"}
+    put(store, "page", b"one", T0, headers=gzip)
+    put(store, "page", b"two", T0 + timedelta(minutes=10), headers={"content-language": "de"})
+
+    assert store.entry("bkt", "page").headers == {"content-language": "de"}
+    assert [v.headers for v in store.versions("bkt", "page")] == [gzip]
+    assert store.state_at("bkt", T0 + timedelta(minutes=5))["page"].headers == gzip
+    assert store.state_at("bkt", T0 + timedelta(minutes=15))["page"].headers == {"content-language": "de"}
+
+
+def test_an_index_from_before_content_headers_gains_the_column_and_its_rows_have_none(tmp_path):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "old", b"old bytes", T0)
+    store.close()
+    with closing(sqlite3.connect(store.index)) as conn:  # the same index as it was before the column
+        rows = conn.execute("SELECT bucket, key, path, size, etag, content_type, metadata, md5, last_modified, "
+                            "seen_at, mirrored_at FROM objects").fetchall()
+    store.index.unlink()
+    with closing(sqlite3.connect(store.index, isolation_level=None)) as conn:
+        for statement in filter(str.strip, BEFORE_HEADERS.split(";")):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={FORMAT}")
+        conn.executemany("INSERT INTO objects (bucket, key, path, size, etag, content_type, metadata, md5, "
+                         "last_modified, seen_at, mirrored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    reopened = MirrorStore(tmp_path / "m")
+    assert reopened.entry("bkt", "old").headers == {}
+    put(reopened, "old", b"new bytes", T0 + timedelta(minutes=1), headers={"content-encoding": "gzip"})
+    assert [v.headers for v in reopened.versions("bkt", "old")] == [{}]
+    assert reopened.entry("bkt", "old").headers == {"content-encoding": "gzip"}
 
 
 def test_overwrites_and_deletes_keep_versions_and_state_at_answers_for_any_moment(tmp_path):

@@ -168,10 +168,11 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
 
 @pytest.mark.fault("hostile storage: a mirror index row gives an object user metadata named like S3's own headers "
                    "(x-amz-tagging, x-amz-website-redirect-location, cache-control), or a value with a line break, "
-                   "or metadata that is not names and values",
+                   "or metadata that is not names and values, or a content header the mirror never keeps "
+                   "(x-amz-object-lock-mode)",
                    "header-like names go back as plain user metadata (x-amz-meta-...): no tags, redirect or "
-                   "Cache-Control are set; a broken value or shape refuses the restore before the first write, "
-                   "naming the object")
+                   "Cache-Control are set; a broken value or shape, or another header, refuses the restore before "
+                   "the first write, naming the object")
 def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path, private_minio):
     from actors.minio.mirror import reconcile
     from core.config import Settings
@@ -188,16 +189,19 @@ def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path
     assert reconcile(Settings(storage_root=root, minio=m)).complete
     index = root / "minio_mirror" / ".index.sqlite"
 
-    def tamper(metadata) -> None:
+    def tamper(metadata, headers=None) -> None:
         with sqlite3.connect(index) as conn:
-            conn.execute("UPDATE objects SET metadata=? WHERE bucket='kb-meta' AND key='doc.txt'", (json.dumps(metadata),))
+            conn.execute("UPDATE objects SET metadata=?, headers=? WHERE bucket='kb-meta' AND key='doc.txt'",
+                         (json.dumps(metadata), json.dumps(headers or {})))
         for found in client.list_objects("kb-meta", recursive=True):
             client.remove_object("kb-meta", found.object_name)
 
-    for broken, words in (({"origin": "x\r\nx-amz-tagging: owned=yes"}, "not printable US-ASCII"),
-                          (["x-amz-tagging", "owned=yes"], "is a list, not names and values"),
-                          ({"Cache-Control": "max-age=1"}, "not an HTTP field name in lower case")):
-        tamper(broken)
+    for broken, headers, words in (
+            ({"origin": "x\r\nx-amz-tagging: owned=yes"}, None, "not printable US-ASCII"),
+            (["x-amz-tagging", "owned=yes"], None, "is a list, not names and values"),
+            ({"Cache-Control": "max-age=1"}, None, "not an HTTP field name in lower case"),
+            ({}, {"x-amz-object-lock-mode": "COMPLIANCE"}, "'x-amz-object-lock-mode' is not one the mirror keeps")):
+        tamper(broken, headers)
         refused = cli(config, "restore", "-C", "minio", "--yes")
         assert refused.returncode == 1 and "Traceback" not in said(refused)
         assert "nothing was restored" in said(refused) and "s3://kb-meta/doc.txt" in said(refused)

@@ -33,3 +33,24 @@ def test_an_object_without_a_content_type_goes_back_as_octet_stream_with_empty_v
 def test_what_minio_never_sent_refuses_naming_what_is_wrong(content_type, metadata, words):
     with pytest.raises(UnsafeHeaders, match=words.replace("(", r"\(")):
         put_headers(content_type, metadata)
+
+
+def test_content_headers_go_back_as_themselves_beside_the_user_metadata():
+    kind, headers = put_headers("text/html", {"lang": "de"}, {"content-encoding": "gzip", "cache-control": "no-cache",
+                                                              "content-disposition": 'attachment; filename="a.html"',
+                                                              "content-language": "de"})
+    assert kind == "text/html"
+    assert headers == {"x-amz-meta-lang": "de", "content-encoding": "gzip", "cache-control": "no-cache",
+                       "content-disposition": 'attachment; filename="a.html"', "content-language": "de"}
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ({"x-amz-tagging": "a=b"}, "is not one the mirror keeps"),
+    ({"x-amz-website-redirect-location": "/x"}, "is not one the mirror keeps"),
+    ({"Content-Encoding": "gzip"}, "is not one the mirror keeps"),
+    ({"content-encoding": "gzip\r\nx-amz-acl: public-read"}, "'content-encoding' has a value that is not printable"),
+    ("gzip", "content headers are a str"),
+])
+def test_a_content_header_the_mirror_does_not_keep_refuses(content, words):
+    with pytest.raises(UnsafeHeaders, match=words):
+        put_headers("text/plain", {}, content)

@@ -1,6 +1,7 @@
 """MinIO point-in-time restore from the mirror, against a MinIO server of the test's own (no other buckets)."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import time
@@ -115,6 +116,32 @@ def test_a_restore_gives_back_exactly_the_objects_of_that_moment_with_their_cont
 
     again = plan_restore(settings, at, store=store)  # a big object came back in other parts: still "same"
     assert (again.put, again.remove, again.unchanged) == (0, 0, 7)
+
+
+def test_an_object_comes_back_with_the_content_headers_it_had_at_that_moment(settings, store, client):
+    client.make_bucket(ALPHA)
+    page = gzip.compress(b"<p>Hallo</p>" * 100)
+    first = {"Content-Encoding": "gzip", "Cache-Control": "max-age=60", "Content-Language": "de",
+             "Content-Disposition": 'attachment; filename="seite.html"', "x-amz-meta-lang": "de"}
+    put(client, ALPHA, "seite.html", page, content_type="text/html", metadata=first)
+    assert reconcile(settings, store=store).complete
+    at = tick()
+    put(client, ALPHA, "seite.html", b"<p>plain</p>", content_type="text/html", metadata={"Cache-Control": "no-store"})
+    assert reconcile(settings, store=store).complete
+
+    assert restore(settings, at, store=store).ok
+    stat = client.stat_object(ALPHA, "seite.html")
+    shown = {name.lower(): value for name, value in stat.metadata.items()}
+    assert {name: shown.get(name) for name in ("content-encoding", "cache-control", "content-language",
+                                               "content-disposition", "x-amz-meta-lang")} == \
+        {name.lower(): value for name, value in first.items()}
+    raw = client.get_object(ALPHA, "seite.html")
+    assert raw.read(decode_content=False) == page  # the stored bytes, still compressed
+    raw.release_conn()
+
+    assert restore(settings, datetime.now(timezone.utc), store=store).ok
+    shown = {name.lower(): value for name, value in client.stat_object(ALPHA, "seite.html").metadata.items()}
+    assert shown.get("cache-control") == "no-store" and "content-encoding" not in shown
 
 
 def test_a_dry_run_changes_nothing_and_returns_the_plan(settings, store, client, history):
