@@ -17,6 +17,10 @@ class PermanentError(Exception):
     """Retrying will not help: the message says what is wrong and how to fix it."""
 
 
+class NothingChanged(PermanentError):
+    """A component's restore refused before its first write: there is nothing of it to roll back."""
+
+
 @dataclass
 class ComponentResult:
     artifacts: list[Artifact] = field(default_factory=list)

@@ -62,9 +62,11 @@ class Component(Protocol):
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
         """Restore a point (or one knowledge base of it, `request.kb`); the component's own result."""
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
-        """What is wrong with restoring it from this point (artifacts already sound), found before any change;
-        `kb` is a well-formed knowledge-base id or None; `settings` say where the component's tools run."""
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
+        """What is wrong with restoring it as `request` asks, found before any change (and before the safety
+        point): for a component in points, `request.point` and `request.record` are set and its artifacts
+        already sound; `request.kb` is a well-formed knowledge-base id or None; `settings` say where the
+        component's tools run."""
 
     def has_data(self, settings: Settings) -> bool:
         """Is there anything live a restore would replace (and a safety point should keep)?"""

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core.component import PermanentError
+
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width UTC, so text comparison orders times
 
 
@@ -16,8 +18,20 @@ def stamp(when: datetime | None) -> str | None:
     return None if when is None else utc(when).strftime(STAMP)
 
 
+class DamagedIndex(PermanentError, ValueError):
+    """The mirror index holds what no mirror of ours wrote (it is read back from the storage root: untrusted)."""
+
+    ADVICE = "it was changed outside ragflow-backup (the mirror's offsite copies: `offsite snapshots`)"
+
+
 def parse_stamp(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        raise DamagedIndex(f"the mirror index holds {str(text)[:40]!r} where a time belongs: "
+                           f"{DamagedIndex.ADVICE}") from None
 
 
 @dataclass(frozen=True)
@@ -64,4 +78,4 @@ class Version(ObjectRef):
     reason: str  # 'overwritten' | 'deleted'
 
 
-__all__ = ["STAMP", "Brief", "Entry", "ObjectRef", "Version", "parse_stamp", "stamp", "utc"]
+__all__ = ["STAMP", "Brief", "DamagedIndex", "Entry", "ObjectRef", "Version", "parse_stamp", "stamp", "utc"]

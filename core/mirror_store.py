@@ -28,7 +28,7 @@ from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.batch_sync import fsync_files
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
-from core.mirror_records import STAMP, Brief, Entry, ObjectRef, Version
+from core.mirror_records import STAMP, Brief, DamagedIndex, Entry, ObjectRef, Version
 from core.mirror_records import parse_stamp as _dt
 from core.mirror_records import stamp as _ts
 from core.mirror_records import utc as _utc
@@ -423,10 +423,21 @@ class MirrorStore:
         return {row[0]: Brief(row[1], row[2], root + row[3]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
+        """A row as a restore reads it. The index comes from the storage root (untrusted): a value of the
+        wrong kind is a DamagedIndex naming the key, never a traceback half-way through a restore."""
         key, path, size, etag, ctype, meta, valid_from, md5, headers, *rest = row
-        extra = (_dt(rest[0]), rest[1]) if rest else ()
-        return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5,
-                    _names_and_values(headers), *extra)
+        try:
+            if not (isinstance(key, str) and isinstance(path, str) and type(size) is int and size >= 0
+                    and isinstance(etag, str) and isinstance(ctype, str | None) and isinstance(md5, str | None)):
+                raise ValueError("a column holds a value of the wrong kind")
+            extra = (_dt(rest[0]), rest[1]) if rest else ()
+            return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5,
+                        _names_and_values(headers), *extra)
+        except DamagedIndex as exc:
+            raise DamagedIndex(f"the mirror index's row for {key!r} cannot be read: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise DamagedIndex(f"the mirror index's row for {key!r} cannot be read ({exc}): {self.index}: "
+                               f"{DamagedIndex.ADVICE}") from None
 
     def empty(self) -> bool:
         """No current object at all: a first mirror."""
@@ -478,4 +489,4 @@ class MirrorStore:
         return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
 
 
-__all__ = ["STAMP", "Brief", "Entry", "MirrorStore", "ObjectRef", "Version"]
+__all__ = ["STAMP", "Brief", "DamagedIndex", "Entry", "MirrorStore", "ObjectRef", "Version"]

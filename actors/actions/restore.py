@@ -11,13 +11,13 @@ import json
 import logging
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from actors.actions.restore_at import SearchFrom, choose
+from actors.actions.restore_at import choose
 from actors.actions.restore_checks import check_before_restore
+from actors.actions.restore_plan import Plan
 from actors.actions.restore_stray import remove_after_restore
 from actors.actions.runs import describe, run_component
 from actors.components import COMPONENTS, IN_POINTS, RESTORABLE
@@ -26,12 +26,11 @@ from actors.search.changed_documents import ChangedDocument, changed_documents, 
 from core import audit as audit_log
 from core import locks, ragflow_version
 from core.atomic import write_bytes_atomic
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import Settings
 from core.encryption import IdentityNeeded, decrypted
 from core.face import RestoreRequest
 from core.locks import Busy
-from core.pitr import ReplayPlan
 from core.points import SAFETY, Point, Storage
 from core.safe_paths import UnsafePath
 
@@ -45,55 +44,6 @@ PER_KB = tuple(name for name in ORDER if COMPONENTS[name].per_kb)  # what a know
 
 class RestoreFailed(RuntimeError):
     """A restore failed; the message says whether the rollback put everything back."""
-
-
-@dataclass
-class Plan:
-    point: Point | None
-    at: datetime  # MinIO's moment
-    components: list[str]
-    kb: str | None = None
-    # Scratch targets (drills): {"mysql": database, "search": index prefix, "minio": bucket prefix, "config": dir}
-    targets: dict[str, Any] = field(default_factory=dict)
-    # Whole state (`upgrade rollback`, `restore --exact`): also remove what the point does not have (Redis keys,
-    # RAGFlow's indices and buckets), only what the safety point holds (core/face.py's RestoreRequest).
-    exact: bool = False
-    # From another installation's root (core/source_root.py): the config as written, whose own mirror (not the
-    # source's) says what this MinIO held before, should the restore have to be rolled back.
-    rollback_settings: Settings | None = None
-    # restore --at (actors/actions/restore_at.py): the binlog replay, the config commit, each component's moment
-    replay: ReplayPlan | None = None
-    config_commit: str | None = None
-    moments: dict[str, str] = field(default_factory=dict)
-    reparse_changed: bool = False  # mark the documents changed after the search snapshot for RAGFlow to parse
-    search_from: SearchFrom | None = None  # restore --at: an interval snapshot newer than the point's
-
-    def lines(self) -> list[str]:
-        point = self.point.ref if self.point else "none (objects only)"
-        what = f"knowledge base {self.kb}" if self.kb else "everything they hold"
-        out = [f"from point {point}; objects as they were at {self.at.isoformat(timespec='seconds')}",
-               f"components: {', '.join(self.components)} ({what})"]
-        if self.point:
-            manifest = self.point.manifest()
-            for name in self.components:
-                record = manifest.components.get(name)
-                if record:
-                    out.append(f"  {name}: {sum(a.bytes for a in record.artifacts)} bytes, "
-                               f"{sum(record.counts.values())} rows/docs/keys/files in {len(record.counts)}")
-                if record and name == "postgres" and self.at != manifest.created_at:  # no WAL archive to replay
-                    out.append(f"  postgres comes back as it was at the point's time "
-                               f"{manifest.created_at.isoformat(timespec='seconds')}, not at --at (no WAL archive)")
-        if self.moments:
-            out.append("each component comes back to:")
-            out += [f"  {name}: {self.moments[name]}" for name in self.components if name in self.moments]
-        if {"mysql", "search"} <= set(self.components) and not self.targets:
-            out.append("then the chunks of documents the restored MySQL does not have are removed from the restored "
-                       "indices (counted per knowledge base in the report)")
-        out.append("before anything is replaced, a safety point of the same components is taken")
-        if self.exact:
-            out.append("exact: Redis keys, RAGFlow's indices and buckets the point does not have are removed "
-                       "(the safety point keeps them)")
-        return out
 
 
 def complete_points(storage: Storage) -> list[tuple[datetime, Point]]:
@@ -309,7 +259,7 @@ def execute(settings: Settings, plan: Plan, identity: Path | None = None) -> dic
     try:
         with one_at_a_time(settings):
             # Before the safety point: what cannot work is said now, and nothing is touched.
-            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+            check_before_restore(settings, plan, identity)
             return _execute(settings, plan, identity)
     except Busy as exc:
         raise PermanentError(f"{exc}; nothing was changed") from None
@@ -336,6 +286,11 @@ def _execute(settings: Settings, plan: Plan, identity: Path | None) -> dict[str,
         readable.close()
         failure = describe(exc)
         audit(settings, "restore", "failed", error=failure, **ident)
+        if isinstance(exc, NothingChanged):
+            touched.pop()  # it refused before its first write
+        if not touched:
+            taken = f" (safety point {safety.ref} taken first)" if safety else ""
+            raise RestoreFailed(f"restore failed ({failure}); nothing was changed{taken}") from exc
         try:
             rollback(plan.rollback_settings or settings, safety, began_at, touched, plan.kb, identity=identity,
                      held_by=plan.point if plan.exact else None)

@@ -43,7 +43,7 @@ class Binlog:
         raise PermanentError("the binlog archive is not restored by itself: a MySQL restore replays it "
                              "(`ragflow-backup restore --at T`)")
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
         return []
 
     def has_data(self, settings: Settings) -> bool:

@@ -42,7 +42,7 @@ class ConfigFiles:
         target = Path(request.target) if request.target else None
         return restore.restore(settings, point=request.point, record=request.record, target_dir=target, log=request.log)
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
         return []
 
     def has_data(self, settings: Settings) -> bool:

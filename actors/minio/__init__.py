@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors.minio import checks, restore, upkeep
+from actors.minio import checks, plan, restore, upkeep
 from core.component import Check, ComponentResult, PermanentError
 from core.config import Settings
 from core.face import RestoreRequest
@@ -46,8 +46,14 @@ class Minio:
         return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log,
                                exact=request.exact)
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
-        return []
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
+        """What the mirror index says of the objects at `request.at` that could not be put back."""
+        if request.at is None:
+            return []
+        try:
+            return plan.index_problems(settings, request.at, request.kb)
+        except PermanentError as exc:  # the mirror folder itself refused
+            return [str(exc)]
 
     def has_data(self, settings: Settings) -> bool:
         return True

@@ -17,9 +17,13 @@ from minio.error import S3Error
 
 from actors.minio.body import PLAIN_ETAG
 from actors.minio.mirror import in_scope, open_store
+from actors.minio.put_headers import UnsafeHeaders, put_headers
 from core import clients
 from core.component import PermanentError
 from core.config import MinioSettings, Settings
+from core.mirror_paths import INDEX_FILE
+from core.mirror_records import DamagedIndex
+from core.mirror_records import parse_stamp as _stamp
 from core.mirror_store import STAMP, MirrorStore, ObjectRef
 from core.safe_paths import UnsafePath, open_dir, opened, relative_parts
 
@@ -116,10 +120,6 @@ class MinioRestoreResult:
 # ---------------------------------------------------------------- what the mirror can vouch for
 
 
-def _stamp(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, STAMP).replace(tzinfo=timezone.utc)
-
-
 def mirrored_buckets(store: MirrorStore) -> list[str]:
     """Buckets the mirror knows, with current objects or only as versions (deleted at the source).
 
@@ -157,7 +157,7 @@ def first_mirrored(store: MirrorStore, bucket: str) -> datetime | None:
         try:
             relative_parts(store.root, store.root / path, "mirror index path")  # an index row never leaves the mirror
             downloaded = datetime.fromtimestamp(os.lstat(store.root / path).st_mtime, timezone.utc)
-        except (FileNotFoundError, UnsafePath):
+        except (FileNotFoundError, UnsafePath, TypeError):  # TypeError: a path that is not text
             downloaded = superseded
         when = min(downloaded, superseded)
         if valid_from is not None:
@@ -243,6 +243,45 @@ def matches_mirror(ref: ObjectRef, etag: str, size: int, root: Path) -> bool:
             return etag == _upload_etag(handle, size)
     except (FileNotFoundError, UnsafePath):  # missing or planted: it never matches (and is refused at upload)
         return False
+
+
+def index_problems(settings: Settings, at: datetime, kb: str | None = None) -> list[str]:
+    """What the mirror index says of the objects at `at` (of knowledge base `kb` only, if given) that a
+    restore could not put back: a row no mirror wrote, headers MinIO never sent (actors/minio/put_headers.py).
+    Read before a restore changes anything, even its safety point; the files themselves are checked later,
+    before the first write (restore.py)."""
+    _refuse_a_linked_mirror(settings)
+    if not (settings.layout.mirror / INDEX_FILE).is_file():
+        return []  # no mirror yet: the restore's plan says so
+    store = open_store(settings)
+    if kb and settings.minio.bucket:  # RAGFlow's single-bucket mode: <prefix_path>/<kb_id>/<file>
+        buckets, prefix = [settings.minio.bucket], f"{scope_prefix(settings)}{kb}/"
+    elif kb:
+        buckets, prefix = [kb], ""
+    else:
+        buckets = [b for b in mirrored_buckets(store) if not settings.minio.bucket or b == settings.minio.bucket]
+        prefix = scope_prefix(settings)
+    problems = []
+    try:
+        store.pitr_since()
+    except DamagedIndex as exc:
+        problems.append(str(exc))
+    for bucket in buckets:
+        try:
+            first_mirrored(store, bucket)
+            state = store.state_at(bucket, at)
+        except DamagedIndex as exc:
+            problems.append(f"s3://{bucket}: {exc}")
+            continue
+        for key, ref in state.items():
+            if key.startswith(prefix):
+                try:
+                    put_headers(ref.content_type, ref.metadata, ref.headers)
+                except UnsafeHeaders as exc:
+                    problems.append(f"s3://{bucket}/{key}: the mirror index gives {exc}")
+    if len(problems) > 10:
+        problems = [*problems[:10], f"and {len(problems) - 10} more objects"]
+    return problems
 
 
 def _refuse_a_linked_mirror(settings: Settings) -> None:

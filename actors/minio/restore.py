@@ -56,8 +56,9 @@ from actors.minio.plan import (
 from actors.minio.put_headers import UnsafeHeaders, put_headers
 from core import clients
 from core.atomic import digest_of_file
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import MinioSettings, Settings
+from core.mirror_records import DamagedIndex
 from core.mirror_store import MirrorStore, ObjectRef
 from core.safe_paths import UnsafePath
 
@@ -117,7 +118,7 @@ def _check_mirror_files(plan: RestorePlan) -> None:
                 bad.append(f"{where}: the mirror index names {exc}")
     if bad:
         shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise PermanentError(f"nothing was restored: {len(bad)} object(s) cannot be put back as the mirror holds "
+        raise NothingChanged(f"nothing was restored: {len(bad)} object(s) cannot be put back as the mirror holds "
                              f"them ({shown}); choose another time or repair the mirror")
 
 
@@ -183,8 +184,11 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
     """
     started = time.monotonic()
     log = log or LOG
-    plan = plan_restore(settings, at, buckets, store, target_endpoint_settings=target_endpoint_settings,
-                        target_bucket_prefix=target_bucket_prefix, key_prefix=key_prefix)
+    try:
+        plan = plan_restore(settings, at, buckets, store, target_endpoint_settings=target_endpoint_settings,
+                            target_bucket_prefix=target_bucket_prefix, key_prefix=key_prefix)
+    except DamagedIndex as exc:  # read while planning, before anything is written
+        raise NothingChanged(f"nothing was restored: {exc}") from None
     result = MinioRestoreResult(at=plan.at, plan=plan, dry_run=dry_run,
                                 expected={bp.target: bp.expected for bp in plan.buckets})
     log.info("minio restore to %s: %d to put (%d bytes), %d to remove, %d unchanged in %d bucket(s)%s",

@@ -45,8 +45,8 @@ class Postgres:
         return scratch_restore.requested(request, partial(restore.restore, settings),
                                          partial(restore.restore_kb, settings))
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
-        return checks.kb_problems(settings, point, kb) if kb is not None else []
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
+        return checks.kb_problems(settings, request.point, request.kb) if request.kb is not None else []
 
     def has_data(self, settings: Settings) -> bool:
         """A dropped database has nothing to lose."""

@@ -43,8 +43,8 @@ class Redis:
         return exact.remove_keys_not_in(settings, dump, request.held_by, restored,
                                         request.log or logging.getLogger("ragflow_backup.restore.redis"))
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
-        return checks.dump_problems(point) if kb is None else []
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
+        return checks.dump_problems(request.point) if request.kb is None else []
 
     def has_data(self, settings: Settings) -> bool:
         return True

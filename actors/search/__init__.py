@@ -53,7 +53,7 @@ class Search:
                                                request.log or logging.getLogger("ragflow_backup.restore.search"))
         return result
 
-    def restore_problems(self, settings: Settings, point: Point, record: ComponentRecord, kb: str | None) -> list[str]:
+    def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
         return []
 
     def has_data(self, settings: Settings) -> bool:

@@ -268,7 +268,7 @@ def _show_and_run(settings, plan, interactive: bool, dry_run: bool, identity: Pa
             console.print(Syntax(text, "diff"))
     if dry_run:
         try:  # the checks the restore makes before its safety point: a dry run never promises what it refuses
-            check_before_restore(settings, plan.point, plan.components, plan.kb, identity)
+            check_before_restore(settings, plan, identity)
         except PermanentError as exc:
             fail(f"dry run: the restore would be refused: {exc}")
         console.print("dry run: nothing was changed")

@@ -155,6 +155,23 @@ def test_an_index_from_before_content_headers_gains_the_column_and_its_rows_have
     assert reopened.entry("bkt", "old").headers == {"content-encoding": "gzip"}
 
 
+@pytest.mark.parametrize(("column", "value", "words"), [
+    ("metadata", "not json", "Expecting value"),
+    ("headers", "[1, 2", "Expecting"),
+    ("size", "big", "wrong kind"),
+    ("size", -1, "wrong kind"),
+    ("path", b"docs/a.txt", "wrong kind"),  # a blob, where a mirror writes text
+    ("last_modified", "2024 or so", "holds '2024 or so' where a time belongs"),
+])
+def test_an_index_row_no_mirror_wrote_is_a_damaged_index_naming_the_key(tmp_path, column, value, words):
+    store = MirrorStore(tmp_path / "m")
+    put(store, "docs/a.txt", b"one", T0)
+    with closing(sqlite3.connect(store.index)) as conn, conn:
+        conn.execute(f"UPDATE objects SET {column}=? WHERE key='docs/a.txt'", (value,))
+    with pytest.raises(mirror_store.DamagedIndex, match=f"row for 'docs/a.txt' cannot be read.*{words}"):
+        store.state_at("bkt", T0 + timedelta(hours=1))
+
+
 def test_overwrites_and_deletes_keep_versions_and_state_at_answers_for_any_moment(tmp_path):
     store = MirrorStore(tmp_path / "m")
     assert put(store, "docs/a.txt", b"one", T0, metadata={"author": "x"})

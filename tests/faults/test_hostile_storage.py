@@ -153,7 +153,8 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
 
     restored = cli(config, "restore", "-C", "minio", "--yes")
     assert restored.returncode == 1 and "Traceback" not in said(restored)
-    assert "nothing was restored" in said(restored)
+    assert "nothing was restored" in said(restored) and "nothing was changed" in said(restored)
+    assert "rollback" not in said(restored)  # it refused before its first write: nothing to roll back
     assert "s3://kb-hostile/a.txt" in said(restored) and "is not beneath" in said(restored)
     assert "s3://kb-hostile/b.txt" in said(restored) and "'..' is not a file name" in said(restored)
     assert "s3://kb-hostile/c.txt" in said(restored) and "is a symbolic link" in said(restored)
@@ -168,11 +169,11 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
 
 @pytest.mark.fault("hostile storage: a mirror index row gives an object user metadata named like S3's own headers "
                    "(x-amz-tagging, x-amz-website-redirect-location, cache-control), or a value with a line break, "
-                   "or metadata that is not names and values, or a content header the mirror never keeps "
-                   "(x-amz-object-lock-mode)",
+                   "or metadata that is not names and values or not JSON, or a content header the mirror never "
+                   "keeps (x-amz-object-lock-mode)",
                    "header-like names go back as plain user metadata (x-amz-meta-...): no tags, redirect or "
                    "Cache-Control are set; a broken value or shape, or another header, refuses the restore before "
-                   "the first write, naming the object")
+                   "its safety point, naming the object ('nothing was changed', no rollback)")
 def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path, private_minio):
     from actors.minio.mirror import reconcile
     from core.config import Settings
@@ -204,9 +205,26 @@ def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path
         tamper(broken, headers)
         refused = cli(config, "restore", "-C", "minio", "--yes")
         assert refused.returncode == 1 and "Traceback" not in said(refused)
-        assert "nothing was restored" in said(refused) and "s3://kb-meta/doc.txt" in said(refused)
-        assert words in said(refused), said(refused)
+        assert "cannot restore from the mirror: s3://kb-meta/doc.txt" in said(refused), said(refused)
+        assert words in said(refused) and "nothing was changed" in said(refused) and "rollback" not in said(refused)
         assert list(client.list_objects("kb-meta", recursive=True)) == []
+
+    with sqlite3.connect(index) as conn:  # not JSON at all
+        conn.execute("UPDATE objects SET metadata='{\"origin\": ' WHERE bucket='kb-meta' AND key='doc.txt'")
+    refused = cli(config, "restore", "-C", "minio", "--yes")
+    assert refused.returncode == 1 and "Traceback" not in said(refused)
+    assert "s3://kb-meta: the mirror index's row for 'doc.txt' cannot be read" in said(refused), said(refused)
+    assert "nothing was changed" in said(refused) and "rollback" not in said(refused)
+    assert list(client.list_objects("kb-meta", recursive=True)) == []
+    with sqlite3.connect(index) as conn:  # a time that is not one
+        mirrored_at = conn.execute("SELECT mirrored_at FROM objects WHERE key='doc.txt'").fetchone()[0]
+        conn.execute("UPDATE objects SET mirrored_at='2020, roughly' WHERE key='doc.txt'")
+    refused = cli(config, "restore", "-C", "minio", "--yes")
+    assert refused.returncode == 1 and "Traceback" not in said(refused)
+    assert "the mirror index holds '2020, roughly' where a time belongs" in said(refused), said(refused)
+    assert "nothing was changed" in said(refused) and "rollback" not in said(refused)
+    with sqlite3.connect(index) as conn:
+        conn.execute("UPDATE objects SET mirrored_at=? WHERE key='doc.txt'", (mirrored_at,))
 
     tamper({"origin": "upload", "x-amz-tagging": "owned=yes", "x-amz-website-redirect-location": "/elsewhere",
             "cache-control": "max-age=31536000"})

@@ -24,6 +24,7 @@ from core.atomic import sha256_of
 from core.checks import CorruptArtifact
 from core.component import PermanentError
 from core.config import Settings
+from core.face import RestoreRequest
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
 from testbed import settings as testbed_settings
@@ -369,8 +370,8 @@ def test_a_database_owned_by_ragflows_own_account_comes_back_owned_by_it_and_rea
 def test_a_knowledge_base_the_point_does_not_hold_is_refused_before_anything_changes(live):
     point, record = backup(live)
 
-    assert COMPONENT.restore_problems(live.settings, point, record, live.dataset.kb_ids[0]) == []
-    [problem] = COMPONENT.restore_problems(live.settings, point, record, "f" * 32)
+    assert COMPONENT.restore_problems(live.settings, RestoreRequest(point=point, record=record, kb=live.dataset.kb_ids[0])) == []
+    [problem] = COMPONENT.restore_problems(live.settings, RestoreRequest(point=point, record=record, kb="f" * 32))
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
 
 
@@ -379,8 +380,9 @@ def test_in_docker_mode_the_knowledge_base_check_reads_the_point_with_the_contai
     point, record = backup(docker_live)
     monkeypatch.setenv("PATH", str(tmp_path / "no-client-here"))  # no local pg_restore to fall back on
 
-    assert COMPONENT.restore_problems(docker_live.settings, point, record, docker_live.dataset.kb_ids[0]) == []
-    [problem] = COMPONENT.restore_problems(docker_live.settings, point, record, "f" * 32)
+    held = RestoreRequest(point=point, record=record, kb=docker_live.dataset.kb_ids[0])
+    assert COMPONENT.restore_problems(docker_live.settings, held) == []
+    [problem] = COMPONENT.restore_problems(docker_live.settings, RestoreRequest(point=point, record=record, kb="f" * 32))
     assert f"knowledge base {'f' * 32} is not in {point.ref}" in problem
 
 
