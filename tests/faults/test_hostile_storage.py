@@ -120,6 +120,17 @@ def test_an_artifact_named_by_a_path_outside_the_point_is_never_read(config_poin
         assert f"has {secret.stat().st_size} bytes" not in said(verified)
 
 
+def minio_only(tmp_path: Path, private_minio) -> tuple[Path, Path, object]:
+    """A config of MinIO alone (the test's private server), its storage root, and the server's settings."""
+    m = private_minio.settings()
+    root = tmp_path / "backups"
+    config = write_config(tmp_path / "config.yml", {
+        "storage_root": str(root), "mysql": {"enabled": False}, "search": {"enabled": False},
+        "config_files": {"enabled": False},
+        "minio": {"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value()}})
+    return config, root, m
+
+
 @pytest.mark.fault("hostile storage: a mirror index row's path names a file outside the mirror (absolute, '../', "
                    "or through a symlink planted in the mirror), or the mirror folder itself is a symlink",
                    "restore -C minio refuses before the first write ('nothing was restored'), naming the object and "
@@ -128,12 +139,7 @@ def test_a_mirror_index_path_outside_the_mirror_is_never_uploaded(tmp_path, priv
     from actors.minio.mirror import reconcile
     from core.config import Settings
 
-    m = private_minio.settings()
-    root = tmp_path / "backups"
-    config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(root), "mysql": {"enabled": False}, "search": {"enabled": False},
-        "config_files": {"enabled": False},
-        "minio": {"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value()}})
+    config, root, m = minio_only(tmp_path, private_minio)
     client = private_minio.client()
     client.make_bucket("kb-hostile")
     for key in ("a.txt", "b.txt", "c.txt"):
@@ -178,12 +184,7 @@ def test_metadata_in_a_tampered_mirror_index_is_only_ever_user_metadata(tmp_path
     from actors.minio.mirror import reconcile
     from core.config import Settings
 
-    m = private_minio.settings()
-    root = tmp_path / "backups"
-    config = write_config(tmp_path / "config.yml", {
-        "storage_root": str(root), "mysql": {"enabled": False}, "search": {"enabled": False},
-        "config_files": {"enabled": False},
-        "minio": {"endpoint": m.endpoint, "access_key": m.access_key, "secret_key": m.secret_key.get_secret_value()}})
+    config, root, m = minio_only(tmp_path, private_minio)
     client = private_minio.client()
     client.make_bucket("kb-meta")
     client.put_object("kb-meta", "doc.txt", io.BytesIO(b"mirrored bytes"), 14, metadata={"origin": "upload"})
