@@ -408,8 +408,11 @@ class MirrorStore:
             "FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
         if row is None:
             return None
-        return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
-                     self.root / row[8], _names_and_values(row[9]))
+        try:
+            return Entry(row[0], row[1], row[2], json.loads(row[3]), _dt(row[4]), row[5], _dt(row[6]), _dt(row[7]),
+                         self.root / row[8], _names_and_values(row[9]))
+        except (ValueError, TypeError) as exc:
+            raise self._damaged(key, exc) from None
 
     def brief(self, bucket: str, keys: list[str]) -> dict[str, Brief]:
         """Etag, size and file of those of `keys` that are current and settled, in one query (reconcile
@@ -433,11 +436,14 @@ class MirrorStore:
             extra = (_dt(rest[0]), rest[1]) if rest else ()
             return kind(key, self.root / path, size, etag, ctype, json.loads(meta), _dt(valid_from), md5,
                         _names_and_values(headers), *extra)
-        except DamagedIndex as exc:
-            raise DamagedIndex(f"the mirror index's row for {key!r} cannot be read: {exc}") from None
         except (ValueError, TypeError) as exc:
-            raise DamagedIndex(f"the mirror index's row for {key!r} cannot be read ({exc}): {self.index}: "
-                               f"{DamagedIndex.ADVICE}") from None
+            raise self._damaged(key, exc) from None
+
+    def _damaged(self, key: object, exc: Exception) -> DamagedIndex:
+        if isinstance(exc, DamagedIndex):  # a time that is not one: it says so itself
+            return DamagedIndex(f"the mirror index's row for {key!r} cannot be read: {exc}")
+        return DamagedIndex(f"the mirror index's row for {key!r} cannot be read ({exc}): {self.index}: "
+                            f"{DamagedIndex.ADVICE}")
 
     def empty(self) -> bool:
         """No current object at all: a first mirror."""

@@ -10,7 +10,7 @@ from actors.minio.body import CHUNK
 from actors.minio.mirror import GONE, open_store, source_client
 from core.atomic import digest_of
 from core.config import Settings
-from core.mirror_store import MirrorStore
+from core.mirror_store import DamagedIndex, MirrorStore
 
 
 def prune_versions(settings: Settings, now: datetime | None = None, store: MirrorStore | None = None) -> int:
@@ -33,7 +33,12 @@ def verify_sample(settings: Settings, sample: int = 50, store: MirrorStore | Non
     client, problems = source_client(settings), []
     lag_limit = datetime.now(timezone.utc) - timedelta(seconds=settings.notify.mirror_lag_seconds)
     for bucket, key in store.sample(sample) if sample > 0 else []:
-        entry, where = store.entry(bucket, key), f"s3://{bucket}/{key}"
+        where = f"s3://{bucket}/{key}"
+        try:
+            entry = store.entry(bucket, key)
+        except DamagedIndex as exc:
+            problems.append(f"{where}: {exc}")
+            continue
         if entry is None:
             continue  # removed meanwhile
         if entry.path is None or not entry.path.is_file():

@@ -170,6 +170,9 @@ def test_an_index_row_no_mirror_wrote_is_a_damaged_index_naming_the_key(tmp_path
         conn.execute(f"UPDATE objects SET {column}=? WHERE key='docs/a.txt'", (value,))
     with pytest.raises(mirror_store.DamagedIndex, match=f"row for 'docs/a.txt' cannot be read.*{words}"):
         store.state_at("bkt", T0 + timedelta(hours=1))
+    if column in ("metadata", "headers", "last_modified"):  # what the mirror itself reads of a row
+        with pytest.raises(mirror_store.DamagedIndex, match=f"row for 'docs/a.txt' cannot be read.*{words}"):
+            store.entry("bkt", "docs/a.txt")
 
 
 def test_overwrites_and_deletes_keep_versions_and_state_at_answers_for_any_moment(tmp_path):

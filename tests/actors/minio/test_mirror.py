@@ -129,6 +129,18 @@ def test_one_key_failing_in_a_batch_still_mirrors_the_others_and_fails_the_batch
     assert contents(store, bucket) == {"good": b"fine"}
 
 
+def test_a_mirror_index_row_no_mirror_wrote_is_reported_by_the_sample_check_naming_the_key(
+        settings, store, minio_client, bucket):
+    put(minio_client, bucket, "docs/one", b"one")
+    assert mirror_object(settings, bucket, "docs/one", store) == "copied"
+    with sqlite3.connect(store.index) as conn:
+        conn.execute("UPDATE objects SET metadata='{' WHERE key='docs/one'")
+    [problem] = verify_sample(settings, store=store)
+    assert problem.startswith(f"s3://{bucket}/docs/one: the mirror index's row for 'docs/one' cannot be read")
+    with pytest.raises(mirror_store.DamagedIndex, match="docs/one"):  # named, like any failure the workers retry
+        mirror_object(settings, bucket, "docs/one", store)
+
+
 def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(settings, store, minio_client, bucket):
     for name in ("keep", "change", "drop"):
         put(minio_client, bucket, f"docs/{name}", name.encode())
