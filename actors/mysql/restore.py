@@ -71,7 +71,7 @@ from actors.mysql.sandbox import (
     load_account,
 )
 from core import clients, scratch_restore
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.pitr import ReplayPlan
@@ -140,6 +140,17 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
 
 
 # ---------------------------------------------------------------- restore: the whole database
+
+
+def _entered(stack: contextlib.ExitStack, staged: Any) -> tuple[str, Definers, dict[str, int]]:
+    """Enter `_staged`: a refusal there (the dump's checks, its row counts, the replay) is NothingChanged, as
+    the target was not touched, so the restore does not roll it back (actors/actions/restore.py)."""
+    try:
+        return stack.enter_context(staged)
+    except NothingChanged:
+        raise
+    except PermanentError as exc:
+        raise NothingChanged(str(exc)) from exc
 
 
 def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
@@ -231,7 +242,9 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-        with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, definers, staged):
+        with contextlib.ExitStack() as staging:
+            scratch, definers, staged = _entered(staging, _staged(settings, conn, point, record, target, log, token,
+                                                                  replay_plan))
             created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
             found = row_counts(cur, target, base_tables(cur, target))
@@ -309,8 +322,8 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
             if not database_exists(cur, target):
                 raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-        with _staged(settings, conn, point, record, target, log, token, replay_plan) as (scratch, _, _), \
-                conn.cursor() as cur:
+        with contextlib.ExitStack() as staging, conn.cursor() as cur:
+            scratch, _, _ = _entered(staging, _staged(settings, conn, point, record, target, log, token, replay_plan))
             columns = scratch_restore.kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
             wanted = _kb_rows(cur, scratch, kb_id)
             if not wanted["knowledgebase"]:

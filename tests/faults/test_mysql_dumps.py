@@ -18,7 +18,7 @@ from actors.mysql.restore import restore_kb
 from actors.mysql.sandbox import accounts
 from core import clients
 from core.atomic import sha256_of
-from core.component import PermanentError
+from core.component import NothingChanged
 from core.config import MySQLSettings
 from core.points import Point, Storage
 from testbed import settings as testbed_settings
@@ -157,6 +157,7 @@ def refused_everywhere(bed: Bed, kind: str) -> None:
         assert done.returncode == 1, said
         assert named in said and "nothing was restored" in said, said
         assert "Traceback" not in said and bed.cfg.password.get_secret_value() not in said
+    assert "nothing was changed" in one_line(restored) and "rolled back" not in one_line(restored)  # no rollback needed
     assert bed.checksum() == before
     assert bed.databases() == others and bed.other not in bed.sql("", "SHOW DATABASES")
     # None of ours is left behind (another process's restore may have come and gone meanwhile).
@@ -199,7 +200,7 @@ def test_a_hostile_dump_is_refused_by_a_knowledge_base_restore(live):
     with clients.mysql_connection(live.cfg, database="") as conn:
         temporary = accounts(conn)
 
-    with pytest.raises(PermanentError, match=f"reaches beyond its scratch database.*`{other}`.`t`"):
+    with pytest.raises(NothingChanged, match=f"reaches beyond its scratch database.*`{other}`.`t`"):
         restore_kb(live.settings, bad_point, bad_record, live.dataset.kb_ids[0])
 
     assert checksums(live.cfg, live.database) == before
