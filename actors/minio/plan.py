@@ -245,6 +245,19 @@ def matches_mirror(ref: ObjectRef, etag: str, size: int, root: Path) -> bool:
         return False
 
 
+def buckets_in_scope(settings: Settings, store: MirrorStore) -> list[str]:
+    """The mirrored buckets a restore covers: all of them, or single-bucket mode's one."""
+    return [b for b in mirrored_buckets(store) if not settings.minio.bucket or b == settings.minio.bucket]
+
+
+def kb_scope(settings: Settings, kb_id: str) -> tuple[str, str]:
+    """Where a knowledge base's files are: (bucket, key prefix). RAGFlow names the bucket by the KB's id, or in
+    single-bucket mode keeps them under `<prefix_path>/<kb_id>/` in the one bucket."""
+    if settings.minio.bucket:
+        return settings.minio.bucket, f"{scope_prefix(settings)}{kb_id}/"
+    return kb_id, ""
+
+
 def index_problems(settings: Settings, at: datetime, kb: str | None = None) -> list[str]:
     """What the mirror index says of the objects at `at` (of knowledge base `kb` only, if given) that a
     restore could not put back: a row no mirror wrote, headers MinIO never sent (actors/minio/put_headers.py).
@@ -254,13 +267,11 @@ def index_problems(settings: Settings, at: datetime, kb: str | None = None) -> l
     if not (settings.layout.mirror / INDEX_FILE).is_file():
         return []  # no mirror yet: the restore's plan says so
     store = open_store(settings)
-    if kb and settings.minio.bucket:  # RAGFlow's single-bucket mode: <prefix_path>/<kb_id>/<file>
-        buckets, prefix = [settings.minio.bucket], f"{scope_prefix(settings)}{kb}/"
-    elif kb:
-        buckets, prefix = [kb], ""
+    if kb:
+        bucket, prefix = kb_scope(settings, kb)
+        buckets = [bucket]
     else:
-        buckets = [b for b in mirrored_buckets(store) if not settings.minio.bucket or b == settings.minio.bucket]
-        prefix = scope_prefix(settings)
+        buckets, prefix = buckets_in_scope(settings, store), scope_prefix(settings)
     problems = []
     try:
         store.pitr_since()
@@ -331,7 +342,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
     target_settings = target_endpoint_settings or settings.minio
     target = clients.minio_client(target_settings) if target_endpoint_settings else source
     scope = key_prefix or scope_prefix(settings)
-    known = [b for b in mirrored_buckets(store) if not settings.minio.bucket or b == settings.minio.bucket]
+    known = buckets_in_scope(settings, store)
     if settings.minio.bucket:  # single-bucket mode: the credentials may not allow listing buckets
         created = {settings.minio.bucket: None} if source.bucket_exists(settings.minio.bucket) else {}
     else:

@@ -23,7 +23,7 @@ _VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?|")
 # MinIO refuses more than 2 KiB of user metadata (x-amz-meta-* names and values) with MetadataTooLarge;
 # far past it is no longer a refusal to wait for but an index that was written by something else.
 MAX_METADATA_BYTES = 8192
-MAX_CONTENT_TYPE = 1024  # MinIO keeps whatever it was sent: only its form is ours to check
+MAX_HEADER_VALUE = 1024  # content type and content headers: MinIO keeps whatever it was sent, only their form is ours to check
 
 
 class UnsafeHeaders(ValueError):
@@ -34,7 +34,7 @@ def put_headers(content_type: Any, metadata: Any, content: Any = None) -> tuple[
     """The content type, and the content and `x-amz-meta-*` headers, to restore an object with (`content`:
     its content headers, None for none); UnsafeHeaders naming the first thing that is wrong."""
     kind = content_type or "application/octet-stream"
-    if not isinstance(kind, str) or len(kind) > MAX_CONTENT_TYPE or not _VALUE.fullmatch(kind):
+    if not isinstance(kind, str) or len(kind) > MAX_HEADER_VALUE or not _VALUE.fullmatch(kind):
         raise UnsafeHeaders(f"content type {_shown(kind)} is not printable US-ASCII text")
     if not isinstance(metadata, dict):
         raise UnsafeHeaders(f"user metadata is a {type(metadata).__name__}, not names and values")
@@ -53,7 +53,7 @@ def put_headers(content_type: Any, metadata: Any, content: Any = None) -> tuple[
     for name, value in (content or {}).items():
         if name not in CONTENT_HEADERS:
             raise UnsafeHeaders(f"header {_shown(name)} is not one the mirror keeps ({', '.join(CONTENT_HEADERS)})")
-        if not isinstance(value, str) or len(value) > MAX_CONTENT_TYPE or not _VALUE.fullmatch(value):
+        if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE or not _VALUE.fullmatch(value):
             raise UnsafeHeaders(f"header {name!r} has a value that is not printable US-ASCII text")
         headers[name] = value
     return kind, headers

@@ -45,6 +45,7 @@ from actors.minio.plan import (
     bucket_listing,
     first_mirrored,
     has_keys_under,
+    kb_scope,
     matches_mirror,
     mirror_file,
     mirrored_buckets,
@@ -245,12 +246,8 @@ def restore_kb(settings: Settings, kb_id: str, at: datetime, target_endpoint_set
         raise PermanentError(f"{kb_id!r} is not a knowledge base id (32 lower-case hex digits, as in RAGFlow's "
                              "knowledgebase.id)")
     store = store or open_store(settings)
-    if settings.minio.bucket:  # RAGFlow's single-bucket mode: <prefix_path>/<kb_id>/<file>
-        bucket, key_prefix = settings.minio.bucket, f"{scope_prefix(settings)}{kb_id}/"
-        known = has_keys_under(store, bucket, key_prefix)
-    else:
-        bucket, key_prefix = kb_id, ""
-        known = kb_id in mirrored_buckets(store)
+    bucket, key_prefix = kb_scope(settings, kb_id)
+    known = has_keys_under(store, bucket, key_prefix) if key_prefix else bucket in mirrored_buckets(store)
     if not known:
         raise PermanentError(f"knowledge base {kb_id} is unknown to the MinIO mirror ({store.root}): no file of it "
                              "was ever mirrored; check the id (RAGFlow's knowledgebase.id)")
