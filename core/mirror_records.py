@@ -57,6 +57,7 @@ class Brief:
     etag: str
     size: int
     file: str  # its absolute path, as text: a reconcile checks many per second (os.path.isfile)
+    last_modified: str | None = None  # as the index has it (STAMP): a listing may give it finer
 
 
 @dataclass(frozen=True)

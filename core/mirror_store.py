@@ -28,6 +28,7 @@ from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.batch_sync import fsync_files
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
+from core.mirror_queries import finer_times, pitr_since, stats
 from core.mirror_records import STAMP, Brief, DamagedIndex, Entry, ObjectRef, Version
 from core.mirror_records import parse_stamp as _dt
 from core.mirror_records import stamp as _ts
@@ -379,16 +380,16 @@ class MirrorStore:
         return len(drop)
 
     def pitr_since(self) -> tuple[datetime | None, bool]:
-        """Since when the store can be restored as of any moment, and whether a prune (retention or the
-        version budget) set that bound; (None, False) for an empty store. Without a prune, the history
-        starts with the oldest moment the index records."""
-        conn = self._conn()
-        row = conn.execute("SELECT horizon FROM pruned WHERE id=1").fetchone()
-        if row is not None:
-            return _dt(row[0]), True
-        first = conn.execute("SELECT MIN(t) FROM (SELECT MIN(mirrored_at) AS t FROM objects UNION ALL "
-                             "SELECT MIN(superseded_at) FROM versions)").fetchone()
-        return _dt(first[0] if first else None), False
+        """core/mirror_queries.py's pitr_since."""
+        return pitr_since(self._conn())
+
+    def refine_times(self, bucket: str, listed: list[tuple[str, str, datetime]]) -> int:
+        """core/mirror_queries.py's finer_times, in one write transaction (a lost one is redone by the next
+        reconcile, so it need not be durable)."""
+        if not listed:
+            return 0
+        with self._write(durable=False) as conn:
+            return finer_times(conn, bucket, listed)
 
     # ---------------------------------------------------------------- reading
     def _settled(self, bucket: str, key: str | None = None) -> sqlite3.Connection:
@@ -415,15 +416,15 @@ class MirrorStore:
             raise self._damaged(key, exc) from None
 
     def brief(self, bucket: str, keys: list[str]) -> dict[str, Brief]:
-        """Etag, size and file of those of `keys` that are current and settled, in one query (reconcile
+        """Etag, size, file and Last-Modified of those of `keys` that are current and settled, in one query (reconcile
         compares whole listing pages with it; a pending key is left out, so its caller looks closer)."""
         if not keys:
             return {}
         rows = self._conn().execute(
-            f"SELECT key, etag, size, path FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
+            f"SELECT key, etag, size, path, last_modified FROM objects WHERE bucket=? AND pending IS NULL AND key IN "
             f"({','.join('?' * len(keys))})", (bucket, *keys)).fetchall()
         root = f"{self.root}{os.sep}"
-        return {row[0]: Brief(row[1], row[2], root + row[3]) for row in rows}
+        return {row[0]: Brief(row[1], row[2], root + row[3], row[4]) for row in rows}
 
     def _ref(self, row: tuple, kind: type[ObjectRef] = ObjectRef) -> ObjectRef:
         """A row as a restore reads it. The index comes from the storage root (untrusted): a value of the
@@ -485,14 +486,8 @@ class MirrorStore:
         return {ref.key: ref for ref in refs}  # should two claim a key (clock skew), the later one wins
 
     def stats(self) -> dict:
-        """objects, bytes, versions, version_bytes: in total and per bucket (under "buckets")."""
-        names = ("objects", "bytes", "versions", "version_bytes")
-        per: dict[str, dict[str, int]] = {}
-        for table, count, size in (("objects", *names[:2]), ("versions", *names[2:])):
-            for bucket, n, total in self._conn().execute(
-                    f"SELECT bucket, COUNT(*), COALESCE(SUM(size), 0) FROM {table} GROUP BY bucket"):
-                per.setdefault(bucket, dict.fromkeys(names, 0)).update({count: n, size: total})
-        return {**{name: sum(b[name] for b in per.values()) for name in names}, "buckets": per}
+        """core/mirror_queries.py's stats."""
+        return stats(self._conn())
 
 
 __all__ = ["STAMP", "Brief", "DamagedIndex", "Entry", "MirrorStore", "ObjectRef", "Version"]

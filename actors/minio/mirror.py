@@ -27,6 +27,7 @@ from core.batch_sync import fsync_files
 from core.config import Settings
 from core.cpu_budget import CpuBudget
 from core.group_commit import GroupCommit
+from core.mirror_records import stamp
 from core.mirror_status import record_mode
 from core.mirror_store import Entry, MirrorStore
 from core.source_root import read_only_mirror
@@ -122,13 +123,23 @@ def source_buckets(settings: Settings) -> list[str]:
     return sorted(b.name for b in source_client(settings).list_buckets())
 
 
-def _entry(headers, md5: str, seen: datetime) -> Entry:
-    """What the mirror records of an object, from the headers of the GET that fetched it."""
-    modified = headers.get("last-modified")
+def _entry(headers, md5: str, seen: datetime, listed: datetime | None = None) -> Entry:
+    """What the mirror records of an object, from the headers of the GET that fetched it (and the listing
+    that described it: `listed`, see `_modified`)."""
     return Entry(size=int(headers.get("content-length")), etag=(headers.get("etag") or "").strip('"'),
                  content_type=headers.get("content-type"), metadata=user_metadata(headers),
-                 last_modified=http_date(modified) if modified else None, md5=md5, seen_at=seen,
+                 last_modified=_modified(headers.get("last-modified"), listed), md5=md5, seen_at=seen,
                  headers=content_headers(headers))
+
+
+def _modified(header: str | None, listed: datetime | None) -> datetime | None:
+    """When the object was written. A GET's Last-Modified says it to the second, a listing to the millisecond:
+    the listing's is kept when it is the same moment (the GET was If-Match the listed ETag). Restoring to a
+    point's time needs the finer one: an object written 0.9 s after the point must not come back with it."""
+    said = http_date(header) if header else None
+    if listed is not None and (said is None or said == listed.replace(microsecond=0)):
+        return listed
+    return said
 
 
 def mirror_object(settings: Settings, bucket: str, key: str, store: MirrorStore | None = None) -> str:
@@ -216,7 +227,7 @@ def _fetch_listed(settings: Settings, bucket: str, obj, store: MirrorStore,
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return "fetched", (temp, _entry(headers, md5, seen))
+    return "fetched", (temp, _entry(headers, md5, seen, obj.last_modified))
 
 
 @dataclass
@@ -281,6 +292,7 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
                   copies: Copies, listed: set[str]) -> None:
     # One index query per page of the listing instead of one per key.
     known = store.brief(bucket, [obj.object_name for obj in page])
+    finer = []
     for obj in page:
         listed.add(obj.object_name)
         report.listed += 1
@@ -288,11 +300,15 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
         if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
                 and os.path.isfile(mirrored.file):  # the listing and one stat: no request for most keys
             report.count("unchanged")
+            if obj.last_modified is not None and mirrored.last_modified == stamp(obj.last_modified.replace(
+                    microsecond=0)) != stamp(obj.last_modified):  # mirrored on an event: to the second (_modified)
+                finer.append((obj.object_name, obj.etag, obj.last_modified))
         else:
             report.to_copy += 1
             if report.to_copy > settings.minio.catch_up_backlog:
                 _catching_up(settings, report, True)  # e.g. after an outage
             copies.submit(bucket, obj.object_name, obj)
+    store.refine_times(bucket, finer)
 
 
 def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,

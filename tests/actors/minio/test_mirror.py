@@ -164,6 +164,41 @@ def test_reconcile_heals_every_missed_event_and_a_second_run_changes_nothing(set
     assert contents(store, bucket) == source(minio_client, bucket)
 
 
+def early_in_a_second() -> datetime:
+    """Now, at most 0.3 s into a second: what is written next lands in the same second."""
+    while datetime.now(timezone.utc).microsecond > 300_000:
+        time.sleep(0.05)
+    moment = datetime.now(timezone.utc)
+    time.sleep(0.01)  # MinIO's listing has milliseconds: what follows is written after the moment there too
+    return moment
+
+
+def test_an_object_written_in_the_same_second_just_after_a_moment_is_not_in_the_state_at_that_moment(
+        settings, store, minio_client, bucket):
+    put(minio_client, bucket, "before.txt", b"before")
+    tick()
+    moment = early_in_a_second()
+    put(minio_client, bucket, "after.txt", b"after")  # its GET says the moment's second: the listing says more
+    assert reconcile(settings, [bucket], store).copied == 2
+    assert sorted(store.state_at(bucket, moment)) == ["before.txt"]
+    assert sorted(store.state_at(bucket, datetime.now(timezone.utc))) == ["after.txt", "before.txt"]
+
+
+def test_an_object_mirrored_on_its_event_gets_its_finer_time_from_the_next_reconcile(
+        settings, store, minio_client, bucket):
+    moment = early_in_a_second()
+    put(minio_client, bucket, "after.txt", b"after")
+    assert mirror_object(settings, bucket, "after.txt", store) == "copied"
+    # To the second only, the object may have been there at the moment: it is kept rather than lost.
+    assert store.entry(bucket, "after.txt").last_modified == moment.replace(microsecond=0)
+    assert "after.txt" in store.state_at(bucket, moment)
+    report = reconcile(settings, [bucket], store)
+    assert (report.copied, report.unchanged) == (0, 1)
+    listed = next(iter(minio_client.list_objects(bucket))).last_modified
+    assert store.entry(bucket, "after.txt").last_modified == listed > moment
+    assert store.state_at(bucket, moment) == {}
+
+
 @pytest.mark.fault('a bucket deleted while it is being mirrored',
                    'each key is re-checked at the source; the mirrored objects move to versions (kept within minio.version_budget_percent and version_retention_days), nothing else is touched')
 def test_a_bucket_deleted_at_the_source_leaves_the_mirror_but_keeps_its_versions(settings, store, minio_client):
