@@ -7,6 +7,8 @@ run is retried with backoff.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +21,19 @@ class PermanentError(Exception):
 
 class NothingChanged(PermanentError):
     """A component's restore refused before its first write: there is nothing of it to roll back."""
+
+
+@contextmanager
+def before_first_write() -> Iterator[None]:
+    """Around a restore's steps that leave its target as it was (staging in a scratch database or under temporary
+    index names, checks, a transaction that is rolled back): a refusal there is NothingChanged, so the restore
+    does not roll back a target it never changed (actors/actions/restore.py)."""
+    try:
+        yield
+    except NothingChanged:
+        raise
+    except PermanentError as exc:
+        raise NothingChanged(str(exc)) from exc
 
 
 @dataclass

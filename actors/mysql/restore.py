@@ -71,7 +71,7 @@ from actors.mysql.sandbox import (
     load_account,
 )
 from core import clients, scratch_restore
-from core.component import NothingChanged, PermanentError
+from core.component import PermanentError, before_first_write
 from core.config import Settings
 from core.manifest import ComponentRecord
 from core.pitr import ReplayPlan
@@ -140,17 +140,6 @@ def _staged(settings: Settings, conn: Any, point: Point, record: ComponentRecord
 
 
 # ---------------------------------------------------------------- restore: the whole database
-
-
-def _entered(stack: contextlib.ExitStack, staged: Any) -> tuple[str, Definers, dict[str, int]]:
-    """Enter `_staged`: a refusal there (the dump's checks, its row counts, the replay) is NothingChanged, as
-    the target was not touched, so the restore does not roll it back (actors/actions/restore.py)."""
-    try:
-        return stack.enter_context(staged)
-    except NothingChanged:
-        raise
-    except PermanentError as exc:
-        raise NothingChanged(str(exc)) from exc
 
 
 def _swap(conn: Any, scratch: str, target: str, old: str, definers: Definers,
@@ -243,8 +232,9 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
         with conn.cursor() as cur:
             cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
         with contextlib.ExitStack() as staging:
-            scratch, definers, staged = _entered(staging, _staged(settings, conn, point, record, target, log, token,
-                                                                  replay_plan))
+            with before_first_write():  # the dump's checks, its row counts, the replay: all in the scratch database
+                scratch, definers, staged = staging.enter_context(_staged(settings, conn, point, record, target, log,
+                                                                          token, replay_plan))
             created, code = _swap(conn, scratch, target, old, definers, log)
         with conn.cursor() as cur:
             found = row_counts(cur, target, base_tables(cur, target))
@@ -317,27 +307,30 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     target = checked_name(target_database or settings.mysql.database, "target database")
     kb_id = scratch_restore.checked_kb_id(kb_id)
     token = secrets.token_hex(3)
-    with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
-            if not database_exists(cur, target):
-                raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-        with contextlib.ExitStack() as staging, conn.cursor() as cur:
-            scratch, _, _ = _entered(staging, _staged(settings, conn, point, record, target, log, token, replay_plan))
-            columns = scratch_restore.kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
-            wanted = _kb_rows(cur, scratch, kb_id)
-            if not wanted["knowledgebase"]:
-                raise scratch_restore.kb_not_in_backup(kb_id, point)
-            conn.begin()
-            try:
-                removed = _replace_kb(cur, scratch, target, kb_id, wanted, columns)
-                now = _kb_rows(cur, target, kb_id)
-                if now != wanted:
-                    raise scratch_restore.kb_differs(kb_id, target, now, wanted)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+    # Staged in a scratch database, then one transaction rolled back on any failure: a refusal changed nothing.
+    with before_first_write():
+        with contextlib.closing(clients.mysql_connection(settings.mysql, database="")) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_SECONDS,))
+                if not database_exists(cur, target):
+                    raise PermanentError(f"database {target} does not exist: restore the whole database instead")
+            with contextlib.ExitStack() as staging, conn.cursor() as cur:
+                scratch, _, _ = staging.enter_context(
+                    _staged(settings, conn, point, record, target, log, token, replay_plan))
+                columns = scratch_restore.kb_columns(partial(_columns, cur, scratch), partial(_columns, cur, target), target, point)
+                wanted = _kb_rows(cur, scratch, kb_id)
+                if not wanted["knowledgebase"]:
+                    raise scratch_restore.kb_not_in_backup(kb_id, point)
+                conn.begin()
+                try:
+                    removed = _replace_kb(cur, scratch, target, kb_id, wanted, columns)
+                    now = _kb_rows(cur, target, kb_id)
+                    if now != wanted:
+                        raise scratch_restore.kb_differs(kb_id, target, now, wanted)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
     return scratch_restore.kb_restored(point, target, kb_id, wanted, now, removed, started, log)
 
 

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -37,7 +37,7 @@ from actors.postgres.load import (
 from actors.postgres.session import connect
 from actors.postgres.watchdog import Watchdog
 from core import scratch_restore
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError, before_first_write
 from core.config import PostgresSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
@@ -144,8 +144,10 @@ def restore(settings: Settings, point: Point, record: ComponentRecord, target_da
     token = secrets.token_hex(3)
     old = scratch_name(target, "old", token)
     with guarded(cfg, target, "a restore") as watch:
-        with staged(settings, point, record, target, token, log, watch) as scratch, \
-                closing(watch.connect(MAINTENANCE_DB)) as admin:
+        with ExitStack() as stack:
+            with before_first_write():  # the archive's checks and its row counts: all in the scratch database
+                scratch = stack.enter_context(staged(settings, point, record, target, token, log, watch))
+            admin = stack.enter_context(closing(watch.connect(MAINTENANCE_DB)))
             created = swap(cfg, admin, scratch, target, old, log)
         with closing(watch.connect(target)) as conn:
             found = row_counts(conn)
@@ -216,8 +218,9 @@ def restore_kb(settings: Settings, point: Point, record: ComponentRecord, kb_id:
     with guarded(cfg, target, "a knowledge base's restore") as watch, \
             closing(watch.connect(MAINTENANCE_DB)) as admin:
         if not database_exists(admin, target):
-            raise PermanentError(f"database {target} does not exist: restore the whole database instead")
-    with guarded(cfg, target, "a knowledge base's restore") as watch, \
+            raise NothingChanged(f"database {target} does not exist: restore the whole database instead")
+    # Staged in a scratch database, then one transaction rolled back on any failure: a refusal changed nothing.
+    with before_first_write(), guarded(cfg, target, "a knowledge base's restore") as watch, \
             staged(settings, point, record, target, secrets.token_hex(3), log, watch) as scratch, \
             closing(watch.connect(scratch)) as source, closing(watch.connect(target)) as live:
         columns = scratch_restore.kb_columns(partial(_columns, source), partial(_columns, live), target, point)

@@ -37,7 +37,7 @@ from actors.search.backup import (
 from actors.search.restore_api import ALIAS_KEYS, RestoreApi, clone_settings, write_block
 from core import clients
 from core.checks import verify_artifacts
-from core.component import PermanentError
+from core.component import PermanentError, before_first_write
 from core.config import SearchSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point
@@ -99,21 +99,23 @@ def restore(settings: Settings | SearchSettings, point: Point, record: Component
     log = log or logging.getLogger("ragflow_backup.restore.search")
     started = time.monotonic()
     with classified(search):
-        api, info = _open(search, point, record, log)
-        if info is None:  # nothing was indexed at backup time: no snapshot, nothing to bring back
-            if indices:
-                raise PermanentError(f"the search backup of {point.ref} holds no index (it took no snapshot); "
-                                     f"choose another point")
-            return SearchRestoreResult(None, {}, {}, {}, time.monotonic() - started, rename is None)
-        chosen = _choose(record, info, indices, point)
-        expected = {name: record.counts[name] for name in chosen}
-        snapshot = info["snapshot"]
+        with before_first_write():  # the point's checks, then the staging under temporary names
+            api, info = _open(search, point, record, log)
+            if info is None:  # nothing was indexed at backup time: no snapshot, nothing to bring back
+                if indices:
+                    raise PermanentError(f"the search backup of {point.ref} holds no index (it took no snapshot); "
+                                         f"choose another point")
+                return SearchRestoreResult(None, {}, {}, {}, time.monotonic() - started, rename is None)
+            chosen = _choose(record, info, indices, point)
+            expected = {name: record.counts[name] for name in chosen}
+            snapshot = info["snapshot"]
+            if rename is None:
+                tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"  # one per run: restore_<hex6>_<index>
+                temps = {name: f"{tag}{name}" for name in chosen}
+                aliases = _recorded_aliases(point, chosen)  # checked before anything changes
+                _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
+                _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", expected, point, log)
         if rename is None:
-            tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"  # one per run: restore_<hex6>_<index>
-            temps = {name: f"{tag}{name}" for name in chosen}
-            aliases = _recorded_aliases(point, chosen)  # checked before anything changes
-            _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
-            _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", expected, point, log)
             _swap(api, temps, search.snapshot_timeout_seconds, log)
             targets = {name: name for name in chosen}
             _put_aliases(api, aliases, log)
@@ -150,28 +152,31 @@ def restore_kb(settings: Settings | SearchSettings, point: Point, record: Compon
         raise PermanentError(f"bad knowledge base id {kb_id!r}: give the id of RAGFlow's knowledgebase row (32 hex)")
     query = {"term": {"kb_id": kb_id}}
     with classified(search):
-        api, info = _open(search, point, record, log)
-        if info is None:
-            raise PermanentError(f"knowledge base {kb_id} is in no index of {point.ref}: its search backup holds "
-                                 f"no index; choose another point")
-        chosen = _choose(record, info, indices, point)
-        snapshot = info["snapshot"]
-        tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"
-        temps = {name: f"{tag}{name}" for name in chosen}
-        _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
-        _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", {n: record.counts[n] for n in chosen}, point, log)
+        with before_first_write():  # the point's checks, then the staging under temporary names
+            api, info = _open(search, point, record, log)
+            if info is None:
+                raise PermanentError(f"knowledge base {kb_id} is in no index of {point.ref}: its search backup holds "
+                                     f"no index; choose another point")
+            chosen = _choose(record, info, indices, point)
+            snapshot = info["snapshot"]
+            tag = f"{TEMP_PREFIX}{secrets.token_hex(3)}_"
+            temps = {name: f"{tag}{name}" for name in chosen}
+            _refuse_existing(api, list(temps.values()), "a staging index of an earlier restore")
+            _stage(api, search, snapshot, temps, "(.+)", f"{tag}$1", {n: record.counts[n] for n in chosen}, point,
+                   log)
         exposed: str | None = None  # a live index whose KB chunks are deleted and not yet all copied back
         try:
-            expected = {name: n for name in chosen if (n := api.count(temps[name], query))}
-            if not expected:
-                raise PermanentError(f"knowledge base {kb_id} has no chunk in snapshot {snapshot} of {point.ref} "
-                                     f"(indices {_listing(chosen)}): check the id (RAGFlow's knowledgebase table) "
-                                     f"or choose another point")
-            absent = [name for name in expected if not api.exists(name)]
-            if absent:
-                raise PermanentError(f"live indices {', '.join(absent)} do not exist, so knowledge base {kb_id} "
-                                     f"cannot be put back into them: restore the whole indices (restore with "
-                                     f"indices={absent})")
+            with before_first_write():
+                expected = {name: n for name in chosen if (n := api.count(temps[name], query))}
+                if not expected:
+                    raise PermanentError(f"knowledge base {kb_id} has no chunk in snapshot {snapshot} of {point.ref} "
+                                         f"(indices {_listing(chosen)}): check the id (RAGFlow's knowledgebase "
+                                         "table) or choose another point")
+                absent = [name for name in expected if not api.exists(name)]
+                if absent:
+                    raise PermanentError(f"live indices {', '.join(absent)} do not exist, so knowledge base {kb_id} "
+                                         f"cannot be put back into them: restore the whole indices (restore with "
+                                         f"indices={absent})")
             replaced: dict[str, int] = {}
             found: dict[str, int] = {}
             timeout = search.snapshot_timeout_seconds

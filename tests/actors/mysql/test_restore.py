@@ -21,7 +21,7 @@ from actors.actions.runs import run_component
 from actors.mysql.restore import restore, restore_kb
 from core import clients
 from core.atomic import sha256_of
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import MySQLSettings, Settings
 from core.manifest import ComponentRecord
 from core.points import Point, Storage
@@ -570,11 +570,11 @@ def test_restore_kb_leaves_a_file_manager_file_linked_into_the_knowledge_base_as
         assert cur.fetchall() == (("renamed by the user",),)
 
 
-def test_restore_kb_of_a_knowledge_base_not_in_the_backup_is_a_permanent_error(live):
+def test_restore_kb_of_a_knowledge_base_not_in_the_backup_is_refused_and_changes_nothing(live):
     point, record = backup(live)
     live_now = checksums(live.cfg, live.database)
 
-    with pytest.raises(PermanentError, match="is not in the backup"):
+    with pytest.raises(NothingChanged, match="is not in the backup"):
         restore_kb(live.settings, point, record, "0" * 32)
 
     assert checksums(live.cfg, live.database) == live_now

@@ -22,7 +22,7 @@ from actors.postgres.restore import KB_TABLES, kb_rows, restore, restore_kb
 from actors.postgres.session import connect, dump_tools
 from core.atomic import sha256_of
 from core.checks import CorruptArtifact
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import Settings
 from core.face import RestoreRequest
 from core.manifest import ComponentRecord
@@ -336,7 +336,7 @@ def test_an_account_that_may_not_create_roles_is_told_what_a_restore_needs_and_n
         cfg = live.settings.postgres.model_copy(update={"user": weak, "password": password})
         settings = live.settings.model_copy(update={"postgres": cfg})
 
-        with pytest.raises(PermanentError) as refused:
+        with pytest.raises(NothingChanged) as refused:
             restore(settings, point, record)
 
         assert "may not create roles" in str(refused.value) and f"ALTER ROLE {weak} CREATEROLE" in str(refused.value)

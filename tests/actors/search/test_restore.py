@@ -12,7 +12,7 @@ from actors.search import COMPONENT
 from actors.search import backup as search
 from actors.search.restore import TEMP_PREFIX, cleanup_temporary, prefixed, restore, restore_kb
 from core import clients
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import SearchSettings, Settings
 from core.face import RestoreRequest
 from core.manifest import ComponentRecord
@@ -193,7 +193,7 @@ def test_a_record_whose_counts_disagree_is_refused_and_nothing_live_is_touched(b
     before = bed.docs(t1)
     wrong = bed.record.model_copy(update={"counts": {**bed.record.counts, t1: bed.record.counts[t1] + 1}})
 
-    with pytest.raises(PermanentError, match="nothing live was touched") as caught:
+    with pytest.raises(NothingChanged, match="nothing live was touched") as caught:
         restore(bed.settings, bed.point, wrong)
 
     assert t1 in str(caught.value)
@@ -219,7 +219,7 @@ def test_a_damaged_record_file_is_refused_before_anything_is_done(bed):
     path = bed.point.path("search_snapshot.json")
     path.write_text(path.read_text().replace('"SUCCESS"', '"SUCCESZ"'))
 
-    with pytest.raises(PermanentError, match="damaged.*SHA-256"):
+    with pytest.raises(NothingChanged, match="damaged.*SHA-256"):
         restore(bed.settings, bed.point, bed.record)
 
     assert not bed.exists(t1)
@@ -253,7 +253,7 @@ def test_an_unknown_knowledge_base_is_refused(bed):
     t1 = bed.name("ragflow_t1")
     before = bed.docs(t1)
 
-    with pytest.raises(PermanentError, match="kb_nowhere.*no chunk"):
+    with pytest.raises(NothingChanged, match="kb_nowhere.*no chunk"):
         restore_kb(bed.settings, bed.point, bed.record, "kb_nowhere")
 
     assert bed.docs(t1) == before
