@@ -29,7 +29,10 @@ class RestoreRequest:
     archived binlog a MySQL restore applies after loading the point, to reach `at` (core/pitr.py).
 
     `exact` (a whole-state restore, `upgrade rollback`, `restore --exact`): also remove what the point does not
-    have, within what RAGFlow owns, and only what `held_by` (the safety point taken first) holds."""
+    have, within what RAGFlow owns, and only what `held_by` (the safety point taken first) holds.
+
+    `keeper` (a restore into the live store, not its rollback): this installation's settings, whose MinIO mirror
+    as at the restore's start is the way back; what the restore replaces is copied there first."""
     point: Point | None = None
     record: ComponentRecord | None = None
     kb: str | None = None
@@ -39,6 +42,7 @@ class RestoreRequest:
     replay: ReplayPlan | None = None
     exact: bool = False
     held_by: Point | None = None
+    keeper: Settings | None = None
 
 
 class Component(Protocol):

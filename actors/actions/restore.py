@@ -181,7 +181,9 @@ def restore_component(settings: Settings, plan: Plan, name: str, point: Point | 
         point, record = plan.search_from.point, plan.search_from.record
     return COMPONENTS[name].restore(settings, RestoreRequest(point=point, record=record, kb=kb, target=targets.get(name),
                                                              at=at, log=log, exact=plan.exact and not kb,
-                                                             held_by=held_by, replay=plan.replay if ours else None))
+                                                             held_by=held_by, replay=plan.replay if ours else None,
+                                                             keeper=(plan.rollback_settings or settings)
+                                                             if ours and not targets.get(name) else None))
 
 
 # ---------------------------------------------------------------- safety, audit, rollback

@@ -42,9 +42,9 @@ class Minio:
     def restore(self, settings: Settings, request: RestoreRequest) -> Any:
         """The buckets as they were at `request.at`, into buckets prefixed with `request.target` if given."""
         if request.kb:
-            return restore.restore_kb(settings, request.kb, request.at, log=request.log)
+            return restore.restore_kb(settings, request.kb, request.at, log=request.log, keeper=request.keeper)
         return restore.restore(settings, request.at, target_bucket_prefix=str(request.target or ""), log=request.log,
-                               exact=request.exact)
+                               exact=request.exact, keeper=request.keeper)
 
     def restore_problems(self, settings: Settings, request: RestoreRequest) -> list[str]:
         """What the mirror index says of the objects at `request.at` that could not be put back."""

@@ -59,6 +59,7 @@ class BucketPlan:
     born_after: bool = False  # the source bucket was created after `at` (an exact restore may remove it)
     note: str = ""
     state: dict[str, ObjectRef] = field(default_factory=dict, repr=False)  # the objects at `at`
+    live: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)  # the target's now: key -> (ETag, size)
 
     @property
     def expected(self) -> int:
@@ -404,6 +405,7 @@ def plan_restore(settings: Settings, at: datetime, buckets: list[str] | None = N
                 bp.put.append(key)
                 bp.bytes += ref.size
         bp.remove = sorted(key for key in now_keys if key not in bp.state)
+        bp.live = now_keys
         plan.buckets.append(bp)
     return plan
 

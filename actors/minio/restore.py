@@ -4,7 +4,9 @@
 target holds now (listing: ETag + size) and `restore` applies that diff: each object is put back from
 its mirror file (streamed, with its content type, content headers and user metadata, its MD5 checked
 while it is read so a corrupt mirror file is never uploaded), then the keys that did not exist at `at`
-are removed, then the target is listed again and compared with the state at `at`.
+are removed, then the target is listed again and compared with the state at `at`. Before that, what it will
+overwrite or remove in the live buckets and the mirror does not hold yet is copied into the mirror
+(actors/minio/keep_live.py): the mirror as at the restore's start is its way back.
 
 Not all-or-nothing across objects: each put and each delete is atomic in S3 and the plan is a diff,
 so a run that stops midway (RestoreIncomplete says how far it got) is completed by running it again.
@@ -33,6 +35,7 @@ from pathlib import Path
 from minio.error import S3Error
 
 from actors.minio.exact import removable, remove_buckets
+from actors.minio.keep_live import keep_live_objects
 from actors.minio.mirror import open_store
 from actors.minio.plan import (
     CHUNK,
@@ -175,9 +178,11 @@ def _compare(client, bp: BucketPlan, scope: str, settings: Settings, root: Path)
 def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
             target_endpoint_settings: MinioSettings | None = None, target_bucket_prefix: str = "",
             dry_run: bool = False, store: MirrorStore | None = None, log: logging.Logger | None = None,
-            *, key_prefix: str = "", exact: bool = False) -> MinioRestoreResult:
+            *, key_prefix: str = "", exact: bool = False, keeper: Settings | None = None) -> MinioRestoreResult:
     """Bring MinIO (or the drill target) back to what it held at `at`; see the module docstring. `exact`: RAGFlow's
-    buckets created after `at` are removed too, once emptied (actors/minio/exact.py).
+    buckets created after `at` are removed too, once emptied (actors/minio/exact.py). `keeper`: the settings whose
+    mirror is this restore's way back; what the restore replaces in the live buckets is copied there first
+    (actors/minio/keep_live.py).
 
     Raises PermanentError before writing anything for a bad time, bucket or mirror file, and
     RestoreIncomplete (with `.result`) if a write fails midway. The final comparison's findings are in
@@ -185,11 +190,19 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
     """
     started = time.monotonic()
     log = log or LOG
-    try:
-        plan = plan_restore(settings, at, buckets, store, target_endpoint_settings=target_endpoint_settings,
-                            target_bucket_prefix=target_bucket_prefix, key_prefix=key_prefix)
-    except DamagedIndex as exc:  # read while planning, before anything is written
-        raise NothingChanged(f"nothing was restored: {exc}") from None
+    def planned() -> RestorePlan:
+        try:
+            return plan_restore(settings, at, buckets, store, target_endpoint_settings=target_endpoint_settings,
+                                target_bucket_prefix=target_bucket_prefix, key_prefix=key_prefix)
+        except DamagedIndex as exc:  # read while planning, before anything is written
+            raise NothingChanged(f"nothing was restored: {exc}") from None
+
+    plan = planned()
+    if keeper is not None and not dry_run and target_endpoint_settings is None and not target_bucket_prefix:
+        kept = store if keeper is settings and store is not None else open_store(keeper)
+        if keep_live_objects(keeper, plan, kept):
+            log.info("minio restore: objects the restore replaces were copied into the mirror first")
+            plan = planned()  # the mirror changed under the plan: what it holds of `at` may be a version now
     result = MinioRestoreResult(at=plan.at, plan=plan, dry_run=dry_run,
                                 expected={bp.target: bp.expected for bp in plan.buckets})
     log.info("minio restore to %s: %d to put (%d bytes), %d to remove, %d unchanged in %d bucket(s)%s",
@@ -240,7 +253,7 @@ def restore(settings: Settings, at: datetime, buckets: list[str] | None = None,
 
 def restore_kb(settings: Settings, kb_id: str, at: datetime, target_endpoint_settings: MinioSettings | None = None,
                target_bucket_prefix: str = "", dry_run: bool = False, store: MirrorStore | None = None,
-               log: logging.Logger | None = None) -> MinioRestoreResult:
+               log: logging.Logger | None = None, keeper: Settings | None = None) -> MinioRestoreResult:
     """Restore one knowledge base's files (its bucket; in single-bucket mode its folder) to `at`."""
     if not KB_ID.match(kb_id or ""):
         raise PermanentError(f"{kb_id!r} is not a knowledge base id (32 lower-case hex digits, as in RAGFlow's "
@@ -252,7 +265,7 @@ def restore_kb(settings: Settings, kb_id: str, at: datetime, target_endpoint_set
         raise PermanentError(f"knowledge base {kb_id} is unknown to the MinIO mirror ({store.root}): no file of it "
                              "was ever mirrored; check the id (RAGFlow's knowledgebase.id)")
     return restore(settings, at, [bucket], target_endpoint_settings, target_bucket_prefix, dry_run, store, log,
-                   key_prefix=key_prefix)
+                   key_prefix=key_prefix, keeper=keeper)
 
 
 __all__ = ["BucketPlan", "MinioRestoreResult", "RestoreIncomplete", "RestorePlan", "first_mirrored",

@@ -220,6 +220,7 @@ def _restore(settings, point, at, component, kb, yes, dry_run, identity=None, ro
             if line:
                 console.print(line)
         elif offsite is not None:
+            plan.rollback_settings = state.settings()  # this installation's own mirror, not the fetched copy
             show_mapping(settings, plan)
             if at:
                 interval_from_copy(settings, plan, offsite[0])

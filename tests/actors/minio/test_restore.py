@@ -13,7 +13,7 @@ from actors.minio import restore as minio_restore
 from actors.minio.mirror import mirror_object, reconcile
 from actors.minio.restore import RestoreIncomplete, plan_restore, restore, restore_kb, target_bucket_name
 from actors.minio.upkeep import prune_versions
-from core.component import PermanentError
+from core.component import NothingChanged, PermanentError
 from core.config import Settings
 
 ALPHA, BETA, GAMMA = "alpha", "beta", "gamma-" + "g" * 54  # 60 chars: "drill-" makes it too long
@@ -116,6 +116,50 @@ def test_a_restore_gives_back_exactly_the_objects_of_that_moment_with_their_cont
 
     again = plan_restore(settings, at, store=store)  # a big object came back in other parts: still "same"
     assert (again.put, again.remove, again.unchanged) == (0, 0, 7)
+
+
+def test_what_a_restore_replaces_and_the_mirror_never_saw_is_copied_there_first_so_a_rollback_brings_it_back(
+        settings, store, client):
+    client.make_bucket(ALPHA)
+    put(client, ALPHA, "docs/change.md", b"# first words")
+    assert reconcile(settings, store=store).complete
+    at = tick()
+    # Written while the agent was down: no event, no reconcile.
+    put(client, ALPHA, "docs/change.md", b"# words only the store has")
+    put(client, ALPHA, "docs/new.txt", b"uploaded, never mirrored")
+    began = datetime.now(timezone.utc)
+    time.sleep(0.05)
+
+    result = restore(settings, at, store=store, keeper=settings)
+
+    assert result.ok, result.problems
+    assert (result.put, result.removed) == (1, 1)
+    assert digests(client)[ALPHA] == {"docs/change.md": hashlib.sha256(b"# first words").hexdigest()}
+    back = restore(settings, began, store=store)  # what `restore --rollback` does: the mirror at the restore's start
+    assert back.ok, back.problems
+    assert digests(client)[ALPHA] == {"docs/change.md": hashlib.sha256(b"# words only the store has").hexdigest(),
+                                      "docs/new.txt": hashlib.sha256(b"uploaded, never mirrored").hexdigest()}
+
+
+@pytest.mark.fault("a restore would overwrite or remove objects the mirror never saw (written while the agent was "
+                   "down) and MinIO cannot be read to copy them first",
+                   "refused before anything is written (NothingChanged: no rollback runs), naming the key and the "
+                   "endpoint; the bucket is as it was")
+def test_a_restore_whose_way_back_cannot_be_kept_changes_nothing(settings, store, client):
+    client.make_bucket(ALPHA)
+    put(client, ALPHA, "docs/change.md", b"# first words")
+    assert reconcile(settings, store=store).complete
+    at = tick()
+    put(client, ALPHA, "docs/new.txt", b"uploaded, never mirrored")
+    before = digests(client)
+    unreachable = settings.model_copy(update={"minio": settings.minio.model_copy(update={"endpoint": "127.0.0.1:9"})})
+
+    with pytest.raises(NothingChanged) as refused:
+        restore(settings, at, store=store, keeper=unreachable)
+
+    assert "could not be copied there" in str(refused.value) and "docs/new.txt" in str(refused.value)
+    assert "127.0.0.1:9" in str(refused.value)
+    assert digests(client) == before
 
 
 def test_an_object_comes_back_with_the_content_headers_it_had_at_that_moment(settings, store, client):
