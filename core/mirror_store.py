@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import sqlite3
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.batch_sync import fsync_files
 from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
+from core.mirror_files import beneath, held_file, inside, link_or_copy
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
 from core.mirror_queries import finer_times, pitr_since, stats
 from core.mirror_records import STAMP, Brief, DamagedIndex, Entry, ObjectRef, Version
@@ -53,19 +53,6 @@ COLUMNS = "key, path, size, etag, content_type, metadata, last_modified, md5, he
 def _names_and_values(text: str | None) -> dict:
     """A JSON column of names and values (metadata, headers); NULL (a row older than the column) is none."""
     return {} if text is None else json.loads(text)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A second name for the old bytes: a hard link, or a durable copy where links are not supported."""
-    make_private_dirs(target.parent)
-    try:
-        os.link(source, target)
-    except OSError:  # a file system without hard links: a durable private copy
-        shutil.copyfile(source, target)
-        os.chmod(target, FILE_MODE)
-        with open(target, "rb") as copy:
-            os.fsync(copy.fileno())
-    fsync_dir(target.parent)
 
 
 class MirrorStore:
@@ -169,7 +156,10 @@ class MirrorStore:
                            (bucket, key)).fetchone()
         if row is None or row[1] is None:
             return
-        final, temp = self.root / row[0], self.root / row[1]
+        final, temp = beneath(self.root, row[0]), inside(self.root, row[1])
+        if final is None or temp is None:  # no mirror of ours wrote that: forget the row, the next run re-fetches
+            conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+            return
         if is_regular_file(temp, row[2]):
             if unsynced is None or final.parent not in unsynced:  # else this pass has made its folders already
                 self._make_way(conn, final)
@@ -242,10 +232,11 @@ class MirrorStore:
     def _keep_version(self, conn: sqlite3.Connection, bucket: str, key: str, row: tuple, now: datetime,
                       until: datetime, reason: str) -> bool:
         """`_supersede` for the key's row as read (HELD's columns first)."""
-        if not (self.root / row[PATH]).exists():
+        held = held_file(self.root, row[PATH])
+        if held is None:
             return False
         version = self._version_path(bucket, key, now)
-        _link_or_copy(self.root / row[PATH], version)
+        link_or_copy(held, version)
         conn.execute("INSERT INTO versions (bucket, key, path, size, etag, content_type, metadata, md5, valid_from, "
                      "headers, superseded_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                      (bucket, key, str(version.relative_to(self.root)), *row[1:len(HELD_COLUMNS)], _ts(until), reason))
@@ -301,7 +292,7 @@ class MirrorStore:
         if row is not None and row[PENDING] is not None:
             self._settle(conn, bucket, key)
             row = conn.execute(f"SELECT {ROW} FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
-        present = row is not None and (self.root / row[PATH]).exists()
+        present = row is not None and held_file(self.root, row[PATH]) is not None
         if (present and (row[2], row[1]) == (entry.etag, entry.size)) or self._stale(conn, bucket, key, entry, row):
             temp.unlink(missing_ok=True)
             return False
@@ -342,9 +333,11 @@ class MirrorStore:
                 return False
             self._supersede(conn, bucket, key, now, min(_utc(now), _utc(seen_at or now)), "deleted")
             conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+        held = inside(self.root, row[0])
         with self._write():  # the lock keeps a concurrent commit from using a folder we are removing
-            (self.root / row[0]).unlink(missing_ok=True)
-            self._prune_dirs((self.root / row[0]).parent, self.root / bucket_dir(bucket))
+            if held is not None:
+                held.unlink(missing_ok=True)
+                self._prune_dirs(held.parent, self.root / bucket_dir(bucket))
         return True
 
     @staticmethod
@@ -375,8 +368,10 @@ class MirrorStore:
                              "horizon = MAX(horizon, excluded.horizon)", (drop[-1][3],))
         with self._write():
             for _, bucket, path, _, _ in drop:
-                (self.root / path).unlink(missing_ok=True)
-                self._prune_dirs((self.root / path).parent, self.root / ".versions" / bucket_dir(bucket))
+                held = inside(self.root, path)
+                if held is not None:
+                    held.unlink(missing_ok=True)
+                    self._prune_dirs(held.parent, self.root / ".versions" / bucket_dir(bucket))
         return len(drop)
 
     def pitr_since(self) -> tuple[datetime | None, bool]:
