@@ -17,12 +17,12 @@ import logging
 import os
 import re
 import sqlite3
-import stat
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from core.atomic import DIR_MODE, fsync_dir
+from core.atomic import fsync_dir
+from core.mirror_files import inside, is_regular_file, make_private_dirs
 from core.mirror_paths import has_subkeys, object_path, version_path
 
 FORMAT, STAGED = 2, 1
@@ -36,25 +36,6 @@ log = logging.getLogger(__name__)
 
 class ConversionError(OSError):
     """A file of the mirror could not be moved; the message says which and what to do."""
-
-
-def make_private_dirs(path: Path) -> None:
-    """Create missing folders one level at a time, each 0700 (mkdir(parents=True) ignores the mode)."""
-    if not path.is_dir():
-        make_private_dirs(path.parent)
-        try:
-            path.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass
-
-
-def is_regular_file(path: Path, inode: int | None = None) -> bool:
-    """A regular file (not a symlink), and the one with `inode` if given."""
-    try:
-        info = path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    return stat.S_ISREG(info.st_mode) and (inode is None or info.st_ino == inode)
 
 
 def _stage(conn: sqlite3.Connection) -> int:
@@ -137,19 +118,11 @@ def _to_final(conn: sqlite3.Connection, root: Path, folders: set[Path]) -> list[
     return moves
 
 
-def _inside(root: Path, relative: str) -> bool:
-    """Is this path from the (untrusted) index a plain relative path under `root`, through no symlink?"""
-    parts = PurePosixPath(relative).parts
-    if not parts or PurePosixPath(relative).is_absolute() or any(p in ("", ".", "..") for p in parts):
-        return False
-    return not any((root / PurePosixPath(*parts[:depth])).is_symlink() for depth in range(1, len(parts)))
-
-
 def _move(root: Path, source: str, target: str, folders: set[Path]) -> None:
     """Rename the file at `source` to `target`; a file not at `source` is already there (an interrupted
     run) or was missing before (the row follows anyway; a reconcile fetches a missing object again)."""
     old, new = root / source, root / target
-    if not (_inside(root, source) and is_regular_file(old)):
+    if inside(root, source) is None or not is_regular_file(old):
         return
     try:
         make_private_dirs(new.parent)

@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
-from core.atomic import FILE_MODE, fsync_dir
-from core.mirror_convert import is_regular_file, make_private_dirs
+from core.atomic import DIR_MODE, FILE_MODE, fsync_dir
 from core.safe_paths import UnsafePath, plain_parts
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create missing folders one level at a time, each 0700 (mkdir(parents=True) ignores the mode)."""
+    if not path.is_dir():
+        make_private_dirs(path.parent)
+        try:
+            path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+
+
+def is_regular_file(path: Path, inode: int | None = None) -> bool:
+    """A regular file (not a symlink), and the one with `inode` if given."""
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return stat.S_ISREG(info.st_mode) and (inode is None or info.st_ino == inode)
 
 
 def beneath(root: Path, relative: object) -> Path | None:
@@ -57,4 +76,4 @@ def link_or_copy(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-__all__ = ["beneath", "held_file", "inside", "link_or_copy"]
+__all__ = ["beneath", "held_file", "inside", "is_regular_file", "link_or_copy", "make_private_dirs"]

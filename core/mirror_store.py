@@ -25,8 +25,8 @@ from pathlib import Path
 
 from core.atomic import FILE_MODE, fsync_dir, private_dir
 from core.batch_sync import fsync_files
-from core.mirror_convert import FORMAT, convert_layout, is_regular_file, make_private_dirs
-from core.mirror_files import beneath, held_file, inside, link_or_copy
+from core.mirror_convert import FORMAT, convert_layout
+from core.mirror_files import beneath, held_file, inside, is_regular_file, link_or_copy, make_private_dirs
 from core.mirror_paths import INDEX_FILE, bucket_dir, encode_key, has_subkeys, is_flat, object_path, version_path
 from core.mirror_queries import finer_times, pitr_since, stats
 from core.mirror_records import STAMP, Brief, DamagedIndex, Entry, ObjectRef, Version
