@@ -300,8 +300,7 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
         if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
                 and os.path.isfile(mirrored.file):  # the listing and one stat: no request for most keys
             report.count("unchanged")
-            if obj.last_modified is not None and mirrored.last_modified == stamp(obj.last_modified.replace(
-                    microsecond=0)) != stamp(obj.last_modified):  # mirrored on an event: to the second (_modified)
+            if _to_the_second(mirrored.last_modified, obj.last_modified):
                 finer.append((obj.object_name, obj.etag, obj.last_modified))
         else:
             report.to_copy += 1
@@ -309,6 +308,13 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
                 _catching_up(settings, report, True)  # e.g. after an outage
             copies.submit(bucket, obj.object_name, obj)
     store.refine_times(bucket, finer)
+
+
+def _to_the_second(held: str | None, listed: datetime | None) -> bool:
+    """Does the index hold to the second (mirrored on an event: `_modified`) the time a listing gives finer?
+    Cheap first (string and integer tests: this runs for every unchanged key of a reconcile)."""
+    return bool(held and listed is not None and listed.microsecond and held.endswith(".000000Z")
+                and held == stamp(listed.replace(microsecond=0)))
 
 
 def _reconcile_bucket(settings: Settings, bucket: str, store: MirrorStore, report: ReconcileReport,
