@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from core.atomic import fsync_dir
-from core.mirror_files import inside, is_regular_file, make_private_dirs
+from core.mirror_files import held_file, make_private_dirs
 from core.mirror_paths import has_subkeys, object_path, version_path
 
 FORMAT, STAGED = 2, 1
@@ -121,8 +121,8 @@ def _to_final(conn: sqlite3.Connection, root: Path, folders: set[Path]) -> list[
 def _move(root: Path, source: str, target: str, folders: set[Path]) -> None:
     """Rename the file at `source` to `target`; a file not at `source` is already there (an interrupted
     run) or was missing before (the row follows anyway; a reconcile fetches a missing object again)."""
-    old, new = root / source, root / target
-    if inside(root, source) is None or not is_regular_file(old):
+    old, new = held_file(root, source), root / target
+    if old is None:
         return
     try:
         make_private_dirs(new.parent)

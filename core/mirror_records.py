@@ -1,6 +1,7 @@
 """What the mirror's index says of an object (core/mirror_store.py), and the index's time stamps."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +59,10 @@ class Brief:
     size: int
     file: str  # its absolute path, as text: a reconcile checks many per second (os.path.isfile)
     last_modified: str | None = None  # as the index has it (STAMP): a listing may give it finer
+
+    def holds(self, etag: str, size: int) -> bool:
+        """Does the mirror hold the version a listing describes (same ETag and size, its file there)?"""
+        return (self.etag, self.size) == (etag, size) and os.path.isfile(self.file)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ before anything is written.
 """
 from __future__ import annotations
 
-import os
-
 from actors.minio.listing import PAGE
 from actors.minio.mirror import mirror_objects
 from actors.minio.plan import RestorePlan
@@ -32,8 +30,7 @@ def unheld(plan: RestorePlan, keeper: MirrorStore) -> dict[str, list[str]]:
         for start in range(0, len(keys), PAGE):  # one index query a page (SQLite bounds a query's parameters)
             page = keys[start:start + PAGE]
             held = keeper.brief(bp.bucket, page)
-            missing += [key for key in page if key not in held or (held[key].etag, held[key].size) != bp.live[key]
-                        or not os.path.isfile(held[key].file)]
+            missing += [key for key in page if key not in held or not held[key].holds(*bp.live[key])]
         if missing:
             found[bp.bucket] = missing
     return found

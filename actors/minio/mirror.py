@@ -7,7 +7,6 @@ removes anything from the mirror; any other failure raises (the actor retries) a
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -297,8 +296,7 @@ def _compare_page(settings: Settings, bucket: str, page: list, store: MirrorStor
         listed.add(obj.object_name)
         report.listed += 1
         mirrored = known.get(obj.object_name)
-        if mirrored is not None and (mirrored.etag, mirrored.size) == (obj.etag, obj.size) \
-                and os.path.isfile(mirrored.file):  # the listing and one stat: no request for most keys
+        if mirrored is not None and mirrored.holds(obj.etag, obj.size):  # the listing and one stat: no request
             report.count("unchanged")
             if _to_the_second(mirrored.last_modified, obj.last_modified):
                 finer.append((obj.object_name, obj.etag, obj.last_modified))
